@@ -1,0 +1,347 @@
+"""Run one built-in cell over a whole sequence, fast: torch's fused kernels where exact, own BPTT otherwise.
+
+Shape symbols: T time, B batch, I input, H hidden, G gates (rnn 1, gru 3, lstm 4).
+
+Two paths, one job (a test asserts they agree, forward and backward, in float64):
+
+* :func:`run_fused` calls the same ATen kernels torch.nn calls (oneDNN on CPU, cuDNN on CUDA) for the
+  configurations torch.nn has: ``rnn``, ``lstm`` and ``gru`` with the reset after the matrix product.
+* :func:`run_own` is rnnkit's own path, used for ``gru-before`` (the lecture's GRU) and available for every
+  built-in cell. It follows DESIGN.md §3: the input projection is one matrix product over all ``T·B`` rows
+  (autograd differentiates it), the recurrence is a :class:`torch.autograd.Function` whose backward is a
+  hand-written BPTT loop that stores each step's gate gradients, and the recurrent weight gradient is one
+  matrix product over all steps after the loop. Nothing that needs grad is indexed per step. Everything that
+  does not depend on the incoming gradient is precomputed over all ``T`` at once, so each step is a handful
+  of large ops.
+
+Variable lengths are handled with a step mask ``m`` ``(T, B, 1)``: where ``m = 0`` the state is carried
+unchanged (``h_t = h_{t−1}``), so the state after the last step is the state at each sequence's last valid
+step. The layer zeroes the outputs past each end.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, _VF
+from torch.autograd.function import FunctionCtx, once_differentiable
+
+__all__ = ["CELL_KINDS", "FUSED_KINDS", "run_fused", "run_own"]
+
+CELL_KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_before")
+"""Built-in cell kinds the engine runs; ``gru`` is reset-after (torch.nn), ``gru_before`` the lecture's."""
+
+FUSED_KINDS = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "lstm": _VF.lstm, "gru": _VF.gru}
+"""Kinds with an exact torch fused kernel."""
+
+
+def run_fused(
+    kind: str,
+    input: Tensor,
+    hx: Tensor | tuple[Tensor, Tensor],
+    flat_weights: list[Tensor],
+    bias: bool,
+    num_layers: int,
+    dropout: float,
+    training: bool,
+    bidirectional: bool,
+    batch_sizes: Tensor | None = None,
+) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """The whole stack through torch's fused kernel, exactly as torch.nn does.
+
+    Args:
+        input: ``(T, B, I)`` time-major, or the ``data`` of a PackedSequence ``(ΣL, I)`` with ``batch_sizes``.
+        hx: ``(L·D, B, H)`` (a tuple ``(h0, c0)`` for LSTM) in the input's batch order.
+        flat_weights: torch.nn's ``_flat_weights`` order (per layer, per direction: w_ih, w_hh[, b_ih, b_hh]).
+    Returns:
+        ``(output, h_n)`` with ``output`` ``(T, B, D·H)`` (or packed data) and ``h_n`` like ``hx``.
+    """
+    fn = FUSED_KINDS[kind]
+    if batch_sizes is None:
+        result = fn(input, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, False)
+    else:
+        result = fn(input, batch_sizes, hx, flat_weights, bias, num_layers, dropout, training, bidirectional)
+    if kind == "lstm":
+        return result[0], (result[1], result[2])
+    return result[0], result[1]
+
+
+def run_own(
+    kind: str,
+    x: Tensor,
+    state0: Tensor | tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """One direction of one layer through rnnkit's own BPTT.
+
+    Args:
+        kind: one of :data:`CELL_KINDS`.
+        x: ``(T, B, I)``. state0: ``h0`` ``(B, H)``, or ``(h0, c0)`` for LSTM.
+        w_ih ``(G·H, I)``, w_hh ``(G·H, H)``, b_ih/b_hh ``(G·H,)`` or None: torch.nn's packed layout.
+        mask: ``(T, B, 1)`` of 0/1 in ``x``'s dtype, or None when every sequence has length ``T``.
+    Returns:
+        ``(hs, final)``: ``hs`` ``(T, B, H)`` every step's state (carried, not zeroed, past a sequence's end)
+        and the final state (``h_T`` or ``(h_T, c_T)``).
+    """
+    T, B, I = x.shape
+    H = w_hh.shape[1]
+    G = w_hh.shape[0]
+    # Fold every bias that sits outside a gate product into the hoisted input projection. For the
+    # reset-after GRU the candidate's hidden bias b_hn is multiplied by r, so it stays in the loop.
+    b_hn = None
+    if b_ih is None:
+        bias = None
+    elif kind == "gru":
+        bias = b_ih + torch.cat([b_hh[: 2 * H], b_hh.new_zeros(H)])
+        b_hn = b_hh[2 * H :]
+    else:
+        bias = b_ih + b_hh
+    x2 = x.reshape(T * B, I)  # (T·B, I)
+    xp = x2 @ w_ih.t() if bias is None else torch.addmm(bias, x2, w_ih.t())  # (T·B, G·H)
+    xp = xp.view(T, B, G)  # (T, B, G·H)
+    if kind == "lstm":
+        h0, c0 = state0
+        hs, c_n = _LSTMFn.apply(xp, h0, c0, w_hh, mask)
+        return hs, (hs[-1], c_n)
+    if kind == "gru":
+        if b_hn is None:
+            b_hn = w_hh.new_zeros(H)
+        hs = _GRUAfterFn.apply(xp, state0, w_hh, b_hn, mask)
+    elif kind == "gru_before":
+        hs = _GRUBeforeFn.apply(xp, state0, w_hh, mask)
+    elif kind in ("rnn_tanh", "rnn_relu"):
+        hs = _RNNFn.apply(xp, state0, w_hh, mask, kind == "rnn_relu")
+    else:
+        raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+    return hs, hs[-1]
+
+
+def _prev(h0: Tensor, hs: Tensor) -> Tensor:
+    """States entering each step: ``(T, B, H)`` = ``[h0, h_1, …, h_{T−1}]``."""
+    return torch.cat([h0.unsqueeze(0), hs[:-1]])
+
+
+def _weight_grad(d_pre: Tensor, inputs: Tensor) -> Tensor:
+    """Σ_t d_pre_tᵀ · inputs_t as ONE matrix product over all T·B rows: ``(G·H, H)``."""
+    return d_pre.reshape(-1, d_pre.shape[-1]).t() @ inputs.reshape(-1, inputs.shape[-1])
+
+
+def _mask_terms(mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """``m`` and ``1 − m`` as ``(T, B, 1)``, or ``(None, None)`` without a mask."""
+    if mask is None:
+        return None, None
+    return mask, 1 - mask
+
+
+class _RNNFn(torch.autograd.Function):
+    """``h_t = act(xp_t + h_{t−1} W_hhᵀ)`` over all t (``b_hh`` folded into ``xp``)."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, xp: Tensor, h0: Tensor, w_hh: Tensor, mask: Tensor | None, relu: bool):
+        T = xp.shape[0]
+        hs = torch.empty_like(xp)  # (T, B, H)
+        w_t = w_hh.t()
+        keep = None if mask is None else mask > 0
+        h = h0
+        for t in range(T):
+            a = torch.addmm(xp[t], h, w_t, out=hs[t])  # (B, H)
+            a = a.clamp_min_(0) if relu else a.tanh_()
+            if keep is not None:
+                torch.where(keep[t], a, h, out=hs[t])
+            h = hs[t]
+        ctx.relu = relu
+        ctx.save_for_backward(h0, w_hh, hs, mask)
+        return hs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, d_hs: Tensor):
+        h0, w_hh, hs, mask = ctx.saved_tensors
+        m, not_m = _mask_terms(mask)
+        deriv = (hs > 0).to(hs.dtype) if ctx.relu else 1 - hs * hs  # (T, B, H) act'(a_t)
+        if m is not None:
+            deriv = deriv * m
+        d_a = torch.empty_like(hs)  # (T, B, H)
+        dh = torch.zeros_like(h0)
+        for t in range(hs.shape[0] - 1, -1, -1):
+            g = d_hs[t] + dh  # (B, H) total gradient reaching h_t
+            torch.mul(g, deriv[t], out=d_a[t])
+            dh = d_a[t] @ w_hh if m is None else torch.addmm(g * not_m[t], d_a[t], w_hh)
+        return d_a, dh, _weight_grad(d_a, _prev(h0, hs)), None, None
+
+
+class _LSTMFn(torch.autograd.Function):
+    """LSTM recurrence over all t on the projected inputs ``xp`` ``(T, B, 4H)`` (biases folded in)."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, xp: Tensor, h0: Tensor, c0: Tensor, w_hh: Tensor, mask: Tensor | None):
+        T, B, G = xp.shape
+        H = G // 4
+        gates = torch.empty_like(xp)  # (T, B, 4H) activated i, f, g, o
+        hs = xp.new_empty(T, B, H)
+        cs = xp.new_empty(T, B, H)
+        w_t = w_hh.t()
+        h, c = h0, c0
+        for t in range(T):
+            a = torch.addmm(xp[t], h, w_t, out=gates[t])  # (B, 4H)
+            a[:, : 2 * H].sigmoid_()
+            a[:, 2 * H : 3 * H].tanh_()
+            a[:, 3 * H :].sigmoid_()
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            c_new = torch.mul(f, c, out=cs[t]).addcmul_(i, g)  # (B, H)
+            h_new = torch.mul(o, torch.tanh(c_new), out=hs[t])
+            if mask is not None:
+                keep = mask[t] > 0
+                torch.where(keep, c_new, c, out=cs[t])
+                torch.where(keep, h_new, h, out=hs[t])
+            h, c = hs[t], cs[t]
+        ctx.save_for_backward(h0, c0, w_hh, gates, hs, cs, mask)
+        return hs, cs[-1].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, d_hs: Tensor, d_cn: Tensor):
+        h0, c0, w_hh, gates, hs, cs, mask = ctx.saved_tensors
+        T, B, G = gates.shape
+        H = G // 4
+        m, not_m = _mask_terms(mask)
+        i, f, g, o = gates.split(H, dim=2)  # 4 × (T, B, H)
+        tc = torch.tanh(cs)
+        c_prev = _prev(c0, cs)
+        # Everything that does not depend on the incoming gradient, over all T at once.
+        k_o = tc * o * (1 - o)  # ∂h/∂a_o per unit dh
+        k_c = o * (1 - tc * tc)  # ∂h/∂c
+        k_ifg = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)  # (T, B, 3, H)
+        f_carry = f
+        if m is not None:
+            k_o, k_c, k_ifg = k_o * m, k_c * m, k_ifg * m.unsqueeze(-1)
+            f_carry = f * m + not_m  # a masked step passes dc through unchanged
+        d_a = torch.empty_like(gates)  # (T, B, 4H) gradients of the gate pre-activations
+        d_ifg = d_a[..., : 3 * H].view(T, B, 3, H)
+        dh = torch.zeros_like(h0)
+        dc = d_cn.clone()
+        for t in range(T - 1, -1, -1):
+            gh = d_hs[t] + dh  # (B, H)
+            dc = dc.addcmul_(gh, k_c[t])
+            torch.mul(dc.unsqueeze(1), k_ifg[t], out=d_ifg[t])  # (B, 3, H)
+            torch.mul(gh, k_o[t], out=d_a[t, :, 3 * H :])
+            dh = d_a[t] @ w_hh if m is None else torch.addmm(gh * not_m[t], d_a[t], w_hh)
+            dc = dc * f_carry[t]
+        return d_a, dh, dc, _weight_grad(d_a, _prev(h0, hs)), None
+
+
+class _GRUAfterFn(torch.autograd.Function):
+    """torch.nn's GRU recurrence (reset after the product) on ``xp`` ``(T, B, 3H)``; ``b_hn`` stays inside."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, xp: Tensor, h0: Tensor, w_hh: Tensor, b_hn: Tensor, mask: Tensor | None):
+        T, B, G = xp.shape
+        H = G // 3
+        b_gh = torch.cat([b_hn.new_zeros(2 * H), b_hn])  # (3H,)
+        gh = torch.empty_like(xp)  # (T, B, 3H) hidden products, b_hn included
+        rz = xp.new_empty(T, B, 2 * H)
+        ns = xp.new_empty(T, B, H)
+        hs = xp.new_empty(T, B, H)
+        w_t = w_hh.t()
+        h = h0
+        for t in range(T):
+            ght = torch.addmm(b_gh, h, w_t, out=gh[t])  # (B, 3H)
+            torch.add(xp[t, :, : 2 * H], ght[:, : 2 * H], out=rz[t]).sigmoid_()
+            r, z = rz[t, :, :H], rz[t, :, H:]
+            n = torch.addcmul(xp[t, :, 2 * H :], r, ght[:, 2 * H :], out=ns[t]).tanh_()
+            h_new = torch.addcmul(n, z, h - n, out=hs[t])
+            if mask is not None:
+                torch.where(mask[t] > 0, h_new, h, out=hs[t])
+            h = hs[t]
+        ctx.save_for_backward(h0, w_hh, gh, rz, ns, hs, mask)
+        return hs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, d_hs: Tensor):
+        h0, w_hh, gh, rz, ns, hs, mask = ctx.saved_tensors
+        T, B, G = gh.shape
+        H = G // 3
+        m, not_m = _mask_terms(mask)
+        r, z = rz[..., :H], rz[..., H:]
+        h_prev = _prev(h0, hs)
+        k_n = (1 - z) * (1 - ns * ns)  # ∂h/∂a_n
+        k_z = (h_prev - ns) * z * (1 - z)  # ∂h/∂a_z
+        z_carry = z
+        if m is not None:
+            k_n, k_z = k_n * m, k_z * m
+            z_carry = z * m + not_m
+        # Per step the loop fills d_gh = [d_r, d_z, d_n ⊙ r] (gradient of the hidden products) in one op for z
+        # and n, and derives d_r from d_n ⊙ r: d_a_r = d_n · gh_n · r(1 − r) = (d_n ⊙ r) · gh_n · (1 − r).
+        k_zn = torch.stack([k_z, k_n * r], dim=2)  # (T, B, 2, H)
+        k_r = gh[..., 2 * H :] * (1 - r)
+        d_gh = torch.empty_like(gh)  # (T, B, 3H)
+        d_zn = d_gh[..., H:].view(T, B, 2, H)
+        g_all = torch.empty_like(hs)  # (T, B, H) total gradient reaching each h_t
+        dh = torch.zeros_like(h0)
+        for t in range(T - 1, -1, -1):
+            gt = torch.add(d_hs[t], dh, out=g_all[t])  # (B, H)
+            torch.mul(gt.unsqueeze(1), k_zn[t], out=d_zn[t])  # (B, 2, H)
+            torch.mul(d_gh[t, :, 2 * H :], k_r[t], out=d_gh[t, :, :H])
+            dh = torch.addmm(gt * z_carry[t], d_gh[t], w_hh)
+        d_xp = d_gh.clone()
+        torch.mul(g_all, k_n, out=d_xp[..., 2 * H :])  # d_a_n (the input side is not multiplied by r)
+        d_b_hn = d_gh[..., 2 * H :].sum(dim=(0, 1))
+        return d_xp, dh, _weight_grad(d_gh, h_prev), d_b_hn, None
+
+
+class _GRUBeforeFn(torch.autograd.Function):
+    """The lecture's GRU (reset before the product) on ``xp`` ``(T, B, 3H)``; every bias folded into ``xp``."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, xp: Tensor, h0: Tensor, w_hh: Tensor, mask: Tensor | None):
+        T, B, G = xp.shape
+        H = G // 3
+        w_rz_t, w_n_t = w_hh[: 2 * H].t(), w_hh[2 * H :].t()
+        rz = xp.new_empty(T, B, 2 * H)
+        rh = xp.new_empty(T, B, H)  # r ⊙ h_{t−1}, the input of the candidate's product
+        ns = xp.new_empty(T, B, H)
+        hs = xp.new_empty(T, B, H)
+        h = h0
+        for t in range(T):
+            torch.addmm(xp[t, :, : 2 * H], h, w_rz_t, out=rz[t]).sigmoid_()
+            z = rz[t, :, H:]
+            torch.mul(rz[t, :, :H], h, out=rh[t])
+            n = torch.addmm(xp[t, :, 2 * H :], rh[t], w_n_t, out=ns[t]).tanh_()
+            h_new = torch.addcmul(n, z, h - n, out=hs[t])
+            if mask is not None:
+                torch.where(mask[t] > 0, h_new, h, out=hs[t])
+            h = hs[t]
+        ctx.save_for_backward(h0, w_hh, rz, rh, ns, hs, mask)
+        return hs
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, d_hs: Tensor):
+        h0, w_hh, rz, rh, ns, hs, mask = ctx.saved_tensors
+        T, B, H = hs.shape
+        m, not_m = _mask_terms(mask)
+        r, z = rz[..., :H], rz[..., H:]
+        h_prev = _prev(h0, hs)
+        w_rz, w_n = w_hh[: 2 * H], w_hh[2 * H :]
+        k_zn = torch.stack([(h_prev - ns) * z * (1 - z), (1 - z) * (1 - ns * ns)], dim=2)  # (T, B, 2, H)
+        k_r = h_prev * r * (1 - r)
+        r_carry, z_carry = r, z
+        if m is not None:
+            k_zn = k_zn * m.unsqueeze(-1)
+            z_carry = z * m + not_m
+        d_a = rz.new_empty(T, B, 3 * H)  # (T, B, 3H) pre-activation grads r, z, n
+        d_zn = d_a[..., H:].view(T, B, 2, H)
+        dh = torch.zeros_like(h0)
+        for t in range(T - 1, -1, -1):
+            gt = d_hs[t] + dh  # (B, H)
+            torch.mul(gt.unsqueeze(1), k_zn[t], out=d_zn[t])  # (B, 2, H)
+            d_rh = d_a[t, :, 2 * H :] @ w_n  # (B, H)
+            torch.mul(d_rh, k_r[t], out=d_a[t, :, :H])
+            dh = (gt * z_carry[t]).addcmul_(d_rh, r_carry[t])
+            dh = torch.addmm(dh, d_a[t, :, : 2 * H], w_rz)
+        d_w = torch.cat([_weight_grad(d_a[..., : 2 * H], h_prev), _weight_grad(d_a[..., 2 * H :], rh)])
+        return d_a, dh, d_w, None

@@ -1,0 +1,714 @@
+"""Recurrent layers: a cell run over time, stacked and bidirectional, with variable lengths; drop-in for torch.nn.
+
+Shape symbols: T time, B batch, I input features, H hidden size, L layers, D directions (1 or 2).
+
+:class:`Recurrent` runs ANY cell (``forward(x_t, state) -> state``, a user's own included) with stacking,
+bidirectionality, dropout between layers and ``lengths``. :class:`RNN`, :class:`LSTM` and :class:`GRU` are that
+layer with torch.nn's flat parameter names (``weight_ih_l0``, ``bias_hh_l1_reverse``, …), so state dicts move
+between rnnkit and torch.nn unchanged, and with an engine chosen per call:
+
+* ``engine="auto"`` (default): torch's fused kernel where the configuration is exactly torch.nn's (``rnn``,
+  ``lstm``, ``gru`` with ``reset="after"``), rnnkit's own BPTT (:mod:`rnnkit.engine`) otherwise;
+* ``"fused"`` / ``"own"``: force one of them; ``"loop"``: a plain autograd loop over the cell's step function
+  (the reference the others are tested against, and what :meth:`Recurrent.forward_states` uses).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from rnnkit import engine as _engine
+from rnnkit.cells import GRUCell, LSTMCell, RNNCell, _check_size, gru_step, lstm_step, rnn_step
+
+__all__ = ["GRU", "LSTM", "RNN", "Recurrent", "StepStates"]
+
+State = Tensor | tuple[Tensor, ...]
+Engine = Literal["auto", "fused", "own", "loop"]
+_ENGINES = ("auto", "fused", "own", "loop")
+
+
+@dataclass
+class StepStates:
+    """Every layer's and direction's per-step states, as nodes of the autograd graph.
+
+    ``h[l][d][s]`` is the hidden state ``(B, H)`` after step ``s`` of direction ``d`` in layer ``l`` (``c`` likewise
+    for LSTM, else None). Steps are in the order the direction processes them: for ``d = 0`` step ``s`` is time
+    ``s``; for the reverse direction it is time ``T−1−s`` (with ``lengths``, time ``lengths[b]−1−s`` of row ``b``).
+    Past a sequence's end the state is carried unchanged. ``output`` and ``h_n`` equal :meth:`Recurrent.forward`'s
+    and are computed from these very tensors, so ``torch.autograd.grad(loss, h[l][d])`` is the total derivative
+    ``∂L/∂h_t`` through time.
+    """
+
+    output: Tensor
+    h_n: State
+    h: list[list[list[Tensor]]]
+    c: list[list[list[Tensor]]] | None
+
+
+class Recurrent(nn.Module):
+    """Run a cell over sequences: ``L`` stacked layers, ``D`` directions, dropout between layers, lengths.
+
+    Args:
+        cell_factory: called as ``cell_factory(input_size, hidden_size, device=..., dtype=...)`` once per layer and
+            direction; it returns a module with ``forward(x_t (B, I_l), state) -> state`` where ``state`` is a
+            tensor ``(B, H)`` or a tuple whose first item is ``h`` ``(B, H)`` (e.g. ``(h, c)``). If the cell has
+            ``initial_state(batch_size)`` it gives the zero state, else zeros ``(B, H)``. Built-in cells
+            (:class:`~rnnkit.cells.RNNCell`, :class:`~rnnkit.cells.LSTMCell`, :class:`~rnnkit.cells.GRUCell`) run
+            on rnnkit's own BPTT engine; any other cell on an autograd loop.
+        input_size: I. hidden_size: H. num_layers: L ≥ 1. batch_first: input/output as ``(B, T, ·)``.
+        dropout: probability in [0, 1] of dropping each output of every layer but the last (training only).
+        bidirectional: add a reverse direction; outputs concatenate ``[forward, reverse]``.
+
+    Shapes (time-major; swap T and B with ``batch_first``):
+        input ``(T, B, I)`` or unbatched ``(T, I)``, or a PackedSequence; ``hx`` ``(L·D, B, H)`` (a tuple of them
+        for tuple states) or None; ``lengths`` ``(B,)`` in any order, each in ``[1, T]``.
+        Returns ``(output (T, B, D·H), h_n)`` with ``h_n`` like ``hx``: the state at each sequence's last valid step
+        (the reverse direction's after it has read the first element). Output past a sequence's end is zero.
+    """
+
+    def __init__(
+        self,
+        cell_factory: Callable[..., nn.Module] | None,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        engine: Engine = "auto",
+    ) -> None:
+        super().__init__()
+        _check_size("input_size", input_size)
+        _check_size("hidden_size", hidden_size)
+        _check_size("num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout <= 1:
+            raise ValueError(f"dropout must be a number in [0, 1], got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"dropout={dropout} has no effect with num_layers=1: it acts between stacked layers",
+                stacklevel=2,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.engine = engine
+        if cell_factory is not None:
+            D = 2 if bidirectional else 1
+            self.cells = nn.ModuleList(
+                cell_factory(self._layer_input_size(k), hidden_size, device=device, dtype=dtype)
+                for k in range(num_layers)
+                for _ in range(D)
+            )
+            probe = self.cells[0]
+            if getattr(probe, "hidden_size", hidden_size) != hidden_size:
+                raise ValueError(
+                    f"cell_factory made a cell with hidden_size={probe.hidden_size}, expected {hidden_size}"
+                )
+            init = getattr(probe, "initial_state", None)
+            state = init(1) if callable(init) else None
+            self._state_arity = len(state) if isinstance(state, tuple) else 1
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def engine(self) -> str:
+        """Which engine runs the recurrence: ``"auto"``, ``"fused"``, ``"own"`` or ``"loop"``."""
+        return self._engine
+
+    @engine.setter
+    def engine(self, value: str) -> None:
+        if value not in _ENGINES:
+            raise ValueError(f"engine must be one of {_ENGINES}, got {value!r}")
+        if value == "fused" and self._fused_kind() is None:
+            raise ValueError(f"engine='fused': {type(self).__name__} has no exact torch fused kernel")
+        self._engine = value
+
+    def _layer_input_size(self, layer: int) -> int:
+        return self.input_size if layer == 0 else self.hidden_size * self.num_directions
+
+    def _fused_kind(self) -> str | None:
+        """The torch fused kernel that is exactly this layer, or None."""
+        return None
+
+    def _builtin_kind(self, layer: int, direction: int) -> str | None:
+        """The engine cell kind for (layer, direction), or None for a cell only the autograd loop can run."""
+        cell = self.cells[layer * self.num_directions + direction]
+        if type(cell) is RNNCell:
+            return "rnn_" + cell.nonlinearity
+        if type(cell) is LSTMCell:
+            return "lstm"
+        if type(cell) is GRUCell:
+            return "gru" if cell.reset == "after" else "gru_before"
+        return None
+
+    def _cell_params(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        cell = self.cells[layer * self.num_directions + direction]
+        return cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+
+    def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
+        """One step of (layer, direction) as a function ``(x_t, state) -> state``."""
+        return self.cells[layer * self.num_directions + direction]
+
+    def _zero_state(self, batch: int, ref: Tensor) -> State:
+        if self._state_arity == 1:
+            return ref.new_zeros(batch, self.hidden_size)
+        return tuple(ref.new_zeros(batch, self.hidden_size) for _ in range(self._state_arity))
+
+    # ------------------------------------------------------------------ public API
+    def forward(
+        self,
+        input: Tensor | PackedSequence,
+        hx: State | None = None,
+        lengths: Sequence[int] | Tensor | None = None,
+    ) -> tuple[Tensor | PackedSequence, State]:
+        """Run the stack over ``input``; see the class docstring for shapes. Returns ``(output, h_n)``."""
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError(
+                    "lengths must be None when input is a PackedSequence (it carries its lengths)"
+                )
+            return self._forward_packed(input, hx)
+        x, unbatched = self._time_major(input)
+        T, B = x.shape[0], x.shape[1]
+        lens = self._check_lengths(lengths, T, B, x.device)
+        states = self._initial_states(hx, B, x, unbatched)
+        kind = self._fused_kind()
+        if kind is not None and self._engine in ("auto", "fused"):
+            out, h_n = self._run_fused(kind, x, states, lens)
+        else:
+            out, finals = self._run_stack(x, states, lens)
+            h_n = self._stack_finals(finals)
+        return self._format_output(out, h_n, unbatched)
+
+    def forward_states(
+        self,
+        input: Tensor,
+        hx: State | None = None,
+        lengths: Sequence[int] | Tensor | None = None,
+    ) -> StepStates:
+        """Like :meth:`forward` (padded input only), also returning every per-step state as a graph node.
+
+        Runs the autograd loop so each state ``h_t`` is its own tensor whose gradient is the total derivative
+        through all later steps (the gradient diagnostics need exactly that). Returns :class:`StepStates`.
+        """
+        if isinstance(input, PackedSequence):
+            raise TypeError("forward_states takes a padded tensor and lengths, not a PackedSequence")
+        x, unbatched = self._time_major(input)
+        T, B = x.shape[0], x.shape[1]
+        lens = self._check_lengths(lengths, T, B, x.device)
+        states = self._initial_states(hx, B, x, unbatched)
+        record: list[list[list[State]]] = []
+        out, finals = self._run_stack(x, states, lens, record=record)
+        h_n = self._stack_finals(finals)
+        out, h_n = self._format_output(out, h_n, unbatched)
+        h = [[[s[0] if isinstance(s, tuple) else s for s in seq] for seq in layer] for layer in record]
+        c = None
+        if self._state_arity == 2:
+            c = [[[s[1] for s in seq] for seq in layer] for layer in record]
+        return StepStates(output=out, h_n=h_n, h=h, c=c)
+
+    def step(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
+        """One time step of the whole stack, for streaming and sampling (unidirectional layers only).
+
+        Args:
+            x_t: ``(B, I)``. state: like ``forward``'s ``hx`` (``(L, B, H)`` or a tuple of them) or None.
+        Returns:
+            ``(y_t, state)``: the top layer's output ``(B, H)`` and the new state, in ``hx``'s format. Repeating
+            ``step`` over a sequence gives ``forward``'s output and ``h_n`` (tested).
+        """
+        if self.bidirectional:
+            raise ValueError(
+                "step() needs a unidirectional layer: a reverse direction must see the whole sequence"
+            )
+        if x_t.dim() != 2 or x_t.shape[1] != self.input_size:
+            raise ValueError(f"step: x_t must have shape (B, {self.input_size}), got {tuple(x_t.shape)}")
+        B = x_t.shape[0]
+        states = self._initial_states(state, B, x_t, unbatched=False)
+        new_states = []
+        inp = x_t
+        for k in range(self.num_layers):
+            s = self._step_fn(k, 0)(inp, states[k])
+            new_states.append(s)
+            inp = s[0] if isinstance(s, tuple) else s  # (B, H)
+            if k < self.num_layers - 1 and self.dropout > 0 and self.training:
+                inp = nn.functional.dropout(inp, self.dropout, True)
+        return inp, self._stack_finals(new_states)
+
+    # ------------------------------------------------------------------ input handling
+    def _time_major(self, input: Tensor) -> tuple[Tensor, bool]:
+        if not isinstance(input, Tensor):
+            raise TypeError(f"input must be a Tensor or PackedSequence, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                f"input must be 3-D ({'(B, T, I)' if self.batch_first else '(T, B, I)'}) or unbatched 2-D (T, I), "
+                f"got shape {tuple(input.shape)}"
+            )
+        if input.shape[-1] != self.input_size:
+            raise ValueError(
+                f"input feature size must equal input_size={self.input_size}, got {input.shape[-1]} "
+                f"(input shape {tuple(input.shape)})"
+            )
+        if not input.is_floating_point():
+            raise TypeError(f"input must be a floating-point tensor, got {input.dtype}")
+        w = next(self.parameters(), None)
+        if w is not None and input.dtype != w.dtype:
+            raise TypeError(
+                f"input dtype {input.dtype} does not match the weights' {w.dtype}: "
+                f"use input.to({w.dtype}) or module.to({input.dtype})"
+            )
+        if input.dim() == 2:
+            return input.unsqueeze(1), True
+        return (input.transpose(0, 1) if self.batch_first else input), False
+
+    @staticmethod
+    def _check_lengths(lengths: Sequence[int] | Tensor | None, T: int, B: int, device: torch.device):
+        if lengths is None:
+            return None
+        lens = torch.as_tensor(lengths)
+        if lens.dim() != 1 or lens.shape[0] != B:
+            raise ValueError(
+                f"lengths must be 1-D with one entry per sequence (B={B}), got shape {tuple(lens.shape)}"
+            )
+        if lens.is_floating_point() or lens.dtype == torch.bool:
+            raise ValueError(f"lengths must hold integers, got dtype {lens.dtype}")
+        lens = lens.to(torch.long)
+        lo, hi = int(lens.min()), int(lens.max())
+        if lo < 1 or hi > T:
+            raise ValueError(f"lengths must lie in [1, T={T}], got values from {lo} to {hi}")
+        if lo == T:
+            return None  # every sequence is full length: nothing to mask
+        return lens.to(device)
+
+    def _initial_states(self, hx: State | None, B: int, ref: Tensor, unbatched: bool) -> list[State]:
+        """``hx`` (torch.nn layout) → one state per (layer, direction), in layer-major order."""
+        n = self.num_layers * self.num_directions
+        if hx is None:
+            return [self._zero_state(B, ref) for _ in range(n)]
+        parts = hx if isinstance(hx, tuple) else (hx,)
+        if len(parts) != self._state_arity:
+            raise ValueError(f"hx must hold {self._state_arity} tensor(s), got {len(parts)}")
+        fixed = []
+        for p in parts:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"hx must hold tensors, got {type(p).__name__}")
+            if unbatched and p.dim() == 2:
+                p = p.unsqueeze(1)
+            if tuple(p.shape) != (n, B, self.hidden_size):
+                raise ValueError(f"hx must have shape {(n, B, self.hidden_size)}, got {tuple(p.shape)}")
+            fixed.append(p)
+        if self._state_arity == 1:
+            return list(fixed[0].unbind(0))
+        return [tuple(p[i] for p in fixed) for i in range(n)]
+
+    def _stack_finals(self, finals: list[State]) -> State:
+        if self._state_arity == 1:
+            return torch.stack(finals)  # (L·D, B, H)
+        return tuple(torch.stack([f[j] for f in finals]) for j in range(self._state_arity))
+
+    def _format_output(self, out: Tensor, h_n: State, unbatched: bool) -> tuple[Tensor, State]:
+        if unbatched:
+            h_n = tuple(s.squeeze(1) for s in h_n) if isinstance(h_n, tuple) else h_n.squeeze(1)
+            return out.squeeze(1), h_n
+        return (out.transpose(0, 1) if self.batch_first else out), h_n
+
+    # ------------------------------------------------------------------ the stack on rnnkit's own paths
+    def _run_stack(
+        self,
+        x: Tensor,
+        states: list[State],
+        lens: Tensor | None,
+        record: list | None = None,
+    ) -> tuple[Tensor, list[State]]:
+        """Layers × directions over time-major ``x`` ``(T, B, I)``. Returns ``(output (T, B, D·H), finals)``."""
+        T, B = x.shape[0], x.shape[1]
+        D = self.num_directions
+        mask = None
+        rev_idx = None
+        if lens is not None:
+            steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+            mask = (steps < lens.unsqueeze(0)).to(x.dtype).unsqueeze(-1)  # (T, B, 1)
+            if D == 2:
+                # reverse each sequence within its own length; padding stays in place
+                rev_idx = torch.where(steps < lens, lens - 1 - steps, steps)  # (T, B)
+        finals: list[State] = []
+        layer_in = x
+        for k in range(self.num_layers):
+            outs = []
+            if record is not None:
+                record.append([])
+            for d in range(D):
+                inp = layer_in if d == 0 else _reverse_time(layer_in, rev_idx)
+                hs, final = self._run_direction(k, d, inp, states[k * D + d], mask, record)
+                outs.append(hs if d == 0 else _reverse_time(hs, rev_idx))
+                finals.append(final)
+            out = outs[0] if D == 1 else torch.cat(outs, dim=2)  # (T, B, D·H)
+            if k < self.num_layers - 1 and self.dropout > 0 and self.training:
+                out = nn.functional.dropout(out, self.dropout, True)
+            layer_in = out
+        if mask is not None:
+            layer_in = layer_in * mask  # zero past each sequence's end
+        return layer_in, finals
+
+    def _run_direction(
+        self, k: int, d: int, x: Tensor, state0: State, mask: Tensor | None, record: list | None
+    ) -> tuple[Tensor, State]:
+        """One direction of one layer over time-major ``x``: ``(hs (T, B, H), final state)``."""
+        kind = self._builtin_kind(k, d)
+        if record is None and kind is not None and self._engine != "loop":
+            return _engine.run_own(kind, x, state0, *self._cell_params(k, d), mask)
+        step = self._step_fn(k, d)
+        state = state0
+        seq: list[State] = []
+        hs: list[Tensor] = []
+        keep = None if mask is None else mask > 0  # (T, B, 1)
+        for t, x_t in enumerate(x.unbind(0)):  # unbind once: no per-step indexing of a grad-requiring tensor
+            new = step(x_t, state)
+            if keep is not None:
+                if isinstance(new, tuple):
+                    new = tuple(torch.where(keep[t], a, b) for a, b in zip(new, state, strict=True))
+                else:
+                    new = torch.where(keep[t], new, state)
+            state = new
+            seq.append(state)
+            hs.append(state[0] if isinstance(state, tuple) else state)
+        if record is not None:
+            record[k].append(seq)
+        return torch.stack(hs), state  # (T, B, H)
+
+    def _run_fused(
+        self, kind: str, x: Tensor, states: list[State], lens: Tensor | None
+    ) -> tuple[Tensor, State]:
+        hx = self._stack_finals(states)
+        if lens is None:
+            return _engine.run_fused(kind, x, hx, *self._fused_args())
+        packed = pack_padded_sequence(x, lens.cpu(), enforce_sorted=False)
+        out, h_n = self._fused_packed(kind, packed, hx)
+        out, _ = pad_packed_sequence(out, total_length=x.shape[0])  # (T, B, D·H), original order
+        return out, h_n
+
+    def _fused_packed(self, kind: str, packed: PackedSequence, hx: State) -> tuple[PackedSequence, State]:
+        """Packed data through the fused kernel; ``hx`` and the returned ``h_n`` are in the caller's order."""
+        order, unorder = packed.sorted_indices, packed.unsorted_indices
+        if order is not None:
+            hx = _permute(hx, order)
+        data, h_n = _engine.run_fused(
+            kind, packed.data, hx, *self._fused_args(), batch_sizes=packed.batch_sizes
+        )
+        if unorder is not None:
+            h_n = _permute(h_n, unorder)
+        return PackedSequence(data, packed.batch_sizes, order, unorder), h_n
+
+    def _fused_args(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _forward_packed(self, packed: PackedSequence, hx: State | None) -> tuple[PackedSequence, State]:
+        if packed.data.dim() != 2 or packed.data.shape[1] != self.input_size:
+            raise ValueError(
+                f"packed input data must have shape (N, {self.input_size}), got {tuple(packed.data.shape)}"
+            )
+        B = int(packed.batch_sizes[0])
+        states = self._initial_states(hx, B, packed.data, unbatched=False)
+        kind = self._fused_kind()
+        if kind is not None and self._engine in ("auto", "fused"):
+            return self._fused_packed(kind, packed, self._stack_finals(states))
+        x, lens = pad_packed_sequence(packed)  # (T, B, I) and lengths, caller's order
+        self._time_major(x)  # dtype checks
+        out, finals = self._run_stack(x, states, self._check_lengths(lens, x.shape[0], B, x.device))
+        order = packed.sorted_indices
+        if order is not None:
+            out, lens = out.index_select(1, order), lens[order.cpu()]
+        data = pack_padded_sequence(out, lens, enforce_sorted=True).data
+        return PackedSequence(data, packed.batch_sizes, order, packed.unsorted_indices), self._stack_finals(
+            finals
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        if self._engine != "auto":
+            s += f", engine={self._engine!r}"
+        return s
+
+
+class _TorchLayout(Recurrent):
+    """Built-in layers: torch.nn's flat parameters and the fused fast path."""
+
+    _num_gates = 1
+    _state_arity = 1
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        bias: bool,
+        batch_first: bool,
+        dropout: float,
+        bidirectional: bool,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+        engine: Engine,
+    ) -> None:
+        super().__init__(
+            None,
+            input_size,
+            hidden_size,
+            num_layers,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            engine=engine,
+        )
+        self.bias = bool(bias)
+        self.proj_size = 0  # torch.nn attribute; projections are not supported
+        kw = {"device": device, "dtype": dtype}
+        G = self._num_gates * hidden_size
+        self._flat_weights_names: list[str] = []
+        for k in range(num_layers):
+            for d in range(self.num_directions):
+                sfx = f"_l{k}" + ("_reverse" if d else "")
+                shapes = [("weight_ih", (G, self._layer_input_size(k))), ("weight_hh", (G, hidden_size))]
+                if bias:
+                    shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
+                for name, shape in shapes:
+                    self.register_parameter(name + sfx, nn.Parameter(torch.empty(shape, **kw)))
+                    self._flat_weights_names.append(name + sfx)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch.nn's init: every weight and bias from ``U(−1/√H, 1/√H)``."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+    @property
+    def all_weights(self) -> list[list[Tensor]]:
+        """Parameters grouped per (layer, direction), as torch.nn's ``all_weights``."""
+        n = 4 if self.bias else 2
+        flat = [getattr(self, name) for name in self._flat_weights_names]
+        return [flat[i : i + n] for i in range(0, len(flat), n)]
+
+    def flatten_parameters(self) -> None:
+        """No-op kept for torch.nn compatibility (the fused call takes the parameters as they are)."""
+
+    def _cell_params(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+        sfx = f"_l{layer}" + ("_reverse" if direction else "")
+        if self.bias:
+            return (
+                getattr(self, "weight_ih" + sfx),
+                getattr(self, "weight_hh" + sfx),
+                getattr(self, "bias_ih" + sfx),
+                getattr(self, "bias_hh" + sfx),
+            )
+        return getattr(self, "weight_ih" + sfx), getattr(self, "weight_hh" + sfx), None, None
+
+    def _kind(self) -> str:
+        raise NotImplementedError
+
+    def _builtin_kind(self, layer: int, direction: int) -> str:
+        return self._kind()
+
+    def _fused_kind(self) -> str | None:
+        kind = self._kind()
+        return kind if kind in _engine.FUSED_KINDS else None
+
+    def _fused_args(self) -> tuple[Any, ...]:
+        flat = [getattr(self, name) for name in self._flat_weights_names]
+        return flat, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional
+
+    def _zero_state(self, batch: int, ref: Tensor) -> State:
+        w = self.weight_hh_l0
+        if self._state_arity == 1:
+            return w.new_zeros(batch, self.hidden_size)
+        return w.new_zeros(batch, self.hidden_size), w.new_zeros(batch, self.hidden_size)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s if self.bias else s + ", bias=False"
+
+
+class RNN(_TorchLayout):
+    """Elman RNN layer, drop-in for ``torch.nn.RNN``: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)``.
+
+    Args: as torch.nn.RNN — ``input_size`` I, ``hidden_size`` H, ``num_layers`` L, ``nonlinearity``
+    (``"tanh"|"relu"``), ``bias``, ``batch_first``, ``dropout``, ``bidirectional``, ``device``, ``dtype`` — plus
+    keyword ``engine`` (see the module docstring). Parameters ``weight_ih_l{k}[_reverse]`` ``(H, I_k)``,
+    ``weight_hh_l{k}`` ``(H, H)``, ``bias_ih_l{k}``/``bias_hh_l{k}`` ``(H,)``. Shapes: see :class:`Recurrent`.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: Literal["tanh", "relu"] = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        engine: Engine = "auto",
+    ) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            engine,
+        )
+
+    def _kind(self) -> str:
+        return "rnn_" + self.nonlinearity
+
+    def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
+        return partial(_call_step, rnn_step, self._cell_params(layer, direction), (self.nonlinearity,))
+
+
+class LSTM(_TorchLayout):
+    """LSTM layer, drop-in for ``torch.nn.LSTM`` (no ``proj_size``); gates packed ``i, f, g, o``.
+
+    Equations: :class:`~rnnkit.cells.LSTMCell`. Parameters ``weight_ih_l{k}[_reverse]`` ``(4H, I_k)``,
+    ``weight_hh_l{k}`` ``(4H, H)``, biases ``(4H,)``. ``hx`` and ``h_n`` are tuples ``(h, c)`` of ``(L·D, B, H)``.
+    Args and shapes: as :class:`RNN` without ``nonlinearity``.
+    """
+
+    _num_gates = 4
+    _state_arity = 2
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        engine: Engine = "auto",
+    ) -> None:
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            engine,
+        )
+
+    def _kind(self) -> str:
+        return "lstm"
+
+    def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
+        return partial(_call_step, lstm_step, self._cell_params(layer, direction), ())
+
+
+class GRU(_TorchLayout):
+    """GRU layer, drop-in for ``torch.nn.GRU``, with ``reset="before"`` for the lecture's (Cho et al.) GRU.
+
+    Equations and the mapping to the lecture's notation: :class:`~rnnkit.cells.GRUCell`. Gates packed ``r, z, n``;
+    parameters as torch.nn.GRU (``(3H, I_k)``, ``(3H, H)``, ``(3H,)``). ``reset="after"`` runs torch's fused kernel,
+    ``reset="before"`` rnnkit's own BPTT. Args and shapes: as :class:`RNN` without ``nonlinearity``.
+    """
+
+    _num_gates = 3
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        reset: Literal["after", "before"] = "after",
+        engine: Engine = "auto",
+    ) -> None:
+        if reset not in ("after", "before"):
+            raise ValueError(f"reset must be 'after' or 'before', got {reset!r}")
+        self.reset = reset
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            device,
+            dtype,
+            engine,
+        )
+
+    def _kind(self) -> str:
+        return "gru" if self.reset == "after" else "gru_before"
+
+    def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
+        return partial(_call_step, gru_step, self._cell_params(layer, direction), (self.reset,))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + ("" if self.reset == "after" else ", reset='before'")
+
+
+def _call_step(fn: Callable[..., State], params: tuple, extra: tuple, x_t: Tensor, state: State) -> State:
+    return fn(x_t, state, *params, *extra)
+
+
+def _reverse_time(x: Tensor, rev_idx: Tensor | None) -> Tensor:
+    """Reverse ``x`` ``(T, B, F)`` in time; with ``rev_idx`` ``(T, B)`` each row only within its own length."""
+    if rev_idx is None:
+        return x.flip(0)
+    return x.gather(0, rev_idx.unsqueeze(-1).expand_as(x))
+
+
+def _permute(state: State, order: Tensor) -> State:
+    if isinstance(state, tuple):
+        return tuple(s.index_select(1, order) for s in state)
+    return state.index_select(1, order)
