@@ -22,7 +22,7 @@ step. The layer zeroes the outputs past each end.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, _VF
+from torch import _VF, Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 __all__ = ["CELL_KINDS", "FUSED_KINDS", "run_fused", "run_own"]

@@ -182,9 +182,7 @@ class Recurrent(nn.Module):
         """Run the stack over ``input``; see the class docstring for shapes. Returns ``(output, h_n)``."""
         if isinstance(input, PackedSequence):
             if lengths is not None:
-                raise ValueError(
-                    "lengths must be None when input is a PackedSequence (it carries its lengths)"
-                )
+                raise ValueError("lengths must be None when input is a PackedSequence (it carries its lengths)")
             return self._forward_packed(input, hx)
         x, unbatched = self._time_major(input)
         T, B = x.shape[0], x.shape[1]
@@ -235,9 +233,7 @@ class Recurrent(nn.Module):
             ``step`` over a sequence gives ``forward``'s output and ``h_n`` (tested).
         """
         if self.bidirectional:
-            raise ValueError(
-                "step() needs a unidirectional layer: a reverse direction must see the whole sequence"
-            )
+            raise ValueError("step() needs a unidirectional layer: a reverse direction must see the whole sequence")
         if x_t.dim() != 2 or x_t.shape[1] != self.input_size:
             raise ValueError(f"step: x_t must have shape (B, {self.input_size}), got {tuple(x_t.shape)}")
         B = x_t.shape[0]
@@ -284,9 +280,7 @@ class Recurrent(nn.Module):
             return None
         lens = torch.as_tensor(lengths)
         if lens.dim() != 1 or lens.shape[0] != B:
-            raise ValueError(
-                f"lengths must be 1-D with one entry per sequence (B={B}), got shape {tuple(lens.shape)}"
-            )
+            raise ValueError(f"lengths must be 1-D with one entry per sequence (B={B}), got shape {tuple(lens.shape)}")
         if lens.is_floating_point() or lens.dtype == torch.bool:
             raise ValueError(f"lengths must hold integers, got dtype {lens.dtype}")
         lens = lens.to(torch.long)
@@ -338,7 +332,7 @@ class Recurrent(nn.Module):
         record: list | None = None,
     ) -> tuple[Tensor, list[State]]:
         """Layers × directions over time-major ``x`` ``(T, B, I)``. Returns ``(output (T, B, D·H), finals)``."""
-        T, B = x.shape[0], x.shape[1]
+        T = x.shape[0]
         D = self.num_directions
         mask = None
         rev_idx = None
@@ -393,9 +387,7 @@ class Recurrent(nn.Module):
             record[k].append(seq)
         return torch.stack(hs), state  # (T, B, H)
 
-    def _run_fused(
-        self, kind: str, x: Tensor, states: list[State], lens: Tensor | None
-    ) -> tuple[Tensor, State]:
+    def _run_fused(self, kind: str, x: Tensor, states: list[State], lens: Tensor | None) -> tuple[Tensor, State]:
         hx = self._stack_finals(states)
         if lens is None:
             return _engine.run_fused(kind, x, hx, *self._fused_args())
@@ -409,9 +401,7 @@ class Recurrent(nn.Module):
         order, unorder = packed.sorted_indices, packed.unsorted_indices
         if order is not None:
             hx = _permute(hx, order)
-        data, h_n = _engine.run_fused(
-            kind, packed.data, hx, *self._fused_args(), batch_sizes=packed.batch_sizes
-        )
+        data, h_n = _engine.run_fused(kind, packed.data, hx, *self._fused_args(), batch_sizes=packed.batch_sizes)
         if unorder is not None:
             h_n = _permute(h_n, unorder)
         return PackedSequence(data, packed.batch_sizes, order, unorder), h_n
@@ -436,9 +426,7 @@ class Recurrent(nn.Module):
         if order is not None:
             out, lens = out.index_select(1, order), lens[order.cpu()]
         data = pack_padded_sequence(out, lens, enforce_sorted=True).data
-        return PackedSequence(data, packed.batch_sizes, order, packed.unsorted_indices), self._stack_finals(
-            finals
-        )
+        return PackedSequence(data, packed.batch_sizes, order, packed.unsorted_indices), self._stack_finals(finals)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
