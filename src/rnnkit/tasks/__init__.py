@@ -1,0 +1,35 @@
+"""Task models — one interface, ``forward(batch) -> (outputs, loss)`` — and the registries the CLI reads.
+
+``TASKS`` maps a task name to its model class; ``MODELS`` (in :mod:`rnnkit.tasks.registry`) maps ``--model`` names
+to recurrent cores. :func:`build_model` rebuilds any task model from its saved :class:`ModelConfig`.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from rnnkit.tasks.classifier import SequenceClassifier
+from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.generator import SequenceGenerator
+from rnnkit.tasks.registry import MODELS, build_core, register_model
+
+__all__ = [
+    "MODELS",
+    "TASKS",
+    "ModelConfig",
+    "SequenceClassifier",
+    "SequenceGenerator",
+    "build_core",
+    "build_model",
+    "register_model",
+]
+
+TASKS: dict[str, type[nn.Module]] = {"classify": SequenceClassifier, "generate": SequenceGenerator}
+"""Task name → model class; every class takes a :class:`ModelConfig`."""
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The task model that ``config`` describes (unknown task or model names raise ValueError)."""
+    if config.task not in TASKS:
+        raise ValueError(f"unknown task {config.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+    return TASKS[config.task](config)

@@ -1,0 +1,39 @@
+"""The task-level model config: everything needed to rebuild a task model, saved as ``config.json`` in a run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+__all__ = ["ModelConfig"]
+
+
+@dataclass
+class ModelConfig:
+    """What a task model is made of (nanoGPT's ``GPTConfig`` idea): saved with the weights, rebuilt on load."""
+
+    task: str = "classify"  # registered task: "classify" (many→one) | "generate" (one→many)
+    model: str = "gru"  # recurrent core from rnnkit.tasks.registry.MODELS
+    vocab_size: int = 0  # V: token inputs when > 0 (ids 0..3 are PAD, BOS, EOS, UNK)
+    input_features: int = 0  # F: real-valued inputs (B, T, F) when vocab_size == 0
+    num_classes: int = 0  # C: classes of a classifier
+    embed_dim: int = 64  # E: token embedding size
+    hidden_size: int = 128  # H: recurrent state size
+    num_layers: int = 1  # L: stacked recurrent layers
+    bidirectional: bool = False  # D = 2 (classifiers only: a generator reads left to right)
+    dropout: float = 0.1  # on embeddings, between layers and before the head
+    num_conditions: int = 0  # generator: number of categories it can be conditioned on (0 = none)
+    condition_dim: int = 0  # generator: size of a real conditioning vector (0 = none)
+    condition_mode: str = "both"  # generator: condition through the "init"ial state, every step's "input", or "both"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Rebuild from JSON; unknown keys are an error (a config from a newer or different tool)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"model config has unknown keys {unknown}; it was not written by this rnnkit version")
+        return cls(**data)
