@@ -17,6 +17,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
 
 __all__ = [
     "GRUCell",
@@ -132,11 +133,14 @@ class _CellBase(nn.Module):
         """Zero state ``(B, H)`` on the parameters' device and dtype."""
         return self.weight_hh.new_zeros(batch_size, self.hidden_size)
 
-    def _check_input(self, x: Tensor) -> None:
+    def _check_input(self, x: Tensor, state: Tensor | tuple[Tensor, ...] | None) -> None:
+        name = type(self).__name__
         if x.dim() != 2 or x.shape[1] != self.input_size:
-            raise ValueError(
-                f"{type(self).__name__}: expected input of shape (B, {self.input_size}), got {tuple(x.shape)}"
-            )
+            raise ValueError(f"{name}: expected input of shape (B, {self.input_size}), got {tuple(x.shape)}")
+        want = (x.shape[0], self.hidden_size)
+        for s in state if isinstance(state, tuple) else (state,):
+            if s is not None and tuple(s.shape) != want:
+                raise ValueError(f"{name}: expected state of shape {want}, got {tuple(s.shape)}")
 
     def step(self, x: Tensor, state=None):
         """Alias of ``forward``: one time step, for streaming and sampling."""
@@ -180,7 +184,7 @@ class RNNCell(_CellBase):
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        self._check_input(x)
+        self._check_input(x, h)
         if h is None:
             h = self.initial_state(x.shape[0])
         return rnn_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.nonlinearity)
@@ -211,7 +215,7 @@ class LSTMCell(_CellBase):
         return z, z.clone()
 
     def forward(self, x: Tensor, state: LSTMState | None = None) -> LSTMState:
-        self._check_input(x)
+        self._check_input(x, state)
         if state is None:
             state = self.initial_state(x.shape[0])
         return lstm_step(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
@@ -260,7 +264,7 @@ class GRUCell(_CellBase):
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        self._check_input(x)
+        self._check_input(x, h)
         if h is None:
             h = self.initial_state(x.shape[0])
         return gru_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.reset)
@@ -301,8 +305,10 @@ class OutputLayer(nn.Module):
 
     def forward(self, x: Tensor, state=None, **kwargs):
         out = self.core(x, state, **kwargs)
-        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Tensor) and _is_layer(self.core):
-            h_seq, final = out  # (T, B, D·H), final state
+        if _is_layer(self.core):
+            h_seq, final = out  # (T, B, D·H) or a PackedSequence, final state
+            if isinstance(h_seq, PackedSequence):
+                return h_seq._replace(data=self.head(h_seq.data)), final
             return self.head(h_seq), final  # (T, B, O)
         new_state = out
         h = new_state[0] if isinstance(new_state, tuple) else new_state  # (B, H)

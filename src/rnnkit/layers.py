@@ -270,9 +270,10 @@ class Recurrent(nn.Module):
                 f"input dtype {input.dtype} does not match the weights' {w.dtype}: "
                 f"use input.to({w.dtype}) or module.to({input.dtype})"
             )
-        if input.dim() == 2:
-            return input.unsqueeze(1), True
-        return (input.transpose(0, 1) if self.batch_first else input), False
+        x = input.unsqueeze(1) if input.dim() == 2 else (input.transpose(0, 1) if self.batch_first else input)
+        if x.shape[0] == 0:
+            raise ValueError(f"input must have at least one time step, got shape {tuple(input.shape)}")
+        return x, input.dim() == 2
 
     @staticmethod
     def _check_lengths(lengths: Sequence[int] | Tensor | None, T: int, B: int, device: torch.device):
@@ -296,7 +297,7 @@ class Recurrent(nn.Module):
         n = self.num_layers * self.num_directions
         if hx is None:
             return [self._zero_state(B, ref) for _ in range(n)]
-        parts = hx if isinstance(hx, tuple) else (hx,)
+        parts = tuple(hx) if isinstance(hx, (tuple, list)) else (hx,)  # torch.nn also takes [h0, c0]
         if len(parts) != self._state_arity:
             raise ValueError(f"hx must hold {self._state_arity} tensor(s), got {len(parts)}")
         fixed = []
