@@ -1,0 +1,891 @@
+"""The trainer: AdamW, gradient clipping, a warm-up LR schedule, early stopping, progress and resumable runs.
+
+Any task model works: an ``nn.Module`` whose ``forward(batch) -> (outputs, loss)`` takes a
+:class:`~rnnkit.data.batching.Batch`. Training data is a function ``epoch -> Iterable[Batch]`` (or a re-iterable
+such as a list or a ``DataLoader``, whose sampler gets ``set_epoch(epoch)``), so the data order is a function of
+``(seed, epoch)`` and a resumed run sees exactly the batches the uninterrupted run would have seen.
+
+With ``out_dir`` set, :func:`fit` writes into that run folder::
+
+    out_dir/
+      checkpoint/          resumable state after every epoch (and at a mid-epoch stop); see rnnkit.checkpoint
+      curve.csv            one row per completed epoch (rewritten atomically after each epoch)
+      model.safetensors    the best weights (by the monitored validation metric), written when fit returns
+
+Reproducibility: at the start of epoch ``e`` (0-based) the trainer reseeds python ``random``, numpy and torch from
+``(seed, e)``; a mid-epoch resume restores the saved generator states instead. With the same seed on CPU, a run
+that is interrupted and resumed ends with bitwise the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnkit.checkpoint import (
+    has_checkpoint,
+    load_checkpoint,
+    read_checkpoint_state,
+    save_checkpoint,
+    save_run_weights,
+    write_text_atomic,
+)
+from rnnkit.data.batching import IGNORE_INDEX, Batch
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "CURVE_FILE",
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "evaluate",
+    "fit",
+    "history_to_csv",
+    "lr_factor",
+    "seed_everything",
+]
+
+CHECKPOINT_DIR = "checkpoint"
+"""Sub-folder of a run folder holding the resumable checkpoint."""
+CURVE_FILE = "curve.csv"
+"""Training-curve CSV inside a run folder."""
+
+SCHEDULES = ("cosine", "linear", "constant")
+PROGRESS_MODES = ("auto", "bar", "log", "none")
+# config fields that define the training trajectory: a resumed run must use the same values
+RESUME_FIELDS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "clip_norm",
+    "schedule",
+    "warmup",
+    "min_lr_ratio",
+    "monitor",
+    "mode",
+    "seed",
+)
+# reasons a run stops; the first two are final (resume returns at once), the others can be resumed
+STOP_COMPLETED, STOP_EARLY, STOP_TIME, STOP_INTERRUPTED = "completed", "early_stop", "time", "interrupted"
+_FINAL = (STOP_COMPLETED, STOP_EARLY)
+
+TrainData = Callable[[int], Iterable[Batch]] | Iterable[Batch]
+ValData = Callable[[], Iterable[Batch]] | Iterable[Batch]
+EvaluateFn = Callable[[nn.Module, Iterable[Batch]], Mapping[str, float]]
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss (or gradient norm) became NaN or infinite; the last good checkpoint is untouched.
+
+    Attributes: ``epoch`` (1-based), ``step`` (global, 1-based), ``quantity`` ("loss" or "gradient norm"),
+    ``value``.
+    """
+
+    def __init__(self, message: str, *, epoch: int, step: int, quantity: str, value: float) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.quantity, self.value = epoch, step, quantity, value
+
+
+@dataclass
+class TrainConfig:
+    """How to train; saved in every checkpoint. Defaults suit small char-level RNNs on a CPU."""
+
+    epochs: int = 10  # passes over the training data
+    batch_size: int = 64  # items per batch: used by the caller's batching, recorded so a resume can check it
+    lr: float = 3e-3  # peak learning rate of AdamW (reached at the end of the warm-up)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay, on matrices only (biases are not decayed)
+    clip_norm: float | None = 1.0  # clip the global gradient norm to this; None: no clipping (norm still logged)
+    schedule: str = "cosine"  # after a linear warm-up: "cosine" | "linear" decay to min_lr_ratio, or "constant"
+    warmup: float = 0.05  # warm-up length as a fraction of all training steps (0: none)
+    min_lr_ratio: float = 0.1  # final lr / peak lr for the "cosine" and "linear" schedules
+    patience: int | None = 5  # stop after this many epochs without improvement of `monitor`; None: never stop
+    min_delta: float = 0.0  # an improvement must beat the best value by more than this
+    monitor: str = "loss"  # validation metric for early stopping and best weights ("loss", "accuracy", ...)
+    mode: str = "auto"  # "min" | "max" | "auto": min for names with loss/nll/error/mse/mae/perplexity, else max
+    seed: int = 0  # seeds python, numpy and torch; the data order is a function of (seed, epoch)
+    max_minutes: float | None = None  # wall-clock budget of this call; stops at a step boundary, saving first
+    device: str = "cpu"  # torch device of the model and batches ("cpu", "cuda", "cuda:1", ...)
+    log_every: int = 50  # steps between log lines when the progress bar is off (0: one line per epoch only)
+    progress: str = "auto"  # "auto": a bar on a terminal, else log lines | "bar" | "log" | "none"
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ValueError:
+            return ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise bad("epochs", "must be an integer >= 1")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise bad("batch_size", "must be an integer >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise bad("lr", "must be a positive finite number (try 3e-3)")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise bad("weight_decay", "must be >= 0")
+        if self.clip_norm is not None and not (self.clip_norm > 0 and math.isfinite(self.clip_norm)):
+            raise bad("clip_norm", "must be > 0, or None for no clipping")
+        if self.schedule not in SCHEDULES:
+            raise bad("schedule", f"must be one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup < 1:
+            raise bad("warmup", "must be a fraction in [0, 1)")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise bad("min_lr_ratio", "must be in [0, 1]")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise bad("patience", "must be an integer >= 1, or None to never stop early")
+        if not self.min_delta >= 0:
+            raise bad("min_delta", "must be >= 0")
+        if self.mode not in ("min", "max", "auto"):
+            raise bad("mode", "must be 'min', 'max' or 'auto'")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", "must be an integer >= 0")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise bad("max_minutes", "must be > 0, or None for no limit")
+        if not isinstance(self.log_every, int) or self.log_every < 0:
+            raise bad("log_every", "must be an integer >= 0")
+        if self.progress not in PROGRESS_MODES:
+            raise bad("progress", f"must be one of {', '.join(PROGRESS_MODES)}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise bad("device", "is not a torch device (e.g. 'cpu' or 'cuda')") from None
+
+    @property
+    def minimize(self) -> bool:
+        """True when a smaller ``monitor`` value is better."""
+        if self.mode != "auto":
+            return self.mode == "min"
+        return any(s in self.monitor.lower() for s in ("loss", "nll", "error", "mse", "mae", "perplexity"))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict (e.g. a saved ``config.json`` section), ignoring unknown keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        history: one dict per completed epoch, the rows of ``curve.csv`` (``epoch`` is 1-based).
+        best_epoch: 1-based epoch whose weights the model holds now (``None`` if no epoch completed).
+        best_metric: its validation ``monitor`` value (``None`` without validation data).
+        monitor: the metric's column name, e.g. ``"val_loss"``.
+        epochs_run: epochs completed in total, over all resumes.
+        steps: optimizer steps taken in total.
+        train_seconds: training wall time in total (validation included, checkpoint writing excluded).
+        stopped_reason: "completed", "early_stop", "time" (max_minutes) or "interrupted" (Ctrl-C or
+            :meth:`Trainer.request_stop`); the last two can be continued with ``resume=True``.
+        out_dir: the run folder, or ``None``.
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    best_metric: float | None
+    monitor: str
+    epochs_run: int
+    steps: int
+    train_seconds: float
+    stopped_reason: str
+    out_dir: Path | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        """Flat keys for ``metrics.json``: ``train_seconds``, ``epochs``, ``steps``, ``best_epoch``, ..."""
+        out: dict[str, Any] = {
+            "train_seconds": round(self.train_seconds, 3),
+            "epochs": self.epochs_run,
+            "steps": self.steps,
+            "best_epoch": self.best_epoch,
+            "stopped_reason": self.stopped_reason,
+        }
+        if self.best_metric is not None:
+            out[f"best_{self.monitor}"] = self.best_metric
+        return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python ``random``, numpy's global generator and torch (CPU and every CUDA device)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """A well-mixed seed for epoch ``epoch`` of a run seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] % (2**63))
+
+
+def lr_factor(step: int, total_steps: int, schedule: str, warmup: float, min_lr_ratio: float) -> float:
+    """Learning-rate multiplier for optimizer step ``step`` (0-based) of ``total_steps``.
+
+    A linear warm-up over ``round(warmup * total_steps)`` steps from ``1/W`` to 1, then ``"cosine"``:
+    ``m + (1 - m)(1 + cos(pi p))/2``, ``"linear"``: ``1 - (1 - m) p``, or ``"constant"``: 1, where ``p`` in
+    [0, 1] is the progress after the warm-up and ``m = min_lr_ratio``.
+    """
+    w = round(warmup * total_steps)
+    if step < w:
+        return (step + 1) / w
+    if schedule == "constant":
+        return 1.0
+    p = min(1.0, (step - w) / max(1, total_steps - w))
+    if schedule == "cosine":
+        return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * p))
+    return 1.0 - (1.0 - min_lr_ratio) * p
+
+
+def _loss_weight(batch: Batch) -> int:
+    """How many terms a batch's mean loss averages: non-ignored per-step integer targets, else items."""
+    t = batch.targets
+    if t is not None and t.dim() >= 2 and not t.is_floating_point():
+        return int((t != IGNORE_INDEX).sum())
+    return len(batch)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None) -> dict[str, float]:
+    """Mean loss over ``batches`` (weighted like the training loss) and, where outputs are class scores for
+    integer targets (``outputs.shape[:-1] == targets.shape``), accuracy over non-ignored targets.
+
+    The model is put in eval mode and restored afterwards. Raises ``ValueError`` if there are no batches or the
+    model returns no loss (batches without targets).
+    """
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum, weight, correct, counted = 0.0, 0, 0, 0
+        for batch in batches:
+            batch = batch.to(device)
+            outputs, loss = model(batch)
+            if loss is None:
+                raise ValueError("the model returned no loss: evaluation batches need targets")
+            w = _loss_weight(batch)
+            loss_sum += float(loss) * w
+            weight += w
+            t = batch.targets
+            if (
+                isinstance(outputs, Tensor)
+                and t is not None
+                and not t.is_floating_point()
+                and outputs.dim() == t.dim() + 1
+                and outputs.shape[:-1] == t.shape
+            ):
+                mask = t != IGNORE_INDEX
+                correct += int(((outputs.argmax(-1) == t) & mask).sum())
+                counted += int(mask.sum())
+    finally:
+        model.train(was_training)
+    if weight == 0:
+        raise ValueError("no evaluation batches (is the validation set empty?)")
+    out = {"loss": loss_sum / weight}
+    if counted:
+        out["accuracy"] = correct / counted
+    return out
+
+
+def _epoch_batches(source: TrainData, epoch: int) -> Iterable[Batch]:
+    """The training batches of ``epoch``: call a factory, or set_epoch on a re-iterable's sampler."""
+    if callable(source) and not hasattr(source, "__iter__"):
+        return source(epoch)
+    for obj in (source, getattr(source, "batch_sampler", None), getattr(source, "sampler", None)):
+        if obj is not None and hasattr(obj, "set_epoch"):
+            obj.set_epoch(epoch)
+    if isinstance(source, Iterator):  # a generator or iterator can be read only once
+        raise TypeError(
+            "the training data is a one-shot iterator; pass a function epoch -> batches, a list of batches "
+            "or a DataLoader so that every epoch can iterate it again"
+        )
+    return source
+
+
+def _val_batches(source: ValData) -> Iterable[Batch]:
+    if callable(source) and not hasattr(source, "__iter__"):
+        return source()
+    if isinstance(source, Iterator):  # a generator or iterator can be read only once
+        raise TypeError("the validation data is a one-shot iterator; pass a list, a DataLoader or a function")
+    return source
+
+
+def _count(batches: Iterable[Batch]) -> int:
+    try:
+        return len(batches)  # type: ignore[arg-type]
+    except TypeError:
+        return sum(1 for _ in batches)
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def _fmt(x: Any) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}" if (abs(x) < 1e-3 or abs(x) >= 1e4) and x != 0 else f"{x:.4f}"
+    return str(x)
+
+
+def _epoch_line(row: Mapping[str, Any], epochs: int, best: bool) -> str:
+    """One log line summing up an epoch's curve row."""
+    parts = [f"epoch {row['epoch']}/{epochs}", f"train_loss {_fmt(row['train_loss'])}"]
+    parts += [f"{k} {_fmt(v)}" for k, v in row.items() if k.startswith("val_") and v is not None]
+    parts += [
+        f"lr {row['lr']:.3g}",
+        f"grad_norm {row['grad_norm']:.3g} (max {row['grad_norm_max']:.3g})",
+        f"{row['items_per_second']:.0f} items/s",
+        f"{row['seconds']:.1f}s",
+    ]
+    return "  ".join(parts) + ("  * best" if best else "")
+
+
+def _stderr_log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """A tqdm bar on a terminal, plain log lines otherwise (or nothing)."""
+
+    def __init__(self, mode: str, total: int, initial: int, log: Callable[[str], None], log_every: int):
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode, self.total, self.log, self.log_every = mode, total, log, log_every
+        self.t0, self.step0 = time.monotonic(), initial
+        self.bar = None
+        if mode == "bar":
+            from tqdm.auto import tqdm
+
+            try:
+                width_known = os.get_terminal_size(sys.stderr.fileno()).columns > 0
+            except (OSError, ValueError, AttributeError):
+                width_known = False
+            # some ptys report 0 columns, which makes tqdm draw an empty bar: fall back to a fixed width
+            cols, rows = shutil.get_terminal_size((100, 24))
+            size = {"dynamic_ncols": True} if width_known else {"ncols": cols, "nrows": rows}
+            self.bar = tqdm(total=total, initial=initial, unit="step", file=sys.stderr, **size)
+
+    def eta(self, step: int) -> str:
+        done = step - self.step0
+        if done <= 0:
+            return "?"
+        return _fmt_time((time.monotonic() - self.t0) / done * (self.total - step))
+
+    def on_step(self, epoch: str, step: int, in_epoch: str, loss: float, items_per_s: float, extra: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(f"epoch {epoch}", refresh=False)
+            self.bar.set_postfix_str(f"loss={loss:.4f} {items_per_s:.0f} items/s", refresh=False)
+            self.bar.update(1)
+        elif self.mode == "log" and self.log_every and step % self.log_every == 0:
+            self.log(
+                f"epoch {epoch} step {in_epoch} loss {loss:.4f} {extra} {items_per_s:.0f} items/s eta {self.eta(step)}"
+            )
+
+    def line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        elif self.mode != "none":
+            self.log(text)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the trainer
+
+
+class Trainer:
+    """Trains a task model; see :func:`fit` for the arguments. Callbacks get the trainer itself.
+
+    Useful attributes while training: ``model``, ``config``, ``optimizer``, ``scheduler``, ``state`` (epoch,
+    step, batch_in_epoch, best_metric, ...), ``history``. Call :meth:`request_stop` (e.g. from ``on_step``) to
+    stop at the next step boundary after saving a resumable checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train: TrainData,
+        val: ValData | None = None,
+        config: TrainConfig | None = None,
+        out_dir: str | Path | None = None,
+        *,
+        evaluate_fn: EvaluateFn | None = None,
+        on_step: Callable[[Trainer], None] | None = None,
+        on_epoch_end: Callable[[Trainer, dict[str, Any]], None] | None = None,
+        log: Callable[[str], None] | None = None,
+        handle_sigint: bool = False,
+    ) -> None:
+        self.model = model
+        self.train_data = train
+        self.val_data = val
+        self.config = config if config is not None else TrainConfig()
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.evaluate_fn = evaluate_fn
+        self.on_step = on_step
+        self.on_epoch_end = on_epoch_end
+        self.log = log if log is not None else _stderr_log
+        self.handle_sigint = handle_sigint
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self.state: dict[str, Any] = {}
+        self._best: dict[str, Tensor] | None = None
+        self._stop: str | None = None
+
+    # -- public ----------------------------------------------------------------------------------------------
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.state.get("history", [])
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / CHECKPOINT_DIR
+
+    def request_stop(self, reason: str = STOP_INTERRUPTED) -> None:
+        """Stop at the next step boundary, saving a checkpoint that ``resume=True`` continues exactly."""
+        self._stop = reason
+
+    def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
+        """Train (or continue with ``resume=True``) and return a :class:`TrainResult`; see :func:`fit`."""
+        prev_handler = self._install_sigint()
+        try:
+            return self._fit(resume, overwrite)
+        finally:
+            if prev_handler is not None:
+                signal.signal(signal.SIGINT, prev_handler)
+
+    # -- setup -----------------------------------------------------------------------------------------------
+
+    def _install_sigint(self) -> Any:
+        if not self.handle_sigint or threading.current_thread() is not threading.main_thread():
+            return None
+        prev = signal.getsignal(signal.SIGINT)
+        if prev is None:
+            prev = signal.default_int_handler
+
+        def handler(signum: int, frame: Any) -> None:
+            self.request_stop(STOP_INTERRUPTED)
+            signal.signal(signal.SIGINT, prev)  # a second Ctrl-C interrupts at once
+
+        signal.signal(signal.SIGINT, handler)
+        return prev
+
+    def _build_optimizer(self, total_steps: int) -> None:
+        cfg = self.config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        # decoupled weight decay on matrices (weights, embeddings) only; biases and gains are not decayed
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr)
+
+        def factor(step: int) -> float:
+            return lr_factor(step, total_steps, cfg.schedule, cfg.warmup, cfg.min_lr_ratio)
+
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+
+    def _fresh_state(self, steps_per_epoch: int) -> dict[str, Any]:
+        return {
+            "config": asdict(self.config),
+            "epoch": 0,  # completed epochs
+            "batch_in_epoch": 0,  # batches of the current epoch already trained (mid-epoch checkpoint)
+            "step": 0,  # optimizer steps taken
+            "steps_per_epoch": steps_per_epoch,
+            "data_order": {"seed": self.config.seed, "rule": "epoch e uses batches(e) after reseeding (seed, e)"},
+            "best_metric": None,
+            "best_epoch": None,
+            "best_is_current": False,
+            "bad_epochs": 0,  # epochs since the last improvement (early stopping counter)
+            "history": [],
+            "epoch_acc": None,  # running sums of a partly trained epoch
+            "stopped_reason": None,
+        }
+
+    def _resume(self, steps_per_epoch: int) -> Any:
+        ckdir = self.checkpoint_dir
+        if ckdir is None or not has_checkpoint(ckdir):
+            where = "no out_dir was given" if ckdir is None else f"{ckdir} holds no checkpoint"
+            raise ValueError(f"cannot resume: {where}; start the run without --resume")
+        assert self.optimizer is not None and self.scheduler is not None
+        # check the settings before anything is loaded, so a refused resume leaves the model as it was
+        saved_state = read_checkpoint_state(ckdir)
+        saved = saved_state.get("config") or {}
+        now = asdict(self.config)
+        diff = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in RESUME_FIELDS if saved.get(k) != now[k]]
+        if diff:
+            raise ValueError(
+                f"cannot resume {self.out_dir}: the training settings differ from the saved run "
+                f"({'; '.join(diff)}); use the same values, or start a new run"
+            )
+        if saved_state.get("steps_per_epoch") != steps_per_epoch:
+            raise ValueError(
+                f"cannot resume {self.out_dir}: the training data gives {steps_per_epoch} batches per epoch, "
+                f"the saved run had {saved_state.get('steps_per_epoch')}; resume with the same data"
+            )
+        ck = load_checkpoint(ckdir, self.model, self.optimizer, self.scheduler, restore_rng=False)
+        self.state = ck.state
+        self.state["config"] = now
+        if self.state.get("best_is_current"):
+            self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self._best = ck.best_weights
+        return ck
+
+    # -- training --------------------------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        ckdir = self.checkpoint_dir
+        if ckdir is None:
+            return
+        assert self.optimizer is not None
+        best = None if self.state["best_is_current"] else self._best
+        save_checkpoint(ckdir, self.model, self.optimizer, self.scheduler, self.state, best_weights=best)
+
+    def _write_curve(self) -> None:
+        if self.out_dir is not None:
+            write_text_atomic(self.out_dir / CURVE_FILE, history_to_csv(self.history))
+
+    def _metric_improved(self, value: float) -> bool:
+        best = self.state["best_metric"]
+        if not math.isfinite(value):
+            return False
+        if best is None:
+            return True
+        d = self.config.min_delta
+        return value < best - d if self.config.minimize else value > best + d
+
+    def _fit(self, resume: bool, overwrite: bool) -> TrainResult:
+        cfg = self.config
+        device = torch.device(cfg.device)
+        self.model.to(device)
+        ckdir = self.checkpoint_dir
+        if not resume and ckdir is not None and has_checkpoint(ckdir) and not overwrite:
+            raise ValueError(
+                f"{self.out_dir} already holds a training checkpoint; continue it with --resume, "
+                "or choose a new output folder (or --overwrite)"
+            )
+        steps_per_epoch = _count(_epoch_batches(self.train_data, 0))
+        if steps_per_epoch == 0:
+            raise ValueError("the training data gave no batches (is the training set empty?)")
+        total_steps = cfg.epochs * steps_per_epoch
+        self._build_optimizer(total_steps)
+        ck = None
+        if resume:
+            ck = self._resume(steps_per_epoch)
+        else:
+            self.state = self._fresh_state(steps_per_epoch)
+            self._best = None
+        st = self.state
+        self._stop = None
+        t_start = time.monotonic()
+        budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
+        stopped: str | None = st["stopped_reason"] if st["stopped_reason"] in _FINAL else None
+        if st["epoch"] >= cfg.epochs:
+            stopped = STOP_COMPLETED
+        progress = _Progress(cfg.progress, total_steps, st["step"], self.log, cfg.log_every)
+        if ck is not None:
+            progress.line(
+                f"resuming {self.out_dir} at epoch {st['epoch'] + 1}, batch {st['batch_in_epoch']}, "
+                f"step {st['step']}" + (f" (run already {stopped})" if stopped else "")
+            )
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]  # type: ignore[union-attr]
+        max_norm = cfg.clip_norm if cfg.clip_norm is not None else math.inf
+        monitor = f"val_{cfg.monitor}"
+        try:
+            while stopped is None and st["epoch"] < cfg.epochs:
+                e = st["epoch"]
+                skip = st["batch_in_epoch"]
+                seed_everything(_epoch_seed(cfg.seed, e))
+                it: Iterator[Batch] = iter(_epoch_batches(self.train_data, e))
+                if skip:
+                    for _ in range(skip):
+                        next(it)
+                    if ck is not None:
+                        ck.restore_rng()  # the generators as they were at the mid-epoch save
+                ck = None
+                acc = st["epoch_acc"] or {
+                    "loss_sum": 0.0, "weight": 0, "gn_sum": 0.0, "gn_max": 0.0, "n": 0, "items": 0,
+                    "gn_last": 0.0, "seconds": 0.0, "lr": None,
+                }  # fmt: skip
+                t_epoch = time.monotonic() - acc["seconds"]
+                self.model.train()
+                for batch in it:
+                    self._train_step(batch, device, params, max_norm, acc)
+                    st["step"] += 1
+                    st["batch_in_epoch"] += 1
+                    acc["seconds"] = time.monotonic() - t_epoch
+                    rate = acc["items"] / max(acc["seconds"], 1e-9)
+                    progress.on_step(
+                        f"{e + 1}/{cfg.epochs}",
+                        st["step"],
+                        f"{st['batch_in_epoch']}/{steps_per_epoch}",
+                        acc["loss_sum"] / max(acc["weight"], 1),
+                        rate,
+                        f"lr {acc['lr']:.3g} grad {acc['gn_last']:.3g}",
+                    )
+                    if self.on_step is not None:
+                        self.on_step(self)
+                    if budget is not None and time.monotonic() - t_start >= budget:
+                        self._stop = self._stop or STOP_TIME
+                    if self._stop is not None and st["batch_in_epoch"] < steps_per_epoch:
+                        # a mid-epoch stop: save exactly where we are, RNG states included
+                        st["epoch_acc"] = dict(acc)
+                        st["best_is_current"] = False
+                        self._save()
+                        stopped = self._stop
+                        progress.line(
+                            f"stopped ({stopped}) at epoch {e + 1}, batch {st['batch_in_epoch']}, step "
+                            f"{st['step']}; the checkpoint is saved" + (", continue with --resume" if ckdir else "")
+                        )
+                        break
+                if stopped is not None:
+                    break
+                if acc["n"] == 0:
+                    raise ValueError(f"the training data gave no batches in epoch {e + 1}")
+                stopped = self._end_epoch(e, acc, t_epoch, progress, monitor)
+                if stopped is None and self._stop is not None:
+                    stopped = self._stop
+                if stopped is None and budget is not None and time.monotonic() - t_start >= budget:
+                    stopped = STOP_TIME
+                if stopped == STOP_TIME:
+                    progress.line(f"time budget of {cfg.max_minutes} min reached after epoch {e + 1}")
+        finally:
+            progress.close()
+        if stopped is None:
+            stopped = STOP_COMPLETED
+        return self._finish(stopped, monitor)
+
+    def _train_step(
+        self, batch: Batch, device: torch.device, params: list[Tensor], max_norm: float, acc: dict[str, Any]
+    ) -> None:
+        assert self.optimizer is not None and self.scheduler is not None
+        batch = batch.to(device)
+        _, loss = self.model(batch)
+        if loss is None:
+            raise ValueError("the model returned no loss: training batches need targets")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise self._diverged("loss", value)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if not math.isfinite(grad_norm):
+            raise self._diverged("gradient norm", grad_norm)
+        lr = float(self.optimizer.param_groups[0]["lr"])
+        self.optimizer.step()
+        self.scheduler.step()
+        w = _loss_weight(batch)
+        acc["loss_sum"] += value * w
+        acc["weight"] += w
+        acc["gn_sum"] += grad_norm
+        acc["gn_max"] = max(acc["gn_max"], grad_norm)
+        acc["gn_last"] = grad_norm
+        acc["n"] += 1
+        acc["items"] += len(batch)
+        acc["lr"] = lr
+
+    def _diverged(self, quantity: str, value: float) -> NonFiniteLossError:
+        cfg, st = self.config, self.state
+        epoch, step = st["epoch"] + 1, st["step"] + 1
+        if self.checkpoint_dir is not None and has_checkpoint(self.checkpoint_dir):
+            where = f"the last good checkpoint is intact in {self.checkpoint_dir}"
+        else:
+            where = "no checkpoint was saved yet"
+        clip = f"--clip-norm (now {cfg.clip_norm})" if cfg.clip_norm is not None else "--clip-norm 1.0"
+        return NonFiniteLossError(
+            f"the training {quantity} became {value} at epoch {epoch}, step {step}; {where}. "
+            f"Lower the learning rate (--lr, now {cfg.lr:g}) or clip gradients harder ({clip}), "
+            "and check the data for NaN/inf values",
+            epoch=epoch,
+            step=step,
+            quantity=quantity,
+            value=value,
+        )
+
+    def _end_epoch(self, e: int, acc: dict[str, Any], t_epoch: float, progress: _Progress, monitor: str) -> str | None:
+        """Validate, record the curve row, update best weights / early stopping, checkpoint. Returns a final
+        stop reason or None."""
+        cfg, st = self.config, self.state
+        metrics: dict[str, float] = {}
+        if self.val_data is not None:
+            batches = _val_batches(self.val_data)
+            raw = self.evaluate_fn(self.model, batches) if self.evaluate_fn else evaluate(self.model, batches)
+            metrics = {f"val_{k}": float(v) for k, v in raw.items()}
+            if monitor not in metrics:
+                raise ValueError(
+                    f"the validation metrics {sorted(metrics)} do not include {monitor!r} "
+                    f"(TrainConfig.monitor={cfg.monitor!r})"
+                )
+        self.model.train()
+        seconds = time.monotonic() - t_epoch  # training and validation
+        row: dict[str, Any] = {
+            "epoch": e + 1,
+            "step": st["step"],
+            "train_loss": acc["loss_sum"] / max(acc["weight"], 1),
+        }
+        row["val_loss"] = metrics.pop("val_loss", None)
+        row.update(metrics)
+        row.update(
+            {
+                "lr": acc["lr"],
+                "grad_norm": acc["gn_sum"] / acc["n"],
+                "grad_norm_max": acc["gn_max"],
+                "items_per_second": acc["items"] / max(acc["seconds"], 1e-9),  # training only
+                "seconds": seconds,
+            }
+        )
+        value = row.get(monitor) if self.val_data is not None else None
+        improved = False
+        if self.val_data is None:
+            improved = True  # without validation the latest weights are the result
+        elif value is not None and self._metric_improved(value):
+            improved = True
+            st["best_metric"] = value
+        if improved:
+            st["best_epoch"] = e + 1
+            st["bad_epochs"] = 0
+            self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            st["bad_epochs"] += 1
+        st["best_is_current"] = improved
+        st["history"].append(row)
+        st["epoch"] = e + 1
+        st["batch_in_epoch"] = 0
+        st["epoch_acc"] = None
+        stopped = None
+        if self.val_data is not None and cfg.patience is not None and st["bad_epochs"] >= cfg.patience:
+            stopped = STOP_EARLY
+        elif st["epoch"] >= cfg.epochs:
+            stopped = STOP_COMPLETED
+        st["stopped_reason"] = stopped
+        self._save()
+        self._write_curve()
+        progress.line(_epoch_line(row, cfg.epochs, improved and self.val_data is not None))
+        if stopped == STOP_EARLY:
+            progress.line(
+                f"early stop: {monitor} has not improved for {cfg.patience} epochs; "
+                f"best {_fmt(st['best_metric'])} at epoch {st['best_epoch']}"
+            )
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(self, row)
+        return stopped
+
+    def _finish(self, stopped: str, monitor: str) -> TrainResult:
+        st = self.state
+        if self._best is not None:
+            self.model.load_state_dict(self._best)
+        if self.out_dir is not None:
+            save_run_weights(self.out_dir, self.model)
+            self._write_curve()
+        seconds = sum(float(r["seconds"]) for r in st["history"])
+        if st.get("epoch_acc"):
+            seconds += float(st["epoch_acc"]["seconds"])
+        return TrainResult(
+            history=list(st["history"]),
+            best_epoch=st["best_epoch"],
+            best_metric=st["best_metric"],
+            monitor=monitor,
+            epochs_run=st["epoch"],
+            steps=st["step"],
+            train_seconds=seconds,
+            stopped_reason=stopped,
+            out_dir=self.out_dir,
+        )
+
+
+def history_to_csv(history: list[Mapping[str, Any]]) -> str:
+    """The CSV text of ``curve.csv``: a header, then one row per epoch; columns in first-seen order."""
+    columns: list[str] = []
+    for row in history:
+        columns.extend(k for k in row if k not in columns)
+    if not columns:
+        columns = ["epoch", "step", "train_loss", "val_loss", "lr", "grad_norm", "seconds"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def fit(
+    model: nn.Module,
+    train: TrainData,
+    val: ValData | None = None,
+    config: TrainConfig | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    evaluate_fn: EvaluateFn | None = None,
+    on_step: Callable[[Trainer], None] | None = None,
+    on_epoch_end: Callable[[Trainer, dict[str, Any]], None] | None = None,
+    log: Callable[[str], None] | None = None,
+    handle_sigint: bool = False,
+) -> TrainResult:
+    """Train ``model`` and leave the best weights in it.
+
+    Args:
+        model: ``forward(batch) -> (outputs, loss)``; moved to ``config.device``.
+        train: ``epoch -> Iterable[Batch]`` (0-based epoch; must give the same batches for the same epoch), or a
+            re-iterable of batches (a list; a ``DataLoader`` or sampler with ``set_epoch`` gets it called).
+        val: validation batches (re-iterable or a no-argument function), or ``None``: no early stopping, the
+            final weights are the result.
+        config: :class:`TrainConfig` (defaults if ``None``).
+        out_dir: run folder for ``checkpoint/``, ``curve.csv`` and ``model.safetensors``; ``None``: in memory.
+        resume: continue the run saved in ``out_dir`` (same config; see ``RESUME_FIELDS``). A finished run just
+            returns its result.
+        overwrite: start afresh even if ``out_dir`` holds a checkpoint (otherwise a ``ValueError``).
+        evaluate_fn: ``(model, val_batches) -> {"loss": ..., ...}``; default :func:`evaluate`. Keys become
+            ``val_<key>`` columns; ``config.monitor`` must be one of them.
+        on_step: called as ``on_step(trainer)`` after every optimizer step.
+        on_epoch_end: called as ``on_epoch_end(trainer, row)`` after each epoch's checkpoint is written.
+        log: where log lines go (default: stderr).
+        handle_sigint: catch Ctrl-C during training, stop at the next step boundary and save (a second Ctrl-C
+            interrupts at once). Leave ``False`` in library use; the CLI sets it.
+
+    Returns:
+        :class:`TrainResult`.
+
+    Raises:
+        NonFiniteLossError: the loss or gradient norm became NaN/inf (the last good checkpoint stays).
+        ValueError: bad data, settings, or a corrupt / mismatched checkpoint on resume
+            (:class:`~rnnkit.checkpoint.CheckpointError`).
+    """
+    trainer = Trainer(
+        model,
+        train,
+        val,
+        config,
+        out_dir,
+        evaluate_fn=evaluate_fn,
+        on_step=on_step,
+        on_epoch_end=on_epoch_end,
+        log=log,
+        handle_sigint=handle_sigint,
+    )
+    return trainer.fit(resume=resume, overwrite=overwrite)
