@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rnnkit.data.batching import IGNORE_INDEX, Batch
-from rnnkit.data.vocab import BOS, EOS
+from rnnkit.data.vocab import BOS, EOS, UNK
 from rnnkit.tasks import MODELS, ModelConfig, SequenceClassifier, SequenceGenerator, build_model
 
 CORES = ["rnn", "lstm", "gru", "gru-before"]
@@ -86,7 +86,7 @@ def _greedy_by_forward(gen: SequenceGenerator, condition, prefix, max_len):
         cond = None if condition is None else torch.tensor([condition])
         logits, _ = gen(Batch(ids, torch.tensor([len(seq)]), None, cond))
         last = logits[0, -1].clone()
-        last[[0, BOS]] = -float("inf")
+        last[[0, BOS, UNK]] = -float("inf")
         nxt = int(last.argmax())
         if nxt == EOS:
             break

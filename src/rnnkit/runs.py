@@ -236,7 +236,14 @@ def train_run(
         if not (out / CONFIG_FILE).exists():
             raise ValueError(f"--resume: {out} holds no run to continue (no {CONFIG_FILE})")
         saved = read_json(out / CONFIG_FILE)
-        opts = _options_from_config(saved, opts)
+        resumed = _options_from_config(saved, opts)
+        changed = [k for k in DEFAULTS[resumed.task] if getattr(opts, k) not in (None, getattr(resumed, k))]
+        if changed:
+            raise ValueError(
+                f"--resume continues the run in {out} as it was started; it cannot change {', '.join(changed)} "
+                "(start a new run with another --out instead)"
+            )
+        opts = resumed
     elif existing and not overwrite:
         raise ValueError(f"--out {out} already holds files; choose another folder or pass --overwrite")
     split = prepare_split(opts)
@@ -297,9 +304,10 @@ def train_run(
         "train": asdict(tcfg),
         "data": {
             "source": split.train.source or (opts.data or "embedded"),
-            "data": opts.data,
-            "val_data": opts.val_data,
-            "test_data": opts.test_data,
+            # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
+            "data": _absolute(opts.data),
+            "val_data": _absolute(opts.val_data),
+            "test_data": _absolute(opts.test_data),
             "text_column": opts.text_column,
             "label_column": opts.label_column,
             "unit": opts.unit,
@@ -324,6 +332,10 @@ def train_run(
         write_json_atomic(out / "confusion.json", {"classes": classes, "matrix": confusion})
     _plots(run, out, confusion)
     return metrics
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import IGNORE_INDEX, Batch
-from rnnkit.data.vocab import BOS, EOS, PAD
+from rnnkit.data.vocab import BOS, EOS, PAD, UNK
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.registry import build_core
 
@@ -136,6 +136,8 @@ class SequenceGenerator(nn.Module):
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be ≥ 1, got {top_k}")
         prefix = [int(i) for i in prefix]
+        if len(prefix) > max_len:
+            raise ValueError(f"the prefix has {len(prefix)} symbols, more than max_len={max_len}")
         if any(i < 4 or i >= self.config.vocab_size for i in prefix):
             raise ValueError("prefix ids must be ordinary symbols of the vocabulary (not PAD/BOS/EOS/UNK)")
         was = self.training
@@ -153,7 +155,8 @@ class SequenceGenerator(nn.Module):
                 y, state = self.core.step(self._inputs(ids, c)[:, 0], state)  # (n, H)
             for _ in range(max_len - len(prefix)):
                 logits = self.head(y)  # (n, V)
-                logits[:, [PAD, BOS]] = -float("inf")
+                # PAD, BOS and UNK are never targets, but an undertrained model still gives them some mass
+                logits[:, [PAD, BOS, UNK]] = -float("inf")
                 nxt = self._choose(logits, temperature, top_k, generator)  # (n,)
                 nxt = torch.where(done, torch.full_like(nxt, EOS), nxt)
                 done |= nxt == EOS
