@@ -662,3 +662,14 @@ def test_fresh_folder_never_returns_an_existing_non_empty_folder(tmp_path: Path)
     for path in (target, tmp_path / "runs" / "demo-2", tmp_path / "runs" / "demo-3", as_file):
         got = fresh_folder(path)
         assert not got.exists() or (got.is_dir() and not any(got.iterdir()))
+
+
+def test_embedded_data_names_select_the_country_or_gender_task():
+    from rnnkit.runs import RunOptions, prepare_split
+
+    gender = prepare_split(RunOptions(task="classify", data="embedded:gender"))
+    assert gender.train.classes == ["F", "M"]
+    country = prepare_split(RunOptions(task="classify", data="embedded:country"))
+    default = prepare_split(RunOptions(task="classify"))
+    assert len(country.train.classes) == 18
+    assert country.record == default.record  # the default is embedded:country

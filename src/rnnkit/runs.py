@@ -143,13 +143,19 @@ class Run:
 
 
 # ---------------------------------------------------------------------------------------------------------- data
-def _read(path: str, opts: RunOptions) -> LabeledItems:
+EMBEDDED = {"embedded:country": "country", "embedded:gender": "gender"}
+"""``--data`` names of the embedded first-name dictionary: name → country or region (the default), name → gender."""
+
+
+def _read(path: str | None, opts: RunOptions) -> LabeledItems:
+    if path is None or path in EMBEDDED:
+        return default_names(EMBEDDED.get(path or "embedded:country", "country"))
     return load_data(path, text_column=opts.text_column, label_column=opts.label_column)
 
 
 def prepare_split(opts: RunOptions) -> Split:
     """Read ``opts.data`` (or the embedded default) and split it as asked."""
-    data = default_names("country") if opts.data is None else _read(opts.data, opts)
+    data = _read(opts.data, opts)
     if len(data) == 0:
         raise ValueError(f"{data.source or opts.data}: no items to train on")
     if opts.task == "classify":
@@ -290,6 +296,9 @@ def train_run(
         seed=opts.seed,
         max_minutes=opts.max_minutes,
         progress=opts.progress,
+        # a classifier keeps the epoch that classifies best: validation loss turns up (over-confidence) while
+        # accuracy is still rising
+        monitor="accuracy" if opts.task == "classify" else "loss",
         **opts.extra,
     )
     seed_everything(opts.seed)
@@ -335,7 +344,9 @@ def train_run(
 
 
 def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().resolve())
+    if path is None or path in EMBEDDED:
+        return path
+    return str(Path(path).expanduser().resolve())
 
 
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
@@ -521,7 +532,7 @@ def saved_test_data(run: Run) -> LabeledItems:
     opts = RunOptions(text_column=d["text_column"], label_column=d["label_column"])
     if d["test_data"]:
         return _read(d["test_data"], opts)
-    data = default_names("country") if d["data"] is None else _read(d["data"], opts)
+    data = _read(d["data"], opts)
     return apply_split(data, read_json(run.path / SPLIT_FILE)).test
 
 

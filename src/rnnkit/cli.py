@@ -1,0 +1,431 @@
+"""The ``rnnkit`` command line: one subcommand per job.
+
+Each subcommand is a pair of functions, ``_add_NAME(subparsers)`` that declares its flags (every flag with help
+and a default) and ``_cmd_NAME(args) -> int`` that runs it; adding a subcommand is adding a pair and listing
+``_add_NAME`` in ``_SUBCOMMANDS``.
+
+Errors: bad user input (``ValueError``, ``TypeError``, ``FileNotFoundError``, ``OSError``) and argparse's own
+usage errors print one line, ``rnnkit: error: <message>``, on stderr and exit with code 2, no traceback. Set
+``RNNKIT_DEBUG=1`` to get the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import rnnkit
+
+PROG = "rnnkit"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit code 2), like rnnkit's other errors."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        hint = f" (see '{self.prog} --help')"
+        self.exit(2, f"{PROG}: error: {message}{hint}\n")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every flag's default, and keeps the line breaks of descriptions and epilogs.
+
+    A flag whose default is None says in its own help what happens without it.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# rnnkit bench
+
+
+def _shape(text: str) -> tuple[int, int, int, int]:
+    """Parse ``T,B,I,H`` (four positive integers) for ``--shapes``."""
+    parts = text.split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"a shape is four positive integers T,B,I,H such as 50,16,32,64, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    from rnnkit import bench
+
+    shapes = " ".join(",".join(map(str, s)) for s in bench.SHAPES)
+    p = subparsers.add_parser(
+        "bench",
+        help="time forward+backward of rnnkit's layers against torch.nn and a tutorial-style loop",
+        description=(
+            "Time one forward+backward pass (float32) of rnnkit's layer, torch.nn's layer with the same weights,\n"
+            "and a tutorial-style autograd loop over torch.nn.*Cell, interleaved after a warm-up; report medians,\n"
+            "rnnkit/torch ratios and the GEMM-bound floor (matrix-product FLOPs over a torch.mm rate measured in\n"
+            "the same run). Only ratios from one run are comparable: absolute times vary between runs.\n"
+            f"Default shapes (T,B,I,H): {shapes}."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"only the first shape ({shapes.split()[0]}), with a shorter time budget; well under a minute",
+    )
+    p.add_argument(
+        "--cells",
+        nargs="+",
+        choices=bench.CELLS,
+        default=list(bench.CELLS),
+        metavar="CELL",
+        help=f"cells to measure, from: {', '.join(bench.CELLS)}",
+    )
+    p.add_argument(
+        "--shapes",
+        nargs="+",
+        type=_shape,
+        default=None,
+        metavar="T,B,I,H",
+        help="shapes to measure (default: the grid above, or its first shape with --quick), "
+        "e.g. --shapes 50,16,32,64 100,1,64,128",
+    )
+    p.add_argument(
+        "--repeats",
+        type=_positive_int,
+        default=None,
+        help="timed repeats per implementation (default: picked per shape and cell from --budget, 5 to 60)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds of timed repeats per shape and cell, without --repeats (default: 8, or 1.5 with --quick)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for weights and inputs")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print only a JSON array of results on stdout (progress goes to stderr)",
+    )
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from rnnkit import bench
+
+    if args.budget is not None and not args.budget > 0:
+        raise ValueError(f"--budget must be a positive number of seconds, got {args.budget}")
+    shapes = args.shapes or (bench.QUICK_SHAPES if args.quick else bench.SHAPES)
+    budget = args.budget if args.budget is not None else (1.5 if args.quick else 8.0)
+    cells = list(dict.fromkeys(args.cells))  # drop repeats, keep order
+
+    def progress(message: str) -> None:
+        print(f"{PROG} bench: {message}", file=sys.stderr, flush=True)
+
+    start, load_start = time.perf_counter(), _load_average()
+    results = bench.run(shapes, cells, repeats=args.repeats, budget_s=budget, seed=args.seed, progress=progress)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        print(bench.format_table(results))
+        print(
+            f"\n{len(results)} measurements in {time.perf_counter() - start:.0f} s; load average "
+            f"{load_start} at the start, {_load_average()} at the end (other processes on these cores add noise)"
+        )
+    return 0
+
+
+def _load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:  # not available on this platform
+        return "unknown"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# rnnkit train / evaluate / predict / sample / demo
+
+
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    from rnnkit.tasks import MODELS
+
+    d = "(default: the task's, see `rnnkit train --help`)"
+    p.add_argument("--model", choices=sorted(MODELS), default=None, help=f"recurrent core {d}")
+    p.add_argument("--layers", type=_positive_int, default=None, help=f"stacked recurrent layers {d}")
+    p.add_argument("--hidden", type=_positive_int, default=None, help=f"hidden size H {d}")
+    p.add_argument("--embed", type=_positive_int, default=None, help=f"symbol embedding size {d}")
+    p.add_argument(
+        "--bidirectional",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"read both directions (classify only) {d}",
+    )
+    p.add_argument("--dropout", type=float, default=None, help=f"dropout probability in [0, 1) {d}")
+    p.add_argument("--epochs", type=_positive_int, default=None, help=f"passes over the training data {d}")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help=f"items per batch {d}")
+    p.add_argument("--lr", type=float, default=None, help=f"peak AdamW learning rate {d}")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the data order")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop after this much training time, saving a checkpoint (continue with --resume)",
+    )
+
+
+def _options(args: argparse.Namespace, task: str, data: str | None):
+    from rnnkit.runs import RunOptions
+
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout must lie in [0, 1), got {args.dropout}")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError(f"--lr must be positive, got {args.lr}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be positive, got {args.max_minutes}")
+    return RunOptions(
+        task=task,
+        data=data,
+        val_data=getattr(args, "val_data", None),
+        test_data=getattr(args, "test_data", None),
+        text_column=getattr(args, "text_column", None),
+        label_column=getattr(args, "label_column", None),
+        unit=getattr(args, "unit", "char"),
+        fold_ascii=getattr(args, "fold_ascii", False),
+        model=args.model,
+        embed_dim=args.embed,
+        hidden_size=args.hidden,
+        num_layers=args.layers,
+        bidirectional=args.bidirectional,
+        dropout=args.dropout,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        conditional=not getattr(args, "unconditional", False),
+    )
+
+
+def _defaults_epilog() -> str:
+    from rnnkit.runs import DEFAULTS
+
+    lines = ["defaults per task (chosen by benchmarks/sweep_defaults.py on the embedded names):"]
+    for task, d in DEFAULTS.items():
+        lines.append(f"  {task}: " + ", ".join(f"{k}={v}" for k, v in d.items()))
+    return "\n".join(lines)
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a classifier or generator into a run folder",
+        description=(
+            "Train a task model and write a run folder: config.json, model.safetensors, metrics.json, curve.csv,\n"
+            "plots and a resumable checkpoint. --data takes a folder of <Category>.txt files (one item per line),\n"
+            "one text file with one item per line (generate), or a CSV with a text and a label column; without\n"
+            "--data the embedded first-name dictionary (name -> country or region) is used."
+        ),
+        epilog=_defaults_epilog(),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--task", choices=["classify", "generate"], default="classify", help="many->one or one->many")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="training data; embedded:country (the default) or embedded:gender for the embedded first names",
+    )
+    p.add_argument("--val-data", default=None, help="validation data (default: 10%% carved from --data)")
+    p.add_argument("--test-data", default=None, help="test data (default: 10%% of --data)")
+    p.add_argument("--text-column", default=None, help="CSV: the text column (default: detected)")
+    p.add_argument("--label-column", default=None, help="CSV: the label column (default: detected)")
+    p.add_argument("--unit", choices=["char", "word"], default="char", help="what one sequence element is")
+    p.add_argument("--fold-ascii", action="store_true", help="fold accents to ASCII (the PyTorch tutorial's way)")
+    p.add_argument("--unconditional", action="store_true", help="generate: ignore the labels (one model for all items)")
+    _add_model_flags(p)
+    p.add_argument("--out", required=True, help="the run folder to write")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from rnnkit.runs import accuracy_line, train_run
+
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: pick one")
+    opts = _options(args, args.task, args.data)
+    metrics = train_run(opts, args.out, resume=args.resume, overwrite=args.overwrite)
+    print(f"{args.task} · {metrics['model']}: {accuracy_line(metrics)}")
+    print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s ({metrics['stopped_reason']})")
+    print(f"run folder: {args.out}")
+    return 0
+
+
+def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="metrics of a trained run on its test split or on other data",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("run", help="a run folder written by `rnnkit train`")
+    p.add_argument("--data", default=None, help="data to evaluate on (default: the run's own test split)")
+    p.add_argument("--text-column", default=None, help="CSV: the text column (default: detected)")
+    p.add_argument("--label-column", default=None, help="CSV: the label column (default: detected)")
+    p.add_argument("--json", action="store_true", help="print the metrics as one JSON object")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from rnnkit.runs import evaluate_path, load_run
+
+    run = load_run(args.run)
+    metrics = evaluate_path(run, args.data, args.text_column, args.label_column)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        for k, v in metrics.items():
+            print(f"{k}: {v}")
+    return 0
+
+
+def _add_predict(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="the most likely classes of items, with probabilities", formatter_class=_Formatter
+    )
+    p.add_argument("run", help="a classify run folder")
+    p.add_argument("items", nargs="+", metavar="ITEM", help="items to classify, e.g. names")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="classes to show per item")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from rnnkit.runs import load_run, predict
+
+    run = load_run(args.run)
+    for item, top in zip(args.items, predict(run, args.items, args.top_k), strict=True):
+        print(f"{item}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
+    return 0
+
+
+def _add_sample(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sample", help="draw items from a generate run", formatter_class=_Formatter)
+    p.add_argument("run", help="a generate run folder")
+    p.add_argument("--category", default=None, help="category to generate (required for a conditional run)")
+    p.add_argument("--num", type=_positive_int, default=10, help="how many items")
+    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = always the argmax")
+    p.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k likeliest symbols only")
+    p.add_argument("--prefix", default="", help="every item starts with this")
+    p.add_argument("--max-len", type=_positive_int, default=30, help="the most symbols per item")
+    p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples (default: random)")
+    p.set_defaults(func=_cmd_sample)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from rnnkit.runs import load_run, sample
+
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be ≥ 0, got {args.temperature}")
+    run = load_run(args.run)
+    items = sample(run, args.category, args.num, args.temperature, args.prefix, args.max_len, args.seed, args.top_k)
+    for item in items:
+        print(item)
+    return 0
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "demo",
+        help="the lecture's two char-RNN demos on real names: classify by country, generate per country",
+        description=(
+            "Train a name -> country-or-region classifier and a country-conditioned name generator on the\n"
+            "first-name dictionary shipped in the gender-guesser package (18 categories, ~27k names), print test\n"
+            "metrics next to simple baselines, predictions and samples per category, and write both run folders."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--out", default="runs/demo", help="parent folder of the two runs (a fresh one if it exists)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs per model (default: each task's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the split, weights, data order and samples")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rnnkit.demo import run_demo
+
+    return run_demo(args.out, epochs=args.epochs, seed=args.seed)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The parser and the entry point
+
+_SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_demo,
+    _add_train,
+    _add_evaluate,
+    _add_predict,
+    _add_sample,
+    _add_bench,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``rnnkit`` parser with every subcommand."""
+    import torch
+
+    parser = _Parser(
+        prog=PROG,
+        description="rnnkit: recurrent neural networks from the lecture's equations, drop-in for torch.nn.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"{PROG} {rnnkit.__version__} (torch {torch.__version__})"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in _SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``rnnkit`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 2)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # e.g. `rnnkit bench | head`: the reader left; say nothing more
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- keeps Python's exit-time flush quiet
+        return 1
+    except (ValueError, TypeError, OSError) as error:  # FileNotFoundError is an OSError
+        if os.environ.get("RNNKIT_DEBUG"):
+            raise
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
