@@ -1,0 +1,72 @@
+"""rnnkit.bench on tiny shapes: the documented keys with positive numbers, and `rnnkit bench --json`.
+
+Timings are never asserted (DESIGN.md §3: benchmarks report, tests do not time).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from rnnkit import bench
+
+KEYS = {"cell", "T", "B", "I", "H", "rnnkit_ms", "torch_ms", "loop_ms", "ratio"}
+
+
+@pytest.mark.parametrize("cell", bench.CELLS)
+def test_measure_tiny_shape_has_documented_keys(cell: str) -> None:
+    result = bench.measure(cell, 4, 2, 3, 5, repeats=3, seed=0)
+    assert set(result) >= KEYS
+    assert (result["cell"], result["T"], result["B"], result["I"], result["H"]) == (cell, 4, 2, 3, 5)
+    for key in ("rnnkit_ms", "torch_ms", "loop_ms", "ratio", "floor_ms", "mm_gflops"):
+        assert isinstance(result[key], float) and math.isfinite(result[key]) and result[key] > 0, key
+    assert result["ratio"] == pytest.approx(result["rnnkit_ms"] / result["torch_ms"])
+    assert result["repeats"] == 3
+    # rnnkit agrees with its reference: torch.nn (same weights), or the lecture's loop for gru-before.
+    assert result["max_abs_diff"] < 1e-5
+
+
+def test_gemm_flops_counts_forward_and_backward() -> None:
+    # LSTM: G = 4 gates; forward x W_ihᵀ and h W_hhᵀ, backward twice that.
+    T, B, I, H = 3, 2, 5, 7
+    assert bench.gemm_flops("lstm", T, B, I, H) == 3 * (2 * T * B * I * 4 * H + 2 * T * B * H * 4 * H)
+    assert bench.gemm_flops("gru-before", T, B, I, H) == bench.gemm_flops("gru", T, B, I, H)
+
+
+def test_bad_arguments_raise_value_error() -> None:
+    with pytest.raises(ValueError, match="unknown cell"):
+        bench.measure("transformer", 2, 2, 2, 2)
+    with pytest.raises(ValueError, match="shape T"):
+        bench.measure("rnn", 0, 2, 2, 2)
+    with pytest.raises(ValueError, match="repeats"):
+        bench.measure("rnn", 2, 2, 2, 2, repeats=0)
+
+
+def test_table_lists_every_result() -> None:
+    results = bench.run([(3, 2, 2, 3)], ["rnn", "gru-before"], repeats=1)
+    table = bench.format_table(results)
+    assert "rnnkit/torch" in table
+    assert "gru-before" in table and "\nrnn " in table
+
+
+def test_cli_json_prints_only_a_json_array() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rnnkit", "bench", "--json", "--shapes", "5,2,3,4", "--repeats", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)  # stdout is the JSON array and nothing else
+    assert isinstance(results, list)
+    assert [r["cell"] for r in results] == list(bench.CELLS)
+    for r in results:
+        assert set(r) >= KEYS
+        assert (r["T"], r["B"], r["I"], r["H"]) == (5, 2, 3, 4)
+        assert r["rnnkit_ms"] > 0 and r["torch_ms"] > 0 and r["loop_ms"] > 0
+    assert "bench:" in proc.stderr  # progress went to stderr
