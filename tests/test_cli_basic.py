@@ -41,7 +41,7 @@ def test_every_flag_has_help_and_a_shown_default() -> None:
     for name, sub in subparsers.choices.items():
         text = sub.format_help()
         for action in sub._actions:
-            if action.dest == "help":
+            if action.dest == "help" or action.required:  # required ones (positionals included) need no default
                 continue
             assert action.help, f"rnnkit {name} {action.option_strings} has no help"
             assert "default" in action.help or action.default is not None, (name, action.option_strings)

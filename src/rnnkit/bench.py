@@ -39,6 +39,7 @@ __all__ = [
     "CELLS",
     "QUICK_SHAPES",
     "SHAPES",
+    "busy_cpus",
     "format_table",
     "gemm_flops",
     "measure",
@@ -388,6 +389,31 @@ def run(
                     f"{time.perf_counter() - t0:.1f} s)"
                 )
     return results
+
+
+def busy_cpus(seconds: float = 0.5) -> float | None:
+    """How many CPUs other processes keep busy, measured over ``seconds`` while this one sleeps (Linux only).
+
+    Timings taken while this is well above 0 are slow and noisy: torch's threads wait for each other whenever
+    one of them loses its core. Returns None where ``/proc/stat`` cannot be read.
+    """
+
+    def read() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle  # user nice system idle iowait irq softirq steal
+
+    first = read()
+    time.sleep(seconds)
+    second = read()
+    if first is None or second is None or second[0] == first[0]:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return (total - idle) / total * (os.cpu_count() or 1)
 
 
 def environment() -> str:

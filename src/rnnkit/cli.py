@@ -140,24 +140,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     def progress(message: str) -> None:
         print(f"{PROG} bench: {message}", file=sys.stderr, flush=True)
 
-    start, load_start = time.perf_counter(), _load_average()
+    busy = bench.busy_cpus()
+    if busy is not None and busy > 0.3:
+        progress(
+            f"warning: other processes keep {busy:.1f} of {os.cpu_count()} CPUs busy; timings will be slow and "
+            "noisy (torch's threads wait for each other), compare with a run on an idle machine"
+        )
+    start = time.perf_counter()
     results = bench.run(shapes, cells, repeats=args.repeats, budget_s=budget, seed=args.seed, progress=progress)
     if args.json:
         print(json.dumps(results, indent=1))
     else:
         print(bench.format_table(results))
+        busy_end = bench.busy_cpus()
         print(
-            f"\n{len(results)} measurements in {time.perf_counter() - start:.0f} s; load average "
-            f"{load_start} at the start, {_load_average()} at the end (other processes on these cores add noise)"
+            f"\n{len(results)} measurements in {time.perf_counter() - start:.0f} s; CPUs busy with other processes: "
+            f"{_cpus(busy)} before, {_cpus(busy_end)} after"
         )
     return 0
 
 
-def _load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:  # not available on this platform
-        return "unknown"
+def _cpus(busy: float | None) -> str:
+    return "unknown" if busy is None else f"{busy:.1f}"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -187,7 +191,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         "--max-minutes",
         type=float,
         default=None,
-        help="stop after this much training time, saving a checkpoint (continue with --resume)",
+        help="stop after this much training time, saving a checkpoint (continue with --resume) (default: no limit)",
     )
 
 
@@ -328,10 +332,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 def _add_sample(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sample", help="draw items from a generate run", formatter_class=_Formatter)
     p.add_argument("run", help="a generate run folder")
-    p.add_argument("--category", default=None, help="category to generate (required for a conditional run)")
+    p.add_argument(
+        "--category", default=None, help="category to generate (required for a conditional run; default: none)"
+    )
     p.add_argument("--num", type=_positive_int, default=10, help="how many items")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = always the argmax")
-    p.add_argument("--top-k", type=_positive_int, default=None, help="sample among the k likeliest symbols only")
+    p.add_argument(
+        "--top-k",
+        type=_positive_int,
+        default=None,
+        help="sample among the k likeliest symbols only (default: all symbols)",
+    )
     p.add_argument("--prefix", default="", help="every item starts with this")
     p.add_argument("--max-len", type=_positive_int, default=30, help="the most symbols per item")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples (default: random)")
