@@ -1,0 +1,274 @@
+"""The lecture's windowing baseline: cut a sequence into fixed-length windows, each paired with a target.
+
+The lecture breaks a sequence ``x`` into fixed-length windows ``w_j`` of length ``W`` and applies a standard
+(non-recurrent) network ``f`` to each one::
+
+    split(x, y) = {(w_j, y_j)}_{j=1}^{dim(x)/W}        ŷ_j = f(w_j)
+
+:func:`split` builds those pairs for strings (cut into characters or words), token lists and real-valued arrays
+(numpy arrays or torch tensors of shape ``(L, F)``, or ``(L,)``). Shape symbols: ``L`` sequence length, ``W``
+window length, ``F`` features per element. The fixed-window model that consumes the pairs lives elsewhere.
+"""
+
+from __future__ import annotations
+
+import operator
+import unicodedata
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+__all__ = ["split"]
+
+Unit = Literal["char", "word"]
+
+
+def split(
+    x: str | Sequence[Any] | np.ndarray | torch.Tensor,
+    y: Any = None,
+    *,
+    window: int,
+    stride: int = 1,
+    pad: Any = None,
+    unit: Unit | None = None,
+) -> list[tuple[Any, Any]]:
+    """Cut ``x`` into windows of ``window`` elements and pair each with a target: the lecture's ``split(x, y)``.
+
+    ``split(x, y) = {(w_j, y_j)}_{j=1}^{dim(x)/W}``: with ``stride=window``, ``y`` given and no ``pad``, a sequence
+    of length ``L`` gives ``L // W`` non-overlapping windows (a tail shorter than ``W`` is dropped). The lecture's
+    examples use ``stride=1`` (overlapping windows), the default.
+
+    Targets:
+
+    - ``y=None``: the target of a window is the element that follows it (next-element prediction). Without
+      ``pad`` the pairs are ``(x[j-W:j], x[j])`` for ``j = W, W+stride, ...`` up to ``L-1``; an element is a
+      target only if ``W`` elements precede it. With ``pad``, ``W`` copies of ``pad`` go before ``x``, so the pairs
+      are ``(x_padded[j:j+W], x[j])`` for ``j = 0, stride, ...`` up to ``L-1``: one window per element at stride 1,
+      the first one all padding (the lecture's ``("###", "H")``).
+    - ``y`` given (any value: a label, a number, a tensor): every window carries ``y``. Without ``pad`` the windows
+      are ``x[i:i+W]`` for ``i = 0, stride, ...`` up to ``L-W`` (every full window). With ``pad``, ``W-1`` copies of
+      ``pad`` go before ``x``, so the first window ends at the first element and, at stride 1, every element ends
+      exactly one window (``L`` windows).
+
+    Sequences shorter than the window: with ``pad`` there is always at least one window (padding is on the left,
+    never on the right). Without ``pad``, a sequence that yields no window at all — shorter than ``W`` with ``y``
+    given, or not longer than ``W`` with ``y=None`` — raises ``ValueError`` (as ``numpy``'s ``sliding_window_view``
+    and ``torch.Tensor.unfold`` do) rather than silently returning ``[]``; pass ``pad`` to keep it. An empty
+    sequence always raises ``ValueError``.
+
+    Args:
+        x: the sequence. A ``str`` is cut by ``unit``; a list or tuple is a sequence of tokens (any objects); a
+            numpy array or torch tensor of shape ``(L, F)`` (or ``(L,)``, or ``(L, *)``) is a sequence of ``L``
+            elements along its first dimension.
+        y: ``None`` for next-element targets, otherwise the target carried by every window.
+        window: ``W``, the number of elements in each window (``>= 1``).
+        stride: the step between the starts of consecutive windows (``>= 1``); ``stride=window`` gives
+            non-overlapping windows.
+        pad: ``None`` for no padding, else the padding element put on the left: a one-character ``str`` for
+            ``unit="char"``, a non-empty ``str`` without whitespace (a pad word such as ``"<pad>"``) for
+            ``unit="word"``, any token for a token list, and a number (or a row broadcastable to ``x.shape[1:]``)
+            for arrays and tensors, cast to ``x``'s dtype (a value an integer dtype cannot hold raises).
+        unit: strings only: ``"char"`` (the default for a ``str``) cuts into characters, keeping spaces and
+            punctuation; ``"word"`` splits on whitespace and strips punctuation from both ends of each word
+            (``"movie."`` → ``"movie"``, ``"don't"`` stays; a word that is all punctuation is dropped).
+
+    Returns:
+        A list of ``(window, target)`` pairs in order. Windows of a ``str`` are strings (characters joined with
+        ``""``, words with ``" "``); of a tuple, tuples; of any other token sequence, lists; of an array or tensor,
+        arrays or tensors of shape ``(W, *x.shape[1:])`` (views of one padded copy; copy before writing to them),
+        on ``x``'s device and with ``x``'s dtype. Next-element targets are elements of ``x``: a character, a word,
+        a token, or a row of shape ``x.shape[1:]``.
+
+    Raises:
+        TypeError: ``x`` of an unsupported type, ``window``/``stride`` not integers, ``unit`` given for a
+            non-string ``x``, or ``pad`` of the wrong type for ``x``.
+        ValueError: ``window < 1``, ``stride < 1``, an unknown ``unit``, an empty sequence, a sequence too short
+            for one window without ``pad``, or a ``pad`` of the wrong length/shape/value.
+
+    Examples:
+        The lecture's two examples (stride 1):
+
+        >>> pairs = split("Hello world!", window=3, pad="#", unit="char")
+        >>> pairs[:5]
+        [('###', 'H'), ('##H', 'e'), ('#He', 'l'), ('Hel', 'l'), ('ell', 'o')]
+        >>> len(pairs), pairs[-1]
+        (12, ('rld', '!'))
+        >>> split("This is a great movie.", +1, window=2, unit="word")
+        [('This is', 1), ('is a', 1), ('a great', 1), ('great movie', 1)]
+
+        Non-overlapping windows, ``dim(x)/W`` of them:
+
+        >>> split("abcdefg", "label", window=3, stride=3)
+        [('abc', 'label'), ('def', 'label')]
+
+        Real-valued sequences of shape ``(L, F)``:
+
+        >>> w, t = split(np.arange(8.0).reshape(4, 2), window=2)[0]
+        >>> w.shape, t.tolist()
+        ((2, 2), [4.0, 5.0])
+    """
+    window = _positive_int(window, "window")
+    stride = _positive_int(stride, "stride")
+    if unit is not None and unit not in ("char", "word"):
+        raise ValueError(f"unit must be 'char', 'word' or None, got {unit!r}")
+
+    if isinstance(x, str):
+        return _split_str(x, y, window, stride, pad, unit or "char")
+    if unit is not None:
+        raise TypeError(f"unit={unit!r} applies only when x is a str, but x is a {type(x).__name__}; leave unit=None")
+    if isinstance(x, torch.Tensor):
+        seq, n_pad = _pad_tensor(x, window, pad, y is None)
+        return _pairs(seq, x, y, window, stride, n_pad, lambda s: s)
+    if isinstance(x, np.ndarray):
+        seq, n_pad = _pad_array(x, window, pad, y is None)
+        return _pairs(seq, x, y, window, stride, n_pad, lambda s: s)
+    if isinstance(x, (bytes, bytearray)):
+        raise TypeError("x is bytes: decode it to a str first (x.decode()), or pass a list of ints")
+    if isinstance(x, Sequence):
+        tokens = list(x)
+        _check_nonempty(len(tokens))
+        n_pad = 0 if pad is None else _n_pad(window, y is None)
+        seq = [pad] * n_pad + tokens
+        make = tuple if isinstance(x, tuple) else list
+        return _pairs(seq, tokens, y, window, stride, n_pad, make)
+    raise TypeError(f"x must be a str, a list/tuple of tokens, a numpy array or a torch tensor, got {type(x).__name__}")
+
+
+def _positive_int(value: Any, name: str) -> int:
+    """``value`` as an int >= 1, or a TypeError/ValueError naming the argument."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def _check_nonempty(length: int) -> None:
+    if length == 0:
+        raise ValueError("x is an empty sequence: split needs at least one element")
+
+
+def _n_pad(window: int, next_element: bool) -> int:
+    """Pad elements put before x: W for next-element targets (the first target is x[0]), W-1 when y is given
+    (the first window ends at x[0])."""
+    return window if next_element else window - 1
+
+
+def _pairs(seq: Any, elems: Any, y: Any, window: int, stride: int, n_pad: int, make: Any) -> list[tuple[Any, Any]]:
+    """The (window, target) pairs over ``seq`` (the padded sequence, ``n_pad`` pad elements then ``elems``)."""
+    length = len(elems)
+    if y is None:
+        # Target x[j] follows the window seq[e-W:e] with e = j + n_pad (exclusive end in padded coordinates).
+        first = window - n_pad  # 0 with pad, W without
+        pairs = [(make(seq[j + n_pad - window : j + n_pad]), elems[j]) for j in range(first, length, stride)]
+    else:
+        pairs = [(make(seq[i : i + window]), y) for i in range(0, len(seq) - window + 1, stride)]
+    if not pairs:  # only possible without pad: with pad every sequence of length >= 1 has a first window
+        needed = window + 1 if y is None else window
+        why = "next-element targets need" if y is None else "a window needs"
+        raise ValueError(
+            f"x has {length} element(s) but window={window}: {why} at least {needed}; "
+            "pass pad=... to left-pad short sequences, or use a smaller window"
+        )
+    return pairs
+
+
+def _words(text: str) -> list[str]:
+    """Whitespace-separated words with punctuation stripped from both ends; all-punctuation words dropped."""
+    words = []
+    for raw in text.split():
+        start, end = 0, len(raw)
+        while start < end and unicodedata.category(raw[start]).startswith("P"):
+            start += 1
+        while end > start and unicodedata.category(raw[end - 1]).startswith("P"):
+            end -= 1
+        if start < end:
+            words.append(raw[start:end])
+    return words
+
+
+def _split_str(text: str, y: Any, window: int, stride: int, pad: Any, unit: Unit) -> list[tuple[Any, Any]]:
+    elems = list(text) if unit == "char" else _words(text)
+    if not elems:
+        what = "an empty string" if not text else f"{text!r}, which has no words once punctuation is dropped"
+        raise ValueError(f"x is {what}: split needs at least one element")
+    n_pad = 0
+    if pad is not None:
+        if not isinstance(pad, str):
+            raise TypeError(f"pad must be a str when x is a str, got {type(pad).__name__} {pad!r}")
+        if unit == "char" and len(pad) != 1:
+            raise ValueError(f"pad must be one character for unit='char', got {pad!r}")
+        if unit == "word" and (not pad or any(ch.isspace() for ch in pad)):
+            raise ValueError(f"pad must be a non-empty word without whitespace for unit='word', got {pad!r}")
+        n_pad = _n_pad(window, y is None)
+    seq = [pad] * n_pad + elems
+    joiner = "" if unit == "char" else " "
+    return _pairs(seq, elems, y, window, stride, n_pad, joiner.join)
+
+
+def _check_pad_value(pad: Any) -> None:
+    if isinstance(pad, (str, bytes)):
+        raise TypeError(f"pad must be a number (or a row of numbers) when x is an array or tensor, got {pad!r}")
+
+
+def _pad_array(x: np.ndarray, window: int, pad: Any, next_element: bool) -> tuple[np.ndarray, int]:
+    """x with the pad rows prepended (x itself without pad), and the number of pad rows."""
+    if x.ndim == 0:
+        raise ValueError("x is a 0-d array: split needs a sequence of shape (L, F) or (L,)")
+    _check_nonempty(x.shape[0])
+    if pad is None:
+        return x, 0
+    if x.dtype.kind in "biufc":  # a numeric array: the pad must be numeric too
+        _check_pad_value(pad)
+        pad_arr = np.asarray(pad)
+        if pad_arr.dtype.kind not in "biufc" or (pad_arr.dtype.kind == "c" and x.dtype.kind != "c"):
+            raise TypeError(f"pad must be a real number (or a row of them) for x of dtype {x.dtype}, got {pad!r}")
+    else:  # e.g. an array of strings or objects: any pad the dtype holds
+        pad_arr = np.asarray(pad, dtype=x.dtype)
+    try:
+        row = np.broadcast_to(pad_arr, x.shape[1:])
+    except ValueError:
+        raise ValueError(
+            f"pad of shape {pad_arr.shape} does not broadcast to a row of x, shape {x.shape[1:]}"
+        ) from None
+    with np.errstate(invalid="ignore"):  # NaN/inf cast to an int dtype: caught by the check below
+        row_cast = row.astype(x.dtype)
+    if x.dtype.kind in "biu" and not np.array_equal(row_cast, row):
+        raise ValueError(f"pad={pad!r} cannot be held exactly by x's dtype {x.dtype}")
+    n_pad = _n_pad(window, next_element)
+    block = np.broadcast_to(row_cast, (n_pad, *x.shape[1:]))  # (n_pad, *F)
+    return np.concatenate([block, x], axis=0), n_pad  # (n_pad + L, *F)
+
+
+def _pad_tensor(x: torch.Tensor, window: int, pad: Any, next_element: bool) -> tuple[torch.Tensor, int]:
+    """x with the pad rows prepended (x itself without pad), and the number of pad rows."""
+    if x.dim() == 0:
+        raise ValueError("x is a 0-d tensor: split needs a sequence of shape (L, F) or (L,)")
+    _check_nonempty(x.shape[0])
+    if pad is None:
+        return x, 0
+    _check_pad_value(pad)
+    try:
+        pad_t = torch.as_tensor(pad)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"pad must be a number (or a row of numbers) when x is a tensor, got {pad!r}") from None
+    if pad_t.dtype.is_complex and not x.dtype.is_complex:
+        raise TypeError(f"pad must be a real number (or a row of them) for x of dtype {x.dtype}, got {pad!r}")
+    try:
+        row = torch.broadcast_to(pad_t, x.shape[1:])
+    except RuntimeError:
+        raise ValueError(
+            f"pad of shape {tuple(pad_t.shape)} does not broadcast to a row of x, shape {tuple(x.shape[1:])}"
+        ) from None
+    row_cast = row.to(dtype=x.dtype)
+    if not (x.dtype.is_floating_point or x.dtype.is_complex) and not torch.equal(row_cast.to(row.dtype), row):
+        raise ValueError(f"pad={pad!r} cannot be held exactly by x's dtype {x.dtype}")
+    n_pad = _n_pad(window, next_element)
+    block = row_cast.to(x.device).expand(n_pad, *x.shape[1:])  # (n_pad, *F)
+    return torch.cat([block, x], dim=0), n_pad  # (n_pad + L, *F)
