@@ -385,6 +385,141 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# rnnkit gradients
+
+
+def _wh_value(text: str) -> int | float:
+    """A ``--wh`` value, kept an int when written as one (the header prints it as given: ``1``, ``0.1``)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _add_gradients(subparsers: argparse._SubParsersAction) -> None:
+    from rnnkit.diagnostics import LECTURE_LENGTHS, LECTURE_WH
+
+    p = subparsers.add_parser(
+        "gradients",
+        help="vanishing/exploding gradients: the lecture's TinyRNN tables, or ‖∂L/∂h_t‖ through time",
+        description=(
+            "Three modes:\n"
+            "  --tiny            the lecture's TinyRNN experiment (h = relu(wh·h), y = wy·h, MSE on the last step),\n"
+            "                    parameter gradients per wh_init and sequence length, computed by running it;\n"
+            "  RUN               ‖∂L/∂h_t‖ per step, layer and direction of a trained run, on test items;\n"
+            "  --compare M ...   the same for fresh models on one synthetic batch (loss: the last step's output).\n"
+            "RUN and --compare write a PNG (log-scale norm against t) and a CSV beside it, and print a table."
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("run", nargs="?", default=None, help="a run folder written by `rnnkit train` (default: none)")
+    p.add_argument("--tiny", action="store_true", help="print the lecture's TinyRNN gradient tables")
+    p.add_argument(
+        "--wh", nargs="+", type=_wh_value, default=list(LECTURE_WH), metavar="W", help="--tiny: the wh_init values"
+    )
+    p.add_argument(
+        "--lengths",
+        nargs="+",
+        type=_positive_int,
+        default=list(LECTURE_LENGTHS),
+        metavar="L",
+        help="--tiny: the sequence lengths",
+    )
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="--tiny: the TinyRNN's dtype")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        default=None,
+        metavar="MODEL",
+        help="fresh registry models to compare, e.g. --compare rnn lstm gru (default: none)",
+    )
+    p.add_argument("--length", type=_positive_int, default=50, help="--compare: sequence length T")
+    p.add_argument("--hidden", type=_positive_int, default=32, help="--compare: hidden size H of every model")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="sequences in the batch")
+    p.add_argument("--seed", type=int, default=0, help="--compare: seed of the weights and the batch")
+    p.add_argument(
+        "--plot",
+        default=None,
+        help="the PNG to write; the CSV goes beside it (default: RUN/gradient_flow.png, or gradient_flow.png "
+        "with --compare)",
+    )
+    p.set_defaults(func=_cmd_gradients)
+
+
+def _cmd_gradients(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from rnnkit import diagnostics as dg
+    from rnnkit.plots import MATPLOTLIB_NOTE
+
+    modes = [m for m, on in (("RUN", args.run), ("--tiny", args.tiny), ("--compare", args.compare)) if on]
+    if len(modes) != 1:
+        what = "none" if not modes else " and ".join(modes)
+        raise ValueError(f"gradients needs exactly one of RUN, --tiny or --compare (got {what})")
+    if args.tiny:
+        dtype = getattr(torch, args.dtype)
+        for i, wh in enumerate(args.wh):
+            if i:
+                print()
+            print("\n".join(dg.show_grads(wh, args.lengths, dtype)))
+        cancelled = dg.tiny_cancellations(args.wh, args.lengths, dtype)
+        print()
+        if any(0 < abs(wh) < 1 for wh in args.wh):
+            print("Note: for wh_init < 1 a 0.000000 is a true gradient below 5e-7 (vanishing: 2·0.1^10 = 2e-10).")
+        if cancelled:
+            cells = ", ".join(f"wh_init={wh} Length={L}" for wh, L in cancelled)
+            print(
+                f"Note: the zeros at {cells} are not vanishing gradients. "
+                + dg.CANCELLATION_NOTE.format(dtype=args.dtype)
+            )
+        else:
+            print(
+                f"Note: in {args.dtype} no target y_pred - 1 rounds back to y_pred here, so every gradient is the "
+                "exact value up to rounding (0.000000 means smaller than 5e-7). In float32 the lecture's "
+                "wh_init=10, Length=10 prints zeros because 1e10 - 1 == 1e10; --dtype float64 shows the true values."
+            )
+        return 0
+    if args.plot is not None and Path(args.plot).suffix.lower() != ".png":
+        raise ValueError(f"--plot must name a .png file (the CSV goes beside it), got {args.plot!r}")
+    if args.compare:
+        norms = dg.compare_flow(args.compare, args.length, args.hidden, batch_size=args.batch_size, seed=args.seed)
+        title = f"gradient flow, fresh models, T={args.length}, H={args.hidden}"
+        plot = args.plot or "gradient_flow.png"
+    else:
+        from rnnkit.runs import _Batches, _encode, _label_ids, load_run, saved_test_data
+
+        run = load_run(args.run)
+        data = saved_test_data(run)
+        ids, kept = _encode(run.vocab, data)
+        if not ids:
+            raise ValueError(f"{args.run}: its test split has no item with a symbol the model knows")
+        labeled = run.task == "classify" or run.config["data"]["conditional"]
+        labels = _label_ids(run, data, kept) if labeled else None
+        first = list(range(min(args.batch_size, len(ids))))  # the first test items, in the split's order
+        batch = _Batches(run.task, ids, labels, args.batch_size, 0)._collate(first)
+        flow = dg.gradient_flow(run.model, batch)
+        norms = {f"{run.config['model']['model']} {k}": v for k, v in flow.norms.items()}
+        title = f"gradient flow of {Path(args.run).name} ({len(batch)} test items, loss {flow.loss:.3f})"
+        plot = args.plot or str(Path(args.run) / "gradient_flow.png")
+    print(dg.flow_table(norms))
+    csv_path = dg.write_flow_csv(norms, Path(plot).with_suffix(".csv"))
+    png = dg.plot_flow(norms, plot, title)
+    print(f"wrote {csv_path}" + (f" and {png}" if png is not None else ""))
+    if png is None:
+        print(MATPLOTLIB_NOTE)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------------------
 # The parser and the entry point
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -394,6 +529,7 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_predict,
     _add_sample,
     _add_bench,
+    _add_gradients,
 ]
 
 
