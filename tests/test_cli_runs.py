@@ -673,3 +673,15 @@ def test_embedded_data_names_select_the_country_or_gender_task():
     default = prepare_split(RunOptions(task="classify"))
     assert len(country.train.classes) == 18
     assert country.record == default.record  # the default is embedded:country
+
+
+def test_resume_without_a_checkpoint_points_to_overwrite(tmp_path, capsys):
+    from rnnkit.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    assert main(["train", "--resume", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no checkpoint" in err[0] and "--overwrite" in err[0]
+    assert (out / "config.json").read_text() == "{}"

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from rnnkit import __version__
-from rnnkit.checkpoint import load_run_weights, read_json, write_json_atomic
+from rnnkit.checkpoint import has_checkpoint, load_run_weights, read_json, write_json_atomic
 from rnnkit.data import (
     BucketBatchSampler,
     LabeledItems,
@@ -49,7 +49,7 @@ from rnnkit.data import (
 from rnnkit.data.batching import Batch
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.tasks import ModelConfig, build_model
-from rnnkit.train import TrainConfig, TrainResult, evaluate, fit, seed_everything
+from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult, evaluate, fit, seed_everything
 
 __all__ = [
     "DEFAULTS",
@@ -241,6 +241,11 @@ def train_run(
     if resume:
         if not (out / CONFIG_FILE).exists():
             raise ValueError(f"--resume: {out} holds no run to continue (no {CONFIG_FILE})")
+        if not has_checkpoint(out / CHECKPOINT_DIR):
+            raise ValueError(
+                f"--resume: {out} holds no checkpoint (the run stopped before its first save); "
+                "start it again with --overwrite"
+            )
         saved = read_json(out / CONFIG_FILE)
         resumed = _options_from_config(saved, opts)
         changed = [k for k in DEFAULTS[resumed.task] if getattr(opts, k) not in (None, getattr(resumed, k))]
