@@ -173,6 +173,12 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
 
     d = "(default: the task's, see `rnnkit train --help`)"
     p.add_argument("--model", choices=sorted(MODELS), default=None, help=f"recurrent core {d}")
+    p.add_argument(
+        "--window",
+        type=_positive_int,
+        default=None,
+        help="inputs per window W of --model window (the last W, left zero-padded) (default: 5)",
+    )
     p.add_argument("--layers", type=_positive_int, default=None, help=f"stacked recurrent layers {d}")
     p.add_argument("--hidden", type=_positive_int, default=None, help=f"hidden size H {d}")
     p.add_argument("--embed", type=_positive_int, default=None, help=f"symbol embedding size {d}")
@@ -214,6 +220,7 @@ def _options(args: argparse.Namespace, task: str, data: str | None):
         unit=getattr(args, "unit", "char"),
         fold_ascii=getattr(args, "fold_ascii", False),
         model=args.model,
+        window=args.window,
         embed_dim=args.embed,
         hidden_size=args.hidden,
         num_layers=args.layers,

@@ -107,7 +107,8 @@ class RunOptions:
     label_column: str | None = None  # CSV: the label column
     unit: str = "char"  # vocabulary unit: "char" | "word"
     fold_ascii: bool = False  # fold accents to ASCII as the PyTorch tutorial does
-    model: str | None = None  # recurrent core: rnn | lstm | gru | gru-before (the registry's names)
+    model: str | None = None  # recurrent core: rnn | lstm | gru | gru-before | window (the registry's names)
+    window: int | None = None  # W of the "window" model (None: 5)
     embed_dim: int | None = None
     hidden_size: int | None = None
     num_layers: int | None = None
@@ -249,6 +250,8 @@ def train_run(
         saved = read_json(out / CONFIG_FILE)
         resumed = _options_from_config(saved, opts)
         changed = [k for k in DEFAULTS[resumed.task] if getattr(opts, k) not in (None, getattr(resumed, k))]
+        if opts.window is not None and opts.window != resumed.window:
+            changed.append("window")
         if changed:
             raise ValueError(
                 f"--resume continues the run in {out} as it was started; it cannot change {', '.join(changed)} "
@@ -282,17 +285,24 @@ def train_run(
         raise ValueError("the validation split is empty: give more data or --val-data")
     val_b = _Batches(opts.task, va_ids, labels_of(split.val, va_kept), bs, opts.seed).ordered()
 
+    model_name = opts.resolved("model")
+    windowed = model_name == "window"
+    if windowed and opts.bidirectional:
+        raise ValueError("the window model has no direction: drop --bidirectional")
     mcfg = ModelConfig(
         task=opts.task,
-        model=opts.resolved("model"),
+        model=model_name,
         vocab_size=len(vocab),
         num_classes=len(classes) if opts.task == "classify" else 0,
         embed_dim=int(opts.resolved("embed_dim")),
         hidden_size=int(opts.resolved("hidden_size")),
         num_layers=int(opts.resolved("num_layers")),
-        bidirectional=bool(opts.resolved("bidirectional")) if opts.task == "classify" else False,
+        bidirectional=bool(opts.resolved("bidirectional")) if opts.task == "classify" and not windowed else False,
         dropout=float(opts.resolved("dropout")),
         num_conditions=len(classes) if conditional else 0,
+        # a window model has no state to condition: the category enters through every step's input
+        condition_mode="input" if windowed else "both",
+        window=5 if opts.window is None else int(opts.window),
     )
     tcfg = TrainConfig(
         epochs=int(opts.resolved("epochs")),
@@ -367,6 +377,7 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         unit=d["unit"],
         fold_ascii=d["fold_ascii"],
         model=m["model"],
+        window=m.get("window", 5),
         embed_dim=m["embed_dim"],
         hidden_size=m["hidden_size"],
         num_layers=m["num_layers"],

@@ -7,7 +7,11 @@ The lecture breaks a sequence ``x`` into fixed-length windows ``w_j`` of length 
 
 :func:`split` builds those pairs for strings (cut into characters or words), token lists and real-valued arrays
 (numpy arrays or torch tensors of shape ``(L, F)``, or ``(L,)``). Shape symbols: ``L`` sequence length, ``W``
-window length, ``F`` features per element. The fixed-window model that consumes the pairs lives elsewhere.
+window length, ``F`` features per element.
+
+:class:`WindowCore` is the fixed-window model itself as a sequence core (``--model window --window W``): the MLP
+``f`` applied to the causal window of the last ``W`` inputs at every step, in the registry's core contract, so
+every task model can use it.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
-__all__ = ["split"]
+__all__ = ["WindowCore", "split"]
 
 Unit = Literal["char", "word"]
 
@@ -272,3 +277,87 @@ def _pad_tensor(x: torch.Tensor, window: int, pad: Any, next_element: bool) -> t
     n_pad = _n_pad(window, next_element)
     block = row_cast.to(x.device).expand(n_pad, *x.shape[1:])  # (n_pad, *F)
     return torch.cat([block, x], dim=0), n_pad  # (n_pad + L, *F)
+
+
+class WindowCore(nn.Module):
+    """The lecture's fixed-window model ``ŷ_j = f(w_j)`` as a batch-first sequence core (registry name ``window``).
+
+    At every step ``t`` the window ``w_t = [x_{t-W+1}, …, x_t]`` (oldest first, left zero-padded, so the first
+    window ends at the first element: ``split(x, y, pad=0)`` at stride 1) goes through the MLP ``f``::
+
+        Linear(W·I → H) → act → [Dropout → Linear(H → H) → act] × (num_layers − 1) → Linear(H → H)
+
+    ``num_layers`` counts the hidden layers of ``f`` (``1``: the two-Linear MLP), ``dropout`` acts between
+    them. A window has no direction, so ``bidirectional=True`` raises ValueError.
+
+    ``forward(x (B, T, I), hx=None, lengths=None) -> (output (B, T, H), h_n (1, B, H))``: ``output[:, t]`` is
+    ``f(w_t)``, zero at ``t >= lengths[b]``; ``h_n`` is each sequence's last valid window output. ``hx``, when
+    given, is the context ``(B, W−1, I)`` that precedes ``x`` (in place of the zero padding), the state that
+    :meth:`step` carries. The model has no recurrent state: ``h_n`` is an output, not a state to continue from.
+
+    ``per_step_readout = True`` tells task models that each step's output is an independent window prediction:
+    the classifier reads every window (not only ``h_n``) and the generator can condition only through the input.
+    """
+
+    per_step_readout = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        window: int = 5,
+        num_layers: int = 1,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        nonlinearity: str = "tanh",
+    ) -> None:
+        super().__init__()
+        if bidirectional:
+            raise ValueError("the window model has no direction: bidirectional must be False")
+        self.window = _positive_int(window, "window")
+        self.num_layers = _positive_int(num_layers, "num_layers")
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        act = nn.Tanh if nonlinearity == "tanh" else nn.ReLU
+        layers: list[nn.Module] = [nn.Linear(self.window * input_size, hidden_size), act()]
+        for _ in range(self.num_layers - 1):
+            layers += [nn.Dropout(dropout), nn.Linear(hidden_size, hidden_size), act()]
+        layers.append(nn.Linear(hidden_size, hidden_size))
+        self.f = nn.Sequential(*layers)
+
+    def _context(self, x: Tensor, hx: Tensor | None) -> Tensor:
+        """The ``W−1`` inputs before ``x``: ``hx`` or zeros, ``(B, W−1, I)``."""
+        shape = (x.shape[0], self.window - 1, self.input_size)
+        if hx is None:
+            return x.new_zeros(shape)
+        if tuple(hx.shape) != shape:
+            raise ValueError(f"the window context must have shape {shape}, got {tuple(hx.shape)}")
+        return hx.to(x.dtype)
+
+    def forward(self, x: Tensor, hx: Tensor | None = None, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"x must have shape (B, T, {self.input_size}), got {tuple(x.shape)}")
+        B, T, _ = x.shape
+        padded = torch.cat([self._context(x, hx), x], dim=1)  # (B, W−1+T, I)
+        windows = padded.unfold(1, self.window, 1)  # (B, T, I, W): windows[:, t] ends at x[:, t]
+        windows = windows.transpose(2, 3).reshape(B, T, self.window * self.input_size)  # (B, T, W·I) oldest first
+        out = self.f(windows)  # (B, T, H)
+        if lengths is None:
+            last = torch.full((B,), T - 1, dtype=torch.long, device=x.device)
+        else:
+            lengths = torch.as_tensor(lengths, device=x.device).long()
+            valid = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+            out = out * valid.unsqueeze(2).to(out.dtype)
+            last = (lengths - 1).clamp(min=0)
+        h_n = out[torch.arange(B, device=x.device), last].unsqueeze(0)  # (1, B, H)
+        return out, h_n
+
+    def step(self, x_t: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One step: ``x_t`` ``(B, I)``, ``state`` the last ``W−1`` inputs ``(B, W−1, I)`` (None: zeros).
+
+        Returns ``(y_t (B, H), state)``, equal to ``forward`` on the whole sequence at that step.
+        """
+        window = torch.cat([self._context(x_t.unsqueeze(1), state), x_t.unsqueeze(1)], dim=1)  # (B, W, I)
+        y = self.f(window.reshape(x_t.shape[0], self.window * self.input_size))  # (B, H)
+        return y, window[:, 1:]

@@ -11,6 +11,8 @@ from rnnkit.tasks.registry import build_core
 
 __all__ = ["SequenceClassifier"]
 
+_WINDOW_LOSSES = ("sum", "aggregate")
+
 
 class SequenceClassifier(nn.Module):
     """Embedding (tokens) → recurrent core → last valid state of every direction → linear head over C classes.
@@ -18,6 +20,20 @@ class SequenceClassifier(nn.Module):
     ``forward(batch) -> (logits (B, C), loss)``; ``loss`` is the mean cross-entropy over the batch, None when
     ``batch.targets`` is None. Padding never changes a result: the core runs with ``batch.lengths`` and the state
     taken is each sequence's last valid one (the reverse direction's after it has read the first element).
+
+    With a window core (``model="window"``, a core with ``per_step_readout``) every valid window ``j`` gets its
+    own logits ``ŷ_j = head(f(w_j))`` (:meth:`window_logits`) and the lecture's losses apply
+    (``config.window_loss``):
+
+    - ``"aggregate"`` (default): ``l(Σ_j ŷ_j, y)``, cross-entropy of the summed logits of the valid windows,
+      mean over the batch.
+    - ``"sum"``: ``Σ_j l(ŷ_j, y)`` divided by the sequence's number of windows (so every sequence weighs the
+      same, whatever its length), mean over the batch.
+
+    At test time the windows' probabilities are averaged: the returned logits are ``log(mean_j softmax(ŷ_j))``
+    (whatever the loss), so ``predict_proba`` gives the mean probabilities and accuracy is their argmax. For the
+    argmax of the summed logits (the ``"aggregate"`` training objective), sum :meth:`window_logits` over the
+    valid windows.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -31,8 +47,17 @@ class SequenceClassifier(nn.Module):
         self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0) if tokens else None
         in_size = config.embed_dim if tokens else config.input_features
         self.core = build_core(
-            config.model, in_size, config.hidden_size, config.num_layers, config.dropout, config.bidirectional
+            config.model,
+            in_size,
+            config.hidden_size,
+            config.num_layers,
+            config.dropout,
+            config.bidirectional,
+            window=config.window,
         )
+        self.per_window = bool(getattr(self.core, "per_step_readout", False))
+        if self.per_window and config.window_loss not in _WINDOW_LOSSES:
+            raise ValueError(f"window_loss must be one of {_WINDOW_LOSSES}, got {config.window_loss!r}")
         self.directions = 2 if config.bidirectional else 1
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(self.directions * config.hidden_size, config.num_classes)
@@ -46,7 +71,38 @@ class SequenceClassifier(nn.Module):
         last = h_n[-self.directions :]  # (D, B, H): the top layer's directions
         return last.transpose(0, 1).reshape(last.shape[1], -1)  # (B, D·H)
 
+    def window_logits(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Window cores only: every window's logits ``(B, T, C)`` and the mask of valid windows ``(B, T)``."""
+        if not self.per_window:
+            raise ValueError(f"window_logits needs a window core, not {self.config.model!r}")
+        x = self.embed(batch.inputs) if self.embed is not None else batch.inputs  # (B, T, E|F)
+        out, _ = self.core(self.drop(x), lengths=batch.lengths)  # (B, T, H)
+        T = out.shape[1]
+        mask = torch.arange(T, device=out.device).unsqueeze(0) < batch.lengths.to(out.device).unsqueeze(1)
+        return self.head(self.drop(out)), mask
+
+    def _forward_windows(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        logits_j, mask = self.window_logits(batch)  # (B, T, C), (B, T)
+        n = mask.sum(1).clamp(min=1)  # (B,) windows per sequence
+        logp = torch.log_softmax(logits_j, dim=-1)  # (B, T, C)
+        # log of the mean probability over the valid windows: softmax of it is that mean
+        logits = torch.logsumexp(logp.masked_fill(~mask.unsqueeze(2), -float("inf")), dim=1)
+        logits = logits - torch.log(n.to(logits.dtype)).unsqueeze(1)  # (B, C)
+        loss = None
+        if batch.targets is not None:
+            if self.config.window_loss == "sum":
+                idx = batch.targets.view(-1, 1, 1).expand(-1, logp.shape[1], 1)
+                nll = -logp.gather(2, idx).squeeze(2)  # (B, T)
+                nll = torch.where(mask, nll, torch.zeros_like(nll))
+                loss = (nll.sum(1) / n).mean()
+            else:
+                summed = (logits_j * mask.unsqueeze(2).to(logits_j.dtype)).sum(1)  # (B, C): Σ_j ŷ_j
+                loss = nn.functional.cross_entropy(summed, batch.targets)
+        return logits, loss
+
     def forward(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        if self.per_window:
+            return self._forward_windows(batch)
         logits = self.head(self.drop(self.encode(batch)))  # (B, C)
         loss = None
         if batch.targets is not None:

@@ -25,6 +25,8 @@ class ModelConfig:
     num_conditions: int = 0  # generator: number of categories it can be conditioned on (0 = none)
     condition_dim: int = 0  # generator: size of a real conditioning vector (0 = none)
     condition_mode: str = "both"  # generator: condition through the "init"ial state, every step's "input", or "both"
+    window: int = 5  # W: inputs per window of the "window" model (ignored by recurrent cores)
+    window_loss: str = "aggregate"  # classifier on "window": "sum" of per-window losses or loss of the "aggregate"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

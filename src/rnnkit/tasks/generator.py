@@ -30,6 +30,7 @@ class SequenceGenerator(nn.Module):
     enters through the initial state (``h_0 = tanh(W c + b)`` for every layer; ``condition_mode="init"``), through
     every step's input (``[x_t, c]``; ``"input"``), or both (the PyTorch char-RNN generation tutorial feeds the
     category at every step).
+    A window core (``model="window"``) has no state, so it takes the condition through the input only.
 
     ``forward(batch) -> (logits (B, T, V), loss)``.
     """
@@ -56,7 +57,12 @@ class SequenceGenerator(nn.Module):
         self.cond_input = conditioned and config.condition_mode in ("input", "both")
         self.init = nn.Linear(E, L * H) if conditioned and config.condition_mode in ("init", "both") else None
         in_size = E * (2 if self.cond_input else 1)
-        self.core = build_core(config.model, in_size, H, L, config.dropout, False)
+        self.core = build_core(config.model, in_size, H, L, config.dropout, False, window=config.window)
+        if getattr(self.core, "per_step_readout", False) and conditioned and config.condition_mode != "input":
+            raise ValueError(
+                f"the {config.model!r} model has no recurrent state to start from: a conditional generator on it "
+                f"needs condition_mode='input' (got {config.condition_mode!r})"
+            )
         self.drop = nn.Dropout(config.dropout)
         self.head = nn.Linear(H, config.vocab_size)
 

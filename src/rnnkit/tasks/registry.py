@@ -4,16 +4,20 @@ Every task model asks this registry for its core, and the CLI lists its names, s
 issue adds ``window``) makes it available everywhere at once. A builder takes keyword arguments
 ``input_size, hidden_size, num_layers, dropout, bidirectional`` and returns a batch-first module with
 ``forward(x (B, T, I), hx=None, lengths=None) -> (output (B, T, D·H), h_n)``, ``h_n`` ``(L·D, B, H)`` or a tuple
-whose first item is that, and ``step`` for unidirectional sampling (the rnnkit layers' contract).
+whose first item is that, and ``step`` for unidirectional sampling (the rnnkit layers' contract). A builder may
+also name model-specific keyword options (``window`` for the ``window`` core); :func:`build_core` passes each
+builder only the options it names.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
 
 from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.windowing import WindowCore
 
 __all__ = ["MODELS", "build_core", "register_model"]
 
@@ -37,10 +41,17 @@ def build_core(
     num_layers: int = 1,
     dropout: float = 0.0,
     bidirectional: bool = False,
+    **options,
 ) -> nn.Module:
-    """Build the registered core ``name``; an unknown name raises ValueError listing the choices."""
+    """Build the registered core ``name``; an unknown name raises ValueError listing the choices.
+
+    ``options`` are model-specific settings such as ``window=W``; each reaches only the builders that name it as
+    a keyword parameter (a GRU ignores ``window``).
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
+    params = inspect.signature(MODELS[name]).parameters
+    named = {k: v for k, v in options.items() if k in params and params[k].kind is not inspect.Parameter.VAR_KEYWORD}
     # torch warns that dropout does nothing for one layer; task models pass their one dropout everywhere
     layer_dropout = dropout if num_layers > 1 else 0.0
     return MODELS[name](
@@ -49,6 +60,7 @@ def build_core(
         num_layers=num_layers,
         dropout=layer_dropout,
         bidirectional=bidirectional,
+        **named,
     )
 
 
@@ -64,3 +76,13 @@ register_model("rnn", _layer(RNN, nonlinearity="tanh"))
 register_model("lstm", _layer(LSTM))
 register_model("gru", _layer(GRU, reset="after"))
 register_model("gru-before", _layer(GRU, reset="before"))
+
+
+def _window(
+    input_size: int, hidden_size: int, num_layers: int, dropout: float, bidirectional: bool, window: int = 5
+) -> nn.Module:
+    """WindowCore: the MLP ``f`` on the last ``window`` inputs at every step (``num_layers`` hidden layers)."""
+    return WindowCore(input_size, hidden_size, window, num_layers, dropout, bidirectional)
+
+
+register_model("window", _window)
