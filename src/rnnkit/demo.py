@@ -4,7 +4,8 @@
 2. one→many: generate names of a chosen country or region (the char-RNN generation tutorial).
 
 Both train on the embedded first-name dictionary (:func:`rnnkit.data.default_names`) with the task defaults, and
-each writes an ordinary run folder that ``rnnkit evaluate/predict/sample`` take.
+each writes an ordinary run folder that ``rnnkit evaluate/predict/sample`` take. Next to each recurrent model the
+lecture's windowing baseline (``--model window``: an MLP over the last W characters) is trained the same way.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from pathlib import Path
 
 from rnnkit.runs import RunOptions, accuracy_line, load_run, predict, sample, saved_test_data, train_run
 
-__all__ = ["fresh_folder", "run_demo"]
+__all__ = ["WINDOW", "fresh_folder", "run_demo"]
+
+WINDOW = 5
+"""Window of the demo's baseline: an MLP over the last 5 characters (the names average 6.6 characters)."""
 
 
 def fresh_folder(path: str | Path) -> Path:
@@ -37,12 +41,17 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seed: int
     started = time.perf_counter()
     results = {}
     for task, what in (("classify", "name -> country classifier"), ("generate", "country-conditioned generator")):
-        print(f"training the {what} ...", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
-        metrics = train_run(RunOptions(task=task, seed=seed, epochs=epochs), parent / task)
-        results[task] = metrics
-        say(f"{what} ({metrics['model']}, {metrics['epochs']} epochs, {time.perf_counter() - t0:.0f} s):")
-        say(f"  {accuracy_line(metrics)}")
+        for model, folder in ((None, task), ("window", f"{task}-window")):
+            label = what if model is None else f"  baseline: the lecture's window model, W={WINDOW}"
+            print(
+                f"training the {what}{'' if model is None else ' (window baseline)'} ...", file=sys.stderr, flush=True
+            )
+            t0 = time.perf_counter()
+            opts = RunOptions(task=task, seed=seed, epochs=epochs, model=model, window=WINDOW if model else None)
+            metrics = train_run(opts, parent / folder)
+            results[folder] = metrics
+            say(f"{label} ({metrics['model']}, {metrics['epochs']} epochs, {time.perf_counter() - t0:.0f} s):")
+            say(f"  {'  ' if model else ''}{accuracy_line(metrics)}")
     clf, gen = load_run(parent / "classify"), load_run(parent / "generate")
     test = saved_test_data(clf)
     first: dict[str, str] = {}
@@ -61,7 +70,7 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seed: int
             line += f"{name:<14} {mark:<{width + 3}} ({p:.2f})  "
         line += ", ".join(sample(gen, cat, num=3, temperature=0.8, seed=seed + i))
         say(line)
-    say(f"\nruns: {parent / 'classify'} and {parent / 'generate'} ({time.perf_counter() - started:.0f} s in all)")
+    say(f"\nruns: {', '.join(str(parent / name) for name in results)} ({time.perf_counter() - started:.0f} s in all)")
     plots = [
         p
         for p in (
