@@ -561,6 +561,7 @@ def _add_memory(subparsers: argparse._SubParsersAction) -> None:
 
 def _cmd_memory(args: argparse.Namespace) -> int:
     from rnnkit.memory import format_table, plot_rows, run_memory, write_csv
+    from rnnkit.plots import MATPLOTLIB_NOTE
 
     lengths, steps, hidden, batch = args.lengths, args.steps, args.hidden, args.batch_size
     if args.quick:
@@ -586,7 +587,9 @@ def _cmd_memory(args: argparse.Namespace) -> int:
     out = Path(args.out)
     csv_path = write_csv(rows, out / f"memory-{args.task}.csv")
     png = plot_rows(rows, out / f"memory-{args.task}.png")
-    print(f"\nwrote {csv_path}" + (f" and {png}" if png else " (no PNG: install the plot extra)"))
+    print(f"\nwrote {csv_path}" + (f" and {png}" if png is not None else ""))
+    if png is None:
+        print(MATPLOTLIB_NOTE)
     return 0
 
 

@@ -184,6 +184,7 @@ class _LSTMFn(torch.autograd.Function):
         hs = xp.new_empty(T, B, H)
         cs = xp.new_empty(T, B, H)
         w_t = w_hh.t()
+        keep = None if mask is None else mask > 0  # (T, B, 1), once: not a comparison per step
         h, c = h0, c0
         for t in range(T):
             a = torch.addmm(xp[t], h, w_t, out=gates[t])  # (B, 4H)
@@ -193,10 +194,9 @@ class _LSTMFn(torch.autograd.Function):
             i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
             c_new = torch.mul(f, c, out=cs[t]).addcmul_(i, g)  # (B, H)
             h_new = torch.mul(o, torch.tanh(c_new), out=hs[t])
-            if mask is not None:
-                keep = mask[t] > 0
-                torch.where(keep, c_new, c, out=cs[t])
-                torch.where(keep, h_new, h, out=hs[t])
+            if keep is not None:
+                torch.where(keep[t], c_new, c, out=cs[t])
+                torch.where(keep[t], h_new, h, out=hs[t])
             h, c = hs[t], cs[t]
         ctx.save_for_backward(h0, c0, w_hh, gates, hs, cs, mask)
         return hs, cs[-1].clone()
@@ -246,6 +246,7 @@ class _GRUAfterFn(torch.autograd.Function):
         ns = xp.new_empty(T, B, H)
         hs = xp.new_empty(T, B, H)
         w_t = w_hh.t()
+        keep = None if mask is None else mask > 0  # (T, B, 1)
         h = h0
         for t in range(T):
             ght = torch.addmm(b_gh, h, w_t, out=gh[t])  # (B, 3H)
@@ -253,8 +254,8 @@ class _GRUAfterFn(torch.autograd.Function):
             r, z = rz[t, :, :H], rz[t, :, H:]
             n = torch.addcmul(xp[t, :, 2 * H :], r, ght[:, 2 * H :], out=ns[t]).tanh_()
             h_new = torch.addcmul(n, z, h - n, out=hs[t])
-            if mask is not None:
-                torch.where(mask[t] > 0, h_new, h, out=hs[t])
+            if keep is not None:
+                torch.where(keep[t], h_new, h, out=hs[t])
             h = hs[t]
         ctx.save_for_backward(h0, w_hh, gh, rz, ns, hs, mask)
         return hs
@@ -305,6 +306,7 @@ class _GRUBeforeFn(torch.autograd.Function):
         rh = xp.new_empty(T, B, H)  # r ⊙ h_{t−1}, the input of the candidate's product
         ns = xp.new_empty(T, B, H)
         hs = xp.new_empty(T, B, H)
+        keep = None if mask is None else mask > 0  # (T, B, 1)
         h = h0
         for t in range(T):
             torch.addmm(xp[t, :, : 2 * H], h, w_rz_t, out=rz[t]).sigmoid_()
@@ -312,8 +314,8 @@ class _GRUBeforeFn(torch.autograd.Function):
             torch.mul(rz[t, :, :H], h, out=rh[t])
             n = torch.addmm(xp[t, :, 2 * H :], rh[t], w_n_t, out=ns[t]).tanh_()
             h_new = torch.addcmul(n, z, h - n, out=hs[t])
-            if mask is not None:
-                torch.where(mask[t] > 0, h_new, h, out=hs[t])
+            if keep is not None:
+                torch.where(keep[t], h_new, h, out=hs[t])
             h = hs[t]
         ctx.save_for_backward(h0, w_hh, rz, rh, ns, hs, mask)
         return hs

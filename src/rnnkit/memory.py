@@ -210,15 +210,12 @@ def write_csv(rows: Sequence[MemoryRow], path: str | Path) -> Path:
 
 def plot_rows(rows: Sequence[MemoryRow], path: str | Path) -> Path | None:
     """Test metric against T per model, with the baseline dashed; None without matplotlib."""
-    try:
-        import matplotlib
+    from rnnkit.plots import _figure, _save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    fig = _figure(6, 4)
+    if fig is None:
         return None
-    path = Path(path)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    ax = fig.add_subplot(1, 1, 1)
     for m in dict.fromkeys(r.model for r in rows):
         pts = sorted((r.T, r.value) for r in rows if r.model == m)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=m)
@@ -233,6 +230,4 @@ def plot_rows(rows: Sequence[MemoryRow], path: str | Path) -> Path | None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
