@@ -233,6 +233,7 @@ def _options(args: argparse.Namespace, task: str, data: str | None):
         seed=args.seed,
         max_minutes=args.max_minutes,
         conditional=not getattr(args, "unconditional", False),
+        options={key: getattr(args, key) for key in TASK_OPTIONS if getattr(args, key, None) is not None},
     )
 
 
@@ -243,6 +244,21 @@ def _defaults_epilog() -> str:
     for task, d in DEFAULTS.items():
         lines.append(f"  {task}: " + ", ".join(f"{k}={v}" for k, v in d.items()))
     return "\n".join(lines)
+
+
+TRAIN_TASKS = ["classify", "generate", "tag", "seq2seq", "forecast"]
+TASK_OPTIONS = (
+    "date_column",
+    "value_columns",
+    "target_column",
+    "context",
+    "horizon",
+    "strategy",
+    "season",
+    "max_items",
+    "beam",
+)
+"""Flags that reach the task apps as ``RunOptions.options``."""
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -258,7 +274,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         epilog=_defaults_epilog(),
         formatter_class=_Formatter,
     )
-    p.add_argument("--task", choices=["classify", "generate"], default="classify", help="many->one or one->many")
+    p.add_argument(
+        "--task",
+        choices=TRAIN_TASKS,
+        default="classify",
+        help="classify (many->one), generate (one->many), tag (synced many->many), seq2seq (encoder-decoder), "
+        "forecast (series -> next values)",
+    )
     p.add_argument(
         "--data",
         default=None,
@@ -272,6 +294,39 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fold-ascii", action="store_true", help="fold accents to ASCII (the PyTorch tutorial's way)")
     p.add_argument("--unconditional", action="store_true", help="generate: ignore the labels (one model for all items)")
     _add_model_flags(p)
+    g = p.add_argument_group("series, forecast, seq2seq")
+    g.add_argument("--date-column", default=None, help="CSV series: the date/time column (default: detected)")
+    g.add_argument(
+        "--value-columns", default=None, help="CSV series: comma-separated value columns (default: all numeric)"
+    )
+    g.add_argument("--target-column", default=None, help="forecast: the column to predict (default: the first)")
+    g.add_argument(
+        "--context", type=_positive_int, default=None, help="forecast: past steps the model reads (default: the task's)"
+    )
+    g.add_argument(
+        "--horizon", type=_positive_int, default=None, help="forecast: steps ahead to predict (default: the task's)"
+    )
+    g.add_argument(
+        "--strategy",
+        choices=["direct", "recursive"],
+        default=None,
+        help="forecast: all horizon steps at once (direct) or one step rolled out (recursive); default: direct",
+    )
+    g.add_argument(
+        "--season",
+        type=_positive_int,
+        default=None,
+        help="forecast: period of the seasonal-naive baseline (default: detected from the dates, else 1)",
+    )
+    g.add_argument(
+        "--max-items",
+        type=_positive_int,
+        default=None,
+        help="seq2seq/tag: use at most this many items (default: the task's)",
+    )
+    g.add_argument(
+        "--beam", type=_positive_int, default=None, help="seq2seq: beam width at test time (default: the task's)"
+    )
     p.add_argument("--out", required=True, help="the run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -279,13 +334,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from rnnkit.runs import accuracy_line, train_run
+    from rnnkit.runs import summary_line, train_run
 
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pick one")
     opts = _options(args, args.task, args.data)
     metrics = train_run(opts, args.out, resume=args.resume, overwrite=args.overwrite)
-    print(f"{args.task} · {metrics['model']}: {accuracy_line(metrics)}")
+    print(f"{args.task} · {metrics['model']}: {summary_line(metrics)}")
     print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s ({metrics['stopped_reason']})")
     print(f"run folder: {args.out}")
     return 0
@@ -322,18 +377,31 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict", help="the most likely classes of items, with probabilities", formatter_class=_Formatter
     )
-    p.add_argument("run", help="a classify run folder")
-    p.add_argument("items", nargs="+", metavar="ITEM", help="items to classify, e.g. names")
-    p.add_argument("--top-k", type=_positive_int, default=3, help="classes to show per item")
+    p.add_argument("run", help="a run folder (classify, tag, seq2seq, forecast)")
+    p.add_argument(
+        "items", nargs="*", metavar="ITEM", help="items to answer: names to classify, words to transcribe, ..."
+    )
+    p.add_argument("--top-k", type=_positive_int, default=3, help="classify: classes to show per item")
+    p.add_argument("--beam", type=_positive_int, default=None, help="seq2seq: beam width (default: the run's)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="a file of inputs instead of ITEMs (forecast: the series to continue; default: none)",
+    )
+    p.add_argument("--horizon", type=_positive_int, default=None, help="forecast: steps ahead (default: the run's)")
     p.set_defaults(func=_cmd_predict)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from rnnkit.runs import load_run, predict
+    from rnnkit.runs import load_run, predict_lines
 
     run = load_run(args.run)
-    for item, top in zip(args.items, predict(run, args.items, args.top_k), strict=True):
-        print(f"{item}: " + ", ".join(f"{c} {p:.3f}" for c, p in top))
+    options = {"top_k": args.top_k}
+    for key in ("beam", "data", "horizon"):
+        if getattr(args, key) is not None:
+            options[key] = getattr(args, key)
+    for line in predict_lines(run, args.items, **options):
+        print(line)
     return 0
 
 

@@ -122,10 +122,15 @@ class RunOptions:
     conditional: bool = True  # generate: condition on the category when the data has labels
     progress: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields
+    options: dict[str, Any] = field(default_factory=dict)  # task-specific settings (horizon, context, beam, ...)
 
-    def resolved(self, key: str) -> Any:
-        value = getattr(self, key)
-        return DEFAULTS[self.task][key] if value is None else value
+    def resolved(self, key: str, defaults: dict[str, Any] | None = None) -> Any:
+        """``key``'s value, or the default (from ``defaults``, else :data:`DEFAULTS` of the task) when unset."""
+        value = getattr(self, key) if hasattr(self, key) else self.options.get(key)
+        if value is not None:
+            return value
+        table = defaults if defaults is not None else DEFAULTS[self.task]
+        return table[key]
 
 
 @dataclass
@@ -135,7 +140,7 @@ class Run:
     path: Path
     config: dict[str, Any]
     model: nn.Module
-    vocab: Vocab
+    vocab: Vocab | None  # token inputs; None for real-valued ones
     classes: list[str]
 
     @property
@@ -234,32 +239,17 @@ def train_run(
     An existing ``out`` with a run in it is refused unless ``resume`` (continue it) or ``overwrite`` (replace it).
     """
     out = Path(out)
+    app = app_for(opts)
+    if app is not None:
+        return app.train(opts, out, resume=resume, overwrite=overwrite, log=log)
     if opts.task not in DEFAULTS:
-        raise ValueError(f"unknown task {opts.task!r}; choose classify or generate")
-    existing = out.exists() and any(out.iterdir()) if out.is_dir() else out.exists()
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a folder")
+        raise ValueError(f"unknown task {opts.task!r}; choose one of: {', '.join(sorted(DEFAULTS))}")
+    saved = claim_out(out, resume=resume, overwrite=overwrite)
+    existing = saved is None and out.is_dir() and any(out.iterdir())
     if resume:
-        if not (out / CONFIG_FILE).exists():
-            raise ValueError(f"--resume: {out} holds no run to continue (no {CONFIG_FILE})")
-        if not has_checkpoint(out / CHECKPOINT_DIR):
-            raise ValueError(
-                f"--resume: {out} holds no checkpoint (the run stopped before its first save); "
-                "start it again with --overwrite"
-            )
-        saved = read_json(out / CONFIG_FILE)
         resumed = _options_from_config(saved, opts)
-        changed = [k for k in DEFAULTS[resumed.task] if getattr(opts, k) not in (None, getattr(resumed, k))]
-        if opts.window is not None and opts.window != resumed.window:
-            changed.append("window")
-        if changed:
-            raise ValueError(
-                f"--resume continues the run in {out} as it was started; it cannot change {', '.join(changed)} "
-                "(start a new run with another --out instead)"
-            )
+        check_resume_options(opts, resumed, out)
         opts = resumed
-    elif existing and not overwrite:
-        raise ValueError(f"--out {out} already holds files; choose another folder or pass --overwrite")
     split = prepare_split(opts)
     if resume:
         vocab = Vocab.from_dict(saved["vocab"])
@@ -318,15 +308,11 @@ def train_run(
     )
     seed_everything(opts.seed)
     model = build_model(mcfg)
-    if existing and overwrite and not resume:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = {
-        "format": RUN_FORMAT,
-        "rnnkit_version": __version__,
-        "model": mcfg.to_dict(),
-        "train": asdict(tcfg),
-        "data": {
+    config = run_config(
+        None,
+        mcfg,
+        tcfg,
+        {
             "source": split.train.source or (opts.data or "embedded"),
             # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
             "data": _absolute(opts.data),
@@ -339,12 +325,10 @@ def train_run(
             "conditional": conditional,
             "seed": opts.seed,
         },
-        "vocab": vocab.to_dict(),
-        "classes": classes,
-    }
-    if not resume:
-        write_json_atomic(out / CONFIG_FILE, config)
-        write_json_atomic(out / SPLIT_FILE, split.record)
+        vocab=vocab.to_dict(),
+        classes=classes,
+    )
+    write_run_start(out, config, split.record, resume=resume, overwrite=overwrite and existing)
     result = fit(
         model, train_b.epoch, val_b, tcfg, out, resume=resume, overwrite=overwrite, log=log, handle_sigint=True
     )
@@ -355,6 +339,146 @@ def train_run(
     if confusion is not None:
         write_json_atomic(out / "confusion.json", {"classes": classes, "matrix": confusion})
     _plots(run, out, confusion)
+    return metrics
+
+
+# ---------------------------------------------------------------------------------------------------------- apps
+@dataclass(frozen=True)
+class TaskApp:
+    """How ``rnnkit train/evaluate/predict`` handle one task family beyond text classify/generate.
+
+    ``train(opts, out, *, resume, overwrite, log) -> metrics`` writes a whole run folder (use :func:`claim_out`,
+    :func:`check_resume_options`, :func:`write_run_start` and :func:`finish_run` for the shared steps);
+    ``evaluate(run, path) -> metrics`` scores a loaded run on ``path`` (None: its saved test split);
+    ``predict(run, items, **kw) -> lines`` answers ``rnnkit predict`` with one printable line per item;
+    ``summary(metrics) -> str`` is the one line ``rnnkit train`` prints; ``defaults`` fill unset RunOptions
+    fields; ``handles(opts)`` (optional) claims options of another task name, e.g. ``classify`` on a ``.ts`` file.
+    """
+
+    name: str
+    train: Callable[..., dict[str, Any]]
+    evaluate: Callable[..., dict[str, Any]]
+    predict: Callable[..., list[str]]
+    summary: Callable[[dict[str, Any]], str]
+    defaults: dict[str, Any]
+    handles: Callable[[RunOptions], bool] | None = None
+
+
+APPS: dict[str, TaskApp] = {}
+"""Registered task apps by name (the ``app`` key of a run's ``config.json``)."""
+
+
+def register_app(app: TaskApp) -> None:
+    """Make ``app`` reachable from every command; its defaults join :data:`DEFAULTS` under its name."""
+    APPS[app.name] = app
+    DEFAULTS.setdefault(app.name, dict(app.defaults))
+
+
+def app_for(opts: RunOptions) -> TaskApp | None:
+    """The app that trains ``opts``: one whose ``handles`` claims it, else the one named ``opts.task``, else None."""
+    _load_apps()
+    for app in APPS.values():
+        if app.handles is not None and app.handles(opts):
+            return app
+    return APPS.get(opts.task)
+
+
+def app_of(run: Run) -> TaskApp | None:
+    """The app a loaded run belongs to (None: text classify/generate)."""
+    _load_apps()
+    name = run.config.get("app")
+    if name is None:
+        return None
+    if name not in APPS:
+        raise ValueError(f"{run.path} was written by the {name!r} task, which this rnnkit version does not know")
+    return APPS[name]
+
+
+def _load_apps() -> None:
+    import rnnkit.apps  # noqa: F401  (registers every app)
+
+
+def claim_out(out: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    """Check that ``out`` may receive a run; on ``resume`` return its saved ``config.json``.
+
+    A fresh run refuses a folder that holds files unless ``overwrite``; nothing is deleted here (see
+    :func:`write_run_start`), so a refused or failing command leaves the folder as it was.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if resume:
+        if overwrite:
+            raise ValueError("--resume and --overwrite contradict each other: pick one")
+        if not (out / CONFIG_FILE).exists():
+            raise ValueError(f"--resume: {out} holds no run to continue (no {CONFIG_FILE})")
+        if not has_checkpoint(out / CHECKPOINT_DIR):
+            raise ValueError(
+                f"--resume: {out} holds no checkpoint (the run stopped before its first save); "
+                "start it again with --overwrite"
+            )
+        return read_json(out / CONFIG_FILE)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+    return None
+
+
+def check_resume_options(opts: RunOptions, resumed: RunOptions, out: Path) -> None:
+    """Refuse a ``--resume`` that asks for settings other than the run was started with."""
+    keys = [*DEFAULTS.get(resumed.task, {}), "window"]
+    changed = [k for k in keys if hasattr(opts, k) and getattr(opts, k) not in (None, getattr(resumed, k))]
+    changed += [k for k, v in opts.options.items() if v is not None and resumed.options.get(k) != v]
+    if changed:
+        raise ValueError(
+            f"--resume continues the run in {out} as it was started; it cannot change {', '.join(changed)} "
+            "(start a new run with another --out instead)"
+        )
+
+
+def write_run_start(
+    out: Path, config: dict[str, Any], split_record: dict[str, Any] | None, *, resume: bool, overwrite: bool
+) -> None:
+    """Create ``out`` (emptying it first on ``overwrite``) and write ``config.json`` and ``split.json``.
+
+    Call it only after the data was read and the model built, so that bad input never costs an existing run.
+    """
+    if resume:
+        return
+    if overwrite and out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / CONFIG_FILE, config)
+    if split_record is not None:
+        write_json_atomic(out / SPLIT_FILE, split_record)
+
+
+def run_config(app: str | None, mcfg: ModelConfig, tcfg: TrainConfig, data: dict[str, Any], **extra) -> dict:
+    """The ``config.json`` of a run: format tag, version, model and train configs, data settings and extras."""
+    config: dict[str, Any] = {
+        "format": RUN_FORMAT,
+        "rnnkit_version": __version__,
+        "model": mcfg.to_dict(),
+        "train": asdict(tcfg),
+        "data": data,
+    }
+    if app is not None:
+        config["app"] = app
+    config.update(extra)
+    return config
+
+
+def finish_run(run: Run, metrics: dict[str, Any], result: TrainResult | None, **json_files: Any) -> dict[str, Any]:
+    """Add the training facts to ``metrics``, write ``metrics.json`` (and ``NAME.json`` for each extra) and plots."""
+    if result is not None:
+        metrics["train_seconds"] = round(result.train_seconds, 2)
+        metrics["epochs"] = result.epochs_run
+        metrics["best_epoch"] = result.best_epoch
+        metrics["stopped_reason"] = result.stopped_reason
+    write_json_atomic(run.path / METRICS_FILE, metrics)
+    for name, value in json_files.items():
+        write_json_atomic(run.path / f"{name}.json", value)
+    from rnnkit.plots import plot_curves
+
+    plot_curves(run.path / "curve.csv", run.path / "curves.png", title=f"{run.task} · {run.config['model']['model']}")
     return metrics
 
 
@@ -539,7 +663,10 @@ def load_run(path: str | Path) -> Run:
     mcfg = ModelConfig.from_dict(config["model"])
     model = build_model(mcfg)
     load_run_weights(path, model)
-    return Run(path, config, model.eval(), Vocab.from_dict(config["vocab"]), list(config["classes"]))
+    vocab = Vocab.from_dict(config["vocab"]) if config.get("vocab") else None
+    run = Run(path, config, model.eval(), vocab, list(config.get("classes", [])))
+    app_of(run)  # an unknown app is refused here, before any command uses the run
+    return run
 
 
 def saved_test_data(run: Run) -> LabeledItems:
@@ -554,6 +681,9 @@ def saved_test_data(run: Run) -> LabeledItems:
 
 def evaluate_path(run: Run, path: str | None, text_column: str | None = None, label_column: str | None = None):
     """Metrics of ``run`` on the file/folder ``path``, or on its own saved test split when ``path`` is None."""
+    app = app_of(run)
+    if app is not None:
+        return app.evaluate(run, path)
     if path is None:
         data = saved_test_data(run)
     else:
@@ -567,7 +697,10 @@ def evaluate_path(run: Run, path: str | None, text_column: str | None = None, la
 
 
 def predict(run: Run, items: Sequence[str], top_k: int = 3) -> list[list[tuple[str, float]]]:
-    """The ``top_k`` classes and probabilities of each item; unknown symbols are an error naming them."""
+    """The ``top_k`` classes and probabilities of each item; unknown symbols are an error naming them.
+
+    Runs of other task apps answer through their own ``predict`` (see :func:`predict_lines`).
+    """
     if run.task != "classify":
         raise ValueError(f"{run.path} is a {run.task} run; predict needs a classify run (use `rnnkit sample`)")
     if not items:
@@ -584,6 +717,22 @@ def predict(run: Run, items: Sequence[str], top_k: int = 3) -> list[list[tuple[s
         [(run.classes[c], float(p)) for p, c in zip(pv.tolist(), cv.tolist(), strict=True)]
         for pv, cv in zip(top.values, top.indices, strict=True)
     ]
+
+
+def predict_lines(run: Run, items: Sequence[str], **options: Any) -> list[str]:
+    """``rnnkit predict``: one printable line per item, for any task app (text classify included)."""
+    app = app_of(run)
+    if app is not None:
+        return app.predict(run, list(items), **options)
+    top = predict(run, items, top_k=options.get("top_k", 3))
+    return [f"{item}: " + ", ".join(f"{c} {p:.3f}" for c, p in row) for item, row in zip(items, top, strict=True)]
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """The one human line of a run's headline metrics, for any task."""
+    _load_apps()
+    app = APPS.get(metrics.get("app", ""))
+    return app.summary(metrics) if app is not None else accuracy_line(metrics)
 
 
 def sample(

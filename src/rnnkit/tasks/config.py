@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 __all__ = ["ModelConfig"]
@@ -12,7 +12,7 @@ __all__ = ["ModelConfig"]
 class ModelConfig:
     """What a task model is made of (nanoGPT's ``GPTConfig`` idea): saved with the weights, rebuilt on load."""
 
-    task: str = "classify"  # registered task: "classify" (many→one) | "generate" (one→many)
+    task: str = "classify"  # registered task: classify | generate | tag | seq2seq | regress | forecast
     model: str = "gru"  # recurrent core from rnnkit.tasks.registry.MODELS
     vocab_size: int = 0  # V: token inputs when > 0 (ids 0..3 are PAD, BOS, EOS, UNK)
     input_features: int = 0  # F: real-valued inputs (B, T, F) when vocab_size == 0
@@ -27,6 +27,11 @@ class ModelConfig:
     condition_mode: str = "both"  # generator: condition through the "init"ial state, every step's "input", or "both"
     window: int = 5  # W: inputs per window of the "window" model (ignored by recurrent cores)
     window_loss: str = "aggregate"  # classifier on "window": "sum" of per-window losses or loss of the "aggregate"
+    num_outputs: int = 0  # K: real values predicted per sequence (regress, forecast: the horizon × targets)
+    target_vocab_size: int = 0  # seq2seq: output symbols (ids 0..3 are PAD, BOS, EOS, UNK)
+    attention: bool = False  # seq2seq: the decoder attends over the encoder's outputs at every step
+    frame_encoder: str = ""  # per-step encoder applied to every element before the core ("" = none, "cnn")
+    frame_shape: list[int] = field(default_factory=list)  # per-step tensor shape it reads, e.g. [C, H, W]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
