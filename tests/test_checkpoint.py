@@ -354,3 +354,18 @@ def test_load_safetensors_checks_sha(tmp_path: Path):
     assert torch.equal(load_safetensors(tmp_path / "a.safetensors", sha256=sha)["x"], torch.arange(3))
     with pytest.raises(CheckpointError, match="checksum"):
         load_safetensors(tmp_path / "a.safetensors", sha256="0" * 64)
+
+
+def test_safetensors_whose_header_length_starts_like_a_pickle_loads(tmp_path: Path):
+    # a header of 0x0280 bytes begins the file with b"\x80\x02", a pickle's protocol-2 opcode: still safetensors
+    from rnnkit.checkpoint import load_safetensors, save_safetensors_atomic
+
+    for n in range(1, 1000):
+        tensors = {"w" * n: torch.zeros(1)}
+        path = tmp_path / "w.safetensors"
+        save_safetensors_atomic(path, tensors)
+        if path.read_bytes()[:2] == b"\x80\x02":
+            break
+    else:
+        pytest.fail("no key length gave a header of 0x0280 bytes")
+    assert torch.equal(load_safetensors(path)["w" * n], torch.zeros(1))

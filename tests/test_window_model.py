@@ -90,7 +90,7 @@ def test_classifier_window_losses_by_hand(window_loss):
     clf = _clf(window_loss)
     batch = Batch(torch.tensor([[5, 6, 7], [8, 9, 0]]), torch.tensor([3, 2]), torch.tensor([2, 0]))
     logits, loss = clf(batch)
-    out, _ = clf.core(clf.embed(batch.inputs), lengths=batch.lengths)
+    out, _ = clf.core(clf.inputs.embed(batch.inputs), lengths=batch.lengths)
     rows = [clf.head(out[0, :3]), clf.head(out[1, :2])]  # ŷ_j of each valid window, (n_b, C)
     y = batch.targets.tolist()
     if window_loss == "sum":  # Σ_j CE(ŷ_j, y) / n_b, mean over the batch

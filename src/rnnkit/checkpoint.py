@@ -187,7 +187,13 @@ def save_safetensors_atomic(
 
 
 def _sniff(data: bytes) -> str | None:
-    """Name a known non-safetensors format from its first bytes (for a clearer error)."""
+    """Name a known non-safetensors format from its first bytes (for a clearer error).
+
+    A safetensors file starts with the 8-byte little-endian length of its JSON header, and that header starts with
+    ``{``; such a file is never taken for a pickle, whose first bytes (``0x80``, protocol) can equal a length's.
+    """
+    if len(data) > 8 and data[8:9] == b"{" and 8 + int.from_bytes(data[:8], "little") <= len(data):
+        return None
     if data[:2] == b"PK":
         return "a zip archive (torch.save's format, which holds a pickle)"
     if data[:1] == b"\x80" and len(data) > 1 and data[1] <= 5:

@@ -285,8 +285,8 @@ def _task_flow(model: nn.Module, batch: object) -> GradientFlow:
     core = _core_of(model)
     with torch.enable_grad():
         if isinstance(model, SequenceClassifier):
-            x = model.embed(batch.inputs) if model.embed is not None else batch.inputs  # (B, T, E|F)
-            states = core.forward_states(model.drop(x), lengths=batch.lengths)
+            x = model.inputs(batch.inputs)  # (B, T, I)
+            states = core.forward_states(x, lengths=batch.lengths)
             h_n = states.h_n[0] if isinstance(states.h_n, tuple) else states.h_n  # (L·D, B, H)
             last = h_n[-model.directions :]  # (D, B, H)
             summary = last.transpose(0, 1).reshape(last.shape[1], -1)  # (B, D·H)

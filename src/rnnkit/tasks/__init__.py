@@ -11,20 +11,29 @@ from torch import nn
 from rnnkit.tasks.classifier import SequenceClassifier
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.generator import SequenceGenerator
+from rnnkit.tasks.inputs import InputEncoder
 from rnnkit.tasks.registry import MODELS, build_core, register_model
+from rnnkit.tasks.regressor import SequenceRegressor
 
 __all__ = [
     "MODELS",
     "TASKS",
+    "InputEncoder",
     "ModelConfig",
     "SequenceClassifier",
     "SequenceGenerator",
+    "SequenceRegressor",
     "build_core",
     "build_model",
     "register_model",
 ]
 
-TASKS: dict[str, type[nn.Module]] = {"classify": SequenceClassifier, "generate": SequenceGenerator}
+TASKS: dict[str, type[nn.Module]] = {
+    "classify": SequenceClassifier,
+    "generate": SequenceGenerator,
+    "regress": SequenceRegressor,
+    "forecast": SequenceRegressor,
+}
 """Task name → model class; every class takes a :class:`ModelConfig`."""
 
 

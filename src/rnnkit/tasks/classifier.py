@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.inputs import InputEncoder
 from rnnkit.tasks.registry import build_core
 
 __all__ = ["SequenceClassifier"]
@@ -41,14 +42,10 @@ class SequenceClassifier(nn.Module):
         if config.num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got num_classes={config.num_classes}")
         self.config = config
-        tokens = config.vocab_size > 0
-        if not tokens and config.input_features <= 0:
-            raise ValueError("set vocab_size (token inputs) or input_features (real-valued inputs)")
-        self.embed = nn.Embedding(config.vocab_size, config.embed_dim, padding_idx=0) if tokens else None
-        in_size = config.embed_dim if tokens else config.input_features
+        self.inputs = InputEncoder(config)
         self.core = build_core(
             config.model,
-            in_size,
+            self.inputs.size,
             config.hidden_size,
             config.num_layers,
             config.dropout,
@@ -64,8 +61,7 @@ class SequenceClassifier(nn.Module):
 
     def encode(self, batch: Batch) -> Tensor:
         """The sequence summary fed to the head: ``(B, D·H)``."""
-        x = self.embed(batch.inputs) if self.embed is not None else batch.inputs  # (B, T, E|F)
-        x = self.drop(x)
+        x = self.inputs(batch.inputs)  # (B, T, I)
         _, h_n = self.core(x, lengths=batch.lengths)
         h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # (L·D, B, H)
         last = h_n[-self.directions :]  # (D, B, H): the top layer's directions
@@ -75,8 +71,7 @@ class SequenceClassifier(nn.Module):
         """Window cores only: every window's logits ``(B, T, C)`` and the mask of valid windows ``(B, T)``."""
         if not self.per_window:
             raise ValueError(f"window_logits needs a window core, not {self.config.model!r}")
-        x = self.embed(batch.inputs) if self.embed is not None else batch.inputs  # (B, T, E|F)
-        out, _ = self.core(self.drop(x), lengths=batch.lengths)  # (B, T, H)
+        out, _ = self.core(self.inputs(batch.inputs), lengths=batch.lengths)  # (B, T, H)
         T = out.shape[1]
         mask = torch.arange(T, device=out.device).unsqueeze(0) < batch.lengths.to(out.device).unsqueeze(1)
         return self.head(self.drop(out)), mask
