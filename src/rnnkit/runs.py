@@ -478,7 +478,10 @@ def finish_run(run: Run, metrics: dict[str, Any], result: TrainResult | None, **
         write_json_atomic(run.path / f"{name}.json", value)
     from rnnkit.plots import plot_curves
 
-    plot_curves(run.path / "curve.csv", run.path / "curves.png", title=f"{run.task} · {run.config['model']['model']}")
+    if result is None or result.history:  # a run stopped by --max-minutes before its first epoch has no curve yet
+        plot_curves(
+            run.path / "curve.csv", run.path / "curves.png", title=f"{run.task} · {run.config['model']['model']}"
+        )
     return metrics
 
 
@@ -637,9 +640,10 @@ def _plots(run: Run, out: Path, confusion: list[list[int]] | None) -> list[Path]
     from rnnkit.plots import plot_confusion, plot_curves
 
     written = []
-    p = plot_curves(out / "curve.csv", out / "curves.png", title=f"{run.task} · {run.config['model']['model']}")
-    if p is not None:
-        written.append(p)
+    if (out / "curve.csv").exists() and len((out / "curve.csv").read_text().splitlines()) > 1:
+        p = plot_curves(out / "curve.csv", out / "curves.png", title=f"{run.task} · {run.config['model']['model']}")
+        if p is not None:
+            written.append(p)
     if confusion is not None:
         p = plot_confusion(confusion, run.classes, out / "confusion.png")
         if p is not None:

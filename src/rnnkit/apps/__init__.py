@@ -2,3 +2,5 @@
 classify/generate (see :class:`rnnkit.runs.TaskApp`). Importing this package registers every app."""
 
 from __future__ import annotations
+
+from rnnkit.apps import tag  # noqa: F401

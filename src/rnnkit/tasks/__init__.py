@@ -14,6 +14,7 @@ from rnnkit.tasks.generator import SequenceGenerator
 from rnnkit.tasks.inputs import InputEncoder
 from rnnkit.tasks.registry import MODELS, build_core, register_model
 from rnnkit.tasks.regressor import SequenceRegressor
+from rnnkit.tasks.tagger import SequenceTagger
 
 __all__ = [
     "MODELS",
@@ -23,6 +24,7 @@ __all__ = [
     "SequenceClassifier",
     "SequenceGenerator",
     "SequenceRegressor",
+    "SequenceTagger",
     "build_core",
     "build_model",
     "register_model",
@@ -33,6 +35,7 @@ TASKS: dict[str, type[nn.Module]] = {
     "generate": SequenceGenerator,
     "regress": SequenceRegressor,
     "forecast": SequenceRegressor,
+    "tag": SequenceTagger,
 }
 """Task name → model class; every class takes a :class:`ModelConfig`."""
 

@@ -22,6 +22,9 @@ class SequenceClassifier(nn.Module):
     ``batch.targets`` is None. Padding never changes a result: the core runs with ``batch.lengths`` and the state
     taken is each sequence's last valid one (the reverse direction's after it has read the first element).
 
+    Inputs are token ids, real vectors or per-step tensors such as video frames (``config.frame_encoder="cnn"``
+    or any ``(N, *S) → (N, E)`` module passed as ``frame_module``; see :class:`~rnnkit.tasks.inputs.InputEncoder`).
+
     With a window core (``model="window"``, a core with ``per_step_readout``) every valid window ``j`` gets its
     own logits ``ŷ_j = head(f(w_j))`` (:meth:`window_logits`) and the lecture's losses apply
     (``config.window_loss``):
@@ -37,12 +40,12 @@ class SequenceClassifier(nn.Module):
     valid windows.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, frame_module: nn.Module | None = None) -> None:
         super().__init__()
         if config.num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got num_classes={config.num_classes}")
         self.config = config
-        self.inputs = InputEncoder(config)
+        self.inputs = InputEncoder(config, frame_module=frame_module)
         self.core = build_core(
             config.model,
             self.inputs.size,
@@ -61,7 +64,7 @@ class SequenceClassifier(nn.Module):
 
     def encode(self, batch: Batch) -> Tensor:
         """The sequence summary fed to the head: ``(B, D·H)``."""
-        x = self.inputs(batch.inputs)  # (B, T, I)
+        x = self.inputs(batch.inputs, batch.lengths)  # (B, T, I)
         _, h_n = self.core(x, lengths=batch.lengths)
         h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # (L·D, B, H)
         last = h_n[-self.directions :]  # (D, B, H): the top layer's directions
@@ -71,7 +74,7 @@ class SequenceClassifier(nn.Module):
         """Window cores only: every window's logits ``(B, T, C)`` and the mask of valid windows ``(B, T)``."""
         if not self.per_window:
             raise ValueError(f"window_logits needs a window core, not {self.config.model!r}")
-        out, _ = self.core(self.inputs(batch.inputs), lengths=batch.lengths)  # (B, T, H)
+        out, _ = self.core(self.inputs(batch.inputs, batch.lengths), lengths=batch.lengths)  # (B, T, H)
         T = out.shape[1]
         mask = torch.arange(T, device=out.device).unsqueeze(0) < batch.lengths.to(out.device).unsqueeze(1)
         return self.head(self.drop(out)), mask

@@ -19,14 +19,17 @@ class SequenceRegressor(nn.Module):
     ``forward(batch) -> (predictions (B, K), loss)``; ``batch.targets`` is ``(B, K)`` float (or None) and
     ``loss`` is the mean squared error over all ``B·K`` values. Padding never changes a result (the state taken is
     each sequence's last valid one). A window core regresses from its last window.
+
+    Inputs are token ids, real vectors or per-step tensors such as video frames (``config.frame_encoder="cnn"``
+    or any ``(N, *S) → (N, E)`` module passed as ``frame_module``; see :class:`~rnnkit.tasks.inputs.InputEncoder`).
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, frame_module: nn.Module | None = None) -> None:
         super().__init__()
         if config.num_outputs < 1:
             raise ValueError(f"a regressor predicts at least 1 value, got num_outputs={config.num_outputs}")
         self.config = config
-        self.inputs = InputEncoder(config)
+        self.inputs = InputEncoder(config, frame_module=frame_module)
         self.core = build_core(
             config.model,
             self.inputs.size,
@@ -42,7 +45,7 @@ class SequenceRegressor(nn.Module):
 
     def encode(self, batch: Batch) -> Tensor:
         """The sequence summary fed to the head: ``(B, D·H)``."""
-        x = self.inputs(batch.inputs)  # (B, T, I)
+        x = self.inputs(batch.inputs, batch.lengths)  # (B, T, I)
         if getattr(self.core, "per_step_readout", False):
             out, _ = self.core(x, lengths=batch.lengths)  # (B, T, H)
             last = (batch.lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
