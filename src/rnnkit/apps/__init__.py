@@ -3,4 +3,6 @@ classify/generate (see :class:`rnnkit.runs.TaskApp`). Importing this package reg
 
 from __future__ import annotations
 
-from rnnkit.apps import tag  # noqa: F401
+from rnnkit.apps import forecast, tag
+
+__all__ = ["forecast", "tag"]
