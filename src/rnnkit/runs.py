@@ -240,6 +240,9 @@ def train_run(
     """
     out = Path(out)
     app = app_for(opts)
+    if app is None and resume and (out / CONFIG_FILE).is_file():
+        # `train --resume --out RUN` names no --data: the app that wrote the run continues it
+        app = APPS.get(read_json(out / CONFIG_FILE).get("app") or "")
     if app is not None:
         return app.train(opts, out, resume=resume, overwrite=overwrite, log=log)
     if opts.task not in DEFAULTS:

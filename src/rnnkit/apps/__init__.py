@@ -3,6 +3,6 @@ classify/generate (see :class:`rnnkit.runs.TaskApp`). Importing this package reg
 
 from __future__ import annotations
 
-from rnnkit.apps import forecast, tag
+from rnnkit.apps import forecast, series, tag
 
-__all__ = ["forecast", "tag"]
+__all__ = ["forecast", "series", "tag"]

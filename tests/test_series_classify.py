@@ -1,0 +1,358 @@
+"""Tests of the ``classify-series`` app (rnnkit.apps.series): real-valued multichannel series classification.
+
+Covered: which options the app claims; the classifier on unequal-length real-valued series against torch.nn.GRU
+after a weight copy, and a padded batch equal to each series run alone (logits and gradients, float64); the
+standardizer fitted on the training part only (test and validation data never change it); the CLI end to end on
+tiny ``.ts`` files written here (train, evaluate, predict, the metrics agreeing with predict's output), an
+``.npz`` run with a carved test part, ``--resume`` after an interruption, and bad input (exit 2, one line,
+nothing on disk changed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import rnnkit.apps.series as series_app  # registers the app (until rnnkit.apps imports it)
+import rnnkit.train
+from rnnkit import cli
+from rnnkit.apps.series import APP, handles, prepare_series, series_batch
+from rnnkit.data.arrays import Standardizer, as_sequences, read_ts
+from rnnkit.runs import RunOptions, load_run
+from rnnkit.tasks import ModelConfig, SequenceClassifier
+
+CLASSES = ["rise", "fall", "wave"]
+TINY = ["--hidden", "8", "--epochs", "3", "--batch-size", "8"]
+
+
+def make_series(n_per_class: int, seed: int, channels: int = 2, offset: float = 0.0) -> tuple[list, list[str]]:
+    """Unequal-length series (6–14 steps) whose class shows in their shape: a rise, a fall, or a wave."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for _ in range(n_per_class):
+        for cls in CLASSES:
+            n = int(rng.integers(6, 15))
+            t = np.linspace(0.0, 1.0, n)
+            base = {"rise": 3 * t, "fall": 3 - 3 * t, "wave": np.sin(6 * t)}[cls]
+            x = np.stack([base * (c + 1) + offset + 0.1 * rng.normal(size=n) for c in range(channels)])  # (C, L)
+            X.append(np.round(x, 4))
+            y.append(cls)
+    return X, y
+
+
+def write_ts(path: Path, X: list, y: list[str], missing: set[tuple[int, int, int]] = frozenset()) -> Path:
+    """A ``.ts`` file written by hand; ``missing`` holds (series, channel, step) written as '?'."""
+    lines = [
+        "# written by the test",
+        "@problemName Tiny",
+        "@timeStamps false",
+        f"@missing {str(bool(missing)).lower()}",
+    ]
+    lines += ["@univariate false", f"@dimensions {X[0].shape[0]}", "@equalLength false"]
+    lines += [f"@classLabel true {' '.join(CLASSES)}", "@data"]
+    for i, (x, lab) in enumerate(zip(X, y, strict=True)):
+        dims = [
+            ",".join("?" if (i, c, j) in missing else repr(float(v)) for j, v in enumerate(ch))
+            for c, ch in enumerate(x)
+        ]
+        lines.append(":".join(dims) + f":{lab}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def rnnkit_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> None:
+    assert code == 2, (out, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error: "), err
+    assert "Traceback" not in err and out == ""
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------------------------------------------------- claims
+def test_the_app_claims_series_files_only() -> None:
+    for data in ("a/TRAIN.ts", "b.NPZ", "embedded:basicmotions"):
+        assert handles(RunOptions(task="classify", data=data)), data
+    for task, data in (("classify", None), ("classify", "names.csv"), ("classify", "folder"), ("generate", "a.ts")):
+        assert not handles(RunOptions(task=task, data=data)), (task, data)
+
+
+# ---------------------------------------------------------------------------------------------------------- model
+def _classifier(model: str = "gru", bidirectional: bool = True) -> SequenceClassifier:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        task="classify",
+        model=model,
+        vocab_size=0,
+        input_features=2,
+        num_classes=3,
+        hidden_size=5,
+        bidirectional=bidirectional,
+        dropout=0.0,
+    )
+    return SequenceClassifier(cfg).double().eval()
+
+
+def test_classifier_on_real_series_matches_torch_gru_after_a_weight_copy() -> None:
+    model = _classifier()
+    X, _ = make_series(2, seed=1)
+    seqs = as_sequences(X)
+    scaler = Standardizer.fit(seqs)
+    batch = series_batch(seqs, scaler)
+    batch.inputs = batch.inputs.double()
+    logits, loss = model(batch)
+    assert loss is None and logits.shape == (len(seqs), 3)
+    ref = torch.nn.GRU(2, 5, batch_first=True, bidirectional=True).double()
+    ref.load_state_dict(model.core.state_dict())
+    for i, s in enumerate(scaler.transform(seqs)):
+        x = torch.from_numpy(s).float().double().unsqueeze(0)  # (1, L_i, C), the batch's float32 rounding
+        _, h_n = ref(x)  # (2, 1, H): forward and backward final states
+        want = model.head(torch.cat([h_n[0, 0], h_n[1, 0]]))  # (3,)
+        torch.testing.assert_close(logits[i], want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["gru", "lstm"])
+def test_padded_batch_equals_each_series_alone(model: str) -> None:
+    net = _classifier(model)
+    X, y = make_series(2, seed=2)
+    seqs = as_sequences(X)
+    scaler = Standardizer.fit(seqs)
+    labels = [CLASSES.index(lab) for lab in y]
+    assert len({s.shape[0] for s in seqs}) > 1  # unequal lengths: the batch is padded
+
+    def run(items: list[int]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        net.zero_grad()
+        batch = series_batch([seqs[i] for i in items], scaler, [labels[i] for i in items])
+        batch.inputs = batch.inputs.double()
+        logits, loss = net(batch)
+        (loss * len(items)).backward()  # the summed loss, so that grads add up over items
+        return logits.detach(), {k: p.grad.clone() for k, p in net.named_parameters()}
+
+    logits, grads = run(list(range(len(seqs))))
+    alone = [run([i]) for i in range(len(seqs))]
+    for i, (row, _) in enumerate(alone):
+        torch.testing.assert_close(logits[i], row[0], rtol=1e-10, atol=1e-12)
+    for k, g in grads.items():
+        torch.testing.assert_close(g, sum(a[1][k] for a in alone), rtol=1e-9, atol=1e-12, msg=k)
+
+
+# ---------------------------------------------------------------------------------------------------------- scaling
+def test_standardization_uses_the_training_part_only(tmp_path: Path) -> None:
+    X, y = make_series(6, seed=3)
+    Xt, yt = make_series(2, seed=4)
+    train_file = write_ts(tmp_path / "train.ts", X, y)
+    split = prepare_series(str(train_file), test_data=str(write_ts(tmp_path / "test.ts", Xt, yt)), seed=0)
+    train_idx, val_idx = split.record["train"], split.record["val"]
+    assert sorted(train_idx + val_idx) == list(range(len(X))) and val_idx and not set(train_idx) & set(val_idx)
+    assert len(split.test) == len(Xt)
+    # the scaler is NumPy's statistics of the training indices, nothing else
+    stacked = np.concatenate([X[i].T for i in train_idx])  # (Σ L_i, C)
+    np.testing.assert_allclose(split.scaler.mean, stacked.mean(0), rtol=1e-13)
+    np.testing.assert_allclose(split.scaler.std, stacked.std(0), rtol=1e-13)
+    # other test data, or other values in the validation series, leave it as it was
+    loud = [x * 1000 + 50 for x in Xt]
+    other = prepare_series(str(train_file), test_data=str(write_ts(tmp_path / "loud.ts", loud, yt)), seed=0)
+    assert other.scaler == split.scaler
+    X2 = [x * 1000 if i in val_idx else x for i, x in enumerate(X)]
+    changed = prepare_series(str(write_ts(tmp_path / "train2.ts", X2, y)), test_data=str(tmp_path / "test.ts"))
+    assert changed.record == {**split.record, "data": str((tmp_path / "train2.ts").resolve())}
+    assert changed.scaler == split.scaler
+    # an explicit validation file never changes it either
+    with_val = prepare_series(str(train_file), val_data=str(tmp_path / "loud.ts"), test_data=str(tmp_path / "test.ts"))
+    again = prepare_series(str(train_file), val_data=str(tmp_path / "test.ts"), test_data=str(tmp_path / "loud.ts"))
+    assert with_val.scaler == again.scaler
+    assert with_val.record["train"] == list(range(len(X)))
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("series")
+    X, y = make_series(8, seed=10)
+    Xt, yt = make_series(3, seed=11)
+    return {
+        "base": base,
+        "train": write_ts(base / "TRAIN.ts", X, y, missing={(0, 1, 2), (5, 0, 0)}),
+        "test": write_ts(base / "TEST.ts", Xt, yt),
+    }
+
+
+@pytest.fixture(scope="module")
+def ts_run(files: dict[str, Path]) -> Path:
+    out = files["base"] / "run"
+    args = ["train", "--task", "classify", "--data", files["train"], "--test-data", files["test"], "--out", out]
+    assert cli.main([str(a) for a in [*args, *TINY]]) == 0
+    return out
+
+
+def test_train_on_ts_files_writes_a_complete_run(ts_run: Path, files: dict[str, Path]) -> None:
+    for name in ("config.json", "split.json", "model.safetensors", "metrics.json", "curve.csv", "confusion.json"):
+        assert (ts_run / name).is_file(), name
+    m = read_json(ts_run / "metrics.json")
+    assert m["app"] == APP and m["task"] == "classify" and m["model"] == "gru"
+    assert m["num_test"] == 9 and m["num_train"] + m["num_val"] == 24 and m["num_channels"] == 2
+    assert m["missing_filled"] == 2 and m["epochs"] == 3
+    for key in ("test_accuracy", "macro_f1", "majority_accuracy", "test_loss", "train_seconds"):
+        assert isinstance(m[key], float | int) and math.isfinite(m[key]), key
+    assert m["majority_class"] in CLASSES and m["majority_accuracy"] == pytest.approx(1 / 3, abs=1e-4)
+    config = read_json(ts_run / "config.json")
+    assert config["app"] == APP and config["classes"] == CLASSES
+    assert config["model"]["vocab_size"] == 0 and config["model"]["input_features"] == 2
+    assert config["model"]["bidirectional"] is True  # the app's default core
+    split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0)
+    assert Standardizer.from_dict(config["scaler"]) == split.scaler
+    conf = read_json(ts_run / "confusion.json")
+    assert conf["classes"] == CLASSES and sum(map(sum, conf["matrix"])) == 9
+    assert m["test_accuracy"] == pytest.approx(sum(conf["matrix"][i][i] for i in range(3)) / 9, abs=1e-4)
+
+
+def test_evaluate_and_predict_agree_with_the_run(
+    capsys: pytest.CaptureFixture[str], ts_run: Path, files: dict[str, Path]
+) -> None:
+    m = read_json(ts_run / "metrics.json")
+    for extra in ([], ["--data", files["test"]]):
+        code, out, err = rnnkit_main(capsys, "evaluate", ts_run, "--json", *extra)
+        assert code == 0, err
+        e = json.loads(out)
+        assert e["num_items"] == 9
+        for key in ("test_accuracy", "macro_f1", "test_loss"):
+            assert e[key] == m[key], (key, extra)
+    code, out, err = rnnkit_main(capsys, "predict", ts_run, "--data", files["test"])
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 9
+    test = read_ts(files["test"])
+    run = load_run(ts_run)
+    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(run.config["scaler"]))
+    probs = run.model.predict_proba(batch)  # (N, classes), an independent path: one padded batch in file order
+    correct = 0
+    for i, line in enumerate(lines):
+        index, rest = line.split(": ")
+        cls, p = rest.split(" ")
+        assert int(index) == i and cls in CLASSES
+        assert cls == CLASSES[int(probs[i].argmax())]
+        assert float(p) == pytest.approx(float(probs[i].max()), abs=5e-4)
+        correct += cls == test.y[i]
+    assert m["test_accuracy"] == pytest.approx(correct / 9, abs=1e-4)
+
+
+def test_npz_run_with_a_carved_test_part(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(30, 3, 7))
+    y = np.array(["a", "b", "c"] * 10)
+    X[y == "b"] += 2.0
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    args = ["train", "--task", "classify", "--data", tmp_path / "d.npz", "--out", tmp_path / "run", "--hidden", "8"]
+    code, out, err = rnnkit_main(capsys, *args, "--epochs", "1")
+    assert code == 0, err
+    assert "test series" in out
+    m = read_json(tmp_path / "run" / "metrics.json")
+    split = read_json(tmp_path / "run" / "split.json")
+    parts = [split["train"], split["val"], split["test"]]
+    assert sorted(i for p in parts for i in p) == list(range(30))
+    assert [len(p) for p in parts] == [m["num_train"], m["num_val"], m["num_test"]] == [18, 6, 6]
+    code, out, err = rnnkit_main(capsys, "evaluate", tmp_path / "run", "--json")  # rebuilds the carved test part
+    assert code == 0, err
+    assert json.loads(out)["test_accuracy"] == m["test_accuracy"]
+    code, out, err = rnnkit_main(capsys, "predict", tmp_path / "run", "--data", tmp_path / "d.npz")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 30 and all(line.split(": ")[1].split()[0] in "abc" for line in lines)
+    correct = sum(lines[i].split(": ")[1].split()[0] == y[i] for i in split["test"])
+    assert m["test_accuracy"] == pytest.approx(correct / len(split["test"]), abs=1e-4)
+
+
+def interrupting_fit(stop_at: int):
+    def fit(*args, **kwargs):
+        def on_step(trainer: rnnkit.train.Trainer) -> None:
+            if trainer.state["step"] == stop_at:
+                trainer.request_stop()
+
+        return rnnkit.train.fit(*args, on_step=on_step, **kwargs)
+
+    return fit
+
+
+def test_resume_after_an_interruption_gives_the_same_weights(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, files: dict[str, Path]
+) -> None:
+    args = ["train", "--data", files["train"], "--test-data", files["test"], *TINY, "--dropout", "0.3", "--seed", "3"]
+    code, _, err = rnnkit_main(capsys, *args, "--out", tmp_path / "a")
+    assert code == 0, err
+    with monkeypatch.context() as m:
+        m.setattr(series_app, "fit", interrupting_fit(4))  # 18 training series, 3 steps per epoch: in epoch 2
+        code, out, err = rnnkit_main(capsys, *args, "--out", tmp_path / "b")
+    assert code == 0 and "(interrupted)" in out, err
+    interrupted = load_file(str(tmp_path / "b" / "model.safetensors"))
+    final = load_file(str(tmp_path / "a" / "model.safetensors"))
+    assert any(not torch.equal(interrupted[k], final[k]) for k in final), "the interruption stopped nothing"
+    code, out, err = rnnkit_main(capsys, "train", "--data", files["train"], "--resume", "--out", tmp_path / "b")
+    assert code == 0, err
+    assert "resuming" in err
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ma, mb = read_json(tmp_path / "a" / "metrics.json"), read_json(tmp_path / "b" / "metrics.json")
+    assert mb["stopped_reason"] == "completed" and mb["test_accuracy"] == ma["test_accuracy"]
+    code, out, err = rnnkit_main(capsys, "train", "--data", files["test"], "--resume", "--out", tmp_path / "b")
+    assert_one_line_error(code, out, err, "cannot change --data")
+    # the app continues a run from its folder alone (what `train --resume --out RUN` needs): a finished run
+    # is re-scored, its weights untouched
+    again = series_app.train_series(RunOptions(progress="none"), tmp_path / "b", resume=True, log=lambda _: None)
+    assert again["test_accuracy"] == mb["test_accuracy"] and again["epochs"] == mb["epochs"]
+    resumed = load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert all(torch.equal(resumed[k], b[k]) for k in b)
+
+
+def test_bad_input_is_one_line_and_leaves_runs_alone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, ts_run: Path, files: dict[str, Path]
+) -> None:
+    before = snapshot(ts_run)
+    X, y = make_series(2, seed=5, channels=3)
+    three = write_ts(tmp_path / "three.ts", X, y)
+    stamped = tmp_path / "stamped.ts"
+    stamped.write_text("@timeStamps true\n@classLabel true rise\n@data\n(0,1.0):rise\n", encoding="utf-8")
+    ragged = np.empty(2, dtype=object)
+    ragged[0], ragged[1] = np.zeros((2, 3)), np.zeros((2, 4))
+    np.savez(tmp_path / "ragged.npz", X=ragged, y=np.array(["rise", "fall"]))
+    X1, _ = make_series(1, seed=6)
+    unknown = write_ts(tmp_path / "unknown.ts", X1, ["rise", "fall", "wave"])
+    text = unknown.read_text(encoding="utf-8").replace(":wave\n", ":jump\n").replace("rise fall wave", "rise fall jump")
+    unknown.write_text(text, encoding="utf-8")
+    train = ["train", "--task", "classify", "--out", ts_run, "--overwrite", *TINY]
+    cases = [
+        ([*train, "--data", tmp_path / "missing.ts"], ["no such .ts file"]),
+        ([*train, "--data", stamped], ["@timeStamps true is not supported"]),
+        ([*train, "--data", tmp_path / "ragged.npz"], ["object array", ".ts file"]),
+        ([*train, "--data", files["train"], "--test-data", three], ["3 channels", "has 2"]),
+        ([*train, "--data", files["train"], "--test-data", unknown], ["['jump']", "training classes"]),
+        ([*train, "--data", files["train"], "--embed", "4"], ["--embed"]),
+        (["evaluate", ts_run, "--data", three], ["3 channels", "reads 2"]),
+        (["predict", ts_run, "--data", tmp_path / "ragged.npz"], ["object array"]),
+        (["predict", ts_run, "1,2,3"], ["--data FILE.ts"]),
+        (["predict", ts_run], ["--data FILE.ts"]),
+    ]
+    for args, needles in cases:
+        assert_one_line_error(*rnnkit_main(capsys, *args), *needles)
+    assert snapshot(ts_run) == before
