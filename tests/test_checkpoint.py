@@ -358,14 +358,131 @@ def test_load_safetensors_checks_sha(tmp_path: Path):
 
 def test_safetensors_whose_header_length_starts_like_a_pickle_loads(tmp_path: Path):
     # a header of 0x0280 bytes begins the file with b"\x80\x02", a pickle's protocol-2 opcode: still safetensors
-    from rnnkit.checkpoint import load_safetensors, save_safetensors_atomic
+    from safetensors.torch import save
 
-    for n in range(1, 1000):
-        tensors = {"w" * n: torch.zeros(1)}
-        path = tmp_path / "w.safetensors"
-        save_safetensors_atomic(path, tensors)
-        if path.read_bytes()[:2] == b"\x80\x02":
-            break
-    else:
+    from rnnkit.checkpoint import load_safetensors, read_safetensors_header, save_safetensors_atomic
+
+    # find the key length in memory (each atomic write fsyncs), then write that file once
+    n = next((n for n in range(1, 1000) if save({"w" * n: torch.zeros(1)})[:2] == b"\x80\x02"), None)
+    if n is None:
         pytest.fail("no key length gave a header of 0x0280 bytes")
+    path = tmp_path / "w.safetensors"
+    save_safetensors_atomic(path, {"w" * n: torch.zeros(1)})
+    assert path.read_bytes()[:2] == b"\x80\x02"
     assert torch.equal(load_safetensors(path)["w" * n], torch.zeros(1))
+    assert list(read_safetensors_header(path)) == ["w" * n]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# header-only checks, deeper validation, roll back
+
+
+def test_safetensors_header_is_read_without_the_data(tmp_path: Path):
+    from rnnkit.checkpoint import check_weights_file, read_safetensors_header
+
+    model = Tiny()
+    path = save_run_weights(tmp_path, model)
+    header = read_safetensors_header(path)
+    assert {k: (tuple(v.shape), v.dtype, v.device.type) for k, v in header.items()} == {
+        k: (tuple(v.shape), v.dtype, "meta") for k, v in model.state_dict().items()
+    }
+    check_weights_file(path, model)
+    with torch.device("meta"):
+        bigger = Tiny(hidden=4096)  # no memory is spent on a meta model
+    with pytest.raises(
+        CheckpointError, match=r"rnn\.weight_hh_l0 has shape \(18, 6\), the model expects \(12288, 4096\)"
+    ):
+        check_weights_file(path, bigger)
+    data = path.read_bytes()
+    for name, raw, needle in [
+        ("empty", b"", "empty"),
+        ("short", data[:5], "truncated or corrupt"),
+        ("huge-header", (10**12).to_bytes(8, "little") + b"{}", "bad header size"),
+        ("bad-json", (4).to_bytes(8, "little") + b"{no}", "bad header"),
+        ("pickle", pickle.dumps(model.state_dict()), "never loads pickles"),
+        ("dtype", _with_header({"w": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}), "unsupported"),
+    ]:
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(CheckpointError, match=needle):
+            read_safetensors_header(tmp_path / name)
+
+
+def _with_header(header: dict) -> bytes:
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + b"\0" * 8
+
+
+def _edit_state_json(folder: Path, edit) -> None:
+    sub = next(p for p in folder.iterdir() if p.is_dir())
+    doc = json.loads((sub / "state.json").read_text())
+    edit(doc)
+    (sub / "state.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda d: d["optimizer"]["param_groups"][0].update(lr="fast"), "optimizer setting 'lr'"),
+        (lambda d: d["optimizer"]["param_groups"][0].update(betas={"__tuple__": [0.9]}), "optimizer setting 'betas'"),
+        (lambda d: d["optimizer"]["param_groups"][0].update(momentum=0.9), "optimizer settings"),
+        (lambda d: d["optimizer"]["param_groups"][0]["params"].append(99), "parameter groups"),
+        (lambda d: d["optimizer"].update(state=[]), "optimizer state is malformed"),
+        (lambda d: d["scheduler"].update(optimizer=None), "scheduler state has unknown entries"),
+        (lambda d: d["scheduler"].update(last_epoch="x"), "scheduler entry 'last_epoch'"),
+        (lambda d: d.pop("files"), "file list"),
+        (lambda d: d["files"].update({"model.safetensors": 5}), "file list"),
+        (lambda d: d.update(state=[1]), "trainer state"),
+        (lambda d: d["rng"]["python"].update(state=[1, 2]), "RNG state"),
+        (lambda d: d.update(version=2), "version 2"),
+    ],
+)
+def test_malformed_checkpoint_json_is_refused_before_anything_changes(tmp_path: Path, edit, needle: str):
+    model, opt, sched = _trained()
+    save_checkpoint(tmp_path, model, opt, sched, {"epoch": 1})
+    _edit_state_json(tmp_path, edit)
+    model2, opt2, sched2 = _trained(seed=3)
+    before, opt_before, sched_before = _snapshot(model2), copy.deepcopy(opt2.state_dict()), sched2.state_dict()
+    rng_before = torch.get_rng_state()
+    with pytest.raises(CheckpointError, match=needle):
+        load_checkpoint(tmp_path, model2, opt2, sched2)
+    assert _same(before, _snapshot(model2))
+    assert repr(opt2.state_dict()) == repr(opt_before) and sched2.state_dict() == sched_before
+    assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+def test_a_failure_while_applying_rolls_everything_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    model, opt, sched = _trained()
+    save_checkpoint(tmp_path, model, opt, sched, {"epoch": 1})
+    model2, opt2, sched2 = _trained(seed=3)
+    before, opt_before = _snapshot(model2), copy.deepcopy(opt2.state_dict())
+
+    real = type(sched2).load_state_dict
+    calls = []
+
+    def refuses_the_checkpoint(self, sd):  # torch refusing the saved state (but not its own, for the roll back)
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated failure inside torch")
+        return real(self, sd)
+
+    # the scheduler is applied last: the model and the optimizer have changed by then
+    monkeypatch.setattr(type(sched2), "load_state_dict", refuses_the_checkpoint)
+    with pytest.raises(CheckpointError, match=r"cannot be applied.*simulated.*nothing was changed"):
+        load_checkpoint(tmp_path, model2, opt2, sched2)
+    assert _same(before, _snapshot(model2))
+    after = opt2.state_dict()
+    assert repr(after["param_groups"]) == repr(opt_before["param_groups"])
+    for i, st in opt_before["state"].items():
+        for k, v in st.items():
+            assert torch.equal(v, after["state"][i][k])
+
+
+def test_json_files_that_are_pickles_or_binary_are_named(tmp_path: Path):
+    from rnnkit.checkpoint import read_json
+
+    (tmp_path / "p.json").write_bytes(pickle.dumps({"a": 1}))
+    with pytest.raises(CheckpointError, match="Python pickle, not JSON; rnnkit never loads pickles"):
+        read_json(tmp_path / "p.json")
+    (tmp_path / "b.json").write_bytes(b"{\xff}")
+    with pytest.raises(CheckpointError, match="not UTF-8 JSON text"):
+        read_json(tmp_path / "b.json")

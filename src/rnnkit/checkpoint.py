@@ -1,12 +1,15 @@
 """Safe persistence: atomic writes, run weights and resumable training checkpoints.
 
 Everything rnnkit writes to disk goes through :func:`write_bytes_atomic`: the bytes go to a temporary file in the
-target's folder, are flushed and fsynced, then ``os.replace`` swaps the file in and the folder is fsynced. A crash
-at any moment leaves either the previous file or the new one, never a mix.
+target's folder, are flushed and fsynced, then ``os.replace`` swaps the file in and the folder is fsynced (new
+folders are fsynced into their parents). A crash at any moment leaves either the previous file or the new one,
+never a mix; the hidden temporary a killed writer leaves behind is deleted by the next write of that file.
 
 Nothing here unpickles: tensors live in safetensors files, everything else in JSON. A file that is truncated,
 corrupt, a pickle, or whose tensors do not match the model is refused with :class:`CheckpointError` (a
-``ValueError``) *before* anything is copied into the model or optimizer.
+``ValueError``) *before* anything is copied into the model or optimizer. :func:`check_weights_file` compares a
+file's header with a model built on the ``meta`` device, so a config asking for a huge model is refused before
+any memory is allocated for it.
 
 Checkpoint layout (``folder`` is usually ``<run>/checkpoint``)::
 
@@ -19,8 +22,9 @@ Checkpoint layout (``folder`` is usually ``<run>/checkpoint``)::
         state.json                     the rest: optimizer param_groups, scheduler state, python/numpy RNG,
                                        trainer state, and a sha256 of every file above
 
-A checkpoint is written into a fresh sub-folder and becomes current only when ``latest.json`` is replaced (the
-commit point), so the previous checkpoint stays loadable until the new one is complete.
+A checkpoint is written into a fresh sub-folder (its files and the folder fsynced) and becomes current only when
+``latest.json`` is replaced (the commit point), so the previous checkpoint stays loadable until the new one is
+complete; it is deleted after the commit.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "capture_rng_state",
+    "check_weights_file",
     "has_checkpoint",
     "load_checkpoint",
     "load_run_weights",
@@ -57,6 +62,7 @@ __all__ = [
     "load_state_dict_checked",
     "read_checkpoint_state",
     "read_json",
+    "read_safetensors_header",
     "restore_rng_state",
     "save_checkpoint",
     "save_run_weights",
@@ -112,17 +118,67 @@ def _hook(stage: str, path: Path) -> None:
         _write_hook(stage, path)
 
 
+def _make_dirs(folder: Path) -> None:
+    """``mkdir -p folder``, fsyncing the parent of every folder created so that the new entries survive a crash."""
+    missing = []
+    p = folder
+    while not p.exists() and p.parent != p:
+        missing.append(p)
+        p = p.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in reversed(missing):
+        _fsync_dir(d.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (POSIX; elsewhere every process counts as alive, so nothing is swept)."""
+    if pid == os.getpid() or os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def _temporary_name(name: str) -> str:
+    return f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def _remove_stale_temporaries(folder: Path, name: str) -> None:
+    """Delete the temporary files of ``folder/name`` left by writers that died mid-write (SIGKILL, power loss).
+
+    A temporary is ``.{name}.{pid}.{8 hex}.tmp``; one whose writer process no longer exists is stale. Temporaries of
+    live processes (a concurrent writer) are kept.
+    """
+    prefix = f".{name}."
+    try:
+        entries = [e.name for e in os.scandir(folder) if e.name.startswith(prefix) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for entry in entries:
+        middle = entry[len(prefix) : -len(".tmp")].split(".")
+        if len(middle) != 2 or not middle[0].isdigit() or len(middle[1]) != 8:
+            continue
+        if not _pid_alive(int(middle[0])):
+            with contextlib.suppress(OSError):
+                os.unlink(folder / entry)
+
+
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: the old file (if any) stays until the new one is complete.
 
     Steps: temporary file in the same folder → write → flush → fsync → ``os.replace`` → fsync the folder. On any
-    error the temporary file is removed and the previous file is left as it was. Parent folders are created.
-    Returns the path written.
+    error the temporary file is removed and the previous file is left as it was; a process killed mid-write (no
+    chance to clean up) leaves a hidden ``.NAME.PID.HEX.tmp``, which the next write of the same file deletes.
+    Parent folders are created (and their parents fsynced). Returns the path written.
     """
     path = Path(path)
     folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    _make_dirs(folder)
+    tmp = folder / _temporary_name(path.name)
     # os.open with 0o666 honours the umask, unlike tempfile.mkstemp's 0o600
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
@@ -139,6 +195,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
         raise
     _hook("renamed", path)
     _fsync_dir(folder)
+    _remove_stale_temporaries(folder, path.name)
     return path
 
 
@@ -157,11 +214,18 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file; a missing or malformed file raises :class:`CheckpointError` naming it."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e})") from None
+    kind = _sniff(data)
+    if kind is not None:
+        raise CheckpointError(f"{path}: this is {kind}, not JSON; rnnkit never loads pickles")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CheckpointError(f"{path}: not UTF-8 JSON text ({e}); the file is corrupt or was replaced") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -268,6 +332,78 @@ def load_state_dict_checked(
     """Copy ``tensors`` into ``model`` after checking keys and shapes; on a mismatch the model is untouched."""
     _check_against(model.state_dict(), tensors, source, strict=strict)
     model.load_state_dict(dict(tensors), strict=strict)
+
+
+_HEADER_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+_MAX_HEADER = 100_000_000  # bytes; safetensors' own limit
+
+
+def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """The tensors a safetensors file declares, as empty ``meta`` tensors of their dtype and shape.
+
+    Reads only the file's header (8 bytes of length, then JSON), so it costs nothing for any file size, and
+    nothing is executed. Raises :class:`CheckpointError` for a missing, empty, truncated, pickled or malformed file.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            size = os.fstat(f.fileno()).st_size
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 < n <= min(size - 8, _MAX_HEADER):
+                data = head + f.read(64)
+                kind = _sniff(data) if data else None
+                if not data:
+                    raise CheckpointError(f"{path}: the file is empty")
+                if kind is not None:
+                    raise CheckpointError(
+                        f"{path}: this is {kind}, not a safetensors file; rnnkit never loads pickles "
+                        "(re-save the weights with safetensors)"
+                    )
+                raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt (bad header size)")
+            header = json.loads(f.read(n).decode("utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: file not found") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt (bad header)") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: not a valid safetensors file (bad header)")
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype = _HEADER_DTYPES[info["dtype"]]
+            shape = [int(d) for d in info["shape"]]
+            if min(shape, default=0) < 0:
+                raise ValueError
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: tensor {name!r} has an unsupported or malformed entry {info!r}") from None
+        out[name] = torch.empty(shape, dtype=dtype, device="meta")
+    return out
+
+
+def check_weights_file(path: str | os.PathLike[str], model: nn.Module, *, strict: bool = True) -> None:
+    """Raise :class:`CheckpointError` unless the safetensors file at ``path`` fits ``model`` by keys and shapes.
+
+    Only the header is read, and ``model`` may live on the ``meta`` device (built with ``with
+    torch.device("meta"):``, which allocates no weights): so a config that asks for an absurdly large model is
+    refused before any memory is spent on it.
+    """
+    _check_against(model.state_dict(), read_safetensors_header(path), str(path), strict=strict)
 
 
 def save_run_weights(folder: str | os.PathLike[str], model: nn.Module) -> Path:
@@ -488,7 +624,7 @@ def save_checkpoint(
         The new checkpoint's sub-folder. The previous checkpoint is deleted only after the new one is committed.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_dirs(folder)
     step = int(state.get("step", 0)) if isinstance(state.get("step", 0), (int, float)) else 0
     epoch = int(state.get("epoch", 0)) if isinstance(state.get("epoch", 0), (int, float)) else 0
     name = f"ckpt-e{epoch:04d}-s{step:09d}-{secrets.token_hex(4)}"
@@ -516,6 +652,7 @@ def save_checkpoint(
         doc["files"] = files
         write_json_atomic(sub / _STATE_JSON, doc)
         _fsync_dir(sub)
+        _fsync_dir(folder)  # the new sub-folder's entry is on disk before the index names it
         # commit point: after this replace, the new checkpoint is the current one
         index = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "current": name}
         write_json_atomic(folder / _LATEST, index)
@@ -544,43 +681,126 @@ def _cleanup(folder: Path, keep: str) -> None:
 
 
 def _rng_ok(rng_json: Any, tensors: Mapping[str, Tensor]) -> bool:
+    """Whether the saved generator states can be restored: tried on fresh generators, the global ones untouched."""
     try:
         py, n = rng_json["python"], rng_json["numpy"]
-        return (
-            "rng.torch" in tensors
-            and tensors["rng.torch"].dtype == torch.uint8
-            and isinstance(py["state"], list)
-            and len(n["keys"]) == 624
-            and all(k in n for k in ("name", "pos", "has_gauss", "cached_gaussian"))
-            and "version" in py
-            and "gauss_next" in py
+        random.Random().setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
+        np.random.RandomState().set_state(
+            (n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
         )
-    except (KeyError, TypeError):
+        state = tensors["rng.torch"]
+        if state.dtype != torch.uint8:
+            return False
+        torch.Generator().set_state(state)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError):
         return False
+    return True
+
+
+def _kind(value: Any) -> str:
+    """A coarse type of a setting, to compare a saved value with the live one."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, Tensor):
+        return "tensor"
+    if isinstance(value, (tuple, list)):
+        return f"{type(value).__name__}[{','.join(_kind(v) for v in value)}]"
+    return type(value).__name__
+
+
+def _same_kind(saved: Any, live: Any) -> bool:
+    # torch keeps some flags (foreach, fused, ...) as None until they are decided: a saved bool fits them
+    return _kind(saved) == _kind(live) or (live is None and isinstance(saved, bool))
 
 
 def _check_optimizer(optimizer: torch.optim.Optimizer, sd: Any, source: str) -> None:
-    """Validate an optimizer state_dict against ``optimizer`` without modifying it."""
-    if not isinstance(sd, dict) or "param_groups" not in sd or "state" not in sd:
+    """Validate an optimizer state_dict against ``optimizer`` (structure, settings, shapes) without modifying it."""
+    if (
+        not isinstance(sd, dict)
+        or not isinstance(sd.get("param_groups"), list)
+        or not isinstance(sd.get("state"), dict)
+    ):
         raise CheckpointError(f"{source}: optimizer state is malformed")
     groups = optimizer.param_groups
     saved = sd["param_groups"]
-    if len(saved) != len(groups) or any(
-        len(g["params"]) != len(s["params"]) for g, s in zip(groups, saved, strict=True)
+    if (
+        len(saved) != len(groups)
+        or not all(isinstance(s, dict) and isinstance(s.get("params"), list) for s in saved)
+        or any(len(g["params"]) != len(s["params"]) for g, s in zip(groups, saved, strict=True))
     ):
         raise CheckpointError(f"{source}: the optimizer's parameter groups do not match the model's parameters")
+    for g, s in zip(groups, saved, strict=True):
+        if set(s) != set(g):
+            raise CheckpointError(
+                f"{source}: the saved optimizer settings {sorted(map(str, s))} are not those of "
+                f"{type(optimizer).__name__} ({sorted(g)})"
+            )
+        for k, v in s.items():
+            if k != "params" and not _same_kind(v, g[k]):
+                raise CheckpointError(f"{source}: optimizer setting {k!r} is {v!r}, expected a value like {g[k]!r}")
     params = [p for g in groups for p in g["params"]]
     ids = [i for s in saved for i in s["params"]]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(set(ids)) != len(ids):
+        raise CheckpointError(f"{source}: the optimizer's parameter ids are malformed")
     shape_of = dict(zip(ids, (p.shape for p in params), strict=True))
     for idx, st in sd["state"].items():
-        if idx not in shape_of:
-            raise CheckpointError(f"{source}: optimizer state for unknown parameter {idx}")
+        if idx not in shape_of or not isinstance(st, dict):
+            raise CheckpointError(f"{source}: optimizer state for unknown parameter {idx!r}")
         for k, v in st.items():
-            if isinstance(v, Tensor) and v.dim() > 0 and v.shape != shape_of[idx]:
+            if not isinstance(v, Tensor):
+                if _kind(v) != "number":
+                    raise CheckpointError(f"{source}: optimizer state {k!r} of parameter {idx} is {v!r}")
+                continue
+            if not v.is_floating_point():
+                raise CheckpointError(f"{source}: optimizer state {k!r} of parameter {idx} has dtype {v.dtype}")
+            if v.dim() > 0 and v.shape != shape_of[idx]:
                 raise CheckpointError(
                     f"{source}: optimizer state {k!r} of parameter {idx} has shape {tuple(v.shape)}, "
                     f"the parameter has {tuple(shape_of[idx])}"
                 )
+
+
+def _check_scheduler(scheduler: Any, sd: Any, source: str) -> None:
+    """Validate a scheduler state_dict: its keys are the live scheduler's (``load_state_dict`` sets each one as an
+    attribute) and every value has the live one's kind."""
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{source}: the scheduler state is malformed")
+    live = scheduler.state_dict()
+    unknown = sorted(str(k) for k in sd if k not in live)
+    if unknown:
+        raise CheckpointError(f"{source}: the scheduler state has unknown entries {unknown}")
+    for k, v in sd.items():
+        if not _same_kind(v, live[k]):
+            raise CheckpointError(f"{source}: scheduler entry {k!r} is {v!r}, expected a value like {live[k]!r}")
+
+
+def _check_files(files: Any, source: str) -> dict[str, str]:
+    """The ``files`` record of ``state.json``: a sha256 for the model and state tensors (and best weights)."""
+    ok = (
+        isinstance(files, dict)
+        and _MODEL in files
+        and _STATE_TENSORS in files
+        and set(files) <= {_MODEL, _BEST, _STATE_TENSORS}
+        and all(isinstance(v, str) and len(v) == 64 for v in files.values())
+    )
+    if not ok:
+        raise CheckpointError(f"{source}: the checkpoint's file list is missing or malformed")
+    return files
+
+
+def _copy_state(obj: Any) -> Any:
+    """A deep copy of a state_dict (tensors cloned), to roll back a failed load."""
+    if isinstance(obj, Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _copy_state(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_copy_state(v) for v in obj)
+    return obj
 
 
 def load_checkpoint(
@@ -593,8 +813,9 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Load the current checkpoint of ``folder`` into ``model`` (and ``optimizer``, ``scheduler``, RNGs).
 
-    Every file is read and validated (format, checksums, keys and shapes) before anything is modified, so on a
-    :class:`CheckpointError` the model, optimizer, scheduler and RNGs are untouched. Never executes code.
+    Every file is read and validated (format, checksums, keys, shapes, dtypes, optimizer and scheduler settings,
+    generator states) before anything is modified, and should applying still fail, the model, optimizer and
+    scheduler are rolled back; so on a :class:`CheckpointError` nothing was changed. Never executes code.
     With ``restore_rng=False`` the generators are left alone; call :meth:`Checkpoint.restore_rng` later (the
     trainer does so after re-creating the epoch's data iterator, which may itself draw random numbers).
 
@@ -607,36 +828,55 @@ def load_checkpoint(
     doc = read_json(sub / _STATE_JSON)
     if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{sub / _STATE_JSON}: not an rnnkit checkpoint state")
-    files = doc.get("files") or {}
-    weights = load_safetensors(sub / _MODEL, sha256=files.get(_MODEL))
+    if doc.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{sub / _STATE_JSON}: checkpoint version {doc.get('version')!r} is not supported")
+    files = _check_files(doc.get("files"), source)
+    weights = load_safetensors(sub / _MODEL, sha256=files[_MODEL])
     _check_against(model.state_dict(), weights, str(sub / _MODEL))
     best = None
     if _BEST in files:
         best = load_safetensors(sub / _BEST, sha256=files[_BEST])
         _check_against(model.state_dict(), best, str(sub / _BEST))
-    tensors = load_safetensors(sub / _STATE_TENSORS, sha256=files.get(_STATE_TENSORS))
+    tensors = load_safetensors(sub / _STATE_TENSORS, sha256=files[_STATE_TENSORS])
     try:
         opt_sd = _decode(doc.get("optimizer"), tensors, source)
         sched_sd = _decode(doc.get("scheduler"), tensors, source)
         state = _decode(doc.get("state"), tensors, source)
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{source}: malformed checkpoint state ({e})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{source}: the trainer state is malformed")
     if optimizer is not None:
         if opt_sd is None:
             raise CheckpointError(f"{source}: the checkpoint holds no optimizer state")
         _check_optimizer(optimizer, opt_sd, source)
-    if scheduler is not None and sched_sd is None:
-        raise CheckpointError(f"{source}: the checkpoint holds no scheduler state")
+    if scheduler is not None:
+        if sched_sd is None:
+            raise CheckpointError(f"{source}: the checkpoint holds no scheduler state")
+        _check_scheduler(scheduler, sched_sd, source)
     rng_json = doc.get("rng")
     if rng_json is not None and not _rng_ok(rng_json, tensors):
         raise CheckpointError(f"{source}: the checkpoint's RNG state is incomplete or malformed")
 
-    # everything validated: apply
-    model.load_state_dict(weights)
-    if optimizer is not None:
-        optimizer.load_state_dict(opt_sd)
-    if scheduler is not None:
-        scheduler.load_state_dict(sched_sd)
+    # everything validated: apply, rolling back if torch still refuses something
+    before = (
+        _copy_state(model.state_dict()),
+        None if optimizer is None else _copy_state(optimizer.state_dict()),
+        None if scheduler is None else _copy_state(scheduler.state_dict()),
+    )
+    try:
+        model.load_state_dict(weights)
+        if optimizer is not None:
+            optimizer.load_state_dict(opt_sd)
+        if scheduler is not None:
+            scheduler.load_state_dict(sched_sd)
+    except Exception as e:
+        model.load_state_dict(before[0])
+        if optimizer is not None:
+            optimizer.load_state_dict(before[1])
+        if scheduler is not None:
+            scheduler.load_state_dict(before[2])
+        raise CheckpointError(f"{source}: the checkpoint cannot be applied ({e}); nothing was changed") from None
     rng_tensors = {k: v for k, v in tensors.items() if k.startswith("rng.")}
     ck = Checkpoint(state=state, best_weights=best, path=sub, rng_json=rng_json, rng_tensors=rng_tensors)
     if restore_rng:

@@ -279,6 +279,19 @@ def _pad_tensor(x: torch.Tensor, window: int, pad: Any, next_element: bool) -> t
     return torch.cat([block, x], dim=0), n_pad  # (n_pad + L, *F)
 
 
+def _check_lengths(lengths: Sequence[int] | Tensor, T: int, B: int) -> Tensor:
+    """``lengths`` as a ``(B,)`` long tensor, each in ``[1, T]`` (the recurrent layers' rule), else ValueError."""
+    lens = torch.as_tensor(lengths)
+    if lens.dim() != 1 or lens.shape[0] != B:
+        raise ValueError(f"lengths must be 1-D with one entry per sequence (B={B}), got shape {tuple(lens.shape)}")
+    if lens.is_floating_point() or lens.is_complex() or lens.dtype == torch.bool:
+        raise ValueError(f"lengths must hold integers, got dtype {lens.dtype}")
+    lens = lens.to(torch.long)
+    if B and (int(lens.min()) < 1 or int(lens.max()) > T):
+        raise ValueError(f"lengths must lie in [1, T={T}], got values from {int(lens.min())} to {int(lens.max())}")
+    return lens
+
+
 class WindowCore(nn.Module):
     """The lecture's fixed-window model ``ŷ_j = f(w_j)`` as a batch-first sequence core (registry name ``window``).
 
@@ -339,6 +352,13 @@ class WindowCore(nn.Module):
         if x.dim() != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"x must have shape (B, T, {self.input_size}), got {tuple(x.shape)}")
         B, T, _ = x.shape
+        if T == 0:
+            raise ValueError(f"x must have at least one time step, got shape {tuple(x.shape)}")
+        w = self.f[0].weight
+        if x.dtype != w.dtype:
+            raise TypeError(
+                f"x has dtype {x.dtype} but the weights are {w.dtype}: use x.to({w.dtype}) or module.to({x.dtype})"
+            )
         padded = torch.cat([self._context(x, hx), x], dim=1)  # (B, W−1+T, I)
         windows = padded.unfold(1, self.window, 1)  # (B, T, I, W): windows[:, t] ends at x[:, t]
         windows = windows.transpose(2, 3).reshape(B, T, self.window * self.input_size)  # (B, T, W·I) oldest first
@@ -346,10 +366,10 @@ class WindowCore(nn.Module):
         if lengths is None:
             last = torch.full((B,), T - 1, dtype=torch.long, device=x.device)
         else:
-            lengths = torch.as_tensor(lengths, device=x.device).long()
+            lengths = _check_lengths(lengths, T, B).to(x.device)  # (B,)
             valid = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
             out = out * valid.unsqueeze(2).to(out.dtype)
-            last = (lengths - 1).clamp(min=0)
+            last = lengths - 1
         h_n = out[torch.arange(B, device=x.device), last].unsqueeze(0)  # (1, B, H)
         return out, h_n
 

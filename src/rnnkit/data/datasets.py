@@ -140,15 +140,26 @@ class LabeledItems:
 def _existing(path: str | Path, what: str = "path") -> Path:
     p = Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(f"no such {what}: {str(path)!r}")
+        raise FileNotFoundError(f"no such {what}: {str(path)!r}; check the spelling, or give the full path")
     return p
 
 
 def _read_text(path: Path) -> str:
-    """Read a UTF-8 text file (a leading byte-order mark is dropped); other encodings raise ``ValueError``."""
+    """Read a UTF-8 text file (a leading byte-order mark is dropped); other encodings raise ``ValueError``.
+
+    A folder, a device or a pipe (``/dev/zero`` would never end) and a file that cannot be read (permissions, I/O
+    error) raise ``ValueError`` naming the path and the fix.
+    """
     if path.is_dir():
         raise ValueError(f"{path} is a folder, expected a text file")
-    data = path.read_bytes()
+    if not path.is_file():
+        raise ValueError(f"{path} is not a regular file (a device, pipe or socket); give a text file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ValueError(
+            f"{path} cannot be read ({e.strerror or e}); check that it is readable by you (permissions)"
+        ) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -177,7 +188,13 @@ def read_folder(path: str | Path, suffix: str = ".txt") -> LabeledItems:
     folder = _existing(path, "folder")
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix == suffix and p.is_file() and not p.name.startswith("."))
+    try:
+        entries = list(folder.iterdir())
+    except OSError as e:
+        raise ValueError(
+            f"{folder} cannot be listed ({e.strerror or e}); check that it is readable by you (permissions)"
+        ) from None
+    files = sorted(p for p in entries if p.suffix == suffix and p.is_file() and not p.name.startswith("."))
     if not files:
         raise ValueError(f"{folder} holds no {suffix} files; expected one <Category>{suffix} per category")
     items: list[str] = []
@@ -251,7 +268,9 @@ def read_csv(
         else:
             first = next(line for line in text.splitlines() if line.strip())
             delimiter = max(",;\t|", key=first.count) if any(c in first for c in ",;\t|") else ","
-    rows = [(n, r) for n, r in _csv_rows(text, delimiter) if any(cell.strip() for cell in r)]
+    rows = [(n, r) for n, r in _csv_rows(text, delimiter, p) if any(cell.strip() for cell in r)]
+    if not rows:
+        raise ValueError(f"{p} has no header row (every row is blank); expected a header row and one row per item")
     header = [h.strip() for h in rows[0][1]]
     body = rows[1:]
     if not body:
@@ -281,14 +300,16 @@ def read_csv(
     return LabeledItems(items, lab_list, _class_order(labels) if labels else [], source=str(p))
 
 
-def _csv_rows(text: str, delimiter: str) -> list[tuple[int, list[str]]]:
+def _csv_rows(text: str, delimiter: str, path: Path) -> list[tuple[int, list[str]]]:
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     out = []
     try:
         for r in reader:
             out.append((reader.line_num, r))
     except csv.Error as e:
-        raise ValueError(f"malformed CSV near line {reader.line_num}: {e}") from None
+        raise ValueError(
+            f"{path}: malformed CSV near line {reader.line_num} ({e}); check its quotes and delimiters"
+        ) from None
     return out
 
 

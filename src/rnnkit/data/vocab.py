@@ -67,13 +67,21 @@ class Vocab:
         symbols: the regular symbols, in id order; symbol ``symbols[k]`` gets id ``4 + k``.
         unit: ``"char"`` or ``"word"``.
         fold_ascii: fold every item with :func:`fold_ascii` before splitting it into symbols.
+        max_len: the most symbols an item may have (``None``: no limit); :meth:`encode` refuses a longer item
+            with a ``ValueError`` naming its length and the limit. Saved with the vocabulary, so a run applies
+            the limit it was trained with to whatever it is later given.
     """
 
-    def __init__(self, symbols: Iterable[str], unit: Unit = "char", fold_ascii: bool = False) -> None:
+    def __init__(
+        self, symbols: Iterable[str], unit: Unit = "char", fold_ascii: bool = False, max_len: int | None = None
+    ) -> None:
         if unit not in ("char", "word"):
             raise ValueError(f"unit must be 'char' or 'word', got {unit!r}")
+        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1):
+            raise ValueError(f"max_len must be a positive integer or None (no limit), got {max_len!r}")
         self.unit: Unit = unit
         self.fold_ascii = bool(fold_ascii)
+        self.max_len = max_len
         self.symbols: list[str] = list(symbols)
         self._stoi: dict[str, int] = {}
         for i, s in enumerate(self.symbols, start=len(SPECIALS)):
@@ -93,6 +101,7 @@ class Vocab:
         unit: Unit = "char",
         min_count: int = 1,
         fold_ascii: bool = False,
+        max_len: int | None = None,
     ) -> Vocab:
         """Build a vocabulary from training items.
 
@@ -101,6 +110,7 @@ class Vocab:
             unit: ``"char"`` or ``"word"``.
             min_count: keep symbols seen at least this many times; rarer ones will encode as :data:`UNK`.
             fold_ascii: fold items to ASCII first (see :func:`fold_ascii`).
+            max_len: the most symbols an item may have, checked by :meth:`encode` (``None``: no limit).
 
         Returns:
             A vocabulary whose regular symbols are sorted by code point (deterministic).
@@ -109,7 +119,7 @@ class Vocab:
             raise TypeError("items must be a list of strings, not one string")
         if not isinstance(min_count, int) or min_count < 1:
             raise ValueError(f"min_count must be an integer >= 1, got {min_count!r}")
-        probe = cls([], unit=unit, fold_ascii=fold_ascii)
+        probe = cls([], unit=unit, fold_ascii=fold_ascii, max_len=max_len)
         counts: Counter[str] = Counter()
         n = 0
         for item in items:
@@ -118,7 +128,7 @@ class Vocab:
         if n == 0:
             raise ValueError("cannot build a vocabulary from zero items")
         kept = sorted(s for s, c in counts.items() if c >= min_count)
-        return cls(kept, unit=unit, fold_ascii=fold_ascii)
+        return cls(kept, unit=unit, fold_ascii=fold_ascii, max_len=max_len)
 
     # -- mapping --------------------------------------------------------------------------------------------
     def tokenize(self, item: str) -> list[str]:
@@ -141,8 +151,18 @@ class Vocab:
 
         Returns:
             A list of ints, length ``len(tokenize(item)) + add_bos + add_eos``.
+
+        Raises:
+            ValueError: the item has more than :attr:`max_len` symbols, or (``strict``) unknown symbols.
         """
         symbols = self.tokenize(item)
+        if self.max_len is not None and len(symbols) > self.max_len:
+            kind = "characters" if self.unit == "char" else "words"
+            shown = item if len(item) <= 30 else item[:27] + "..."
+            raise ValueError(
+                f"item {shown!r} has {len(symbols)} {kind}, more than the maximum of {self.max_len}; shorten it, "
+                "or train with a larger maximum length"
+            )
         ids = [self._stoi.get(s, UNK) for s in symbols]
         if strict and UNK in ids:
             unknown = sorted({s for s, i in zip(symbols, ids, strict=True) if i == UNK})
@@ -194,22 +214,27 @@ class Vocab:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Vocab):
             return NotImplemented
-        return (self.unit, self.fold_ascii, self.symbols) == (other.unit, other.fold_ascii, other.symbols)
+        mine = (self.unit, self.fold_ascii, self.max_len, self.symbols)
+        return mine == (other.unit, other.fold_ascii, other.max_len, other.symbols)
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking container: compare, don't hash
 
     def __repr__(self) -> str:
-        return f"Vocab(unit={self.unit!r}, size={len(self)}, fold_ascii={self.fold_ascii})"
+        limit = "" if self.max_len is None else f", max_len={self.max_len}"
+        return f"Vocab(unit={self.unit!r}, size={len(self)}, fold_ascii={self.fold_ascii}{limit})"
 
     # -- JSON -----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able description, enough to rebuild this vocabulary exactly."""
-        return {
+        """A JSON-able description, enough to rebuild this vocabulary exactly (``max_len`` only when set)."""
+        out: dict[str, Any] = {
             "unit": self.unit,
             "fold_ascii": self.fold_ascii,
             "specials": list(SPECIALS),
             "symbols": list(self.symbols),
         }
+        if self.max_len is not None:
+            out["max_len"] = self.max_len
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Vocab:
@@ -219,4 +244,9 @@ class Vocab:
         specials = d.get("specials", list(SPECIALS))
         if list(specials) != list(SPECIALS):
             raise ValueError(f"saved vocabulary has specials {specials!r}; rnnkit uses {list(SPECIALS)!r}")
-        return cls(d["symbols"], unit=d.get("unit", "char"), fold_ascii=bool(d.get("fold_ascii", False)))
+        return cls(
+            d["symbols"],
+            unit=d.get("unit", "char"),
+            fold_ascii=bool(d.get("fold_ascii", False)),
+            max_len=d.get("max_len"),
+        )
