@@ -15,6 +15,25 @@ With ``out_dir`` set, :func:`fit` writes into that run folder::
 Reproducibility: at the start of epoch ``e`` (0-based) the trainer reseeds python ``random``, numpy and torch from
 ``(seed, e)``; a mid-epoch resume restores the saved generator states instead. With the same seed on CPU, a run
 that is interrupted and resumed ends with bitwise the same weights as an uninterrupted one.
+
+Truncated BPTT (``TrainConfig.tbptt = (K1, K2)``, Sutskever's TBPTT(k1, k2)): the batches of an epoch are
+consecutive pieces of ``B`` parallel streams (row ``b`` of each batch continues row ``b`` of the previous one, as
+:class:`rnnkit.data.stream.TokenStream` yields them; no padding). The trainer cuts every batch into chunks of ``K1``
+steps and takes one optimizer step per chunk. Each update
+
+* uses the loss terms of the chunk's ``K1`` steps only (their mean, like an ordinary batch), and
+* backpropagates through the last ``K2`` steps: the chunk and the ``K2 − K1`` steps before it, which are re-run with
+  the current weights (and fresh dropout masks) from the detached state at their start; gradients stop there.
+
+So the loss at the chunk's last step reaches ``K2`` steps back and its first ``K2 − K1 + 1``. The state (detached)
+and the last ``K2 − K1`` steps' inputs are carried to the next chunk; an epoch starts from the model's initial state
+(every pass over the streams restarts them), and a mid-epoch checkpoint saves the carried state, so a resumed run
+continues exactly. ``K1 = K2 ≥ T`` is plain BPTT over each batch. The model needs
+``forward_stateful(batch, state) -> (outputs, loss, state)`` (``state=None``: its initial state) and
+``state_batch_dim`` (the batch axis of its state tensors; 1 for the layers' ``hx`` layout, the default).
+
+Several processes (``torchrun``; see :mod:`rnnkit.distributed`): every process builds the same global batches and
+trains on its rows, DDP averages the gradients, and only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -30,7 +49,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +57,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnkit import distributed as dist_
 from rnnkit.checkpoint import (
     has_checkpoint,
     load_checkpoint,
@@ -47,6 +67,7 @@ from rnnkit.checkpoint import (
     write_text_atomic,
 )
 from rnnkit.data.batching import IGNORE_INDEX, Batch
+from rnnkit.layers import detach_state
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -82,6 +103,7 @@ RESUME_FIELDS = (
     "monitor",
     "mode",
     "seed",
+    "tbptt",
 )
 # reasons a run stops; the first two are final (resume returns at once), the others can be resumed
 STOP_COMPLETED, STOP_EARLY, STOP_TIME, STOP_INTERRUPTED = "completed", "early_stop", "time", "interrupted"
@@ -125,6 +147,7 @@ class TrainConfig:
     device: str = "cpu"  # torch device of the model and batches ("cpu", "cuda", "cuda:1", ...)
     log_every: int = 50  # steps between log lines when the progress bar is off (0: one line per epoch only)
     progress: str = "auto"  # "auto": a bar on a terminal, else log lines | "bar" | "log" | "none"
+    tbptt: tuple[int, int] | None = None  # truncated BPTT (K1, K2): an update every K1 steps through the last K2
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -164,6 +187,15 @@ class TrainConfig:
             torch.device(self.device)
         except (RuntimeError, TypeError):
             raise bad("device", "is not a torch device (e.g. 'cpu' or 'cuda')") from None
+        if self.tbptt is not None:
+            pair = (self.tbptt, self.tbptt) if isinstance(self.tbptt, int) else tuple(self.tbptt)
+            if (
+                len(pair) != 2
+                or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in pair)
+                or pair[1] < pair[0]
+            ):
+                raise bad("tbptt", "must be (K1, K2) with integers 1 <= K1 <= K2 (e.g. (64, 64)), or None")
+            self.tbptt = (int(pair[0]), int(pair[1]))
 
     @property
     def minimize(self) -> bool:
@@ -263,22 +295,37 @@ def _loss_weight(batch: Batch) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device | str | None = None) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    device: torch.device | str | None = None,
+    *,
+    stateful: bool = False,
+) -> dict[str, float]:
     """Mean loss over ``batches`` (weighted like the training loss) and, where outputs are class scores for
     integer targets (``outputs.shape[:-1] == targets.shape``), accuracy over non-ignored targets.
+
+    With ``stateful=True`` the batches are consecutive pieces of the same streams (as truncated BPTT trains on):
+    the model's ``forward_stateful`` carries its state from each batch to the next, starting from its initial state.
 
     The model is put in eval mode and restored afterwards. Raises ``ValueError`` if there are no batches or the
     model returns no loss (batches without targets).
     """
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    if stateful:
+        _require_stateful(model)
     was_training = model.training
     model.eval()
     try:
         loss_sum, weight, correct, counted = 0.0, 0, 0, 0
+        state = None
         for batch in batches:
             batch = batch.to(device)
-            outputs, loss = model(batch)
+            if stateful:
+                outputs, loss, state = model.forward_stateful(batch, state)
+            else:
+                outputs, loss = model(batch)
             if loss is None:
                 raise ValueError("the model returned no loss: evaluation batches need targets")
             w = _loss_weight(batch)
@@ -303,6 +350,161 @@ def evaluate(model: nn.Module, batches: Iterable[Batch], device: torch.device | 
     if counted:
         out["accuracy"] = correct / counted
     return out
+
+
+def _require_stateful(model: nn.Module) -> None:
+    if not callable(getattr(model, "forward_stateful", None)):
+        raise ValueError(
+            f"truncated BPTT needs a model with forward_stateful(batch, state) -> (outputs, loss, state); "
+            f"{type(model).__name__} has none (rnnkit.apps.lm.LanguageModel has one); drop tbptt to train it"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# truncated BPTT: chunks of streams, the carried state, and its JSON form in checkpoints
+
+
+def _check_stream_batch(batch: Batch) -> int:
+    """The number of steps ``T`` of a truncated-BPTT batch; ValueError for padding or targets not per step."""
+    T = int(batch.inputs.shape[1]) if batch.inputs.dim() >= 2 else 0
+    if batch.inputs.dim() < 2 or T == 0:
+        raise ValueError(f"truncated BPTT needs batches of steps (B, T) or (B, T, F), got {tuple(batch.inputs.shape)}")
+    if bool((batch.lengths != T).any()):
+        raise ValueError(
+            "truncated BPTT needs batches without padding (every row continues its stream through all T steps); "
+            "cut one long sequence into parallel streams with rnnkit.data.stream.TokenStream"
+        )
+    t = batch.targets
+    if t is not None and (t.dim() < 2 or tuple(t.shape[:2]) != tuple(batch.inputs.shape[:2])):
+        raise ValueError(
+            f"truncated BPTT needs one target per step (B, T), got targets of shape {tuple(t.shape)} for inputs "
+            f"{tuple(batch.inputs.shape)}"
+        )
+    return T
+
+
+def _slice_time(batch: Batch, start: int, end: int) -> Batch:
+    """Steps ``start .. end − 1`` of an unpadded batch (inputs and per-step targets; condition unchanged)."""
+    return replace(
+        batch,
+        inputs=batch.inputs[:, start:end],  # (B, k) or (B, k, F)
+        lengths=torch.full_like(batch.lengths, end - start),  # (B,)
+        targets=None if batch.targets is None else batch.targets[:, start:end],  # (B, k, ...)
+    )
+
+
+def _cat_time(a: Batch, b: Batch) -> Batch:
+    """``a`` followed by ``b`` in time (same rows)."""
+    return replace(
+        b,
+        inputs=torch.cat([a.inputs, b.inputs], dim=1),  # (B, Ta + Tb, ...)
+        lengths=a.lengths + b.lengths,  # (B,)
+        targets=None if b.targets is None else torch.cat([a.targets, b.targets], dim=1),  # (B, Ta + Tb, ...)
+    )
+
+
+def _time_chunks(batches: Iterable[Batch], k1: int) -> Iterator[Batch]:
+    """Every batch cut into chunks of ``k1`` steps (the last chunk of a batch may be shorter)."""
+    for batch in batches:
+        T = _check_stream_batch(batch)
+        for start in range(0, T, k1):
+            yield batch if k1 >= T else _slice_time(batch, start, min(start + k1, T))
+
+
+def _step_weight(batch: Batch) -> int:
+    """How many terms a per-step mean loss averages: non-ignored integer targets, else every target value."""
+    t = batch.targets
+    if t is None:
+        return 0
+    if not t.is_floating_point():
+        return int((t != IGNORE_INDEX).sum())
+    return int(t.numel())
+
+
+def _without_targets(batch: Batch) -> Batch:
+    """``batch`` with every target ignored (the history steps of a TBPTT window: their loss was used before)."""
+    if batch.targets is None:
+        return batch
+    if batch.targets.is_floating_point():
+        raise ValueError(
+            "truncated BPTT with K2 > K1 needs integer per-step targets (the re-run history steps' targets are "
+            "ignored through IGNORE_INDEX); use K2 = K1 for real-valued targets"
+        )
+    return replace(batch, targets=torch.full_like(batch.targets, IGNORE_INDEX))
+
+
+@dataclass
+class _Carry:
+    """What truncated BPTT carries from one chunk to the next within an epoch."""
+
+    rows: int | None = None  # B of the streams (global rows); None before the epoch's first chunk
+    state: Any = None  # the model's state after the last chunk, detached (this rank's rows); None: initial
+    hist: Batch | None = None  # the last K2 − K1 steps before the next chunk (global rows)
+    hist_state: Any = None  # the state at hist's first step, detached (this rank's rows)
+
+
+def _tensor_json(t: Tensor) -> dict[str, Any]:
+    return {"dtype": str(t.dtype).removeprefix("torch."), "shape": list(t.shape), "values": t.flatten().tolist()}
+
+
+def _tensor_from_json(d: Mapping[str, Any]) -> Tensor:
+    dtype = getattr(torch, str(d["dtype"]), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"checkpoint: unknown dtype {d['dtype']!r} in the carried TBPTT state")
+    return torch.tensor(d["values"], dtype=dtype).reshape(d["shape"])
+
+
+def _state_json(state: Any) -> Any:
+    """A nested state (tensors, tuples, lists, None) as plain JSON (exact: floats keep every bit)."""
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return {"tensor": _tensor_json(state.detach().cpu())}
+    if isinstance(state, (tuple, list)):
+        return {"kind": type(state).__name__, "items": [_state_json(s) for s in state]}
+    raise TypeError(f"cannot save a {type(state).__name__} as a recurrent state")
+
+
+def _state_from_json(obj: Any, device: torch.device) -> Any:
+    if obj is None:
+        return None
+    if "tensor" in obj:
+        return _tensor_from_json(obj["tensor"]).to(device)
+    items = [_state_from_json(s, device) for s in obj["items"]]
+    return tuple(items) if obj["kind"] == "tuple" else items
+
+
+def _map_state(state: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    if state is None:
+        return None
+    if isinstance(state, Tensor):
+        return fn(state)
+    return type(state)(_map_state(s, fn) for s in state)
+
+
+class _Window(nn.Module):
+    """One training forward: what DDP wraps, so that it sees one forward call per backward.
+
+    ``forward(pieces, state, stateful)`` runs the pieces of a truncated-BPTT window one after the other, each from
+    the state the previous one ended in, and returns ``(outputs of the last piece, losses, states after each)``;
+    with ``stateful=False`` it is ``model(batch)`` for one batch.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pieces: list[Batch], state: Any, stateful: bool) -> tuple[Any, list[Tensor | None], list[Any]]:
+        if not stateful:
+            outputs, loss = self.model(pieces[0])
+            return outputs, [loss], [None]
+        losses, states = [], []
+        outputs = None
+        for piece in pieces:
+            outputs, loss, state = self.model.forward_stateful(piece, state)
+            losses.append(loss)
+            states.append(state)
+        return outputs, losses, states
 
 
 def _epoch_batches(source: TrainData, epoch: int) -> Iterable[Batch]:
@@ -452,6 +654,10 @@ class Trainer:
         self.state: dict[str, Any] = {}
         self._best: dict[str, Tensor] | None = None
         self._stop: str | None = None
+        self._carry = _Carry()  # truncated BPTT's state between chunks
+        self._window: _Window | None = None  # the training forward (a TBPTT window, or the DDP-wrapped call)
+        self._ddp: nn.Module | None = None  # DistributedDataParallel(_window) when several processes train
+        self._writes = True  # this process writes the run folder (rank 0 of several)
 
     # -- public ----------------------------------------------------------------------------------------------
 
@@ -559,14 +765,14 @@ class Trainer:
 
     def _save(self) -> None:
         ckdir = self.checkpoint_dir
-        if ckdir is None:
+        if ckdir is None or not self._writes:
             return
         assert self.optimizer is not None
         best = None if self.state["best_is_current"] else self._best
         save_checkpoint(ckdir, self.model, self.optimizer, self.scheduler, self.state, best_weights=best)
 
     def _write_curve(self) -> None:
-        if self.out_dir is not None:
+        if self.out_dir is not None and self._writes:
             write_text_atomic(self.out_dir / CURVE_FILE, history_to_csv(self.history))
 
     def _metric_improved(self, value: float) -> bool:
@@ -578,9 +784,17 @@ class Trainer:
         d = self.config.min_delta
         return value < best - d if self.config.minimize else value > best + d
 
+    def _epoch_iter(self, epoch: int) -> Iterable[Batch]:
+        """The optimizer steps' batches of ``epoch``: the training batches, cut into K1-step chunks with TBPTT."""
+        batches = _epoch_batches(self.train_data, epoch)
+        return batches if self.config.tbptt is None else _time_chunks(batches, self.config.tbptt[0])
+
     def _fit(self, resume: bool, overwrite: bool) -> TrainResult:
         cfg = self.config
-        device = torch.device(cfg.device)
+        device = dist_.device_for(cfg.device)
+        self._writes = dist_.is_main()
+        if cfg.tbptt is not None:
+            _require_stateful(self.model)
         self.model.to(device)
         ckdir = self.checkpoint_dir
         if not resume and ckdir is not None and has_checkpoint(ckdir) and not overwrite:
@@ -588,7 +802,7 @@ class Trainer:
                 f"{self.out_dir} already holds a training checkpoint; continue it with --resume, "
                 "or choose a new output folder (or --overwrite)"
             )
-        steps_per_epoch = _count(_epoch_batches(self.train_data, 0))
+        steps_per_epoch = _count(self._epoch_iter(0))
         if steps_per_epoch == 0:
             raise ValueError("the training data gave no batches (is the training set empty?)")
         total_steps = cfg.epochs * steps_per_epoch
@@ -601,12 +815,16 @@ class Trainer:
             self._best = None
         st = self.state
         self._stop = None
+        self._window = _Window(self.model)
+        # DDP broadcasts rank 0's weights here, after every rank has loaded the same checkpoint
+        self._ddp = dist_.wrap(self._window, device) if dist_.is_distributed() else None
         t_start = time.monotonic()
         budget = None if cfg.max_minutes is None else cfg.max_minutes * 60.0
         stopped: str | None = st["stopped_reason"] if st["stopped_reason"] in _FINAL else None
         if st["epoch"] >= cfg.epochs:
             stopped = STOP_COMPLETED
-        progress = _Progress(cfg.progress, total_steps, st["step"], self.log, cfg.log_every)
+        shown = cfg.progress if self._writes else "none"
+        progress = _Progress(shown, total_steps, st["step"], self.log, cfg.log_every)
         if ck is not None:
             progress.line(
                 f"resuming {self.out_dir} at epoch {st['epoch'] + 1}, batch {st['batch_in_epoch']}, "
@@ -620,12 +838,14 @@ class Trainer:
                 e = st["epoch"]
                 skip = st["batch_in_epoch"]
                 seed_everything(_epoch_seed(cfg.seed, e))
-                it: Iterator[Batch] = iter(_epoch_batches(self.train_data, e))
+                it: Iterator[Batch] = iter(self._epoch_iter(e))
+                self._carry = _Carry()  # every epoch reads the streams from their beginnings
                 if skip:
                     for _ in range(skip):
                         next(it)
                     if ck is not None:
                         ck.restore_rng()  # the generators as they were at the mid-epoch save
+                        self._carry = self._carry_from_json(st.get("tbptt"), device)
                 ck = None
                 acc = st["epoch_acc"] or {
                     "loss_sum": 0.0, "weight": 0, "gn_sum": 0.0, "gn_max": 0.0, "n": 0, "items": 0,
@@ -649,14 +869,14 @@ class Trainer:
                     )
                     if self.on_step is not None:
                         self.on_step(self)
-                    if budget is not None and time.monotonic() - t_start >= budget:
-                        self._stop = self._stop or STOP_TIME
-                    if self._stop is not None and st["batch_in_epoch"] < steps_per_epoch:
-                        # a mid-epoch stop: save exactly where we are, RNG states included
-                        st["epoch_acc"] = dict(acc)
+                    decision = self._agreed_stop(budget is not None and time.monotonic() - t_start >= budget)
+                    if decision is not None and st["batch_in_epoch"] < steps_per_epoch:
+                        # a mid-epoch stop: save exactly where we are, RNG states (and the TBPTT state) included
+                        st["epoch_acc"] = self._acc_to_save(acc)
+                        st["tbptt"] = self._carry_json()
                         st["best_is_current"] = False
                         self._save()
-                        stopped = self._stop
+                        stopped = decision
                         progress.line(
                             f"stopped ({stopped}) at epoch {e + 1}, batch {st['batch_in_epoch']}, step "
                             f"{st['step']}; the checkpoint is saved" + (", continue with --resume" if ckdir else "")
@@ -667,10 +887,9 @@ class Trainer:
                 if acc["n"] == 0:
                     raise ValueError(f"the training data gave no batches in epoch {e + 1}")
                 stopped = self._end_epoch(e, acc, t_epoch, progress, monitor)
-                if stopped is None and self._stop is not None:
-                    stopped = self._stop
-                if stopped is None and budget is not None and time.monotonic() - t_start >= budget:
-                    stopped = STOP_TIME
+                decision = self._agreed_stop(budget is not None and time.monotonic() - t_start >= budget)
+                if stopped is None and decision is not None:
+                    stopped = decision
                 if stopped == STOP_TIME:
                     progress.line(f"time budget of {cfg.max_minutes} min reached after epoch {e + 1}")
         finally:
@@ -684,29 +903,174 @@ class Trainer:
     ) -> None:
         assert self.optimizer is not None and self.scheduler is not None
         batch = batch.to(device)
-        _, loss = self.model(batch)
-        if loss is None:
-            raise ValueError("the model returned no loss: training batches need targets")
-        value = float(loss.detach())
-        if not math.isfinite(value):
+        if self.config.tbptt is None and self._ddp is None:
+            _, loss = self.model(batch)
+            if loss is None:
+                raise ValueError("the model returned no loss: training batches need targets")
+            value, w, items = float(loss.detach()), _loss_weight(batch), len(batch)
+        else:
+            loss, value, w, items = self._window_loss(batch)
+        several = self._ddp is not None
+        if not math.isfinite(value) and not several:
             raise self._diverged("loss", value)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # with DDP: the gradients are averaged over the processes here
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        if not math.isfinite(value):  # several processes: only after the collective, so that none is left waiting
+            raise self._diverged("loss", value)
         if not math.isfinite(grad_norm):
             raise self._diverged("gradient norm", grad_norm)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.optimizer.step()
         self.scheduler.step()
-        w = _loss_weight(batch)
         acc["loss_sum"] += value * w
         acc["weight"] += w
         acc["gn_sum"] += grad_norm
         acc["gn_max"] = max(acc["gn_max"], grad_norm)
         acc["gn_last"] = grad_norm
         acc["n"] += 1
-        acc["items"] += len(batch)
+        acc["items"] += items
         acc["lr"] = lr
+
+    def _window_loss(self, batch: Batch) -> tuple[Tensor, float, int, int]:
+        """The loss to backpropagate for one step with TBPTT and/or several processes.
+
+        Returns ``(loss, value, weight, items)``: ``value`` is this process's mean loss over its ``weight`` loss
+        terms (for the curve), ``items`` its rows. With several processes ``loss`` is that mean times
+        ``W·weight / N`` (``N`` the terms of all processes), so DDP's gradient average is the gradient of the
+        global batch's mean loss.
+        """
+        cfg = self.config
+        assert self._window is not None
+        if cfg.tbptt is None:
+            local, has_rows = dist_.shard_batch(batch)
+            pieces, start = [local], None
+            weights = [_loss_weight(local) if has_rows else 0]
+        else:
+            if batch.targets is None:
+                raise ValueError("the model returned no loss: training batches need targets")
+            global_pieces, start, plan = self._tbptt_window(batch)
+            shards = [dist_.shard_batch(p) for p in global_pieces]
+            has_rows = shards[0][1]
+            pieces = [p for p, _ in shards]
+            weights = [_step_weight(p) if has_rows else 0 for p in pieces]
+        module = self._ddp if self._ddp is not None else self._window
+        _, losses, states = module(pieces, start, cfg.tbptt is not None)
+        if cfg.tbptt is not None:
+            self._advance_carry(states, start, plan)
+        terms = [(loss, w) for loss, w in zip(losses, weights, strict=True) if w > 0]
+        if any(loss is None for loss, _ in terms):
+            raise ValueError("the model returned no loss: training batches need targets")
+        local_w = sum(w for _, w in terms)
+        if len(terms) == 1:
+            mean: Tensor | None = terms[0][0]
+        elif terms:
+            mean = sum(loss * w for loss, w in terms) / local_w
+        else:
+            mean = None
+        value = float(mean.detach()) if mean is not None else 0.0
+        total = dist_.all_reduce_sum([local_w])[0] if self._ddp is not None else local_w
+        if mean is None or total == 0:
+            # no loss term here: a zero that still reaches every parameter, as DDP needs on every process
+            loss = sum(p.sum() for p in self.model.parameters()) * 0.0
+        elif self._ddp is not None:
+            loss = mean * (dist_.world_size() * local_w / total)
+        else:
+            loss = mean
+        # an item is a row; with TBPTT one step of one stream (a token), so items/s reads as tokens/s
+        items = len(pieces[0]) if has_rows else 0
+        if cfg.tbptt is not None:
+            items *= int(batch.inputs.shape[1])  # the chunk's steps
+        return loss, value, local_w, items
+
+    def _tbptt_window(self, chunk: Batch) -> tuple[list[Batch], Any, tuple[Batch, int, int]]:
+        """The pieces of this update's window (global rows), the detached state it starts from, and its plan.
+
+        The window is the carried ``K2 − K1`` history steps (targets ignored) followed by the chunk. It is run as two
+        pieces split where the next history starts, so that the state there (the next window's start) is at hand.
+        """
+        k1, k2 = self.config.tbptt  # type: ignore[misc]
+        c = self._carry
+        if c.rows is not None and c.rows != len(chunk):
+            raise ValueError(
+                f"truncated BPTT: a batch has {len(chunk)} rows but the previous one had {c.rows}; every batch of an "
+                "epoch must hold the same B parallel streams (row b continuing row b)"
+            )
+        if c.hist is not None:
+            window, start = _cat_time(_without_targets(c.hist), chunk), c.hist_state
+        else:
+            window, start = chunk, c.state
+        n = int(window.inputs.shape[1])
+        keep = min(k2 - k1, n)  # steps of the next history
+        split = n - keep
+        pieces = [_slice_time(window, a, b) for a, b in ((0, split), (split, n)) if b > a]
+        return pieces, start, (window, split, keep)
+
+    def _advance_carry(self, states: list[Any], start: Any, plan: tuple[Batch, int, int]) -> None:
+        window, split, keep = plan
+        c = self._carry
+        c.rows = len(window)
+        c.state = detach_state(states[-1])
+        if keep > 0:
+            n = int(window.inputs.shape[1])
+            c.hist = _slice_time(window, split, n)
+            c.hist_state = detach_state(states[0] if split > 0 else start)
+
+    def _carry_json(self) -> dict[str, Any] | None:
+        """The carried TBPTT state as JSON with every row (gathered from all processes), or None."""
+        c = self._carry
+        if self.config.tbptt is None or c.rows is None:
+            return None
+        bd = getattr(self.model, "state_batch_dim", 1)
+        rows = c.rows
+
+        def full(state: Any) -> Any:
+            return _state_json(_map_state(state, lambda t: dist_.gather_rows(t, rows, bd)))
+
+        hist = None
+        if c.hist is not None:
+            hist = {
+                f.name: None if getattr(c.hist, f.name) is None else _tensor_json(getattr(c.hist, f.name).cpu())
+                for f in fields(Batch)
+            }
+        return {"rows": rows, "state": full(c.state), "hist": hist, "hist_state": full(c.hist_state)}
+
+    def _carry_from_json(self, obj: Mapping[str, Any] | None, device: torch.device) -> _Carry:
+        if obj is None or self.config.tbptt is None:
+            return _Carry()
+        bd = getattr(self.model, "state_batch_dim", 1)
+        rows = int(obj["rows"])
+        index = dist_.shard_rows(rows, dist_.rank(), dist_.world_size()) if dist_.is_distributed() else None
+
+        def local(state_json: Any) -> Any:
+            state = _state_from_json(state_json, device)
+            return state if index is None else _map_state(state, lambda t: t.index_select(bd, index.to(t.device)))
+
+        hist = None
+        if obj.get("hist") is not None:
+            parts = {k: None if v is None else _tensor_from_json(v).to(device) for k, v in obj["hist"].items()}
+            hist = Batch(**parts)
+        return _Carry(rows=rows, state=local(obj["state"]), hist=hist, hist_state=local(obj["hist_state"]))
+
+    def _agreed_stop(self, budget_hit: bool) -> str | None:
+        """Whether to stop now (a requested stop, or the time budget), agreed by every process."""
+        reason = self._stop or (STOP_TIME if budget_hit else None)
+        if self._ddp is None:
+            return reason
+        interrupted, timed = dist_.all_reduce_sum(
+            [float(reason is not None and reason != STOP_TIME), float(reason == STOP_TIME)]
+        )
+        return STOP_INTERRUPTED if interrupted else (STOP_TIME if timed else None)
+
+    def _acc_to_save(self, acc: dict[str, Any]) -> dict[str, Any]:
+        """The epoch's running sums with every process's share (only rank 0's copy is saved)."""
+        out = dict(acc)
+        if self._ddp is not None:
+            out["loss_sum"], out["weight"], out["items"] = dist_.all_reduce_sum(
+                [acc["loss_sum"], acc["weight"], acc["items"]]
+            )
+            out["weight"], out["items"] = int(out["weight"]), int(out["items"])
+        return out
 
     def _diverged(self, quantity: str, value: float) -> NonFiniteLossError:
         cfg, st = self.config, self.state
@@ -730,10 +1094,15 @@ class Trainer:
         """Validate, record the curve row, update best weights / early stopping, checkpoint. Returns a final
         stop reason or None."""
         cfg, st = self.config, self.state
+        acc = self._acc_to_save(acc)  # every process's share of the training loss and items
         metrics: dict[str, float] = {}
         if self.val_data is not None:
+            # every process validates on all of it, so that all take the same early-stopping decision
             batches = _val_batches(self.val_data)
-            raw = self.evaluate_fn(self.model, batches) if self.evaluate_fn else evaluate(self.model, batches)
+            if self.evaluate_fn is not None:
+                raw = self.evaluate_fn(self.model, batches)
+            else:
+                raw = evaluate(self.model, batches, stateful=cfg.tbptt is not None)
             metrics = {f"val_{k}": float(v) for k, v in raw.items()}
             if monitor not in metrics:
                 raise ValueError(
@@ -798,9 +1167,11 @@ class Trainer:
         st = self.state
         if self._best is not None:
             self.model.load_state_dict(self._best)
-        if self.out_dir is not None:
-            save_run_weights(self.out_dir, self.model)
+        if self.out_dir is not None and self._writes:
+            save_run_weights(self.out_dir, self.model)  # the unwrapped model: no DDP "module." prefix
             self._write_curve()
+        if self._ddp is not None:
+            dist_.barrier()  # no process returns (and reads the run folder) before rank 0 has written it
         seconds = sum(float(r["seconds"]) for r in st["history"])
         if st.get("epoch_acc"):
             seconds += float(st["epoch_acc"]["seconds"])
@@ -852,9 +1223,12 @@ def fit(
     Args:
         model: ``forward(batch) -> (outputs, loss)``; moved to ``config.device``.
         train: ``epoch -> Iterable[Batch]`` (0-based epoch; must give the same batches for the same epoch), or a
-            re-iterable of batches (a list; a ``DataLoader`` or sampler with ``set_epoch`` gets it called).
+            re-iterable of batches (a list; a ``DataLoader`` or sampler with ``set_epoch`` gets it called). With
+            ``config.tbptt`` the batches of an epoch are consecutive pieces of the same parallel streams (e.g. a
+            :class:`~rnnkit.data.stream.TokenStream`); see the module docstring.
         val: validation batches (re-iterable or a no-argument function), or ``None``: no early stopping, the
-            final weights are the result.
+            final weights are the result. With ``config.tbptt`` they are read as streams too (the state carried
+            from batch to batch, :func:`evaluate` with ``stateful=True``) unless ``evaluate_fn`` is given.
         config: :class:`TrainConfig` (defaults if ``None``).
         out_dir: run folder for ``checkpoint/``, ``curve.csv`` and ``model.safetensors``; ``None``: in memory.
         resume: continue the run saved in ``out_dir`` (same config; see ``RESUME_FIELDS``). A finished run just
@@ -867,6 +1241,13 @@ def fit(
         log: where log lines go (default: stderr).
         handle_sigint: catch Ctrl-C during training, stop at the next step boundary and save (a second Ctrl-C
             interrupts at once). Leave ``False`` in library use; the CLI sets it.
+
+    Under ``torchrun`` (a process group joined with :func:`rnnkit.distributed.init_from_env`) every process calls
+    ``fit`` with the same data: each trains on its rows of every batch (:func:`rnnkit.distributed.shard_batch`),
+    DDP averages the gradients, stop requests and the time budget are agreed at every step, every process
+    validates on all the validation data (so all take the same early-stopping decisions), only rank 0 writes
+    ``out_dir``, and ``fit`` returns on every process after rank 0 has written it. A resume reads ``out_dir`` on
+    every process: on several machines it must be a shared folder.
 
     Returns:
         :class:`TrainResult`.
