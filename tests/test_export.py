@@ -1,0 +1,284 @@
+"""Tests of rnnkit.export: ONNX graphs of task models, run in onnxruntime and compared with PyTorch at 1e-5.
+
+The recurrence the graphs are built from (``scan`` over the cells' step functions) is first checked in PyTorch
+itself against every core's own ``forward`` in float64 (all cell kinds, two layers, both directions, lengths).
+Then, in onnxruntime on random inputs of several lengths and batch sizes: a bidirectional two-layer ``gru-before``
+classifier (whole-sequence graph only), a conditional two-layer LSTM generator (sequence and step graphs; greedy
+decoding in onnxruntime equals ``model.sample(temperature=0)``), and ``rnnkit export RUN`` on a trained run
+(files, JSON, the step graph's probabilities equal ``rnnkit predict``'s), with its one-line errors.
+Exports cost a few seconds each (torch.export), so there are five graphs in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit import GRU, LSTM, RNN, cli
+from rnnkit import export as rexport
+from rnnkit.data.batching import Batch
+from rnnkit.data.vocab import BOS, EOS, PAD, UNK
+from rnnkit.export import _Recurrence, export_model
+from rnnkit.runs import load_run, predict
+from rnnkit.tasks import ModelConfig, build_model
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")
+
+ATOL = 1e-5
+
+
+def padded_ids(B: int, T: int, vocab: int, gen: torch.Generator, first: int | None = None):
+    """Random ids ``(B, T)`` padded with PAD after random lengths in ``[1, T]`` (one row of length T)."""
+    lengths = torch.randint(1, T + 1, (B,), generator=gen)
+    lengths[0] = T
+    ids = torch.randint(4, vocab, (B, T), generator=gen)
+    if first is not None:
+        ids[:, 0] = first
+    ids = ids.masked_fill(torch.arange(T) >= lengths.unsqueeze(1), PAD)
+    return ids, lengths
+
+
+def session(path: Path):
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def graph_io(path: Path) -> tuple[list[str], list[str]]:
+    model = onnx.load(str(path))
+    return [i.name for i in model.graph.input], [o.name for o in model.graph.output]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 1. The exported recurrence equals every core's forward (PyTorch, float64)
+
+CORES = {  # eager scan compiles each direction's body (~0.5 s each), so few cores cover every path
+    "lstm-2layer-bidir": lambda: LSTM(3, 4, num_layers=2, bidirectional=True, batch_first=True),
+    "gru-before-2layer-bidir": lambda: GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True, reset="before"),
+    "gru-bidir": lambda: GRU(3, 4, bidirectional=True, batch_first=True),
+    "rnn-relu-2layer-nobias": lambda: RNN(3, 4, num_layers=2, nonlinearity="relu", bias=False, batch_first=True),
+    "torch.nn.RNN": lambda: torch.nn.RNN(3, 4, batch_first=True),
+}
+
+
+@pytest.mark.parametrize("name", list(CORES))
+def test_scan_recurrence_equals_the_core_forward(name: str) -> None:
+    torch.manual_seed(0)
+    core = CORES[name]().double()
+    rec = _Recurrence(core)
+    x = torch.randn(4, 7, 3, dtype=torch.float64)
+    ours = isinstance(core, (LSTM, GRU, RNN))
+    lengths = torch.tensor([7, 3, 1, 5]) if ours else torch.full((4,), 7)  # torch.nn takes no lengths
+    with torch.no_grad():
+        want, want_n = core(x, lengths=lengths) if ours else core(x)
+        got, finals = rec(x.transpose(0, 1), lengths, rec.zeros(x[:, 0]))
+    torch.testing.assert_close(got.transpose(0, 1), want, rtol=0, atol=1e-12)
+    want_n = want_n if isinstance(want_n, tuple) else (want_n,)
+    for g, w in zip(rec.stack(finals), want_n, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+    if not core.bidirectional:  # the step path: steps through all layers give forward's last output and state
+        state = rec.zeros(x[:1, 0])
+        with torch.no_grad():
+            for t in range(7):
+                y, state = rec.step(x[:1, t], state)
+        torch.testing.assert_close(y, want[0, -1:], rtol=0, atol=1e-12)
+        for g, w in zip(rec.stack(state), want_n, strict=True):
+            torch.testing.assert_close(g, w[:, :1], rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 2. Classifier: the whole-sequence graph in onnxruntime
+
+
+def test_bidirectional_classifier_graph_matches_pytorch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        task="classify", model="gru-before", vocab_size=12, num_classes=3, embed_dim=5, hidden_size=6,
+        num_layers=2, bidirectional=True, dropout=0.3,
+    )  # fmt: skip
+    model = build_model(cfg)
+    model.train()  # export must use eval mode (no dropout) on its own copy, leaving the caller's module as it was
+    info = export_model(model, tmp_path / "clf.onnx")
+    assert model.training
+    model.eval()
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clf.onnx", "clf.onnx.json"]  # no step graph: two directions
+    saved = json.loads((tmp_path / "clf.onnx.json").read_text())
+    assert saved == info and list(saved["graphs"]) == ["sequence"]
+    spec = saved["graphs"]["sequence"]
+    assert spec["inputs"] == [
+        {"name": "ids", "dtype": "int64", "shape": ["B", "T"]},
+        {"name": "lengths", "dtype": "int64", "shape": ["B"]},
+    ]
+    assert spec["outputs"] == [{"name": "logits", "dtype": "float32", "shape": ["B", 3]}]
+    assert graph_io(tmp_path / "clf.onnx") == (["ids", "lengths"], ["logits"])
+
+    sess = session(tmp_path / "clf.onnx")
+    gen = torch.Generator().manual_seed(1)
+    for B, T in ((1, 1), (3, 4), (5, 11)):
+        ids, lengths = padded_ids(B, T, cfg.vocab_size, gen)
+        with torch.no_grad():
+            want = model(Batch(ids, lengths, None))[0].numpy()  # (B, C)
+        (got,) = sess.run(None, {"ids": ids.numpy(), "lengths": lengths.numpy()})
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 3. Generator: sequence and step graphs, and greedy decoding in onnxruntime
+
+
+def test_conditional_lstm_generator_graphs_match_pytorch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        task="generate", model="lstm", vocab_size=10, num_conditions=3, embed_dim=4, hidden_size=5, num_layers=2,
+        condition_mode="both",
+    )  # fmt: skip
+    model = build_model(cfg).eval()
+    info = export_model(model, tmp_path / "gen.onnx")
+    assert [s["name"] for s in info["graphs"]["sequence"]["inputs"]] == ["ids", "lengths", "category"]
+    assert [s["name"] for s in info["graphs"]["sequence"]["outputs"]] == ["logits", "h_n", "c_n"]
+    assert [s["name"] for s in info["graphs"]["step"]["inputs"]] == ["ids", "category", "h", "c"]
+    assert [s["name"] for s in info["graphs"]["step"]["outputs"]] == ["logits", "h_out", "c_out"]
+    assert info["graphs"]["step"]["inputs"][2]["shape"] == [2, "B", 5]
+    for spec in info["graphs"].values():
+        names = [s["name"] for s in spec["inputs"]], [s["name"] for s in spec["outputs"]]
+        assert graph_io(tmp_path / spec["file"]) == names
+
+    seq, step = session(tmp_path / "gen.onnx"), session(tmp_path / "gen.step.onnx")
+    gen = torch.Generator().manual_seed(2)
+    for B, T in ((1, 1), (4, 6)):
+        ids, lengths = padded_ids(B, T, cfg.vocab_size, gen, first=BOS)
+        category = torch.randint(0, 3, (B,), generator=gen)
+        with torch.no_grad():
+            want_logits = model(Batch(ids, lengths, None, category))[0]  # (B, T, V)
+            c = model._condition(category, B)
+            _, (h_n, c_n) = model.core(model._inputs(ids, c), model._initial_state(c), lengths=lengths)
+        got = seq.run(None, {"ids": ids.numpy(), "lengths": lengths.numpy(), "category": category.numpy()})
+        for g, w in zip(got, (want_logits, h_n, c_n), strict=True):
+            np.testing.assert_allclose(g, w.numpy(), atol=ATOL, rtol=0)
+
+        # one step on from there, against the core's own step
+        nxt = torch.randint(4, cfg.vocab_size, (B,), generator=gen)
+        with torch.no_grad():
+            y, (h1, c1) = model.core.step(model._inputs(nxt.unsqueeze(1), c)[:, 0], (h_n, c_n))
+            want_step = (model.head(y), h1, c1)
+        feeds = {"ids": nxt.numpy(), "category": category.numpy(), "h": got[1], "c": got[2]}
+        for g, w in zip(step.run(None, feeds), want_step, strict=True):
+            np.testing.assert_allclose(g, w.numpy(), atol=ATOL, rtol=0)
+
+    # greedy decoding with the two graphs gives what model.sample(temperature=0) gives
+    for category in range(3):
+        want = model.sample(category, n=1, temperature=0, max_len=8)[0]
+        feeds = {"ids": np.array([[BOS]]), "lengths": np.array([1]), "category": np.array([category])}
+        logits, h, c = seq.run(None, feeds)
+        logits, out = logits[:, 0], []
+        for _ in range(8):
+            logits[:, [PAD, BOS, UNK]] = -np.inf
+            tok = int(logits[0].argmax())
+            if tok == EOS:
+                break
+            out.append(tok)
+            logits, h, c = step.run(None, {"ids": np.array([tok]), "category": np.array([category]), "h": h, "c": c})
+        assert out == want
+
+
+def test_unsupported_models_are_refused(tmp_path: Path) -> None:
+    window = build_model(ModelConfig(task="classify", model="window", vocab_size=8, num_classes=2, hidden_size=4))
+    with pytest.raises(ValueError, match="window model"):
+        export_model(window, tmp_path / "w.onnx")
+    with pytest.raises(TypeError, match="got Linear"):
+        export_model(torch.nn.Linear(2, 2), tmp_path / "l.onnx")
+    gru = build_model(ModelConfig(task="classify", model="gru", vocab_size=8, num_classes=2, hidden_size=4))
+    with pytest.raises(ValueError, match=r"must name a \.onnx file"):
+        export_model(gru, tmp_path / "model.bin")
+    assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 4. `rnnkit export RUN`
+
+
+@pytest.fixture
+def rnnkit_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """``rnnkit ARGS`` in process with the export subcommand (added here until the CLI lists it)."""
+    parser = cli.build_parser()
+    if "export" not in next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices:
+        original = cli.build_parser
+
+        def build() -> argparse.ArgumentParser:
+            p = original()
+            rexport.add_cli(next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)))
+            return p
+
+        monkeypatch.setattr(cli, "build_parser", build)
+
+    def main(*args: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = cli.main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return main
+
+
+@pytest.fixture(scope="module")
+def clf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny one-direction classify run (rnn core), so both graphs are written."""
+    base = tmp_path_factory.mktemp("export")
+    data = base / "names"
+    data.mkdir()
+    for cls, letters in (("Alpha", "aeiou"), ("Beta", "bcdfg")):
+        rng = np.random.default_rng(len(cls))
+        items = {cls[0] + "".join(rng.choice(list(letters), size=rng.integers(2, 7))) for _ in range(30)}
+        (data / f"{cls}.txt").write_text("\n".join(sorted(items)) + "\n", encoding="utf-8")
+    out = base / "run"
+    tiny = ["--hidden", "6", "--embed", "4", "--epochs", "1", "--batch-size", "8"]
+    args = [*tiny, "--model", "rnn", "--no-bidirectional"]
+    assert cli.main(["train", "--task", "classify", "--data", str(data), "--out", str(out), *args]) == 0
+    return out
+
+
+def test_cli_export_writes_both_graphs_and_their_description(rnnkit_main, clf_run: Path) -> None:
+    code, out, err = rnnkit_main("export", clf_run)
+    assert code == 0, err
+    for name in ("model.onnx", "model.step.onnx", "model.onnx.json"):
+        assert (clf_run / name).is_file(), name
+    assert "onnxruntime check: max |ONNX - PyTorch| =" in out
+    assert "ids (B, T) int64, lengths (B,) int64 -> logits (B, 2) float32" in out
+    info = json.loads((clf_run / "model.onnx.json").read_text())
+    run = load_run(clf_run)
+    assert info["format"] == "rnnkit-onnx" and info["task"] == "classify" and info["model"] == "rnn"
+    assert info["classes"] == run.classes == ["Alpha", "Beta"]
+    assert info["vocab"]["symbols"] == run.vocab.symbols
+    assert isinstance(info["opset"], int)
+
+    # the step graph fed one symbol at a time gives the probabilities `rnnkit predict` gives
+    step = session(clf_run / "model.step.onnx")
+    items = ["Aeiou", "Bcd"]
+    want = predict(run, items, top_k=2)
+    for item, row in zip(items, want, strict=True):
+        h = np.zeros((1, 1, 6), np.float32)
+        for i in run.vocab.encode(item, strict=True):
+            logits, h = step.run(None, {"ids": np.array([i]), "h": h})
+        probs = np.exp(logits[0] - logits[0].max())
+        probs /= probs.sum()
+        got = {run.classes[c]: float(p) for c, p in enumerate(probs)}
+        assert got == pytest.approx(dict(row), abs=ATOL, rel=0)  # compared by label: near-ties may swap order
+
+
+def test_cli_export_errors_are_one_line(rnnkit_main, clf_run: Path, tmp_path: Path) -> None:
+    for args, needle in (
+        (("export", clf_run, "--output", tmp_path / "m.txt", "--no-check"), "must name a .onnx file"),
+        (("export", tmp_path / "missing"), "does not exist"),
+        (("export", clf_run, "--format", "tflite"), "invalid choice"),
+    ):
+        code, out, err = rnnkit_main(*args)
+        assert code == 2 and out == "", (args, out, err)
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("rnnkit: error: ") and needle in lines[0], err
+    assert not (tmp_path / "m.txt").exists()
