@@ -187,7 +187,7 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         "--bidirectional",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help=f"read both directions (classify only) {d}",
+        help=f"read both directions (classify, tag, seq2seq encoder) {d}",
     )
     p.add_argument("--dropout", type=float, default=None, help=f"dropout probability in [0, 1) {d}")
     p.add_argument("--epochs", type=_positive_int, default=None, help=f"passes over the training data {d}")
@@ -246,7 +246,7 @@ def _defaults_epilog() -> str:
     return "\n".join(lines)
 
 
-TRAIN_TASKS = ["classify", "generate", "tag", "seq2seq", "forecast"]
+TRAIN_TASKS = ["classify", "generate", "tag", "seq2seq", "forecast", "lm"]
 TASK_OPTIONS = (
     "date_column",
     "value_columns",
@@ -257,6 +257,8 @@ TASK_OPTIONS = (
     "season",
     "max_items",
     "beam",
+    "relative",
+    "max_len",
 )
 """Flags that reach the task apps as ``RunOptions.options``."""
 
@@ -279,7 +281,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         choices=TRAIN_TASKS,
         default="classify",
         help="classify (many->one), generate (one->many), tag (synced many->many), seq2seq (encoder-decoder), "
-        "forecast (series -> next values)",
+        "forecast (series -> next values), lm (a character language model over one long text, truncated BPTT)",
     )
     p.add_argument(
         "--data",
@@ -319,6 +321,12 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         help="forecast: period of the seasonal-naive baseline (default: detected from the dates, else 1)",
     )
     g.add_argument(
+        "--relative",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="forecast: windows relative to their last value, the model predicts changes (default: on)",
+    )
+    g.add_argument(
         "--max-items",
         type=_positive_int,
         default=None,
@@ -327,6 +335,21 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--beam", type=_positive_int, default=None, help="seq2seq: beam width at test time (default: the task's)"
     )
+    g = p.add_argument_group("long streams (lm)")
+    g.add_argument(
+        "--tbptt",
+        default=None,
+        metavar="K1,K2",
+        help="lm: truncated BPTT, an update every K1 characters with gradients through the last K2 (K1 <= K2; "
+        "one number: K1 = K2) (default: the task's, 64,64)",
+    )
+    p.add_argument(
+        "--max-len",
+        type=_positive_int,
+        default=None,
+        help="the most symbols an item may have; longer items are refused when training, evaluating and "
+        "predicting (default: no limit)",
+    )
     p.add_argument("--out", required=True, help="the run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -334,12 +357,21 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from rnnkit import distributed
     from rnnkit.runs import summary_line, train_run
 
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pick one")
     opts = _options(args, args.task, args.data)
+    if args.tbptt is not None:
+        if args.task != "lm":
+            raise ValueError(f"--tbptt trains one long stream: use it with --task lm, not --task {args.task}")
+        from rnnkit.apps.lm import parse_tbptt
+
+        opts.options["tbptt"] = list(parse_tbptt(args.tbptt))
     metrics = train_run(opts, args.out, resume=args.resume, overwrite=args.overwrite)
+    if not distributed.is_main():  # under torchrun, rank 0 reports for all
+        return 0
     print(f"{args.task} · {metrics['model']}: {summary_line(metrics)}")
     print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s ({metrics['stopped_reason']})")
     print(f"run folder: {args.out}")
@@ -664,6 +696,19 @@ def _cmd_memory(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------------------------
 # The parser and the entry point
 
+
+def _add_export(subparsers: argparse._SubParsersAction) -> None:
+    from rnnkit.export import add_cli
+
+    add_cli(subparsers)
+
+
+def _add_serve(subparsers: argparse._SubParsersAction) -> None:
+    from rnnkit.serve import add_cli
+
+    add_cli(subparsers)
+
+
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_demo,
     _add_train,
@@ -673,6 +718,8 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_bench,
     _add_gradients,
     _add_memory,
+    _add_export,
+    _add_serve,
 ]
 
 
@@ -705,8 +752,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    from rnnkit import distributed
+
     try:
-        return args.func(args)
+        # launched by torchrun (WORLD_SIZE > 1): join the process group; a plain run does nothing here
+        world = distributed.init_from_env() if args.command == "train" else None
+        try:
+            return args.func(args)
+        finally:
+            if world is not None:
+                distributed.shutdown()
     except BrokenPipeError:  # e.g. `rnnkit bench | head`: the reader left; say nothing more
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- keeps Python's exit-time flush quiet
         return 1

@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from rnnkit import __version__
-from rnnkit.checkpoint import has_checkpoint, load_run_weights, read_json, write_json_atomic
+from rnnkit import __version__, distributed
+from rnnkit.checkpoint import check_weights_file, has_checkpoint, load_run_weights, read_json, write_json_atomic
 from rnnkit.data import (
     BucketBatchSampler,
     LabeledItems,
@@ -257,7 +257,9 @@ def train_run(
     if resume:
         vocab = Vocab.from_dict(saved["vocab"])
     else:
-        vocab = Vocab.build(split.train.items, unit=opts.unit, fold_ascii=opts.fold_ascii)
+        vocab = Vocab.build(
+            split.train.items, unit=opts.unit, fold_ascii=opts.fold_ascii, max_len=opts.options.get("max_len")
+        )
     tr_ids, tr_kept = _encode(vocab, split.train)
     if not tr_ids:
         raise ValueError("no training item has a symbol left (is --fold-ascii removing everything?)")
@@ -338,10 +340,11 @@ def train_run(
     run = Run(out, config, model.eval(), vocab, classes)
     metrics = _test_metrics(run, split, result)
     confusion = metrics.pop("confusion", None)
-    write_json_atomic(out / METRICS_FILE, metrics)
-    if confusion is not None:
-        write_json_atomic(out / "confusion.json", {"classes": classes, "matrix": confusion})
-    _plots(run, out, confusion)
+    if distributed.is_main():  # only rank 0 writes the run folder
+        write_json_atomic(out / METRICS_FILE, metrics)
+        if confusion is not None:
+            write_json_atomic(out / "confusion.json", {"classes": classes, "matrix": confusion})
+        _plots(run, out, confusion)
     return metrics
 
 
@@ -446,12 +449,16 @@ def write_run_start(
     """
     if resume:
         return
-    if overwrite and out.is_dir():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(out / CONFIG_FILE, config)
-    if split_record is not None:
-        write_json_atomic(out / SPLIT_FILE, split_record)
+    # under torchrun every rank has passed claim_out before rank 0 writes, and none goes on before it has written
+    distributed.barrier()
+    if distributed.is_main():
+        if overwrite and out.is_dir():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(out / CONFIG_FILE, config)
+        if split_record is not None:
+            write_json_atomic(out / SPLIT_FILE, split_record)
+    distributed.barrier()
 
 
 def run_config(app: str | None, mcfg: ModelConfig, tcfg: TrainConfig, data: dict[str, Any], **extra) -> dict:
@@ -476,6 +483,8 @@ def finish_run(run: Run, metrics: dict[str, Any], result: TrainResult | None, **
         metrics["epochs"] = result.epochs_run
         metrics["best_epoch"] = result.best_epoch
         metrics["stopped_reason"] = result.stopped_reason
+    if not distributed.is_main():  # only rank 0 writes the run folder
+        return metrics
     write_json_atomic(run.path / METRICS_FILE, metrics)
     for name, value in json_files.items():
         write_json_atomic(run.path / f"{name}.json", value)
@@ -668,6 +677,12 @@ def load_run(path: str | Path) -> Run:
     if not (path / "model.safetensors").exists():
         raise ValueError(f"{path} has no model.safetensors: the run did not finish; continue it with --resume")
     mcfg = ModelConfig.from_dict(config["model"])
+    try:
+        with torch.device("meta"):  # shapes only, no memory: a config naming a huge model is refused, not allocated
+            shapes = build_model(mcfg)
+    except RuntimeError as e:
+        raise ValueError(f"{path / CONFIG_FILE}: the model it describes cannot be built ({e})") from None
+    check_weights_file(path / "model.safetensors", shapes)
     model = build_model(mcfg)
     load_run_weights(path, model)
     vocab = Vocab.from_dict(config["vocab"]) if config.get("vocab") else None

@@ -3,6 +3,6 @@ classify/generate (see :class:`rnnkit.runs.TaskApp`). Importing this package reg
 
 from __future__ import annotations
 
-from rnnkit.apps import forecast, series, tag
+from rnnkit.apps import forecast, lm, seq2seq, series, tag
 
-__all__ = ["forecast", "series", "tag"]
+__all__ = ["forecast", "lm", "seq2seq", "series", "tag"]

@@ -14,6 +14,7 @@ from rnnkit.tasks.generator import SequenceGenerator
 from rnnkit.tasks.inputs import InputEncoder
 from rnnkit.tasks.registry import MODELS, build_core, register_model
 from rnnkit.tasks.regressor import SequenceRegressor
+from rnnkit.tasks.seq2seq import Seq2Seq, collate_pairs
 from rnnkit.tasks.tagger import SequenceTagger
 
 __all__ = [
@@ -21,12 +22,14 @@ __all__ = [
     "TASKS",
     "InputEncoder",
     "ModelConfig",
+    "Seq2Seq",
     "SequenceClassifier",
     "SequenceGenerator",
     "SequenceRegressor",
     "SequenceTagger",
     "build_core",
     "build_model",
+    "collate_pairs",
     "register_model",
 ]
 
@@ -36,6 +39,7 @@ TASKS: dict[str, type[nn.Module]] = {
     "regress": SequenceRegressor,
     "forecast": SequenceRegressor,
     "tag": SequenceTagger,
+    "seq2seq": Seq2Seq,
 }
 """Task name → model class; every class takes a :class:`ModelConfig`."""
 
