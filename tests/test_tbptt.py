@@ -14,6 +14,9 @@ Tiny float64 models (H=5, 2 layers) so that equalities hold to ~1e-12.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import rnnkit.apps.lm  # registers the lm app until rnnkit.apps imports it
+import rnnkit.apps.lm
 from rnnkit import cli
 from rnnkit.apps.lm import LanguageModel, continue_text, parse_tbptt
 from rnnkit.data.batching import Batch
@@ -304,3 +307,17 @@ def test_lm_errors_are_one_line(lm_run: Path, book: Path, tmp_path: Path, capsys
     )
     assert not (tmp_path / "e").exists() and not (tmp_path / "n").exists()
     assert parse_tbptt("64") == (64, 64) and parse_tbptt([8, 16]) == (8, 16)
+
+
+def test_a_fresh_process_loads_an_lm_run(lm_run: Path):
+    # the lm task model registers itself when rnnkit.apps is imported: load_run must do that before building it
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "rnnkit", "predict", str(lm_run), "The ", "--horizon", "5"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("The ") and len(proc.stdout.rstrip("\n")) >= len("The ")

@@ -266,12 +266,19 @@ TASK_OPTIONS = (
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "train",
-        help="train a classifier or generator into a run folder",
+        help="train a task model (classify, generate, tag, seq2seq, forecast, lm) into a run folder",
         description=(
             "Train a task model and write a run folder: config.json, model.safetensors, metrics.json, curve.csv,\n"
-            "plots and a resumable checkpoint. --data takes a folder of <Category>.txt files (one item per line),\n"
-            "one text file with one item per line (generate), or a CSV with a text and a label column; without\n"
-            "--data the embedded first-name dictionary (name -> country or region) is used."
+            "plots and a resumable checkpoint. --data by task:\n"
+            "  classify/generate: a folder of <Category>.txt files (one item per line), one text file with one\n"
+            "    item per line (generate), a CSV with a text and a label column, or embedded:country (the\n"
+            "    default) / embedded:gender; classify also takes real-valued series: .ts, .npz (arrays X, y) or\n"
+            "    embedded:basicmotions\n"
+            "  tag: a CoNLL-style file (token and tag per line, a blank line between sequences)\n"
+            "  seq2seq: embedded:cmudict (the default; word -> phonemes), or a file of source<TAB>target lines\n"
+            "  forecast: a CSV with a date column and value columns, or embedded:sunspots (the default),\n"
+            "    embedded:msft, embedded:ppg\n"
+            "  lm: one long text file (with --tbptt K1,K2)"
         ),
         epilog=_defaults_epilog(),
         formatter_class=_Formatter,
@@ -286,7 +293,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data",
         default=None,
-        help="training data; embedded:country (the default) or embedded:gender for the embedded first names",
+        help="training data: a file or folder, or an embedded:NAME (see above; default: the task's embedded data)",
     )
     p.add_argument("--val-data", default=None, help="validation data (default: 10%% carved from --data)")
     p.add_argument("--test-data", default=None, help="test data (default: 10%% of --data)")
@@ -407,7 +414,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "predict", help="the most likely classes of items, with probabilities", formatter_class=_Formatter
+        "predict", help="answer items with a run: classes, tags, phonemes, forecasts, continuations", formatter_class=_Formatter
     )
     p.add_argument("run", help="a run folder (classify, tag, seq2seq, forecast)")
     p.add_argument(

@@ -676,6 +676,7 @@ def load_run(path: str | Path) -> Run:
         raise ValueError(f"{path / CONFIG_FILE} is not an rnnkit run config")
     if not (path / "model.safetensors").exists():
         raise ValueError(f"{path} has no model.safetensors: the run did not finish; continue it with --resume")
+    _load_apps()  # apps register their task models (e.g. "lm") in rnnkit.tasks.TASKS
     mcfg = ModelConfig.from_dict(config["model"])
     try:
         with torch.device("meta"):  # shapes only, no memory: a config naming a huge model is refused, not allocated
