@@ -414,9 +414,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "predict", help="answer items with a run: classes, tags, phonemes, forecasts, continuations", formatter_class=_Formatter
+        "predict",
+        help="answer items with a run: classes, tags, phonemes, forecasts, continuations",
+        formatter_class=_Formatter,
     )
-    p.add_argument("run", help="a run folder (classify, tag, seq2seq, forecast)")
+    p.add_argument("run", help="a run folder (classify, tag, seq2seq, forecast, lm)")
     p.add_argument(
         "items", nargs="*", metavar="ITEM", help="items to answer: names to classify, words to transcribe, ..."
     )
