@@ -685,3 +685,15 @@ def test_resume_without_a_checkpoint_points_to_overwrite(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no checkpoint" in err[0] and "--overwrite" in err[0]
     assert (out / "config.json").read_text() == "{}"
+
+
+def test_a_config_whose_classes_disagree_with_the_model_is_refused(
+    capsys: pytest.CaptureFixture[str], clf_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "edited"
+    shutil.copytree(clf_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["classes"] = config["classes"][:-1]
+    (run / "config.json").write_text(json.dumps(config))
+    code, _, err = rnnkit_main(capsys, "evaluate", run)
+    assert code == 2 and "classes but its model has" in err and len(err.strip().splitlines()) == 1

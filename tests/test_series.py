@@ -252,3 +252,12 @@ def test_windows_never_read_past_their_origin() -> None:
         make_windows(values, 2, 3, 1)
     with pytest.raises(ValueError, match="context and horizon must be ≥ 1"):
         make_windows(values, 0, 0, 1)
+
+
+def test_a_non_utf8_series_file_is_named_in_one_line(tmp_path: Path) -> None:
+    from rnnkit.data.series import read_series_csv
+
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("date,value\n2020-01-01,1\n2020-01-02,2\n# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.csv is not UTF-8 text \(byte 0xe9"):
+        read_series_csv(path)

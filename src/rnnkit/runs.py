@@ -569,7 +569,10 @@ def _label_ids(run: Run, data: LabeledItems, kept: list[int]) -> list[int]:
     index = {c: i for i, c in enumerate(run.classes)}
     unknown = sorted({lab for lab in data.labels if lab not in index})
     if unknown:
-        raise ValueError(f"labels {unknown} are not classes of this run ({', '.join(run.classes)})")
+        raise ValueError(
+            f"labels {unknown} are not classes of this run ({', '.join(run.classes)}); "
+            "evaluate on data labelled with the run's classes"
+        )
     return [index[data.labels[i]] for i in kept]
 
 
@@ -668,7 +671,7 @@ def load_run(path: str | Path) -> Run:
     """Rebuild a run's model from ``config.json`` and ``model.safetensors`` (nothing is executed)."""
     path = Path(path)
     if not path.is_dir():
-        raise FileNotFoundError(f"run folder {path} does not exist")
+        raise FileNotFoundError(f"run folder {path} does not exist; give the folder that rnnkit train --out wrote")
     if not (path / CONFIG_FILE).exists():
         raise ValueError(f"{path} is not a run folder (no {CONFIG_FILE}); train one with `rnnkit train --out`")
     config = read_json(path / CONFIG_FILE)
@@ -687,7 +690,13 @@ def load_run(path: str | Path) -> Run:
     model = build_model(mcfg)
     load_run_weights(path, model)
     vocab = Vocab.from_dict(config["vocab"]) if config.get("vocab") else None
-    run = Run(path, config, model.eval(), vocab, list(config.get("classes", [])))
+    classes = list(config.get("classes", []))
+    if mcfg.task == "classify" and classes and len(classes) != mcfg.num_classes:
+        raise ValueError(
+            f"{path / CONFIG_FILE} names {len(classes)} classes but its model has {mcfg.num_classes} outputs; "
+            "the config was edited or mixed with another run's: retrain the run"
+        )
+    run = Run(path, config, model.eval(), vocab, classes)
     app_of(run)  # an unknown app is refused here, before any command uses the run
     return run
 
@@ -731,7 +740,7 @@ def predict(run: Run, items: Sequence[str], top_k: int = 3) -> list[list[tuple[s
     ids = []
     for item in items:
         if not item.strip():
-            raise ValueError("an item to predict is empty")
+            raise ValueError("an item to predict is empty; give at least one symbol per item")
         ids.append(run.vocab.encode(item, strict=True))
     k = max(1, min(top_k, len(run.classes)))
     probs = run.model.predict_proba(collate_classification(ids))

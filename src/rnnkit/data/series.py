@@ -195,8 +195,14 @@ def read_series_csv(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"series file {path} does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        text = f.read()
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); a series must be a CSV "
+            "file: re-save it as UTF-8 CSV"
+        ) from None
     return _parse_csv(text, str(path), date_column, value_columns, min_rows)
 
 
