@@ -540,3 +540,21 @@ def test_app_on_the_cmu_dictionary(capsys, tmp_path):
     lines = stdout.splitlines()
     assert lines[0].startswith("Hello: ") and lines[1].startswith("don't: ")
     assert all(p in ARPABET for line in lines for p in line.split(": ", 1)[1].split())
+
+
+def test_app_evaluate_after_an_explicit_validation_file(capsys, tmp_path, reverse_pairs):
+    # split.json's "val" then lists words of the other file: evaluate must rebuild only the test part
+    lines = reverse_pairs.read_text().splitlines()
+    val_file = tmp_path / "val.tsv"
+    val_file.write_text("\n".join(lines[:20]) + "\n", encoding="utf-8")
+    train_file = tmp_path / "train.tsv"
+    train_file.write_text("\n".join(lines[20:80]) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["train", "--task", "seq2seq", "--data", train_file, "--val-data", val_file, *TINY, "--epochs", "1"]
+    code, _, err = rnnkit_main(capsys, *args, "--out", out)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    code, stdout, err = rnnkit_main(capsys, "evaluate", out, "--json")
+    assert code == 0, err
+    again = json.loads(stdout)
+    assert again["num_items"] == metrics["num_test"] and again["test_wer"] == metrics["test_wer"]

@@ -261,3 +261,13 @@ def test_a_non_utf8_series_file_is_named_in_one_line(tmp_path: Path) -> None:
     path.write_bytes("date,value\n2020-01-01,1\n2020-01-02,2\n# caf\xe9\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1\.csv is not UTF-8 text \(byte 0xe9"):
         read_series_csv(path)
+
+
+def test_a_constant_column_is_only_centred_even_when_its_std_rounds_above_zero() -> None:
+    from rnnkit.data.series import Scaler
+
+    values = np.column_stack([np.full(7, 0.1), np.arange(7.0)])  # 0.1 repeated: np.std gives 1.4e-17, not 0
+    scaler = Scaler.fit(values)
+    assert scaler.std[0] == 1.0 and scaler.mean[0] == pytest.approx(0.1)
+    assert np.allclose(scaler.transform(values)[:, 0], 0.0)
+    assert scaler.transform(np.array([[1.1, 0.0]]))[0, 0] == pytest.approx(1.0)  # a later change stays its size

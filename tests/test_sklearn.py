@@ -433,3 +433,41 @@ def test_forecaster_params_clone_and_errors():
         fitted.predict(5)
     with pytest.raises(ValueError, match="fh=0"):
         fitted.predict(0)
+
+
+def test_the_validation_hold_out_never_reaches_the_fitted_statistics() -> None:
+    from rnnkit.sklearn import _split
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 6))  # (N, T)
+    y = np.where(X.sum(1) > 0, 1, 0)
+    kw = dict(hidden_size=4, epochs=1, validation_fraction=0.25, random_state=0)
+    clf = RNNClassifier(**kw).fit(X, y)
+    train_idx, val_idx = _split(clf, len(X), np.unique(y, return_inverse=True)[1], 0)
+    assert len(val_idx) and clf.channel_mean_[0] == pytest.approx(X[train_idx].mean())
+    X2 = X.copy()
+    X2[val_idx] += 100.0  # the validation rows change: the statistics do not
+    assert np.array_equal(RNNClassifier(**kw).fit(X2, y).channel_mean_, clf.channel_mean_)
+    t = rng.normal(size=40)
+    reg = RNNRegressor(**kw).fit(X, t)
+    train_idx, _ = _split(reg, len(X), None, 0)
+    assert reg.target_mean_[0] == pytest.approx(t[train_idx].mean())
+
+
+def test_forecaster_validation_targets_are_never_trained_on_or_scaled_with() -> None:
+    series = np.sin(np.arange(60) / 3.0)
+    context, horizon = 5, 4
+    kw = dict(context=context, horizon=horizon, hidden_size=4, epochs=1, validation_fraction=0.2, random_state=0)
+    f = RNNForecaster(**kw).fit(series)
+    n = len(series) - context - horizon + 1  # windows
+    v0 = n - int(np.ceil(0.2 * n))  # the first validation window; its targets start at v0 + context
+    assert f.channel_mean_[0] == pytest.approx(series[: v0 + context].mean())
+    changed = series.copy()
+    changed[v0 + context :] += 50.0  # every validation target changes: the scaler does not
+    assert np.array_equal(RNNForecaster(**kw).fit(changed).channel_mean_, f.channel_mean_)
+
+
+def test_window_forecaster_reads_its_whole_context() -> None:
+    f = RNNForecaster(model="window", bidirectional=False, context=12, horizon=2, hidden_size=4, epochs=1)
+    f.fit(np.sin(np.arange(80) / 4.0))
+    assert f.config_.window == 12

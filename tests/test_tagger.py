@@ -380,3 +380,11 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path: Path, tag_ru
     assert_one_line_error(*rnnkit_main(capsys, "evaluate", run, "--data", unknown), "'NEW'", "line 1")
     assert_one_line_error(*rnnkit_main(capsys, "predict", run), "at least one item")
     assert_one_line_error(*rnnkit_main(capsys, "predict", run, "ka", "--beam", "2"), "--beam")
+
+
+def test_a_hash_token_is_a_token_and_a_hash_line_a_comment() -> None:
+    from rnnkit.data.tagging import parse_conll
+
+    text = "# a comment line\nI\tPRP\npaid\tVBD\n#\t#\n5\tCD\n"
+    data = parse_conll(text, "t.conll")
+    assert data.tokens == [["I", "paid", "#", "5"]] and data.tags == [["PRP", "VBD", "#", "CD"]]

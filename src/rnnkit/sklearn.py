@@ -254,6 +254,13 @@ def _pad_values(arrays: list[np.ndarray], dtype: torch.dtype) -> _Encoded:
     return _Encoded(torch.from_numpy(out).to(dtype), torch.tensor(lengths, dtype=torch.long))
 
 
+def _mean_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of ``values`` ``(N, C)``; a constant column gets scale 1 (only
+    centred: its computed std is rounding noise, e.g. 1.4e-17 for 0.1 repeated)."""
+    std = values.std(axis=0)  # (C,)
+    return values.mean(axis=0), np.where(np.ptp(values, axis=0) > 0, std, 1.0)
+
+
 def _split(est: Any, n: int, stratify: np.ndarray | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Training and validation indices: a seeded hold-out of ``est.validation_fraction`` of ``n`` samples
     (about the same fraction of every class when ``stratify`` holds the labels); no validation when it is 0."""
@@ -357,24 +364,25 @@ class _SequenceEstimator(BaseEstimator):
 
     # -- reading ---------------------------------------------------------------------------------------------
 
-    def _fit_inputs(self, X: Any) -> _Sequences:
-        """Read training X and learn the input statistics (channel mean/scale) or the vocabulary."""
+    def _read_fit_X(self, X: Any) -> _Sequences:
+        """Read training X (its kind and channel count); statistics come later from the training rows only."""
         seqs = _read_X(self, X, reset=True)
         self.input_kind_ = seqs.kind
+        self.n_channels_ = 0 if seqs.kind == "strings" else seqs.channels
+        return seqs
+
+    def _fit_inputs(self, seqs: _Sequences, rows: np.ndarray) -> None:
+        """Learn the input statistics (channel mean/scale) or the vocabulary from the training ``rows`` only: the
+        validation hold-out must not leak into them."""
         if seqs.kind == "strings":
-            self.vocab_ = Vocab.build(seqs.texts)  # type: ignore[arg-type]
-            self.n_channels_ = 0
-            return seqs
-        self.n_channels_ = seqs.channels
-        values = np.concatenate(seqs.arrays)  # (ΣL_i, C): every valid step of every sequence  # type: ignore[arg-type]
+            self.vocab_ = Vocab.build([seqs.texts[i] for i in rows])  # type: ignore[index]
+            return
+        values = np.concatenate([seqs.arrays[i] for i in rows])  # (ΣL_i, C): every valid training step  # type: ignore[index]
         if self.standardize:
-            scale = values.std(axis=0)  # (C,)
-            self.channel_mean_ = values.mean(axis=0)  # (C,)
-            self.channel_scale_ = np.where(scale > 0, scale, 1.0)  # a constant channel is only centred
+            self.channel_mean_, self.channel_scale_ = _mean_scale(values)  # (C,), (C,)
         else:
             self.channel_mean_ = np.zeros(self.n_channels_)
             self.channel_scale_ = np.ones(self.n_channels_)
-        return seqs
 
     def _predict_inputs(self, X: Any) -> _Sequences:
         check_is_fitted(self)
@@ -419,14 +427,18 @@ class _SequenceEstimator(BaseEstimator):
         )
 
     def _fit_module(
-        self, cls: type[nn.Module], config: ModelConfig, data: _Encoded, targets: Tensor, stratify: np.ndarray | None
+        self,
+        cls: type[nn.Module],
+        config: ModelConfig,
+        data: _Encoded,
+        targets: Tensor,
+        split: tuple[np.ndarray, np.ndarray],
     ) -> None:
         seed = _seed(self.random_state)
         with _isolated_rng(), torch.enable_grad():  # fit works inside a caller's no_grad too
             torch.manual_seed(seed)  # the initial weights
             module = cls(config)
-            train_idx, val_idx = _split(self, len(data.lengths), stratify, seed)
-            result = _train_module(self, module, data, targets, train_idx, val_idx, seed)
+            result = _train_module(self, module, data, targets, *split, seed)
         # float64 weights (exact copies of the trained float32 ones): predictions independent of batch makeup
         self.model_ = module.double().eval()
         self.config_ = config
@@ -500,7 +512,7 @@ class RNNClassifier(ClassifierMixin, _SequenceEstimator):
         _check_common_params(self)
         _check_int(self, "embed_dim", 1, "e.g. 32")
         self._y_required(y)
-        seqs = self._fit_inputs(X)
+        seqs = self._read_fit_X(X)
         y = check_array(y, ensure_2d=False, dtype=None, input_name="y", estimator=self)
         y = column_or_1d(y, warn=True)  # (N,)
         self._check_y_len(seqs, y)
@@ -510,9 +522,11 @@ class RNNClassifier(ClassifierMixin, _SequenceEstimator):
             raise ValueError(
                 f"{type(self).__name__} needs samples of at least 2 classes, got 1 class ({self.classes_[0]!r})"
             )
+        split = _split(self, len(seqs), y_idx, _seed(self.random_state))
+        self._fit_inputs(seqs, split[0])
         config = self._config(seqs, num_classes=len(self.classes_))
         data = self._encode(seqs, torch.float32)
-        self._fit_module(SequenceClassifier, config, data, torch.as_tensor(y_idx, dtype=torch.long), y_idx)
+        self._fit_module(SequenceClassifier, config, data, torch.as_tensor(y_idx, dtype=torch.long), split)
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
@@ -556,7 +570,7 @@ class RNNRegressor(RegressorMixin, _SequenceEstimator):
         _check_common_params(self)
         _check_int(self, "embed_dim", 1, "e.g. 32")
         self._y_required(y)
-        seqs = self._fit_inputs(X)
+        seqs = self._read_fit_X(X)
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y", estimator=self)
         if y.ndim not in (1, 2):
             raise ValueError(f"y must have shape (N,) or (N, K), got {y.shape}")
@@ -566,16 +580,16 @@ class RNNRegressor(RegressorMixin, _SequenceEstimator):
         if y2.shape[1] == 0:
             raise ValueError(f"y has shape {y.shape}: 0 targets per sequence; K must be >= 1")
         self.n_outputs_ = y2.shape[1]
-        if self.standardize:
-            scale = y2.std(axis=0)  # (K,)
-            self.target_mean_ = y2.mean(axis=0)  # (K,)
-            self.target_scale_ = np.where(scale > 0, scale, 1.0)
+        split = _split(self, len(seqs), None, _seed(self.random_state))
+        self._fit_inputs(seqs, split[0])
+        if self.standardize:  # targets too: statistics of the training rows only
+            self.target_mean_, self.target_scale_ = _mean_scale(y2[split[0]])  # (K,), (K,)
         else:
             self.target_mean_ = np.zeros(self.n_outputs_)
             self.target_scale_ = np.ones(self.n_outputs_)
         targets = torch.as_tensor((y2 - self.target_mean_) / self.target_scale_, dtype=torch.float32)  # (N, K)
         config = self._config(seqs, num_outputs=self.n_outputs_)
-        self._fit_module(SequenceRegressor, config, self._encode(seqs, torch.float32), targets, None)
+        self._fit_module(SequenceRegressor, config, self._encode(seqs, torch.float32), targets, split)
         return self
 
     def predict(self, X: Any) -> np.ndarray:
@@ -704,10 +718,18 @@ class RNNForecaster(BaseEstimator):
             )
         self.n_channels_ = series.shape[1]
         self.cutoff_ = len(series)
-        if self.standardize:
-            scale = series.std(axis=0)  # (F,)
-            self.channel_mean_ = series.mean(axis=0)  # (F,)
-            self.channel_scale_ = np.where(scale > 0, scale, 1.0)
+        # window i reads points [i, i+context) and predicts [i+context, i+context+ahead); the validation windows
+        # are the last n_val ones (a forecaster is judged on the future), and the training windows stop
+        # ahead-1 windows earlier so that no training target is a validation target
+        n = len(series) - context - ahead + 1
+        n_val = math.ceil(self.validation_fraction * n) if self.validation_fraction > 0 else 0
+        v0 = n - n_val  # the first validation window
+        n_train = v0 - (ahead - 1) if n_val else n
+        if n_train < 1:
+            raise _bad(self, "validation_fraction", f"leaves none of the {n} windows for training; lower it")
+        train_idx, val_idx = np.arange(n_train), np.arange(v0, n)
+        if self.standardize:  # statistics of the points before the first validation target only
+            self.channel_mean_, self.channel_scale_ = _mean_scale(series[: v0 + context] if n_val else series)
         else:
             self.channel_mean_ = np.zeros(self.n_channels_)
             self.channel_scale_ = np.ones(self.n_channels_)
@@ -723,18 +745,13 @@ class RNNForecaster(BaseEstimator):
             bidirectional=bool(self.bidirectional),
             dropout=float(self.dropout),
             num_outputs=ahead * self.n_channels_,
+            window=context,  # the window model reads the whole context, as every other core does
         )
         data = _Encoded(torch.from_numpy(inputs).float(), torch.full((len(inputs),), context, dtype=torch.long))
-        n = len(inputs)
-        n_val = math.ceil(self.validation_fraction * n) if self.validation_fraction > 0 else 0
-        if n_val and n - n_val < 1:
-            raise _bad(self, "validation_fraction", f"leaves none of the {n} windows for training; lower it")
         seed = _seed(self.random_state)
         with _isolated_rng(), torch.enable_grad():  # fit works inside a caller's no_grad too
             torch.manual_seed(seed)  # the initial weights
             module = SequenceRegressor(config)
-            # the validation windows are the last ones in time: a forecaster is judged on the future
-            train_idx, val_idx = np.arange(n - n_val), np.arange(n - n_val, n)
             result = _train_module(self, module, data, torch.from_numpy(targets).float(), train_idx, val_idx, seed)
         self.model_ = module.double().eval()
         self.config_ = config

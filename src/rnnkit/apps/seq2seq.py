@@ -29,7 +29,6 @@ from rnnkit.data.batching import Batch, BucketBatchSampler
 from rnnkit.data.g2p import (
     Lexicon,
     LexiconSplit,
-    apply_lexicon_split,
     g2p_scores,
     read_cmudict,
     read_pairs,
@@ -375,7 +374,11 @@ def evaluate_app(run: Run, path: str | None) -> dict[str, Any]:
     elif d["test_data"]:
         lex = _read_lexicon(d["test_data"], d["unit"], lower)
     else:
-        lex = apply_lexicon_split(_read_lexicon(d["data"], d["unit"]), read_json(run.path / SPLIT_FILE)).test
+        # only the test part: with --val-data, split.json's "val" lists words of that other file
+        record = read_json(run.path / SPLIT_FILE)
+        if "test" not in record:
+            raise ValueError(f"{run.path / SPLIT_FILE} has no test list; it was not written by rnnkit train")
+        lex = _read_lexicon(d["data"], d["unit"]).subset(record["test"])
     metrics = _score(run, lex, d["beam"])
     metrics["num_items"] = len(lex)
     return metrics

@@ -426,7 +426,8 @@ class Scaler:
             raise ValueError(f"fit the scaler on values of shape (N, F) with N ≥ 1, got {values.shape}")
         mean = values.mean(axis=0)  # (F,)
         std = values.std(axis=0)  # (F,)
-        return cls(mean, np.where(std > 0, std, 1.0))
+        # a constant column is only centred: its computed std is rounding noise (0.1 repeated gives 1.4e-17)
+        return cls(mean, np.where(np.ptp(values, axis=0) > 0, std, 1.0))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
         """``(…, F)`` values → standardized ``(…, F)``."""

@@ -132,9 +132,10 @@ def parse_conll(text: str, source: str = "<text>", require_tags: bool = True) ->
         if not line or line.startswith("-DOCSTART-"):
             close()
             continue
-        if line.startswith("#"):
-            continue
         parts = line.split()
+        # a comment, unless it is a token line whose token is "#" (Penn Treebank tags "#" as #)
+        if line.startswith("#") and not (parts[0] == "#" and columns > 1 and len(parts) == columns):
+            continue
         if columns == 0:
             columns = len(parts)
             if columns == 1 and require_tags:
