@@ -486,3 +486,20 @@ def test_json_files_that_are_pickles_or_binary_are_named(tmp_path: Path):
     (tmp_path / "b.json").write_bytes(b"{\xff}")
     with pytest.raises(CheckpointError, match="not UTF-8 JSON text"):
         read_json(tmp_path / "b.json")
+
+
+def test_a_header_only_file_cannot_pass_for_large_weights(tmp_path: Path):
+    # the header declares 4 GB of float32 but the file holds none of it: refused from the header alone
+    import struct
+
+    from rnnkit.checkpoint import CheckpointError, read_safetensors_header
+
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000000], "data_offsets": [0, 4 * 10**9]}}).encode()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_safetensors_header(path)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1000, 1000000], "data_offsets": [0, 4]}}).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    with pytest.raises(CheckpointError, match="declares 4 bytes"):
+        read_safetensors_header(path)

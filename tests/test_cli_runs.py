@@ -697,3 +697,21 @@ def test_a_config_whose_classes_disagree_with_the_model_is_refused(
     (run / "config.json").write_text(json.dumps(config))
     code, _, err = rnnkit_main(capsys, "evaluate", run)
     assert code == 2 and "classes but its model has" in err and len(err.strip().splitlines()) == 1
+
+
+def test_overwrite_replaces_a_run_never_a_folder_of_other_files(
+    capsys: pytest.CaptureFixture[str], names: Path, tmp_path: Path
+) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    code, _, err = rnnkit_main(capsys, "train", "--data", names, "--out", precious, "--overwrite", *TINY)
+    assert code == 2 and "no rnnkit run" in err and (precious / "thesis.tex").read_text() == "years of work"
+    # the data inside the run folder it would replace
+    run = tmp_path / "run"
+    assert rnnkit_main(capsys, "train", "--data", names, "--out", run, *TINY)[0] == 0
+    inside = run / "names"
+    shutil.copytree(names, inside)
+    before = sorted(p.name for p in run.iterdir())
+    code, _, err = rnnkit_main(capsys, "train", "--data", inside, "--out", run, "--overwrite", *TINY)
+    assert code == 2 and "contains the data" in err and sorted(p.name for p in run.iterdir()) == before

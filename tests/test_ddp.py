@@ -87,7 +87,7 @@ def worker(out: Path) -> None:
     (out / f"plain-rank{r}.json").write_text(json.dumps({"best_epoch": result.best_epoch, "steps": result.steps}))
 
     model = make_model()
-    fit(model, stream(), None, tbptt_config())
+    straight = fit(model, stream(), None, tbptt_config())
     save(model, "tbptt")
 
     def stop_on_rank_1(trainer: Trainer) -> None:
@@ -103,6 +103,12 @@ def worker(out: Path) -> None:
     (out / f"resume-rank{r}.json").write_text(
         json.dumps({"first": [first.stopped_reason, first.steps], "second": [second.stopped_reason, second.steps]})
     )
+    # the training curve too: a mid-epoch resume must count the epoch's first part once, not once per process
+    losses = {
+        "straight": [h["train_loss"] for h in straight.history],
+        "resumed": [h["train_loss"] for h in second.history],
+    }
+    (out / f"curve-rank{r}.json").write_text(json.dumps(losses))
 
     from rnnkit import cli
 
@@ -174,6 +180,9 @@ def test_a_stop_on_one_rank_stops_all_and_resume_is_exact(launched):
     out, _ = launched
     facts = [json.loads((out / f"resume-rank{r}.json").read_text()) for r in (0, 1)]
     assert facts[0] == facts[1] == {"first": ["interrupted", 5], "second": ["completed", 18]}
+    for r in (0, 1):
+        losses = json.loads((out / f"curve-rank{r}.json").read_text())
+        assert losses["resumed"] == pytest.approx(losses["straight"], rel=1e-9, abs=0), losses
     resumed = ranks(out, "resume")
     straight = ranks(out, "tbptt")
     for name in straight[0]:

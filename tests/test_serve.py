@@ -234,6 +234,20 @@ def test_slow_and_chunked_bodies(runs: dict[str, Path]) -> None:
         assert head.startswith("HTTP/1.0 408") and "did not arrive within 0.3 s" in json.loads(payload)["error"]
         chunked = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
         assert_error(call(port, "POST", "/predict", raw=iter([b'{"items": ["Ab"]}']), headers=chunked), 411)
+        # a body trickling in a byte at a time: the timeout is for the whole body, not for each read
+        body = b'{"items": ["Ab"], "top_k": 1}'
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            head = f"POST /predict HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            sock.sendall(head.encode())
+            t0 = time.monotonic()
+            try:
+                for byte in body:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(0.05)
+            except OSError:
+                pass  # the server gave up and closed
+            reply = sock.makefile("rb").read().decode()
+        assert reply.startswith("HTTP/1.0 408") and time.monotonic() - t0 < 1.4, reply
     finally:
         server.shutdown()
         server.server_close()

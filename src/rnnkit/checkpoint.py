@@ -382,17 +382,35 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: not a valid safetensors file (bad header)")
     out = {}
+    spans = []
     for name, info in header.items():
         if name == "__metadata__":
             continue
         try:
             dtype = _HEADER_DTYPES[info["dtype"]]
             shape = [int(d) for d in info["shape"]]
+            begin, end = (int(o) for o in info["data_offsets"])
             if min(shape, default=0) < 0:
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: tensor {name!r} has an unsupported or malformed entry {info!r}") from None
-        out[name] = torch.empty(shape, dtype=dtype, device="meta")
+        tensor = torch.empty(shape, dtype=dtype, device="meta")
+        # the header must describe the bytes that are there: a header-only file cannot pass for huge weights
+        if end - begin != tensor.numel() * tensor.element_size():
+            raise CheckpointError(f"{path}: tensor {name!r} declares {end - begin} bytes for shape {shape}; corrupt")
+        spans.append((begin, end))
+        out[name] = tensor
+    spans.sort()
+    expected = 0
+    for begin, end in spans:
+        if begin != expected:
+            raise CheckpointError(f"{path}: the tensors' byte ranges overlap or leave gaps; corrupt")
+        expected = end
+    if 8 + n + expected != size:
+        raise CheckpointError(
+            f"{path}: the header declares {expected} bytes of tensors but the file holds {size - 8 - n}; "
+            "truncated or corrupt"
+        )
     return out
 
 

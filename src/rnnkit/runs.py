@@ -423,8 +423,20 @@ def claim_out(out: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | N
                 "start it again with --overwrite"
             )
         return read_json(out / CONFIG_FILE)
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+        # --overwrite replaces a run, never a folder of other files (the data, a thesis, a home directory)
+        config = out / CONFIG_FILE
+        try:
+            is_run = config.is_file() and read_json(config).get("format") == RUN_FORMAT
+        except (ValueError, OSError, AttributeError):
+            is_run = False
+        if not is_run:
+            raise ValueError(
+                f"--out {out} holds files but no rnnkit run (no {CONFIG_FILE} written by rnnkit train); "
+                "--overwrite only replaces a run folder: choose another folder"
+            )
     return None
 
 
@@ -449,6 +461,15 @@ def write_run_start(
     """
     if resume:
         return
+    for key in ("data", "val_data", "test_data"):
+        value = (config.get("data") or {}).get(key)
+        if isinstance(value, str) and not value.startswith("embedded:"):
+            path = Path(value).expanduser().resolve()
+            if path == out.resolve() or out.resolve() in path.parents:
+                raise ValueError(
+                    f"--out {out} contains the {key.replace('_', '-')} {value}: a run folder is replaced whole; "
+                    "put the run somewhere else"
+                )
     # under torchrun every rank has passed claim_out before rank 0 writes, and none goes on before it has written
     distributed.barrier()
     if distributed.is_main():

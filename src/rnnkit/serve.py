@@ -29,6 +29,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -55,8 +56,11 @@ class Limits:
     max_item_chars: int = 1000  # characters per item (and per /sample prefix)
     max_num: int = 100  # samples per /sample request
     max_len: int = 200  # symbols per sample
-    max_top_k: int = 1000  # /predict top_k, /sample top_k, beam
-    timeout: float = 10.0  # seconds a client may take to send its request
+    max_top_k: int = 1000  # /predict top_k, /sample top_k
+    max_beam: int = 16  # /predict beam (seq2seq runs)
+    max_horizon: int = 1000  # /predict horizon (forecast steps, characters an lm run generates)
+    timeout: float = 10.0  # seconds a client may take to send its whole request body
+    max_connections: int = 64  # requests handled at once; more get 503 at once
 
 
 class HTTPError(Exception):
@@ -171,8 +175,9 @@ def _predict(server: RunServer, body: dict[str, Any]) -> dict[str, Any]:
             ]
         }
     options: dict[str, Any] = {}
-    for key in ("top_k", "beam", "horizon"):
-        value = _int(body, key, None, 1, limits.max_top_k if key != "horizon" else 100_000)
+    caps = {"top_k": limits.max_top_k, "beam": limits.max_beam, "horizon": limits.max_horizon}
+    for key, cap in caps.items():
+        value = _int(body, key, None, 1, cap)
         if value is not None:
             options[key] = value
     with server.lock:
@@ -292,10 +297,23 @@ class _Handler(BaseHTTPRequestHandler):
         charset = (self.headers.get_content_charset() or "utf-8").lower()
         if self.headers.get_content_type() != "application/json" or charset not in ("utf-8", "utf8"):
             raise HTTPError(415, f"send JSON with Content-Type: application/json (UTF-8), got {content_type!r}")
+        # one deadline for the whole body, not per socket read: a client trickling a byte at a time is cut off
+        deadline = time.monotonic() + limits.timeout
+        parts, got = [], 0
         try:
-            data = self.rfile.read(length)
+            while got < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(length - got, 65536))
+                if not chunk:
+                    break
+                parts.append(chunk)
+                got += len(chunk)
         except TimeoutError:
             raise HTTPError(408, f"the body did not arrive within {limits.timeout:g} s") from None
+        data = b"".join(parts)
         self._unread = 0
         if len(data) < length:
             raise HTTPError(400, f"the body ended after {len(data)} of the {length} bytes Content-Length announced")
@@ -370,10 +388,33 @@ class RunServer(ThreadingHTTPServer):
         self.limits = limits
         self.quiet = quiet
         self.lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(limits.max_connections)
         self.routes = _routes(run)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per request, at most ``limits.max_connections`` at once; beyond that a 503 at once."""
+        if not self._slots.acquire(blocking=False):
+            try:
+                body = b'{"error": "too many requests at once; retry shortly"}'
+                request.sendall(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                    + f"Retry-After: 1\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                    + body
+                )
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def server_bind(self) -> None:
         """Bind without http.server's reverse DNS lookup of the host (``getfqdn``), which can stall for seconds."""

@@ -847,10 +847,14 @@ class Trainer:
                         ck.restore_rng()  # the generators as they were at the mid-epoch save
                         self._carry = self._carry_from_json(st.get("tbptt"), device)
                 ck = None
-                acc = st["epoch_acc"] or {
+                acc = dict(st["epoch_acc"]) if st["epoch_acc"] else {
                     "loss_sum": 0.0, "weight": 0, "gn_sum": 0.0, "gn_max": 0.0, "n": 0, "items": 0,
                     "gn_last": 0.0, "seconds": 0.0, "lr": None,
                 }  # fmt: skip
+                if st["epoch_acc"] and dist_.rank() != 0:
+                    # the saved sums are already over every process (_acc_to_save): rank 0 carries them, the
+                    # others start from zero, so the end-of-epoch sum over processes counts them once
+                    acc["loss_sum"], acc["weight"], acc["items"] = 0.0, 0, 0
                 t_epoch = time.monotonic() - acc["seconds"]
                 self.model.train()
                 for batch in it:
@@ -916,7 +920,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # with DDP: the gradients are averaged over the processes here
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        if not math.isfinite(value):  # several processes: only after the collective, so that none is left waiting
+        if several:  # agreed after the gradient collective: a loss that is non-finite on one process stops all
+            (bad,) = dist_.all_reduce_sum([float(not math.isfinite(value))])
+            if bad:
+                raise self._diverged("loss", value if not math.isfinite(value) else math.nan)
+        elif not math.isfinite(value):
             raise self._diverged("loss", value)
         if not math.isfinite(grad_norm):
             raise self._diverged("gradient norm", grad_norm)
