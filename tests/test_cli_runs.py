@@ -715,3 +715,18 @@ def test_overwrite_replaces_a_run_never_a_folder_of_other_files(
     before = sorted(p.name for p in run.iterdir())
     code, _, err = rnnkit_main(capsys, "train", "--data", inside, "--out", run, "--overwrite", *TINY)
     assert code == 2 and "contains the data" in err and sorted(p.name for p in run.iterdir()) == before
+
+
+def test_resume_refuses_a_trainer_state_with_a_missing_field(
+    capsys: pytest.CaptureFixture[str], names: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    assert rnnkit_main(capsys, "train", "--data", names, "--out", run, *TINY)[0] == 0
+    (state_file,) = (run / "checkpoint").glob("*/state.json")
+    doc = json.loads(state_file.read_text())
+    del doc["state"]["batch_in_epoch"]
+    state_file.write_text(json.dumps(doc))
+    weights = (run / "model.safetensors").read_bytes()
+    code, _, err = rnnkit_main(capsys, "train", "--resume", "--out", run)
+    assert code == 2 and "has no 'batch_in_epoch'" in err and len(err.strip().splitlines()) == 1, err
+    assert (run / "model.safetensors").read_bytes() == weights

@@ -128,3 +128,14 @@ def test_bad_configs_are_rejected():
         SequenceGenerator(ModelConfig(task="generate", vocab_size=10, bidirectional=True))
     with pytest.raises(ValueError, match="unknown keys"):
         ModelConfig.from_dict({"task": "classify", "colour": "red"})
+
+
+def test_input_encoder_refuses_ids_outside_the_vocabulary_and_integer_reals() -> None:
+    from rnnkit.tasks import InputEncoder, ModelConfig
+
+    tokens = InputEncoder(ModelConfig(vocab_size=6, embed_dim=3))
+    with pytest.raises(ValueError, match=r"token ids must lie in \[0, 6\)"):
+        tokens(torch.tensor([[1, 6]]))
+    reals = InputEncoder(ModelConfig(input_features=2))
+    with pytest.raises(TypeError, match="floating-point"):
+        reals(torch.zeros(1, 3, 2, dtype=torch.long))

@@ -747,6 +747,7 @@ class Trainer:
                 f"cannot resume {self.out_dir}: the training settings differ from the saved run "
                 f"({'; '.join(diff)}); use the same values, or start a new run"
             )
+        _check_trainer_state(saved_state, ckdir)
         if saved_state.get("steps_per_epoch") != steps_per_epoch:
             raise ValueError(
                 f"cannot resume {self.out_dir}: the training data gives {steps_per_epoch} batches per epoch, "
@@ -1194,6 +1195,37 @@ class Trainer:
             stopped_reason=stopped,
             out_dir=self.out_dir,
         )
+
+
+_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "epoch": (int,),
+    "batch_in_epoch": (int,),
+    "step": (int,),
+    "steps_per_epoch": (int,),
+    "best_metric": (int, float, type(None)),
+    "best_epoch": (int, type(None)),
+    "best_is_current": (bool,),
+    "bad_epochs": (int,),
+    "history": (list,),
+    "epoch_acc": (dict, type(None)),
+    "stopped_reason": (str, type(None)),
+}
+
+
+def _check_trainer_state(state: Mapping[str, Any], ckdir: Path) -> None:
+    """Refuse a checkpoint whose trainer state (in ``state.json``) lacks a field or has one of the wrong type, before
+    anything is loaded: a hand-edited or foreign file must not end in a KeyError halfway through a resume."""
+    from rnnkit.checkpoint import CheckpointError
+
+    for key, types in _STATE_TYPES.items():
+        value = state.get(key, KeyError)
+        if value is KeyError or isinstance(value, bool) != (types == (bool,)) or not isinstance(value, types):
+            raise CheckpointError(
+                f"{ckdir}: the trainer state has {'no' if value is KeyError else 'a malformed'} {key!r}; the "
+                "checkpoint is damaged or was not written by rnnkit: start the run again with --overwrite"
+            )
+    if not all(isinstance(row, dict) for row in state["history"]):
+        raise CheckpointError(f"{ckdir}: the trainer state's history is malformed; start again with --overwrite")
 
 
 def history_to_csv(history: list[Mapping[str, Any]]) -> str:

@@ -60,9 +60,14 @@ class InputEncoder(nn.Module):
         elif self.embed is not None:
             if inputs.dim() != 2 or inputs.is_floating_point():
                 raise ValueError(f"token inputs must be ids of shape (B, T), got {tuple(inputs.shape)}")
+            V = self.embed.num_embeddings
+            if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= V):
+                raise ValueError(f"token ids must lie in [0, {V}) (the vocabulary), got ids outside it")
             x = self.embed(inputs)  # (B, T, E)
         else:
             if inputs.dim() != 3 or inputs.shape[2] != self.size:
                 raise ValueError(f"real-valued inputs must have shape (B, T, {self.size}), got {tuple(inputs.shape)}")
+            if not inputs.is_floating_point():
+                raise TypeError(f"real-valued inputs must be a floating-point tensor, got {inputs.dtype}")
             x = inputs  # (B, T, F)
         return self.drop(x)
