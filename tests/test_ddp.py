@@ -39,9 +39,9 @@ from rnnkit.train import TrainConfig, Trainer, fit
 V = 9
 
 
-def make_model(seed: int = 0) -> LanguageModel:
+def make_model(seed: int = 0, dropout: float = 0.0) -> LanguageModel:
     torch.manual_seed(seed)
-    cfg = ModelConfig(task="lm", model="lstm", vocab_size=V, embed_dim=3, hidden_size=4, num_layers=1, dropout=0.0)
+    cfg = ModelConfig(task="lm", model="lstm", vocab_size=V, embed_dim=3, hidden_size=4, num_layers=1, dropout=dropout)
     return LanguageModel(cfg).double()
 
 
@@ -103,6 +103,15 @@ def worker(out: Path) -> None:
     (out / f"resume-rank{r}.json").write_text(
         json.dumps({"first": [first.stopped_reason, first.steps], "second": [second.stopped_reason, second.steps]})
     )
+    # with dropout every process draws its own masks: a mid-epoch resume restores each process's generators
+    model = make_model(dropout=0.3)
+    fit(model, stream(), None, tbptt_config())
+    save(model, "dropout")
+    model = make_model(dropout=0.3)
+    fit(model, stream(), None, tbptt_config(), out / "dropout-run", on_step=stop_on_rank_1)
+    model = make_model(seed=7, dropout=0.3)
+    fit(model, stream(), None, tbptt_config(), out / "dropout-run", resume=True)
+    save(model, "dropout-resumed")
     # the training curve too: a mid-epoch resume must count the epoch's first part once, not once per process
     losses = {
         "straight": [h["train_loss"] for h in straight.history],
@@ -183,6 +192,10 @@ def test_a_stop_on_one_rank_stops_all_and_resume_is_exact(launched):
     for r in (0, 1):
         losses = json.loads((out / f"curve-rank{r}.json").read_text())
         assert losses["resumed"] == pytest.approx(losses["straight"], rel=1e-9, abs=0), losses
+    with_dropout, resumed_with_dropout = ranks(out, "dropout"), ranks(out, "dropout-resumed")
+    for name in with_dropout[0]:
+        assert torch.equal(resumed_with_dropout[0][name], resumed_with_dropout[1][name]), name
+        assert torch.equal(resumed_with_dropout[0][name], with_dropout[0][name]), name
     resumed = ranks(out, "resume")
     straight = ranks(out, "tbptt")
     for name in straight[0]:

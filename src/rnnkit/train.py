@@ -766,6 +766,10 @@ class Trainer:
 
     def _save(self) -> None:
         ckdir = self.checkpoint_dir
+        if ckdir is not None and self._ddp is not None:
+            # every process's own generators (dropout on its own rows draws differently): collective, so before
+            # the return of the processes that do not write
+            self.state["rank_rng"] = _gather_rng_states()
         if ckdir is None or not self._writes:
             return
         assert self.optimizer is not None
@@ -846,6 +850,8 @@ class Trainer:
                         next(it)
                     if ck is not None:
                         ck.restore_rng()  # the generators as they were at the mid-epoch save
+                        if self._ddp is not None and st.get("rank_rng"):
+                            _restore_rng_of_this_rank(st["rank_rng"])
                         self._carry = self._carry_from_json(st.get("tbptt"), device)
                 ck = None
                 acc = dict(st["epoch_acc"]) if st["epoch_acc"] else {
@@ -1195,6 +1201,31 @@ class Trainer:
             stopped_reason=stopped,
             out_dir=self.out_dir,
         )
+
+
+def _gather_rng_states() -> list[dict[str, Any]]:
+    """Every process's python/numpy/torch generator states, in rank order, as JSON-safe dicts."""
+    from rnnkit.checkpoint import capture_rng_state
+
+    json_part, tensors = capture_rng_state()
+    mine = {"json": json_part, "torch": [int(b) for b in tensors["rng.torch"].tolist()]}
+    gathered: list[Any] = [None] * dist_.world_size()
+    torch.distributed.all_gather_object(gathered, mine)  # in memory between the processes, never from a file
+    return gathered
+
+
+def _restore_rng_of_this_rank(states: list[Mapping[str, Any]]) -> None:
+    """Restore this process's generators from :func:`_gather_rng_states`'s list (saved in the checkpoint)."""
+    from rnnkit.checkpoint import CheckpointError, restore_rng_state
+
+    r = dist_.rank()
+    if len(states) != dist_.world_size():
+        raise CheckpointError(
+            f"the checkpoint was written by {len(states)} processes, this run has {dist_.world_size()}; "
+            "resume with the same --nproc-per-node"
+        )
+    state = states[r]
+    restore_rng_state(state["json"], {"rng.torch": torch.tensor(state["torch"], dtype=torch.uint8)})
 
 
 _STATE_TYPES: dict[str, tuple[type, ...]] = {
