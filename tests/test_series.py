@@ -271,3 +271,12 @@ def test_a_constant_column_is_only_centred_even_when_its_std_rounds_above_zero()
     assert scaler.std[0] == 1.0 and scaler.mean[0] == pytest.approx(0.1)
     assert np.allclose(scaler.transform(values)[:, 0], 0.0)
     assert scaler.transform(np.array([[1.1, 0.0]]))[0, 0] == pytest.approx(1.0)  # a later change stays its size
+
+
+def test_make_windows_refuses_bounds_outside_the_series() -> None:
+    from rnnkit.data.series import make_windows
+
+    values = np.arange(20.0).reshape(-1, 1)
+    for start, stop in ((0, 21), (-1, 10), (12, 8)):
+        with pytest.raises(ValueError, match="must satisfy 0 ≤ start ≤ stop ≤ 20"):
+            make_windows(values, 0, 4, 2, start=start, stop=stop)

@@ -60,6 +60,7 @@ __all__ = [
     "load_run_weights",
     "load_safetensors",
     "load_state_dict_checked",
+    "make_dirs",
     "read_checkpoint_state",
     "read_json",
     "read_safetensors_header",
@@ -118,7 +119,7 @@ def _hook(stage: str, path: Path) -> None:
         _write_hook(stage, path)
 
 
-def _make_dirs(folder: Path) -> None:
+def make_dirs(folder: Path) -> None:
     """``mkdir -p folder``, fsyncing the parent of every folder created so that the new entries survive a crash."""
     missing = []
     p = folder
@@ -177,7 +178,7 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
     """
     path = Path(path)
     folder = path.parent
-    _make_dirs(folder)
+    make_dirs(folder)
     tmp = folder / _temporary_name(path.name)
     # os.open with 0o666 honours the umask, unlike tempfile.mkstemp's 0o600
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -642,7 +643,7 @@ def save_checkpoint(
         The new checkpoint's sub-folder. The previous checkpoint is deleted only after the new one is committed.
     """
     folder = Path(folder)
-    _make_dirs(folder)
+    make_dirs(folder)
     step = int(state.get("step", 0)) if isinstance(state.get("step", 0), (int, float)) else 0
     epoch = int(state.get("epoch", 0)) if isinstance(state.get("epoch", 0), (int, float)) else 0
     name = f"ckpt-e{epoch:04d}-s{step:09d}-{secrets.token_hex(4)}"

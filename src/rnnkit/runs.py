@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 from rnnkit import __version__, distributed
-from rnnkit.checkpoint import check_weights_file, has_checkpoint, load_run_weights, read_json, write_json_atomic
+from rnnkit.checkpoint import (
+    check_weights_file,
+    has_checkpoint,
+    load_run_weights,
+    make_dirs,
+    read_json,
+    write_json_atomic,
+)
 from rnnkit.data import (
     BucketBatchSampler,
     LabeledItems,
@@ -475,7 +482,7 @@ def write_run_start(
     if distributed.is_main():
         if overwrite and out.is_dir():
             shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
+        make_dirs(out)  # created and fsynced into its parent, so the folder survives a power loss
         write_json_atomic(out / CONFIG_FILE, config)
         if split_record is not None:
             write_json_atomic(out / SPLIT_FILE, split_record)

@@ -497,6 +497,8 @@ def make_windows(
     if not 0 <= target < f:
         raise ValueError(f"target column {target} is out of range for {f} columns")
     stop = n if stop is None else stop
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"start={start} and stop={stop} must satisfy 0 ≤ start ≤ stop ≤ {n} (the series' length)")
     first, last = max(context - 1, start - 1), stop - 1 - horizon
     origins = np.arange(first, last + 1, dtype=np.int64)  # (M,)
     if len(origins) == 0:

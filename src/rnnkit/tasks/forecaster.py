@@ -310,6 +310,8 @@ class Forecaster:
         o = np.asarray(origins, dtype=np.int64)
         if o.size and o.min() < self.context - 1:
             raise ValueError(f"every origin needs {self.context} steps of context; the first is at {o.min()}")
+        if o.size and o.max() >= len(z):
+            raise ValueError(f"origins must be steps of the {len(z)} given values, got {o.max()}")
         inputs = np.stack([z[t - self.context + 1 : t + 1] for t in o]) if o.size else z[:0, None]  # (M, C, F)
         return self.scaler.inverse(self.predict_standardized(inputs, horizon), self.target)
 
