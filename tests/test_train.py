@@ -202,6 +202,24 @@ def test_sigint_stops_cleanly_after_saving(reference, tmp_path: Path):
     assert same(weights(model), reference[0])
 
 
+def test_sigint_while_the_run_is_set_up_is_not_lost(reference, tmp_path: Path):
+    # Ctrl-C while the trainer counts the batches (before the first step): the run stops at the first step
+    # boundary, saved, instead of forgetting the request
+    pressed = []
+
+    def batches(epoch: int) -> list[Batch]:
+        if not pressed:
+            pressed.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return train_batches(epoch)
+
+    first = fit(new_model(), batches, VAL_BATCHES, cfg(), tmp_path, handle_sigint=True)
+    assert first.stopped_reason == "interrupted" and first.steps <= 1
+    model = new_model()
+    fit(model, train_batches, VAL_BATCHES, cfg(), tmp_path, resume=True)
+    assert same(weights(model), reference[0])
+
+
 def test_resume_with_a_dataloader_and_bucket_sampler(tmp_path: Path):
     from torch.utils.data import DataLoader
 

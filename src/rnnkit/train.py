@@ -675,6 +675,7 @@ class Trainer:
 
     def fit(self, resume: bool = False, overwrite: bool = False) -> TrainResult:
         """Train (or continue with ``resume=True``) and return a :class:`TrainResult`; see :func:`fit`."""
+        self._stop = None  # a stop of an earlier call is spent; one asked from here on (Ctrl-C included) counts
         prev_handler = self._install_sigint()
         try:
             return self._fit(resume, overwrite)
@@ -819,7 +820,6 @@ class Trainer:
             self.state = self._fresh_state(steps_per_epoch)
             self._best = None
         st = self.state
-        self._stop = None
         self._window = _Window(self.model)
         # DDP broadcasts rank 0's weights here, after every rank has loaded the same checkpoint
         self._ddp = dist_.wrap(self._window, device) if dist_.is_distributed() else None

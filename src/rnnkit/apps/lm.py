@@ -4,9 +4,10 @@
 builds a character vocabulary from its training part and trains a :class:`LanguageModel` (an LSTM by default) on it
 as ``B = --batch-size`` parallel streams (:class:`~rnnkit.data.stream.TokenStream`) with truncated BPTT
 (``TrainConfig.tbptt``): an update every ``K1`` characters, gradients through the last ``K2``, the state carried
-across the whole text. Memory does not grow with the text: the tokens cost about a byte each and the activations
-``O(B·K2·H)``. Without explicit files the text is cut in three contiguous parts: the first 90% trains, the next 5%
-validates, the last 5% tests (``split.json`` records the character offsets and the file's SHA-256).
+across the whole text. Training memory does not grow with the text beyond the tokens (about a byte each): the
+activations are ``O(B·K2·H)`` (the counting-bigram baseline briefly needs about 8 bytes per token). Without
+explicit files the text is cut in three contiguous parts: the first 90% trains, the next 5% validates, the last
+5% tests (``split.json`` records the character offsets and the file's SHA-256).
 
 No book-length text ships with the packages rnnkit depends on, so ``--data`` is required (any long UTF-8 file:
 a novel, a code base concatenated, a log); :func:`rnnkit.data.stream.synthetic_text` makes English-like text of any
