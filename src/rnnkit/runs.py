@@ -254,12 +254,9 @@ def train_run(
         return app.train(opts, out, resume=resume, overwrite=overwrite, log=log)
     if opts.task not in DEFAULTS:
         raise ValueError(f"unknown task {opts.task!r}; choose one of: {', '.join(sorted(DEFAULTS))}")
-    saved = claim_out(out, resume=resume, overwrite=overwrite)
-    existing = saved is None and out.is_dir() and any(out.iterdir())
-    if resume:
-        resumed = _options_from_config(saved, opts)
-        check_resume_options(opts, resumed, out)
-        opts = resumed
+    opts, saved, existing = begin_run(
+        out, opts, resume=resume, overwrite=overwrite, app=None, options_from=_options_from_config
+    )
     split = prepare_split(opts)
     if resume:
         vocab = Vocab.from_dict(saved["vocab"])
@@ -327,9 +324,9 @@ def train_run(
         {
             "source": split.train.source or (opts.data or "embedded"),
             # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
-            "data": _absolute(opts.data),
-            "val_data": _absolute(opts.val_data),
-            "test_data": _absolute(opts.test_data),
+            "data": absolute_path(opts.data),
+            "val_data": absolute_path(opts.val_data),
+            "test_data": absolute_path(opts.test_data),
             "text_column": opts.text_column,
             "label_column": opts.label_column,
             "unit": opts.unit,
@@ -525,38 +522,80 @@ def finish_run(run: Run, metrics: dict[str, Any], result: TrainResult | None, **
     return metrics
 
 
-def _absolute(path: str | None) -> str | None:
-    if path is None or path in EMBEDDED:
+def absolute_path(path: str | None) -> str | None:
+    """``path`` made absolute, so that `evaluate RUN` and `--resume` find the data from any working directory;
+    None and ``embedded:NAME`` stay as they are."""
+    if path is None or path.startswith("embedded:"):
         return path
     return str(Path(path).expanduser().resolve())
 
 
-def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-    """The options a run was started with, so ``--resume`` continues exactly that run."""
+def resume_options(saved: dict[str, Any], opts: RunOptions, task: str, **fields: Any) -> RunOptions:
+    """The options a run was started with, rebuilt from its ``config.json`` so ``--resume`` continues exactly
+    that run: the model and training settings every task saves, plus the task's own ``fields``. Only the wall-clock
+    budget and the progress display come from ``opts`` (this call's flags)."""
     m, t, d = saved["model"], saved["train"], saved["data"]
-    return RunOptions(
-        task=m["task"],
-        data=d["data"],
+    common: dict[str, Any] = {
+        "task": task,
+        "data": d["data"],
+        "model": m["model"],
+        "hidden_size": m["hidden_size"],
+        "num_layers": m["num_layers"],
+        "bidirectional": m["bidirectional"],
+        "dropout": m["dropout"],
+        "epochs": t["epochs"],
+        "batch_size": t["batch_size"],
+        "lr": t["lr"],
+        "seed": d["seed"],
+        "max_minutes": opts.max_minutes,
+        "progress": opts.progress,
+    }
+    return RunOptions(**{**common, **fields})
+
+
+def begin_run(
+    out: Path,
+    opts: RunOptions,
+    *,
+    resume: bool,
+    overwrite: bool,
+    app: str | None,
+    options_from: Callable[[dict[str, Any], RunOptions], RunOptions],
+) -> tuple[RunOptions, dict[str, Any] | None, bool]:
+    """The start every ``train`` shares: claim ``out`` (:func:`claim_out`); on ``resume`` refuse a run of another
+    app, another ``--data`` or changed settings, and continue with the options the run was started with
+    (``options_from(saved, opts)``).
+
+    Returns ``(options to train with, the saved config.json or None, whether out holds files to overwrite)``.
+    """
+    saved = claim_out(out, resume=resume, overwrite=overwrite)
+    existing = saved is None and out.is_dir() and any(out.iterdir())
+    if saved is not None:
+        if saved.get("app") != app:
+            raise ValueError(f"--resume: {out} holds a {saved.get('app') or 'text'} run, not a {app or 'text'} run")
+        resumed = options_from(saved, opts)
+        if opts.data is not None and absolute_path(opts.data) != resumed.data:
+            raise ValueError(f"--resume continues the run in {out} on {resumed.data}; it cannot change --data")
+        check_resume_options(opts, resumed, out)
+        opts = resumed
+    return opts, saved, existing
+
+
+def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+    d = saved["data"]
+    return resume_options(
+        saved,
+        opts,
+        saved["model"]["task"],
         val_data=d["val_data"],
         test_data=d["test_data"],
         text_column=d["text_column"],
         label_column=d["label_column"],
         unit=d["unit"],
         fold_ascii=d["fold_ascii"],
-        model=m["model"],
-        window=m.get("window", 5),
-        embed_dim=m["embed_dim"],
-        hidden_size=m["hidden_size"],
-        num_layers=m["num_layers"],
-        bidirectional=m["bidirectional"],
-        dropout=m["dropout"],
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        seed=d["seed"],
-        max_minutes=opts.max_minutes,
+        window=saved["model"].get("window", 5),
+        embed_dim=saved["model"]["embed_dim"],
         conditional=d["conditional"],
-        progress=opts.progress,
     )
 
 

@@ -45,10 +45,11 @@ from rnnkit.runs import (
     Run,
     RunOptions,
     TaskApp,
-    check_resume_options,
-    claim_out,
+    absolute_path,
+    begin_run,
     finish_run,
     register_app,
+    resume_options,
     run_config,
     write_run_start,
 )
@@ -211,10 +212,6 @@ def _prepare(opts: RunOptions) -> _Setup:
     )
 
 
-def _absolute(name: str) -> str:
-    return name if name.startswith("embedded:") else str(Path(name).expanduser().resolve())
-
-
 def _split_record(s: _Setup) -> dict[str, Any]:
     record: dict[str, Any] = {**s.split.to_dict(), "order": "chronological"}
     t = s.series.times
@@ -228,25 +225,10 @@ def _split_record(s: _Setup) -> dict[str, Any]:
 
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     """The options a run was started with, so ``--resume`` continues exactly that run."""
-    m, t, d, f = saved["model"], saved["train"], saved["data"], saved["forecast"]
-    options = dict(d["options"])
+    f = saved["forecast"]
+    options = dict(saved["data"]["options"])
     options.update({key: f[key] for key in ("context", "horizon", "strategy", "relative")})
-    return RunOptions(
-        task=APP,
-        data=d["data"],
-        model=m["model"],
-        hidden_size=m["hidden_size"],
-        num_layers=m["num_layers"],
-        bidirectional=m["bidirectional"],
-        dropout=m["dropout"],
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        seed=d["seed"],
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
-        options=options,
-    )
+    return resume_options(saved, opts, APP, options=options)
 
 
 # ---------------------------------------------------------------------------------------------------------- train
@@ -260,12 +242,9 @@ def train(
 ) -> dict[str, Any]:
     """Train a forecast model (and the window baseline) into the run folder ``out``; returns the metrics."""
     out = Path(out)
-    saved = claim_out(out, resume=resume, overwrite=overwrite)
-    existing = saved is None and out.is_dir() and any(out.iterdir())
-    if resume:
-        resumed = _options_from_config(saved, opts)
-        check_resume_options(opts, resumed, out)
-        opts = resumed
+    opts, _, existing = begin_run(
+        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_options_from_config
+    )
     s = _prepare(opts)
     model_name = str(opts.resolved("model", DEFAULTS))
     bidirectional = bool(opts.resolved("bidirectional", DEFAULTS))
@@ -301,7 +280,7 @@ def train(
         tcfg,
         {
             "source": s.series.source,
-            "data": _absolute(s.name),
+            "data": absolute_path(s.name),
             "date_column": opts.options.get("date_column"),
             "value_columns": list(s.series.columns),
             "seed": opts.seed,

@@ -48,10 +48,11 @@ from rnnkit.runs import (
     Run,
     RunOptions,
     TaskApp,
-    check_resume_options,
-    claim_out,
+    absolute_path,
+    begin_run,
     finish_run,
     register_app,
+    resume_options,
     run_config,
     write_run_start,
 )
@@ -217,32 +218,19 @@ def _bigram_baseline(train: TokenStream, val: TokenStream, test: TokenStream, V:
 
 # ---------------------------------------------------------------------------------------------------------- train
 def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-    m, t, d = saved["model"], saved["train"], saved["data"]
-    return RunOptions(
-        task=APP,
-        data=d["data"],
+    m, d = saved["model"], saved["data"]
+    return resume_options(
+        saved,
+        opts,
+        APP,
         val_data=d["val_data"],
         test_data=d["test_data"],
         fold_ascii=d["fold_ascii"],
-        model=m["model"],
         window=m.get("window", 5),
         embed_dim=m["embed_dim"],
-        hidden_size=m["hidden_size"],
-        num_layers=m["num_layers"],
         bidirectional=False,
-        dropout=m["dropout"],
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        seed=d["seed"],
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
         options={"tbptt": list(d["tbptt"])},
     )
-
-
-def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def _train(
@@ -258,16 +246,13 @@ def _train(
     Under ``torchrun`` every process runs this; each trains on its rows of every batch and only rank 0 writes.
     """
     out = Path(out)
-    saved = claim_out(out, resume=resume, overwrite=overwrite)
-    existing = saved is None and out.is_dir() and any(out.iterdir())
     if opts.unit != "char":
         raise ValueError("--task lm models characters: drop --unit word")
     if "tbptt" in opts.options and opts.options["tbptt"] is not None:
         opts.options["tbptt"] = list(parse_tbptt(opts.options["tbptt"]))
-    if resume:
-        resumed = _resumed_options(saved, opts)
-        check_resume_options(opts, resumed, out)
-        opts = resumed
+    opts, saved, existing = begin_run(
+        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_resumed_options
+    )
     if opts.bidirectional:
         raise ValueError("a language model reads left to right: drop --bidirectional")
     k1, k2 = parse_tbptt(opts.resolved("tbptt", DEFAULTS))
@@ -315,9 +300,9 @@ def _train(
         {
             "source": opts.data,
             # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
-            "data": _absolute(opts.data),
-            "val_data": _absolute(opts.val_data),
-            "test_data": _absolute(opts.test_data),
+            "data": absolute_path(opts.data),
+            "val_data": absolute_path(opts.val_data),
+            "test_data": absolute_path(opts.test_data),
             "fold_ascii": opts.fold_ascii,
             "tbptt": [k1, k2],
             "seed": opts.seed,

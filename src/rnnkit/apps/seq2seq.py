@@ -40,10 +40,11 @@ from rnnkit.runs import (
     Run,
     RunOptions,
     TaskApp,
-    check_resume_options,
-    claim_out,
+    absolute_path,
+    begin_run,
     finish_run,
     register_app,
+    resume_options,
     run_config,
     write_run_start,
 )
@@ -196,9 +197,9 @@ def _settings(opts: RunOptions) -> dict[str, Any]:
     if beam < 1:
         raise ValueError(f"--beam must be ≥ 1, got {beam}")
     return {
-        "data": _absolute(opts.data) if not embedded else (opts.data or DEFAULT_DATA),
-        "val_data": _absolute(opts.val_data),
-        "test_data": _absolute(opts.test_data),
+        "data": absolute_path(opts.data) if not embedded else (opts.data or DEFAULT_DATA),
+        "val_data": absolute_path(opts.val_data),
+        "test_data": absolute_path(opts.test_data),
         "unit": opts.unit,
         "fold_ascii": opts.fold_ascii,
         "lowercase": embedded,  # the CMU dictionary's words are lowercased; so are words to evaluate or predict
@@ -208,34 +209,18 @@ def _settings(opts: RunOptions) -> dict[str, Any]:
     }
 
 
-def _absolute(path: str | None) -> str | None:
-    if path is None or path in CMUDICT:
-        return path
-    return str(Path(path).expanduser().resolve())
-
-
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     """The options a run was started with, so that ``--resume`` continues exactly that run."""
-    m, t, d = saved["model"], saved["train"], saved["data"]
-    return RunOptions(
-        task=APP,
-        data=d["data"],
+    d = saved["data"]
+    return resume_options(
+        saved,
+        opts,
+        APP,
         val_data=d["val_data"],
         test_data=d["test_data"],
         unit=d["unit"],
         fold_ascii=d["fold_ascii"],
-        model=m["model"],
-        embed_dim=m["embed_dim"],
-        hidden_size=m["hidden_size"],
-        num_layers=m["num_layers"],
-        bidirectional=m["bidirectional"],
-        dropout=m["dropout"],
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        seed=d["seed"],
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
+        embed_dim=saved["model"]["embed_dim"],
         options={"max_items": d["max_items"], "beam": d["beam"]},
     )
 
@@ -250,16 +235,9 @@ def train(
 ) -> dict[str, Any]:
     """Train a seq2seq run into ``out`` (see the module docstring); returns the metrics written."""
     out = Path(out)
-    saved = claim_out(out, resume=resume, overwrite=overwrite)
-    existing = saved is None and out.is_dir() and any(out.iterdir())
-    if resume:
-        if saved.get("app") != APP:
-            raise ValueError(f"--resume: {out} holds a {saved.get('app') or 'text'} run, not a {APP} run")
-        resumed = _options_from_config(saved, opts)
-        if opts.data is not None and _absolute(opts.data) != resumed.data:
-            raise ValueError(f"--resume continues the run in {out} on its own data ({resumed.data}); drop --data")
-        check_resume_options(opts, resumed, out)
-        opts = resumed
+    opts, saved, existing = begin_run(
+        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_options_from_config
+    )
     if opts.window is not None:
         raise ValueError("--window is for --model window, which seq2seq does not offer: drop --window")
     s = _settings(opts)

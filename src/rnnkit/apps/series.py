@@ -58,11 +58,12 @@ from rnnkit.runs import (
     Run,
     RunOptions,
     TaskApp,
+    absolute_path,
     accuracy_line,
-    check_resume_options,
-    claim_out,
+    begin_run,
     finish_run,
     register_app,
+    resume_options,
     run_config,
     write_run_start,
 )
@@ -113,12 +114,6 @@ def handles(opts: RunOptions) -> bool:
     if opts.task != "classify" or opts.data is None:
         return False
     return opts.data in EMBEDDED_SERIES or Path(opts.data).suffix.lower() in SERIES_SUFFIXES
-
-
-def _absolute(path: str | None) -> str | None:
-    if path is None or path in EMBEDDED_SERIES:
-        return path
-    return str(Path(path).expanduser().resolve())
 
 
 def _say(log: Callable[[str], None] | None, line: str) -> None:
@@ -184,7 +179,7 @@ def prepare_series(
         )
     classes = list(full.classes)
     filled = full.missing_filled
-    record: dict[str, Any] = {"seed": seed, "data": _absolute(data)}
+    record: dict[str, Any] = {"seed": seed, "data": absolute_path(data)}
     rest = list(range(len(full)))
     if test_data is None and data in EMBEDDED_SERIES:
         test_data = data  # the shipped TEST file is the test part
@@ -192,7 +187,7 @@ def prepare_series(
         test = load_series(test_data, "test")
         filled += test.missing_filled
         test.classes = classes
-        record["test_data"] = _absolute(test_data)
+        record["test_data"] = absolute_path(test_data)
     else:
         rest, held = stratified_split(full.y, TEST_FRACTION, seed)
         test = full.subset(held)
@@ -201,7 +196,7 @@ def prepare_series(
         val = load_series(val_data, "test")
         filled += val.missing_filled
         val.classes = classes
-        record["val_data"] = _absolute(val_data)
+        record["val_data"] = absolute_path(val_data)
         train_idx = rest
     else:
         keep, carved = stratified_split([full.y[i] for i in rest], VAL_FRACTION, seed + 1)
@@ -267,25 +262,15 @@ def validation_score(num_val: int) -> Callable[[torch.nn.Module, Any], dict[str,
 
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     """The options a run was started with, so ``--resume`` continues exactly that run."""
-    m, t, d = saved["model"], saved["train"], saved["data"]
-    return RunOptions(
-        task="classify",
-        data=d["data"],
+    m, d = saved["model"], saved["data"]
+    return resume_options(
+        saved,
+        opts,
+        "classify",
         val_data=d["val_data"],
         test_data=d["test_data"],
-        model=m["model"],
         window=m["window"],
         embed_dim=m["embed_dim"],
-        hidden_size=m["hidden_size"],
-        num_layers=m["num_layers"],
-        bidirectional=m["bidirectional"],
-        dropout=m["dropout"],
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        seed=d["seed"],
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
     )
 
 
@@ -327,16 +312,9 @@ def train_series(
     an existing run folder.
     """
     out = Path(out)
-    saved = claim_out(out, resume=resume, overwrite=overwrite)
-    existing = saved is None and out.is_dir() and any(out.iterdir())
-    if saved is not None:
-        if saved.get("app") != APP:
-            raise ValueError(f"--resume: {out} holds a {saved.get('app') or 'text'} run, not a {APP} run")
-        resumed = _options_from_config(saved, opts)
-        if opts.data is not None and _absolute(opts.data) != resumed.data:
-            raise ValueError(f"--resume continues the run in {out} on {resumed.data}; it cannot change --data")
-        check_resume_options(opts, resumed, out)
-        opts = resumed
+    opts, saved, existing = begin_run(
+        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_options_from_config
+    )
     if opts.data is None:
         raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
     split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed)
@@ -367,9 +345,9 @@ def train_series(
         tcfg,
         {
             "source": split.train.source,
-            "data": _absolute(opts.data),
-            "val_data": _absolute(opts.val_data),
-            "test_data": _absolute(opts.test_data),
+            "data": absolute_path(opts.data),
+            "val_data": absolute_path(opts.val_data),
+            "test_data": absolute_path(opts.test_data),
             "seed": opts.seed,
             "val_fraction": VAL_FRACTION,
             "test_fraction": TEST_FRACTION,

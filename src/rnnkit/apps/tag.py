@@ -45,10 +45,11 @@ from rnnkit.runs import (
     Run,
     RunOptions,
     TaskApp,
-    check_resume_options,
-    claim_out,
+    absolute_path,
+    begin_run,
     finish_run,
     register_app,
+    resume_options,
     run_config,
     write_run_start,
 )
@@ -80,10 +81,6 @@ TASKS.setdefault(APP, SequenceTagger)
 
 
 # ---------------------------------------------------------------------------------------------------------- data
-def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().resolve())
-
-
 def _read_data(path: str | None, max_items: int | None) -> TaggedSequences:
     if path is None:
         raise ValueError(
@@ -203,25 +200,15 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------------------- train
 def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-    m, t, d = saved["model"], saved["train"], saved["data"]
-    return RunOptions(
-        task=APP,
-        data=d["data"],
+    m, d = saved["model"], saved["data"]
+    return resume_options(
+        saved,
+        opts,
+        APP,
         val_data=d["val_data"],
         test_data=d["test_data"],
-        model=m["model"],
         window=m["window"],
         embed_dim=m["embed_dim"],
-        hidden_size=m["hidden_size"],
-        num_layers=m["num_layers"],
-        bidirectional=m["bidirectional"],
-        dropout=m["dropout"],
-        epochs=t["epochs"],
-        batch_size=t["batch_size"],
-        lr=t["lr"],
-        seed=d["seed"],
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
         options={"max_items": d["max_items"]},
     )
 
@@ -236,12 +223,9 @@ def _train(
 ) -> dict[str, Any]:
     """Train a tagger on ``opts.data`` into the run folder ``out`` (see the module docstring)."""
     out = Path(out)
-    saved = claim_out(out, resume=resume, overwrite=overwrite)
-    existing = saved is None and out.is_dir() and any(out.iterdir())
-    if resume:
-        resumed = _resumed_options(saved, opts)
-        check_resume_options(opts, resumed, out)
-        opts = resumed
+    opts, saved, existing = begin_run(
+        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_resumed_options
+    )
     parts, record = _split(opts)
     train, val, test = parts["train"], parts["val"], parts["test"]
     for name, part in parts.items():
@@ -298,9 +282,9 @@ def _train(
         {
             "source": train.source,
             # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
-            "data": _absolute(opts.data),
-            "val_data": _absolute(opts.val_data),
-            "test_data": _absolute(opts.test_data),
+            "data": absolute_path(opts.data),
+            "val_data": absolute_path(opts.val_data),
+            "test_data": absolute_path(opts.test_data),
             "max_items": None if max_items is None else int(max_items),
             "min_count": MIN_COUNT,
             "seed": opts.seed,
