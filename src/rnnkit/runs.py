@@ -55,6 +55,7 @@ from rnnkit.data import (
 )
 from rnnkit.data.batching import Batch
 from rnnkit.data.vocab import BOS, EOS
+from rnnkit.metrics import confusion_matrix, macro_f1
 from rnnkit.tasks import ModelConfig, build_model
 from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult, evaluate, fit, seed_everything
 
@@ -653,22 +654,12 @@ def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
             logits, _ = run.model(b)
             preds += logits.argmax(-1).tolist()
             golds += b.targets.tolist()
-    C = len(run.classes)
-    conf = [[0] * C for _ in range(C)]
-    for g, p in zip(golds, preds, strict=True):
-        conf[g][p] += 1
-    f1s = []
-    for c in range(C):
-        tp = conf[c][c]
-        fp = sum(conf[r][c] for r in range(C)) - tp
-        fn = sum(conf[c]) - tp
-        if tp + fp + fn:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
+    conf = confusion_matrix(golds, preds, len(run.classes))
     ref = train if train is not None and train.is_labeled else data
     majority = Counter(ref.labels).most_common(1)[0][0]
     return {
         "test_accuracy": round(out["accuracy"], 4),
-        "macro_f1": round(sum(f1s) / len(f1s), 4),
+        "macro_f1": round(macro_f1(conf), 4),
         "majority_accuracy": round(sum(1 for i in kept if data.labels[i] == majority) / len(kept), 4),
         "majority_class": majority,
         "test_loss": round(out["loss"], 4),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.classifier import SequenceClassifier
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.generator import SequenceGenerator
@@ -22,6 +23,7 @@ __all__ = [
     "TASKS",
     "InputEncoder",
     "ModelConfig",
+    "RecurrentTaskModel",
     "Seq2Seq",
     "SequenceClassifier",
     "SequenceGenerator",

@@ -6,16 +6,15 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
+from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
-from rnnkit.tasks.inputs import InputEncoder
-from rnnkit.tasks.registry import build_core
 
 __all__ = ["SequenceClassifier"]
 
 _WINDOW_LOSSES = ("sum", "aggregate")
 
 
-class SequenceClassifier(nn.Module):
+class SequenceClassifier(RecurrentTaskModel):
     """Embedding (tokens) → recurrent core → last valid state of every direction → linear head over C classes.
 
     ``forward(batch) -> (logits (B, C), loss)``; ``loss`` is the mean cross-entropy over the batch, None when
@@ -41,34 +40,16 @@ class SequenceClassifier(nn.Module):
     """
 
     def __init__(self, config: ModelConfig, frame_module: nn.Module | None = None) -> None:
-        super().__init__()
         if config.num_classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got num_classes={config.num_classes}")
-        self.config = config
-        self.inputs = InputEncoder(config, frame_module=frame_module)
-        self.core = build_core(
-            config.model,
-            self.inputs.size,
-            config.hidden_size,
-            config.num_layers,
-            config.dropout,
-            config.bidirectional,
-            window=config.window,
-        )
+        super().__init__(config, config.num_classes, frame_module)
         self.per_window = bool(getattr(self.core, "per_step_readout", False))
         if self.per_window and config.window_loss not in _WINDOW_LOSSES:
             raise ValueError(f"window_loss must be one of {_WINDOW_LOSSES}, got {config.window_loss!r}")
-        self.directions = 2 if config.bidirectional else 1
-        self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.directions * config.hidden_size, config.num_classes)
 
     def encode(self, batch: Batch) -> Tensor:
         """The sequence summary fed to the head: ``(B, D·H)``."""
-        x = self.inputs(batch.inputs, batch.lengths)  # (B, T, I)
-        _, h_n = self.core(x, lengths=batch.lengths)
-        h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # (L·D, B, H)
-        last = h_n[-self.directions :]  # (D, B, H): the top layer's directions
-        return last.transpose(0, 1).reshape(last.shape[1], -1)  # (B, D·H)
+        return self.last_states(batch)
 
     def window_logits(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Window cores only: every window's logits ``(B, T, C)`` and the mask of valid windows ``(B, T)``."""

@@ -6,14 +6,13 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
+from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
-from rnnkit.tasks.inputs import InputEncoder
-from rnnkit.tasks.registry import build_core
 
 __all__ = ["SequenceRegressor"]
 
 
-class SequenceRegressor(nn.Module):
+class SequenceRegressor(RecurrentTaskModel):
     """Inputs → recurrent core → last valid state of every direction → linear head with ``K = num_outputs``.
 
     ``forward(batch) -> (predictions (B, K), loss)``; ``batch.targets`` is ``(B, K)`` float (or None) and
@@ -25,35 +24,17 @@ class SequenceRegressor(nn.Module):
     """
 
     def __init__(self, config: ModelConfig, frame_module: nn.Module | None = None) -> None:
-        super().__init__()
         if config.num_outputs < 1:
             raise ValueError(f"a regressor predicts at least 1 value, got num_outputs={config.num_outputs}")
-        self.config = config
-        self.inputs = InputEncoder(config, frame_module=frame_module)
-        self.core = build_core(
-            config.model,
-            self.inputs.size,
-            config.hidden_size,
-            config.num_layers,
-            config.dropout,
-            config.bidirectional,
-            window=config.window,
-        )
-        self.directions = 2 if config.bidirectional else 1
-        self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.directions * config.hidden_size, config.num_outputs)
+        super().__init__(config, config.num_outputs, frame_module)
 
     def encode(self, batch: Batch) -> Tensor:
         """The sequence summary fed to the head: ``(B, D·H)``."""
-        x = self.inputs(batch.inputs, batch.lengths)  # (B, T, I)
-        if getattr(self.core, "per_step_readout", False):
-            out, _ = self.core(x, lengths=batch.lengths)  # (B, T, H)
-            last = (batch.lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
-            return out.gather(1, last).squeeze(1)  # (B, H): the window ending at the last valid step
-        _, h_n = self.core(x, lengths=batch.lengths)
-        h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # (L·D, B, H)
-        last = h_n[-self.directions :]  # (D, B, H)
-        return last.transpose(0, 1).reshape(last.shape[1], -1)  # (B, D·H)
+        if not getattr(self.core, "per_step_readout", False):
+            return self.last_states(batch)  # (B, D·H)
+        out, _ = self.core(self.inputs(batch.inputs, batch.lengths), lengths=batch.lengths)  # (B, T, H)
+        last = (batch.lengths.to(out.device) - 1).view(-1, 1, 1).expand(-1, 1, out.shape[2])
+        return out.gather(1, last).squeeze(1)  # (B, H): the window ending at the last valid step
 
     def forward(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         pred = self.head(self.drop(self.encode(batch)))  # (B, K)

@@ -10,14 +10,13 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import IGNORE_INDEX, Batch
+from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
-from rnnkit.tasks.inputs import InputEncoder
-from rnnkit.tasks.registry import build_core
 
 __all__ = ["SequenceTagger"]
 
 
-class SequenceTagger(nn.Module):
+class SequenceTagger(RecurrentTaskModel):
     """Inputs → recurrent core → every step's output ``(B, T, D·H)`` → linear head over ``C = num_classes`` tags.
 
     ``forward(batch) -> (logits (B, T, C), loss)``: ``batch.targets`` is ``(B, T)`` long with
@@ -33,23 +32,9 @@ class SequenceTagger(nn.Module):
     """
 
     def __init__(self, config: ModelConfig, frame_module: nn.Module | None = None) -> None:
-        super().__init__()
         if config.num_classes < 2:
             raise ValueError(f"a tagger needs at least 2 tags, got num_classes={config.num_classes}")
-        self.config = config
-        self.inputs = InputEncoder(config, frame_module=frame_module)
-        self.core = build_core(
-            config.model,
-            self.inputs.size,
-            config.hidden_size,
-            config.num_layers,
-            config.dropout,
-            config.bidirectional,
-            window=config.window,
-        )
-        self.directions = 2 if config.bidirectional else 1
-        self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.directions * config.hidden_size, config.num_classes)
+        super().__init__(config, config.num_classes, frame_module)
 
     def valid_mask(self, batch: Batch) -> Tensor:
         """``(B, T)`` bool: True at the steps ``t < lengths[b]``."""
