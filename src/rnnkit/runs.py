@@ -132,6 +132,19 @@ class RunOptions:
     extra: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields
     options: dict[str, Any] = field(default_factory=dict)  # task-specific settings (horizon, context, beam, ...)
 
+    def train_config(self, defaults: dict[str, Any] | None = None, **fields: Any) -> TrainConfig:
+        """The trainer settings: epochs, batch size and learning rate (else the task's ``defaults``), seed, time
+        budget and progress from these options, then the task's ``fields`` (e.g. ``monitor``), then ``extra``."""
+        settings = {
+            "epochs": int(self.resolved("epochs", defaults)),
+            "batch_size": int(self.resolved("batch_size", defaults)),
+            "lr": float(self.resolved("lr", defaults)),
+            "seed": self.seed,
+            "max_minutes": self.max_minutes,
+            "progress": self.progress,
+        }
+        return TrainConfig(**{**settings, **fields, **self.extra})
+
     def resolved(self, key: str, defaults: dict[str, Any] | None = None) -> Any:
         """``key``'s value, or the default (from ``defaults``, else :data:`DEFAULTS` of the task) when unset."""
         value = getattr(self, key) if hasattr(self, key) else self.options.get(key)
@@ -304,18 +317,9 @@ def train_run(
         condition_mode="input" if windowed else "both",
         window=5 if opts.window is None else int(opts.window),
     )
-    tcfg = TrainConfig(
-        epochs=int(opts.resolved("epochs")),
-        batch_size=bs,
-        lr=float(opts.resolved("lr")),
-        seed=opts.seed,
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
-        # a classifier keeps the epoch that classifies best: validation loss turns up (over-confidence) while
-        # accuracy is still rising
-        monitor="accuracy" if opts.task == "classify" else "loss",
-        **opts.extra,
-    )
+    # a classifier keeps the epoch that classifies best: validation loss turns up (over-confidence) while
+    # accuracy is still rising
+    tcfg = opts.train_config(monitor="accuracy" if opts.task == "classify" else "loss")
     seed_everything(opts.seed)
     model = build_model(mcfg)
     config = run_config(

@@ -262,16 +262,7 @@ def train(
         context=s.context,
     )
     bs = int(opts.resolved("batch_size", DEFAULTS))
-    tcfg = TrainConfig(
-        epochs=int(opts.resolved("epochs", DEFAULTS)),
-        batch_size=bs,
-        lr=float(opts.resolved("lr", DEFAULTS)),
-        seed=opts.seed,
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
-        monitor="loss",
-        **opts.extra,
-    )
+    tcfg = opts.train_config(DEFAULTS, monitor="loss")
     seed_everything(opts.seed)
     model = build_model(mcfg)
     config = run_config(

@@ -57,7 +57,7 @@ from rnnkit.runs import (
     write_run_start,
 )
 from rnnkit.tasks import TASKS, ModelConfig, SequenceGenerator
-from rnnkit.train import TrainConfig, evaluate, fit, seed_everything
+from rnnkit.train import evaluate, fit, seed_everything
 
 __all__ = ["APP", "DEFAULTS", "LanguageModel", "continue_text", "parse_tbptt", "score_text"]
 
@@ -281,16 +281,7 @@ def _train(
         dropout=float(opts.resolved("dropout", DEFAULTS)),
         window=5 if opts.window is None else int(opts.window),
     )
-    tcfg = TrainConfig(
-        epochs=int(opts.resolved("epochs", DEFAULTS)),
-        batch_size=bs,
-        lr=float(opts.resolved("lr", DEFAULTS)),
-        seed=opts.seed,
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
-        tbptt=(k1, k2),
-        **opts.extra,
-    )
+    tcfg = opts.train_config(DEFAULTS, tbptt=(k1, k2))
     seed_everything(opts.seed)
     model = LanguageModel(mcfg)
     config = run_config(

@@ -51,7 +51,7 @@ from rnnkit.runs import (
 from rnnkit.tasks import TASKS
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.seq2seq import Seq2Seq, collate_pairs
-from rnnkit.train import TrainConfig, evaluate, fit, seed_everything
+from rnnkit.train import evaluate, fit, seed_everything
 
 __all__ = ["APP", "CMUDICT", "DEFAULTS", "DEFAULT_MAX_ITEMS", "DEFAULT_MAX_MINUTES", "decode", "max_output_len"]
 
@@ -267,15 +267,10 @@ def train(
         dropout=float(opts.resolved("dropout", DEFAULTS)),
         attention=True,
     )
-    tcfg = TrainConfig(
-        epochs=int(opts.resolved("epochs", DEFAULTS)),
-        batch_size=bs,
-        lr=float(opts.resolved("lr", DEFAULTS)),
-        seed=opts.seed,
+    tcfg = opts.train_config(
+        DEFAULTS,
         max_minutes=DEFAULT_MAX_MINUTES if opts.max_minutes is None and s["data"] in CMUDICT else opts.max_minutes,
-        progress=opts.progress,
         monitor="loss",
-        **opts.extra,
     )
     seed_everything(opts.seed)
     model = Seq2Seq(mcfg)  # bad settings fail here, before the run folder is touched

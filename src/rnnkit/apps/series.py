@@ -325,16 +325,7 @@ def train_series(
     if saved is not None:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
     else:
-        bs = int(opts.resolved("batch_size", DEFAULTS))
-        tcfg = TrainConfig(
-            epochs=int(opts.resolved("epochs", DEFAULTS)),
-            batch_size=bs,
-            lr=float(opts.resolved("lr", DEFAULTS)),
-            seed=opts.seed,
-            max_minutes=opts.max_minutes,
-            progress=opts.progress,
-            **{"monitor": "score", "patience": PATIENCE, **opts.extra},
-        )
+        tcfg = opts.train_config(DEFAULTS, monitor="score", patience=PATIENCE)
     train_b = _SeriesBatches(split.train, scaler, tcfg.batch_size, tcfg.seed)
     val_b = [b for _, b in _SeriesBatches(split.val, scaler, EVAL_BATCH, tcfg.seed).ordered()]
     seed_everything(tcfg.seed)

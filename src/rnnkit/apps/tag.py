@@ -55,7 +55,7 @@ from rnnkit.runs import (
 )
 from rnnkit.tasks import TASKS, ModelConfig
 from rnnkit.tasks.tagger import SequenceTagger
-from rnnkit.train import TrainConfig, evaluate, fit, seed_everything
+from rnnkit.train import evaluate, fit, seed_everything
 
 __all__ = ["APP", "DEFAULTS", "MIN_COUNT", "score", "tag_items"]
 
@@ -260,16 +260,8 @@ def _train(
         dropout=float(opts.resolved("dropout", DEFAULTS)),
         window=5 if opts.window is None else int(opts.window),
     )
-    tcfg = TrainConfig(
-        epochs=int(opts.resolved("epochs", DEFAULTS)),
-        batch_size=bs,
-        lr=float(opts.resolved("lr", DEFAULTS)),
-        seed=opts.seed,
-        max_minutes=opts.max_minutes,
-        progress=opts.progress,
-        monitor="accuracy",  # per-token validation accuracy: keep the epoch that tags best
-        **opts.extra,
-    )
+    # per-token validation accuracy: keep the epoch that tags best
+    tcfg = opts.train_config(DEFAULTS, monitor="accuracy")
     seed_everything(opts.seed)
     model = SequenceTagger(mcfg)
     train_b = _Batches(tr_ids, tr_tags, bs, opts.seed)
