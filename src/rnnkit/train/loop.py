@@ -169,6 +169,34 @@ def curve_row(epoch: int, step: int, acc: Mapping[str, Any], metrics: dict[str, 
     return row
 
 
+def record_epoch(
+    state: dict[str, Any], row: dict[str, Any], config: TrainConfig, *, validated: bool
+) -> tuple[bool, str | None]:
+    """Record a completed epoch's curve ``row`` in the trainer ``state``: best metric and epoch, the early-stopping
+    counter, the history. Returns ``(improved, stop reason or None)``; without validation every epoch improves (the
+    latest weights are the result)."""
+    monitor = f"val_{config.monitor}"
+    value = row.get(monitor) if validated else None
+    improved = not validated or (value is not None and metric_improved(config, value, state["best_metric"]))
+    if improved:
+        if validated:
+            state["best_metric"] = value
+        state["best_epoch"] = row["epoch"]
+        state["bad_epochs"] = 0
+    else:
+        state["bad_epochs"] += 1
+    state["best_is_current"] = improved
+    state["history"].append(row)
+    state["epoch"], state["batch_in_epoch"], state["epoch_acc"] = row["epoch"], 0, None
+    stopped = None
+    if validated and config.patience is not None and state["bad_epochs"] >= config.patience:
+        stopped = STOP_EARLY
+    elif state["epoch"] >= config.epochs:
+        stopped = STOP_COMPLETED
+    state["stopped_reason"] = stopped
+    return improved, stopped
+
+
 class Trainer:
     """Trains a task model; see :func:`fit` for the arguments. Callbacks get the trainer itself.
 
@@ -386,26 +414,9 @@ class Trainer:
             metrics = validate(self.model, self.val_data, self.evaluate_fn, cfg.tbptt is not None, monitor, cfg)
         self.model.train()
         row = curve_row(e + 1, st["step"], acc, metrics, time.monotonic() - t_epoch)  # training and validation
-        value = row.get(monitor) if self.val_data is not None else None
-        # without validation the latest weights are the result
-        improved = self.val_data is None or (value is not None and metric_improved(cfg, value, st["best_metric"]))
+        improved, stopped = record_epoch(st, row, cfg, validated=self.val_data is not None)
         if improved:
-            if self.val_data is not None:
-                st["best_metric"] = value
-            st["best_epoch"] = e + 1
-            st["bad_epochs"] = 0
             self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        else:
-            st["bad_epochs"] += 1
-        st["best_is_current"] = improved
-        st["history"].append(row)
-        st["epoch"], st["batch_in_epoch"], st["epoch_acc"] = e + 1, 0, None
-        stopped = None
-        if self.val_data is not None and cfg.patience is not None and st["bad_epochs"] >= cfg.patience:
-            stopped = STOP_EARLY
-        elif st["epoch"] >= cfg.epochs:
-            stopped = STOP_COMPLETED
-        st["stopped_reason"] = stopped
         self._save()
         self._files.write_curve(self.history)
         progress.line(epoch_line(row, cfg.epochs, improved and self.val_data is not None))
