@@ -17,16 +17,13 @@ from torch import nn
 from rnnkit import checkpoint as ckpt
 from rnnkit.checkpoint import (
     CheckpointError,
-    has_checkpoint,
-    load_checkpoint,
     load_run_weights,
     load_safetensors,
-    read_checkpoint_state,
-    save_checkpoint,
     save_run_weights,
     write_bytes_atomic,
     write_json_atomic,
 )
+from rnnkit.train.checkpoints import has_checkpoint, load_checkpoint, read_checkpoint_state, save_checkpoint
 
 
 class Tiny(nn.Module):

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from rnnkit.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnkit.checkpoint import CheckpointError
 from rnnkit.data import (
     IGNORE_INDEX,
     LabeledItems,
@@ -42,6 +42,7 @@ from rnnkit.data import (
     split_items,
 )
 from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.train.checkpoints import load_checkpoint, save_checkpoint
 from rnnkit.windowing import WindowCore, split
 
 FUZZ = settings(

@@ -148,8 +148,8 @@ def assert_clean(run: Path) -> None:
 
 def assert_checkpoint_loads(run: Path) -> dict:
     """Load the run's current checkpoint completely into a model rebuilt from its config; return the state."""
-    from rnnkit.checkpoint import load_checkpoint
     from rnnkit.tasks import ModelConfig, build_model
+    from rnnkit.train.checkpoints import load_checkpoint
 
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
     model = build_model(ModelConfig.from_dict(config["model"]))
@@ -246,18 +246,19 @@ def test_checkpoint_folder_is_fsynced_before_the_commit(tmp_path: Path, monkeypa
     from torch import nn
 
     from rnnkit import checkpoint
+    from rnnkit.train import checkpoints
 
     model = nn.GRU(2, 3)
-    first = checkpoint.save_checkpoint(tmp_path, model, None, None, {"epoch": 1})
+    first = checkpoints.save_checkpoint(tmp_path, model, None, None, {"epoch": 1})
     events: list[str] = []
     monkeypatch.setattr(checkpoint, "_write_hook", lambda stage, path: events.append(f"{stage}:{path.name}"))
     real_dir = checkpoint._fsync_dir
     monkeypatch.setattr(checkpoint, "_fsync_dir", lambda d: (events.append(f"dir:{d.name}"), real_dir(d))[1])
     real_rmtree = shutil.rmtree
     monkeypatch.setattr(
-        checkpoint.shutil, "rmtree", lambda p, **kw: (events.append(f"rmtree:{Path(p).name}"), real_rmtree(p, **kw))[1]
+        checkpoints.shutil, "rmtree", lambda p, **kw: (events.append(f"rmtree:{Path(p).name}"), real_rmtree(p, **kw))[1]
     )
-    second = checkpoint.save_checkpoint(tmp_path, model, None, None, {"epoch": 2})
+    second = checkpoints.save_checkpoint(tmp_path, model, None, None, {"epoch": 2})
     commit = events.index("renamed:latest.json")
     state_json = events.index("renamed:state.json")
     assert f"dir:{tmp_path.name}" in events[state_json:commit]
@@ -325,7 +326,7 @@ def _driver(argv: list[str]) -> None:
 def test_sigkill_at_every_stage_of_a_checkpoint_write(tmp_path: Path) -> None:
     """Killed after write / fsync / rename of each checkpoint file (and of curve.csv and the final weights): the
     last checkpoint loads, resuming ends bitwise where the uninterrupted run ended, nothing stale is left."""
-    from rnnkit.checkpoint import load_checkpoint
+    from rnnkit.train.checkpoints import load_checkpoint
 
     # one torch thread here and in the driver: a child forked after OpenMP started its thread pool can hang in it
     # (GNU libgomp is not fork-safe), and bitwise equality needs the same thread count on both sides
@@ -448,7 +449,7 @@ def test_random_sigkills_then_resume_equal_the_uninterrupted_run(base: Path, nam
 def test_sigint_stops_cleanly_after_saving_and_resumes(base: Path, names: Path, long_ref: Path) -> None:
     """Ctrl-C during training: the run saves, writes its (interrupted) metrics and exits 0 without a traceback;
     ``--resume`` then ends bitwise where the uninterrupted run ended."""
-    from rnnkit.checkpoint import read_checkpoint_state
+    from rnnkit.train.checkpoints import read_checkpoint_state
 
     out = base / "sigint"
     latest = out / "checkpoint" / "latest.json"
@@ -665,8 +666,8 @@ def test_nan_loss_stops_with_one_line_and_the_last_good_checkpoint_resumes(
 ) -> None:
     """A loss turning NaN in epoch 2: exit 2, one line naming the epoch, the checkpoint and the fixes; the epoch-1
     checkpoint is intact, and ``--resume`` (once the cause is gone) ends where the uninterrupted run ended."""
-    from rnnkit.checkpoint import read_checkpoint_state
     from rnnkit.tasks.generator import SequenceGenerator
+    from rnnkit.train.checkpoints import read_checkpoint_state
 
     out = base / "nan"
     real_forward = SequenceGenerator.forward

@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from rnnkit.checkpoint import load_checkpoint, load_run_weights
+from rnnkit.checkpoint import load_run_weights
 from rnnkit.data.batching import Batch
 from rnnkit.train import NonFiniteLossError, TrainConfig, Trainer, evaluate, fit, lr_factor
+from rnnkit.train.checkpoints import load_checkpoint
 
 V, C = 12, 3  # vocabulary size, classes
 

@@ -1,4 +1,4 @@
-"""Safe persistence: atomic writes, run weights and resumable training checkpoints.
+"""Safe file I/O: atomic writes, JSON, and safetensors weights that are checked before they are used.
 
 Everything rnnkit writes to disk goes through :func:`write_bytes_atomic`: the bytes go to a temporary file in the
 target's folder, are flushed and fsynced, then ``os.replace`` swaps the file in and the folder is fsynced (new
@@ -7,24 +7,13 @@ never a mix; the hidden temporary a killed writer leaves behind is deleted by th
 
 Nothing here unpickles: tensors live in safetensors files, everything else in JSON. A file that is truncated,
 corrupt, a pickle, or whose tensors do not match the model is refused with :class:`CheckpointError` (a
-``ValueError``) *before* anything is copied into the model or optimizer. :func:`check_weights_file` compares a
-file's header with a model built on the ``meta`` device, so a config asking for a huge model is refused before
-any memory is allocated for it.
+``ValueError``) *before* anything is copied into the model. :func:`check_weights_file` compares a file's header with
+a model built on the ``meta`` device, so a config asking for a huge model is refused before any memory is allocated
+for it. Files carry a sha256 where a reader must detect a change (:func:`save_safetensors_atomic` returns it,
+:func:`load_safetensors` checks it).
 
-Checkpoint layout (``folder`` is usually ``<run>/checkpoint``)::
-
-    folder/
-      latest.json                      {"format": "rnnkit-checkpoint", "version": 1, "current": "<name>"}
-      ckpt-e0003-s000120-1a2b3c4d/     one complete checkpoint; older ones are deleted after the switch
-        model.safetensors              model weights (state_dict keys)
-        best_model.safetensors         best weights so far, when they differ from the current ones
-        state.safetensors              optimizer + scheduler tensors, torch (and CUDA) RNG states as uint8
-        state.json                     the rest: optimizer param_groups, scheduler state, python/numpy RNG,
-                                       trainer state, and a sha256 of every file above
-
-A checkpoint is written into a fresh sub-folder (its files and the folder fsynced) and becomes current only when
-``latest.json`` is replaced (the commit point), so the previous checkpoint stays loadable until the new one is
-complete; it is deleted after the commit.
+Training checkpoints (a resumable folder of these files) are built on this module in
+:mod:`rnnkit.train.checkpoints`; this module imports nothing from the trainer.
 """
 
 from __future__ import annotations
@@ -32,40 +21,29 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
-import random
 import secrets
-import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 from torch import Tensor, nn
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "WEIGHTS_FILE",
-    "Checkpoint",
     "CheckpointError",
-    "capture_rng_state",
+    "check_tensors_fit",
     "check_weights_file",
-    "has_checkpoint",
-    "load_checkpoint",
+    "fsync_dir",
     "load_run_weights",
     "load_safetensors",
     "load_state_dict_checked",
     "make_dirs",
-    "read_checkpoint_state",
     "read_json",
     "read_safetensors_header",
-    "restore_rng_state",
-    "save_checkpoint",
     "save_run_weights",
     "save_safetensors_atomic",
     "write_bytes_atomic",
@@ -73,16 +51,8 @@ __all__ = [
     "write_text_atomic",
 ]
 
-CHECKPOINT_FORMAT = "rnnkit-checkpoint"
-CHECKPOINT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 """Name of the final weights file inside a run folder."""
-
-_LATEST = "latest.json"
-_MODEL = "model.safetensors"
-_BEST = "best_model.safetensors"
-_STATE_TENSORS = "state.safetensors"
-_STATE_JSON = "state.json"
 
 WriteHook = Callable[[str, Path], None]
 _write_hook: WriteHook | None = None
@@ -112,6 +82,12 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Persist the entries of ``folder`` (a rename or a new file in it) by fsyncing it; best effort where the
+    platform cannot."""
+    _fsync_dir(Path(folder))  # through the module global, so that a test's replacement sees every call
 
 
 def _hook(stage: str, path: Path) -> None:
@@ -295,10 +271,11 @@ def load_safetensors(path: str | os.PathLike[str], *, sha256: str | None = None)
         raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupt ({e})") from None
 
 
-def _check_against(
+def check_tensors_fit(
     expected: Mapping[str, Tensor], tensors: Mapping[str, Tensor], source: str, *, strict: bool = True
 ) -> None:
-    """Raise :class:`CheckpointError` if ``tensors`` does not fit ``expected`` by keys and shapes."""
+    """Raise :class:`CheckpointError` if ``tensors`` does not fit ``expected`` (a state_dict) by keys, shapes and
+    float-ness; ``source`` names the file in the message; ``strict=False`` allows missing and extra keys."""
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     problems = []
@@ -331,7 +308,7 @@ def load_state_dict_checked(
     model: nn.Module, tensors: Mapping[str, Tensor], source: str = "weights", *, strict: bool = True
 ) -> None:
     """Copy ``tensors`` into ``model`` after checking keys and shapes; on a mismatch the model is untouched."""
-    _check_against(model.state_dict(), tensors, source, strict=strict)
+    check_tensors_fit(model.state_dict(), tensors, source, strict=strict)
     model.load_state_dict(dict(tensors), strict=strict)
 
 
@@ -422,7 +399,7 @@ def check_weights_file(path: str | os.PathLike[str], model: nn.Module, *, strict
     torch.device("meta"):``, which allocates no weights): so a config that asks for an absurdly large model is
     refused before any memory is spent on it.
     """
-    _check_against(model.state_dict(), read_safetensors_header(path), str(path), strict=strict)
+    check_tensors_fit(model.state_dict(), read_safetensors_header(path), str(path), strict=strict)
 
 
 def save_run_weights(folder: str | os.PathLike[str], model: nn.Module) -> Path:
@@ -445,459 +422,3 @@ def load_run_weights(folder: str | os.PathLike[str], model: nn.Module, *, strict
         raise CheckpointError(f"{path}: no weights file; is this a finished run folder?")
     tensors = load_safetensors(path)
     load_state_dict_checked(model, tensors, str(path), strict=strict)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# JSON + tensors encoding of nested state (optimizer/scheduler state_dicts), without pickle
-
-
-def _unique(key: str, tensors: Mapping[str, Tensor]) -> str:
-    n, out = 1, key
-    while out in tensors:
-        out, n = f"{key}~{n}", n + 1
-    return out
-
-
-def _encode(obj: Any, key: str, tensors: dict[str, Tensor]) -> Any:
-    """Turn a nested state into JSON, moving tensors into ``tensors`` under ``key``-derived names."""
-    if isinstance(obj, Tensor):
-        key = _unique(key, tensors)
-        tensors[key] = obj
-        return {"__tensor__": key}
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return x if math.isfinite(x) else {"__float__": repr(x)}
-    if isinstance(obj, np.ndarray):
-        key = _unique(key, tensors)
-        tensors[key] = torch.from_numpy(np.ascontiguousarray(obj))
-        return {"__ndarray__": key}
-    if isinstance(obj, list):
-        return [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]
-    if isinstance(obj, tuple):
-        return {"__tuple__": [_encode(v, f"{key}.{i}", tensors) for i, v in enumerate(obj)]}
-    if isinstance(obj, dict):
-        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
-            return {k: _encode(v, f"{key}.{k}", tensors) for k, v in obj.items()}
-        return {
-            "__dict__": [
-                [_encode(k, f"{key}.key{i}", tensors), _encode(v, f"{key}.{k}", tensors)]
-                for i, (k, v) in enumerate(obj.items())
-            ]
-        }
-    raise TypeError(
-        f"cannot store a {type(obj).__name__} at {key!r} in a checkpoint: only tensors, numbers, strings, "
-        "lists, tuples and dicts are stored (no pickle)"
-    )
-
-
-def _decode(obj: Any, tensors: Mapping[str, Tensor], source: str) -> Any:
-    if isinstance(obj, list):
-        return [_decode(v, tensors, source) for v in obj]
-    if isinstance(obj, dict):
-        if len(obj) == 1:
-            ((tag, value),) = obj.items()
-            if tag in ("__tensor__", "__ndarray__"):
-                if value not in tensors:
-                    raise CheckpointError(f"{source}: tensor {value!r} is missing from the checkpoint")
-                t = tensors[value]
-                return t.numpy() if tag == "__ndarray__" else t
-            if tag == "__float__":
-                return float(value)
-            if tag == "__tuple__":
-                return tuple(_decode(v, tensors, source) for v in value)
-            if tag == "__dict__":
-                return {_decode(k, tensors, source): _decode(v, tensors, source) for k, v in value}
-        return {k: _decode(v, tensors, source) for k, v in obj.items()}
-    return obj
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# RNG states
-
-
-def capture_rng_state() -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """Return ``(json_part, tensors)`` holding the python, numpy, torch CPU (and CUDA) generator states."""
-    version, internal, gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
-    json_part = {
-        "python": {"version": version, "state": list(internal), "gauss_next": gauss},
-        "numpy": {
-            "name": np_name,
-            "keys": [int(k) for k in np_keys],
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "cached_gaussian": float(np_gauss),
-        },
-    }
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    return json_part, tensors
-
-
-def restore_rng_state(json_part: Mapping[str, Any], tensors: Mapping[str, Tensor]) -> None:
-    """Restore the generator states captured by :func:`capture_rng_state`."""
-    py = json_part["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
-    n = json_part["numpy"]
-    np.random.set_state(
-        (n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-    )
-    torch.set_rng_state(tensors["rng.torch"].to(torch.uint8))
-    cuda = sorted((k for k in tensors if k.startswith("rng.cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
-    if cuda and torch.cuda.is_available():
-        states = [tensors[k].to(torch.uint8) for k in cuda]
-        if len(states) == torch.cuda.device_count():
-            torch.cuda.set_rng_state_all(states)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# checkpoints
-
-
-@dataclass
-class Checkpoint:
-    """What :func:`load_checkpoint` returns besides filling the model, optimizer and scheduler.
-
-    Attributes:
-        state: the JSON ``state`` dict given to :func:`save_checkpoint` (trainer state: epoch, step, ...).
-        best_weights: the best weights saved with the checkpoint (``None`` if none were given).
-        path: the checkpoint's sub-folder.
-        rng_json, rng_tensors: the saved generator states (``None`` / empty if not saved); see
-            :meth:`restore_rng`.
-    """
-
-    state: dict[str, Any]
-    best_weights: dict[str, Tensor] | None = None
-    path: Path = field(default_factory=Path)
-    rng_json: dict[str, Any] | None = None
-    rng_tensors: dict[str, Tensor] = field(default_factory=dict)
-
-    def restore_rng(self) -> None:
-        """Restore the python, numpy and torch generator states saved with this checkpoint (if any)."""
-        if self.rng_json is not None:
-            restore_rng_state(self.rng_json, self.rng_tensors)
-
-
-def _current_dir(folder: Path) -> Path:
-    latest = folder / _LATEST
-    if not latest.exists():
-        raise CheckpointError(f"{folder}: no complete checkpoint (no {_LATEST})")
-    info = read_json(latest)
-    if not isinstance(info, dict) or info.get("format") != CHECKPOINT_FORMAT or "current" not in info:
-        raise CheckpointError(f"{latest}: not an rnnkit checkpoint index")
-    if info.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{latest}: checkpoint version {info.get('version')} is not supported")
-    name = str(info["current"])
-    if "/" in name or "\\" in name or name.startswith("."):
-        raise CheckpointError(f"{latest}: invalid checkpoint name {name!r}")
-    return folder / name
-
-
-def read_checkpoint_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
-    """The trainer ``state`` of the current checkpoint in ``folder``, read from JSON only (nothing is loaded)."""
-    sub = _current_dir(Path(folder))
-    doc = read_json(sub / _STATE_JSON)
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT or not isinstance(doc.get("state"), dict):
-        raise CheckpointError(f"{sub / _STATE_JSON}: not an rnnkit checkpoint state")
-    try:
-        return _decode(doc["state"], {}, str(sub))
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{sub}: malformed checkpoint state ({e})") from None
-
-
-def has_checkpoint(folder: str | os.PathLike[str]) -> bool:
-    """True if ``folder`` holds a committed checkpoint (its ``latest.json`` exists)."""
-    return (Path(folder) / _LATEST).exists()
-
-
-def save_checkpoint(
-    folder: str | os.PathLike[str],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None,
-    scheduler: Any | None,
-    state: Mapping[str, Any],
-    *,
-    best_weights: Mapping[str, Tensor] | None = None,
-    rng: bool = True,
-) -> Path:
-    """Write a complete checkpoint into ``folder`` atomically and make it the current one.
-
-    Args:
-        folder: the checkpoint folder (created if needed), e.g. ``<run>/checkpoint``.
-        model: its ``state_dict`` goes to ``model.safetensors``.
-        optimizer: its state tensors (AdamW: ``exp_avg``, ``exp_avg_sq``, ``step``) go to ``state.safetensors``,
-            its ``param_groups`` to ``state.json``.
-        scheduler: any object with ``state_dict()`` / ``load_state_dict()`` (a torch LR scheduler); tensors and
-            JSON parts are split the same way.
-        state: JSON-serialisable trainer state (epoch, step, best metric, data order, ...).
-        best_weights: optional best weights so far, kept beside the current ones.
-        rng: also store the python, numpy and torch generator states (restored by :func:`load_checkpoint`).
-
-    Returns:
-        The new checkpoint's sub-folder. The previous checkpoint is deleted only after the new one is committed.
-    """
-    folder = Path(folder)
-    make_dirs(folder)
-    step = int(state.get("step", 0)) if isinstance(state.get("step", 0), (int, float)) else 0
-    epoch = int(state.get("epoch", 0)) if isinstance(state.get("epoch", 0), (int, float)) else 0
-    name = f"ckpt-e{epoch:04d}-s{step:09d}-{secrets.token_hex(4)}"
-    sub = folder / name
-    sub.mkdir()
-
-    tensors: dict[str, Tensor] = {}
-    doc: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION}
-    doc["optimizer"] = None if optimizer is None else _encode(optimizer.state_dict(), "optimizer", tensors)
-    doc["scheduler"] = None if scheduler is None else _encode(scheduler.state_dict(), "scheduler", tensors)
-    if rng:
-        rng_json, rng_tensors = capture_rng_state()
-        doc["rng"] = rng_json
-        tensors.update(rng_tensors)
-    else:
-        doc["rng"] = None
-    # the trainer state must be plain JSON; _encode only guards against NaN/inf floats here
-    doc["state"] = _encode(dict(state), "state", tensors)
-
-    try:
-        files = {_MODEL: save_safetensors_atomic(sub / _MODEL, model.state_dict())}
-        if best_weights is not None:
-            files[_BEST] = save_safetensors_atomic(sub / _BEST, best_weights)
-        files[_STATE_TENSORS] = save_safetensors_atomic(sub / _STATE_TENSORS, tensors)
-        doc["files"] = files
-        write_json_atomic(sub / _STATE_JSON, doc)
-        _fsync_dir(sub)
-        _fsync_dir(folder)  # the new sub-folder's entry is on disk before the index names it
-        # commit point: after this replace, the new checkpoint is the current one
-        index = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "current": name}
-        write_json_atomic(folder / _LATEST, index)
-    except BaseException:
-        # the previous checkpoint is still current, unless the index was already replaced
-        committed = False
-        with contextlib.suppress(Exception):
-            committed = _current_dir(folder).name == name
-        if not committed:
-            shutil.rmtree(sub, ignore_errors=True)
-        raise
-    _cleanup(folder, keep=name)
-    return sub
-
-
-def _cleanup(folder: Path, keep: str) -> None:
-    """Delete older checkpoints and stray temporary files (left by a crash mid-write)."""
-    for p in folder.iterdir():
-        if p.name in (keep, _LATEST):
-            continue
-        if p.is_dir() and p.name.startswith("ckpt-"):
-            shutil.rmtree(p, ignore_errors=True)
-        elif p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp"):
-            with contextlib.suppress(OSError):
-                p.unlink()
-
-
-def _rng_ok(rng_json: Any, tensors: Mapping[str, Tensor]) -> bool:
-    """Whether the saved generator states can be restored: tried on fresh generators, the global ones untouched."""
-    try:
-        py, n = rng_json["python"], rng_json["numpy"]
-        random.Random().setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
-        np.random.RandomState().set_state(
-            (n["name"], np.asarray(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
-        )
-        state = tensors["rng.torch"]
-        if state.dtype != torch.uint8:
-            return False
-        torch.Generator().set_state(state)
-    except (KeyError, TypeError, ValueError, IndexError, OverflowError, RuntimeError):
-        return False
-    return True
-
-
-def _kind(value: Any) -> str:
-    """A coarse type of a setting, to compare a saved value with the live one."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, Tensor):
-        return "tensor"
-    if isinstance(value, (tuple, list)):
-        return f"{type(value).__name__}[{','.join(_kind(v) for v in value)}]"
-    return type(value).__name__
-
-
-def _same_kind(saved: Any, live: Any) -> bool:
-    # torch keeps some flags (foreach, fused, ...) as None until they are decided: a saved bool fits them
-    return _kind(saved) == _kind(live) or (live is None and isinstance(saved, bool))
-
-
-def _check_optimizer(optimizer: torch.optim.Optimizer, sd: Any, source: str) -> None:
-    """Validate an optimizer state_dict against ``optimizer`` (structure, settings, shapes) without modifying it."""
-    if (
-        not isinstance(sd, dict)
-        or not isinstance(sd.get("param_groups"), list)
-        or not isinstance(sd.get("state"), dict)
-    ):
-        raise CheckpointError(f"{source}: optimizer state is malformed")
-    groups = optimizer.param_groups
-    saved = sd["param_groups"]
-    if (
-        len(saved) != len(groups)
-        or not all(isinstance(s, dict) and isinstance(s.get("params"), list) for s in saved)
-        or any(len(g["params"]) != len(s["params"]) for g, s in zip(groups, saved, strict=True))
-    ):
-        raise CheckpointError(f"{source}: the optimizer's parameter groups do not match the model's parameters")
-    for g, s in zip(groups, saved, strict=True):
-        if set(s) != set(g):
-            raise CheckpointError(
-                f"{source}: the saved optimizer settings {sorted(map(str, s))} are not those of "
-                f"{type(optimizer).__name__} ({sorted(g)})"
-            )
-        for k, v in s.items():
-            if k != "params" and not _same_kind(v, g[k]):
-                raise CheckpointError(f"{source}: optimizer setting {k!r} is {v!r}, expected a value like {g[k]!r}")
-    params = [p for g in groups for p in g["params"]]
-    ids = [i for s in saved for i in s["params"]]
-    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(set(ids)) != len(ids):
-        raise CheckpointError(f"{source}: the optimizer's parameter ids are malformed")
-    shape_of = dict(zip(ids, (p.shape for p in params), strict=True))
-    for idx, st in sd["state"].items():
-        if idx not in shape_of or not isinstance(st, dict):
-            raise CheckpointError(f"{source}: optimizer state for unknown parameter {idx!r}")
-        for k, v in st.items():
-            if not isinstance(v, Tensor):
-                if _kind(v) != "number":
-                    raise CheckpointError(f"{source}: optimizer state {k!r} of parameter {idx} is {v!r}")
-                continue
-            if not v.is_floating_point():
-                raise CheckpointError(f"{source}: optimizer state {k!r} of parameter {idx} has dtype {v.dtype}")
-            if v.dim() > 0 and v.shape != shape_of[idx]:
-                raise CheckpointError(
-                    f"{source}: optimizer state {k!r} of parameter {idx} has shape {tuple(v.shape)}, "
-                    f"the parameter has {tuple(shape_of[idx])}"
-                )
-
-
-def _check_scheduler(scheduler: Any, sd: Any, source: str) -> None:
-    """Validate a scheduler state_dict: its keys are the live scheduler's (``load_state_dict`` sets each one as an
-    attribute) and every value has the live one's kind."""
-    if not isinstance(sd, dict):
-        raise CheckpointError(f"{source}: the scheduler state is malformed")
-    live = scheduler.state_dict()
-    unknown = sorted(str(k) for k in sd if k not in live)
-    if unknown:
-        raise CheckpointError(f"{source}: the scheduler state has unknown entries {unknown}")
-    for k, v in sd.items():
-        if not _same_kind(v, live[k]):
-            raise CheckpointError(f"{source}: scheduler entry {k!r} is {v!r}, expected a value like {live[k]!r}")
-
-
-def _check_files(files: Any, source: str) -> dict[str, str]:
-    """The ``files`` record of ``state.json``: a sha256 for the model and state tensors (and best weights)."""
-    ok = (
-        isinstance(files, dict)
-        and _MODEL in files
-        and _STATE_TENSORS in files
-        and set(files) <= {_MODEL, _BEST, _STATE_TENSORS}
-        and all(isinstance(v, str) and len(v) == 64 for v in files.values())
-    )
-    if not ok:
-        raise CheckpointError(f"{source}: the checkpoint's file list is missing or malformed")
-    return files
-
-
-def _copy_state(obj: Any) -> Any:
-    """A deep copy of a state_dict (tensors cloned), to roll back a failed load."""
-    if isinstance(obj, Tensor):
-        return obj.detach().clone()
-    if isinstance(obj, dict):
-        return {k: _copy_state(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_copy_state(v) for v in obj)
-    return obj
-
-
-def load_checkpoint(
-    folder: str | os.PathLike[str],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any | None = None,
-    *,
-    restore_rng: bool = True,
-) -> Checkpoint:
-    """Load the current checkpoint of ``folder`` into ``model`` (and ``optimizer``, ``scheduler``, RNGs).
-
-    Every file is read and validated (format, checksums, keys, shapes, dtypes, optimizer and scheduler settings,
-    generator states) before anything is modified, and should applying still fail, the model, optimizer and
-    scheduler are rolled back; so on a :class:`CheckpointError` nothing was changed. Never executes code.
-    With ``restore_rng=False`` the generators are left alone; call :meth:`Checkpoint.restore_rng` later (the
-    trainer does so after re-creating the epoch's data iterator, which may itself draw random numbers).
-
-    Returns:
-        A :class:`Checkpoint` with the saved trainer ``state`` and ``best_weights``.
-    """
-    folder = Path(folder)
-    sub = _current_dir(folder)
-    source = str(sub)
-    doc = read_json(sub / _STATE_JSON)
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{sub / _STATE_JSON}: not an rnnkit checkpoint state")
-    if doc.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{sub / _STATE_JSON}: checkpoint version {doc.get('version')!r} is not supported")
-    files = _check_files(doc.get("files"), source)
-    weights = load_safetensors(sub / _MODEL, sha256=files[_MODEL])
-    _check_against(model.state_dict(), weights, str(sub / _MODEL))
-    best = None
-    if _BEST in files:
-        best = load_safetensors(sub / _BEST, sha256=files[_BEST])
-        _check_against(model.state_dict(), best, str(sub / _BEST))
-    tensors = load_safetensors(sub / _STATE_TENSORS, sha256=files[_STATE_TENSORS])
-    try:
-        opt_sd = _decode(doc.get("optimizer"), tensors, source)
-        sched_sd = _decode(doc.get("scheduler"), tensors, source)
-        state = _decode(doc.get("state"), tensors, source)
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{source}: malformed checkpoint state ({e})") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{source}: the trainer state is malformed")
-    if optimizer is not None:
-        if opt_sd is None:
-            raise CheckpointError(f"{source}: the checkpoint holds no optimizer state")
-        _check_optimizer(optimizer, opt_sd, source)
-    if scheduler is not None:
-        if sched_sd is None:
-            raise CheckpointError(f"{source}: the checkpoint holds no scheduler state")
-        _check_scheduler(scheduler, sched_sd, source)
-    rng_json = doc.get("rng")
-    if rng_json is not None and not _rng_ok(rng_json, tensors):
-        raise CheckpointError(f"{source}: the checkpoint's RNG state is incomplete or malformed")
-
-    # everything validated: apply, rolling back if torch still refuses something
-    before = (
-        _copy_state(model.state_dict()),
-        None if optimizer is None else _copy_state(optimizer.state_dict()),
-        None if scheduler is None else _copy_state(scheduler.state_dict()),
-    )
-    try:
-        model.load_state_dict(weights)
-        if optimizer is not None:
-            optimizer.load_state_dict(opt_sd)
-        if scheduler is not None:
-            scheduler.load_state_dict(sched_sd)
-    except Exception as e:
-        model.load_state_dict(before[0])
-        if optimizer is not None:
-            optimizer.load_state_dict(before[1])
-        if scheduler is not None:
-            scheduler.load_state_dict(before[2])
-        raise CheckpointError(f"{source}: the checkpoint cannot be applied ({e}); nothing was changed") from None
-    rng_tensors = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    ck = Checkpoint(state=state, best_weights=best, path=sub, rng_json=rng_json, rng_tensors=rng_tensors)
-    if restore_rng:
-        ck.restore_rng()
-    return ck

@@ -33,7 +33,6 @@ from torch import nn
 from rnnkit import __version__, distributed
 from rnnkit.checkpoint import (
     check_weights_file,
-    has_checkpoint,
     load_run_weights,
     make_dirs,
     read_json,
@@ -57,7 +56,7 @@ from rnnkit.data.batching import Batch
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion_matrix, macro_f1
 from rnnkit.tasks import ModelConfig, build_model
-from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult, evaluate, fit, seed_everything
+from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult, evaluate, fit, has_checkpoint, seed_everything
 
 __all__ = [
     "DEFAULTS",
