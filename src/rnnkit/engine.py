@@ -7,30 +7,43 @@ Two paths, one job (a test asserts they agree, forward and backward, in float64)
 * :func:`run_fused` calls the same ATen kernels torch.nn calls (oneDNN on CPU, cuDNN on CUDA) for the
   configurations torch.nn has: ``rnn``, ``lstm`` and ``gru`` with the reset after the matrix product.
 * :func:`run_own` is rnnkit's own path, used for ``gru-before`` (the lecture's GRU) and available for every
-  built-in cell. It follows DESIGN.md §3: the input projection is one matrix product over all ``T·B`` rows
-  (autograd differentiates it), the recurrence is a :class:`torch.autograd.Function` whose backward is a
-  hand-written BPTT loop that stores each step's gate gradients, and the recurrent weight gradient is one
-  matrix product over all steps after the loop. Nothing that needs grad is indexed per step. Everything that
-  does not depend on the incoming gradient is precomputed over all ``T`` at once, so each step is a handful
-  of large ops.
+  built-in cell (a kind of :data:`rnnkit.cells.CELLS` without a kernel in :data:`OWN_KERNELS` runs the autograd
+  loop over its step function, :func:`run_loop`). It follows DESIGN.md §3: the input projection is one matrix
+  product over all ``T·B`` rows (autograd differentiates it), the recurrence is a
+  :class:`torch.autograd.Function` whose backward is a hand-written BPTT loop that stores each step's gate
+  gradients, and the recurrent weight gradient is one matrix product over all steps after the loop. Nothing
+  that needs grad is indexed per step. Everything that does not depend on the incoming gradient is precomputed
+  over all ``T`` at once, so each step is a handful of large ops.
 
 Variable lengths are handled with a step mask ``m`` ``(T, B, 1)``: where ``m = 0`` the state is carried
 unchanged (``h_t = h_{t−1}``), so the state after the last step is the state at each sequence's last valid
 step. The layer zeroes the outputs past each end.
+
+Which kinds exist, their gate counts and which fused kernel is exact come from :data:`rnnkit.cells.CELLS`; this
+module adds only the kernels. Each hand-written backward is checked against ``CellSpec.step`` run through
+autograd (tests/test_engine.py walks the table: float64, gradcheck, masks, both directions).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import _VF, Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-__all__ = ["CELL_KINDS", "FUSED_KINDS", "run_fused", "run_own"]
+from rnnkit.cells import CELLS
 
-CELL_KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_before")
-"""Built-in cell kinds the engine runs; ``gru`` is reset-after (torch.nn), ``gru_before`` the lecture's."""
+__all__ = ["CELL_KINDS", "FUSED_KINDS", "OWN_KERNELS", "run_fused", "run_loop", "run_own"]
 
-FUSED_KINDS = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "lstm": _VF.lstm, "gru": _VF.gru}
+State = Tensor | tuple[Tensor, ...]
+
+CELL_KINDS = tuple(CELLS)
+"""Built-in cell kinds the engine runs (the keys of :data:`rnnkit.cells.CELLS`); ``gru`` is reset-after
+(torch.nn), ``gru_before`` the lecture's."""
+
+FUSED_KINDS = {kind: getattr(_VF, spec.fused) for kind, spec in CELLS.items() if spec.fused is not None}
 """Kinds with an exact torch fused kernel."""
 
 
@@ -60,7 +73,7 @@ def run_fused(
         result = fn(input, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, False)
     else:
         result = fn(input, batch_sizes, hx, flat_weights, bias, num_layers, dropout, training, bidirectional)
-    if kind == "lstm":
+    if CELLS[kind].state_arity == 2:
         return result[0], (result[1], result[2])
     return result[0], result[1]
 
@@ -86,37 +99,101 @@ def run_own(
         ``(hs, final)``: ``hs`` ``(T, B, H)`` every step's state (carried, not zeroed, past a sequence's end)
         and the final state (``h_T`` or ``(h_T, c_T)``).
     """
+    spec = CELLS.get(kind)
+    if spec is None:
+        raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+    kernel = OWN_KERNELS.get(kind)
+    if kernel is None:  # a table entry without a kernel: the autograd loop over its step function
+        return run_loop(partial(_call_step, spec.step, (w_ih, w_hh, b_ih, b_hh)), x, state0, mask)
     T, B, I = x.shape
     H = w_hh.shape[1]
     G = w_hh.shape[0]
-    # Fold every bias that sits outside a gate product into the hoisted input projection. For the
-    # reset-after GRU the candidate's hidden bias b_hn is multiplied by r, so it stays in the loop.
-    b_hn = None
+    # Fold every bias that sits outside a gate product into the hoisted input projection. Where the last gate's
+    # hidden bias is multiplied by a gate (reset-after GRU: r ⊙ (W_hn h + b_hn)), it stays in the loop.
+    b_gated = None
     if b_ih is None:
         bias = None
-    elif kind == "gru":
-        bias = b_ih + torch.cat([b_hh[: 2 * H], b_hh.new_zeros(H)])
-        b_hn = b_hh[2 * H :]
+    elif spec.hidden_bias_gated:
+        bias = b_ih + torch.cat([b_hh[: G - H], b_hh.new_zeros(H)])
+        b_gated = b_hh[G - H :]
     else:
         bias = b_ih + b_hh
     x2 = x.reshape(T * B, I)  # (T·B, I)
     xp = x2 @ w_ih.t() if bias is None else torch.addmm(bias, x2, w_ih.t())  # (T·B, G·H)
     xp = xp.view(T, B, G)  # (T, B, G·H)
-    if kind == "lstm":
-        h0, c0 = state0
-        hs, c_n = _LSTMFn.apply(xp, h0, c0, w_hh, mask)
-        return hs, (hs[-1], c_n)
-    if kind == "gru":
-        if b_hn is None:
-            b_hn = w_hh.new_zeros(H)
-        hs = _GRUAfterFn.apply(xp, state0, w_hh, b_hn, mask)
-    elif kind == "gru_before":
-        hs = _GRUBeforeFn.apply(xp, state0, w_hh, mask)
-    elif kind in ("rnn_tanh", "rnn_relu"):
-        hs = _RNNFn.apply(xp, state0, w_hh, mask, kind == "rnn_relu")
-    else:
-        raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+    return kernel(xp, state0, w_hh, b_gated, mask)
+
+
+def run_loop(
+    step: Callable[[Tensor, State], State],
+    x: Tensor,
+    state0: State,
+    mask: Tensor | None = None,
+    record: list[State] | None = None,
+) -> tuple[Tensor, State]:
+    """One direction of one layer as a plain autograd loop over ``step(x_t (B, I), state) -> state``.
+
+    The reference the other paths are tested against, and the path for any cell (a user's own included).
+    ``mask`` ``(T, B, 1)`` as in :func:`run_own`; ``record``, if given, receives every step's state (graph
+    nodes, for the gradient diagnostics). Returns ``(hs (T, B, H), final state)``.
+    """
+    state = state0
+    hs: list[Tensor] = []
+    keep = None if mask is None else mask > 0  # (T, B, 1)
+    for t, x_t in enumerate(x.unbind(0)):  # unbind once: no per-step indexing of a grad-requiring tensor
+        new = step(x_t, state)
+        if keep is not None:
+            if isinstance(new, tuple):
+                new = tuple(torch.where(keep[t], a, b) for a, b in zip(new, state, strict=True))
+            else:
+                new = torch.where(keep[t], new, state)
+        state = new
+        if record is not None:
+            record.append(state)
+        hs.append(state[0] if isinstance(state, tuple) else state)
+    return torch.stack(hs), state  # (T, B, H)
+
+
+def _call_step(fn: Callable[..., State], params: tuple, x_t: Tensor, state: State) -> State:
+    return fn(x_t, state, *params)
+
+
+# ---------------------------------------------------------------------------------------------------- own kernels
+# A kernel runs the recurrence on the hoisted projection: kernel(xp (T, B, G·H), state0, w_hh, b_gated, mask)
+# -> (hs (T, B, H), final state), b_gated the hidden bias kept in the loop (CellSpec.hidden_bias_gated) or None.
+
+
+def _rnn_kernel(xp: Tensor, h0: Tensor, w_hh: Tensor, b_gated: None, mask: Tensor | None, *, relu: bool):
+    hs = _RNNFn.apply(xp, h0, w_hh, mask, relu)
     return hs, hs[-1]
+
+
+def _lstm_kernel(xp: Tensor, state0: tuple[Tensor, Tensor], w_hh: Tensor, b_gated: None, mask: Tensor | None):
+    h0, c0 = state0
+    hs, c_n = _LSTMFn.apply(xp, h0, c0, w_hh, mask)
+    return hs, (hs[-1], c_n)
+
+
+def _gru_after_kernel(xp: Tensor, h0: Tensor, w_hh: Tensor, b_hn: Tensor | None, mask: Tensor | None):
+    if b_hn is None:
+        b_hn = w_hh.new_zeros(w_hh.shape[1])
+    hs = _GRUAfterFn.apply(xp, h0, w_hh, b_hn, mask)
+    return hs, hs[-1]
+
+
+def _gru_before_kernel(xp: Tensor, h0: Tensor, w_hh: Tensor, b_gated: None, mask: Tensor | None):
+    hs = _GRUBeforeFn.apply(xp, h0, w_hh, mask)
+    return hs, hs[-1]
+
+
+OWN_KERNELS: dict[str, Callable[..., tuple[Tensor, State]]] = {
+    "rnn_tanh": partial(_rnn_kernel, relu=False),
+    "rnn_relu": partial(_rnn_kernel, relu=True),
+    "lstm": _lstm_kernel,
+    "gru": _gru_after_kernel,
+    "gru_before": _gru_before_kernel,
+}
+"""Kinds with a hand-written BPTT kernel (forward in place, backward by hand); the others run :func:`run_loop`."""
 
 
 def _prev(h0: Tensor, hs: Tensor) -> Tensor:
