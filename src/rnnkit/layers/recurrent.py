@@ -1,30 +1,14 @@
-"""Recurrent layers: a cell run over time, stacked and bidirectional, with variable lengths; drop-in for torch.nn.
+"""The generic recurrent layer: any cell run over time, stacked, bidirectional, with lengths and packed input.
 
-Shape symbols: T time, B batch, I input features, H hidden size, L layers, D directions (1 or 2).
-
-:class:`Recurrent` runs ANY cell (``forward(x_t, state) -> state``, a user's own included) with stacking,
-bidirectionality, dropout between layers and ``lengths``. :class:`RNN`, :class:`LSTM` and :class:`GRU` are that
-layer with torch.nn's flat parameter names (``weight_ih_l0``, ``bias_hh_l1_reverse``, …), so state dicts move
-between rnnkit and torch.nn unchanged, and with an engine chosen per call:
-
-* ``engine="auto"`` (default): torch's fused kernel where the configuration is exactly torch.nn's (``rnn``,
-  ``lstm``, ``gru`` with ``reset="after"``), rnnkit's own BPTT (:mod:`rnnkit.engine`) otherwise;
-* ``"fused"`` / ``"own"``: force one of them; ``"loop"``: a plain autograd loop over the cell's step function
-  (the reference the others are tested against, and what :meth:`Recurrent.forward_states` uses).
-
-Streaming: ``forward(chunk, hx)`` returns the state to pass with the next chunk, so a sequence fed in pieces gives
-the same outputs as fed whole (tested), and :meth:`Recurrent.step` goes one element at a time. Between pieces,
-:func:`detach_state` cuts the autograd graph (truncated BPTT) and :func:`reset_state` starts some rows afresh (a new
-stream begins in those rows of the batch) while the others carry on.
+Shape symbols: T time, B batch, I input features, H hidden size, L layers, D directions (1 or 2). See
+:mod:`rnnkit.layers` for the engines and streaming.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -32,9 +16,10 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit import engine as _engine
-from rnnkit.cells import GRUCell, LSTMCell, RNNCell, _check_size, gru_step, lstm_step, rnn_step
+from rnnkit.cells import _check_size, spec_of
+from rnnkit.masks import length_mask
 
-__all__ = ["GRU", "LSTM", "RNN", "Recurrent", "StepStates", "detach_state", "reset_state"]
+__all__ = ["Engine", "Recurrent", "State", "StepStates"]
 
 State = Tensor | tuple[Tensor, ...]
 Engine = Literal["auto", "fused", "own", "loop"]
@@ -156,13 +141,9 @@ class Recurrent(nn.Module):
     def _builtin_kind(self, layer: int, direction: int) -> str | None:
         """The engine cell kind for (layer, direction), or None for a cell only the autograd loop can run."""
         cell = self.cells[layer * self.num_directions + direction]
-        if type(cell) is RNNCell:
-            return "rnn_" + cell.nonlinearity
-        if type(cell) is LSTMCell:
-            return "lstm"
-        if type(cell) is GRUCell:
-            return "gru" if cell.reset == "after" else "gru_before"
-        return None
+        spec = spec_of(cell)
+        # exactly the built-in class: a subclass may change forward, so only the autograd loop is safe for it
+        return spec.kind if spec is not None and type(cell) is spec.cell else None
 
     def _cell_params(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
         cell = self.cells[layer * self.num_directions + direction]
@@ -343,11 +324,12 @@ class Recurrent(nn.Module):
         mask = None
         rev_idx = None
         if lens is not None:
-            steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
-            mask = (steps < lens.unsqueeze(0)).to(x.dtype).unsqueeze(-1)  # (T, B, 1)
+            valid = length_mask(lens, T, time_major=True, device=x.device)  # (T, B)
+            mask = valid.to(x.dtype).unsqueeze(-1)  # (T, B, 1)
             if D == 2:
                 # reverse each sequence within its own length; padding stays in place
-                rev_idx = torch.where(steps < lens, lens - 1 - steps, steps)  # (T, B)
+                steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+                rev_idx = torch.where(valid, lens - 1 - steps, steps)  # (T, B)
         finals: list[State] = []
         layer_in = x
         for k in range(self.num_layers):
@@ -374,24 +356,11 @@ class Recurrent(nn.Module):
         kind = self._builtin_kind(k, d)
         if record is None and kind is not None and self._engine != "loop":
             return _engine.run_own(kind, x, state0, *self._cell_params(k, d), mask)
-        step = self._step_fn(k, d)
-        state = state0
-        seq: list[State] = []
-        hs: list[Tensor] = []
-        keep = None if mask is None else mask > 0  # (T, B, 1)
-        for t, x_t in enumerate(x.unbind(0)):  # unbind once: no per-step indexing of a grad-requiring tensor
-            new = step(x_t, state)
-            if keep is not None:
-                if isinstance(new, tuple):
-                    new = tuple(torch.where(keep[t], a, b) for a, b in zip(new, state, strict=True))
-                else:
-                    new = torch.where(keep[t], new, state)
-            state = new
-            seq.append(state)
-            hs.append(state[0] if isinstance(state, tuple) else state)
+        seq: list[State] | None = None if record is None else []
+        hs, final = _engine.run_loop(self._step_fn(k, d), x, state0, mask, seq)
         if record is not None:
             record[k].append(seq)
-        return torch.stack(hs), state  # (T, B, H)
+        return hs, final  # (T, B, H)
 
     def _run_fused(self, kind: str, x: Tensor, states: list[State], lens: Tensor | None) -> tuple[Tensor, State]:
         hx = self._stack_finals(states)
@@ -449,252 +418,6 @@ class Recurrent(nn.Module):
         return s
 
 
-class _TorchLayout(Recurrent):
-    """Built-in layers: torch.nn's flat parameters and the fused fast path."""
-
-    _num_gates = 1
-    _state_arity = 1
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int,
-        bias: bool,
-        batch_first: bool,
-        dropout: float,
-        bidirectional: bool,
-        device: torch.device | str | None,
-        dtype: torch.dtype | None,
-        engine: Engine,
-    ) -> None:
-        super().__init__(
-            None,
-            input_size,
-            hidden_size,
-            num_layers,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-            engine=engine,
-        )
-        self.bias = bool(bias)
-        self.proj_size = 0  # torch.nn attribute; projections are not supported
-        kw = {"device": device, "dtype": dtype}
-        G = self._num_gates * hidden_size
-        self._flat_weights_names: list[str] = []
-        for k in range(num_layers):
-            for d in range(self.num_directions):
-                sfx = f"_l{k}" + ("_reverse" if d else "")
-                shapes = [("weight_ih", (G, self._layer_input_size(k))), ("weight_hh", (G, hidden_size))]
-                if bias:
-                    shapes += [("bias_ih", (G,)), ("bias_hh", (G,))]
-                for name, shape in shapes:
-                    self.register_parameter(name + sfx, nn.Parameter(torch.empty(shape, **kw)))
-                    self._flat_weights_names.append(name + sfx)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """torch.nn's init: every weight and bias from ``U(−1/√H, 1/√H)``."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for p in self.parameters():
-            nn.init.uniform_(p, -bound, bound)
-
-    @property
-    def all_weights(self) -> list[list[Tensor]]:
-        """Parameters grouped per (layer, direction), as torch.nn's ``all_weights``."""
-        n = 4 if self.bias else 2
-        flat = [getattr(self, name) for name in self._flat_weights_names]
-        return [flat[i : i + n] for i in range(0, len(flat), n)]
-
-    def flatten_parameters(self) -> None:
-        """No-op kept for torch.nn compatibility (the fused call takes the parameters as they are)."""
-
-    def _cell_params(self, layer: int, direction: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        sfx = f"_l{layer}" + ("_reverse" if direction else "")
-        if self.bias:
-            return (
-                getattr(self, "weight_ih" + sfx),
-                getattr(self, "weight_hh" + sfx),
-                getattr(self, "bias_ih" + sfx),
-                getattr(self, "bias_hh" + sfx),
-            )
-        return getattr(self, "weight_ih" + sfx), getattr(self, "weight_hh" + sfx), None, None
-
-    def _kind(self) -> str:
-        raise NotImplementedError
-
-    def _builtin_kind(self, layer: int, direction: int) -> str:
-        return self._kind()
-
-    def _fused_kind(self) -> str | None:
-        kind = self._kind()
-        return kind if kind in _engine.FUSED_KINDS else None
-
-    def _fused_args(self) -> tuple[Any, ...]:
-        flat = [getattr(self, name) for name in self._flat_weights_names]
-        return flat, self.bias, self.num_layers, self.dropout, self.training, self.bidirectional
-
-    def _zero_state(self, batch: int, ref: Tensor) -> State:
-        w = self.weight_hh_l0
-        if self._state_arity == 1:
-            return w.new_zeros(batch, self.hidden_size)
-        return w.new_zeros(batch, self.hidden_size), w.new_zeros(batch, self.hidden_size)
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s if self.bias else s + ", bias=False"
-
-
-class RNN(_TorchLayout):
-    """Elman RNN layer, drop-in for ``torch.nn.RNN``: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)``.
-
-    Args: as torch.nn.RNN — ``input_size`` I, ``hidden_size`` H, ``num_layers`` L, ``nonlinearity``
-    (``"tanh"|"relu"``), ``bias``, ``batch_first``, ``dropout``, ``bidirectional``, ``device``, ``dtype`` — plus
-    keyword ``engine`` (see the module docstring). Parameters ``weight_ih_l{k}[_reverse]`` ``(H, I_k)``,
-    ``weight_hh_l{k}`` ``(H, H)``, ``bias_ih_l{k}``/``bias_hh_l{k}`` ``(H,)``. Shapes: see :class:`Recurrent`.
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: Literal["tanh", "relu"] = "tanh",
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        engine: Engine = "auto",
-    ) -> None:
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-            engine,
-        )
-
-    def _kind(self) -> str:
-        return "rnn_" + self.nonlinearity
-
-    def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
-        return partial(_call_step, rnn_step, self._cell_params(layer, direction), (self.nonlinearity,))
-
-
-class LSTM(_TorchLayout):
-    """LSTM layer, drop-in for ``torch.nn.LSTM`` (no ``proj_size``); gates packed ``i, f, g, o``.
-
-    Equations: :class:`~rnnkit.cells.LSTMCell`. Parameters ``weight_ih_l{k}[_reverse]`` ``(4H, I_k)``,
-    ``weight_hh_l{k}`` ``(4H, H)``, biases ``(4H,)``. ``hx`` and ``h_n`` are tuples ``(h, c)`` of ``(L·D, B, H)``.
-    Args and shapes: as :class:`RNN` without ``nonlinearity``.
-    """
-
-    _num_gates = 4
-    _state_arity = 2
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        engine: Engine = "auto",
-    ) -> None:
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-            engine,
-        )
-
-    def _kind(self) -> str:
-        return "lstm"
-
-    def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
-        return partial(_call_step, lstm_step, self._cell_params(layer, direction), ())
-
-
-class GRU(_TorchLayout):
-    """GRU layer, drop-in for ``torch.nn.GRU``, with ``reset="before"`` for the lecture's (Cho et al.) GRU.
-
-    Equations and the mapping to the lecture's notation: :class:`~rnnkit.cells.GRUCell`. Gates packed ``r, z, n``;
-    parameters as torch.nn.GRU (``(3H, I_k)``, ``(3H, H)``, ``(3H,)``). ``reset="after"`` runs torch's fused kernel,
-    ``reset="before"`` rnnkit's own BPTT. Args and shapes: as :class:`RNN` without ``nonlinearity``.
-    """
-
-    _num_gates = 3
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        bias: bool = True,
-        batch_first: bool = False,
-        dropout: float = 0.0,
-        bidirectional: bool = False,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        *,
-        reset: Literal["after", "before"] = "after",
-        engine: Engine = "auto",
-    ) -> None:
-        if reset not in ("after", "before"):
-            raise ValueError(f"reset must be 'after' or 'before', got {reset!r}")
-        self.reset = reset
-        super().__init__(
-            input_size,
-            hidden_size,
-            num_layers,
-            bias,
-            batch_first,
-            dropout,
-            bidirectional,
-            device,
-            dtype,
-            engine,
-        )
-
-    def _kind(self) -> str:
-        return "gru" if self.reset == "after" else "gru_before"
-
-    def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
-        return partial(_call_step, gru_step, self._cell_params(layer, direction), (self.reset,))
-
-    def extra_repr(self) -> str:
-        return super().extra_repr() + ("" if self.reset == "after" else ", reset='before'")
-
-
-def _call_step(fn: Callable[..., State], params: tuple, extra: tuple, x_t: Tensor, state: State) -> State:
-    return fn(x_t, state, *params, *extra)
-
-
 def _reverse_time(x: Tensor, rev_idx: Tensor | None) -> Tensor:
     """Reverse ``x`` ``(T, B, F)`` in time; with ``rev_idx`` ``(T, B)`` each row only within its own length."""
     if rev_idx is None:
@@ -706,64 +429,3 @@ def _permute(state: State, order: Tensor) -> State:
     if isinstance(state, tuple):
         return tuple(s.index_select(1, order) for s in state)
     return state.index_select(1, order)
-
-
-# ---------------------------------------------------------------------------------------------------- streaming state
-def detach_state(state: Any) -> Any:
-    """``state`` cut from the autograd graph: a tensor, or tuples/lists of them (e.g. LSTM's ``(h, c)``), or None.
-
-    Truncated BPTT carries the state from one chunk to the next this way: the values go on, gradients stop.
-    """
-    if state is None:
-        return None
-    if isinstance(state, Tensor):
-        return state.detach()
-    if isinstance(state, (tuple, list)):
-        return type(state)(detach_state(s) for s in state)
-    raise TypeError(f"a recurrent state is a tensor or a tuple of tensors, got {type(state).__name__}")
-
-
-def reset_state(state: Any, reset: Tensor | Sequence[bool], *, initial: Any = None, batch_dim: int = 1) -> Any:
-    """Start the rows of ``state`` flagged in ``reset`` afresh; the other rows keep their state.
-
-    Use it when a new stream (a new document, a new user) begins in some rows of a batch fed chunk by chunk.
-
-    Args:
-        state: a tensor in ``hx`` layout ``(L·D, B, H)``, a tuple/list of them (LSTM's ``(h, c)``), or None
-            (every row is at the initial state already; returned as is).
-        reset: ``(B,)`` booleans, True where the row starts afresh.
-        initial: the state reset rows get, shaped like ``state``; None: zeros (the layers' initial state).
-        batch_dim: the batch axis of every tensor in ``state`` (1 for the layers' ``hx``; 0 for a batch-first
-            state such as the window model's context ``(B, W−1, I)``).
-
-    Returns:
-        A new state of the same structure (nothing is modified in place, so the autograd graph stays valid).
-    """
-    if state is None:
-        return None
-    flags = torch.as_tensor(reset)
-    if flags.dtype != torch.bool or flags.dim() != 1:
-        raise ValueError(
-            f"reset must be a 1-D boolean tensor (B,), got dtype {flags.dtype}, shape {tuple(flags.shape)}"
-        )
-    if isinstance(state, Tensor):
-        if state.dim() <= batch_dim or state.shape[batch_dim] != flags.shape[0]:
-            raise ValueError(
-                f"reset has {flags.shape[0]} rows but the state {tuple(state.shape)} has "
-                f"{state.shape[batch_dim] if state.dim() > batch_dim else 'no'} rows on batch_dim={batch_dim}; "
-                "give one flag per row (or the right batch_dim)"
-            )
-        shape = [1] * state.dim()
-        shape[batch_dim] = flags.shape[0]
-        keep = ~flags.to(state.device).view(shape)  # broadcastable over every axis but the batch
-        fresh = state.new_zeros(()) if initial is None else initial
-        if isinstance(fresh, Tensor) and fresh.dim() and tuple(fresh.shape) != tuple(state.shape):
-            raise ValueError(f"initial has shape {tuple(fresh.shape)}, the state {tuple(state.shape)}")
-        return torch.where(keep, state, fresh)
-    if isinstance(state, (tuple, list)):
-        inits = [None] * len(state) if initial is None else list(initial)
-        if len(inits) != len(state):
-            raise ValueError(f"initial holds {len(inits)} tensors, the state {len(state)}")
-        parts = zip(state, inits, strict=True)
-        return type(state)(reset_state(s, flags, initial=i, batch_dim=batch_dim) for s, i in parts)
-    raise TypeError(f"a recurrent state is a tensor or a tuple of tensors, got {type(state).__name__}")
