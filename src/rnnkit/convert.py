@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnkit.cells import CELLS, CellSpec, _CellBase, spec_of
+from rnnkit.cells import CELLS, CellSpec, spec_of
 
 __all__ = ["from_keras", "keras_spec", "to_keras"]
 
@@ -63,7 +63,7 @@ def _describe(module: nn.Module) -> dict[str, Any]:
         )
     if getattr(module, "proj_size", 0):
         raise ValueError(f"an LSTM with proj_size={module.proj_size} has no Keras counterpart: use proj_size=0")
-    cell = isinstance(module, (nn.RNNCellBase, _CellBase))
+    cell = isinstance(module, (nn.RNNCellBase, spec.cell))
     bias = bool(module.bias) if isinstance(module.bias, bool) else module.bias is not None
     return {
         "spec": spec,
