@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from functools import partial
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -113,7 +112,7 @@ class _TorchLayout(Recurrent):
         return kind if kind in _engine.FUSED_KINDS else None
 
     def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
-        return partial(_engine._call_step, self.cell_spec.step, self._cell_params(layer, direction))
+        return _engine.bind_step(self.cell_spec.step, self._cell_params(layer, direction))
 
     def _fused_args(self) -> tuple[Any, ...]:
         flat = [getattr(self, name) for name in self._flat_weights_names]

@@ -17,7 +17,6 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from rnnkit import engine as _engine
 from rnnkit.cells import _check_size, spec_of
-from rnnkit.masks import length_mask
 
 __all__ = ["Engine", "Recurrent", "State", "StepStates"]
 
@@ -172,7 +171,7 @@ class Recurrent(nn.Module):
             return self._forward_packed(input, hx)
         x, unbatched = self._time_major(input)
         T, B = x.shape[0], x.shape[1]
-        lens = self._check_lengths(lengths, T, B, x.device)
+        lens = _check_lengths(lengths, T, B, x.device)
         states = self._initial_states(hx, B, x, unbatched)
         kind = self._fused_kind()
         if kind is not None and self._engine in ("auto", "fused"):
@@ -197,7 +196,7 @@ class Recurrent(nn.Module):
             raise TypeError("forward_states takes a padded tensor and lengths, not a PackedSequence")
         x, unbatched = self._time_major(input)
         T, B = x.shape[0], x.shape[1]
-        lens = self._check_lengths(lengths, T, B, x.device)
+        lens = _check_lengths(lengths, T, B, x.device)
         states = self._initial_states(hx, B, x, unbatched)
         record: list[list[list[State]]] = []
         out, finals = self._run_stack(x, states, lens, record=record)
@@ -236,47 +235,7 @@ class Recurrent(nn.Module):
 
     # ------------------------------------------------------------------ input handling
     def _time_major(self, input: Tensor) -> tuple[Tensor, bool]:
-        if not isinstance(input, Tensor):
-            raise TypeError(f"input must be a Tensor or PackedSequence, got {type(input).__name__}")
-        if input.dim() not in (2, 3):
-            raise ValueError(
-                f"input must be 3-D {'(B, T, I)' if self.batch_first else '(T, B, I)'} or unbatched 2-D (T, I), "
-                f"got shape {tuple(input.shape)}"
-            )
-        if input.shape[-1] != self.input_size:
-            raise ValueError(
-                f"input feature size must equal input_size={self.input_size}, got {input.shape[-1]} "
-                f"(input shape {tuple(input.shape)})"
-            )
-        if not input.is_floating_point():
-            raise TypeError(f"input must be a floating-point tensor, got {input.dtype}")
-        w = next(self.parameters(), None)
-        if w is not None and input.dtype != w.dtype:
-            raise TypeError(
-                f"input dtype {input.dtype} does not match the weights' {w.dtype}: "
-                f"use input.to({w.dtype}) or module.to({input.dtype})"
-            )
-        x = input.unsqueeze(1) if input.dim() == 2 else (input.transpose(0, 1) if self.batch_first else input)
-        if x.shape[0] == 0:
-            raise ValueError(f"input must have at least one time step, got shape {tuple(input.shape)}")
-        return x, input.dim() == 2
-
-    @staticmethod
-    def _check_lengths(lengths: Sequence[int] | Tensor | None, T: int, B: int, device: torch.device):
-        if lengths is None:
-            return None
-        lens = torch.as_tensor(lengths)
-        if lens.dim() != 1 or lens.shape[0] != B:
-            raise ValueError(f"lengths must be 1-D with one entry per sequence (B={B}), got shape {tuple(lens.shape)}")
-        if lens.is_floating_point() or lens.dtype == torch.bool:
-            raise ValueError(f"lengths must hold integers, got dtype {lens.dtype}")
-        lens = lens.to(torch.long)
-        lo, hi = int(lens.min()), int(lens.max())
-        if lo < 1 or hi > T:
-            raise ValueError(f"lengths must lie in [1, T={T}], got values from {lo} to {hi}")
-        if lo == T:
-            return None  # every sequence is full length: nothing to mask
-        return lens.to(device)
+        return _time_major(input, self.input_size, self.batch_first, next(self.parameters(), None))
 
     def _initial_states(self, hx: State | None, B: int, ref: Tensor, unbatched: bool) -> list[State]:
         """``hx`` (torch.nn layout) → one state per (layer, direction), in layer-major order."""
@@ -312,42 +271,13 @@ class Recurrent(nn.Module):
 
     # ------------------------------------------------------------------ the stack on rnnkit's own paths
     def _run_stack(
-        self,
-        x: Tensor,
-        states: list[State],
-        lens: Tensor | None,
-        record: list | None = None,
+        self, x: Tensor, states: list[State], lens: Tensor | None, record: list | None = None
     ) -> tuple[Tensor, list[State]]:
         """Layers × directions over time-major ``x`` ``(T, B, I)``. Returns ``(output (T, B, D·H), finals)``."""
-        T = x.shape[0]
-        D = self.num_directions
-        mask = None
-        rev_idx = None
-        if lens is not None:
-            valid = length_mask(lens, T, time_major=True, device=x.device)  # (T, B)
-            mask = valid.to(x.dtype).unsqueeze(-1)  # (T, B, 1)
-            if D == 2:
-                # reverse each sequence within its own length; padding stays in place
-                steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
-                rev_idx = torch.where(valid, lens - 1 - steps, steps)  # (T, B)
-        finals: list[State] = []
-        layer_in = x
-        for k in range(self.num_layers):
-            outs = []
-            if record is not None:
-                record.append([])
-            for d in range(D):
-                inp = layer_in if d == 0 else _reverse_time(layer_in, rev_idx)
-                hs, final = self._run_direction(k, d, inp, states[k * D + d], mask, record)
-                outs.append(hs if d == 0 else _reverse_time(hs, rev_idx))
-                finals.append(final)
-            out = outs[0] if D == 1 else torch.cat(outs, dim=2)  # (T, B, D·H)
-            if k < self.num_layers - 1 and self.dropout > 0 and self.training:
-                out = nn.functional.dropout(out, self.dropout, True)
-            layer_in = out
-        if mask is not None:
-            layer_in = layer_in * mask  # zero past each sequence's end
-        return layer_in, finals
+        dropout = self.dropout if self.training else 0.0
+        return _engine.run_stack(
+            self._run_direction, x, states, lens, self.num_layers, self.num_directions, dropout, record
+        )
 
     def _run_direction(
         self, k: int, d: int, x: Tensor, state0: State, mask: Tensor | None, record: list | None
@@ -396,7 +326,7 @@ class Recurrent(nn.Module):
             return self._fused_packed(kind, packed, self._stack_finals(states))
         x, lens = pad_packed_sequence(packed)  # (T, B, I) and lengths, caller's order
         self._time_major(x)  # dtype checks
-        out, finals = self._run_stack(x, states, self._check_lengths(lens, x.shape[0], B, x.device))
+        out, finals = self._run_stack(x, states, _check_lengths(lens, x.shape[0], B, x.device))
         order = packed.sorted_indices
         if order is not None:
             out, lens = out.index_select(1, order), lens[order.cpu()]
@@ -418,11 +348,49 @@ class Recurrent(nn.Module):
         return s
 
 
-def _reverse_time(x: Tensor, rev_idx: Tensor | None) -> Tensor:
-    """Reverse ``x`` ``(T, B, F)`` in time; with ``rev_idx`` ``(T, B)`` each row only within its own length."""
-    if rev_idx is None:
-        return x.flip(0)
-    return x.gather(0, rev_idx.unsqueeze(-1).expand_as(x))
+def _time_major(input: Tensor, input_size: int, batch_first: bool, w: Tensor | None) -> tuple[Tensor, bool]:
+    """``input`` checked against the layer (feature size, its weight ``w``'s dtype) → ``(x (T, B, I), unbatched)``."""
+    if not isinstance(input, Tensor):
+        raise TypeError(f"input must be a Tensor or PackedSequence, got {type(input).__name__}")
+    if input.dim() not in (2, 3):
+        raise ValueError(
+            f"input must be 3-D {'(B, T, I)' if batch_first else '(T, B, I)'} or unbatched 2-D (T, I), "
+            f"got shape {tuple(input.shape)}"
+        )
+    if input.shape[-1] != input_size:
+        raise ValueError(
+            f"input feature size must equal input_size={input_size}, got {input.shape[-1]} "
+            f"(input shape {tuple(input.shape)})"
+        )
+    if not input.is_floating_point():
+        raise TypeError(f"input must be a floating-point tensor, got {input.dtype}")
+    if w is not None and input.dtype != w.dtype:
+        raise TypeError(
+            f"input dtype {input.dtype} does not match the weights' {w.dtype}: "
+            f"use input.to({w.dtype}) or module.to({input.dtype})"
+        )
+    x = input.unsqueeze(1) if input.dim() == 2 else (input.transpose(0, 1) if batch_first else input)
+    if x.shape[0] == 0:
+        raise ValueError(f"input must have at least one time step, got shape {tuple(input.shape)}")
+    return x, input.dim() == 2
+
+
+def _check_lengths(lengths: Sequence[int] | Tensor | None, T: int, B: int, device: torch.device) -> Tensor | None:
+    """``lengths`` checked (1-D, integers in ``[1, T]``) → ``(B,)`` long on ``device``, or None if all are ``T``."""
+    if lengths is None:
+        return None
+    lens = torch.as_tensor(lengths)
+    if lens.dim() != 1 or lens.shape[0] != B:
+        raise ValueError(f"lengths must be 1-D with one entry per sequence (B={B}), got shape {tuple(lens.shape)}")
+    if lens.is_floating_point() or lens.dtype == torch.bool:
+        raise ValueError(f"lengths must hold integers, got dtype {lens.dtype}")
+    lens = lens.to(torch.long)
+    lo, hi = int(lens.min()), int(lens.max())
+    if lo < 1 or hi > T:
+        raise ValueError(f"lengths must lie in [1, T={T}], got values from {lo} to {hi}")
+    if lo == T:
+        return None  # every sequence is full length: nothing to mask
+    return lens.to(device)
 
 
 def _permute(state: State, order: Tensor) -> State:

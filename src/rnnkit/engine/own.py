@@ -1,27 +1,7 @@
-"""Run one built-in cell over a whole sequence, fast: torch's fused kernels where exact, own BPTT otherwise.
+"""rnnkit's own BPTT: the input projection hoisted out of the loop, a hand-written backward per kind.
 
-Shape symbols: T time, B batch, I input, H hidden, G gates (rnn 1, gru 3, lstm 4).
-
-Two paths, one job (a test asserts they agree, forward and backward, in float64):
-
-* :func:`run_fused` calls the same ATen kernels torch.nn calls (oneDNN on CPU, cuDNN on CUDA) for the
-  configurations torch.nn has: ``rnn``, ``lstm`` and ``gru`` with the reset after the matrix product.
-* :func:`run_own` is rnnkit's own path, used for ``gru-before`` (the lecture's GRU) and available for every
-  built-in cell (a kind of :data:`rnnkit.cells.CELLS` without a kernel in :data:`OWN_KERNELS` runs the autograd
-  loop over its step function, :func:`run_loop`). It follows DESIGN.md §3: the input projection is one matrix
-  product over all ``T·B`` rows (autograd differentiates it), the recurrence is a
-  :class:`torch.autograd.Function` whose backward is a hand-written BPTT loop that stores each step's gate
-  gradients, and the recurrent weight gradient is one matrix product over all steps after the loop. Nothing
-  that needs grad is indexed per step. Everything that does not depend on the incoming gradient is precomputed
-  over all ``T`` at once, so each step is a handful of large ops.
-
-Variable lengths are handled with a step mask ``m`` ``(T, B, 1)``: where ``m = 0`` the state is carried
-unchanged (``h_t = h_{t−1}``), so the state after the last step is the state at each sequence's last valid
-step. The layer zeroes the outputs past each end.
-
-Which kinds exist, their gate counts and which fused kernel is exact come from :data:`rnnkit.cells.CELLS`; this
-module adds only the kernels. Each hand-written backward is checked against ``CellSpec.step`` run through
-autograd (tests/test_engine.py walks the table: float64, gradcheck, masks, both directions).
+Shape symbols: T time, B batch, I input, H hidden, G gates. See :mod:`rnnkit.engine` for the design; a kind of
+:data:`rnnkit.cells.CELLS` without a kernel here runs :func:`rnnkit.engine.loop.run_loop` over its step.
 """
 
 from __future__ import annotations
@@ -30,52 +10,15 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
-from torch import _VF, Tensor
+from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
 from rnnkit.cells import CELLS
+from rnnkit.engine.loop import bind_step, run_loop
 
-__all__ = ["CELL_KINDS", "FUSED_KINDS", "OWN_KERNELS", "run_fused", "run_loop", "run_own"]
+__all__ = ["OWN_KERNELS", "run_own"]
 
 State = Tensor | tuple[Tensor, ...]
-
-CELL_KINDS = tuple(CELLS)
-"""Built-in cell kinds the engine runs (the keys of :data:`rnnkit.cells.CELLS`); ``gru`` is reset-after
-(torch.nn), ``gru_before`` the lecture's."""
-
-FUSED_KINDS = {kind: getattr(_VF, spec.fused) for kind, spec in CELLS.items() if spec.fused is not None}
-"""Kinds with an exact torch fused kernel."""
-
-
-def run_fused(
-    kind: str,
-    input: Tensor,
-    hx: Tensor | tuple[Tensor, Tensor],
-    flat_weights: list[Tensor],
-    bias: bool,
-    num_layers: int,
-    dropout: float,
-    training: bool,
-    bidirectional: bool,
-    batch_sizes: Tensor | None = None,
-) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
-    """The whole stack through torch's fused kernel, exactly as torch.nn does.
-
-    Args:
-        input: ``(T, B, I)`` time-major, or the ``data`` of a PackedSequence ``(ΣL, I)`` with ``batch_sizes``.
-        hx: ``(L·D, B, H)`` (a tuple ``(h0, c0)`` for LSTM) in the input's batch order.
-        flat_weights: torch.nn's ``_flat_weights`` order (per layer, per direction: w_ih, w_hh[, b_ih, b_hh]).
-    Returns:
-        ``(output, h_n)`` with ``output`` ``(T, B, D·H)`` (or packed data) and ``h_n`` like ``hx``.
-    """
-    fn = FUSED_KINDS[kind]
-    if batch_sizes is None:
-        result = fn(input, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, False)
-    else:
-        result = fn(input, batch_sizes, hx, flat_weights, bias, num_layers, dropout, training, bidirectional)
-    if CELLS[kind].state_arity == 2:
-        return result[0], (result[1], result[2])
-    return result[0], result[1]
 
 
 def run_own(
@@ -91,7 +34,7 @@ def run_own(
     """One direction of one layer through rnnkit's own BPTT.
 
     Args:
-        kind: one of :data:`CELL_KINDS`.
+        kind: one of :data:`rnnkit.cells.CELLS`.
         x: ``(T, B, I)``. state0: ``h0`` ``(B, H)``, or ``(h0, c0)`` for LSTM.
         w_ih ``(G·H, I)``, w_hh ``(G·H, H)``, b_ih/b_hh ``(G·H,)`` or None: torch.nn's packed layout.
         mask: ``(T, B, 1)`` of 0/1 in ``x``'s dtype, or None when every sequence has length ``T``.
@@ -101,10 +44,10 @@ def run_own(
     """
     spec = CELLS.get(kind)
     if spec is None:
-        raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+        raise ValueError(f"unknown cell kind {kind!r}; expected one of {tuple(CELLS)}")
     kernel = OWN_KERNELS.get(kind)
     if kernel is None:  # a table entry without a kernel: the autograd loop over its step function
-        return run_loop(partial(_call_step, spec.step, (w_ih, w_hh, b_ih, b_hh)), x, state0, mask)
+        return run_loop(bind_step(spec.step, (w_ih, w_hh, b_ih, b_hh)), x, state0, mask)
     T, B, I = x.shape
     H = w_hh.shape[1]
     G = w_hh.shape[0]
@@ -122,40 +65,6 @@ def run_own(
     xp = x2 @ w_ih.t() if bias is None else torch.addmm(bias, x2, w_ih.t())  # (T·B, G·H)
     xp = xp.view(T, B, G)  # (T, B, G·H)
     return kernel(xp, state0, w_hh, b_gated, mask)
-
-
-def run_loop(
-    step: Callable[[Tensor, State], State],
-    x: Tensor,
-    state0: State,
-    mask: Tensor | None = None,
-    record: list[State] | None = None,
-) -> tuple[Tensor, State]:
-    """One direction of one layer as a plain autograd loop over ``step(x_t (B, I), state) -> state``.
-
-    The reference the other paths are tested against, and the path for any cell (a user's own included).
-    ``mask`` ``(T, B, 1)`` as in :func:`run_own`; ``record``, if given, receives every step's state (graph
-    nodes, for the gradient diagnostics). Returns ``(hs (T, B, H), final state)``.
-    """
-    state = state0
-    hs: list[Tensor] = []
-    keep = None if mask is None else mask > 0  # (T, B, 1)
-    for t, x_t in enumerate(x.unbind(0)):  # unbind once: no per-step indexing of a grad-requiring tensor
-        new = step(x_t, state)
-        if keep is not None:
-            if isinstance(new, tuple):
-                new = tuple(torch.where(keep[t], a, b) for a, b in zip(new, state, strict=True))
-            else:
-                new = torch.where(keep[t], new, state)
-        state = new
-        if record is not None:
-            record.append(state)
-        hs.append(state[0] if isinstance(state, tuple) else state)
-    return torch.stack(hs), state  # (T, B, H)
-
-
-def _call_step(fn: Callable[..., State], params: tuple, x_t: Tensor, state: State) -> State:
-    return fn(x_t, state, *params)
 
 
 # ---------------------------------------------------------------------------------------------------- own kernels
