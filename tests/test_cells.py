@@ -1,5 +1,6 @@
 """Tests of :mod:`rnnkit.cells`: one step of each cell against torch.nn's cells and the lecture's literal equations,
-gradcheck on every cell, the output layer ``y = W_y h + b_y``, init, dtype/device and argument checks.
+gradcheck on every cell, the output layer ``y = W_y h + b_y``, init, dtype/device and argument checks, and a walk
+over the table of built-in cells (``rnnkit.cells.CELLS``) that tests every entry.
 
 All in float64 with fixed seeds; references agree to 1e-10 forward and backward.
 """
@@ -15,7 +16,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 import rnnkit
-from rnnkit.cells import gru_step, lstm_step, rnn_step
+from rnnkit.cells import CELLS as TABLE
+from rnnkit.cells import gru_step, lstm_step, rnn_step, spec_of
+from rnnkit.layers import layer_for
 
 DT = torch.float64
 TOL = {"rtol": 1e-10, "atol": 1e-10}
@@ -369,3 +372,74 @@ def test_output_layer_around_layer_with_packed_input():
     y, _ = model(packed)
     out, _ = model.core(packed)
     close(y.data, _head(model, out.data))
+
+
+# ---------------------------------------------------------------------------------------------------- the cell table
+# These walk rnnkit.cells.CELLS (TABLE here), so a new entry is tested without touching this file.
+
+
+def test_table_holds_the_built_in_kinds():
+    """The kinds the code has always had, with torch's gate packing; a new entry adds to these."""
+    expected = {
+        "rnn_tanh": ("rnn", ("h",), ("h",)),
+        "rnn_relu": ("rnn", ("h",), ("h",)),
+        "lstm": ("lstm", ("i", "f", "g", "o"), ("h", "c")),
+        "gru": ("gru", ("r", "z", "n"), ("h",)),
+        "gru_before": ("gru", ("r", "z", "n"), ("h",)),
+    }
+    for kind, (family, gates, state) in expected.items():
+        spec = TABLE[kind]
+        assert (spec.kind, spec.family, spec.gates, spec.state) == (kind, family, gates, state)
+    assert [s.model for s in TABLE.values() if s.model] == ["rnn", "lstm", "gru", "gru-before"]
+
+
+@pytest.mark.parametrize("kind", list(TABLE))
+def test_table_entry_is_what_its_cell_and_layer_compute(kind):
+    """Each entry: its cell and layer name it, shapes follow its gates, its step IS the cell's forward, and where it
+    names torch.nn classes and a fused kernel they compute the same (float64, forward and backward)."""
+    torch.manual_seed(13)
+    spec = TABLE[kind]
+    B, I, H, T = 3, 2, 4, 5
+    opts = dict(spec.options)
+    cell = spec.cell(I, H, dtype=DT, **opts)
+    assert cell.cell_spec is spec and spec_of(cell) is spec and cell.num_gates == spec.num_gates
+    assert cell.weight_ih.shape == (spec.num_gates * H, I) and cell.weight_hh.shape == (spec.num_gates * H, H)
+    assert len(as_tuple(cell.initial_state(B))) == spec.state_arity
+    x = torch.randn(B, I, dtype=DT)
+    state = tuple(torch.randn(B, H, dtype=DT) for _ in spec.state)
+    state = state if spec.state_arity > 1 else state[0]
+    w = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    for a, b in zip(as_tuple(spec.step(x, state, *w)), as_tuple(cell(x, state)), strict=True):
+        assert torch.equal(a, b)  # one function, not two copies
+    layer = layer_for(kind, I, H, dtype=DT)
+    assert layer.cell_spec is spec and spec_of(layer) is spec
+    assert layer.weight_hh_l0.shape == (spec.num_gates * H, H)
+    assert sorted(spec.keras_gates) == sorted(spec.gates)
+    assert spec.fused is None or spec.torch_layer is not None, "a fused kernel only where torch.nn has the math"
+    if spec.torch_cell is not None:
+        ref = spec.torch_cell(I, H, dtype=DT, **dict(spec.torch_options))
+        assert spec_of(ref) is spec
+        ref.load_state_dict(cell.state_dict())
+        for a, b in zip(as_tuple(cell(x, state)), as_tuple(ref(x, state)), strict=True):
+            close(a, b)
+    if spec.torch_layer is not None:
+        ref = spec.torch_layer(I, H, dtype=DT, **dict(spec.torch_options))
+        assert spec_of(ref) is spec
+        layer.load_state_dict(ref.state_dict())
+        xs = torch.randn(T, B, I, dtype=DT, requires_grad=True)
+        for engine in ("fused", "own", "loop") if spec.fused else ("own", "loop"):
+            layer.engine = engine
+            out, h_n = layer(xs)
+            e_out, e_h_n = ref(xs)
+            close(out, e_out, engine)
+            for a, b in zip(as_tuple(h_n), as_tuple(e_h_n), strict=True):
+                close(a, b, engine)
+            g = torch.autograd.grad(out.sum() + sum(s.sum() for s in as_tuple(h_n)), [xs, *layer.parameters()])
+            e_g = torch.autograd.grad(e_out.sum() + sum(s.sum() for s in as_tuple(e_h_n)), [xs, *ref.parameters()])
+            for a, b in zip(g, e_g, strict=True):
+                close(a, b, f"{engine} grad")
+
+
+def test_spec_of_other_modules_is_none():
+    assert spec_of(nn.Linear(2, 3)) is None
+    assert spec_of(rnnkit.Recurrent(rnnkit.LSTMCell, 2, 3)) is None  # any cell: the table does not describe it

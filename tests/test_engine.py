@@ -2,6 +2,10 @@
 plain autograd loop over the cells' step functions, ``gradcheck`` on every kind with and without a mask, and the
 structure DESIGN.md §3 asks for (an autograd graph whose size does not grow with T).
 
+Every kind comes from the cell table (``rnnkit.cells.CELLS``, of which ``CELL_KINDS`` is the key list), and the
+reference is that entry's ``step`` run through autograd: a new table entry is checked here without editing this
+file, and the hand-written backward of every kernel is proven to agree with the one step function.
+
 Float64, fixed seeds, 1e-10.
 """
 
@@ -12,12 +16,14 @@ import torch
 from torch import Tensor
 
 import rnnkit
-from rnnkit.cells import gru_step, lstm_step, rnn_step
+from rnnkit import engine
+from rnnkit.cells import CELLS, gru_step, lstm_step, rnn_step
 from rnnkit.engine import CELL_KINDS, FUSED_KINDS, run_fused, run_own
+from rnnkit.layers import layer_for
 
 DT = torch.float64
 TOL = {"rtol": 1e-10, "atol": 1e-10}
-GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_before": 3}
+GATES = {kind: spec.num_gates for kind, spec in CELLS.items()}
 
 
 def close(actual, expected, msg: str = "") -> None:
@@ -37,8 +43,8 @@ def weights(kind: str, I: int, H: int, bias: bool) -> list[Tensor | None]:
 
 
 def state0(kind: str, B: int, H: int):
-    s = tuple(torch.randn(B, H, dtype=DT, requires_grad=True) for _ in range(2 if kind == "lstm" else 1))
-    return s if kind == "lstm" else s[0]
+    s = tuple(torch.randn(B, H, dtype=DT, requires_grad=True) for _ in CELLS[kind].state)
+    return s if len(s) > 1 else s[0]
 
 
 def mask_of(lengths: list[int], T: int) -> Tensor:
@@ -46,11 +52,25 @@ def mask_of(lengths: list[int], T: int) -> Tensor:
 
 
 def step_fn(kind: str):
-    if kind.startswith("rnn_"):
-        return lambda x, s, *w: rnn_step(x, s, *w, kind[4:])
-    if kind == "lstm":
-        return lstm_step
-    return lambda x, s, *w: gru_step(x, s, *w, "after" if kind == "gru" else "before")
+    """The table's step function of ``kind`` (the one the cells, the loop path and export call)."""
+    return CELLS[kind].step
+
+
+def test_table_steps_are_the_cell_functions():
+    """The table's steps for the original kinds are exactly rnn_step / lstm_step / gru_step with their option."""
+    torch.manual_seed(0)
+    x, h = torch.randn(2, 3, dtype=DT), torch.randn(2, 4, dtype=DT)
+    for kind, ref in {
+        "rnn_tanh": lambda x, s, *w: rnn_step(x, s, *w, "tanh"),
+        "rnn_relu": lambda x, s, *w: rnn_step(x, s, *w, "relu"),
+        "lstm": lstm_step,
+        "gru": lambda x, s, *w: gru_step(x, s, *w, "after"),
+        "gru_before": lambda x, s, *w: gru_step(x, s, *w, "before"),
+    }.items():
+        w = weights(kind, 3, 4, True)
+        s = (h, h.clone()) if kind == "lstm" else h
+        for a, b in zip(as_tuple(step_fn(kind)(x, s, *w)), as_tuple(ref(x, s, *w)), strict=True):
+            assert torch.equal(a, b), kind
 
 
 # ---------------------------------------------------------------------------------------------------- own vs fused
@@ -220,3 +240,50 @@ def test_own_path_without_grad_and_unknown_kind():
     close(final, hs[-1])
     with pytest.raises(ValueError, match="'lstmx'"):
         run_own("lstmx", x, torch.zeros(2, 3, dtype=DT), *weights("rnn_tanh", 2, 3, True))
+
+
+# ---------------------------------------------------------------------------------------------------- the table, whole
+@pytest.mark.parametrize("kind", CELL_KINDS)
+def test_own_path_equals_loop_in_bidirectional_layers_with_lengths(kind):
+    """Every table entry through a 2-layer bidirectional layer with unsorted lengths and an initial state: the own
+    path (its kernel) equals the autograd loop over the entry's step, outputs, final states and every grad."""
+    torch.manual_seed(7)
+    T, B, I, H, L = 6, 4, 3, 3, 2
+    layer = layer_for(kind, I, H, L, bidirectional=True, dtype=DT)
+    x = torch.randn(T, B, I, dtype=DT, requires_grad=True)
+    hx = tuple(torch.randn(2 * L, B, H, dtype=DT, requires_grad=True) for _ in CELLS[kind].state)
+    lengths = torch.tensor([4, 6, 1, 3])
+    w_out = torch.randn(T, B, 2 * H, dtype=DT)
+    w_st = [torch.randn(2 * L, B, H, dtype=DT) for _ in hx]
+    leaves = [x, *hx, *layer.parameters()]
+
+    def run(which):
+        layer.engine = which
+        out, h_n = layer(x, hx if len(hx) > 1 else hx[0], lengths=lengths)
+        loss = (out * w_out).sum() + sum((s * w).sum() for s, w in zip(as_tuple(h_n), w_st, strict=True))
+        return out, as_tuple(h_n), torch.autograd.grad(loss, leaves)
+
+    (out, h_n, g), (e_out, e_h_n, e_g) = run("own"), run("loop")
+    close(out, e_out, "output")
+    for a, b in zip(h_n, e_h_n, strict=True):
+        close(a, b, "final state")
+    for i, (a, b) in enumerate(zip(g, e_g, strict=True)):
+        close(a, b, f"grad #{i}")
+
+
+def test_kind_without_own_kernel_runs_the_loop_over_its_step(monkeypatch):
+    """A table entry without an OWN_KERNELS entry still runs on the own path: the autograd loop over its step."""
+    torch.manual_seed(8)
+    x = torch.randn(5, 2, 3, dtype=DT, requires_grad=True)
+    w = weights("gru_before", 3, 4, True)
+    s0 = state0("gru_before", 2, 4)
+    mask = mask_of([5, 2], 5)
+    hs, final = run_own("gru_before", x, s0, *w, mask)
+    monkeypatch.delitem(engine.OWN_KERNELS, "gru_before")
+    l_hs, l_final = run_own("gru_before", x, s0, *w, mask)
+    close(l_hs, hs)
+    close(l_final, final)
+    ga = torch.autograd.grad(hs.sum(), [x, s0, *w])
+    gb = torch.autograd.grad(l_hs.sum(), [x, s0, *w])
+    for a, b in zip(ga, gb, strict=True):
+        close(a, b)

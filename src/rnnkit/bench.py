@@ -35,6 +35,9 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from rnnkit.cells import CELLS as _SPECS
+from rnnkit.cells import CellSpec
+
 __all__ = [
     "CELLS",
     "QUICK_SHAPES",
@@ -47,7 +50,10 @@ __all__ = [
     "run",
 ]
 
-CELLS: tuple[str, ...] = ("rnn", "lstm", "gru", "gru-before")
+_BY_MODEL: dict[str, CellSpec] = {spec.model: spec for spec in _SPECS.values() if spec.model}
+"""The benchmarked cells: the ``--model`` names of :data:`rnnkit.cells.CELLS` (``rnn`` is ``rnn_tanh``)."""
+
+CELLS: tuple[str, ...] = tuple(_BY_MODEL)
 """Cells the benchmark knows, in report order."""
 
 SHAPES: tuple[tuple[int, int, int, int], ...] = (
@@ -61,7 +67,7 @@ SHAPES: tuple[tuple[int, int, int, int], ...] = (
 QUICK_SHAPES: tuple[tuple[int, int, int, int], ...] = SHAPES[:1]
 """``--quick``: the first shape only (all cells)."""
 
-GATES = {"rnn": 1, "lstm": 4, "gru": 3, "gru-before": 3}
+GATES = {name: spec.num_gates for name, spec in _BY_MODEL.items()}
 
 KEYS = ("cell", "T", "B", "I", "H", "rnnkit_ms", "torch_ms", "loop_ms", "ratio")
 """Keys every result has (extra keys follow them)."""
@@ -127,22 +133,23 @@ def _loss(output: torch.Tensor, state: torch.Tensor | tuple[torch.Tensor, ...]) 
     return output.sum() + sum(s.sum() for s in states)
 
 
+def _torch_peer(cell: str) -> CellSpec:
+    """The entry whose torch.nn layer is the peer: the cell's own, else its family's (gru-before: torch.nn.GRU)."""
+    spec = _BY_MODEL[cell]
+    if spec.torch_layer is not None:
+        return spec
+    return next(s for s in _SPECS.values() if s.family == spec.family and s.torch_layer is not None)
+
+
 def _torch_layer(cell: str, I: int, H: int) -> nn.Module:
-    if cell == "rnn":
-        return nn.RNN(I, H, nonlinearity="tanh")
-    if cell == "lstm":
-        return nn.LSTM(I, H)
-    return nn.GRU(I, H)  # gru and gru-before: torch.nn has only the reset-after GRU
+    peer = _torch_peer(cell)
+    return peer.torch_layer(I, H, **dict(peer.torch_options))
 
 
 def _rnnkit_layer(cell: str, I: int, H: int) -> nn.Module:
-    import rnnkit
+    from rnnkit.layers import layer_for
 
-    if cell == "rnn":
-        return rnnkit.RNN(I, H, nonlinearity="tanh")
-    if cell == "lstm":
-        return rnnkit.LSTM(I, H)
-    return rnnkit.GRU(I, H, reset="before" if cell == "gru-before" else "after")
+    return layer_for(_BY_MODEL[cell].kind, I, H)
 
 
 def _layer_runner(layer: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
@@ -195,9 +202,11 @@ def _loop_runner(cell: str, ref: nn.Module, x: torch.Tensor) -> Callable[[], tor
 
         return _with_fresh_grads(step, [*weights.values(), x])
 
-    cls = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[cell]
-    kwargs = {"nonlinearity": "tanh"} if cell == "rnn" else {}
-    rnn_cell = cls(I, H, **kwargs)
+    spec = _BY_MODEL[cell]
+    if spec.torch_cell is not None:
+        rnn_cell = spec.torch_cell(I, H, **dict(spec.torch_options))
+    else:  # a kind torch.nn lacks: the loop over rnnkit's cell (its step function from the table)
+        rnn_cell = spec.cell(I, H, **dict(spec.options))
     with torch.no_grad():
         rnn_cell.weight_ih.copy_(w_ih)
         rnn_cell.weight_hh.copy_(w_hh)
@@ -209,13 +218,13 @@ def _loop_runner(cell: str, ref: nn.Module, x: torch.Tensor) -> Callable[[], tor
         c = x.new_zeros(B, H)  # (B, H), LSTM only
         outputs = []
         for x_t in x:  # x_t (B, I)
-            if cell == "lstm":
+            if spec.state_arity == 2:
                 h, c = rnn_cell(x_t, (h, c))
             else:
                 h = rnn_cell(x_t, h)
             outputs.append(h)
         output = torch.stack(outputs)  # (T, B, H)
-        state = (h.unsqueeze(0), c.unsqueeze(0)) if cell == "lstm" else h.unsqueeze(0)  # (1, B, H)
+        state = (h.unsqueeze(0), c.unsqueeze(0)) if spec.state_arity == 2 else h.unsqueeze(0)  # (1, B, H)
         _loss(output, state).backward()
         return output.detach()
 
@@ -299,7 +308,7 @@ def measure(
             spent = sum(map(sum, warm.values()))
             if (settled and spent >= 0.2) or (rounds >= 2 and spent > budget_s):
                 break
-        reference = outputs["loop" if cell == "gru-before" else "torch"]
+        reference = outputs["torch" if _BY_MODEL[cell].torch_layer is not None else "loop"]
         max_abs_diff = (outputs["rnnkit"] - reference).abs().max().item()
         auto = repeats is None
         if repeats is None:

@@ -1,25 +1,46 @@
-"""One time step of each recurrent cell, written from the lecture's equations in torch.nn's convention.
+"""One time step of each recurrent cell, written from the lecture's equations in torch.nn's convention, and
+ONE table of the built-in cells (:data:`CELLS`) that the layers, engine, export, convert and bench read.
 
-Shape symbols: B batch, I input features, H hidden size. A cell maps ``(x_t, state) -> state``; the layer in
-:mod:`rnnkit.layers` runs it over time. Each cell is also a plain function (``rnn_step``, ``lstm_step``,
-``gru_step``) that takes the weights explicitly, so layers that hold torch.nn-named flat parameters and the
-cell modules share one definition of the arithmetic.
+Shape symbols: B batch, I input features, H hidden size, G gates. A cell maps ``(x_t, state) -> state``; the layer
+in :mod:`rnnkit.layers` runs it over time. Each cell is also a plain function (``rnn_step``, ``lstm_step``,
+``gru_step``) that takes the weights explicitly: the cell modules, the layers' autograd loop and export's ONNX
+step all call these very functions (``CellSpec.step``), so the arithmetic of a step is written once. The engine's
+own BPTT (:mod:`rnnkit.engine`) keeps its own in-place forward and hand-written backward for speed; tests walk
+:data:`CELLS` and prove, in float64, forward and backward (gradcheck included), that it agrees with ``step``.
 
 Weights follow torch.nn exactly: ``weight_ih`` ``(G·H, I)``, ``weight_hh`` ``(G·H, H)``, ``bias_ih`` and
 ``bias_hh`` ``(G·H,)`` with ``G`` gates packed in torch's order (LSTM ``i, f, g, o``; GRU ``r, z, n``), all
 initialised from ``U(−1/√H, 1/√H)``. So ``cell.load_state_dict(torch.nn.LSTMCell(...).state_dict())`` works.
+
+Adding a built-in cell (a new kind in an existing family, e.g. another nonlinearity or GRU form):
+
+1. write its step function here (``step(x, state, w_ih, w_hh, b_ih, b_hh) -> state``) and accept its option in
+   the family's cell and layer constructors (``RNNCell``/``RNN`` ``nonlinearity``, ``GRUCell``/``GRU`` ``reset``);
+2. add one :class:`CellSpec` to :data:`CELLS`. Layers (loop path), cells, export (ONNX), convert (Keras), bench
+   and the table-walking tests pick it up from there;
+3. only if it should be fast: an own-BPTT kernel in :mod:`rnnkit.engine` (``OWN_KERNELS[kind]``); without one,
+   ``engine="auto"``/``"own"`` run the autograd loop over ``step``. Name a ``fused`` torch kernel only where the
+   math is exactly torch.nn's.
+
+A new *family* (a new layer class) also needs its cell class here and its layer class in :mod:`rnnkit.layers`
+(a subclass of the torch-layout base, a few lines), and a ``--model`` entry in :mod:`rnnkit.tasks.registry`.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 __all__ = [
+    "CELLS",
+    "CellSpec",
     "GRUCell",
     "LSTMCell",
     "OutputLayer",
@@ -27,6 +48,7 @@ __all__ = [
     "gru_step",
     "lstm_step",
     "rnn_step",
+    "spec_of",
 ]
 
 LSTMState = tuple[Tensor, Tensor]
@@ -93,9 +115,9 @@ def gru_step(
 
 
 class _CellBase(nn.Module):
-    """Shared parameters and checks of the built-in cells (``G`` gates of size ``H``)."""
+    """Shared parameters and checks of the built-in cells (``G`` gates of size ``H``, from :data:`CELLS`)."""
 
-    num_gates: int = 1
+    _family: str = ""  # CellSpec.family: the table entries this class can be
 
     def __init__(
         self,
@@ -123,15 +145,34 @@ class _CellBase(nn.Module):
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
 
+    @property
+    def cell_spec(self) -> CellSpec:
+        """This cell's entry in :data:`CELLS` (from its class and options such as ``reset``)."""
+        return _find_spec(self._family, self)
+
+    @property
+    def num_gates(self) -> int:
+        """G: gate blocks packed in the weights."""
+        return self.cell_spec.num_gates
+
     def reset_parameters(self) -> None:
         """torch.nn's init: every weight and bias from ``U(−1/√H, 1/√H)``."""
         bound = 1.0 / math.sqrt(self.hidden_size)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
-    def initial_state(self, batch_size: int) -> Tensor:
-        """Zero state ``(B, H)`` on the parameters' device and dtype."""
-        return self.weight_hh.new_zeros(batch_size, self.hidden_size)
+    def initial_state(self, batch_size: int) -> Tensor | tuple[Tensor, ...]:
+        """Zero state: ``h`` ``(B, H)``, or a tuple of them (LSTM's ``(h, c)``), on the parameters' device/dtype."""
+        z = self.weight_hh.new_zeros(batch_size, self.hidden_size)
+        arity = self.cell_spec.state_arity
+        return z if arity == 1 else (z, *(z.clone() for _ in range(arity - 1)))
+
+    def forward(self, x: Tensor, state: Tensor | tuple[Tensor, ...] | None = None):
+        """One step through the table's step function: ``x`` ``(B, I)``, state (None: zeros) → new state."""
+        self._check_input(x, state)
+        if state is None:
+            state = self.initial_state(x.shape[0])
+        return self.cell_spec.step(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
 
     def _check_input(self, x: Tensor, state: Tensor | tuple[Tensor, ...] | None) -> None:
         name = type(self).__name__
@@ -167,7 +208,7 @@ class RNNCell(_CellBase):
     Init: ``U(−1/√H, 1/√H)`` for every parameter.
     """
 
-    num_gates = 1
+    _family = "rnn"
 
     def __init__(
         self,
@@ -184,10 +225,7 @@ class RNNCell(_CellBase):
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        self._check_input(x, h)
-        if h is None:
-            h = self.initial_state(x.shape[0])
-        return rnn_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.nonlinearity)
+        return super().forward(x, h)
 
 
 class LSTMCell(_CellBase):
@@ -207,18 +245,10 @@ class LSTMCell(_CellBase):
     Init: ``U(−1/√H, 1/√H)`` for every parameter.
     """
 
-    num_gates = 4
-
-    def initial_state(self, batch_size: int) -> LSTMState:
-        """Zero ``(h, c)``, each ``(B, H)``."""
-        z = self.weight_hh.new_zeros(batch_size, self.hidden_size)
-        return z, z.clone()
+    _family = "lstm"
 
     def forward(self, x: Tensor, state: LSTMState | None = None) -> LSTMState:
-        self._check_input(x, state)
-        if state is None:
-            state = self.initial_state(x.shape[0])
-        return lstm_step(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return super().forward(x, state)
 
 
 class GRUCell(_CellBase):
@@ -247,7 +277,7 @@ class GRUCell(_CellBase):
     Init: ``U(−1/√H, 1/√H)`` for every parameter.
     """
 
-    num_gates = 3
+    _family = "gru"
 
     def __init__(
         self,
@@ -264,13 +294,164 @@ class GRUCell(_CellBase):
         super().__init__(input_size, hidden_size, bias, device, dtype)
 
     def forward(self, x: Tensor, h: Tensor | None = None) -> Tensor:
-        self._check_input(x, h)
-        if h is None:
-            h = self.initial_state(x.shape[0])
-        return gru_step(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, self.reset)
+        return super().forward(x, h)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", reset={self.reset!r}"
+
+
+# ---------------------------------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class CellSpec:
+    """One built-in cell kind: everything the layers, engine, export, convert and bench need to know about it.
+
+    Attributes:
+        kind: the key in :data:`CELLS` and the engine's name (``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru``,
+            ``gru_before``).
+        family: ``rnn`` | ``lstm`` | ``gru``: the cell class (``RNNCell``…), the layer class (``RNN``…; torch.nn
+            uses the same names) and the Keras family.
+        model: the ``--model`` / bench name (``rnn``, ``lstm``, ``gru``, ``gru-before``), None if not offered.
+        gates: gate blocks in torch's packing order of ``weight_ih`` ``(G·H, I)``/``weight_hh``/biases; G = len.
+        state: names of the state tensors, each ``(B, H)``: ``("h",)`` or ``("h", "c")`` (also export's names).
+        options: the rnnkit cell/layer constructor options that select this kind, as ``(name, value)`` pairs.
+        cell: the rnnkit cell class.
+        step: ``step(x (B, I), state, w_ih, w_hh, b_ih, b_hh) -> state``: THE arithmetic of one step.
+        torch_layer, torch_cell: the torch.nn classes computing exactly this (None: torch.nn has none).
+        torch_options: the torch.nn constructor/attribute options that select this kind.
+        fused: name of the exact ``torch._VF`` kernel (``rnn_tanh``, ``lstm``, …), None if there is none.
+        hidden_bias_gated: the last gate's hidden bias is multiplied by a gate (GRU reset-after: ``r ⊙ (W_hn h +
+            b_hn)``), so ``b_ih + b_hh`` cannot be folded there and Keras keeps two biases.
+        keras: the Keras 3 layer class; keras_gates: Keras' gate order, in torch's gate names;
+            keras_config: the Keras layer arguments fixed by the kind (activations, ``reset_after``).
+    """
+
+    kind: str
+    family: str
+    model: str | None
+    gates: tuple[str, ...]
+    state: tuple[str, ...]
+    options: tuple[tuple[str, Any], ...]
+    cell: type[_CellBase]
+    step: Callable[..., Tensor | tuple[Tensor, ...]]
+    torch_layer: type[nn.Module] | None
+    torch_cell: type[nn.Module] | None
+    torch_options: tuple[tuple[str, Any], ...]
+    fused: str | None
+    hidden_bias_gated: bool
+    keras: str
+    keras_gates: tuple[str, ...]
+    keras_config: tuple[tuple[str, Any], ...]
+
+    @property
+    def num_gates(self) -> int:
+        """G: how many ``H``-row gate blocks the packed weights hold."""
+        return len(self.gates)
+
+    @property
+    def state_arity(self) -> int:
+        """1 for ``h``, 2 for ``(h, c)``."""
+        return len(self.state)
+
+
+def _rnn_spec(nonlinearity: str, model: str | None) -> CellSpec:
+    return CellSpec(
+        kind="rnn_" + nonlinearity,
+        family="rnn",
+        model=model,
+        gates=("h",),
+        state=("h",),
+        options=(("nonlinearity", nonlinearity),),
+        cell=RNNCell,
+        step=partial(rnn_step, nonlinearity=nonlinearity),
+        torch_layer=nn.RNN,
+        torch_cell=nn.RNNCell,
+        torch_options=(("nonlinearity", nonlinearity),),
+        fused="rnn_" + nonlinearity,
+        hidden_bias_gated=False,
+        keras="SimpleRNN",
+        keras_gates=("h",),
+        keras_config=(("activation", nonlinearity),),
+    )
+
+
+def _gru_spec(reset: str) -> CellSpec:
+    after = reset == "after"
+    return CellSpec(
+        kind="gru" if after else "gru_before",
+        family="gru",
+        model="gru" if after else "gru-before",
+        gates=("r", "z", "n"),
+        state=("h",),
+        options=(("reset", reset),),
+        cell=GRUCell,
+        step=partial(gru_step, reset=reset),
+        torch_layer=nn.GRU if after else None,
+        torch_cell=nn.GRUCell if after else None,
+        torch_options=(),
+        fused="gru" if after else None,
+        hidden_bias_gated=after,
+        keras="GRU",
+        keras_gates=("z", "r", "n"),
+        keras_config=(("activation", "tanh"), ("recurrent_activation", "sigmoid"), ("reset_after", after)),
+    )
+
+
+CELLS: dict[str, CellSpec] = {
+    spec.kind: spec
+    for spec in (
+        _rnn_spec("tanh", "rnn"),
+        _rnn_spec("relu", None),
+        CellSpec(
+            kind="lstm",
+            family="lstm",
+            model="lstm",
+            gates=("i", "f", "g", "o"),
+            state=("h", "c"),
+            options=(),
+            cell=LSTMCell,
+            step=lstm_step,
+            torch_layer=nn.LSTM,
+            torch_cell=nn.LSTMCell,
+            torch_options=(),
+            fused="lstm",
+            hidden_bias_gated=False,
+            keras="LSTM",
+            keras_gates=("i", "f", "g", "o"),  # Keras calls g "c"
+            keras_config=(("activation", "tanh"), ("recurrent_activation", "sigmoid")),
+        ),
+        _gru_spec("after"),
+        _gru_spec("before"),
+    )
+}
+"""The built-in cells by kind, in report order. Read by layers, engine, export, convert, bench and the tests."""
+
+
+def _find_spec(family: str, module: Any) -> CellSpec:
+    """The entry of ``family`` whose options ``module`` has (as attributes, e.g. ``module.reset == "before"``)."""
+    for spec in CELLS.values():
+        if spec.family == family and all(getattr(module, k, None) == v for k, v in spec.options):
+            return spec
+    opts = ", ".join(
+        f"{k}={getattr(module, k, None)!r}" for s in CELLS.values() if s.family == family for k, _ in s.options
+    )
+    raise ValueError(f"no built-in {family} cell with {opts or 'these options'}")
+
+
+def spec_of(module: Any) -> CellSpec | None:
+    """The :data:`CELLS` entry that ``module`` computes, or None.
+
+    ``module`` is an rnnkit built-in cell or layer (it names its entry: ``cell_spec``) or a torch.nn
+    ``RNN``/``LSTM``/``GRU`` layer or cell (matched by class and ``torch_options``; subclasses included).
+    """
+    spec = getattr(module, "cell_spec", None)
+    if isinstance(spec, CellSpec):
+        return spec
+    for spec in CELLS.values():
+        classes = tuple(c for c in (spec.torch_layer, spec.torch_cell) if c is not None)
+        matches = all(getattr(module, k, None) == v for k, v in spec.torch_options)
+        if classes and isinstance(module, classes) and matches:
+            return spec
+    return None
 
 
 class OutputLayer(nn.Module):

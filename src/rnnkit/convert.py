@@ -2,6 +2,9 @@
 
 Shape symbols: I input features, H hidden size (Keras ``units``), G gates (RNN 1, GRU 3, LSTM 4).
 
+Every kind-specific fact used here (Keras class, Keras gate order, the Keras arguments, whether a hidden bias
+sits inside a gate product) is a field of the kind's :data:`rnnkit.cells.CELLS` entry.
+
 rnnkit layers and cells hold torch.nn's parameters (``weight_ih_l0`` ``(G·H, I)``, ``weight_hh_l0`` ``(G·H, H)``,
 ``bias_ih_l0`` / ``bias_hh_l0`` ``(G·H,)``; cells without the ``_l0`` suffix). A Keras 3 recurrent layer holds,
 in its ``get_weights()`` / ``set_weights()`` order (read from Keras 3's ``layers/rnn/{lstm,gru,simple_rnn}.py``):
@@ -42,12 +45,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnkit import cells as _cells
-from rnnkit import layers as _layers
+from rnnkit.cells import CELLS, CellSpec, spec_of
 
 __all__ = ["from_keras", "keras_spec", "to_keras"]
-
-_GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -55,26 +55,18 @@ _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 
 
 def _describe(module: nn.Module) -> dict[str, Any]:
-    """What ``module`` is: kind (rnn|gru|lstm), GRU form, activation, cell or layer, layers, directions, bias."""
-    if isinstance(module, (_layers.LSTM, nn.LSTM, _cells.LSTMCell, nn.LSTMCell)):
-        kind = "lstm"
-    elif isinstance(module, (_layers.GRU, nn.GRU, _cells.GRUCell, nn.GRUCell)):
-        kind = "gru"
-    elif isinstance(module, (_layers.RNN, nn.RNN, _cells.RNNCell, nn.RNNCell)):
-        kind = "rnn"
-    else:
+    """What ``module`` is: its :data:`~rnnkit.cells.CELLS` entry, cell or layer, layers, directions, bias."""
+    spec = spec_of(module)
+    if spec is None:
         raise TypeError(
             f"to_keras converts rnnkit or torch.nn LSTM/GRU/RNN layers and cells, got {type(module).__name__}"
         )
     if getattr(module, "proj_size", 0):
         raise ValueError(f"an LSTM with proj_size={module.proj_size} has no Keras counterpart: use proj_size=0")
-    cell = isinstance(module, (nn.RNNCellBase, _cells._CellBase))
+    cell = isinstance(module, (nn.RNNCellBase, spec.cell))
     bias = bool(module.bias) if isinstance(module.bias, bool) else module.bias is not None
     return {
-        "kind": kind,
-        # torch.nn's GRU and GRUCell have no `reset` attribute: they are the reset-after form
-        "reset_after": getattr(module, "reset", "after") == "after",
-        "activation": getattr(module, "nonlinearity", "tanh"),
+        "spec": spec,
         "cell": cell,
         "num_layers": 1 if cell else module.num_layers,
         "bidirectional": False if cell else bool(module.bidirectional),
@@ -92,14 +84,10 @@ def keras_spec(module: nn.Module) -> dict[str, Any]:
     ``keras.layers.Bidirectional``), a stacked one ``"num_layers"`` (one Keras layer per layer).
     """
     d = _describe(module)
-    config: dict[str, Any] = {"units": d["units"], "use_bias": d["bias"], "activation": d["activation"]}
-    if d["kind"] != "rnn":
-        config["recurrent_activation"] = "sigmoid"
-    if d["kind"] == "gru":
-        config["reset_after"] = d["reset_after"]
-    names = {"lstm": "LSTM", "gru": "GRU", "rnn": "SimpleRNN"}
+    spec: CellSpec = d["spec"]
+    config: dict[str, Any] = {"units": d["units"], "use_bias": d["bias"], **dict(spec.keras_config)}
     return {
-        "class_name": names[d["kind"]],
+        "class_name": spec.keras,
         "config": config,
         "bidirectional": d["bidirectional"],
         "num_layers": d["num_layers"],
@@ -126,24 +114,25 @@ def _check_layer(layer: int | None, num_layers: int, cell: bool) -> int:
 # torch → Keras
 
 
-def _swap_rz(a: np.ndarray, H: int) -> np.ndarray:
-    """Swap the first two gate blocks along axis 0: torch ``r, z, n`` ⇄ Keras ``z, r, h`` (its own inverse)."""
-    return np.concatenate([a[H : 2 * H], a[:H], a[2 * H :]], axis=0)
+def _reorder(a: np.ndarray, H: int, source: tuple[str, ...], target: tuple[str, ...]) -> np.ndarray:
+    """Gate blocks of ``H`` rows along axis 0 from ``source`` order to ``target`` order (e.g. GRU torch ``r, z, n``
+    → Keras ``z, r, h``). Returns ``a`` itself where the orders agree."""
+    if source == target:
+        return a
+    return np.concatenate([a[source.index(g) * H : (source.index(g) + 1) * H] for g in target], axis=0)
 
 
 def _direction_to_keras(
-    kind: str, reset_after: bool, H: int, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
+    spec: CellSpec, H: int, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
 ) -> list[np.ndarray]:
-    w_ih_np = w_ih.detach().cpu().numpy()  # (G·H, I)
-    w_hh_np = w_hh.detach().cpu().numpy()  # (G·H, H)
-    b = None if b_ih is None else (b_ih.detach().cpu().numpy(), b_hh.detach().cpu().numpy())  # 2 × (G·H,)
-    if kind == "gru":
-        w_ih_np, w_hh_np = _swap_rz(w_ih_np, H), _swap_rz(w_hh_np, H)
-        if b is not None:
-            b = (_swap_rz(b[0], H), _swap_rz(b[1], H))
+    def keras_order(t: Tensor) -> np.ndarray:
+        return _reorder(t.detach().cpu().numpy(), H, spec.gates, spec.keras_gates)
+
+    w_ih_np, w_hh_np = keras_order(w_ih), keras_order(w_hh)  # (G·H, I), (G·H, H)
+    b = None if b_ih is None else (keras_order(b_ih), keras_order(b_hh))  # 2 × (G·H,)
     out = [np.ascontiguousarray(w_ih_np.T), np.ascontiguousarray(w_hh_np.T)]  # (I, G·H), (H, G·H)
     if b is not None:
-        if kind == "gru" and reset_after:
+        if spec.hidden_bias_gated:
             out.append(np.stack(b))  # (2, 3H): input bias, recurrent bias
         else:
             out.append(b[0] + b[1])  # (G·H,): only the sum enters the gates
@@ -172,7 +161,7 @@ def to_keras(module: nn.Module, *, layer: int | None = None) -> list[np.ndarray]
             sfx = f"_l{k}" + ("_reverse" if direction else "")
             names = tuple(n + sfx for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
         params = [getattr(module, n, None) if d["bias"] or i < 2 else None for i, n in enumerate(names)]
-        out += _direction_to_keras(d["kind"], d["reset_after"], d["units"], *params)
+        out += _direction_to_keras(d["spec"], d["units"], *params)
     return out
 
 
@@ -194,49 +183,54 @@ def _as_array(w: Any, i: int) -> np.ndarray:
 
 def _direction_from_keras(
     arrays: list[np.ndarray], reset_after: bool | None, offset: int
-) -> tuple[str, bool, list[np.ndarray]]:
-    """One direction's Keras arrays → (kind, reset_after, [w_ih, w_hh, (b_ih, b_hh)]) in torch's layout."""
+) -> tuple[CellSpec, list[np.ndarray]]:
+    """One direction's Keras arrays → (its CELLS entry, [w_ih, w_hh, (b_ih, b_hh)] in torch's layout)."""
     kernel, rec = arrays[0], arrays[1]
+    layers = {s.num_gates: s.keras for s in sorted(CELLS.values(), key=lambda s: s.num_gates)}  # G → Keras class
     if rec.ndim != 2 or rec.shape[0] == 0 or rec.shape[1] % rec.shape[0]:
         raise ValueError(
-            f"weights[{offset + 1}] (recurrent_kernel) must have shape (H, G·H) with G in 1, 3, 4, got {rec.shape}"
+            f"weights[{offset + 1}] (recurrent_kernel) must have shape (H, G·H) with G in "
+            f"{', '.join(map(str, layers))}, got {rec.shape}"
         )
     H = rec.shape[0]
     G = rec.shape[1] // H
-    kind = {g: name for name, g in _GATES.items()}.get(G)
-    if kind is None:
+    specs = [s for s in CELLS.values() if s.num_gates == G]
+    if not specs:
+        known = ", ".join(f"{name} ({g})" for g, name in layers.items())
         raise ValueError(
-            f"weights[{offset + 1}] (recurrent_kernel) has shape {rec.shape}: {G} gates is none of SimpleRNN (1), "
-            "GRU (3), LSTM (4)"
+            f"weights[{offset + 1}] (recurrent_kernel) has shape {rec.shape}: {G} gates is none of {known}"
         )
     if kernel.ndim != 2 or kernel.shape[1] != G * H:
         raise ValueError(f"weights[{offset}] (kernel) must have shape (I, {G * H}), got {kernel.shape}")
     bias = arrays[2] if len(arrays) == 3 else None
-    if kind == "gru":
+    gated = False  # the Keras layer keeps two biases (GRU reset_after=True): CellSpec.hidden_bias_gated
+    if len({s.hidden_bias_gated for s in specs}) > 1:  # the Keras class has both forms: the bias tells which
         if bias is not None:
             form = bias.ndim == 2  # (2, 3H) is the reset-after form, (3H,) the reset-before form
             if reset_after is not None and reset_after != form:
                 raise ValueError(
-                    f"weights[{offset + 2}] (bias) has shape {bias.shape}, which is Keras' reset_after={form} GRU, "
-                    f"but reset_after={reset_after} was asked: drop the argument or fix it"
+                    f"weights[{offset + 2}] (bias) has shape {bias.shape}, which is Keras' reset_after={form} "
+                    f"{specs[0].keras}, but reset_after={reset_after} was asked: drop the argument or fix it"
                 )
-            reset_after = form
+            gated = form
         elif reset_after is None:
-            raise ValueError("a GRU without bias does not tell its form: pass reset_after=True or False")
-    want = {True: (2, G * H), False: (G * H,)}[kind == "gru" and bool(reset_after)]
+            raise ValueError(f"a {specs[0].keras} without bias does not tell its form: pass reset_after=True or False")
+        else:
+            gated = bool(reset_after)
+    spec = next(s for s in specs if s.hidden_bias_gated == gated)
+    want = (2, G * H) if gated else (G * H,)
     if bias is not None and bias.shape != want:
         raise ValueError(f"weights[{offset + 2}] (bias) must have shape {want}, got {bias.shape}")
     w_ih, w_hh = kernel.T, rec.T  # (G·H, I), (G·H, H)
     biases: list[np.ndarray] = []
     if bias is not None:
-        if kind == "gru" and reset_after:
+        if gated:
             biases = [bias[0], bias[1]]
         else:
             biases = [bias, np.zeros_like(bias)]  # one Keras bias: all of it on the input side
-    if kind == "gru":
-        w_ih, w_hh = _swap_rz(w_ih, H), _swap_rz(w_hh, H)
-        biases = [_swap_rz(b, H) for b in biases]
-    return kind, bool(reset_after), [w_ih, w_hh, *biases]
+    w_ih, w_hh = (_reorder(w, H, spec.keras_gates, spec.gates) for w in (w_ih, w_hh))
+    biases = [_reorder(b, H, spec.keras_gates, spec.gates) for b in biases]
+    return spec, [w_ih, w_hh, *biases]
 
 
 def from_keras(
@@ -284,8 +278,8 @@ def from_keras(
     state: dict[str, Tensor] = {}
     kinds = set()
     for d in range(D):
-        kind, form, parts = _direction_from_keras(arrays[d * n : (d + 1) * n], reset_after, d * n)
-        kinds.add((kind, form, parts[0].shape, parts[1].shape))
+        spec, parts = _direction_from_keras(arrays[d * n : (d + 1) * n], reset_after, d * n)
+        kinds.add((spec.kind, parts[0].shape, parts[1].shape))
         sfx = "" if layer is None else f"_l{layer}" + ("_reverse" if d else "")
         for name, a in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), parts, strict=False):
             state[name + sfx] = torch.tensor(np.ascontiguousarray(a), dtype=dtype)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.layers import Recurrent, StepStates
+from rnnkit.masks import length_mask
 
 __all__ = [
     "CANCELLATION_NOTE",
@@ -186,8 +187,8 @@ def _norms_by_time(states: StepStates, loss: Tensor, lens: Tensor) -> dict[str, 
     flat = [h for layer in states.h for seq in layer for h in seq]
     grads = torch.autograd.grad(loss, flat, allow_unused=True)
     T_max = int(lens.max())
+    valid = length_mask(lens, T_max, time_major=True)  # (T, B)
     t = torch.arange(T_max, device=lens.device).unsqueeze(1)  # (T, 1)
-    valid = t < lens.unsqueeze(0)  # (T, B)
     count = valid.sum(dim=1).clamp(min=1)  # (T,)
     # time t of row b, in the reverse direction, is processing step lengths[b] − 1 − t
     rev_step = (lens.unsqueeze(0) - 1 - t).clamp(min=0)  # (T, B)

@@ -48,7 +48,6 @@ import logging
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +55,10 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import __version__
-from rnnkit import layers as _layers
-from rnnkit.cells import gru_step, lstm_step, rnn_step
+from rnnkit.cells import CELLS, CellSpec, spec_of
 from rnnkit.checkpoint import write_bytes_atomic, write_json_atomic
 from rnnkit.data.vocab import BOS
+from rnnkit.masks import length_mask
 from rnnkit.tasks.classifier import SequenceClassifier
 from rnnkit.tasks.generator import SequenceGenerator
 from rnnkit.tasks.regressor import SequenceRegressor
@@ -76,28 +75,25 @@ State = Tensor | tuple[Tensor, Tensor]
 # The recurrence as exportable ops
 
 
+def _cell_spec(core: nn.Module) -> CellSpec:
+    """``core``'s entry in :data:`rnnkit.cells.CELLS` (its step function, state names), or a clear refusal."""
+    spec = spec_of(core)
+    if spec is None or getattr(core, "num_layers", None) is None:
+        names = [s.model for s in CELLS.values() if s.model]
+        models = ", ".join(names[:-1]) + " and " + names[-1]
+        raise ValueError(
+            f"ONNX export supports the recurrent cores {models}, not {type(core).__name__} "
+            "(the window model is not exported)"
+        )
+    if getattr(core, "proj_size", 0):
+        raise ValueError(f"an LSTM with proj_size={core.proj_size} cannot be exported: use proj_size=0")
+    return spec
+
+
 def _step_function(core: nn.Module) -> tuple[Callable[..., State], int]:
     """The one-step function of ``core``'s cells (called as ``fn(x_t, state, w_ih, w_hh, b_ih, b_hh)``), arity."""
-    if isinstance(core, (_layers.LSTM, nn.LSTM)):
-        if getattr(core, "proj_size", 0):
-            raise ValueError(f"an LSTM with proj_size={core.proj_size} cannot be exported: use proj_size=0")
-        return lstm_step, 2
-    if isinstance(core, (_layers.GRU, nn.GRU)):
-        return partial(_gru, reset=getattr(core, "reset", "after")), 1
-    if isinstance(core, (_layers.RNN, nn.RNN)):
-        return partial(_rnn, nonlinearity=core.nonlinearity), 1
-    raise ValueError(
-        f"ONNX export supports the recurrent cores rnn, lstm, gru and gru-before, not {type(core).__name__} "
-        "(the window model is not exported)"
-    )
-
-
-def _gru(x, h, w_ih, w_hh, b_ih, b_hh, *, reset):
-    return gru_step(x, h, w_ih, w_hh, b_ih, b_hh, reset)
-
-
-def _rnn(x, h, w_ih, w_hh, b_ih, b_hh, *, nonlinearity):
-    return rnn_step(x, h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
+    spec = _cell_spec(core)
+    return spec.step, spec.state_arity
 
 
 class _Recurrence(nn.Module):
@@ -155,10 +151,12 @@ class _Recurrence(nn.Module):
         from torch._higher_order_ops.scan import scan
 
         T = x.shape[0]
-        steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
-        valid = steps < lengths.unsqueeze(0)  # (T, B)
+        valid = length_mask(lengths, T, time_major=True, device=x.device)  # (T, B)
         keep = valid.unsqueeze(-1)  # (T, B, 1)
-        rev = torch.where(valid, lengths.unsqueeze(0) - 1 - steps, steps) if self.D == 2 else None  # (T, B)
+        rev = None
+        if self.D == 2:
+            steps = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+            rev = torch.where(valid, lengths.unsqueeze(0) - 1 - steps, steps)  # (T, B)
         finals: list[State] = []
         layer_in = x
         for k in range(self.L):
@@ -300,10 +298,9 @@ def _specs(model: nn.Module) -> dict[str, dict[str, Any]]:
     """Per graph (``sequence``, ``step``): inputs and outputs as ``{"name", "dtype", "shape"}`` lists."""
     cfg = model.config
     core = model.core
-    _step_function(core)  # refuses cores that cannot be exported, with the reason
+    spec = _cell_spec(core)  # refuses cores that cannot be exported, with the reason
     L, H, D = core.num_layers, core.hidden_size, 2 if core.bidirectional else 1
-    lstm = isinstance(core, (_layers.LSTM, nn.LSTM))
-    state_in = [_io("h", "float32", [L, "B", H])] + ([_io("c", "float32", [L, "B", H])] if lstm else [])
+    state_in = [_io(name, "float32", [L, "B", H]) for name in spec.state]  # h (and c for an LSTM)
     state_out = [_io(s["name"] + "_out", "float32", s["shape"]) for s in state_in]
     if isinstance(model, SequenceGenerator):
         ids_seq, ids_step = _io("ids", "int64", ["B", "T"]), _io("ids", "int64", ["B"])
@@ -511,10 +508,10 @@ def verify_export(model: nn.Module, output: str | Path, *, lengths: tuple[int, .
         x = torch.randint(4, cfg.vocab_size, (B, T), generator=gen)
         if generator:
             x[:, 0] = BOS
-        x = x.masked_fill(torch.arange(T) >= lens.unsqueeze(1), 0)  # (B, T) padded with PAD
+        x = x.masked_fill(~length_mask(lens, T), 0)  # (B, T) padded with PAD
     else:
         x = torch.randn(B, T, cfg.input_features, generator=gen)
-        x = x * (torch.arange(T) < lens.unsqueeze(1)).unsqueeze(2)
+        x = x * length_mask(lens, T).unsqueeze(2)  # (B, T, F), zero past each end
     cond = None
     if generator and cfg.num_conditions:
         cond = torch.randint(0, cfg.num_conditions, (B,), generator=gen)

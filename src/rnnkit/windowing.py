@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnkit.masks import length_mask
+
 __all__ = ["WindowCore", "split"]
 
 Unit = Literal["char", "word"]
@@ -367,7 +369,7 @@ class WindowCore(nn.Module):
             last = torch.full((B,), T - 1, dtype=torch.long, device=x.device)
         else:
             lengths = _check_lengths(lengths, T, B).to(x.device)  # (B,)
-            valid = torch.arange(T, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+            valid = length_mask(lengths, T, device=x.device)  # (B, T)
             out = out * valid.unsqueeze(2).to(out.dtype)
             last = lengths - 1
         h_n = out[torch.arange(B, device=x.device), last].unsqueeze(0)  # (1, B, H)

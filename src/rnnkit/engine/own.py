@@ -1,68 +1,24 @@
-"""Run one built-in cell over a whole sequence, fast: torch's fused kernels where exact, own BPTT otherwise.
+"""rnnkit's own BPTT: the input projection hoisted out of the loop, a hand-written backward per kind.
 
-Shape symbols: T time, B batch, I input, H hidden, G gates (rnn 1, gru 3, lstm 4).
-
-Two paths, one job (a test asserts they agree, forward and backward, in float64):
-
-* :func:`run_fused` calls the same ATen kernels torch.nn calls (oneDNN on CPU, cuDNN on CUDA) for the
-  configurations torch.nn has: ``rnn``, ``lstm`` and ``gru`` with the reset after the matrix product.
-* :func:`run_own` is rnnkit's own path, used for ``gru-before`` (the lecture's GRU) and available for every
-  built-in cell. It follows DESIGN.md §3: the input projection is one matrix product over all ``T·B`` rows
-  (autograd differentiates it), the recurrence is a :class:`torch.autograd.Function` whose backward is a
-  hand-written BPTT loop that stores each step's gate gradients, and the recurrent weight gradient is one
-  matrix product over all steps after the loop. Nothing that needs grad is indexed per step. Everything that
-  does not depend on the incoming gradient is precomputed over all ``T`` at once, so each step is a handful
-  of large ops.
-
-Variable lengths are handled with a step mask ``m`` ``(T, B, 1)``: where ``m = 0`` the state is carried
-unchanged (``h_t = h_{t−1}``), so the state after the last step is the state at each sequence's last valid
-step. The layer zeroes the outputs past each end.
+Shape symbols: T time, B batch, I input, H hidden, G gates. See :mod:`rnnkit.engine` for the design; a kind of
+:data:`rnnkit.cells.CELLS` without a kernel here runs :func:`rnnkit.engine.loop.run_loop` over its step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
-from torch import _VF, Tensor
+from torch import Tensor
 from torch.autograd.function import FunctionCtx, once_differentiable
 
-__all__ = ["CELL_KINDS", "FUSED_KINDS", "run_fused", "run_own"]
+from rnnkit.cells import CELLS
+from rnnkit.engine.loop import bind_step, run_loop
 
-CELL_KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru", "gru_before")
-"""Built-in cell kinds the engine runs; ``gru`` is reset-after (torch.nn), ``gru_before`` the lecture's."""
+__all__ = ["OWN_KERNELS", "run_own"]
 
-FUSED_KINDS = {"rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu, "lstm": _VF.lstm, "gru": _VF.gru}
-"""Kinds with an exact torch fused kernel."""
-
-
-def run_fused(
-    kind: str,
-    input: Tensor,
-    hx: Tensor | tuple[Tensor, Tensor],
-    flat_weights: list[Tensor],
-    bias: bool,
-    num_layers: int,
-    dropout: float,
-    training: bool,
-    bidirectional: bool,
-    batch_sizes: Tensor | None = None,
-) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
-    """The whole stack through torch's fused kernel, exactly as torch.nn does.
-
-    Args:
-        input: ``(T, B, I)`` time-major, or the ``data`` of a PackedSequence ``(ΣL, I)`` with ``batch_sizes``.
-        hx: ``(L·D, B, H)`` (a tuple ``(h0, c0)`` for LSTM) in the input's batch order.
-        flat_weights: torch.nn's ``_flat_weights`` order (per layer, per direction: w_ih, w_hh[, b_ih, b_hh]).
-    Returns:
-        ``(output, h_n)`` with ``output`` ``(T, B, D·H)`` (or packed data) and ``h_n`` like ``hx``.
-    """
-    fn = FUSED_KINDS[kind]
-    if batch_sizes is None:
-        result = fn(input, hx, flat_weights, bias, num_layers, dropout, training, bidirectional, False)
-    else:
-        result = fn(input, batch_sizes, hx, flat_weights, bias, num_layers, dropout, training, bidirectional)
-    if kind == "lstm":
-        return result[0], (result[1], result[2])
-    return result[0], result[1]
+State = Tensor | tuple[Tensor, ...]
 
 
 def run_own(
@@ -78,7 +34,7 @@ def run_own(
     """One direction of one layer through rnnkit's own BPTT.
 
     Args:
-        kind: one of :data:`CELL_KINDS`.
+        kind: one of :data:`rnnkit.cells.CELLS`.
         x: ``(T, B, I)``. state0: ``h0`` ``(B, H)``, or ``(h0, c0)`` for LSTM.
         w_ih ``(G·H, I)``, w_hh ``(G·H, H)``, b_ih/b_hh ``(G·H,)`` or None: torch.nn's packed layout.
         mask: ``(T, B, 1)`` of 0/1 in ``x``'s dtype, or None when every sequence has length ``T``.
@@ -86,37 +42,67 @@ def run_own(
         ``(hs, final)``: ``hs`` ``(T, B, H)`` every step's state (carried, not zeroed, past a sequence's end)
         and the final state (``h_T`` or ``(h_T, c_T)``).
     """
+    spec = CELLS.get(kind)
+    if spec is None:
+        raise ValueError(f"unknown cell kind {kind!r}; expected one of {tuple(CELLS)}")
+    kernel = OWN_KERNELS.get(kind)
+    if kernel is None:  # a table entry without a kernel: the autograd loop over its step function
+        return run_loop(bind_step(spec.step, (w_ih, w_hh, b_ih, b_hh)), x, state0, mask)
     T, B, I = x.shape
     H = w_hh.shape[1]
     G = w_hh.shape[0]
-    # Fold every bias that sits outside a gate product into the hoisted input projection. For the
-    # reset-after GRU the candidate's hidden bias b_hn is multiplied by r, so it stays in the loop.
-    b_hn = None
+    # Fold every bias that sits outside a gate product into the hoisted input projection. Where the last gate's
+    # hidden bias is multiplied by a gate (reset-after GRU: r ⊙ (W_hn h + b_hn)), it stays in the loop.
+    b_gated = None
     if b_ih is None:
         bias = None
-    elif kind == "gru":
-        bias = b_ih + torch.cat([b_hh[: 2 * H], b_hh.new_zeros(H)])
-        b_hn = b_hh[2 * H :]
+    elif spec.hidden_bias_gated:
+        bias = b_ih + torch.cat([b_hh[: G - H], b_hh.new_zeros(H)])
+        b_gated = b_hh[G - H :]
     else:
         bias = b_ih + b_hh
     x2 = x.reshape(T * B, I)  # (T·B, I)
     xp = x2 @ w_ih.t() if bias is None else torch.addmm(bias, x2, w_ih.t())  # (T·B, G·H)
     xp = xp.view(T, B, G)  # (T, B, G·H)
-    if kind == "lstm":
-        h0, c0 = state0
-        hs, c_n = _LSTMFn.apply(xp, h0, c0, w_hh, mask)
-        return hs, (hs[-1], c_n)
-    if kind == "gru":
-        if b_hn is None:
-            b_hn = w_hh.new_zeros(H)
-        hs = _GRUAfterFn.apply(xp, state0, w_hh, b_hn, mask)
-    elif kind == "gru_before":
-        hs = _GRUBeforeFn.apply(xp, state0, w_hh, mask)
-    elif kind in ("rnn_tanh", "rnn_relu"):
-        hs = _RNNFn.apply(xp, state0, w_hh, mask, kind == "rnn_relu")
-    else:
-        raise ValueError(f"unknown cell kind {kind!r}; expected one of {CELL_KINDS}")
+    return kernel(xp, state0, w_hh, b_gated, mask)
+
+
+# ---------------------------------------------------------------------------------------------------- own kernels
+# A kernel runs the recurrence on the hoisted projection: kernel(xp (T, B, G·H), state0, w_hh, b_gated, mask)
+# -> (hs (T, B, H), final state), b_gated the hidden bias kept in the loop (CellSpec.hidden_bias_gated) or None.
+
+
+def _rnn_kernel(xp: Tensor, h0: Tensor, w_hh: Tensor, b_gated: None, mask: Tensor | None, *, relu: bool):
+    hs = _RNNFn.apply(xp, h0, w_hh, mask, relu)
     return hs, hs[-1]
+
+
+def _lstm_kernel(xp: Tensor, state0: tuple[Tensor, Tensor], w_hh: Tensor, b_gated: None, mask: Tensor | None):
+    h0, c0 = state0
+    hs, c_n = _LSTMFn.apply(xp, h0, c0, w_hh, mask)
+    return hs, (hs[-1], c_n)
+
+
+def _gru_after_kernel(xp: Tensor, h0: Tensor, w_hh: Tensor, b_hn: Tensor | None, mask: Tensor | None):
+    if b_hn is None:
+        b_hn = w_hh.new_zeros(w_hh.shape[1])
+    hs = _GRUAfterFn.apply(xp, h0, w_hh, b_hn, mask)
+    return hs, hs[-1]
+
+
+def _gru_before_kernel(xp: Tensor, h0: Tensor, w_hh: Tensor, b_gated: None, mask: Tensor | None):
+    hs = _GRUBeforeFn.apply(xp, h0, w_hh, mask)
+    return hs, hs[-1]
+
+
+OWN_KERNELS: dict[str, Callable[..., tuple[Tensor, State]]] = {
+    "rnn_tanh": partial(_rnn_kernel, relu=False),
+    "rnn_relu": partial(_rnn_kernel, relu=True),
+    "lstm": _lstm_kernel,
+    "gru": _gru_after_kernel,
+    "gru_before": _gru_before_kernel,
+}
+"""Kinds with a hand-written BPTT kernel (forward in place, backward by hand); the others run :func:`run_loop`."""
 
 
 def _prev(h0: Tensor, hs: Tensor) -> Tensor:
