@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-import rnnkit.apps.seq2seq as app  # registers the app (until rnnkit.apps imports it)
+import rnnkit.runs.seq2seq as app  # the seq2seq kind
 import rnnkit.train
 from rnnkit import cli
 from rnnkit.data.batching import IGNORE_INDEX

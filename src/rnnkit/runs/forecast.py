@@ -24,6 +24,7 @@ Every check on the data and the settings runs before anything is written, so bad
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit import metrics as M
+from rnnkit.cliutil import positive_int
 from rnnkit.data.series import (
     Scaler,
     Series,
@@ -41,18 +43,9 @@ from rnnkit.data.series import (
     load_series,
     make_windows,
 )
-from rnnkit.runs import (
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
+from rnnkit.runs.folder import Run, begin_run, finish_run, run_config, write_run_start
+from rnnkit.runs.kind import Flag, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import build_model
 from rnnkit.tasks.forecaster import (
     STRATEGIES,
@@ -228,7 +221,7 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     f = saved["forecast"]
     options = dict(saved["data"]["options"])
     options.update({key: f[key] for key in ("context", "horizon", "strategy", "relative")})
-    return resume_options(saved, opts, APP, options=options)
+    return restore_options(saved, opts, APP, options=options)
 
 
 # ---------------------------------------------------------------------------------------------------------- train
@@ -565,4 +558,71 @@ def plot_forecast(
     return _save(fig, path)
 
 
-register_app(TaskApp(name=APP, train=train, evaluate=evaluate, predict=predict, summary=summary, defaults=DEFAULTS))
+@register_kind
+class ForecastKind(RunKind):
+    """``--task forecast``: a series → its next values, scored against naive baselines."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "forecast (series -> next values)"
+    flags = (
+        Flag("--date-column", {"default": None, "help": "CSV series: the date/time column (default: detected)"}),
+        Flag(
+            "--value-columns",
+            {"default": None, "help": "CSV series: comma-separated value columns (default: all numeric)"},
+        ),
+        Flag("--target-column", {"default": None, "help": "forecast: the column to predict (default: the first)"}),
+        Flag(
+            "--context",
+            {
+                "type": positive_int,
+                "default": None,
+                "help": "forecast: past steps the model reads (default: the task's)",
+            },
+        ),
+        Flag(
+            "--horizon",
+            {"type": positive_int, "default": None, "help": "forecast: steps ahead to predict (default: the task's)"},
+        ),
+        Flag(
+            "--strategy",
+            {
+                "choices": ["direct", "recursive"],
+                "default": None,
+                "help": "forecast: all horizon steps at once (direct) or one step rolled out (recursive); "
+                "default: direct",
+            },
+        ),
+        Flag(
+            "--season",
+            {
+                "type": positive_int,
+                "default": None,
+                "help": "forecast: period of the seasonal-naive baseline (default: detected from the dates, else 1)",
+            },
+        ),
+        Flag(
+            "--relative",
+            {
+                "action": argparse.BooleanOptionalAction,
+                "default": None,
+                "help": "forecast: windows relative to their last value, the model predicts changes (default: on)",
+            },
+        ),
+    )
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _options_from_config(saved, opts)
+
+    def train(self, opts: RunOptions, out: str | Path, *, resume: bool = False, overwrite: bool = False, log=None):
+        return train(opts, Path(out), resume=resume, overwrite=overwrite, log=log)
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return evaluate(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return predict(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return summary(metrics)

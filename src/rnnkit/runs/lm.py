@@ -43,19 +43,9 @@ from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.datasets import _existing, _read_text
 from rnnkit.data.stream import TokenStream, char_vocab, encode_text
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK, Vocab
-from rnnkit.runs import (
-    SPLIT_FILE,
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
+from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
+from rnnkit.runs.kind import Flag, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS, ModelConfig, SequenceGenerator
 from rnnkit.train import evaluate, fit, seed_everything
 
@@ -219,7 +209,7 @@ def _bigram_baseline(train: TokenStream, val: TokenStream, test: TokenStream, V:
 # ---------------------------------------------------------------------------------------------------------- train
 def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     m, d = saved["model"], saved["data"]
-    return resume_options(
+    return restore_options(
         saved,
         opts,
         APP,
@@ -436,13 +426,39 @@ def _summary(metrics: dict[str, Any]) -> str:
     )
 
 
-register_app(
-    TaskApp(
-        name=APP,
-        train=_train,
-        evaluate=_evaluate,
-        predict=_predict,
-        summary=_summary,
-        defaults=DEFAULTS,
+@register_kind
+class LanguageModelKind(RunKind):
+    """``--task lm``: a character language model over one long text, truncated BPTT."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "lm (a character language model over one long text, truncated BPTT)"
+    flags = (
+        Flag(
+            "--tbptt",
+            {
+                "default": None,
+                "metavar": "K1,K2",
+                "help": "lm: truncated BPTT, an update every K1 characters with gradients through the last K2 "
+                "(K1 <= K2; one number: K1 = K2) (default: the task's, 64,64)",
+            },
+            convert=lambda value: list(parse_tbptt(value)),
+            only="--tbptt trains one long stream: use it with --task lm",
+        ),
     )
-)
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _resumed_options(saved, opts)
+
+    def train(self, opts: RunOptions, out: str | Path, *, resume: bool = False, overwrite: bool = False, log=None):
+        return _train(opts, Path(out), resume=resume, overwrite=overwrite, log=log)
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return _evaluate(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return _predict(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return _summary(metrics)

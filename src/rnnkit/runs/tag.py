@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.checkpoint import read_json
+from rnnkit.cliutil import positive_int
 from rnnkit.data.batching import Batch, BucketBatchSampler
 from rnnkit.data.tagging import (
     TaggedSequences,
@@ -40,19 +41,9 @@ from rnnkit.data.tagging import (
 )
 from rnnkit.data.vocab import Vocab
 from rnnkit.metrics import confusion_matrix, macro_f1
-from rnnkit.runs import (
-    SPLIT_FILE,
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
+from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
+from rnnkit.runs.kind import Flag, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS, ModelConfig
 from rnnkit.tasks.tagger import SequenceTagger
 from rnnkit.train import evaluate, fit, seed_everything
@@ -201,7 +192,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------- train
 def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     m, d = saved["model"], saved["data"]
-    return resume_options(
+    return restore_options(
         saved,
         opts,
         APP,
@@ -360,13 +351,36 @@ def _predict(run: Run, items: list[str], **options: Any) -> list[str]:
     ]
 
 
-register_app(
-    TaskApp(
-        name=APP,
-        train=_train,
-        evaluate=_evaluate,
-        predict=_predict,
-        summary=_summary,
-        defaults=DEFAULTS,
+@register_kind
+class TagKind(RunKind):
+    """``--task tag``: synced many→many tagging of CoNLL-style files."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "tag (synced many->many)"
+    flags = (
+        Flag(
+            "--max-items",
+            {
+                "type": positive_int,
+                "default": None,
+                "help": "seq2seq/tag: use at most this many items (default: the task's)",
+            },
+        ),
     )
-)
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _resumed_options(saved, opts)
+
+    def train(self, opts: RunOptions, out: str | Path, *, resume: bool = False, overwrite: bool = False, log=None):
+        return _train(opts, Path(out), resume=resume, overwrite=overwrite, log=log)
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return _evaluate(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return _predict(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return _summary(metrics)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.checkpoint import read_json
+from rnnkit.cliutil import positive_int
 from rnnkit.data.batching import Batch, BucketBatchSampler
 from rnnkit.data.g2p import (
     Lexicon,
@@ -35,19 +36,9 @@ from rnnkit.data.g2p import (
     split_lexicon,
 )
 from rnnkit.data.vocab import Vocab
-from rnnkit.runs import (
-    SPLIT_FILE,
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
+from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
+from rnnkit.runs.kind import Flag, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.seq2seq import Seq2Seq, collate_pairs
@@ -212,7 +203,7 @@ def _settings(opts: RunOptions) -> dict[str, Any]:
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     """The options a run was started with, so that ``--resume`` continues exactly that run."""
     d = saved["data"]
-    return resume_options(
+    return restore_options(
         saved,
         opts,
         APP,
@@ -395,6 +386,42 @@ def summary(metrics: dict[str, Any]) -> str:
 
 # a run folder is rebuilt through rnnkit.tasks.build_model, which finds task models in TASKS
 TASKS.setdefault(APP, Seq2Seq)
-register_app(
-    TaskApp(name=APP, train=train, evaluate=evaluate_app, predict=predict_app, summary=summary, defaults=DEFAULTS)
-)
+
+
+@register_kind
+class Seq2SeqKind(RunKind):
+    """``--task seq2seq``: an encoder-decoder with attention (word → phonemes by default)."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "seq2seq (encoder-decoder)"
+    flags = (
+        Flag(
+            "--max-items",
+            {
+                "type": positive_int,
+                "default": None,
+                "help": "seq2seq/tag: use at most this many items (default: the task's)",
+            },
+        ),
+        Flag(
+            "--beam",
+            {"type": positive_int, "default": None, "help": "seq2seq: beam width at test time (default: the task's)"},
+        ),
+    )
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _options_from_config(saved, opts)
+
+    def train(self, opts: RunOptions, out: str | Path, *, resume: bool = False, overwrite: bool = False, log=None):
+        return train(opts, Path(out), resume=resume, overwrite=overwrite, log=log)
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return evaluate_app(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return predict_app(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return summary(metrics)

@@ -53,20 +53,10 @@ from rnnkit.data.arrays import (
 )
 from rnnkit.data.batching import Batch, BucketBatchSampler, collate_sequences
 from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
-from rnnkit.runs import (
-    SPLIT_FILE,
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    accuracy_line,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
+from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
+from rnnkit.runs.kind import RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.runs.text import accuracy_line
 from rnnkit.tasks import ModelConfig, build_model
 from rnnkit.train import TrainConfig, evaluate, fit, seed_everything
 
@@ -263,7 +253,7 @@ def validation_score(num_val: int) -> Callable[[torch.nn.Module, Any], dict[str,
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     """The options a run was started with, so ``--resume`` continues exactly that run."""
     m, d = saved["model"], saved["data"]
-    return resume_options(
+    return restore_options(
         saved,
         opts,
         "classify",
@@ -471,14 +461,32 @@ def summary(metrics: dict[str, Any]) -> str:
     return accuracy_line(metrics) + f" on {metrics['num_test']} test series"
 
 
-register_app(
-    TaskApp(
-        name=APP,
-        train=train_series,
-        evaluate=evaluate_series,
-        predict=predict_series,
-        summary=summary,
-        defaults=DEFAULTS,
-        handles=handles,
-    )
-)
+@register_kind
+class SeriesClassifyKind(RunKind):
+    """Series classification: ``--task classify`` on real-valued series (``.ts``, ``.npz``,
+    ``embedded:basicmotions``), chosen by :meth:`handles`."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "classify on series"
+    flags = ()
+    selectable = False  # reached through --task classify on series data
+
+    def handles(self, opts: RunOptions) -> bool:
+        return handles(opts)
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _options_from_config(saved, opts)
+
+    def train(self, opts: RunOptions, out: str | Path, *, resume: bool = False, overwrite: bool = False, log=None):
+        return train_series(opts, Path(out), resume=resume, overwrite=overwrite, log=log)
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return evaluate_series(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return predict_series(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return summary(metrics)
