@@ -20,7 +20,7 @@ A word is right when its output equals any of its references; PER uses the close
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +36,13 @@ from rnnkit.data.g2p import (
     split_lexicon,
 )
 from rnnkit.data.vocab import Vocab
-from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
-from rnnkit.runs.kind import Flag, RunKind, register_kind
+from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.seq2seq import Seq2Seq, collate_pairs
-from rnnkit.train import evaluate, fit, seed_everything
+from rnnkit.train import TrainConfig, evaluate
 
 __all__ = ["APP", "CMUDICT", "DEFAULTS", "DEFAULT_MAX_ITEMS", "DEFAULT_MAX_MINUTES", "decode", "max_output_len"]
 
@@ -216,24 +216,13 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     )
 
 
-def train(
-    opts: RunOptions,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train a seq2seq run into ``out`` (see the module docstring); returns the metrics written."""
-    out = Path(out)
-    opts, saved, existing = begin_run(
-        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_options_from_config
-    )
+def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+    """Read and split the lexicon, build (or restore) both vocabularies, make the pair batches."""
     if opts.window is not None:
         raise ValueError("--window is for --model window, which seq2seq does not offer: drop --window")
     s = _settings(opts)
     split = _split(s)
-    if resume:
+    if saved is not None:
         src_vocab, tgt_vocab = Vocab.from_dict(saved["vocab"]), Vocab.from_dict(saved["target_vocab"])
     else:
         src_vocab = Vocab.build(list(split.train.entries), unit=s["unit"], fold_ascii=s["fold_ascii"])
@@ -245,44 +234,8 @@ def train(
     bs = int(opts.resolved("batch_size", DEFAULTS))
     train_b = _PairBatches(tr_src, tr_tgt, bs, opts.seed)
     val_b = _PairBatches(va_src, va_tgt, bs, opts.seed).ordered()
-
-    mcfg = ModelConfig(
-        task=APP,
-        model=opts.resolved("model", DEFAULTS),
-        vocab_size=len(src_vocab),
-        target_vocab_size=len(tgt_vocab),
-        embed_dim=int(opts.resolved("embed_dim", DEFAULTS)),
-        hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
-        num_layers=int(opts.resolved("num_layers", DEFAULTS)),
-        bidirectional=bool(opts.resolved("bidirectional", DEFAULTS)),
-        dropout=float(opts.resolved("dropout", DEFAULTS)),
-        attention=True,
-    )
-    tcfg = opts.train_config(
-        DEFAULTS,
-        max_minutes=DEFAULT_MAX_MINUTES if opts.max_minutes is None and s["data"] in CMUDICT else opts.max_minutes,
-        monitor="loss",
-    )
-    seed_everything(opts.seed)
-    model = Seq2Seq(mcfg)  # bad settings fail here, before the run folder is touched
-    config = run_config(
-        APP,
-        mcfg,
-        tcfg,
-        {"source": split.train.source, **s},
-        vocab=src_vocab.to_dict(),
-        target_vocab=tgt_vocab.to_dict(),
-    )
-    write_run_start(out, config, split.record, resume=resume, overwrite=overwrite and existing)
-    result = fit(
-        model, train_b.epoch, val_b, tcfg, out, resume=resume, overwrite=overwrite, log=log, handle_sigint=True
-    )
-    run = Run(out, config, model.eval(), src_vocab, [])
-    metrics: dict[str, Any] = {"app": APP, "task": APP, "model": mcfg.model}
-    metrics.update(_score(run, split.test, s["beam"]))
-    metrics["num_train"], metrics["num_val"], metrics["num_test"] = len(split.train), len(split.val), len(split.test)
-    metrics["num_train_pairs"] = len(tr_src)
-    return finish_run(run, metrics, result)
+    extra = {"settings": s, "split": split, "target_vocab": tgt_vocab, "num_train_pairs": len(tr_src)}
+    return Prepared(train_b.epoch, val_b, split.record, src_vocab, [], extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------- use
@@ -414,8 +367,51 @@ class Seq2SeqKind(RunKind):
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         return _options_from_config(saved, opts)
 
-    def train(self, opts: RunOptions, out: str | Path, *, resume: bool = False, overwrite: bool = False, log=None):
-        return train(opts, Path(out), resume=resume, overwrite=overwrite, log=log)
+    def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+        return _prepare(opts, saved)
+
+    def model_config(self, opts: RunOptions, prepared: Prepared) -> ModelConfig:
+        return ModelConfig(
+            task=APP,
+            model=opts.resolved("model", DEFAULTS),
+            vocab_size=len(prepared.vocab),
+            target_vocab_size=len(prepared.extra["target_vocab"]),
+            embed_dim=int(opts.resolved("embed_dim", DEFAULTS)),
+            hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
+            num_layers=int(opts.resolved("num_layers", DEFAULTS)),
+            bidirectional=bool(opts.resolved("bidirectional", DEFAULTS)),
+            dropout=float(opts.resolved("dropout", DEFAULTS)),
+            attention=True,
+        )
+
+    def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
+        embedded = prepared.extra["settings"]["data"] in CMUDICT
+        return opts.train_config(
+            DEFAULTS,
+            max_minutes=DEFAULT_MAX_MINUTES if opts.max_minutes is None and embedded else opts.max_minutes,
+            monitor="loss",
+        )
+
+    def build(self, mcfg: ModelConfig) -> Seq2Seq:
+        return Seq2Seq(mcfg)  # bad settings fail here, before the run folder is touched
+
+    def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        return {"source": prepared.extra["split"].train.source, **prepared.extra["settings"]}
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        return {"vocab": prepared.vocab.to_dict(), "target_vocab": prepared.extra["target_vocab"].to_dict()}
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        split = prepared.extra["split"]
+        metrics: dict[str, Any] = {"app": APP, "task": APP, "model": run.config["model"]["model"]}
+        metrics.update(_score(run, split.test, prepared.extra["settings"]["beam"]))
+        metrics["num_train"], metrics["num_val"], metrics["num_test"] = (
+            len(split.train),
+            len(split.val),
+            len(split.test),
+        )
+        metrics["num_train_pairs"] = prepared.extra["num_train_pairs"]
+        return metrics, {}
 
     def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
         return evaluate_app(run, path)
