@@ -19,7 +19,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import rnnkit.runs.classify_series as series_app  # the series-classification kind
+import rnnkit.runs.classify_series as series_app
+import rnnkit.runs.kind  # the series-classification kind
 import rnnkit.train
 from rnnkit import cli
 from rnnkit.data.arrays import Standardizer, as_sequences, read_ts
@@ -301,7 +302,7 @@ def test_resume_after_an_interruption_gives_the_same_weights(
     code, _, err = rnnkit_main(capsys, *args, "--out", tmp_path / "a")
     assert code == 0, err
     with monkeypatch.context() as m:
-        m.setattr(series_app, "fit", interrupting_fit(4))  # 18 training series, 3 steps per epoch: in epoch 2
+        m.setattr(rnnkit.runs.kind, "fit", interrupting_fit(4))  # 18 training series, 3 steps per epoch: in epoch 2
         code, out, err = rnnkit_main(capsys, *args, "--out", tmp_path / "b")
     assert code == 0 and "(interrupted)" in out, err
     interrupted = load_file(str(tmp_path / "b" / "model.safetensors"))

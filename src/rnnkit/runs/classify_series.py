@@ -54,7 +54,7 @@ from rnnkit.data.arrays import (
 from rnnkit.data.batching import Batch, BucketBatchSampler, collate_sequences
 from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
-from rnnkit.runs.kind import RunKind, register_kind
+from rnnkit.runs.kind import Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.runs.text import accuracy_line
 from rnnkit.tasks import ModelConfig, build_model
@@ -288,84 +288,22 @@ def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelCon
     )
 
 
-def train_series(
-    opts: RunOptions,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train a series classifier into the run folder ``out``; returns the metrics written (the app's ``train``).
-
-    All data are read and checked, and the model is built, before anything is written, so bad input never costs
-    an existing run folder.
-    """
-    out = Path(out)
-    opts, saved, existing = begin_run(
-        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_options_from_config
-    )
+def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+    """Read and split the series, restore or fit the scaler, fix the trainer settings (a resumed run keeps its
+    own), make the batches. All data are read and checked before anything is written."""
     if opts.data is None:
         raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
     split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed)
-    if saved is not None and read_json(out / SPLIT_FILE) != split.record:
-        raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
     scaler = split.scaler if saved is None else Standardizer.from_dict(saved["scaler"])
-    mcfg = _model_config(opts, split.train.num_channels, len(split.classes))
+    _model_config(opts, split.train.num_channels, len(split.classes))  # bad settings fail before the batches
     if saved is not None:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
     else:
         tcfg = opts.train_config(DEFAULTS, monitor="score", patience=PATIENCE)
     train_b = _SeriesBatches(split.train, scaler, tcfg.batch_size, tcfg.seed)
     val_b = [b for _, b in _SeriesBatches(split.val, scaler, EVAL_BATCH, tcfg.seed).ordered()]
-    seed_everything(tcfg.seed)
-    model = build_model(mcfg)
-    config = run_config(
-        APP,
-        mcfg,
-        tcfg,
-        {
-            "source": split.train.source,
-            "data": absolute_path(opts.data),
-            "val_data": absolute_path(opts.val_data),
-            "test_data": absolute_path(opts.test_data),
-            "seed": opts.seed,
-            "val_fraction": VAL_FRACTION,
-            "test_fraction": TEST_FRACTION,
-        },
-        classes=split.classes,
-        scaler=scaler.to_dict(),
-        num_channels=split.train.num_channels,
-    )
-    write_run_start(out, config, split.record, resume=resume, overwrite=overwrite and existing)
-    if split.missing_filled:
-        _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
-    result = fit(
-        model,
-        train_b.epoch,
-        val_b,
-        tcfg,
-        out,
-        resume=resume,
-        overwrite=overwrite,
-        evaluate_fn=validation_score(len(split.val)),
-        log=log,
-        handle_sigint=True,
-    )
-    run = Run(out, config, model.eval(), None, split.classes)
-    metrics: dict[str, Any] = {"app": APP, "task": "classify", "model": mcfg.model}
-    metrics.update(_classify_metrics(run, split.test, train=split.train))
-    confusion = metrics.pop("confusion")
-    metrics["num_train"], metrics["num_val"], metrics["num_test"] = len(split.train), len(split.val), len(split.test)
-    metrics["num_channels"] = split.train.num_channels
-    metrics["missing_filled"] = split.missing_filled
-    finish_run(run, metrics, result, confusion={"classes": split.classes, "matrix": confusion})
-    from rnnkit.plots import plot_confusion
-
-    name = split.train.problem or Path(split.train.source).stem
-    title = f"{name}: test accuracy {metrics['test_accuracy']:.3f} (rows normalised)"
-    plot_confusion(confusion, split.classes, out / "confusion.png", title=title)
-    return metrics
+    extra = {"split": split, "scaler": scaler, "trainer": tcfg}
+    return Prepared(train_b.epoch, val_b, split.record, None, split.classes, extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------- use
@@ -479,8 +417,65 @@ class SeriesClassifyKind(RunKind):
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         return _options_from_config(saved, opts)
 
-    def train(self, opts: RunOptions, out: str | Path, *, resume: bool = False, overwrite: bool = False, log=None):
-        return train_series(opts, Path(out), resume=resume, overwrite=overwrite, log=log)
+    def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+        return _prepare(opts, saved)
+
+    def model_config(self, opts: RunOptions, prepared: Prepared) -> ModelConfig:
+        split = prepared.extra["split"]
+        return _model_config(opts, split.train.num_channels, len(split.classes))
+
+    def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
+        return prepared.extra["trainer"]
+
+    def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        return {
+            "source": prepared.extra["split"].train.source,
+            "data": absolute_path(opts.data),
+            "val_data": absolute_path(opts.val_data),
+            "test_data": absolute_path(opts.test_data),
+            "seed": opts.seed,
+            "val_fraction": VAL_FRACTION,
+            "test_fraction": TEST_FRACTION,
+        }
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        split = prepared.extra["split"]
+        return {
+            "classes": split.classes,
+            "scaler": prepared.extra["scaler"].to_dict(),
+            "num_channels": split.train.num_channels,
+        }
+
+    def before_fit(
+        self, out: Path, prepared: Prepared, saved: dict[str, Any] | None, log: Callable[[str], None] | None
+    ) -> None:
+        split = prepared.extra["split"]
+        if saved is not None and read_json(out / SPLIT_FILE) != split.record:
+            raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
+        if split.missing_filled:
+            _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
+
+    def fit_options(self, prepared: Prepared) -> dict[str, Any]:
+        return {"evaluate_fn": validation_score(len(prepared.extra["split"].val))}
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        split = prepared.extra["split"]
+        metrics: dict[str, Any] = {"app": APP, "task": "classify", "model": run.config["model"]["model"]}
+        metrics.update(_classify_metrics(run, split.test, train=split.train))
+        confusion = metrics.pop("confusion")
+        metrics.update(num_train=len(split.train), num_val=len(split.val), num_test=len(split.test))
+        metrics["num_channels"] = split.train.num_channels
+        metrics["missing_filled"] = split.missing_filled
+        prepared.extra["confusion"] = confusion
+        return metrics, {"confusion": {"classes": split.classes, "matrix": confusion}}
+
+    def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
+        from rnnkit.plots import plot_confusion
+
+        split = prepared.extra["split"]
+        name = split.train.problem or Path(split.train.source).stem
+        title = f"{name}: test accuracy {metrics['test_accuracy']:.3f} (rows normalised)"
+        plot_confusion(prepared.extra["confusion"], split.classes, run.path / "confusion.png", title=title)
 
     def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
         return evaluate_series(run, path)
@@ -490,3 +485,15 @@ class SeriesClassifyKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return summary(metrics)
+
+
+def train_series(
+    opts: RunOptions,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train a series classifier into the run folder ``out``; returns the metrics written (the kind's ``train``)."""
+    return SeriesClassifyKind().train(opts, out, resume=resume, overwrite=overwrite, log=log)
