@@ -553,7 +553,7 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         plot = args.plot or "gradient_flow.png"
     else:
         from rnnkit.runs import load_run, saved_test_data
-        from rnnkit.runs.text import _Batches, _encode, _label_ids
+        from rnnkit.runs.text import _encode, _label_ids, text_batches
 
         run = load_run(args.run)
         data = saved_test_data(run)
@@ -563,7 +563,7 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         labeled = run.task == "classify" or run.config["data"]["conditional"]
         labels = _label_ids(run, data, kept) if labeled else None
         first = list(range(min(args.batch_size, len(ids))))  # the first test items, in the split's order
-        batch = _Batches(run.task, ids, labels, args.batch_size, 0)._collate(first)
+        batch = text_batches(run.task, ids, labels, args.batch_size, 0).collate(first)
         flow = dg.gradient_flow(run.model, batch)
         norms = {f"{run.config['model']['model']} {k}": v for k, v in flow.norms.items()}
         title = f"gradient flow of {Path(args.run).name} ({len(batch)} test items, loss {flow.loss:.3f})"

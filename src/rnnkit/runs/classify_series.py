@@ -51,7 +51,7 @@ from rnnkit.data.arrays import (
     load_series,
     stratified_split,
 )
-from rnnkit.data.batching import Batch, BucketBatchSampler, collate_sequences
+from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
 from rnnkit.runs.kind import Prepared, RunKind, register_kind
@@ -209,27 +209,15 @@ def series_batch(sequences: Sequence[np.ndarray], scaler: Standardizer, labels: 
     return collate_sequences(scaler.transform(sequences), targets=None if labels is None else list(labels))
 
 
-class _SeriesBatches:
+def _series_batches(part: SeriesSet, scaler: Standardizer, batch_size: int, seed: int, labeled: bool = True) -> Batches:
     """One part's batches: bucketed by length; the training order a function of ``(seed, epoch)``."""
+    seqs = scaler.transform(as_sequences(part.X))  # N × (L_i, C), standardized once
+    labels = part.label_ids() if labeled else None
 
-    def __init__(self, part: SeriesSet, scaler: Standardizer, batch_size: int, seed: int, labeled: bool = True):
-        self.seqs = scaler.transform(as_sequences(part.X))  # N × (L_i, C), standardized once
-        self.labels = part.label_ids() if labeled else None
-        lengths = [s.shape[0] for s in self.seqs]
-        self.sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
-        self.fixed = BucketBatchSampler(lengths, batch_size, shuffle=False, seed=seed)
+    def collate(index: list[int]) -> Batch:
+        return collate_sequences([seqs[i] for i in index], targets=None if labels is None else [labels[i] for i in index])
 
-    def collate(self, index: list[int]) -> Batch:
-        labels = None if self.labels is None else [self.labels[i] for i in index]
-        return collate_sequences([self.seqs[i] for i in index], targets=labels)
-
-    def epoch(self, epoch: int) -> list[Batch]:
-        self.sampler.set_epoch(epoch)
-        return [self.collate(b) for b in self.sampler]
-
-    def ordered(self) -> list[tuple[list[int], Batch]]:
-        """Every batch in a fixed order, with the item indices it holds."""
-        return [(b, self.collate(b)) for b in self.fixed]
+    return Batches([s.shape[0] for s in seqs], collate, batch_size, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------- train
@@ -300,8 +288,8 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
     else:
         tcfg = opts.train_config(DEFAULTS, monitor="score", patience=PATIENCE)
-    train_b = _SeriesBatches(split.train, scaler, tcfg.batch_size, tcfg.seed)
-    val_b = [b for _, b in _SeriesBatches(split.val, scaler, EVAL_BATCH, tcfg.seed).ordered()]
+    train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed)
+    val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed).ordered()
     extra = {"split": split, "scaler": scaler, "trainer": tcfg}
     return Prepared(train_b.epoch, val_b, split.record, None, split.classes, extra=extra)
 
@@ -323,7 +311,7 @@ def _readable(run: Run, part: SeriesSet) -> None:
 @torch.no_grad()
 def _probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np.ndarray, list[Batch]]:
     """Class probabilities ``(N, num_classes)`` in the order of ``part``, and the batches (for the loss)."""
-    batches = _SeriesBatches(part, _scaler(run), EVAL_BATCH, 0, labeled=labeled).ordered()
+    batches = _series_batches(part, _scaler(run), EVAL_BATCH, 0, labeled=labeled).indexed()
     probs = np.zeros((len(part), len(run.classes)))  # (N, classes)
     run.model.eval()
     for index, batch in batches:

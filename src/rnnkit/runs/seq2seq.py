@@ -26,7 +26,7 @@ from typing import Any
 
 from rnnkit.checkpoint import read_json
 from rnnkit.cliutil import positive_int
-from rnnkit.data.batching import Batch, BucketBatchSampler
+from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.g2p import (
     Lexicon,
     LexiconSplit,
@@ -157,24 +157,14 @@ def _encode_pairs(lex: Lexicon, src_vocab: Vocab, tgt_vocab: Vocab) -> tuple[lis
     return sources, targets
 
 
-class _PairBatches:
-    """Batches of (source, target) pairs of one split, bucketed by length, order a function of ``(seed, epoch)``."""
+def _pair_batches(sources: list[list[int]], targets: list[list[int]], batch_size: int, seed: int) -> Batches:
+    """Batches of (source, target) pairs of one split, bucketed by the longer side (the target with its BOS)."""
 
-    def __init__(self, sources: list[list[int]], targets: list[list[int]], batch_size: int, seed: int) -> None:
-        self.sources, self.targets = sources, targets
-        lengths = [max(len(s), len(t) + 1) for s, t in zip(sources, targets, strict=True)]
-        self.sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
-        self.fixed = BucketBatchSampler(lengths, batch_size, shuffle=False, seed=seed)
+    def collate(index: list[int]) -> Batch:
+        return collate_pairs([sources[i] for i in index], [targets[i] for i in index])
 
-    def _collate(self, index: list[int]) -> Batch:
-        return collate_pairs([self.sources[i] for i in index], [self.targets[i] for i in index])
-
-    def epoch(self, epoch: int) -> list[Batch]:
-        self.sampler.set_epoch(epoch)
-        return [self._collate(b) for b in self.sampler]
-
-    def ordered(self) -> list[Batch]:
-        return [self._collate(b) for b in self.fixed]
+    lengths = [max(len(s), len(t) + 1) for s, t in zip(sources, targets, strict=True)]
+    return Batches(lengths, collate, batch_size, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------- train
@@ -232,8 +222,8 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if not tr_src or not va_src:
         raise ValueError("no training or validation source has a symbol left (is --fold-ascii removing everything?)")
     bs = int(opts.resolved("batch_size", DEFAULTS))
-    train_b = _PairBatches(tr_src, tr_tgt, bs, opts.seed)
-    val_b = _PairBatches(va_src, va_tgt, bs, opts.seed).ordered()
+    train_b = _pair_batches(tr_src, tr_tgt, bs, opts.seed)
+    val_b = _pair_batches(va_src, va_tgt, bs, opts.seed).ordered()
     extra = {"settings": s, "split": split, "target_vocab": tgt_vocab, "num_train_pairs": len(tr_src)}
     return Prepared(train_b.epoch, val_b, split.record, src_vocab, [], extra=extra)
 
@@ -276,7 +266,7 @@ def _score(run: Run, lex: Lexicon, beam: int) -> dict[str, Any]:
         metrics[f"test_{name}wer"] = round(scores["wer"], 4)
         metrics[f"test_{name}per"] = round(scores["per"], 4)
     sources, targets = _encode_pairs(lex.subset(words), src_vocab, tgt_vocab)
-    metrics["test_loss"] = round(evaluate(run.model, _PairBatches(sources, targets, 256, 0).ordered())["loss"], 4)
+    metrics["test_loss"] = round(evaluate(run.model, _pair_batches(sources, targets, 256, 0).ordered())["loss"], 4)
     metrics["beam"] = beam
     return metrics
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from rnnkit.checkpoint import read_json
 from rnnkit.cliutil import positive_int
-from rnnkit.data.batching import Batch, BucketBatchSampler
+from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.tagging import (
     TaggedSequences,
     build_tag_list,
@@ -117,26 +117,13 @@ def _split(opts: RunOptions) -> tuple[dict[str, TaggedSequences], dict[str, Any]
     return parts, record
 
 
-class _Batches:
+def _batches(ids: list[list[int]], tags: list[list[int]] | None, batch_size: int, seed: int) -> Batches:
     """Tagging batches of one split, bucketed by length; the order is a function of ``(seed, epoch)``."""
 
-    def __init__(self, ids: list[list[int]], tags: list[list[int]] | None, batch_size: int, seed: int) -> None:
-        self.ids, self.tags = ids, tags
-        lengths = [len(s) for s in ids]
-        self.sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
-        self.fixed = BucketBatchSampler(lengths, batch_size, shuffle=False, seed=seed)
+    def collate(index: list[int]) -> Batch:
+        return collate_tagging([ids[i] for i in index], None if tags is None else [tags[i] for i in index])
 
-    def _collate(self, index: list[int]) -> Batch:
-        tags = None if self.tags is None else [self.tags[i] for i in index]
-        return collate_tagging([self.ids[i] for i in index], tags)
-
-    def epoch(self, epoch: int) -> list[Batch]:
-        self.sampler.set_epoch(epoch)
-        return [self._collate(b) for b in self.sampler]
-
-    def ordered(self) -> list[tuple[list[int], Batch]]:
-        """Every batch in a fixed order, with the item indices it holds."""
-        return [(b, self._collate(b)) for b in self.fixed]
+    return Batches([len(s) for s in ids], collate, batch_size, seed)
 
 
 def _encoded(vocab: Vocab, classes: list[str], data: TaggedSequences) -> tuple[list[list[int]], list[list[int]]]:
@@ -160,7 +147,7 @@ def score(run: Run, data: TaggedSequences) -> tuple[dict[str, Any], list[list[in
     if len(data) == 0:
         raise ValueError("no sequences to evaluate")
     ids, tags = _encoded(run.vocab, run.classes, data)
-    ordered = _Batches(ids, tags, 256, 0).ordered()
+    ordered = _batches(ids, tags, 256, 0).indexed()
     out = evaluate(run.model, [b for _, b in ordered])
     gold, pred = [], []
     for index, batch in ordered:
@@ -221,8 +208,8 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     va_ids, va_tags = _encoded(vocab, tags, val)
     _encoded(vocab, tags, test)  # an untagged test file fails now, before anything is written
     bs = int(opts.resolved("batch_size", DEFAULTS))
-    train_b = _Batches(tr_ids, tr_tags, bs, opts.seed)
-    val_b = [b for _, b in _Batches(va_ids, va_tags, bs, opts.seed).ordered()]
+    train_b = _batches(tr_ids, tr_tags, bs, opts.seed)
+    val_b = _batches(va_ids, va_tags, bs, opts.seed).ordered()
     return Prepared(train_b.epoch, val_b, record, vocab, tags, extra={"parts": parts, "majority": majority})
 
 
@@ -253,7 +240,7 @@ def tag_items(run: Run, token_lists: list[list[str]]) -> list[list[str]]:
     """The predicted tag of every token of every sequence (unknown tokens are read as UNK)."""
     ids = [encode_tokens(run.vocab, toks) for toks in token_lists]
     tags: list[list[str] | None] = [None] * len(ids)
-    for index, batch in _Batches(ids, None, 256, 0).ordered():
+    for index, batch in _batches(ids, None, 256, 0).indexed():
         for i, row in zip(index, run.model.predict(batch), strict=True):
             tags[i] = [run.classes[t] for t in row]
     return tags  # type: ignore[return-value]

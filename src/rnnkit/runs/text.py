@@ -35,7 +35,7 @@ from rnnkit.data import (
     load_data,
     split_items,
 )
-from rnnkit.data.batching import Batch
+from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion_matrix, macro_f1
 from rnnkit.cliutil import positive_int
@@ -140,27 +140,17 @@ def _encode(vocab: Vocab, data: LabeledItems) -> tuple[list[list[int]], list[int
     return ids, kept
 
 
-class _Batches:
-    """One task's batches of one split: bucketed by length, order a function of ``(seed, epoch)``."""
+def text_batches(task: str, ids: list[list[int]], labels: list[int] | None, batch_size: int, seed: int) -> Batches:
+    """The batches of one split of a text run: classify batches carry class ids, generate batches the
+    (optional) category of each item."""
 
-    def __init__(self, task: str, ids: list[list[int]], labels: list[int] | None, batch_size: int, seed: int):
-        self.task, self.ids, self.labels = task, ids, labels
-        self.sampler = BucketBatchSampler([len(s) for s in ids], batch_size, shuffle=True, seed=seed)
-        self.fixed = BucketBatchSampler([len(s) for s in ids], batch_size, shuffle=False, seed=seed)
+    def collate(index: list[int]) -> Batch:
+        items = [ids[i] for i in index]
+        if task == "classify":
+            return collate_classification(items, [labels[i] for i in index])
+        return collate_generation(items, None if labels is None else [labels[i] for i in index])
 
-    def _collate(self, index: list[int]) -> Batch:
-        ids = [self.ids[i] for i in index]
-        if self.task == "classify":
-            return collate_classification(ids, [self.labels[i] for i in index])
-        conds = None if self.labels is None else [self.labels[i] for i in index]
-        return collate_generation(ids, conds)
-
-    def epoch(self, epoch: int) -> list[Batch]:
-        self.sampler.set_epoch(epoch)
-        return [self._collate(b) for b in self.sampler]
-
-    def ordered(self) -> list[Batch]:
-        return [self._collate(b) for b in self.fixed]
+    return Batches([len(s) for s in ids], collate, batch_size, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------- kinds
@@ -218,11 +208,11 @@ class _TextKind(RunKind):
             return [ids[i] for i in kept]
 
         bs = int(opts.resolved("batch_size"))
-        train_b = _Batches(opts.task, tr_ids, labels_of(split.train, tr_kept), bs, opts.seed)
+        train_b = text_batches(opts.task, tr_ids, labels_of(split.train, tr_kept), bs, opts.seed)
         va_ids, va_kept = _encode(vocab, split.val)
         if not va_ids:
             raise ValueError("the validation split is empty: give more data or --val-data")
-        val_b = _Batches(opts.task, va_ids, labels_of(split.val, va_kept), bs, opts.seed).ordered()
+        val_b = text_batches(opts.task, va_ids, labels_of(split.val, va_kept), bs, opts.seed).ordered()
         return Prepared(
             train_b.epoch, val_b, split.record, vocab, classes, extra={"split": split, "conditional": conditional}
         )
@@ -386,7 +376,7 @@ def _label_ids(run: Run, data: LabeledItems, kept: list[int]) -> list[int]:
 
 def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
     y = _label_ids(run, data, kept)
-    batches = _Batches("classify", ids, y, 256, 0).ordered()
+    batches = text_batches("classify", ids, y, 256, 0).ordered()
     out = evaluate(run.model, batches)
     preds, golds = [], []
     with torch.no_grad():
@@ -410,7 +400,7 @@ def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
 def _generate_metrics(run, data, ids, kept, train, val) -> dict[str, Any]:
     conditional = run.config["data"]["conditional"]
     y = _label_ids(run, data, kept) if conditional else None
-    out = evaluate(run.model, _Batches("generate", ids, y, 256, 0).ordered())
+    out = evaluate(run.model, text_batches("generate", ids, y, 256, 0).ordered())
     metrics: dict[str, Any] = {"test_nll_per_char": round(out["loss"], 4), "test_loss": round(out["loss"], 4)}
     if train is not None:
         tr_ids, _ = _encode(run.vocab, train)
