@@ -224,7 +224,7 @@ def _defaults_epilog() -> str:
 
 def _kind_flags() -> dict[str, tuple[object, list[str]]]:
     """Every run kind's flag by dest: ``(the Flag, the kinds that declare it)`` (a flag two kinds share is one)."""
-    from rnnkit.runs.kind import load_kinds
+    from rnnkit.runs.registry import load_kinds
 
     flags: dict[str, tuple[object, list[str]]] = {}
     for kind in load_kinds().values():
@@ -266,7 +266,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         epilog=_defaults_epilog(),
         formatter_class=Formatter,
     )
-    from rnnkit.runs.kind import load_kinds, selectable_kinds
+    from rnnkit.runs.registry import load_kinds, selectable_kinds
 
     kinds = selectable_kinds()
     p.add_argument(

@@ -2,8 +2,9 @@
 
 - :mod:`rnnkit.runs.folder` — the folder's layout, claiming ``--out``, writing, finishing and loading it;
 - :mod:`rnnkit.runs.options` — the run's options (:class:`RunOptions`) and the resume rules;
-- :mod:`rnnkit.runs.kind` — the run-kind base class, its one train skeleton and the registry (plugins register
-  through the entry-point group ``rnnkit.kinds``);
+- :mod:`rnnkit.runs.registry` — every kind by name; plugins register through the entry-point group
+  ``rnnkit.kinds``;
+- :mod:`rnnkit.runs.kind` — the run-kind base class with its one train skeleton, and the commands over kinds;
 - one module per kind: :mod:`~rnnkit.runs.text` (classify, generate), :mod:`~rnnkit.runs.tag`,
   :mod:`~rnnkit.runs.seq2seq`, :mod:`~rnnkit.runs.lm`, :mod:`~rnnkit.runs.classify_series`,
   :mod:`~rnnkit.runs.forecast`.

@@ -53,12 +53,12 @@ from rnnkit.data.arrays import (
 )
 from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
-from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
+from rnnkit.runs.folder import SPLIT_FILE, Run
 from rnnkit.runs.kind import Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.runs.text import accuracy_line
-from rnnkit.tasks import ModelConfig, build_model
-from rnnkit.train import TrainConfig, evaluate, fit, seed_everything
+from rnnkit.tasks import ModelConfig
+from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
     "APP",
@@ -215,7 +215,9 @@ def _series_batches(part: SeriesSet, scaler: Standardizer, batch_size: int, seed
     labels = part.label_ids() if labeled else None
 
     def collate(index: list[int]) -> Batch:
-        return collate_sequences([seqs[i] for i in index], targets=None if labels is None else [labels[i] for i in index])
+        return collate_sequences(
+            [seqs[i] for i in index], targets=None if labels is None else [labels[i] for i in index]
+        )
 
     return Batches([s.shape[0] for s in seqs], collate, batch_size, seed)
 

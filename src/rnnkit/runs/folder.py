@@ -32,6 +32,7 @@ from rnnkit.checkpoint import check_weights_file, has_checkpoint, load_run_weigh
 from rnnkit.checkpoint import write_json_atomic as write_json_atomic
 from rnnkit.data import Vocab
 from rnnkit.runs.options import RunOptions, absolute_path, check_resume_options
+from rnnkit.runs.registry import kind_of, load_kinds
 from rnnkit.tasks import ModelConfig, build_model
 from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult
 
@@ -233,8 +234,6 @@ def add_train_facts(metrics: dict[str, Any], result: TrainResult | None) -> dict
 
 def load_run(path: str | Path) -> Run:
     """Rebuild a run's model from ``config.json`` and ``model.safetensors`` (nothing is executed)."""
-    from rnnkit.runs.kind import kind_of, load_kinds
-
     path = Path(path)
     if not path.is_dir():
         raise FileNotFoundError(f"run folder {path} does not exist; give the folder that rnnkit train --out wrote")

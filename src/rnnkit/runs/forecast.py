@@ -25,7 +25,6 @@ Every check on the data and the settings runs before anything is written, so bad
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from rnnkit.data.series import (
     load_series,
     make_windows,
 )
-from rnnkit.runs.folder import Run, begin_run, finish_run, run_config, write_run_start
+from rnnkit.runs.folder import Run
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig, build_model
@@ -57,7 +56,7 @@ from rnnkit.tasks.forecaster import (
 )
 from rnnkit.train import TrainConfig, fit, seed_everything
 
-__all__ = ["APP", "DEFAULTS", "DEFAULT_DATA", "evaluate", "plot_forecast", "predict", "summary", "train"]
+__all__ = ["APP", "DEFAULTS", "DEFAULT_DATA", "ForecastKind", "evaluate", "plot_forecast", "predict", "summary"]
 
 APP = "forecast"
 DEFAULT_DATA = "embedded:sunspots"

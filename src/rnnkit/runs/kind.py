@@ -20,8 +20,7 @@ lazily, the first time the registry is asked.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,17 @@ from typing import Any, ClassVar
 from torch import nn
 
 from rnnkit.runs.folder import CONFIG_FILE, Run, begin_run, finish_run, read_config, run_config, write_run_start
-from rnnkit.runs.options import DEFAULTS, RunOptions
+from rnnkit.runs.options import RunOptions
+from rnnkit.runs.registry import (  # re-exported: the registry is part of the run-kind API
+    ENTRY_POINT_GROUP,
+    KINDS,
+    kind_for,
+    kind_of,
+    kind_of_config,
+    load_kinds,
+    register_kind,
+    selectable_kinds,
+)
 from rnnkit.tasks import ModelConfig, build_model
 from rnnkit.train import TrainConfig, TrainResult, fit, seed_everything
 
@@ -43,24 +52,15 @@ __all__ = [
     "evaluate_path",
     "kind_for",
     "kind_of",
+    "kind_of_config",
     "load_kinds",
     "predict_lines",
     "register_kind",
     "sample_run",
+    "selectable_kinds",
     "summary_line",
     "train_run",
 ]
-
-ENTRY_POINT_GROUP = "rnnkit.kinds"
-BUILTIN = (
-    "rnnkit.runs.text",
-    "rnnkit.runs.tag",
-    "rnnkit.runs.seq2seq",
-    "rnnkit.runs.forecast",
-    "rnnkit.runs.lm",
-    "rnnkit.runs.classify_series",
-)
-"""The modules of the built-in kinds, in the order ``--task`` lists them."""
 
 
 @dataclass(frozen=True)
@@ -133,9 +133,10 @@ class RunKind:
     ) -> dict[str, Any]:
         """Train the model ``opts`` describes into the run folder ``out``; returns the metrics written.
 
-        The shared skeleton: :meth:`check_options` → claim ``out`` and restore the options on resume → :meth:`prepare` the data and split
-        → :meth:`model_config` → :meth:`trainer_settings` → build the model → write ``config.json`` and
-        ``split.json`` → :meth:`before_fit` → fit (with :meth:`fit_options`) → :meth:`score` on the test part → write ``metrics.json`` and plots → :meth:`finish`.
+        The shared skeleton: :meth:`check_options` → claim ``out`` and restore the options on resume →
+        :meth:`prepare` the data and split → :meth:`model_config` → :meth:`trainer_settings` → build the model →
+        write ``config.json`` and ``split.json`` → :meth:`before_fit` → fit (with :meth:`fit_options`) →
+        :meth:`score` on the test part → write ``metrics.json`` and plots → :meth:`finish`.
         """
         out = Path(out)
         opts = self.check_options(opts)
@@ -242,72 +243,6 @@ class RunKind:
         return {"lines": [str(line) for line in self.predict(run, items, **options)]}
 
 
-# -------------------------------------------------------------------------------------------------- the registry
-KINDS: dict[str, RunKind] = {}
-"""Registered run kinds by name (the ``--task`` value; for runs, the ``"app"`` key or the model's task)."""
-
-_loaded = False
-
-
-def register_kind(kind: RunKind | type[RunKind]) -> RunKind:
-    """Make ``kind`` reachable from every command; its defaults join :data:`DEFAULTS` under its name.
-
-    Usable as a class decorator (returns the class's instance registered)."""
-    instance = kind() if isinstance(kind, type) else kind
-    if not instance.name:
-        raise ValueError(f"{type(instance).__name__} has no name: set the class attribute name")
-    KINDS[instance.name] = instance
-    DEFAULTS.setdefault(instance.name, dict(instance.defaults))
-    return kind  # type: ignore[return-value]
-
-
-def load_kinds() -> dict[str, RunKind]:
-    """Import the built-in kinds and those of installed packages (entry points ``rnnkit.kinds``), once."""
-    global _loaded
-    if _loaded:
-        return KINDS
-    _loaded = True
-    for module in BUILTIN:
-        importlib.import_module(module)
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        loaded = ep.load()  # a module registers its kind when imported; an object naming a kind is registered here
-        is_kind = isinstance(loaded, RunKind) or (isinstance(loaded, type) and issubclass(loaded, RunKind))
-        if is_kind and loaded.name not in KINDS:
-            register_kind(loaded)
-    return KINDS
-
-
-def kind_for(opts: RunOptions) -> RunKind:
-    """The kind that trains ``opts``: one whose ``handles`` claims it, else the one named ``opts.task``."""
-    load_kinds()
-    for kind in KINDS.values():
-        if kind.handles(opts):
-            return kind
-    if opts.task not in KINDS:
-        names = sorted(k.name for k in KINDS.values() if k.selectable)
-        raise ValueError(f"unknown task {opts.task!r}; choose one of: {', '.join(names)}")
-    return KINDS[opts.task]
-
-
-def kind_of_config(config: dict[str, Any], path: Path | str = "the run") -> RunKind:
-    """The kind that wrote a run's ``config``: its ``"app"`` key, else (text runs) its model's task."""
-    load_kinds()
-    name = config.get("app") or config.get("model", {}).get("task")
-    if name not in KINDS:
-        raise ValueError(f"{path} was written by the {name!r} task, which this rnnkit version does not know")
-    return KINDS[name]
-
-
-def kind_of(run: Run) -> RunKind:
-    """The kind a loaded run belongs to."""
-    return kind_of_config(run.config, run.path)
-
-
-def selectable_kinds() -> list[RunKind]:
-    """The kinds ``--task`` offers, in registration order."""
-    return [k for k in load_kinds().values() if k.selectable]
-
-
 # -------------------------------------------------------------------------------------------------- commands
 def train_run(
     opts: RunOptions,
@@ -325,10 +260,9 @@ def train_run(
     out = Path(out)
     kind = kind_for(opts)
     if kind.app is None and resume and not overwrite and (out / CONFIG_FILE).is_file():
-        try:
+        # not a run, or of a newer format: claim_out says which, in the order it checks
+        with contextlib.suppress(ValueError):
             kind = kind_of_config(read_config(out), out)
-        except ValueError:  # not a run, or of a newer format: claim_out says which, in the order it checks
-            pass
     return kind.train(opts, out, resume=resume, overwrite=overwrite, log=log)
 
 

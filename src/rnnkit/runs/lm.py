@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,7 +41,7 @@ from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.datasets import _existing, _read_text
 from rnnkit.data.stream import TokenStream, char_vocab, encode_text
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK, Vocab
-from rnnkit.runs.folder import SPLIT_FILE, Run, begin_run, finish_run, run_config, write_run_start
+from rnnkit.runs.folder import SPLIT_FILE, Run
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS, ModelConfig, SequenceGenerator

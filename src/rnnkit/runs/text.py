@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from rnnkit.checkpoint import read_json
+from rnnkit.cliutil import positive_int
 from rnnkit.data import (
-    BucketBatchSampler,
     LabeledItems,
     Split,
     Vocab,
@@ -38,7 +38,6 @@ from rnnkit.data import (
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion_matrix, macro_f1
-from rnnkit.cliutil import positive_int
 from rnnkit.runs.folder import SPLIT_FILE, Run
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
