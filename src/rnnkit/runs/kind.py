@@ -110,6 +110,9 @@ class RunKind:
     selectable: ClassVar[bool] = True  # a --task choice; False: reached only through handles()
     help: ClassVar[str] = ""  # one phrase for `rnnkit train --help`: "tag (synced many->many)"
     endpoints: ClassVar[tuple[str, ...]] = ("predict",)  # what `rnnkit serve` answers for a run: predict, sample
+    # `train --resume --out RUN` naming this kind (the text kinds: classify is --task's default) continues RUN with
+    # the kind that wrote it; other kinds refuse to resume another kind's run
+    yields_on_resume: ClassVar[bool] = False
 
     # ---------------------------------------------------------------------------------------------- dispatch
     def handles(self, opts: RunOptions) -> bool:
@@ -259,7 +262,7 @@ def train_run(
     """
     out = Path(out)
     kind = kind_for(opts)
-    if kind.app is None and resume and not overwrite and (out / CONFIG_FILE).is_file():
+    if kind.yields_on_resume and resume and not overwrite and (out / CONFIG_FILE).is_file():
         # not a run, or of a newer format: claim_out says which, in the order it checks
         with contextlib.suppress(ValueError):
             kind = kind_of_config(read_config(out), out)

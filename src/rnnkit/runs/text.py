@@ -156,6 +156,8 @@ def text_batches(task: str, ids: list[list[int]], labels: list[int] | None, batc
 class _TextKind(RunKind):
     """Text classification and generation share data, split, vocabulary and config; the hooks differ by name."""
 
+    yields_on_resume = True  # `train --resume --out RUN` (no --task: classify) continues any run
+
     flags = (
         Flag(
             "--max-len",
