@@ -36,8 +36,8 @@ def child(n_chars: int, mode: str, hidden: int, batch: int, k1: int, k2: int, st
     """One measurement (runs in its own process); returns the facts as a dict."""
     import torch
 
-    from rnnkit.apps.lm import LanguageModel
     from rnnkit.data.stream import TokenStream, char_vocab, encode_text, synthetic_text
+    from rnnkit.runs.lm import LanguageModel
     from rnnkit.tasks import ModelConfig
     from rnnkit.train import TrainConfig, Trainer, fit
 

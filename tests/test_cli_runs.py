@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 import rnnkit.runs
+import rnnkit.runs.kind
 import rnnkit.train
 from rnnkit import cli
 from rnnkit.demo import fresh_folder
@@ -401,7 +402,7 @@ def test_resume_after_interruption_gives_the_same_weights(
     assert code == 0, err
 
     with monkeypatch.context() as m:
-        m.setattr(rnnkit.runs, "fit", interrupting_fit(stop_after))
+        m.setattr(rnnkit.runs.kind, "fit", interrupting_fit(stop_after))  # the train skeleton calls fit
         code, out, err = rnnkit_main(capsys, *args, "--out", tmp_path / "b")
     assert code == 0, err
     assert "(interrupted)" in out

@@ -27,12 +27,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import rnnkit.apps.lm  # noqa: F401  (registers the lm app until rnnkit.apps imports it)
+import rnnkit.runs.lm  # noqa: F401  (registers the lm kind)
 from rnnkit import distributed
-from rnnkit.apps.lm import LanguageModel
 from rnnkit.data.batching import Batch, collate_generation
 from rnnkit.data.stream import TokenStream, synthetic_text
 from rnnkit.runs import load_run
+from rnnkit.runs.lm import LanguageModel
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, Trainer, fit
 

@@ -19,13 +19,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import rnnkit.apps.forecast  # noqa: F401  (registers the app until rnnkit.apps imports it)
+import rnnkit.runs.forecast  # noqa: F401  (registers the forecast kind)
 from rnnkit import cli
 from rnnkit import metrics as M
-from rnnkit.apps.forecast import forecaster_of
 from rnnkit.data.batching import Batch
 from rnnkit.data.series import Scaler, chronological_split, make_windows
 from rnnkit.runs import load_run
+from rnnkit.runs.forecast import forecaster_of
 from rnnkit.tasks import build_model
 from rnnkit.tasks.forecaster import (
     Forecaster,
@@ -85,7 +85,7 @@ def test_baselines_match_hand_loops() -> None:
 
 
 def test_baseline_errors_by_hand_with_zeros() -> None:
-    from rnnkit.apps.forecast import _errors
+    from rnnkit.runs.forecast import _errors
 
     truth = np.array([[0.0, 2.0], [0.0, 0.0]])
     pred = np.array([[0.0, 1.0], [1.0, 0.0]])

@@ -157,7 +157,6 @@ def test_old_runs_through_the_public_functions(release: str, tmp_path: Path) -> 
         assert items == check["stdout"], " ".join(a)
 
 
-@pytest.mark.xfail(reason="format version check arrives with the runs/ refactor (issue 12)", strict=False)
 @pytest.mark.parametrize("release", RELEASES[-1:])
 def test_run_of_a_newer_format_is_refused_in_one_line(
     release: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]

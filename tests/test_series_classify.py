@@ -1,4 +1,4 @@
-"""Tests of the ``classify-series`` app (rnnkit.apps.series): real-valued multichannel series classification.
+"""Tests of the ``classify-series`` app (rnnkit.runs.classify_series): real-valued multichannel series classification.
 
 Covered: which options the app claims; the classifier on unequal-length real-valued series against torch.nn.GRU
 after a weight copy, and a padded batch equal to each series run alone (logits and gradients, float64); the
@@ -19,12 +19,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import rnnkit.apps.series as series_app  # registers the app (until rnnkit.apps imports it)
+import rnnkit.runs.classify_series as series_app
+import rnnkit.runs.kind  # the series-classification kind
 import rnnkit.train
 from rnnkit import cli
-from rnnkit.apps.series import APP, handles, prepare_series, series_batch
 from rnnkit.data.arrays import Standardizer, as_sequences, read_ts
 from rnnkit.runs import RunOptions, load_run
+from rnnkit.runs.classify_series import APP, handles, prepare_series, series_batch
 from rnnkit.tasks import ModelConfig, SequenceClassifier
 
 CLASSES = ["rise", "fall", "wave"]
@@ -301,7 +302,7 @@ def test_resume_after_an_interruption_gives_the_same_weights(
     code, _, err = rnnkit_main(capsys, *args, "--out", tmp_path / "a")
     assert code == 0, err
     with monkeypatch.context() as m:
-        m.setattr(series_app, "fit", interrupting_fit(4))  # 18 training series, 3 steps per epoch: in epoch 2
+        m.setattr(rnnkit.runs.kind, "fit", interrupting_fit(4))  # 18 training series, 3 steps per epoch: in epoch 2
         code, out, err = rnnkit_main(capsys, *args, "--out", tmp_path / "b")
     assert code == 0 and "(interrupted)" in out, err
     interrupted = load_file(str(tmp_path / "b" / "model.safetensors"))

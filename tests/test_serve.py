@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+import rnnkit.runs.text
 from rnnkit import cli
 from rnnkit import serve as rserve
 from rnnkit.runs import load_run, predict, sample
@@ -262,7 +263,7 @@ def test_a_bug_is_a_500_without_traceback(servers: dict[str, int], monkeypatch, 
     def broken(*args, **kwargs):
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(rserve, "predict", broken)
+    monkeypatch.setattr(rnnkit.runs.text, "predict", broken)  # what the classify kind answers /predict with
     answer = call(servers["classify"], "POST", "/predict", {"items": ["Ab"]})
     assert_error(answer, 500, "internal error")
     assert "secret" not in answer[2]["error"]

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-import rnnkit.apps.lm  # noqa: F401  (registers the lm app until rnnkit.apps imports it)
-from rnnkit.apps.lm import LanguageModel
+import rnnkit.runs.lm  # noqa: F401  (registers the lm kind)
 from rnnkit.data.batching import Batch
 from rnnkit.data.stream import TokenStream, char_vocab, encode_text, synthetic_text
 from rnnkit.data.vocab import UNK, Vocab
 from rnnkit.layers import GRU, LSTM, RNN, detach_state, reset_state
+from rnnkit.runs.lm import LanguageModel
 from rnnkit.tasks import ModelConfig
 
 I, H, B, T = 3, 5, 4, 11

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import rnnkit.apps.tag  # noqa: F401  (registers the "tag" app until rnnkit.apps imports it)
+import rnnkit.runs.tag  # noqa: F401  (registers the tag kind)
 from rnnkit import cli
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.tagging import (

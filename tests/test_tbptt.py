@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import rnnkit.apps.lm
+import rnnkit.runs.lm
 from rnnkit import cli
-from rnnkit.apps.lm import LanguageModel, continue_text, parse_tbptt
 from rnnkit.data.batching import Batch
 from rnnkit.data.stream import TokenStream, synthetic_text
 from rnnkit.runs import load_run
+from rnnkit.runs.lm import LanguageModel, continue_text, parse_tbptt
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, Trainer, evaluate, fit
 
@@ -263,12 +263,12 @@ def test_lm_evaluate_and_predict(lm_run: Path, book: Path, capsys: pytest.Captur
     # streaming inference: a prefix read in chunks with the state carried gives what one pass gives
     text = synthetic_text(1200, seed=2)
     a = continue_text(run.model, run.vocab, text, 20, seed=3)
-    monkey = rnnkit.apps.lm.EVAL_CHUNK
+    monkey = rnnkit.runs.lm.EVAL_CHUNK
     try:
-        rnnkit.apps.lm.EVAL_CHUNK = 7
+        rnnkit.runs.lm.EVAL_CHUNK = 7
         b = continue_text(run.model, run.vocab, text, 20, seed=3)
     finally:
-        rnnkit.apps.lm.EVAL_CHUNK = monkey
+        rnnkit.runs.lm.EVAL_CHUNK = monkey
     assert a == b
 
 
@@ -310,7 +310,7 @@ def test_lm_errors_are_one_line(lm_run: Path, book: Path, tmp_path: Path, capsys
 
 
 def test_a_fresh_process_loads_an_lm_run(lm_run: Path):
-    # the lm task model registers itself when rnnkit.apps is imported: load_run must do that before building it
+    # the lm task model registers itself when its kind is imported: load_run must import it before building
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "rnnkit", "predict", str(lm_run), "The ", "--horizon", "5"],

@@ -1,8 +1,14 @@
 """The ``rnnkit`` command line: one subcommand per job.
 
-Each subcommand is a pair of functions, ``_add_NAME(subparsers)`` that declares its flags (every flag with help
-and a default) and ``_cmd_NAME(args) -> int`` that runs it; adding a subcommand is adding a pair and listing
-``_add_NAME`` in ``_SUBCOMMANDS``.
+Adding a subcommand: write ``add_cli(subparsers)`` (or ``_add_NAME`` here) that declares the subcommand, every
+flag with help and a default (use :class:`rnnkit.cliutil.Formatter` and the types in :mod:`rnnkit.cliutil`), and
+sets ``func`` to its handler ``(args) -> exit code`` with ``p.set_defaults(func=...)``; then list it in
+:data:`_SUBCOMMANDS` — ``_add_NAME`` for one declared here, ``_elsewhere("rnnkit.MODULE")`` for one declared in
+its own module. That table is the only place. Modules that declare subcommands import :mod:`rnnkit.cliutil`, never
+this module.
+
+``rnnkit train``'s ``--task`` choices and each kind's flags come from the run-kind registry
+(:mod:`rnnkit.runs.kind`): a kind declares its flags, they appear here in a group named after it.
 
 Errors: bad user input (``ValueError``, ``TypeError``, ``FileNotFoundError``, ``OSError``) and argparse's own
 usage errors print one line, ``rnnkit: error: <message>``, on stderr and exit with code 2, no traceback. Set
@@ -12,6 +18,7 @@ usage errors print one line, ``rnnkit: error: <message>``, on stderr and exit wi
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -20,29 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import rnnkit
-
-PROG = "rnnkit"
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr (exit code 2), like rnnkit's other errors."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        hint = f" (see '{self.prog} --help')"
-        self.exit(2, f"{PROG}: error: {message}{hint}\n")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every flag's default, and keeps the line breaks of descriptions and epilogs.
-
-    A flag whose default is None says in its own help what happens without it.
-    """
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
+from rnnkit.cliutil import PROG, Formatter, Parser, positive_int
 
 # --------------------------------------------------------------------------------------------------------------
 # rnnkit bench
@@ -60,16 +45,6 @@ def _shape(text: str) -> tuple[int, int, int, int]:
     return values  # type: ignore[return-value]
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     from rnnkit import bench
 
@@ -84,7 +59,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
             "the same run). Only ratios from one run are comparable: absolute times vary between runs.\n"
             f"Default shapes (T,B,I,H): {shapes}."
         ),
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     p.add_argument(
         "--quick",
@@ -110,7 +85,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--repeats",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="timed repeats per implementation (default: picked per shape and cell from --budget, 5 to 60)",
     )
@@ -176,13 +151,13 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=sorted(MODELS), default=None, help=f"recurrent core {d}")
     p.add_argument(
         "--window",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="inputs per window W of --model window (the last W, left zero-padded) (default: 5)",
     )
-    p.add_argument("--layers", type=_positive_int, default=None, help=f"stacked recurrent layers {d}")
-    p.add_argument("--hidden", type=_positive_int, default=None, help=f"hidden size H {d}")
-    p.add_argument("--embed", type=_positive_int, default=None, help=f"symbol embedding size {d}")
+    p.add_argument("--layers", type=positive_int, default=None, help=f"stacked recurrent layers {d}")
+    p.add_argument("--hidden", type=positive_int, default=None, help=f"hidden size H {d}")
+    p.add_argument("--embed", type=positive_int, default=None, help=f"symbol embedding size {d}")
     p.add_argument(
         "--bidirectional",
         action=argparse.BooleanOptionalAction,
@@ -190,8 +165,8 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
         help=f"read both directions (classify, tag, seq2seq encoder) {d}",
     )
     p.add_argument("--dropout", type=float, default=None, help=f"dropout probability in [0, 1) {d}")
-    p.add_argument("--epochs", type=_positive_int, default=None, help=f"passes over the training data {d}")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help=f"items per batch {d}")
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"passes over the training data {d}")
+    p.add_argument("--batch-size", type=positive_int, default=None, help=f"items per batch {d}")
     p.add_argument("--lr", type=float, default=None, help=f"peak AdamW learning rate {d}")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the data order")
     p.add_argument(
@@ -233,34 +208,42 @@ def _options(args: argparse.Namespace, task: str, data: str | None):
         seed=args.seed,
         max_minutes=args.max_minutes,
         conditional=not getattr(args, "unconditional", False),
-        options={key: getattr(args, key) for key in TASK_OPTIONS if getattr(args, key, None) is not None},
+        options=_kind_options(args, task),
     )
 
 
 def _defaults_epilog() -> str:
-    from rnnkit.runs import DEFAULTS
+    from rnnkit.runs import DEFAULTS, load_kinds
 
+    load_kinds()
     lines = ["defaults per task (chosen by benchmarks/sweep_defaults.py on the embedded names):"]
     for task, d in DEFAULTS.items():
         lines.append(f"  {task}: " + ", ".join(f"{k}={v}" for k, v in d.items()))
     return "\n".join(lines)
 
 
-TRAIN_TASKS = ["classify", "generate", "tag", "seq2seq", "forecast", "lm"]
-TASK_OPTIONS = (
-    "date_column",
-    "value_columns",
-    "target_column",
-    "context",
-    "horizon",
-    "strategy",
-    "season",
-    "max_items",
-    "beam",
-    "relative",
-    "max_len",
-)
-"""Flags that reach the task apps as ``RunOptions.options``."""
+def _kind_flags() -> dict[str, tuple[object, list[str]]]:
+    """Every run kind's flag by dest: ``(the Flag, the kinds that declare it)`` (a flag two kinds share is one)."""
+    from rnnkit.runs.registry import load_kinds
+
+    flags: dict[str, tuple[object, list[str]]] = {}
+    for kind in load_kinds().values():
+        for flag in kind.flags:
+            flags.setdefault(flag.dest, (flag, []))[1].append(kind.name)
+    return flags
+
+
+def _kind_options(args: argparse.Namespace, task: str) -> dict[str, object]:
+    """The values of the kinds' flags that were given, as ``RunOptions.options`` (converted by their Flag)."""
+    options: dict[str, object] = {}
+    for dest, (flag, kinds) in _kind_flags().items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if flag.only is not None and task not in kinds:
+            raise ValueError(f"{flag.only}, not --task {task}")
+        options[dest] = flag.convert(value) if flag.convert is not None else value
+    return options
 
 
 def _add_train(subparsers: argparse._SubParsersAction) -> None:
@@ -281,14 +264,16 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
             "  lm: one long text file (with --tbptt K1,K2)"
         ),
         epilog=_defaults_epilog(),
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
+    from rnnkit.runs.registry import load_kinds, selectable_kinds
+
+    kinds = selectable_kinds()
     p.add_argument(
         "--task",
-        choices=TRAIN_TASKS,
+        choices=[k.name for k in kinds],
         default="classify",
-        help="classify (many->one), generate (one->many), tag (synced many->many), seq2seq (encoder-decoder), "
-        "forecast (series -> next values), lm (a character language model over one long text, truncated BPTT)",
+        help=", ".join(k.help or k.name for k in kinds),
     )
     p.add_argument(
         "--data",
@@ -303,60 +288,14 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fold-ascii", action="store_true", help="fold accents to ASCII (the PyTorch tutorial's way)")
     p.add_argument("--unconditional", action="store_true", help="generate: ignore the labels (one model for all items)")
     _add_model_flags(p)
-    g = p.add_argument_group("series, forecast, seq2seq")
-    g.add_argument("--date-column", default=None, help="CSV series: the date/time column (default: detected)")
-    g.add_argument(
-        "--value-columns", default=None, help="CSV series: comma-separated value columns (default: all numeric)"
-    )
-    g.add_argument("--target-column", default=None, help="forecast: the column to predict (default: the first)")
-    g.add_argument(
-        "--context", type=_positive_int, default=None, help="forecast: past steps the model reads (default: the task's)"
-    )
-    g.add_argument(
-        "--horizon", type=_positive_int, default=None, help="forecast: steps ahead to predict (default: the task's)"
-    )
-    g.add_argument(
-        "--strategy",
-        choices=["direct", "recursive"],
-        default=None,
-        help="forecast: all horizon steps at once (direct) or one step rolled out (recursive); default: direct",
-    )
-    g.add_argument(
-        "--season",
-        type=_positive_int,
-        default=None,
-        help="forecast: period of the seasonal-naive baseline (default: detected from the dates, else 1)",
-    )
-    g.add_argument(
-        "--relative",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="forecast: windows relative to their last value, the model predicts changes (default: on)",
-    )
-    g.add_argument(
-        "--max-items",
-        type=_positive_int,
-        default=None,
-        help="seq2seq/tag: use at most this many items (default: the task's)",
-    )
-    g.add_argument(
-        "--beam", type=_positive_int, default=None, help="seq2seq: beam width at test time (default: the task's)"
-    )
-    g = p.add_argument_group("long streams (lm)")
-    g.add_argument(
-        "--tbptt",
-        default=None,
-        metavar="K1,K2",
-        help="lm: truncated BPTT, an update every K1 characters with gradients through the last K2 (K1 <= K2; "
-        "one number: K1 = K2) (default: the task's, 64,64)",
-    )
-    p.add_argument(
-        "--max-len",
-        type=_positive_int,
-        default=None,
-        help="the most symbols an item may have; longer items are refused when training, evaluating and "
-        "predicting (default: no limit)",
-    )
+    declared: set[str] = set()
+    for kind in load_kinds().values():  # each kind's own flags, in a group named after it
+        fresh = [f for f in kind.flags if f.dest not in declared]
+        if fresh:
+            g = p.add_argument_group(f"--task {kind.name}")
+            for flag in fresh:
+                g.add_argument(flag.name, **flag.kwargs)
+                declared.add(flag.dest)
     p.add_argument("--out", required=True, help="the run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -367,15 +306,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from rnnkit import distributed
     from rnnkit.runs import summary_line, train_run
 
-    if args.resume and args.overwrite:
-        raise ValueError("--resume and --overwrite contradict each other: pick one")
     opts = _options(args, args.task, args.data)
-    if args.tbptt is not None:
-        if args.task != "lm":
-            raise ValueError(f"--tbptt trains one long stream: use it with --task lm, not --task {args.task}")
-        from rnnkit.apps.lm import parse_tbptt
-
-        opts.options["tbptt"] = list(parse_tbptt(args.tbptt))
     metrics = train_run(opts, args.out, resume=args.resume, overwrite=args.overwrite)
     if not distributed.is_main():  # under torchrun, rank 0 reports for all
         return 0
@@ -389,7 +320,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="metrics of a trained run on its test split or on other data",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     p.add_argument("run", help="a run folder written by `rnnkit train`")
     p.add_argument("--data", default=None, help="data to evaluate on (default: the run's own test split)")
@@ -416,20 +347,20 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict",
         help="answer items with a run: classes, tags, phonemes, forecasts, continuations",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     p.add_argument("run", help="a run folder (classify, tag, seq2seq, forecast, lm)")
     p.add_argument(
         "items", nargs="*", metavar="ITEM", help="items to answer: names to classify, words to transcribe, ..."
     )
-    p.add_argument("--top-k", type=_positive_int, default=3, help="classify: classes to show per item")
-    p.add_argument("--beam", type=_positive_int, default=None, help="seq2seq: beam width (default: the run's)")
+    p.add_argument("--top-k", type=positive_int, default=3, help="classify: classes to show per item")
+    p.add_argument("--beam", type=positive_int, default=None, help="seq2seq: beam width (default: the run's)")
     p.add_argument(
         "--data",
         default=None,
         help="a file of inputs instead of ITEMs (forecast: the series to continue; default: none)",
     )
-    p.add_argument("--horizon", type=_positive_int, default=None, help="forecast: steps ahead (default: the run's)")
+    p.add_argument("--horizon", type=positive_int, default=None, help="forecast: steps ahead (default: the run's)")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -447,32 +378,41 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_sample(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sample", help="draw items from a generate run", formatter_class=_Formatter)
+    p = subparsers.add_parser("sample", help="draw items from a generate run", formatter_class=Formatter)
     p.add_argument("run", help="a generate run folder")
     p.add_argument(
         "--category", default=None, help="category to generate (required for a conditional run; default: none)"
     )
-    p.add_argument("--num", type=_positive_int, default=10, help="how many items")
+    p.add_argument("--num", type=positive_int, default=10, help="how many items")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = always the argmax")
     p.add_argument(
         "--top-k",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="sample among the k likeliest symbols only (default: all symbols)",
     )
     p.add_argument("--prefix", default="", help="every item starts with this")
-    p.add_argument("--max-len", type=_positive_int, default=30, help="the most symbols per item")
+    p.add_argument("--max-len", type=positive_int, default=30, help="the most symbols per item")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples (default: random)")
     p.set_defaults(func=_cmd_sample)
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    from rnnkit.runs import load_run, sample
+    from rnnkit.runs import load_run, sample_run
 
     if args.temperature < 0:
         raise ValueError(f"--temperature must be ≥ 0, got {args.temperature}")
     run = load_run(args.run)
-    items = sample(run, args.category, args.num, args.temperature, args.prefix, args.max_len, args.seed, args.top_k)
+    items = sample_run(
+        run,
+        category=args.category,
+        num=args.num,
+        temperature=args.temperature,
+        prefix=args.prefix,
+        max_len=args.max_len,
+        seed=args.seed,
+        top_k=args.top_k,
+    )
     for item in items:
         print(item)
     return 0
@@ -487,10 +427,10 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
             "first-name dictionary shipped in the gender-guesser package (18 categories, ~27k names), print test\n"
             "metrics next to simple baselines, predictions and samples per category, and write both run folders."
         ),
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     p.add_argument("--out", default="runs/demo", help="parent folder of the two runs (a fresh one if it exists)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="epochs per model (default: each task's)")
+    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per model (default: each task's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, weights, data order and samples")
     p.set_defaults(func=_cmd_demo)
 
@@ -534,7 +474,7 @@ def _add_gradients(subparsers: argparse._SubParsersAction) -> None:
             "  --compare M ...   the same for fresh models on one synthetic batch (loss: the last step's output).\n"
             "RUN and --compare write a PNG (log-scale norm against t) and a CSV beside it, and print a table."
         ),
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     p.add_argument("run", nargs="?", default=None, help="a run folder written by `rnnkit train` (default: none)")
     p.add_argument("--tiny", action="store_true", help="print the lecture's TinyRNN gradient tables")
@@ -544,7 +484,7 @@ def _add_gradients(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lengths",
         nargs="+",
-        type=_positive_int,
+        type=positive_int,
         default=list(LECTURE_LENGTHS),
         metavar="L",
         help="--tiny: the sequence lengths",
@@ -557,9 +497,9 @@ def _add_gradients(subparsers: argparse._SubParsersAction) -> None:
         metavar="MODEL",
         help="fresh registry models to compare, e.g. --compare rnn lstm gru (default: none)",
     )
-    p.add_argument("--length", type=_positive_int, default=50, help="--compare: sequence length T")
-    p.add_argument("--hidden", type=_positive_int, default=32, help="--compare: hidden size H of every model")
-    p.add_argument("--batch-size", type=_positive_int, default=16, help="sequences in the batch")
+    p.add_argument("--length", type=positive_int, default=50, help="--compare: sequence length T")
+    p.add_argument("--hidden", type=positive_int, default=32, help="--compare: hidden size H of every model")
+    p.add_argument("--batch-size", type=positive_int, default=16, help="sequences in the batch")
     p.add_argument("--seed", type=int, default=0, help="--compare: seed of the weights and the batch")
     p.add_argument(
         "--plot",
@@ -612,7 +552,8 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         title = f"gradient flow, fresh models, T={args.length}, H={args.hidden}"
         plot = args.plot or "gradient_flow.png"
     else:
-        from rnnkit.runs import _Batches, _encode, _label_ids, load_run, saved_test_data
+        from rnnkit.runs import load_run, saved_test_data
+        from rnnkit.runs.text import _encode, _label_ids, text_batches
 
         run = load_run(args.run)
         data = saved_test_data(run)
@@ -622,7 +563,7 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         labeled = run.task == "classify" or run.config["data"]["conditional"]
         labels = _label_ids(run, data, kept) if labeled else None
         first = list(range(min(args.batch_size, len(ids))))  # the first test items, in the split's order
-        batch = _Batches(run.task, ids, labels, args.batch_size, 0)._collate(first)
+        batch = text_batches(run.task, ids, labels, args.batch_size, 0).collate(first)
         flow = dg.gradient_flow(run.model, batch)
         norms = {f"{run.config['model']['model']} {k}": v for k, v in flow.norms.items()}
         title = f"gradient flow of {Path(args.run).name} ({len(batch)} test items, loss {flow.loss:.3f})"
@@ -653,15 +594,15 @@ def _add_memory(subparsers: argparse._SubParsersAction) -> None:
             "with the same number of updates and parameter counts within ±10% of the LSTM's, and print the test\n"
             "metric per model and length next to the task's memoryless baseline; writes a CSV and a PNG."
         ),
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     p.add_argument("--task", choices=TASKS, default="adding", help="the synthetic task")
-    p.add_argument("--lengths", type=_positive_int, nargs="+", default=list(DEFAULT_LENGTHS), help="lengths T")
+    p.add_argument("--lengths", type=positive_int, nargs="+", default=list(DEFAULT_LENGTHS), help="lengths T")
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(DEFAULT_MODELS), help="models")
-    p.add_argument("--steps", type=_positive_int, default=3000, help="updates per model and length")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="sequences per update")
-    p.add_argument("--hidden", type=_positive_int, default=64, help="the LSTM's hidden size (sets the budget)")
-    p.add_argument("--window", type=_positive_int, default=10, help="W of the window model")
+    p.add_argument("--steps", type=positive_int, default=3000, help="updates per model and length")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per update")
+    p.add_argument("--hidden", type=positive_int, default=64, help="the LSTM's hidden size (sets the budget)")
+    p.add_argument("--window", type=positive_int, default=10, help="W of the window model")
     p.add_argument("--seed", type=int, default=0, help="seed of data and weights")
     p.add_argument("--quick", action="store_true", help="a tiny run (lengths 5 10, 30 steps, hidden 8) for tests")
     p.add_argument("--out", default="runs/memory", help="folder for memory-TASK.csv and memory-TASK.png")
@@ -706,16 +647,14 @@ def _cmd_memory(args: argparse.Namespace) -> int:
 # The parser and the entry point
 
 
-def _add_export(subparsers: argparse._SubParsersAction) -> None:
-    from rnnkit.export import add_cli
+def _elsewhere(module: str) -> Callable[[argparse._SubParsersAction], None]:
+    """The ``add_cli(subparsers)`` of a subcommand declared in its own module, imported only when the parser is
+    built (the module imports :mod:`rnnkit.cliutil`, never this module)."""
 
-    add_cli(subparsers)
+    def add(subparsers: argparse._SubParsersAction) -> None:
+        importlib.import_module(module).add_cli(subparsers)
 
-
-def _add_serve(subparsers: argparse._SubParsersAction) -> None:
-    from rnnkit.serve import add_cli
-
-    add_cli(subparsers)
+    return add
 
 
 _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -727,24 +666,25 @@ _SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_bench,
     _add_gradients,
     _add_memory,
-    _add_export,
-    _add_serve,
+    _elsewhere("rnnkit.export"),
+    _elsewhere("rnnkit.serve"),
 ]
+"""Every subcommand, in the order ``rnnkit --help`` lists them: the one table to add a subcommand to."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``rnnkit`` parser with every subcommand."""
     import torch
 
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="rnnkit: recurrent neural networks from the lecture's equations, drop-in for torch.nn.",
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"{PROG} {rnnkit.__version__} (torch {torch.__version__})"
     )
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for add in _SUBCOMMANDS:
         add(subparsers)
     return parser

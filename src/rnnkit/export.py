@@ -567,7 +567,7 @@ def add_cli(subparsers: Any) -> None:
     """Declare ``rnnkit export RUN [--format onnx] [--output PATH] [--check | --no-check]``."""
     import argparse
 
-    from rnnkit.cli import _Formatter
+    from rnnkit.cliutil import Formatter as _Formatter
 
     p = subparsers.add_parser(
         "export",

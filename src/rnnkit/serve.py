@@ -5,9 +5,9 @@
 ``GET /health``
     ``{"status": "ok", "task": ..., "app": ..., "model": ..., "run": ..., "endpoints": [...], "classes": [...],
     "limits": {...}}``.
-``POST /predict`` (classify runs, and task apps with a ``predict``)
+``POST /predict`` (runs of every kind but generate)
     ``{"items": ["Anna", ...], "top_k": 3}`` → ``{"predictions": [{"item": "Anna", "top": [{"label": "Alpha",
-    "prob": 0.91}, ...]}, ...]}``; for a task app's run (``beam``, ``horizon`` and ``top_k`` are passed on) →
+    "prob": 0.91}, ...]}, ...]}``; for a run of another kind (``beam``, ``horizon`` and ``top_k`` are passed on) →
     ``{"lines": [...]}``, the lines ``rnnkit predict`` prints.
 ``POST /sample`` (generate runs)
     ``{"category": "Alpha", "num": 10, "temperature": 0.8, "seed": 0, "prefix": "", "max_len": 30, "top_k": null}``
@@ -40,7 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from rnnkit import __version__
-from rnnkit.runs import Run, app_of, load_run, predict, predict_lines, sample
+from rnnkit.runs import Run, kind_of, load_run, sample
 
 __all__ = ["HTTPError", "Limits", "RunServer", "serve"]
 
@@ -142,19 +142,18 @@ def _items(body: dict[str, Any], limits: Limits) -> list[str]:
 
 def _health(server: RunServer, body: Any) -> dict[str, Any]:
     run = server.run
-    app = app_of(run)
+    kind = kind_of(run)
     answer = {
         "status": "ok",
         "task": run.task,
-        "app": None if app is None else app.name,
+        "app": kind.app,
         "model": run.config["model"]["model"],
         "run": run.path.name,
         "endpoints": [f"{method} {path}" for path, (method, _) in server.routes.items()],
         "classes": list(run.classes),
         "limits": asdict(server.limits),
     }
-    if run.task == "generate" and app is None:
-        answer["conditional"] = bool(run.config["data"]["conditional"])
+    answer.update(kind.serve_info(run))
     return answer
 
 
@@ -162,18 +161,6 @@ def _predict(server: RunServer, body: dict[str, Any]) -> dict[str, Any]:
     limits = server.limits
     _check_fields(body, ("items", "top_k", "beam", "horizon"))
     items = _items(body, limits)
-    if app_of(server.run) is None:
-        if "beam" in body or "horizon" in body:
-            raise HTTPError(400, f"a {server.run.task} run takes no 'beam' or 'horizon'")
-        top_k = _int(body, "top_k", 3, 1, limits.max_top_k)
-        with server.lock:
-            rows = predict(server.run, items, top_k=top_k)
-        return {
-            "predictions": [
-                {"item": item, "top": [{"label": c, "prob": round(p, 6)} for c, p in row]}
-                for item, row in zip(items, rows, strict=True)
-            ]
-        }
     options: dict[str, Any] = {}
     caps = {"top_k": limits.max_top_k, "beam": limits.max_beam, "horizon": limits.max_horizon}
     for key, cap in caps.items():
@@ -181,8 +168,7 @@ def _predict(server: RunServer, body: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             options[key] = value
     with server.lock:
-        lines = predict_lines(server.run, items, **options)
-    return {"lines": [str(line) for line in lines]}
+        return kind_of(server.run).serve_predict(server.run, items, **options)
 
 
 def _sample(server: RunServer, body: dict[str, Any]) -> dict[str, Any]:
@@ -208,9 +194,10 @@ Endpoint = Callable[["RunServer", Any], dict[str, Any]]
 def _routes(run: Run) -> dict[str, tuple[str, Endpoint]]:
     """The paths this run answers: ``path -> (method, endpoint)``."""
     routes: dict[str, tuple[str, Endpoint]] = {"/health": ("GET", _health)}
-    if app_of(run) is not None or run.task == "classify":
+    endpoints = kind_of(run).endpoints
+    if "predict" in endpoints:
         routes["/predict"] = ("POST", _predict)
-    if app_of(run) is None and run.task == "generate":
+    if "sample" in endpoints:
         routes["/sample"] = ("POST", _sample)
     return routes
 
@@ -472,7 +459,7 @@ def _port(text: str) -> int:
 
 def add_cli(subparsers: Any) -> None:
     """Declare ``rnnkit serve RUN [--host H] [--port P] [--max-bytes N] [--max-items N]``."""
-    from rnnkit.cli import _Formatter, _positive_int
+    from rnnkit.cliutil import Formatter, positive_int
 
     p = subparsers.add_parser(
         "serve",
@@ -482,15 +469,13 @@ def add_cli(subparsers: Any) -> None:
             'POST /sample {"category": ..., "num": 10, "temperature": 0.8, "seed": 0} for generate runs.\n'
             'Errors are JSON {"error": ...} with a 4xx status. No authentication: keep the loopback host.'
         ),
-        formatter_class=_Formatter,
+        formatter_class=Formatter,
     )
     p.add_argument("run", help="a run folder written by `rnnkit train`")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (anything but loopback exposes the model)")
     p.add_argument("--port", type=_port, default=8000, help="TCP port; 0 picks a free one")
-    p.add_argument(
-        "--max-bytes", type=_positive_int, default=Limits.max_bytes, help="largest request body (413 beyond)"
-    )
-    p.add_argument("--max-items", type=_positive_int, default=Limits.max_items, help="most items per /predict")
+    p.add_argument("--max-bytes", type=positive_int, default=Limits.max_bytes, help="largest request body (413 beyond)")
+    p.add_argument("--max-items", type=positive_int, default=Limits.max_items, help="most items per /predict")
     p.set_defaults(func=_cmd_serve)
 
 

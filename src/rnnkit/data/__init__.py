@@ -2,12 +2,13 @@
 
 Flow: :func:`load_data` / :func:`default_names` → :func:`split_items` → :meth:`Vocab.build` on the training part
 → :meth:`Vocab.encode` → :func:`collate_classification` / :func:`collate_generation` (batches from
-:class:`BucketBatchSampler`) → a task model's ``forward(batch)``.
+:class:`BucketBatchSampler`, :class:`Batches`) → a task model's ``forward(batch)``.
 """
 
 from rnnkit.data.batching import (
     IGNORE_INDEX,
     Batch,
+    Batches,
     BucketBatchSampler,
     collate_classification,
     collate_generation,
@@ -53,6 +54,7 @@ __all__ = [
     "TEMPORAL_ORDER_CHANCE",
     "UNK",
     "Batch",
+    "Batches",
     "BucketBatchSampler",
     "LabeledItems",
     "MemoryTask",

@@ -6,7 +6,7 @@ C classes or condition size, V vocabulary size.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -366,3 +366,33 @@ class BucketBatchSampler(Sampler[list[int]]):
     def __len__(self) -> int:
         """Batches per epoch for this replica."""
         return -(-self._num_batches() // self.num_replicas)
+
+
+class Batches:
+    """The batches of one data source: bucketed by length, shuffled per ``(seed, epoch)`` for training, in a fixed
+    order for evaluation. The source supplies its items' ``lengths`` and ``collate(index) -> Batch`` that turns
+    a list of item indices into one batch (it owns the padding and the targets).
+
+    ``epoch(e)`` and ``ordered()`` give the same batches as :class:`BucketBatchSampler` with ``shuffle=True`` /
+    ``False`` and the same seed, so the order is reproducible and a resumed run sees the batches it would have.
+    """
+
+    def __init__(
+        self, lengths: Sequence[int], collate: Callable[[list[int]], Batch], batch_size: int, seed: int = 0
+    ) -> None:
+        self.collate = collate
+        self.sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
+        self.fixed = BucketBatchSampler(lengths, batch_size, shuffle=False, seed=seed)
+
+    def epoch(self, epoch: int) -> list[Batch]:
+        """Epoch ``epoch``'s training batches, in its shuffled order (a function of ``(seed, epoch)``)."""
+        self.sampler.set_epoch(epoch)
+        return [self.collate(b) for b in self.sampler]
+
+    def ordered(self) -> list[Batch]:
+        """Every item once, in a fixed order (items of similar length together): for evaluation."""
+        return [self.collate(b) for b in self.fixed]
+
+    def indexed(self) -> list[tuple[list[int], Batch]]:
+        """:meth:`ordered` with the item indices each batch holds (to put answers back in the items' order)."""
+        return [(b, self.collate(b)) for b in self.fixed]

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
+from rnnkit.masks import length_mask
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
 
@@ -57,7 +58,7 @@ class SequenceClassifier(RecurrentTaskModel):
             raise ValueError(f"window_logits needs a window core, not {self.config.model!r}")
         out, _ = self.core(self.inputs(batch.inputs, batch.lengths), lengths=batch.lengths)  # (B, T, H)
         T = out.shape[1]
-        mask = torch.arange(T, device=out.device).unsqueeze(0) < batch.lengths.to(out.device).unsqueeze(1)
+        mask = length_mask(batch.lengths, T, device=out.device)  # (B, T)
         return self.head(self.drop(out)), mask
 
     def _forward_windows(self, batch: Batch) -> tuple[Tensor, Tensor | None]:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from rnnkit.masks import length_mask
 from rnnkit.tasks.config import ModelConfig
 
 __all__ = ["FRAME_ENCODERS", "FrameCNN", "PerStepEncoder", "build_frame_encoder", "frame_output_size"]
@@ -136,8 +137,7 @@ class PerStepEncoder(nn.Module):
         flat = x.reshape(B * T, *S)  # (B·T, *S)
         if lengths is None:
             return self._checked(self.module(flat), B * T).view(B, T, -1)  # (B, T, E)
-        steps = torch.arange(T, device=x.device)
-        valid = (steps.unsqueeze(0) < lengths.to(x.device).unsqueeze(1)).reshape(-1)  # (B·T,)
+        valid = length_mask(lengths, T, device=x.device).reshape(-1)  # (B·T,)
         index = valid.nonzero().squeeze(1)  # (N,) the valid steps, N = Σ lengths
         enc = self._checked(self.module(flat.index_select(0, index)), index.numel())  # (N, E)
         out = enc.new_zeros(B * T, enc.shape[1]).index_put((index,), enc)  # (B·T, E), zeros at padding

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.batching import IGNORE_INDEX, Batch, collate_classification, collate_generation
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
+from rnnkit.masks import length_mask
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.inputs import InputEncoder
 from rnnkit.tasks.registry import build_core
@@ -129,7 +130,7 @@ class Seq2Seq(nn.Module):
         """Run the encoder on source ids ``(B, S)``; returns the attention memory and the decoder's first state."""
         outputs, h_n = self.encoder(self.inputs(inputs), lengths=lengths)  # (B, S, D·H), (L·D, B, H)
         S = outputs.shape[1]
-        mask = torch.arange(S, device=outputs.device).unsqueeze(0) >= lengths.to(outputs.device).unsqueeze(1)
+        mask = ~length_mask(lengths, S, device=outputs.device)  # (B, S) True at padding
         keys = self.attn_key(outputs) if self.config.attention else None  # (B, S, H)
         return _Memory(outputs, keys, mask), self._bridge(h_n)
 

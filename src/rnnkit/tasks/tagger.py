@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import IGNORE_INDEX, Batch
+from rnnkit.masks import length_mask
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
 
@@ -38,9 +39,7 @@ class SequenceTagger(RecurrentTaskModel):
 
     def valid_mask(self, batch: Batch) -> Tensor:
         """``(B, T)`` bool: True at the steps ``t < lengths[b]``."""
-        T = batch.inputs.shape[1]
-        steps = torch.arange(T, device=batch.inputs.device)
-        return steps.unsqueeze(0) < batch.lengths.to(batch.inputs.device).unsqueeze(1)  # (B, T)
+        return length_mask(batch.lengths, batch.inputs.shape[1], device=batch.inputs.device)  # (B, T)
 
     def forward(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         x = self.inputs(batch.inputs, batch.lengths)  # (B, T, I)

@@ -36,7 +36,7 @@ def require_stateful(model: nn.Module) -> None:
     if not callable(getattr(model, "forward_stateful", None)):
         raise ValueError(
             f"truncated BPTT needs a model with forward_stateful(batch, state) -> (outputs, loss, state); "
-            f"{type(model).__name__} has none (rnnkit.apps.lm.LanguageModel has one); drop tbptt to train it"
+            f"{type(model).__name__} has none (rnnkit.runs.lm.LanguageModel has one); drop tbptt to train it"
         )
 
 

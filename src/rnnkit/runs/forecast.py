@@ -24,7 +24,7 @@ Every check on the data and the settings runs before anything is written, so bad
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from rnnkit import metrics as M
+from rnnkit.cliutil import positive_int
 from rnnkit.data.series import (
     Scaler,
     Series,
@@ -41,19 +42,10 @@ from rnnkit.data.series import (
     load_series,
     make_windows,
 )
-from rnnkit.runs import (
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
-from rnnkit.tasks import build_model
+from rnnkit.runs.folder import Run
+from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.tasks import ModelConfig, build_model
 from rnnkit.tasks.forecaster import (
     STRATEGIES,
     Forecaster,
@@ -64,7 +56,7 @@ from rnnkit.tasks.forecaster import (
 )
 from rnnkit.train import TrainConfig, fit, seed_everything
 
-__all__ = ["APP", "DEFAULTS", "DEFAULT_DATA", "evaluate", "plot_forecast", "predict", "summary", "train"]
+__all__ = ["APP", "DEFAULTS", "DEFAULT_DATA", "ForecastKind", "evaluate", "plot_forecast", "predict", "summary"]
 
 APP = "forecast"
 DEFAULT_DATA = "embedded:sunspots"
@@ -228,80 +220,29 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     f = saved["forecast"]
     options = dict(saved["data"]["options"])
     options.update({key: f[key] for key in ("context", "horizon", "strategy", "relative")})
-    return resume_options(saved, opts, APP, options=options)
+    return restore_options(saved, opts, APP, options=options)
 
 
 # ---------------------------------------------------------------------------------------------------------- train
-def train(
-    opts: RunOptions,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train a forecast model (and the window baseline) into the run folder ``out``; returns the metrics."""
-    out = Path(out)
-    opts, _, existing = begin_run(
-        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_options_from_config
-    )
+def _prepared(opts: RunOptions) -> Prepared:
+    """The validated setup (:func:`_prepare`) and its window batches: shuffled per ``(seed, epoch)`` for training."""
     s = _prepare(opts)
-    model_name = str(opts.resolved("model", DEFAULTS))
-    bidirectional = bool(opts.resolved("bidirectional", DEFAULTS))
-    if model_name == "window" and bidirectional:
-        raise ValueError("the window model has no direction: drop --bidirectional")
-    mcfg = forecast_config(
-        model_name,
-        len(s.series.columns),
-        s.horizon,
-        s.strategy,
-        hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
-        num_layers=int(opts.resolved("num_layers", DEFAULTS)),
-        dropout=float(opts.resolved("dropout", DEFAULTS)),
-        bidirectional=bidirectional,
-        context=s.context,
-    )
     bs = int(opts.resolved("batch_size", DEFAULTS))
-    tcfg = opts.train_config(DEFAULTS, monitor="loss")
-    seed_everything(opts.seed)
-    model = build_model(mcfg)
-    config = run_config(
-        APP,
-        mcfg,
-        tcfg,
-        {
-            "source": s.series.source,
-            "data": absolute_path(s.name),
-            "date_column": opts.options.get("date_column"),
-            "value_columns": list(s.series.columns),
-            "seed": opts.seed,
-            "options": {k: v for k, v in opts.options.items() if v is not None},
-        },
-        forecast={
-            "columns": list(s.series.columns),
-            "target": s.target,
-            "target_column": s.series.columns[s.target],
-            "context": s.context,
-            "horizon": s.horizon,
-            "strategy": s.strategy,
-            "relative": s.relative,
-            "season": s.season,
-            "scaler": s.scaler.to_dict(),
-            "split": s.split.to_dict(),
-            "mase_scale": s.mase_scale,
-        },
-    )
-    write_run_start(out, config, _split_record(s), resume=resume, overwrite=overwrite and existing)
 
     def train_fn(epoch: int) -> list:
         seed = opts.seed * 100_003 + epoch  # the order is a function of (seed, epoch): resumable
         return window_batches(s.train, bs, relative=s.relative, target=s.target, shuffle=True, seed=seed)
 
     val_b = window_batches(s.val, 256, relative=s.relative, target=s.target)
-    result = fit(model, train_fn, val_b, tcfg, out, resume=resume, overwrite=overwrite, log=log, handle_sigint=True)
-    run = Run(out, config, model.eval(), None, [])
-    fc = forecaster_of(run)
+    return Prepared(train_fn, val_b, _split_record(s), None, [], extra={"setup": s, "batch_size": bs})
 
+
+def _scores(run: Run, prepared: Prepared, opts_seed: int) -> dict[str, Any]:
+    """Test metrics of the trained forecaster, with the naive, seasonal-naive and window baselines."""
+    s: _Setup = prepared.extra["setup"]
+    model_name = run.config["model"]["model"]
+    tcfg, result = prepared.trainer, prepared.result
+    fc = forecaster_of(run)
     metrics: dict[str, Any] = {"app": APP, "task": APP, "model": model_name, "data": s.series.source}
     metrics.update(_settings(s))
     metrics["num_train_windows"], metrics["num_val_windows"] = len(s.train), len(s.val)
@@ -314,28 +255,23 @@ def train(
     if model_name == "window":
         window_pred = curves["test"]
     elif result.stopped_reason != "interrupted":  # the lecture's baseline on the same windows, small, in memory
-        wcfg = forecast_config("window", mcfg.input_features, s.horizon, s.strategy, WINDOW_HIDDEN, context=s.context)
-        seed_everything(opts.seed)
+        features = run.config["model"]["input_features"]
+        wcfg = forecast_config("window", features, s.horizon, s.strategy, WINDOW_HIDDEN, context=s.context)
+        seed_everything(opts_seed)
         wmodel = build_model(wcfg)
         wt = TrainConfig(
-            epochs=tcfg.epochs, batch_size=bs, lr=tcfg.lr, seed=opts.seed, progress="none", device=tcfg.device
+            epochs=tcfg.epochs,
+            batch_size=prepared.extra["batch_size"],
+            lr=tcfg.lr,
+            seed=opts_seed,
+            progress="none",
+            device=tcfg.device,
         )
-        fit(wmodel, train_fn, val_b, wt)
+        fit(wmodel, prepared.train_batches, prepared.val_batches, wt)
         wfc = Forecaster(wmodel.eval(), s.scaler, s.target, s.context, s.horizon, s.strategy, s.relative)
         window_pred = wfc.predict_at(values, s.test.origins)
     if window_pred is not None:
         metrics.update(_errors("window", curves["truth"], window_pred, s.mase_scale))
-
-    finish_run(run, metrics, result)
-    plot_forecast(
-        fc,
-        values,
-        s.split.val_end,
-        out / "forecast.png",
-        times=s.series.times,
-        title=f"{s.series.source} · {model_name} · {s.strategy}, K={s.horizon} (test part)",
-        ylabel=s.series.columns[s.target],
-    )
     return metrics
 
 
@@ -565,4 +501,135 @@ def plot_forecast(
     return _save(fig, path)
 
 
-register_app(TaskApp(name=APP, train=train, evaluate=evaluate, predict=predict, summary=summary, defaults=DEFAULTS))
+@register_kind
+class ForecastKind(RunKind):
+    """``--task forecast``: a series → its next values, scored against naive baselines."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "forecast (series -> next values)"
+    flags = (
+        Flag("--date-column", {"default": None, "help": "CSV series: the date/time column (default: detected)"}),
+        Flag(
+            "--value-columns",
+            {"default": None, "help": "CSV series: comma-separated value columns (default: all numeric)"},
+        ),
+        Flag("--target-column", {"default": None, "help": "forecast: the column to predict (default: the first)"}),
+        Flag(
+            "--context",
+            {
+                "type": positive_int,
+                "default": None,
+                "help": "forecast: past steps the model reads (default: the task's)",
+            },
+        ),
+        Flag(
+            "--horizon",
+            {"type": positive_int, "default": None, "help": "forecast: steps ahead to predict (default: the task's)"},
+        ),
+        Flag(
+            "--strategy",
+            {
+                "choices": ["direct", "recursive"],
+                "default": None,
+                "help": "forecast: all horizon steps at once (direct) or one step rolled out (recursive); "
+                "default: direct",
+            },
+        ),
+        Flag(
+            "--season",
+            {
+                "type": positive_int,
+                "default": None,
+                "help": "forecast: period of the seasonal-naive baseline (default: detected from the dates, else 1)",
+            },
+        ),
+        Flag(
+            "--relative",
+            {
+                "action": argparse.BooleanOptionalAction,
+                "default": None,
+                "help": "forecast: windows relative to their last value, the model predicts changes (default: on)",
+            },
+        ),
+    )
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _options_from_config(saved, opts)
+
+    def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+        return _prepared(opts)
+
+    def model_config(self, opts: RunOptions, prepared: Prepared) -> ModelConfig:
+        s: _Setup = prepared.extra["setup"]
+        model_name = str(opts.resolved("model", DEFAULTS))
+        bidirectional = bool(opts.resolved("bidirectional", DEFAULTS))
+        if model_name == "window" and bidirectional:
+            raise ValueError("the window model has no direction: drop --bidirectional")
+        return forecast_config(
+            model_name,
+            len(s.series.columns),
+            s.horizon,
+            s.strategy,
+            hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
+            num_layers=int(opts.resolved("num_layers", DEFAULTS)),
+            dropout=float(opts.resolved("dropout", DEFAULTS)),
+            bidirectional=bidirectional,
+            context=s.context,
+        )
+
+    def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
+        return opts.train_config(DEFAULTS, monitor="loss")
+
+    def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        s: _Setup = prepared.extra["setup"]
+        return {
+            "source": s.series.source,
+            "data": absolute_path(s.name),
+            "date_column": opts.options.get("date_column"),
+            "value_columns": list(s.series.columns),
+            "seed": opts.seed,
+            "options": {k: v for k, v in opts.options.items() if v is not None},
+        }
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        s: _Setup = prepared.extra["setup"]
+        forecast = {
+            "columns": list(s.series.columns),
+            "target": s.target,
+            "target_column": s.series.columns[s.target],
+            "context": s.context,
+            "horizon": s.horizon,
+            "strategy": s.strategy,
+            "relative": s.relative,
+            "season": s.season,
+            "scaler": s.scaler.to_dict(),
+            "split": s.split.to_dict(),
+            "mase_scale": s.mase_scale,
+        }
+        return {"forecast": forecast}
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        return _scores(run, prepared, run.config["data"]["seed"]), {}
+
+    def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
+        s: _Setup = prepared.extra["setup"]
+        plot_forecast(
+            forecaster_of(run),
+            s.series.values,
+            s.split.val_end,
+            run.path / "forecast.png",
+            times=s.series.times,
+            title=f"{s.series.source} · {run.config['model']['model']} · {s.strategy}, K={s.horizon} (test part)",
+            ylabel=s.series.columns[s.target],
+        )
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return evaluate(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return predict(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return summary(metrics)

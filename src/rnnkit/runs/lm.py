@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,21 +41,11 @@ from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.datasets import _existing, _read_text
 from rnnkit.data.stream import TokenStream, char_vocab, encode_text
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK, Vocab
-from rnnkit.runs import (
-    SPLIT_FILE,
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
+from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS, ModelConfig, SequenceGenerator
-from rnnkit.train import evaluate, fit, seed_everything
+from rnnkit.train import TrainConfig, evaluate
 
 __all__ = ["APP", "DEFAULTS", "LanguageModel", "continue_text", "parse_tbptt", "score_text"]
 
@@ -219,7 +207,7 @@ def _bigram_baseline(train: TokenStream, val: TokenStream, test: TokenStream, V:
 # ---------------------------------------------------------------------------------------------------------- train
 def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     m, d = saved["model"], saved["data"]
-    return resume_options(
+    return restore_options(
         saved,
         opts,
         APP,
@@ -233,31 +221,13 @@ def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     )
 
 
-def _train(
-    opts: RunOptions,
-    out: Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train a character language model on ``opts.data`` into the run folder ``out`` (see the module docstring).
-
-    Under ``torchrun`` every process runs this; each trains on its rows of every batch and only rank 0 writes.
-    """
-    out = Path(out)
-    if opts.unit != "char":
-        raise ValueError("--task lm models characters: drop --unit word")
-    if "tbptt" in opts.options and opts.options["tbptt"] is not None:
-        opts.options["tbptt"] = list(parse_tbptt(opts.options["tbptt"]))
-    opts, saved, existing = begin_run(
-        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_resumed_options
-    )
+def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+    """Read the three parts of the text, build (or restore) the character vocabulary, make the streams."""
     if opts.bidirectional:
         raise ValueError("a language model reads left to right: drop --bidirectional")
     k1, k2 = parse_tbptt(opts.resolved("tbptt", DEFAULTS))
     parts, record = _parts(opts)
-    if resume:
+    if saved is not None:
         vocab = Vocab.from_dict(saved["vocab"])
     else:
         vocab = char_vocab(parts["train"], fold_ascii=opts.fold_ascii)
@@ -268,57 +238,8 @@ def _train(
     train_s = TokenStream(ids["train"], bs, k1)
     val_s = _eval_stream(ids["val"], bs)
     test_s = _eval_stream(ids["test"], bs)
-
-    model_name = opts.resolved("model", DEFAULTS)
-    mcfg = ModelConfig(
-        task=APP,
-        model=model_name,
-        vocab_size=len(vocab),
-        embed_dim=int(opts.resolved("embed_dim", DEFAULTS)),
-        hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
-        num_layers=int(opts.resolved("num_layers", DEFAULTS)),
-        bidirectional=False,
-        dropout=float(opts.resolved("dropout", DEFAULTS)),
-        window=5 if opts.window is None else int(opts.window),
-    )
-    tcfg = opts.train_config(DEFAULTS, tbptt=(k1, k2))
-    seed_everything(opts.seed)
-    model = LanguageModel(mcfg)
-    config = run_config(
-        APP,
-        mcfg,
-        tcfg,
-        {
-            "source": opts.data,
-            # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
-            "data": absolute_path(opts.data),
-            "val_data": absolute_path(opts.val_data),
-            "test_data": absolute_path(opts.test_data),
-            "fold_ascii": opts.fold_ascii,
-            "tbptt": [k1, k2],
-            "seed": opts.seed,
-        },
-        vocab=vocab.to_dict(),
-        classes=[],
-    )
-    # collective: rank 0 writes once every process has checked `out` (claim_out); nobody trains before that
-    write_run_start(out, config, record, resume=resume, overwrite=overwrite and existing)
-    result = fit(model, train_s, val_s, tcfg, out, resume=resume, overwrite=overwrite, log=log, handle_sigint=True)
-    run = Run(out, config, model.eval(), vocab, [])
-    metrics: dict[str, Any] = {"app": APP, "task": APP, "model": model_name}
-    metrics.update(score_text(model, test_s))
-    bigram = _bigram_baseline(train_s, val_s, test_s, len(vocab))
-    metrics["bigram_nll_per_char"] = round(bigram, 4)
-    metrics["bigram_bits_per_char"] = round(bigram / math.log(2), 4)
-    metrics.update(
-        num_train_chars=len(parts["train"]),
-        num_val_chars=len(parts["val"]),
-        num_test_chars=len(parts["test"]),
-        vocab_size=len(vocab),
-        tbptt=f"{k1},{k2}",
-        processes=dist_.world_size(),
-    )
-    return finish_run(run, metrics, result)  # writes on rank 0 only
+    extra = {"parts": parts, "tbptt": (k1, k2), "test": test_s}
+    return Prepared(train_s, val_s, record, vocab, [], extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------- use
@@ -436,13 +357,95 @@ def _summary(metrics: dict[str, Any]) -> str:
     )
 
 
-register_app(
-    TaskApp(
-        name=APP,
-        train=_train,
-        evaluate=_evaluate,
-        predict=_predict,
-        summary=_summary,
-        defaults=DEFAULTS,
+@register_kind
+class LanguageModelKind(RunKind):
+    """``--task lm``: a character language model over one long text, truncated BPTT."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "lm (a character language model over one long text, truncated BPTT)"
+    flags = (
+        Flag(
+            "--tbptt",
+            {
+                "default": None,
+                "metavar": "K1,K2",
+                "help": "lm: truncated BPTT, an update every K1 characters with gradients through the last K2 "
+                "(K1 <= K2; one number: K1 = K2) (default: the task's, 64,64)",
+            },
+            convert=lambda value: list(parse_tbptt(value)),
+            only="--tbptt trains one long stream: use it with --task lm",
+        ),
     )
-)
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _resumed_options(saved, opts)
+
+    def check_options(self, opts: RunOptions) -> RunOptions:
+        if opts.unit != "char":
+            raise ValueError("--task lm models characters: drop --unit word")
+        if "tbptt" in opts.options and opts.options["tbptt"] is not None:
+            opts.options["tbptt"] = list(parse_tbptt(opts.options["tbptt"]))
+        return opts
+
+    def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+        return _prepare(opts, saved)
+
+    def model_config(self, opts: RunOptions, prepared: Prepared) -> ModelConfig:
+        return ModelConfig(
+            task=APP,
+            model=opts.resolved("model", DEFAULTS),
+            vocab_size=len(prepared.vocab),
+            embed_dim=int(opts.resolved("embed_dim", DEFAULTS)),
+            hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
+            num_layers=int(opts.resolved("num_layers", DEFAULTS)),
+            bidirectional=False,
+            dropout=float(opts.resolved("dropout", DEFAULTS)),
+            window=5 if opts.window is None else int(opts.window),
+        )
+
+    def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
+        return opts.train_config(DEFAULTS, tbptt=prepared.extra["tbptt"])
+
+    def build(self, mcfg: ModelConfig) -> LanguageModel:
+        return LanguageModel(mcfg)
+
+    def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        return {
+            "source": opts.data,
+            # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
+            "data": absolute_path(opts.data),
+            "val_data": absolute_path(opts.val_data),
+            "test_data": absolute_path(opts.test_data),
+            "fold_ascii": opts.fold_ascii,
+            "tbptt": list(prepared.extra["tbptt"]),
+            "seed": opts.seed,
+        }
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        k1, k2 = prepared.extra["tbptt"]
+        parts = prepared.extra["parts"]
+        metrics: dict[str, Any] = {"app": APP, "task": APP, "model": run.config["model"]["model"]}
+        metrics.update(score_text(run.model, prepared.extra["test"]))
+        bigram = _bigram_baseline(prepared.train_batches, prepared.val_batches, prepared.extra["test"], len(run.vocab))
+        metrics["bigram_nll_per_char"] = round(bigram, 4)
+        metrics["bigram_bits_per_char"] = round(bigram / math.log(2), 4)
+        metrics.update(
+            num_train_chars=len(parts["train"]),
+            num_val_chars=len(parts["val"]),
+            num_test_chars=len(parts["test"]),
+            vocab_size=len(run.vocab),
+            tbptt=f"{k1},{k2}",
+            processes=dist_.world_size(),
+        )
+        return metrics, {}
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return _evaluate(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return _predict(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return _summary(metrics)

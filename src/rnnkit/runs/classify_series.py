@@ -51,24 +51,14 @@ from rnnkit.data.arrays import (
     load_series,
     stratified_split,
 )
-from rnnkit.data.batching import Batch, BucketBatchSampler, collate_sequences
+from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
-from rnnkit.runs import (
-    SPLIT_FILE,
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    accuracy_line,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
-from rnnkit.tasks import ModelConfig, build_model
-from rnnkit.train import TrainConfig, evaluate, fit, seed_everything
+from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.kind import Prepared, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.runs.text import accuracy_line
+from rnnkit.tasks import ModelConfig
+from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
     "APP",
@@ -219,27 +209,17 @@ def series_batch(sequences: Sequence[np.ndarray], scaler: Standardizer, labels: 
     return collate_sequences(scaler.transform(sequences), targets=None if labels is None else list(labels))
 
 
-class _SeriesBatches:
+def _series_batches(part: SeriesSet, scaler: Standardizer, batch_size: int, seed: int, labeled: bool = True) -> Batches:
     """One part's batches: bucketed by length; the training order a function of ``(seed, epoch)``."""
+    seqs = scaler.transform(as_sequences(part.X))  # N × (L_i, C), standardized once
+    labels = part.label_ids() if labeled else None
 
-    def __init__(self, part: SeriesSet, scaler: Standardizer, batch_size: int, seed: int, labeled: bool = True):
-        self.seqs = scaler.transform(as_sequences(part.X))  # N × (L_i, C), standardized once
-        self.labels = part.label_ids() if labeled else None
-        lengths = [s.shape[0] for s in self.seqs]
-        self.sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
-        self.fixed = BucketBatchSampler(lengths, batch_size, shuffle=False, seed=seed)
+    def collate(index: list[int]) -> Batch:
+        return collate_sequences(
+            [seqs[i] for i in index], targets=None if labels is None else [labels[i] for i in index]
+        )
 
-    def collate(self, index: list[int]) -> Batch:
-        labels = None if self.labels is None else [self.labels[i] for i in index]
-        return collate_sequences([self.seqs[i] for i in index], targets=labels)
-
-    def epoch(self, epoch: int) -> list[Batch]:
-        self.sampler.set_epoch(epoch)
-        return [self.collate(b) for b in self.sampler]
-
-    def ordered(self) -> list[tuple[list[int], Batch]]:
-        """Every batch in a fixed order, with the item indices it holds."""
-        return [(b, self.collate(b)) for b in self.fixed]
+    return Batches([s.shape[0] for s in seqs], collate, batch_size, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------- train
@@ -263,7 +243,7 @@ def validation_score(num_val: int) -> Callable[[torch.nn.Module, Any], dict[str,
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     """The options a run was started with, so ``--resume`` continues exactly that run."""
     m, d = saved["model"], saved["data"]
-    return resume_options(
+    return restore_options(
         saved,
         opts,
         "classify",
@@ -298,84 +278,22 @@ def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelCon
     )
 
 
-def train_series(
-    opts: RunOptions,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train a series classifier into the run folder ``out``; returns the metrics written (the app's ``train``).
-
-    All data are read and checked, and the model is built, before anything is written, so bad input never costs
-    an existing run folder.
-    """
-    out = Path(out)
-    opts, saved, existing = begin_run(
-        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_options_from_config
-    )
+def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+    """Read and split the series, restore or fit the scaler, fix the trainer settings (a resumed run keeps its
+    own), make the batches. All data are read and checked before anything is written."""
     if opts.data is None:
         raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
     split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed)
-    if saved is not None and read_json(out / SPLIT_FILE) != split.record:
-        raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
     scaler = split.scaler if saved is None else Standardizer.from_dict(saved["scaler"])
-    mcfg = _model_config(opts, split.train.num_channels, len(split.classes))
+    _model_config(opts, split.train.num_channels, len(split.classes))  # bad settings fail before the batches
     if saved is not None:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
     else:
         tcfg = opts.train_config(DEFAULTS, monitor="score", patience=PATIENCE)
-    train_b = _SeriesBatches(split.train, scaler, tcfg.batch_size, tcfg.seed)
-    val_b = [b for _, b in _SeriesBatches(split.val, scaler, EVAL_BATCH, tcfg.seed).ordered()]
-    seed_everything(tcfg.seed)
-    model = build_model(mcfg)
-    config = run_config(
-        APP,
-        mcfg,
-        tcfg,
-        {
-            "source": split.train.source,
-            "data": absolute_path(opts.data),
-            "val_data": absolute_path(opts.val_data),
-            "test_data": absolute_path(opts.test_data),
-            "seed": opts.seed,
-            "val_fraction": VAL_FRACTION,
-            "test_fraction": TEST_FRACTION,
-        },
-        classes=split.classes,
-        scaler=scaler.to_dict(),
-        num_channels=split.train.num_channels,
-    )
-    write_run_start(out, config, split.record, resume=resume, overwrite=overwrite and existing)
-    if split.missing_filled:
-        _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
-    result = fit(
-        model,
-        train_b.epoch,
-        val_b,
-        tcfg,
-        out,
-        resume=resume,
-        overwrite=overwrite,
-        evaluate_fn=validation_score(len(split.val)),
-        log=log,
-        handle_sigint=True,
-    )
-    run = Run(out, config, model.eval(), None, split.classes)
-    metrics: dict[str, Any] = {"app": APP, "task": "classify", "model": mcfg.model}
-    metrics.update(_classify_metrics(run, split.test, train=split.train))
-    confusion = metrics.pop("confusion")
-    metrics["num_train"], metrics["num_val"], metrics["num_test"] = len(split.train), len(split.val), len(split.test)
-    metrics["num_channels"] = split.train.num_channels
-    metrics["missing_filled"] = split.missing_filled
-    finish_run(run, metrics, result, confusion={"classes": split.classes, "matrix": confusion})
-    from rnnkit.plots import plot_confusion
-
-    name = split.train.problem or Path(split.train.source).stem
-    title = f"{name}: test accuracy {metrics['test_accuracy']:.3f} (rows normalised)"
-    plot_confusion(confusion, split.classes, out / "confusion.png", title=title)
-    return metrics
+    train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed)
+    val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed).ordered()
+    extra = {"split": split, "scaler": scaler, "trainer": tcfg}
+    return Prepared(train_b.epoch, val_b, split.record, None, split.classes, extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------- use
@@ -395,7 +313,7 @@ def _readable(run: Run, part: SeriesSet) -> None:
 @torch.no_grad()
 def _probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np.ndarray, list[Batch]]:
     """Class probabilities ``(N, num_classes)`` in the order of ``part``, and the batches (for the loss)."""
-    batches = _SeriesBatches(part, _scaler(run), EVAL_BATCH, 0, labeled=labeled).ordered()
+    batches = _series_batches(part, _scaler(run), EVAL_BATCH, 0, labeled=labeled).indexed()
     probs = np.zeros((len(part), len(run.classes)))  # (N, classes)
     run.model.eval()
     for index, batch in batches:
@@ -471,14 +389,101 @@ def summary(metrics: dict[str, Any]) -> str:
     return accuracy_line(metrics) + f" on {metrics['num_test']} test series"
 
 
-register_app(
-    TaskApp(
-        name=APP,
-        train=train_series,
-        evaluate=evaluate_series,
-        predict=predict_series,
-        summary=summary,
-        defaults=DEFAULTS,
-        handles=handles,
-    )
-)
+@register_kind
+class SeriesClassifyKind(RunKind):
+    """Series classification: ``--task classify`` on real-valued series (``.ts``, ``.npz``,
+    ``embedded:basicmotions``), chosen by :meth:`handles`."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "classify on series"
+    flags = ()
+    selectable = False  # reached through --task classify on series data
+
+    def handles(self, opts: RunOptions) -> bool:
+        return handles(opts)
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _options_from_config(saved, opts)
+
+    def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+        return _prepare(opts, saved)
+
+    def model_config(self, opts: RunOptions, prepared: Prepared) -> ModelConfig:
+        split = prepared.extra["split"]
+        return _model_config(opts, split.train.num_channels, len(split.classes))
+
+    def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
+        return prepared.extra["trainer"]
+
+    def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        return {
+            "source": prepared.extra["split"].train.source,
+            "data": absolute_path(opts.data),
+            "val_data": absolute_path(opts.val_data),
+            "test_data": absolute_path(opts.test_data),
+            "seed": opts.seed,
+            "val_fraction": VAL_FRACTION,
+            "test_fraction": TEST_FRACTION,
+        }
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        split = prepared.extra["split"]
+        return {
+            "classes": split.classes,
+            "scaler": prepared.extra["scaler"].to_dict(),
+            "num_channels": split.train.num_channels,
+        }
+
+    def before_fit(
+        self, out: Path, prepared: Prepared, saved: dict[str, Any] | None, log: Callable[[str], None] | None
+    ) -> None:
+        split = prepared.extra["split"]
+        if saved is not None and read_json(out / SPLIT_FILE) != split.record:
+            raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
+        if split.missing_filled:
+            _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
+
+    def fit_options(self, prepared: Prepared) -> dict[str, Any]:
+        return {"evaluate_fn": validation_score(len(prepared.extra["split"].val))}
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        split = prepared.extra["split"]
+        metrics: dict[str, Any] = {"app": APP, "task": "classify", "model": run.config["model"]["model"]}
+        metrics.update(_classify_metrics(run, split.test, train=split.train))
+        confusion = metrics.pop("confusion")
+        metrics.update(num_train=len(split.train), num_val=len(split.val), num_test=len(split.test))
+        metrics["num_channels"] = split.train.num_channels
+        metrics["missing_filled"] = split.missing_filled
+        prepared.extra["confusion"] = confusion
+        return metrics, {"confusion": {"classes": split.classes, "matrix": confusion}}
+
+    def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
+        from rnnkit.plots import plot_confusion
+
+        split = prepared.extra["split"]
+        name = split.train.problem or Path(split.train.source).stem
+        title = f"{name}: test accuracy {metrics['test_accuracy']:.3f} (rows normalised)"
+        plot_confusion(prepared.extra["confusion"], split.classes, run.path / "confusion.png", title=title)
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return evaluate_series(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return predict_series(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return summary(metrics)
+
+
+def train_series(
+    opts: RunOptions,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train a series classifier into the run folder ``out``; returns the metrics written (the kind's ``train``)."""
+    return SeriesClassifyKind().train(opts, out, resume=resume, overwrite=overwrite, log=log)

@@ -21,12 +21,11 @@ column is the token; tags, if any, are ignored).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from rnnkit.checkpoint import read_json
-from rnnkit.data.batching import Batch, BucketBatchSampler
+from rnnkit.cliutil import positive_int
+from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.tagging import (
     TaggedSequences,
     build_tag_list,
@@ -40,22 +39,12 @@ from rnnkit.data.tagging import (
 )
 from rnnkit.data.vocab import Vocab
 from rnnkit.metrics import confusion_matrix, macro_f1
-from rnnkit.runs import (
-    SPLIT_FILE,
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
+from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS, ModelConfig
 from rnnkit.tasks.tagger import SequenceTagger
-from rnnkit.train import evaluate, fit, seed_everything
+from rnnkit.train import TrainConfig, evaluate
 
 __all__ = ["APP", "DEFAULTS", "MIN_COUNT", "score", "tag_items"]
 
@@ -128,26 +117,13 @@ def _split(opts: RunOptions) -> tuple[dict[str, TaggedSequences], dict[str, Any]
     return parts, record
 
 
-class _Batches:
+def _batches(ids: list[list[int]], tags: list[list[int]] | None, batch_size: int, seed: int) -> Batches:
     """Tagging batches of one split, bucketed by length; the order is a function of ``(seed, epoch)``."""
 
-    def __init__(self, ids: list[list[int]], tags: list[list[int]] | None, batch_size: int, seed: int) -> None:
-        self.ids, self.tags = ids, tags
-        lengths = [len(s) for s in ids]
-        self.sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
-        self.fixed = BucketBatchSampler(lengths, batch_size, shuffle=False, seed=seed)
+    def collate(index: list[int]) -> Batch:
+        return collate_tagging([ids[i] for i in index], None if tags is None else [tags[i] for i in index])
 
-    def _collate(self, index: list[int]) -> Batch:
-        tags = None if self.tags is None else [self.tags[i] for i in index]
-        return collate_tagging([self.ids[i] for i in index], tags)
-
-    def epoch(self, epoch: int) -> list[Batch]:
-        self.sampler.set_epoch(epoch)
-        return [self._collate(b) for b in self.sampler]
-
-    def ordered(self) -> list[tuple[list[int], Batch]]:
-        """Every batch in a fixed order, with the item indices it holds."""
-        return [(b, self._collate(b)) for b in self.fixed]
+    return Batches([len(s) for s in ids], collate, batch_size, seed)
 
 
 def _encoded(vocab: Vocab, classes: list[str], data: TaggedSequences) -> tuple[list[list[int]], list[list[int]]]:
@@ -171,7 +147,7 @@ def score(run: Run, data: TaggedSequences) -> tuple[dict[str, Any], list[list[in
     if len(data) == 0:
         raise ValueError("no sequences to evaluate")
     ids, tags = _encoded(run.vocab, run.classes, data)
-    ordered = _Batches(ids, tags, 256, 0).ordered()
+    ordered = _batches(ids, tags, 256, 0).indexed()
     out = evaluate(run.model, [b for _, b in ordered])
     gold, pred = [], []
     for index, batch in ordered:
@@ -201,7 +177,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------------------- train
 def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     m, d = saved["model"], saved["data"]
-    return resume_options(
+    return restore_options(
         saved,
         opts,
         APP,
@@ -213,25 +189,14 @@ def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     )
 
 
-def _train(
-    opts: RunOptions,
-    out: Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train a tagger on ``opts.data`` into the run folder ``out`` (see the module docstring)."""
-    out = Path(out)
-    opts, saved, existing = begin_run(
-        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_resumed_options
-    )
+def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+    """Read and split the data, build (or restore) the word vocabulary and tag list, make the batches."""
     parts, record = _split(opts)
     train, val, test = parts["train"], parts["val"], parts["test"]
     for name, part in parts.items():
         if len(part) == 0:
             raise ValueError(f"the {name} part is empty: give more sequences in --data or an explicit file")
-    if resume:
+    if saved is not None:
         vocab, tags, majority = Vocab.from_dict(saved["vocab"]), list(saved["classes"]), saved["majority_tag"]
     else:
         vocab = build_word_vocab(train.tokens, MIN_COUNT)
@@ -242,63 +207,10 @@ def _train(
     tr_ids, tr_tags = _encoded(vocab, tags, train)
     va_ids, va_tags = _encoded(vocab, tags, val)
     _encoded(vocab, tags, test)  # an untagged test file fails now, before anything is written
-
-    model_name = opts.resolved("model", DEFAULTS)
-    windowed = model_name == "window"
-    if windowed and opts.bidirectional:
-        raise ValueError("the window model has no direction: drop --bidirectional")
     bs = int(opts.resolved("batch_size", DEFAULTS))
-    mcfg = ModelConfig(
-        task=APP,
-        model=model_name,
-        vocab_size=len(vocab),
-        num_classes=len(tags),
-        embed_dim=int(opts.resolved("embed_dim", DEFAULTS)),
-        hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
-        num_layers=int(opts.resolved("num_layers", DEFAULTS)),
-        bidirectional=False if windowed else bool(opts.resolved("bidirectional", DEFAULTS)),
-        dropout=float(opts.resolved("dropout", DEFAULTS)),
-        window=5 if opts.window is None else int(opts.window),
-    )
-    # per-token validation accuracy: keep the epoch that tags best
-    tcfg = opts.train_config(DEFAULTS, monitor="accuracy")
-    seed_everything(opts.seed)
-    model = SequenceTagger(mcfg)
-    train_b = _Batches(tr_ids, tr_tags, bs, opts.seed)
-    val_b = [b for _, b in _Batches(va_ids, va_tags, bs, opts.seed).ordered()]
-    max_items = opts.resolved("max_items", DEFAULTS)
-    config = run_config(
-        APP,
-        mcfg,
-        tcfg,
-        {
-            "source": train.source,
-            # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
-            "data": absolute_path(opts.data),
-            "val_data": absolute_path(opts.val_data),
-            "test_data": absolute_path(opts.test_data),
-            "max_items": None if max_items is None else int(max_items),
-            "min_count": MIN_COUNT,
-            "seed": opts.seed,
-        },
-        vocab=vocab.to_dict(),
-        classes=tags,
-        majority_tag=majority,
-    )
-    write_run_start(out, config, record, resume=resume, overwrite=overwrite and existing)
-    result = fit(
-        model, train_b.epoch, val_b, tcfg, out, resume=resume, overwrite=overwrite, log=log, handle_sigint=True
-    )
-    run = Run(out, config, model.eval(), vocab, tags)
-    metrics: dict[str, Any] = {"app": APP, "task": APP, "model": model_name}
-    scored, conf = score(run, test)
-    metrics.update(scored)
-    metrics.update(num_train=len(train), num_val=len(val), num_test=len(test), vocab_size=len(vocab))
-    metrics = finish_run(run, metrics, result, confusion={"classes": tags, "matrix": conf})
-    from rnnkit.plots import plot_confusion
-
-    plot_confusion(conf, tags, out / "confusion.png", title="tags: confusion matrix (rows normalised)")
-    return metrics
+    train_b = _batches(tr_ids, tr_tags, bs, opts.seed)
+    val_b = _batches(va_ids, va_tags, bs, opts.seed).ordered()
+    return Prepared(train_b.epoch, val_b, record, vocab, tags, extra={"parts": parts, "majority": majority})
 
 
 # ---------------------------------------------------------------------------------------------------------- use
@@ -328,7 +240,7 @@ def tag_items(run: Run, token_lists: list[list[str]]) -> list[list[str]]:
     """The predicted tag of every token of every sequence (unknown tokens are read as UNK)."""
     ids = [encode_tokens(run.vocab, toks) for toks in token_lists]
     tags: list[list[str] | None] = [None] * len(ids)
-    for index, batch in _Batches(ids, None, 256, 0).ordered():
+    for index, batch in _batches(ids, None, 256, 0).indexed():
         for i, row in zip(index, run.model.predict(batch), strict=True):
             tags[i] = [run.classes[t] for t in row]
     return tags  # type: ignore[return-value]
@@ -360,13 +272,96 @@ def _predict(run: Run, items: list[str], **options: Any) -> list[str]:
     ]
 
 
-register_app(
-    TaskApp(
-        name=APP,
-        train=_train,
-        evaluate=_evaluate,
-        predict=_predict,
-        summary=_summary,
-        defaults=DEFAULTS,
+@register_kind
+class TagKind(RunKind):
+    """``--task tag``: synced many→many tagging of CoNLL-style files."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "tag (synced many->many)"
+    flags = (
+        Flag(
+            "--max-items",
+            {
+                "type": positive_int,
+                "default": None,
+                "help": "seq2seq/tag: use at most this many items (default: the task's)",
+            },
+        ),
     )
-)
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _resumed_options(saved, opts)
+
+    def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+        return _prepare(opts, saved)
+
+    def model_config(self, opts: RunOptions, prepared: Prepared) -> ModelConfig:
+        model_name = opts.resolved("model", DEFAULTS)
+        windowed = model_name == "window"
+        if windowed and opts.bidirectional:
+            raise ValueError("the window model has no direction: drop --bidirectional")
+        return ModelConfig(
+            task=APP,
+            model=model_name,
+            vocab_size=len(prepared.vocab),
+            num_classes=len(prepared.classes),
+            embed_dim=int(opts.resolved("embed_dim", DEFAULTS)),
+            hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
+            num_layers=int(opts.resolved("num_layers", DEFAULTS)),
+            bidirectional=False if windowed else bool(opts.resolved("bidirectional", DEFAULTS)),
+            dropout=float(opts.resolved("dropout", DEFAULTS)),
+            window=5 if opts.window is None else int(opts.window),
+        )
+
+    def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
+        return opts.train_config(DEFAULTS, monitor="accuracy")  # per-token validation accuracy: keep the best
+
+    def build(self, mcfg: ModelConfig) -> SequenceTagger:
+        return SequenceTagger(mcfg)
+
+    def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        max_items = opts.resolved("max_items", DEFAULTS)
+        return {
+            "source": prepared.extra["parts"]["train"].source,
+            # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
+            "data": absolute_path(opts.data),
+            "val_data": absolute_path(opts.val_data),
+            "test_data": absolute_path(opts.test_data),
+            "max_items": None if max_items is None else int(max_items),
+            "min_count": MIN_COUNT,
+            "seed": opts.seed,
+        }
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        return {**super().config_extra(opts, prepared), "majority_tag": prepared.extra["majority"]}
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        parts = prepared.extra["parts"]
+        metrics: dict[str, Any] = {"app": APP, "task": APP, "model": run.config["model"]["model"]}
+        scored, conf = score(run, parts["test"])
+        metrics.update(scored)
+        metrics.update(
+            num_train=len(parts["train"]),
+            num_val=len(parts["val"]),
+            num_test=len(parts["test"]),
+            vocab_size=len(run.vocab),
+        )
+        prepared.extra["confusion"] = conf
+        return metrics, {"confusion": {"classes": run.classes, "matrix": conf}}
+
+    def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
+        from rnnkit.plots import plot_confusion
+
+        conf = prepared.extra["confusion"]
+        plot_confusion(conf, run.classes, run.path / "confusion.png", title="tags: confusion matrix (rows normalised)")
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return _evaluate(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return _predict(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return _summary(metrics)

@@ -20,12 +20,13 @@ A word is right when its output equals any of its references; PER uses the close
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rnnkit.checkpoint import read_json
-from rnnkit.data.batching import Batch, BucketBatchSampler
+from rnnkit.cliutil import positive_int
+from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.g2p import (
     Lexicon,
     LexiconSplit,
@@ -35,23 +36,13 @@ from rnnkit.data.g2p import (
     split_lexicon,
 )
 from rnnkit.data.vocab import Vocab
-from rnnkit.runs import (
-    SPLIT_FILE,
-    Run,
-    RunOptions,
-    TaskApp,
-    absolute_path,
-    begin_run,
-    finish_run,
-    register_app,
-    resume_options,
-    run_config,
-    write_run_start,
-)
+from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.seq2seq import Seq2Seq, collate_pairs
-from rnnkit.train import evaluate, fit, seed_everything
+from rnnkit.train import TrainConfig, evaluate
 
 __all__ = ["APP", "CMUDICT", "DEFAULTS", "DEFAULT_MAX_ITEMS", "DEFAULT_MAX_MINUTES", "decode", "max_output_len"]
 
@@ -166,24 +157,14 @@ def _encode_pairs(lex: Lexicon, src_vocab: Vocab, tgt_vocab: Vocab) -> tuple[lis
     return sources, targets
 
 
-class _PairBatches:
-    """Batches of (source, target) pairs of one split, bucketed by length, order a function of ``(seed, epoch)``."""
+def _pair_batches(sources: list[list[int]], targets: list[list[int]], batch_size: int, seed: int) -> Batches:
+    """Batches of (source, target) pairs of one split, bucketed by the longer side (the target with its BOS)."""
 
-    def __init__(self, sources: list[list[int]], targets: list[list[int]], batch_size: int, seed: int) -> None:
-        self.sources, self.targets = sources, targets
-        lengths = [max(len(s), len(t) + 1) for s, t in zip(sources, targets, strict=True)]
-        self.sampler = BucketBatchSampler(lengths, batch_size, shuffle=True, seed=seed)
-        self.fixed = BucketBatchSampler(lengths, batch_size, shuffle=False, seed=seed)
+    def collate(index: list[int]) -> Batch:
+        return collate_pairs([sources[i] for i in index], [targets[i] for i in index])
 
-    def _collate(self, index: list[int]) -> Batch:
-        return collate_pairs([self.sources[i] for i in index], [self.targets[i] for i in index])
-
-    def epoch(self, epoch: int) -> list[Batch]:
-        self.sampler.set_epoch(epoch)
-        return [self._collate(b) for b in self.sampler]
-
-    def ordered(self) -> list[Batch]:
-        return [self._collate(b) for b in self.fixed]
+    lengths = [max(len(s), len(t) + 1) for s, t in zip(sources, targets, strict=True)]
+    return Batches(lengths, collate, batch_size, seed)
 
 
 # ---------------------------------------------------------------------------------------------------------- train
@@ -212,7 +193,7 @@ def _settings(opts: RunOptions) -> dict[str, Any]:
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     """The options a run was started with, so that ``--resume`` continues exactly that run."""
     d = saved["data"]
-    return resume_options(
+    return restore_options(
         saved,
         opts,
         APP,
@@ -225,24 +206,13 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     )
 
 
-def train(
-    opts: RunOptions,
-    out: str | Path,
-    *,
-    resume: bool = False,
-    overwrite: bool = False,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Train a seq2seq run into ``out`` (see the module docstring); returns the metrics written."""
-    out = Path(out)
-    opts, saved, existing = begin_run(
-        out, opts, resume=resume, overwrite=overwrite, app=APP, options_from=_options_from_config
-    )
+def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+    """Read and split the lexicon, build (or restore) both vocabularies, make the pair batches."""
     if opts.window is not None:
         raise ValueError("--window is for --model window, which seq2seq does not offer: drop --window")
     s = _settings(opts)
     split = _split(s)
-    if resume:
+    if saved is not None:
         src_vocab, tgt_vocab = Vocab.from_dict(saved["vocab"]), Vocab.from_dict(saved["target_vocab"])
     else:
         src_vocab = Vocab.build(list(split.train.entries), unit=s["unit"], fold_ascii=s["fold_ascii"])
@@ -252,46 +222,10 @@ def train(
     if not tr_src or not va_src:
         raise ValueError("no training or validation source has a symbol left (is --fold-ascii removing everything?)")
     bs = int(opts.resolved("batch_size", DEFAULTS))
-    train_b = _PairBatches(tr_src, tr_tgt, bs, opts.seed)
-    val_b = _PairBatches(va_src, va_tgt, bs, opts.seed).ordered()
-
-    mcfg = ModelConfig(
-        task=APP,
-        model=opts.resolved("model", DEFAULTS),
-        vocab_size=len(src_vocab),
-        target_vocab_size=len(tgt_vocab),
-        embed_dim=int(opts.resolved("embed_dim", DEFAULTS)),
-        hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
-        num_layers=int(opts.resolved("num_layers", DEFAULTS)),
-        bidirectional=bool(opts.resolved("bidirectional", DEFAULTS)),
-        dropout=float(opts.resolved("dropout", DEFAULTS)),
-        attention=True,
-    )
-    tcfg = opts.train_config(
-        DEFAULTS,
-        max_minutes=DEFAULT_MAX_MINUTES if opts.max_minutes is None and s["data"] in CMUDICT else opts.max_minutes,
-        monitor="loss",
-    )
-    seed_everything(opts.seed)
-    model = Seq2Seq(mcfg)  # bad settings fail here, before the run folder is touched
-    config = run_config(
-        APP,
-        mcfg,
-        tcfg,
-        {"source": split.train.source, **s},
-        vocab=src_vocab.to_dict(),
-        target_vocab=tgt_vocab.to_dict(),
-    )
-    write_run_start(out, config, split.record, resume=resume, overwrite=overwrite and existing)
-    result = fit(
-        model, train_b.epoch, val_b, tcfg, out, resume=resume, overwrite=overwrite, log=log, handle_sigint=True
-    )
-    run = Run(out, config, model.eval(), src_vocab, [])
-    metrics: dict[str, Any] = {"app": APP, "task": APP, "model": mcfg.model}
-    metrics.update(_score(run, split.test, s["beam"]))
-    metrics["num_train"], metrics["num_val"], metrics["num_test"] = len(split.train), len(split.val), len(split.test)
-    metrics["num_train_pairs"] = len(tr_src)
-    return finish_run(run, metrics, result)
+    train_b = _pair_batches(tr_src, tr_tgt, bs, opts.seed)
+    val_b = _pair_batches(va_src, va_tgt, bs, opts.seed).ordered()
+    extra = {"settings": s, "split": split, "target_vocab": tgt_vocab, "num_train_pairs": len(tr_src)}
+    return Prepared(train_b.epoch, val_b, split.record, src_vocab, [], extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------- use
@@ -332,7 +266,7 @@ def _score(run: Run, lex: Lexicon, beam: int) -> dict[str, Any]:
         metrics[f"test_{name}wer"] = round(scores["wer"], 4)
         metrics[f"test_{name}per"] = round(scores["per"], 4)
     sources, targets = _encode_pairs(lex.subset(words), src_vocab, tgt_vocab)
-    metrics["test_loss"] = round(evaluate(run.model, _PairBatches(sources, targets, 256, 0).ordered())["loss"], 4)
+    metrics["test_loss"] = round(evaluate(run.model, _pair_batches(sources, targets, 256, 0).ordered())["loss"], 4)
     metrics["beam"] = beam
     return metrics
 
@@ -395,6 +329,85 @@ def summary(metrics: dict[str, Any]) -> str:
 
 # a run folder is rebuilt through rnnkit.tasks.build_model, which finds task models in TASKS
 TASKS.setdefault(APP, Seq2Seq)
-register_app(
-    TaskApp(name=APP, train=train, evaluate=evaluate_app, predict=predict_app, summary=summary, defaults=DEFAULTS)
-)
+
+
+@register_kind
+class Seq2SeqKind(RunKind):
+    """``--task seq2seq``: an encoder-decoder with attention (word → phonemes by default)."""
+
+    name = APP
+    app = APP
+    defaults = DEFAULTS
+    help = "seq2seq (encoder-decoder)"
+    flags = (
+        Flag(
+            "--max-items",
+            {
+                "type": positive_int,
+                "default": None,
+                "help": "seq2seq/tag: use at most this many items (default: the task's)",
+            },
+        ),
+        Flag(
+            "--beam",
+            {"type": positive_int, "default": None, "help": "seq2seq: beam width at test time (default: the task's)"},
+        ),
+    )
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        return _options_from_config(saved, opts)
+
+    def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+        return _prepare(opts, saved)
+
+    def model_config(self, opts: RunOptions, prepared: Prepared) -> ModelConfig:
+        return ModelConfig(
+            task=APP,
+            model=opts.resolved("model", DEFAULTS),
+            vocab_size=len(prepared.vocab),
+            target_vocab_size=len(prepared.extra["target_vocab"]),
+            embed_dim=int(opts.resolved("embed_dim", DEFAULTS)),
+            hidden_size=int(opts.resolved("hidden_size", DEFAULTS)),
+            num_layers=int(opts.resolved("num_layers", DEFAULTS)),
+            bidirectional=bool(opts.resolved("bidirectional", DEFAULTS)),
+            dropout=float(opts.resolved("dropout", DEFAULTS)),
+            attention=True,
+        )
+
+    def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
+        embedded = prepared.extra["settings"]["data"] in CMUDICT
+        return opts.train_config(
+            DEFAULTS,
+            max_minutes=DEFAULT_MAX_MINUTES if opts.max_minutes is None and embedded else opts.max_minutes,
+            monitor="loss",
+        )
+
+    def build(self, mcfg: ModelConfig) -> Seq2Seq:
+        return Seq2Seq(mcfg)  # bad settings fail here, before the run folder is touched
+
+    def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        return {"source": prepared.extra["split"].train.source, **prepared.extra["settings"]}
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        return {"vocab": prepared.vocab.to_dict(), "target_vocab": prepared.extra["target_vocab"].to_dict()}
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        split = prepared.extra["split"]
+        metrics: dict[str, Any] = {"app": APP, "task": APP, "model": run.config["model"]["model"]}
+        metrics.update(_score(run, split.test, prepared.extra["settings"]["beam"]))
+        metrics["num_train"], metrics["num_val"], metrics["num_test"] = (
+            len(split.train),
+            len(split.val),
+            len(split.test),
+        )
+        metrics["num_train_pairs"] = prepared.extra["num_train_pairs"]
+        return metrics, {}
+
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        return evaluate_app(run, path)
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        return predict_app(run, items, **options)
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        return summary(metrics)

@@ -1,0 +1,264 @@
+"""The run folder: its layout, claiming ``--out``, writing it (atomically, rank 0 only), finishing it, loading it.
+
+Layout (DESIGN.md §2)::
+
+    RUN/
+      config.json         everything needed to rebuild the model and its vocabulary (no code, no pickle)
+      split.json          which items went to train / validation / test
+      model.safetensors   the best weights
+      metrics.json        flat keys: test_accuracy, macro_f1, majority_accuracy, test_loss | test_nll_per_char, ...;
+                          train_seconds, epochs, ...
+      curve.csv           the training curve, one row per epoch
+      curves.png          training curves; confusion.png for classifiers (with the ``plot`` extra)
+      checkpoint/         resumable state (``--resume``)
+
+``config.json`` carries ``format_version`` (:data:`FORMAT_VERSION`); folders written before it existed have none
+and read as version 1. A folder of a newer format than this rnnkit knows is refused with one line.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from rnnkit import __version__, distributed
+from rnnkit.checkpoint import check_weights_file, load_run_weights, make_dirs, read_json
+from rnnkit.checkpoint import write_json_atomic as write_json_atomic
+from rnnkit.data import Vocab
+from rnnkit.runs.options import RunOptions, absolute_path, check_resume_options
+from rnnkit.runs.registry import kind_of, load_kinds
+from rnnkit.tasks import ModelConfig, build_model
+from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult, has_checkpoint
+
+__all__ = [
+    "CONFIG_FILE",
+    "FORMAT_VERSION",
+    "METRICS_FILE",
+    "RUN_FORMAT",
+    "SPLIT_FILE",
+    "Run",
+    "begin_run",
+    "claim_out",
+    "finish_run",
+    "load_run",
+    "read_config",
+    "run_config",
+    "write_run_start",
+]
+
+CONFIG_FILE = "config.json"
+SPLIT_FILE = "split.json"
+METRICS_FILE = "metrics.json"
+WEIGHTS_FILE = "model.safetensors"
+RUN_FORMAT = "rnnkit-run"
+FORMAT_VERSION = 2
+"""The run-folder format this rnnkit writes. 1: folders without a ``format_version`` key (rnnkit 0.1.0 before the
+run-kind registry); 2: the same keys plus ``format_version``."""
+
+
+@dataclass
+class Run:
+    """A loaded run: the model in eval mode, its vocabulary, classes and saved config."""
+
+    path: Path
+    config: dict[str, Any]
+    model: nn.Module
+    vocab: Vocab | None  # token inputs; None for real-valued ones
+    classes: list[str]
+
+    @property
+    def task(self) -> str:
+        return self.config["model"]["task"]
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """``path/config.json`` of an rnnkit run, refused when it is not one or comes from a newer format."""
+    config = read_json(path / CONFIG_FILE)
+    if not isinstance(config, dict) or config.get("format") != RUN_FORMAT:
+        raise ValueError(f"{path / CONFIG_FILE} is not an rnnkit run config")
+    version = config.get("format_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{path / CONFIG_FILE}: format_version {version!r} is not a positive integer")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is a run folder of format version {version} (written by rnnkit {config.get('rnnkit_version')}), "
+            f"newer than this rnnkit {__version__} reads (up to {FORMAT_VERSION}): upgrade rnnkit"
+        )
+    return config
+
+
+def claim_out(out: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    """Check that ``out`` may receive a run; on ``resume`` return its saved ``config.json``.
+
+    The one place that checks ``--resume`` and ``--overwrite``. A fresh run refuses a folder that holds files unless
+    ``overwrite``; nothing is deleted here (see :func:`write_run_start`), so a refused or failing command leaves the
+    folder as it was.
+    """
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: pick one")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder")
+    if resume:
+        if not (out / CONFIG_FILE).exists():
+            raise ValueError(f"--resume: {out} holds no run to continue (no {CONFIG_FILE})")
+        if not has_checkpoint(out / CHECKPOINT_DIR):
+            raise ValueError(
+                f"--resume: {out} holds no checkpoint (the run stopped before its first save); "
+                "start it again with --overwrite"
+            )
+        return read_config(out)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(f"--out {out} already holds files; choose another folder or pass --overwrite")
+        # --overwrite replaces a run, never a folder of other files (the data, a thesis, a home directory)
+        config = out / CONFIG_FILE
+        try:
+            is_run = config.is_file() and read_json(config).get("format") == RUN_FORMAT
+        except (ValueError, OSError, AttributeError):
+            is_run = False
+        if not is_run:
+            raise ValueError(
+                f"--out {out} holds files but no rnnkit run (no {CONFIG_FILE} written by rnnkit train); "
+                "--overwrite only replaces a run folder: choose another folder"
+            )
+    return None
+
+
+def begin_run(
+    out: Path,
+    opts: RunOptions,
+    *,
+    resume: bool,
+    overwrite: bool,
+    app: str | None,
+    options_from: Callable[[dict[str, Any], RunOptions], RunOptions],
+) -> tuple[RunOptions, dict[str, Any] | None, bool]:
+    """The start every ``train`` shares: claim ``out`` (:func:`claim_out`); on ``resume`` refuse a run of another
+    kind, another ``--data`` or changed settings, and continue with the options the run was started with
+    (``options_from(saved, opts)``). ``app`` is the ``"app"`` key the kind writes into ``config.json``.
+
+    Returns ``(options to train with, the saved config.json or None, whether out holds files to overwrite)``.
+    """
+    saved = claim_out(out, resume=resume, overwrite=overwrite)
+    existing = saved is None and out.is_dir() and any(out.iterdir())
+    if saved is not None:
+        if saved.get("app") != app:
+            raise ValueError(f"--resume: {out} holds a {saved.get('app') or 'text'} run, not a {app or 'text'} run")
+        resumed = options_from(saved, opts)
+        if opts.data is not None and absolute_path(opts.data) != resumed.data:
+            raise ValueError(f"--resume continues the run in {out} on {resumed.data}; it cannot change --data")
+        check_resume_options(opts, resumed, out)
+        opts = resumed
+    return opts, saved, existing
+
+
+def write_run_start(
+    out: Path, config: dict[str, Any], split_record: dict[str, Any] | None, *, resume: bool, overwrite: bool
+) -> None:
+    """Create ``out`` (emptying it first on ``overwrite``) and write ``config.json`` and ``split.json``.
+
+    Call it only after the data was read and the model built, so that bad input never costs an existing run.
+    """
+    if resume:
+        return
+    for key in ("data", "val_data", "test_data"):
+        value = (config.get("data") or {}).get(key)
+        if isinstance(value, str) and not value.startswith("embedded:"):
+            path = Path(value).expanduser().resolve()
+            if path == out.resolve() or out.resolve() in path.parents:
+                raise ValueError(
+                    f"--out {out} contains the {key.replace('_', '-')} {value}: a run folder is replaced whole; "
+                    "put the run somewhere else"
+                )
+    # under torchrun every rank has passed claim_out before rank 0 writes, and none goes on before it has written
+    distributed.barrier()
+    if distributed.is_main():
+        if overwrite and out.is_dir():
+            shutil.rmtree(out)
+        make_dirs(out)  # created and fsynced into its parent, so the folder survives a power loss
+        write_json_atomic(out / CONFIG_FILE, config)
+        if split_record is not None:
+            write_json_atomic(out / SPLIT_FILE, split_record)
+    distributed.barrier()
+
+
+def run_config(app: str | None, mcfg: ModelConfig, tcfg: TrainConfig, data: dict[str, Any], **extra) -> dict:
+    """The ``config.json`` of a run: format tag and version, model and train configs, data settings and extras;
+    ``app`` (the kind's ``"app"`` key; None for text classify/generate, which write none) as today's folders."""
+    config: dict[str, Any] = {
+        "format": RUN_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "rnnkit_version": __version__,
+        "model": mcfg.to_dict(),
+        "train": asdict(tcfg),
+        "data": data,
+    }
+    if app is not None:
+        config["app"] = app
+    config.update(extra)
+    return config
+
+
+def finish_run(run: Run, metrics: dict[str, Any], result: TrainResult | None, **json_files: Any) -> dict[str, Any]:
+    """Add the training facts to ``metrics``, write ``metrics.json`` (and ``NAME.json`` for each extra) and plots."""
+    add_train_facts(metrics, result)
+    if not distributed.is_main():  # only rank 0 writes the run folder
+        return metrics
+    write_json_atomic(run.path / METRICS_FILE, metrics)
+    for name, value in json_files.items():
+        write_json_atomic(run.path / f"{name}.json", value)
+    from rnnkit.plots import plot_curves
+
+    if result is None or result.history:  # a run stopped by --max-minutes before its first epoch has no curve yet
+        plot_curves(
+            run.path / "curve.csv", run.path / "curves.png", title=f"{run.task} · {run.config['model']['model']}"
+        )
+    return metrics
+
+
+def add_train_facts(metrics: dict[str, Any], result: TrainResult | None) -> dict[str, Any]:
+    """``metrics`` with the trainer's facts added: seconds, epochs run, the best epoch and why it stopped."""
+    if result is not None:
+        metrics["train_seconds"] = round(result.train_seconds, 2)
+        metrics["epochs"] = result.epochs_run
+        metrics["best_epoch"] = result.best_epoch
+        metrics["stopped_reason"] = result.stopped_reason
+    return metrics
+
+
+def load_run(path: str | Path) -> Run:
+    """Rebuild a run's model from ``config.json`` and ``model.safetensors`` (nothing is executed)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"run folder {path} does not exist; give the folder that rnnkit train --out wrote")
+    if not (path / CONFIG_FILE).exists():
+        raise ValueError(f"{path} is not a run folder (no {CONFIG_FILE}); train one with `rnnkit train --out`")
+    config = read_config(path)
+    if not (path / WEIGHTS_FILE).exists():
+        raise ValueError(f"{path} has no model.safetensors: the run did not finish; continue it with --resume")
+    load_kinds()  # kinds register their task models (e.g. "lm") in rnnkit.tasks.TASKS
+    mcfg = ModelConfig.from_dict(config["model"])
+    try:
+        with torch.device("meta"):  # shapes only, no memory: a config naming a huge model is refused, not allocated
+            shapes = build_model(mcfg)
+    except RuntimeError as e:
+        raise ValueError(f"{path / CONFIG_FILE}: the model it describes cannot be built ({e})") from None
+    check_weights_file(path / WEIGHTS_FILE, shapes)
+    model = build_model(mcfg)
+    load_run_weights(path, model)
+    vocab = Vocab.from_dict(config["vocab"]) if config.get("vocab") else None
+    classes = list(config.get("classes", []))
+    if mcfg.task == "classify" and classes and len(classes) != mcfg.num_classes:
+        raise ValueError(
+            f"{path / CONFIG_FILE} names {len(classes)} classes but its model has {mcfg.num_classes} outputs; "
+            "the config was edited or mixed with another run's: retrain the run"
+        )
+    run = Run(path, config, model.eval(), vocab, classes)
+    kind_of(run)  # an unknown kind is refused here, before any command uses the run
+    return run

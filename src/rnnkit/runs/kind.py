@@ -1,0 +1,293 @@
+"""Run kinds: what ``rnnkit train --task NAME`` trains, and how ``evaluate``, ``predict`` and ``sample`` use it.
+
+A kind is one class (a subclass of :class:`RunKind`) in one module, registered with :func:`register_kind`:
+
+- ``name`` — the ``--task`` value (``classify``, ``generate``, ``tag``, ``seq2seq``, ``lm``, ``forecast``, ...);
+  ``app`` — the ``"app"`` key it writes into ``config.json`` (the built-in text kinds write none, as always);
+- ``flags`` — the ``rnnkit train`` flags it adds (:class:`Flag`; their values reach it as ``RunOptions.options``);
+- ``handles(opts)`` — claims options of another ``--task`` name by their data (``classify`` on a ``.ts`` file is
+  series classification);
+- ``train`` — ONE skeleton for every kind (:meth:`RunKind.train`): begin → prepare data and split → model config
+  → trainer settings → build the model → write the run start → fit → score → finish, with hooks
+  (:meth:`~RunKind.prepare`, :meth:`~RunKind.model_config`, :meth:`~RunKind.trainer_settings`,
+  :meth:`~RunKind.data_config`, :meth:`~RunKind.score`, :meth:`~RunKind.finish`);
+- ``evaluate``, ``predict``, ``sample``, ``summary`` — the other commands.
+
+Kinds of other packages register through the entry-point group ``rnnkit.kinds`` (an entry point names a module,
+or an object in it; loading the module registers its kind): ``[rnnkit.kinds] toy = toykind``. They are loaded
+lazily, the first time the registry is asked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from torch import nn
+
+from rnnkit.runs.folder import CONFIG_FILE, Run, begin_run, finish_run, read_config, run_config, write_run_start
+from rnnkit.runs.options import RunOptions
+from rnnkit.runs.registry import (  # re-exported: the registry is part of the run-kind API
+    ENTRY_POINT_GROUP,
+    KINDS,
+    kind_for,
+    kind_of,
+    kind_of_config,
+    load_kinds,
+    register_kind,
+    selectable_kinds,
+)
+from rnnkit.tasks import ModelConfig, build_model
+from rnnkit.train import TrainConfig, TrainResult, fit, seed_everything
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "KINDS",
+    "Flag",
+    "Prepared",
+    "RunKind",
+    "evaluate_path",
+    "kind_for",
+    "kind_of",
+    "kind_of_config",
+    "load_kinds",
+    "predict_lines",
+    "register_kind",
+    "sample_run",
+    "selectable_kinds",
+    "summary_line",
+    "train_run",
+]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One ``rnnkit train`` flag a kind adds: ``argparse`` arguments, and where its value goes.
+
+    The value reaches the kind as ``RunOptions.options[dest]`` (after ``convert``, when given). With ``only``, the
+    flag belongs to this kind alone: naming it with another ``--task`` is an error that says ``only``.
+    """
+
+    name: str  # "--horizon"
+    kwargs: dict[str, Any] = field(default_factory=dict)  # type, choices, default, help, action, metavar, ...
+    convert: Callable[[Any], Any] | None = None
+    only: str | None = None  # e.g. "--tbptt trains one long stream: use it with --task lm"
+
+    @property
+    def dest(self) -> str:
+        return self.kwargs.get("dest") or self.name.lstrip("-").replace("-", "_")
+
+
+@dataclass
+class Prepared:
+    """What :meth:`RunKind.prepare` read: the training and validation batches, the split and everything the
+    model config, ``config.json`` and scoring need.
+
+    ``train_batches(epoch) -> batches`` gives one epoch's batches (its order a function of seed and epoch);
+    ``val_batches`` the validation batches in a fixed order.
+    """
+
+    train_batches: Callable[[int], Any] | Any  # or an object the trainer iterates itself (lm's TokenStream)
+    val_batches: Any
+    split_record: dict[str, Any] | None
+    vocab: Any = None  # a Vocab, or None for real-valued inputs
+    classes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)  # whatever the kind's own hooks need
+    trainer: TrainConfig | None = None  # set by the skeleton: the trainer settings used
+    result: TrainResult | None = None  # set by the skeleton after fit, before score
+
+
+class RunKind:
+    """The base of every run kind (see the module docstring); subclasses override the hooks they need."""
+
+    name: ClassVar[str] = ""
+    app: ClassVar[str | None] = None  # the "app" key of config.json; None: write none (the text kinds)
+    flags: ClassVar[tuple[Flag, ...]] = ()
+    defaults: ClassVar[dict[str, Any]] = {}
+    selectable: ClassVar[bool] = True  # a --task choice; False: reached only through handles()
+    help: ClassVar[str] = ""  # one phrase for `rnnkit train --help`: "tag (synced many->many)"
+    endpoints: ClassVar[tuple[str, ...]] = ("predict",)  # what `rnnkit serve` answers for a run: predict, sample
+    # `train --resume --out RUN` naming this kind (the text kinds: classify is --task's default) continues RUN with
+    # the kind that wrote it; other kinds refuse to resume another kind's run
+    yields_on_resume: ClassVar[bool] = False
+
+    # ---------------------------------------------------------------------------------------------- dispatch
+    def handles(self, opts: RunOptions) -> bool:
+        """Whether this kind claims ``opts`` although ``opts.task`` names another kind (dispatch by data)."""
+        return False
+
+    # ---------------------------------------------------------------------------------------------- train
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        """The options the run in ``saved`` (its config.json) was started with; see
+        :func:`rnnkit.runs.options.restore_options`."""
+        raise NotImplementedError(f"the {self.name} kind cannot resume runs")
+
+    def train(
+        self,
+        opts: RunOptions,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        log: Callable[[str], None] | None = None,
+    ) -> dict[str, Any]:
+        """Train the model ``opts`` describes into the run folder ``out``; returns the metrics written.
+
+        The shared skeleton: :meth:`check_options` → claim ``out`` and restore the options on resume →
+        :meth:`prepare` the data and split → :meth:`model_config` → :meth:`trainer_settings` → build the model →
+        write ``config.json`` and ``split.json`` → :meth:`before_fit` → fit (with :meth:`fit_options`) →
+        :meth:`score` on the test part → write ``metrics.json`` and plots → :meth:`finish`.
+        """
+        out = Path(out)
+        opts = self.check_options(opts)
+        opts, saved, existing = begin_run(
+            out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.options_from_config
+        )
+        prepared = self.prepare(opts, saved)
+        mcfg = self.model_config(opts, prepared)
+        tcfg = self.trainer_settings(opts, prepared)
+        seed_everything(opts.seed)
+        model = self.build(mcfg)
+        config = run_config(self.app, mcfg, tcfg, self.data_config(opts, prepared), **self.config_extra(opts, prepared))
+        write_run_start(out, config, prepared.split_record, resume=resume, overwrite=overwrite and existing)
+        self.before_fit(out, prepared, saved, log)
+        result = fit(
+            model,
+            prepared.train_batches,
+            prepared.val_batches,
+            tcfg,
+            out,
+            resume=resume,
+            overwrite=overwrite,
+            log=log,
+            handle_sigint=True,
+            **self.fit_options(prepared),
+        )
+        prepared.trainer, prepared.result = tcfg, result
+        run = Run(out, config, model.eval(), prepared.vocab, prepared.classes)
+        metrics, files = self.score(run, prepared)
+        metrics = finish_run(run, metrics, result, **files)
+        self.finish(run, metrics, prepared)
+        return metrics
+
+    def check_options(self, opts: RunOptions) -> RunOptions:
+        """Refuse (or normalise) this call's options before ``out`` is claimed (default: as they are)."""
+        return opts
+
+    def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
+        """Read the data, split it, build (or, on resume, restore from ``saved``) the vocabulary, make batches."""
+        raise NotImplementedError
+
+    def model_config(self, opts: RunOptions, prepared: Prepared) -> ModelConfig:
+        """The task model's config."""
+        raise NotImplementedError
+
+    def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
+        """The trainer's settings (default: the options' epochs, batch size, lr, seed, ... with the kind's
+        defaults)."""
+        return opts.train_config(self.defaults)
+
+    def build(self, mcfg: ModelConfig) -> nn.Module:
+        """A fresh model (default: the task-model registry's)."""
+        return build_model(mcfg)
+
+    def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        """The ``"data"`` section of config.json: what rebuilds the data and its split."""
+        raise NotImplementedError
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        """Further top-level keys of config.json (default: the vocabulary and the classes)."""
+        vocab = None if prepared.vocab is None else prepared.vocab.to_dict()
+        return {"vocab": vocab, "classes": prepared.classes}
+
+    def before_fit(
+        self, out: Path, prepared: Prepared, saved: dict[str, Any] | None, log: Callable[[str], None] | None
+    ) -> None:
+        """After config.json is written (on resume: nothing is), before training: checks and notes (default: none)."""
+
+    def fit_options(self, prepared: Prepared) -> dict[str, Any]:
+        """Further keyword arguments of :func:`rnnkit.train.fit`, e.g. ``evaluate_fn`` (default: none)."""
+        return {}
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Test metrics of the trained run, and further ``NAME.json`` files to write beside metrics.json."""
+        raise NotImplementedError
+
+    def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
+        """After metrics.json is written: further plots (default: nothing)."""
+
+    # ---------------------------------------------------------------------------------------------- use
+    def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
+        """Metrics of ``run`` on the data at ``path``, or on its saved test split when ``path`` is None."""
+        raise NotImplementedError(f"the {self.name} kind has no evaluate")
+
+    def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        """``rnnkit predict``: one printable line per item."""
+        raise ValueError(f"{run.path} is a {self.name} run; it has no predict")
+
+    def sample(self, run: Run, **options: Any) -> list[str]:
+        """``rnnkit sample``: items drawn from the run."""
+        raise ValueError(f"{run.path} is a {run.task} run; sample needs a generate run (use `rnnkit predict`)")
+
+    def summary(self, metrics: dict[str, Any]) -> str:
+        """The one human line of a run's headline metrics."""
+        return ", ".join(f"{k} {v}" for k, v in metrics.items() if k.startswith("test_"))
+
+    def serve_info(self, run: Run) -> dict[str, Any]:
+        """What ``rnnkit serve``'s ``/health`` lists beyond task, app, model and classes (default: nothing)."""
+        return {}
+
+    def serve_predict(self, run: Run, items: list[str], **options: Any) -> dict[str, Any]:
+        """``rnnkit serve``'s ``/predict`` answer (default: ``{"lines": [...]}``, the lines ``rnnkit predict``
+        prints); ``options`` are the request's ``top_k``, ``beam`` and ``horizon`` that were given."""
+        return {"lines": [str(line) for line in self.predict(run, items, **options)]}
+
+
+# -------------------------------------------------------------------------------------------------- commands
+def train_run(
+    opts: RunOptions,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train the model ``opts`` describes into the run folder ``out``; returns the metrics written.
+
+    An existing ``out`` with a run in it is refused unless ``resume`` (continue it) or ``overwrite`` (replace it).
+    ``train --resume --out RUN`` needs no ``--task``: the kind that wrote a run continues it.
+    """
+    out = Path(out)
+    kind = kind_for(opts)
+    if kind.yields_on_resume and resume and not overwrite and (out / CONFIG_FILE).is_file():
+        # not a run, or of a newer format: claim_out says which, in the order it checks
+        with contextlib.suppress(ValueError):
+            kind = kind_of_config(read_config(out), out)
+    return kind.train(opts, out, resume=resume, overwrite=overwrite, log=log)
+
+
+def evaluate_path(run: Run, path: str | None, text_column: str | None = None, label_column: str | None = None):
+    """Metrics of ``run`` on the file/folder ``path``, or on its own saved test split when ``path`` is None."""
+    return kind_of(run).evaluate(run, path, text_column=text_column, label_column=label_column)
+
+
+def predict_lines(run: Run, items: Sequence[str], **options: Any) -> list[str]:
+    """``rnnkit predict``: one printable line per item, for any kind."""
+    return kind_of(run).predict(run, list(items), **options)
+
+
+def sample_run(run: Run, **options: Any) -> list[str]:
+    """``rnnkit sample``: items drawn from a run of a kind that samples."""
+    return kind_of(run).sample(run, **options)
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    """The one human line of a run's headline metrics, for any kind."""
+    load_kinds()
+    kind = KINDS.get(metrics.get("app") or metrics.get("task", ""))
+    if kind is None:
+        return KINDS["classify"].summary(metrics)
+    return kind.summary(metrics)
