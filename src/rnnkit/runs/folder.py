@@ -59,7 +59,8 @@ WEIGHTS_FILE = "model.safetensors"
 RUN_FORMAT = "rnnkit-run"
 FORMAT_VERSION = 2
 """The run-folder format this rnnkit writes. 1: folders without a ``format_version`` key (rnnkit 0.1.0 before the
-run-kind registry); 2: the same keys plus ``format_version``."""
+run-kind registry); 2: the same keys plus ``format_version`` and ``"options"``, the run's options whole (read by
+:func:`rnnkit.runs.options.restore_run_options`)."""
 
 
 @dataclass

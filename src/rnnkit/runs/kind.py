@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 from torch import nn
 
 from rnnkit.runs.folder import CONFIG_FILE, Run, begin_run, finish_run, read_config, run_config, write_run_start
-from rnnkit.runs.options import RunOptions
+from rnnkit.runs.options import DEFAULTS, OPTIONS_KEY, RunOptions, options_record, restore_run_options
 from rnnkit.runs.registry import (  # re-exported: the registry is part of the run-kind API
     ENTRY_POINT_GROUP,
     KINDS,
@@ -49,6 +49,7 @@ __all__ = [
     "Flag",
     "Prepared",
     "RunKind",
+    "accuracy_line",
     "evaluate_path",
     "kind_for",
     "kind_of",
@@ -121,9 +122,14 @@ class RunKind:
 
     # ---------------------------------------------------------------------------------------------- train
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-        """The options the run in ``saved`` (its config.json) was started with; see
-        :func:`rnnkit.runs.options.restore_options`."""
+        """The options a run of rnnkit 0.1.0 (whose config.json does not hold them whole) was started with,
+        rebuilt from its saved config; see :func:`rnnkit.runs.options.restore_options`. Runs written since hold
+        their options whole and never reach this."""
         raise NotImplementedError(f"the {self.name} kind cannot resume runs")
+
+    def restore(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        """The options the run in ``saved`` (its config.json) was started with (:func:`restore_run_options`)."""
+        return restore_run_options(saved, opts, self.options_from_config)
 
     def train(
         self,
@@ -144,14 +150,17 @@ class RunKind:
         out = Path(out)
         opts = self.check_options(opts)
         opts, saved, existing = begin_run(
-            out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.options_from_config
+            out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.restore
         )
         prepared = self.prepare(opts, saved)
         mcfg = self.model_config(opts, prepared)
         tcfg = self.trainer_settings(opts, prepared)
         seed_everything(opts.seed)
         model = self.build(mcfg)
-        config = run_config(self.app, mcfg, tcfg, self.data_config(opts, prepared), **self.config_extra(opts, prepared))
+        extra = self.config_extra(opts, prepared)
+        config = run_config(self.app, mcfg, tcfg, self.data_config(opts, prepared), **extra)
+        filled = {**(self.defaults or DEFAULTS.get(self.name, {})), "window": getattr(mcfg, "window", None)}
+        config[OPTIONS_KEY] = options_record(opts, filled)
         write_run_start(out, config, prepared.split_record, resume=resume, overwrite=overwrite and existing)
         self.before_fit(out, prepared, saved, log)
         result = fit(
@@ -244,6 +253,20 @@ class RunKind:
         """``rnnkit serve``'s ``/predict`` answer (default: ``{"lines": [...]}``, the lines ``rnnkit predict``
         prints); ``options`` are the request's ``top_k``, ``beam`` and ``horizon`` that were given."""
         return {"lines": [str(line) for line in self.predict(run, items, **options)]}
+
+
+# -------------------------------------------------------------------------------------------------- shared lines
+def accuracy_line(metrics: dict[str, Any]) -> str:
+    """One human line of a classifier's or generator's headline metrics (shared by the kinds that report them)."""
+    if "test_accuracy" in metrics:
+        return (
+            f"test accuracy {metrics['test_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
+            f"(majority-class baseline {metrics['majority_accuracy']:.3f})"
+        )
+    s = f"test NLL {metrics['test_nll_per_char']:.3f} nats/char"
+    if "bigram_nll_per_char" in metrics:
+        s += f" (bigram baseline {metrics['bigram_nll_per_char']:.3f})"
+    return s
 
 
 # -------------------------------------------------------------------------------------------------- commands

@@ -1,20 +1,38 @@
 """A run's options: what ``rnnkit train`` was asked for (:class:`RunOptions`), their defaults per kind, and the
-two resume rules — the options a run was started with are restored by ONE function (:func:`restore_options`),
-and a ``--resume`` asking for other settings is refused by ONE function that lists every changed setting
-(:func:`changed_settings`).
+two resume rules — the options a run was started with are restored by ONE function (:func:`restore_run_options`:
+``config.json`` holds them whole under ``"options"``, every default the kind filled in written out), and a
+``--resume`` asking for other settings is refused by ONE function that lists every changed setting
+(:func:`changed_settings`). Run folders of rnnkit 0.1.0 have no ``"options"``: for them each kind keeps the
+inverse of its saved config (:meth:`~rnnkit.runs.kind.RunKind.options_from_config`, built on
+:func:`restore_options`).
 
 This module imports nothing from the rest of :mod:`rnnkit.runs`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from rnnkit.train import TrainConfig
 
-__all__ = ["DEFAULTS", "RunOptions", "absolute_path", "changed_settings", "check_resume_options", "restore_options"]
+__all__ = [
+    "DEFAULTS",
+    "OPTIONS_KEY",
+    "RunOptions",
+    "absolute_path",
+    "changed_settings",
+    "check_resume_options",
+    "options_record",
+    "restore_options",
+    "restore_run_options",
+]
+
+OPTIONS_KEY = "options"
+"""The key of ``config.json`` that holds the run's :class:`RunOptions` whole (format version 2 on)."""
 
 DEFAULTS: dict[str, dict[str, Any]] = {}
 """Per-kind defaults for the model and the trainer when the user names nothing; every registered kind adds its
@@ -104,11 +122,55 @@ def restore_options(saved: dict[str, Any], opts: RunOptions, task: str, **fields
     return RunOptions(**{**common, **fields})
 
 
+def _plain(value: Any) -> Any:
+    """``value`` as config.json holds it (tuples become lists), so a saved and a given setting compare equal."""
+    return json.loads(json.dumps(value))
+
+
+_FIELDS = {f.name for f in fields(RunOptions)}
+
+
+def options_record(opts: RunOptions, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``opts`` as saved in ``config.json["options"]``: every field, each unset one that the kind's ``defaults``
+    fill in written out (so a resume never depends on a later release's defaults), data paths absolute."""
+    record = _plain(asdict(opts))
+    for key, value in defaults.items():
+        if key in _FIELDS:
+            if record[key] is None:
+                record[key] = _plain(value)
+        elif record["options"].get(key) is None:  # a kind's own setting (--horizon, --tbptt, ...)
+            record["options"][key] = _plain(value)
+    for key in ("data", "val_data", "test_data"):
+        record[key] = absolute_path(record[key])
+    return record
+
+
+def restore_run_options(
+    saved: dict[str, Any], opts: RunOptions, legacy: Callable[[dict[str, Any], RunOptions], RunOptions]
+) -> RunOptions:
+    """THE function that gives the options a run was started with, so ``--resume`` continues exactly that run:
+    ``config.json``'s ``"options"`` whole; for a folder of rnnkit 0.1.0 (none saved) the kind's ``legacy`` inverse
+    of its saved config. Only the wall-clock budget and the progress display come from ``opts`` (this call's
+    flags)."""
+    record = saved.get(OPTIONS_KEY)
+    if record is None:
+        return legacy(saved, opts)
+    if not isinstance(record, dict) or not isinstance(record.get("options", {}), dict):
+        raise ValueError('config.json: "options" must be an object of the run\'s settings')
+    unknown = sorted(set(record) - _FIELDS)
+    if unknown:
+        raise ValueError(
+            f'config.json: "options" has fields this rnnkit does not know ({", ".join(unknown)}): '
+            "the run was written by a newer rnnkit; upgrade rnnkit to resume it"
+        )
+    return RunOptions(**{**record, "max_minutes": opts.max_minutes, "progress": opts.progress})
+
+
 def changed_settings(opts: RunOptions, resumed: RunOptions) -> list[str]:
     """Every setting that ``opts`` (this call's flags) asks for and that differs from the run's ``resumed`` ones."""
     keys = [*DEFAULTS.get(resumed.task, {}), "window"]
     changed = [k for k in keys if hasattr(opts, k) and getattr(opts, k) not in (None, getattr(resumed, k))]
-    changed += [k for k, v in opts.options.items() if v is not None and resumed.options.get(k) != v]
+    changed += [k for k, v in opts.options.items() if v is not None and _plain(resumed.options.get(k)) != _plain(v)]
     return changed
 
 
