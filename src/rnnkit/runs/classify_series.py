@@ -54,9 +54,8 @@ from rnnkit.data.arrays import (
 from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run
-from rnnkit.runs.kind import Prepared, RunKind, register_kind
+from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
-from rnnkit.runs.text import accuracy_line
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
 

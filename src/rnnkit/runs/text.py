@@ -39,7 +39,7 @@ from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion_matrix, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run
-from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
+from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
@@ -502,19 +502,6 @@ def sample(
         cond, n=num, temperature=temperature, top_k=top_k, prefix=pre, max_len=max_len, generator=gen
     )
     return [run.vocab.decode(s) for s in seqs]
-
-
-def accuracy_line(metrics: dict[str, Any]) -> str:
-    """One human line of a run's headline metrics."""
-    if "test_accuracy" in metrics:
-        return (
-            f"test accuracy {metrics['test_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-            f"(majority-class baseline {metrics['majority_accuracy']:.3f})"
-        )
-    s = f"test NLL {metrics['test_nll_per_char']:.3f} nats/char"
-    if "bigram_nll_per_char" in metrics:
-        s += f" (bigram baseline {metrics['bigram_nll_per_char']:.3f})"
-    return s
 
 
 def fmt_seconds(s: float) -> str:
