@@ -365,9 +365,16 @@ def classify_section(sets: list[ClassifySet], seeds: Sequence[int], extra: Seque
         }
         if not warmed:  # numba compiles the peers on first use (~20 s): keep that out of the first set's wall time
             t0 = time.perf_counter()
-            X_w, y_w = load_from_ts_file(str(aeon_data_dir() / "UnitTest" / "UnitTest_TRAIN.ts"))
-            MiniRocketClassifier(random_state=0, n_jobs=1).fit(X_w, y_w).predict(X_w)
-            KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1).fit(X_w, y_w).predict(X_w[:2])
+            for warm in ("UnitTest", "BasicMotions", "PickupGestureWiimoteZ"):  # univariate, multivariate, unequal
+                path = aeon_data_dir() / warm / f"{warm}_TRAIN.ts"
+                if not path.is_file():
+                    continue
+                X_w, y_w = load_from_ts_file(str(path))
+                step = max(1, len(y_w) // 10)  # ten series across the file: several classes
+                X_w, y_w = X_w[::step], y_w[::step]
+                if warm != "PickupGestureWiimoteZ":
+                    MiniRocketClassifier(random_state=0, n_jobs=1).fit(X_w, y_w).predict(X_w)
+                KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1).fit(X_w, y_w).predict(X_w[:2])
             warmed = True
             print(f"  peers warmed up (numba compilation) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         row["rnnkit"] = rnnkit_seeds(
