@@ -565,7 +565,11 @@ def forecast_section(sets: list[ForecastSet], seeds: Sequence[int], extra: Seque
         scale = float(np.mean(np.abs(y[season:train_end] - y[: train_end - season])))
         sn = seasonal_naive(y, origins, horizon, season)
         sn_mae = float(np.mean(np.abs(truth - sn)))
-        same = len(origins) == m0["num_test_windows"] and math.isclose(sn_mae, m0["seasonal_naive_mae"], rel_tol=1e-4)
+        same = (  # the same windows, the same truth and the same MASE scale as rnnkit's metrics.json
+            len(origins) == m0["num_test_windows"]
+            and math.isclose(sn_mae, m0["seasonal_naive_mae"], rel_tol=1e-4)
+            and math.isclose(m0["seasonal_naive_mae"] / scale, m0["seasonal_naive_mase"], rel_tol=1e-4)
+        )
         row.update(
             context=context,
             horizon=horizon,
@@ -583,7 +587,7 @@ def forecast_section(sets: list[ForecastSet], seeds: Sequence[int], extra: Seque
         row["baselines"] = base
         arima: dict[str, Any] = {}
         if not same:
-            arima["na"] = "could not reproduce rnnkit's test windows (seasonal-naive MAE or window count differ)"
+            arima["na"] = "could not reproduce rnnkit's test windows (window count, seasonal-naive MAE or MASE scale)"
         else:
             try:
                 pred, info = arima_with_time_cap(y, train_end, origins, horizon, season)
