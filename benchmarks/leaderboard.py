@@ -1,0 +1,850 @@
+"""The leaderboard of issue 16: rnnkit's default settings next to the tools a practitioner would pick instead, on
+the same splits, in one run.
+
+Sections (docs/leaderboard.md holds the method in full):
+
+- ``classify``: every classification set shipped in the aeon wheel (``aeon/datasets/data/``) except the held-out
+  ones (:data:`HELD_OUT`), on the set's own TRAIN/TEST split. rnnkit: ``rnnkit train --task classify --data TRAIN.ts
+  --test-data TEST.ts`` (its defaults carve 20 % of TRAIN for validation / early stopping). Peers on the same TEST
+  part, fitted on all of TRAIN: aeon's MiniRocketClassifier (seeded) and 1-NN DTW (deterministic).
+- ``forecast``: embedded:sunspots, embedded:msft, embedded:ppg and the univariate series aeon ships. rnnkit: ``rnnkit
+  train --task forecast`` (test MASE / sMAPE of the model, of the window model it trains beside it, of naive and
+  seasonal-naive). Peer: pmdarima's ``auto_arima`` fitted on rnnkit's training part, forecasting the same test
+  windows (rolling origin, same horizon, parameters fixed, state updated with each new observation).
+- ``names``: embedded:country and embedded:gender classification (rnnkit default vs ``--model window`` vs the
+  majority class) and country-conditioned generation (nats/char; default vs ``--model window`` vs the bigram model).
+
+rnnkit is driven only through its command line (``python -m rnnkit train ... --out DIR``, then ``DIR/metrics.json``).
+Every rnnkit row is the mean ± sample standard deviation over ``--seeds`` seeds (min–max is in the JSON).
+
+    python benchmarks/leaderboard.py                         # everything, 3 seeds (run it on an idle machine)
+    python benchmarks/leaderboard.py --quick                 # smoke run: one small set per section, 1 seed, 1 epoch
+    python benchmarks/leaderboard.py --only classify --sets ArrowHead BasicMotions --seeds 5
+    python benchmarks/leaderboard.py --markdown docs/leaderboard.md   # also write the tables into the doc
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Reserved for independent evaluation (DESIGN.md §5, issue 16): nothing is ever tuned on these sets, so they must
+# never appear on the leaderboard that the defaults are chosen from. The harness refuses them everywhere.
+HELD_OUT = frozenset({"GunPoint", "ItalyPowerDemand", "JapaneseVowels"})
+
+START, END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+SECTIONS = ("classify", "forecast", "names")
+QUICK_SETS = {"classify": "UnitTest", "forecast": "Airline", "names": "gender"}
+QUICK_ARGS = ["--epochs", "1", "--max-minutes", "0.1"]  # 1 epoch, and at most 6 s of training on a busy machine
+SPREAD = "sample std"
+
+# Forecasting: rnnkit's split and windows (src/rnnkit/apps/forecast.py, data/series.py), reproduced here so the
+# peer is scored on exactly rnnkit's test windows; every row checks it by recomputing rnnkit's seasonal-naive MAE.
+VAL_FRACTION = TEST_FRACTION = 0.15
+DEFAULT_CONTEXT, DEFAULT_HORIZON = 64, 12
+# auto_arima kept affordable: fitted once per series on at most the last ARIMA_MAX_FIT training values, a smaller
+# order search than pmdarima's defaults (p, q ≤ 5; P, Q ≤ 2), and a time cap per series
+ARIMA_MAX_FIT = 1000
+ARIMA_LIMITS = {"max_p": 3, "max_q": 3, "max_P": 1, "max_Q": 1, "maxiter": 30}
+ARIMA_TIMEOUT_S = 600
+
+
+def check_not_held_out(name: str) -> None:
+    """Refuse a held-out set (also its variants such as ``JapaneseVowels_eq``)."""
+    base = name.split("/")[-1].removesuffix(".ts").removesuffix("_TRAIN").removesuffix("_TEST").removesuffix("_eq")
+    # the held-out sets are kept for independent evaluation of the defaults the leaderboard chooses
+    assert base not in HELD_OUT, f"{name} is held out for independent evaluation (issue 16): not on the leaderboard"
+
+
+# ---------------------------------------------------------------------------------------------------------- data
+def aeon_data_dir() -> Path:
+    """``aeon/datasets/data`` of the installed aeon, found without importing it."""
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("aeon is not installed: pip install aeon")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+
+
+def ts_header(path: Path) -> dict[str, str]:
+    """The ``@key value`` lines of a .ts file's header (keys lower-cased)."""
+    header: dict[str, str] = {}
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.lower().startswith("@data"):
+                break
+            if line.startswith("@"):
+                key, _, value = line[1:].partition(" ")
+                header[key.lower()] = value.strip()
+    return header
+
+
+@dataclass
+class ClassifySet:
+    name: str
+    train: Path
+    test: Path
+    equal_length: bool
+
+
+def discover_classification_sets(data_dir: Path | None = None) -> list[ClassifySet]:
+    """Every ``<Name>_TRAIN.ts`` / ``<Name>_TEST.ts`` pair with class labels in ``data_dir``, held-out sets excluded.
+
+    Skipped: regression sets (``@targetLabel``), time-stamped files (``UnitTestTimeStamps``, a loader test with no
+    TEST file) and the ``_eq`` equal-length copies of a set that is listed itself (PickupGestureWiimoteZ_eq) or held
+    out (JapaneseVowels_eq). Sorted by file size, smallest first.
+    """
+    data_dir = aeon_data_dir() if data_dir is None else data_dir
+    found = []
+    for train in sorted(data_dir.glob("*/*_TRAIN.ts")):
+        name = train.name.removesuffix("_TRAIN.ts")
+        test = train.with_name(f"{name}_TEST.ts")
+        if not test.is_file() or name.split("_eq")[0] in HELD_OUT:
+            continue
+        if name.endswith("_eq") and (data_dir / name.removesuffix("_eq")).is_dir():
+            continue
+        head = ts_header(train)
+        if not head.get("classlabel", "false").lower().startswith("true"):
+            continue
+        if head.get("timestamps", "false").lower() == "true":
+            continue
+        equal = head.get("equallength", "true").lower() == "true"
+        found.append(ClassifySet(name, train, test, equal))
+    found.sort(key=lambda s: (s.train.stat().st_size + s.test.stat().st_size, s.name))
+    for s in found:
+        check_not_held_out(s.name)
+    return found
+
+
+@dataclass
+class ForecastSet:
+    name: str
+    data: str  # what rnnkit's --data gets
+    args: list[str] = field(default_factory=list)  # data description only: columns, the known season
+    note: str = ""
+
+
+def forecast_sets(data_dir: Path | None = None) -> list[ForecastSet]:
+    """rnnkit's embedded series and the univariate series aeon ships (Longley: 16 yearly rows, not a series to
+    forecast; the .tsf files are collections of many series; Daphnet/KDD are anomaly-detection data)."""
+    d = aeon_data_dir() if data_dir is None else data_dir
+    return [
+        ForecastSet("sunspots", "embedded:sunspots", note="monthly, m=12 from the dates"),
+        ForecastSet("msft", "embedded:msft", note="daily Close, m=5 (trading days) from the dates"),
+        ForecastSet("ppg", "embedded:ppg", note="100 Hz, no calendar season: m=1"),
+        ForecastSet("Airline", str(d / "Airline" / "Airline.csv"), note="monthly, m=12 from the dates"),
+        ForecastSet(
+            "Lynx",
+            str(d / "Lynx" / "Lynx.csv"),
+            ["--value-columns", "0"],
+            "yearly (the ~10-year cycle is not a calendar season): m=1; the first column holds the years",
+        ),
+        ForecastSet("ShampooSales", str(d / "ShampooSales" / "ShampooSales.csv"), note="monthly, m=12, 36 values"),
+        ForecastSet(
+            "PBS",
+            str(d / "PBS_dataset" / "PBS_dataset.csv"),
+            ["--season", "12"],
+            "monthly ('1991 Jul' is not a date rnnkit parses): --season 12 given",
+        ),
+        ForecastSet(
+            "Uschange",
+            str(d / "Uschange" / "Uschange.csv"),
+            ["--value-columns", "Consumption", "--season", "4"],
+            "quarterly Consumption ('1970 Q1' not parsed): --season 4 given",
+        ),
+        ForecastSet("solar", str(d / "solar" / "solar.csv"), ["--season", "48"], "half-hourly: --season 48 given"),
+    ]
+
+
+def read_forecast_values(fs: ForecastSet) -> np.ndarray:
+    """The target column of ``fs`` as rnnkit reads it (checked per row against rnnkit's seasonal-naive MAE)."""
+    if fs.data == "embedded:sunspots":
+        path = _package_dir("pmdarima") / "datasets" / "data" / "sunspots.txt.gz"
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            return np.array([float(x) for line in f for x in line.split()])
+    if fs.data == "embedded:msft":
+        import pandas as pd
+
+        with tarfile.open(_package_dir("pmdarima") / "datasets" / "data" / "msft.tar.gz", "r:gz") as tar:
+            member = tar.extractfile("msft.csv")
+            assert member is not None
+            frame = pd.read_csv(member)
+        frame["Date"] = pd.to_datetime(frame["Date"])
+        if frame["Date"].is_monotonic_decreasing:
+            frame = frame.iloc[::-1]
+        return frame["Close"].to_numpy(dtype=float)
+    if fs.data == "embedded:ppg":
+        with (_package_dir("heartpy") / "data" / "data.csv").open(encoding="utf-8") as f:
+            return np.array([float(line) for line in f if line.strip()])
+    import pandas as pd
+
+    frame = pd.read_csv(fs.data)
+    column = fs.args[fs.args.index("--value-columns") + 1] if "--value-columns" in fs.args else frame.columns[-1]
+    return frame[column].to_numpy(dtype=float)
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{name} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def chronological_split(n: int) -> tuple[int, int]:
+    """``(train_end, val_end)`` of rnnkit's 70/15/15 time-order split (data/series.py ``chronological_split``)."""
+    n_test = max(1, round(n * TEST_FRACTION))
+    n_val = max(1, round(n * VAL_FRACTION))
+    return n - n_val - n_test, n - n_test
+
+
+def short_series_settings(n: int) -> tuple[int, int] | None:
+    """``(context, horizon)`` for a series too short for rnnkit's defaults (C=64, K=12), else None.
+
+    The rule: K = min(12, validation steps, test steps), C = min(64, training steps − K); it mirrors the check in
+    rnnkit's forecast app (train ≥ C + K, validation ≥ K, test ≥ K for the direct strategy).
+    """
+    train_end, val_end = chronological_split(n)
+    n_val, n_test = val_end - train_end, n - val_end
+    if train_end >= DEFAULT_CONTEXT + DEFAULT_HORIZON and n_val >= DEFAULT_HORIZON and n_test >= DEFAULT_HORIZON:
+        return None
+    k = min(DEFAULT_HORIZON, n_val, n_test)
+    return min(DEFAULT_CONTEXT, train_end - k), k
+
+
+def forecast_origins(n: int, context: int, horizon: int) -> np.ndarray:
+    """Origins ``t`` of rnnkit's test windows (data/series.py ``make_windows`` over the test part)."""
+    _, val_end = chronological_split(n)
+    return np.arange(max(context - 1, val_end - 1), n - horizon, dtype=np.int64)
+
+
+def seasonal_naive(y: np.ndarray, origins: np.ndarray, horizon: int, season: int) -> np.ndarray:
+    k = np.arange(1, horizon + 1)
+    return y[origins[:, None] + k - season * np.ceil(k / season).astype(np.int64)]
+
+
+def smape(truth: np.ndarray, pred: np.ndarray) -> float:
+    denom = np.abs(truth) + np.abs(pred)
+    terms = np.divide(2 * np.abs(pred - truth), denom, out=np.zeros_like(denom), where=denom > 0)
+    return float(100 * np.mean(terms))
+
+
+# ---------------------------------------------------------------------------------------------------------- numbers
+def mean_spread(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (None for one value), min, max and n of ``values``."""
+    vals = [float(v) for v in values]
+    if not vals:
+        return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+    return {
+        "mean": statistics.fmean(vals),
+        "std": statistics.stdev(vals) if len(vals) > 1 else None,
+        "min": min(vals),
+        "max": max(vals),
+        "n": len(vals),
+    }
+
+
+def fmt(stats: dict[str, Any] | None, digits: int = 3, na: str = "n/a") -> str:
+    """``0.912 ± 0.013`` (mean ± sample std), ``0.912`` for one value, ``na`` when there is none."""
+    if not stats or stats.get("mean") is None:
+        return na
+    s = f"{stats['mean']:.{digits}f}"
+    if stats.get("std") is not None:
+        s += f" ± {stats['std']:.{digits}f}"
+    return s
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    return f"{seconds:.1f} s" if seconds < 100 else f"{seconds / 60:.1f} min"
+
+
+def winner(scores: dict[str, float | None], higher_is_better: bool = True) -> str:
+    """The name with the best score (ties: every tied name, joined by ' = '); '–' when no score exists."""
+    known = {k: v for k, v in scores.items() if v is not None and math.isfinite(v)}
+    if not known:
+        return "–"
+    best = max(known.values()) if higher_is_better else min(known.values())
+    return " = ".join(k for k, v in known.items() if abs(v - best) <= 1e-12)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def replace_between_markers(text: str, block: str) -> str:
+    """``text`` with everything between :data:`START` and :data:`END` replaced by ``block``."""
+    i, j = text.find(START), text.find(END)
+    if i < 0 or j < i:
+        raise ValueError(f"the file needs the markers {START} and {END} (in that order)")
+    return text[: i + len(START)] + "\n" + block.strip() + "\n" + text[j:]
+
+
+# ---------------------------------------------------------------------------------------------------------- rnnkit
+def run_rnnkit(args: Sequence[str], out: Path, log: list[str]) -> tuple[dict[str, Any] | None, str | None, float]:
+    """``python -m rnnkit train ARGS --out OUT``: (metrics.json, None, wall s) or (None, the error line, wall s)."""
+    cmd = [sys.executable, "-m", "rnnkit", "train", *args, "--out", str(out), "--overwrite"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - t0
+    log.append(f"$ {' '.join(cmd)}  [{wall:.1f} s, rc {proc.returncode}]")
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        return None, (lines[-1] if lines else f"exit status {proc.returncode}"), wall
+    return json.loads((out / "metrics.json").read_text(encoding="utf-8")), None, wall
+
+
+def rnnkit_seeds(
+    args: Sequence[str], out: Path, seeds: Sequence[int], extra: Sequence[str], log: list[str]
+) -> dict[str, Any]:
+    """One rnnkit configuration over ``seeds``: every run's metrics and wall time, or the first error."""
+    runs = []
+    for seed in seeds:
+        metrics, error, wall = run_rnnkit([*args, "--seed", str(seed), *extra], out / f"seed{seed}", log)
+        if error is not None:
+            return {"args": list(args), "error": error, "runs": runs}
+        runs.append({"seed": seed, "wall_s": round(wall, 2), "metrics": metrics})
+    return {"args": [*args, *extra], "runs": runs, "wall_s": mean_spread([r["wall_s"] for r in runs])}
+
+
+def key_stats(row: dict[str, Any], key: str) -> dict[str, Any] | None:
+    if row.get("error") or not row.get("runs"):
+        return None
+    return mean_spread([r["metrics"][key] for r in row["runs"]])
+
+
+# ---------------------------------------------------------------------------------------------------------- classify
+def classify_section(sets: list[ClassifySet], seeds: Sequence[int], extra: Sequence[str], out: Path, log: list[str]):
+    import aeon
+    from aeon.classification.convolution_based import MiniRocketClassifier
+    from aeon.classification.distance_based import KNeighborsTimeSeriesClassifier
+    from aeon.datasets import load_from_ts_file
+
+    rows = []
+    warmed = False
+    for cs in sets:
+        check_not_held_out(cs.name)
+        print(f"classify {cs.name} ...", file=sys.stderr, flush=True)
+        X_tr, y_tr = load_from_ts_file(str(cs.train))
+        X_te, y_te = load_from_ts_file(str(cs.test))
+        lengths = [x.shape[-1] for x in (*X_tr, *X_te)]
+        row: dict[str, Any] = {
+            "set": cs.name,
+            "n_train": len(y_tr),
+            "n_test": len(y_te),
+            "length": min(lengths) if min(lengths) == max(lengths) else [min(lengths), max(lengths)],
+            "channels": int(X_tr[0].shape[0]),
+            "classes": len(set(y_tr)),
+            "equal_length": cs.equal_length,
+            "aeon": aeon.__version__,
+        }
+        if not warmed:  # numba compiles the peers on first use (~20 s): keep that out of the first set's wall time
+            t0 = time.perf_counter()
+            for warm in ("UnitTest", "BasicMotions", "PickupGestureWiimoteZ"):  # univariate, multivariate, unequal
+                path = aeon_data_dir() / warm / f"{warm}_TRAIN.ts"
+                if not path.is_file():
+                    continue
+                X_w, y_w = load_from_ts_file(str(path))
+                step = max(1, len(y_w) // 10)  # ten series across the file: several classes
+                X_w, y_w = X_w[::step], y_w[::step]
+                if warm != "PickupGestureWiimoteZ":
+                    MiniRocketClassifier(random_state=0, n_jobs=1).fit(X_w, y_w).predict(X_w)
+                KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1).fit(X_w, y_w).predict(X_w[:2])
+            warmed = True
+            print(f"  peers warmed up (numba compilation) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        row["rnnkit"] = rnnkit_seeds(
+            ["--task", "classify", "--data", str(cs.train), "--test-data", str(cs.test)],
+            out / "classify" / cs.name,
+            seeds,
+            extra,
+            log,
+        )
+        row["rnnkit"]["test_accuracy"] = key_stats(row["rnnkit"], "test_accuracy")
+        # MiniRocket: seeded (random kernel biases come from the training data sample); over the same seeds
+        mr: dict[str, Any] = {"settings": "MiniRocketClassifier(n_kernels=10000, random_state=seed, n_jobs=1)"}
+        if not cs.equal_length and not MiniRocketClassifier.get_class_tag(
+            "capability:unequal_length", raise_error=False, tag_value_default=False
+        ):
+            mr["na"] = f"aeon {aeon.__version__} MiniRocketClassifier has no unequal-length capability"
+        else:
+            accs, walls = [], []
+            for seed in seeds:
+                t0 = time.perf_counter()
+                clf = MiniRocketClassifier(random_state=seed, n_jobs=1).fit(X_tr, y_tr)
+                accs.append(float(np.mean(clf.predict(X_te) == y_te)))
+                walls.append(time.perf_counter() - t0)
+            mr.update(accuracies=accs, test_accuracy=mean_spread(accs), wall_s=mean_spread(walls))
+        row["minirocket"] = mr
+        # 1-NN DTW (full window, aeon's default DTW): deterministic, once; handles unequal lengths
+        dtw: dict[str, Any] = {"settings": 'KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1)'}
+        if not cs.equal_length and not KNeighborsTimeSeriesClassifier.get_class_tag(
+            "capability:unequal_length", raise_error=False, tag_value_default=False
+        ):
+            dtw["na"] = f"aeon {aeon.__version__} KNeighborsTimeSeriesClassifier has no unequal-length capability"
+        else:
+            t0 = time.perf_counter()
+            knn = KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1).fit(X_tr, y_tr)
+            acc = float(np.mean(knn.predict(X_te) == y_te))
+            dtw.update(
+                accuracies=[acc], test_accuracy=mean_spread([acc]), wall_s=mean_spread([time.perf_counter() - t0])
+            )
+        row["dtw"] = dtw
+        row["winner"] = winner(
+            {
+                "rnnkit": _mean(row["rnnkit"].get("test_accuracy")),
+                "MiniRocket": _mean(mr.get("test_accuracy")),
+                "1-NN DTW": _mean(dtw.get("test_accuracy")),
+            }
+        )
+        rows.append(row)
+    return rows
+
+
+def _mean(stats: dict[str, Any] | None) -> float | None:
+    return None if not stats else stats.get("mean")
+
+
+def _cell(entry: dict[str, Any], key: str = "test_accuracy") -> str:
+    if entry.get("error"):
+        return f"n/a ({entry['error'][:80]})"
+    if entry.get("na"):
+        return f"n/a ({entry['na']})"
+    return fmt(entry.get(key))
+
+
+def classify_table(rows: list[dict[str, Any]]) -> str:
+    header = [
+        "set",
+        "n_train",
+        "n_test",
+        "length",
+        "channels",
+        "classes",
+        "rnnkit acc",
+        "MiniRocket acc",
+        "1-NN DTW acc",
+        "wins",
+        "wall (rnnkit / MR / DTW)",
+    ]
+    body = []
+    for r in rows:
+        length = r["length"] if isinstance(r["length"], int) else f"{r['length'][0]}–{r['length'][1]}"
+        walls = " / ".join(fmt_seconds(_mean(r[k].get("wall_s"))) for k in ("rnnkit", "minirocket", "dtw"))
+        body.append(
+            [
+                r["set"],
+                r["n_train"],
+                r["n_test"],
+                length,
+                r["channels"],
+                r["classes"],
+                _cell(r["rnnkit"]),
+                _cell(r["minirocket"]),
+                _cell(r["dtw"]),
+                r["winner"],
+                walls,
+            ]
+        )
+    both = [r for r in rows if _mean(r["rnnkit"].get("test_accuracy")) is not None]
+    summary = []
+    for name, key in (("rnnkit", "rnnkit"), ("MiniRocket", "minirocket"), ("1-NN DTW", "dtw")):
+        vals = [_mean(r[key].get("test_accuracy")) for r in both]
+        if vals and all(v is not None for v in vals):
+            summary.append(f"{name} {statistics.fmean(vals):.3f}")
+    tail = f"\n\nMean accuracy over the {len(both)} sets every method scored: " + ", ".join(summary) if summary else ""
+    return markdown_table(header, body) + tail
+
+
+# ---------------------------------------------------------------------------------------------------------- forecast
+def arima_forecasts(y: np.ndarray, train_end: int, origins: np.ndarray, horizon: int, season: int):
+    """auto_arima fitted on ``y[:train_end]``; K-step forecasts from every origin with the fitted parameters fixed
+    and the Kalman state filtered through every observation up to the origin (no refit). Returns (M, K), info."""
+    import pmdarima as pm
+
+    t0 = time.perf_counter()
+    start = max(0, train_end - ARIMA_MAX_FIT)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = pm.auto_arima(
+            y[start:train_end],
+            seasonal=season > 1,
+            m=max(season, 1),
+            stepwise=True,
+            suppress_warnings=True,
+            error_action="ignore",
+            **ARIMA_LIMITS,
+        )
+        res = model.arima_res_.apply(y)  # same parameters, filtered over the whole series
+    fr = res.filter_results
+    if all(a.shape[-1] == 1 for a in (fr.design, fr.transition, fr.state_intercept, fr.obs_intercept)):
+        Z, T = fr.design[0, :, 0], fr.transition[:, :, 0]
+        c, d = fr.state_intercept[:, 0], fr.obs_intercept[0, 0]
+        state = fr.predicted_state[:, origins + 1].T  # (M, S): the state at t+1 given y[..t]
+        steps = []
+        for _ in range(horizon):
+            steps.append(state @ Z + d)
+            state = state @ T.T + c
+        pred = np.stack(steps, axis=1)
+    else:  # time-varying system matrices: statsmodels' dynamic prediction per origin (slower, same numbers)
+        pred = np.stack(
+            [res.get_prediction(start=o + 1, end=o + horizon, dynamic=True).predicted_mean for o in origins]
+        )
+    info = {
+        "order": list(model.order),
+        "seasonal_order": list(model.seasonal_order),
+        "fitted_on": [start, train_end],
+        "fit_s": time.perf_counter() - t0,
+    }
+    return pred, info
+
+
+def arima_with_time_cap(y: np.ndarray, train_end: int, origins: np.ndarray, horizon: int, season: int):
+    """:func:`arima_forecasts` in a forked process, given up after :data:`ARIMA_TIMEOUT_S` (then n/a, recorded)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        job = pool.apply_async(arima_forecasts, (y, train_end, origins, horizon, season))
+        try:
+            return job.get(timeout=ARIMA_TIMEOUT_S)
+        except mp.TimeoutError:
+            pool.terminate()
+            raise TimeoutError(f"auto_arima took over {ARIMA_TIMEOUT_S} s (the time cap)") from None
+
+
+def forecast_section(sets: list[ForecastSet], seeds: Sequence[int], extra: Sequence[str], out: Path, log: list[str]):
+    rows = []
+    for fs in sets:
+        print(f"forecast {fs.name} ...", file=sys.stderr, flush=True)
+        y = read_forecast_values(fs)
+        n = len(y)
+        settings = short_series_settings(n)
+        args = ["--task", "forecast", "--data", fs.data, *fs.args]
+        row: dict[str, Any] = {"set": fs.name, "data": fs.data, "n": n, "note": fs.note, "settings": "defaults"}
+        if settings is not None:
+            args += ["--context", str(settings[0]), "--horizon", str(settings[1])]
+            row["settings"] = (
+                f"too short for the defaults (C=64, K=12): --context {settings[0]} --horizon {settings[1]}"
+            )
+        rk = rnnkit_seeds(args, out / "forecast" / fs.name, seeds, extra, log)
+        row["rnnkit"] = rk
+        if rk.get("error"):
+            row["winner"] = "–"
+            rows.append(row)
+            continue
+        m0 = rk["runs"][0]["metrics"]
+        context, horizon, season = int(m0["context"]), int(m0["horizon"]), int(m0["season"])
+        train_end, val_end = chronological_split(n)
+        origins = forecast_origins(n, context, horizon)
+        truth = y[origins[:, None] + np.arange(1, horizon + 1)]
+        scale = float(np.mean(np.abs(y[season:train_end] - y[: train_end - season])))
+        sn = seasonal_naive(y, origins, horizon, season)
+        sn_mae = float(np.mean(np.abs(truth - sn)))
+        same = (  # the same windows, the same truth and the same MASE scale as rnnkit's metrics.json
+            len(origins) == m0["num_test_windows"]
+            and math.isclose(sn_mae, m0["seasonal_naive_mae"], rel_tol=1e-4)
+            and math.isclose(m0["seasonal_naive_mae"] / scale, m0["seasonal_naive_mase"], rel_tol=1e-4)
+        )
+        row.update(
+            context=context,
+            horizon=horizon,
+            season=season,
+            n_train=train_end,
+            n_val=val_end - train_end,
+            n_test=n - val_end,
+            test_windows=len(origins),
+            same_windows_as_rnnkit=same,
+        )
+        for key in ("test", "window"):
+            for metric in ("mase", "smape", "mae"):
+                rk[f"{key}_{metric}"] = key_stats(rk, f"{key}_{metric}")
+        base = {k: m0[k] for k in m0 if k.startswith(("naive_", "seasonal_naive_"))}  # deterministic: no seed
+        row["baselines"] = base
+        arima: dict[str, Any] = {}
+        if not same:
+            arima["na"] = "could not reproduce rnnkit's test windows (window count, seasonal-naive MAE or MASE scale)"
+        else:
+            try:
+                pred, info = arima_with_time_cap(y, train_end, origins, horizon, season)
+                mae = float(np.mean(np.abs(truth - pred)))
+                arima.update(info, mae=mae, mase=mae / scale, smape=smape(truth, pred))
+            except Exception as e:  # a failed fit is a result (recorded), not a crash of the whole board
+                arima["na"] = f"auto_arima failed: {type(e).__name__}: {e}"[:200]
+        row["arima"] = arima
+        row["winner"] = winner(
+            {
+                "rnnkit": _mean(rk["test_mase"]),
+                "window": _mean(rk["window_mase"]),
+                "naive": base.get("naive_mase"),
+                "seasonal-naive": base.get("seasonal_naive_mase"),
+                "auto_arima": arima.get("mase"),
+            },
+            higher_is_better=False,
+        )
+        rows.append(row)
+    return rows
+
+
+def forecast_table(rows: list[dict[str, Any]]) -> str:
+    header = [
+        "series",
+        "n",
+        "C / K / m",
+        "test windows",
+        "rnnkit MASE",
+        "window MASE",
+        "naive MASE",
+        "s-naive MASE",
+        "auto_arima MASE",
+        "rnnkit sMAPE",
+        "s-naive sMAPE",
+        "auto_arima sMAPE",
+        "wins",
+        "wall (rnnkit / ARIMA)",
+    ]
+    body = []
+    for r in rows:
+        rk = r["rnnkit"]
+        if rk.get("error"):
+            body.append([r["set"], r["n"], "–", "–", f"n/a ({rk['error'][:80]})", *["–"] * 8, "–"])
+            continue
+        b, a = r["baselines"], r["arima"]
+        a_mase = f"{a['mase']:.3f}" if "mase" in a else f"n/a ({a.get('na', '')[:60]})"
+        a_smape = f"{a['smape']:.2f}" if "smape" in a else "n/a"
+        walls = f"{fmt_seconds(_mean(rk['wall_s']))} / {fmt_seconds(a.get('fit_s'))}"
+        body.append(
+            [
+                r["set"],
+                r["n"],
+                f"{r['context']} / {r['horizon']} / {r['season']}",
+                r["test_windows"],
+                fmt(rk["test_mase"]),
+                fmt(rk["window_mase"]),
+                f"{b['naive_mase']:.3f}",
+                f"{b['seasonal_naive_mase']:.3f}",
+                a_mase,
+                fmt(rk["test_smape"], 2),
+                f"{b['seasonal_naive_smape']:.2f}",
+                a_smape,
+                r["winner"],
+                walls,
+            ]
+        )
+    return markdown_table(header, body)
+
+
+# ---------------------------------------------------------------------------------------------------------- names
+def names_section(
+    which: Sequence[str],
+    seeds: Sequence[int],
+    extra: Sequence[str],
+    out: Path,
+    log: list[str],
+    with_window: bool = True,
+) -> list[dict[str, Any]]:
+    rows = []
+    for name in which:
+        print(f"names {name} ...", file=sys.stderr, flush=True)
+        task, data = (
+            ("generate", "embedded:country") if name == "country-generate" else ("classify", f"embedded:{name}")
+        )
+        key = "test_nll_per_char" if task == "generate" else "test_accuracy"
+        args = ["--task", task, "--data", data]
+        row: dict[str, Any] = {"set": name, "task": task, "data": data, "metric": key}
+        row["window"] = {"na": "not run with --quick"}
+        for label, more in (("rnnkit", []), ("window", ["--model", "window"])):
+            if label == "window" and not with_window:
+                continue
+            entry = rnnkit_seeds([*args, *more], out / "names" / name / label, seeds, extra, log)
+            entry[key] = key_stats(entry, key)
+            row[label] = entry
+        ref = "bigram_nll_per_char" if task == "generate" else "majority_accuracy"
+        row["baseline_key"] = ref
+        row["baseline"] = key_stats(row["rnnkit"], ref)
+        first = (row["rnnkit"].get("runs") or [{}])[0].get("metrics", {})
+        row["n_train"], row["n_test"] = first.get("num_train"), first.get("num_test")
+        row["winner"] = winner(
+            {
+                "rnnkit": _mean(row["rnnkit"].get(key)),
+                "window": _mean(row["window"].get(key)),
+                "bigram" if task == "generate" else "majority": _mean(row["baseline"]),
+            },
+            higher_is_better=task == "classify",
+        )
+        rows.append(row)
+    return rows
+
+
+def names_table(rows: list[dict[str, Any]]) -> str:
+    header = [
+        "data",
+        "task (metric)",
+        "n_train",
+        "n_test",
+        "rnnkit default",
+        "window model",
+        "baseline",
+        "wins",
+        "wall (rnnkit / window)",
+    ]
+    body = []
+    for r in rows:
+        metric = "nats/char, lower is better" if r["task"] == "generate" else "accuracy"
+        base = ("bigram " if r["task"] == "generate" else "majority ") + fmt(r["baseline"])
+        walls = " / ".join(fmt_seconds(_mean(r[k].get("wall_s"))) for k in ("rnnkit", "window"))
+        body.append(
+            [
+                r["data"],
+                f"{r['task']} ({metric})",
+                r["n_train"] or "–",
+                r["n_test"] or "–",
+                _cell(r["rnnkit"], r["metric"]),
+                _cell(r["window"], r["metric"]),
+                base,
+                r["winner"],
+                walls,
+            ]
+        )
+    return markdown_table(header, body)
+
+
+# ---------------------------------------------------------------------------------------------------------- machine
+def load_average() -> dict[str, Any]:
+    """``/proc/loadavg``: 1/5/15-minute load and running/total scheduling entities (None off Linux)."""
+    try:
+        parts = Path("/proc/loadavg").read_text().split()
+    except OSError:
+        return {"loadavg": None}
+    return {"load_1m": float(parts[0]), "load_5m": float(parts[1]), "load_15m": float(parts[2]), "running": parts[3]}
+
+
+def machine() -> dict[str, Any]:
+    versions = {}
+    for pkg in ("torch", "aeon", "pmdarima", "statsmodels", "numpy"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "torch_threads_env": os.environ.get("OMP_NUM_THREADS"),
+    }
+
+
+def render(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    parts = []
+    names = {
+        "classify": "Series classification (accuracy)",
+        "forecast": "Forecasting (test MASE, lower is better)",
+        "names": "Names",
+    }
+    tables = {"classify": classify_table, "forecast": forecast_table, "names": names_table}
+    for section in SECTIONS:
+        if section in result["sections"]:
+            parts.append(f"### {names[section]}\n\n{tables[section](result['sections'][section])}")
+    start, end = result["load_start"], result["load_end"]
+    parts.append(
+        f"Measured {result['started']} in {fmt_seconds(result['wall_s'])}{' (--quick)' if result['quick'] else ''}: "
+        f"{len(result['seeds'])} seed(s) {result['seeds']}, rnnkit rows mean ± {SPREAD} (min–max in the JSON); "
+        f"{m['cores']} cores, {m['processor']}, torch {m['versions']['torch']}, aeon {m['versions']['aeon']}, "
+        f"pmdarima {m['versions']['pmdarima']}; load average at start {start.get('load_1m')} "
+        f"(running {start.get('running')}), at end {end.get('load_1m')} (running {end.get('running')})."
+    )
+    return "\n\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------------- main
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: one small set per section, 1 seed, 1 epoch")
+    p.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 per rnnkit row (default 3; --quick: 1)")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="sections to run")
+    p.add_argument("--sets", nargs="+", default=None, help="only these sets / series / names data (any section)")
+    p.add_argument("--out", default="runs/leaderboard", help="folder for the JSON, the tables and the run folders")
+    p.add_argument("--markdown", default=None, help="also write the tables between the leaderboard markers here")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    for name in args.sets or []:
+        check_not_held_out(name)
+    seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))
+    extra = QUICK_ARGS if args.quick else []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log: list[str] = []
+
+    def chosen(section: str, available: list[str]) -> list[str]:
+        if args.sets:
+            return [s for s in available if s in args.sets]
+        return [QUICK_SETS[section]] if args.quick else available
+
+    result: dict[str, Any] = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
+        "quick": args.quick,
+        "seeds": seeds,
+        "spread": SPREAD,
+        "machine": machine(),
+        "load_start": load_average(),
+        "sections": {},
+    }
+    t0 = time.perf_counter()
+    if "classify" in args.only:
+        sets = discover_classification_sets()
+        keep = chosen("classify", [s.name for s in sets])
+        result["sections"]["classify"] = classify_section([s for s in sets if s.name in keep], seeds, extra, out, log)
+    if "forecast" in args.only:
+        fsets = forecast_sets()
+        keep = chosen("forecast", [s.name for s in fsets])
+        result["sections"]["forecast"] = forecast_section([s for s in fsets if s.name in keep], seeds, extra, out, log)
+    if "names" in args.only:
+        which = chosen("names", ["country", "gender", "country-generate"])
+        result["sections"]["names"] = names_section(which, seeds, extra, out, log, with_window=not args.quick)
+    result["wall_s"] = time.perf_counter() - t0
+    result["load_end"] = load_average()
+    result["commands"] = log
+    (out / "leaderboard.json").write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    tables = render(result)
+    (out / "leaderboard.md").write_text(tables + "\n", encoding="utf-8")
+    if args.markdown:
+        doc = Path(args.markdown)
+        doc.write_text(replace_between_markers(doc.read_text(encoding="utf-8"), tables), encoding="utf-8")
+    print(tables)
+    print(f"\nwrote {out / 'leaderboard.json'} and {out / 'leaderboard.md'}", file=sys.stderr)
+    return result
+
+
+if __name__ == "__main__":
+    main()
