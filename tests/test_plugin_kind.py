@@ -27,7 +27,7 @@ import random
 
 import torch
 
-from rnnkit.data import BucketBatchSampler, Vocab, collate_classification
+from rnnkit.data import Batches, Vocab, collate_classification
 from rnnkit.runs import Flag, Prepared, RunKind, register_kind, restore_options
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import evaluate
@@ -50,19 +50,14 @@ def parts(n, seed):
 
 
 def batches(vocab, items, labels, batch_size, seed):
-    """(epoch -> shuffled batches, the batches in a fixed order)."""
+    """The source's batches (rnnkit.data.Batches): (epoch -> shuffled batches, the batches in a fixed order)."""
     ids = [vocab.encode(s) for s in items]
-    shuffled = BucketBatchSampler([len(s) for s in ids], batch_size, shuffle=True, seed=seed)
-    fixed = BucketBatchSampler([len(s) for s in ids], batch_size, shuffle=False, seed=seed)
 
     def collate(index):
         return collate_classification([ids[i] for i in index], [labels[i] for i in index])
 
-    def epoch(e):
-        shuffled.set_epoch(e)
-        return [collate(b) for b in shuffled]
-
-    return epoch, [collate(b) for b in fixed]
+    source = Batches([len(s) for s in ids], collate, batch_size, seed)
+    return source.epoch, source.ordered()
 
 
 @register_kind

@@ -103,10 +103,21 @@ def restore_options(saved: dict[str, Any], opts: RunOptions, task: str, **fields
     that run: the model and training settings every kind saves, plus the kind's own ``fields`` (each kind's
     :meth:`~rnnkit.runs.kind.RunKind.saved_fields` names them). Only the wall-clock budget and the progress display
     come from ``opts`` (this call's flags)."""
-    m, t, d = saved["model"], saved["train"], saved["data"]
     common: dict[str, Any] = {
         "task": task,
-        "data": d["data"],
+        "data": saved["data"]["data"],
+        **_built_with(saved),
+        "max_minutes": opts.max_minutes,
+        "progress": opts.progress,
+    }
+    return RunOptions(**{**common, **fields})
+
+
+def _built_with(saved: dict[str, Any]) -> dict[str, Any]:
+    """The settings that built the saved model and trainer (config.json's ``model``, ``train`` and data seed):
+    they decide a resume, so a hand-edited model section is refused by the weights check as it is at load time."""
+    m, t, d = saved["model"], saved["train"], saved["data"]
+    return {
         "model": m["model"],
         "hidden_size": m["hidden_size"],
         "num_layers": m["num_layers"],
@@ -116,10 +127,7 @@ def restore_options(saved: dict[str, Any], opts: RunOptions, task: str, **fields
         "batch_size": t["batch_size"],
         "lr": t["lr"],
         "seed": d["seed"],
-        "max_minutes": opts.max_minutes,
-        "progress": opts.progress,
     }
-    return RunOptions(**{**common, **fields})
 
 
 def _plain(value: Any) -> Any:
@@ -150,8 +158,9 @@ def restore_run_options(
 ) -> RunOptions:
     """THE function that gives the options a run was started with, so ``--resume`` continues exactly that run:
     ``config.json``'s ``"options"`` whole; for a folder of rnnkit 0.1.0 (none saved) the kind's ``legacy`` inverse
-    of its saved config. Only the wall-clock budget and the progress display come from ``opts`` (this call's
-    flags)."""
+    of its saved config. Either way the settings that built the saved model come from its ``model`` and ``train``
+    sections (the same the weights are loaded with), and only the wall-clock budget and the progress display come
+    from ``opts`` (this call's flags)."""
     record = saved.get(OPTIONS_KEY)
     if record is None:
         return legacy(saved, opts)
@@ -163,7 +172,7 @@ def restore_run_options(
             f'config.json: "options" has fields this rnnkit does not know ({", ".join(unknown)}): '
             "the run was written by a newer rnnkit; upgrade rnnkit to resume it"
         )
-    return RunOptions(**{**record, "max_minutes": opts.max_minutes, "progress": opts.progress})
+    return RunOptions(**{**record, **_built_with(saved), "max_minutes": opts.max_minutes, "progress": opts.progress})
 
 
 def changed_settings(opts: RunOptions, resumed: RunOptions) -> list[str]:
