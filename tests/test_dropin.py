@@ -224,3 +224,51 @@ def test_torch_private_attributes_and_helpers(name, kw):
         assert torch.equal(a, b)
     assert ours.permute_hidden(hx, None) is hx
     ours.flatten_parameters()
+
+
+# ---------------------------------------------------------------------------------------------------- class identity
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"])
+def test_classes_are_torch_nn_subclasses(name):
+    assert issubclass(getattr(rnnkit, name), getattr(nn, name))
+    assert isinstance(getattr(rnnkit, name)(3, 4), getattr(nn, name))
+
+
+def test_subclassing_keeps_rnnkit_engine_selection():
+    gru = rnnkit.GRU(3, 4, 2, reset="before")
+    assert isinstance(gru, nn.GRU) and gru.cell_spec.kind == "gru_before" and gru._fused_kind() is None
+    lstm = rnnkit.LSTM(3, 4, engine="own").double()  # .double() goes through nn.Module._apply, not RNNBase's cache
+    assert lstm.engine == "own" and lstm.weight_ih_l0.dtype == DT
+    assert all(a is b for a, b in zip(lstm._flat_weights, lstm.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("make", [lambda: rnnkit.LSTM(3, 5, 2, proj_size=2), lambda: rnnkit.GRU(3, 5, reset="before")])
+def test_saved_layer_loads_with_weights_only(tmp_path, make):
+    torch.manual_seed(0)
+    model = nn.Sequential(make())
+    path = tmp_path / "model.pt"
+    torch.save(model, path)
+    with torch.serialization.safe_globals([nn.Sequential]):  # the user's allowlist: torch.nn's own container only
+        loaded = torch.load(path, weights_only=True)  # rnnkit allowlists its own classes at import
+    x = torch.randn(4, 2, 3)
+    assert type(loaded[0]) is type(model[0])
+    for a, b in zip(loaded[0](x), model[0](x), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+class _ForeignCell(nn.Module):
+    def __init__(self, input_size, hidden_size, device=None, dtype=None):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.lin = nn.Linear(input_size + hidden_size, hidden_size, device=device, dtype=dtype)
+
+    def forward(self, x, h):
+        return torch.tanh(self.lin(torch.cat([x, h], -1)))
+
+
+def test_weights_only_still_refuses_classes_rnnkit_did_not_allowlist(tmp_path):
+    path = tmp_path / "model.pt"
+    torch.save(rnnkit.Recurrent(_ForeignCell, 3, 4), path)
+    allow = torch.serialization.safe_globals([nn.ModuleList, nn.Linear])  # all but the foreign cell allowlisted
+    with allow, pytest.raises(Exception, match="_ForeignCell"):
+        torch.load(path, weights_only=True)
+    assert _ForeignCell not in torch.serialization.get_safe_globals()

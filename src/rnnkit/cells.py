@@ -136,7 +136,7 @@ class _CellBase(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not super(): the cells also subclass torch.nn's (isinstance) and build their own
         _check_size("input_size", input_size)
         _check_size("hidden_size", hidden_size)
         kw = {"device": device, "dtype": dtype}
@@ -227,7 +227,7 @@ class _CellBase(nn.Module):
         return s
 
 
-class RNNCell(_CellBase):
+class RNNCell(_CellBase, nn.RNNCell):
     r"""The lecture's vanilla RNN step (one gate, ``G = 1``).
 
     .. math:: h_l = \tanh(W_x x_l + b_x + W_h h_{l-1} + b_h)
@@ -263,7 +263,7 @@ class RNNCell(_CellBase):
         return super().forward(x, h)
 
 
-class LSTMCell(_CellBase):
+class LSTMCell(_CellBase, nn.LSTMCell):
     r"""LSTM step, the lecture's equations in torch.nn's packing (``G = 4``, gate order ``i, f, g, o``).
 
     .. math::
@@ -287,7 +287,7 @@ class LSTMCell(_CellBase):
         return super().forward(x, state)
 
 
-class GRUCell(_CellBase):
+class GRUCell(_CellBase, nn.GRUCell):
     r"""GRU step in torch.nn's convention (``G = 3``, gate order ``r, z, n``), with the reset in two places.
 
     .. math::

@@ -121,6 +121,22 @@ class _TorchLayout(Recurrent):
     def flatten_parameters(self) -> None:
         """No-op kept for torch.nn compatibility (the fused call takes the parameters as they are)."""
 
+    # The layers subclass torch.nn.RNN/LSTM/GRU so that isinstance checks pass, but keep no cached flat-weight list
+    # (``_flat_weights`` is read afresh): torch.nn.RNNBase's cache upkeep is replaced by nn.Module's plain versions.
+    __setattr__ = nn.Module.__setattr__
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> nn.Module:
+        return nn.Module._apply(self, fn, recurse)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        nn.Module.__setstate__(self, state)
+
+    def _replicate_for_data_parallel(self) -> nn.Module:
+        return nn.Module._replicate_for_data_parallel(self)
+
     # torch.nn.RNNBase's checking helpers, same names, arguments and exception types (some torch code calls them)
     def check_input(self, input: Tensor, batch_sizes: Tensor | None) -> None:
         w = self._flat_weights[0]
@@ -228,7 +244,7 @@ class _TorchLayout(Recurrent):
         return s
 
 
-class RNN(_TorchLayout):
+class RNN(_TorchLayout, nn.RNN):
     """Elman RNN layer, drop-in for ``torch.nn.RNN``: ``h_t = act(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)``.
 
     Args: as torch.nn.RNN — ``input_size`` I, ``hidden_size`` H, ``num_layers`` L, ``nonlinearity``
@@ -261,7 +277,7 @@ class RNN(_TorchLayout):
         super().__init__(*args, engine)
 
 
-class LSTM(_TorchLayout):
+class LSTM(_TorchLayout, nn.LSTM):
     """LSTM layer, drop-in for ``torch.nn.LSTM`` (``proj_size`` included); gates packed ``i, f, g, o``.
 
     Equations: :class:`~rnnkit.cells.LSTMCell`. Parameters ``weight_ih_l{k}[_reverse]`` ``(4H, I_k)``,
@@ -297,7 +313,7 @@ class LSTM(_TorchLayout):
         super().__init__(*args, device, dtype, engine)
 
 
-class GRU(_TorchLayout):
+class GRU(_TorchLayout, nn.GRU):
     """GRU layer, drop-in for ``torch.nn.GRU``, with ``reset="before"`` for the lecture's (Cho et al.) GRU.
 
     Equations and the mapping to the lecture's notation: :class:`~rnnkit.cells.GRUCell`. Gates packed ``r, z, n``;

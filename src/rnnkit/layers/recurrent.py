@@ -78,7 +78,9 @@ class Recurrent(nn.Module):
         *,
         engine: Engine = "auto",
     ) -> None:
-        super().__init__()
+        # nn.Module's, not super()'s: the built-in layers also subclass torch.nn.RNN/LSTM/GRU (for isinstance) and
+        # set up everything themselves, so torch.nn.RNNBase.__init__ must not run
+        nn.Module.__init__(self)
         _check_size("input_size", input_size)
         _check_size("hidden_size", hidden_size)
         _check_size("num_layers", num_layers)
