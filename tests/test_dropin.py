@@ -272,3 +272,127 @@ def test_weights_only_still_refuses_classes_rnnkit_did_not_allowlist(tmp_path):
     with allow, pytest.raises(Exception, match="_ForeignCell"):
         torch.load(path, weights_only=True)
     assert _ForeignCell not in torch.serialization.get_safe_globals()
+
+
+# ---------------------------------------------------------------------------------------------------- script, compile
+class _Net(nn.Module):
+    """A small model holding a recurrent layer, as user code would."""
+
+    def __init__(self, rnn: nn.Module) -> None:
+        super().__init__()
+        self.rnn = rnn
+        width = getattr(rnn, "proj_size", 0) or rnn.hidden_size
+        self.head = nn.Linear(width * (2 if rnn.bidirectional else 1), 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rnnkit.LSTM(3, 5, 2, proj_size=2, bidirectional=True),
+        lambda: rnnkit.GRU(3, 5, batch_first=True),
+        lambda: rnnkit.RNN(3, 5, nonlinearity="relu"),
+    ],
+)
+def test_jit_script_of_a_model_holding_layers(make):
+    torch.manual_seed(0)
+    net = _Net(make())
+    x = torch.randn(4, 2, 3)
+    want = net(x)
+    scripted = torch.jit.script(net)  # rnnkit's __prepare_scriptable__ hands TorchScript the equal torch.nn layer
+    torch.testing.assert_close(scripted(x), want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_jit_script_of_cells(name):
+    torch.manual_seed(0)
+    cell = getattr(rnnkit, name)(3, 5)
+    x = torch.randn(2, 3)
+    scripted = torch.jit.script(cell)
+    for a, b in zip(_as_tuple(scripted(x)), _as_tuple(cell(x)), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def _as_tuple(t):
+    return t if isinstance(t, tuple) else (t,)
+
+
+def test_jit_script_refuses_the_lectures_gru_clearly():
+    with pytest.raises(ValueError, match=r"no torch\.nn counterpart"):
+        torch.jit.script(rnnkit.GRUCell(3, 4, reset="before"))
+
+
+@pytest.mark.parametrize(
+    "make,engine",
+    [
+        (lambda e: rnnkit.LSTM(3, 4, 2, engine=e), "auto"),
+        (lambda e: rnnkit.LSTM(3, 4, 2, engine=e), "loop"),
+        (lambda e: rnnkit.GRU(3, 4, bidirectional=True, reset="before", engine=e), "auto"),
+        (lambda e: rnnkit.RNN(3, 4, engine=e), "own"),
+        (lambda e: rnnkit.LSTM(3, 4, proj_size=2, engine=e), "loop"),
+    ],
+)
+def test_torch_compile_fullgraph(make, engine):
+    # torch.compile graph-breaks on every nn.RNN/GRU/LSTM subclass unless allow_rnn is set: torch.nn's own too
+    import torch._dynamo
+
+    torch.manual_seed(0)
+    layer = make(engine).double()
+    x = torch.randn(5, 2, 3, dtype=DT)
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(allow_rnn=True):
+        out = torch.compile(layer, fullgraph=True, backend="eager")(x)
+    for a, b in zip(
+        _as_tuple(out[0]) + _as_tuple(out[1]), _as_tuple(layer(x)[0]) + _as_tuple(layer(x)[1]), strict=True
+    ):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("name", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_torch_compile_fullgraph_cells(name):
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    cell = getattr(rnnkit, name)(3, 4).double()
+    x = torch.randn(2, 3, dtype=DT)
+    out = torch.compile(cell, fullgraph=True, backend="eager")(x)
+    for a, b in zip(_as_tuple(out), _as_tuple(cell(x)), strict=True):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+def test_torch_compile_refuses_own_lstm_clearly():
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    layer = rnnkit.LSTM(3, 4, engine="own")
+    with torch._dynamo.config.patch(allow_rnn=True), pytest.raises(Exception, match=r"engine='own' cannot run under"):
+        torch.compile(layer, fullgraph=True, backend="eager")(torch.randn(5, 2, 3))
+
+
+@pytest.mark.parametrize("engine", ["auto", "loop"])
+def test_torch_export_of_a_model_holding_a_layer(engine):
+    torch.manual_seed(0)
+    net = _Net(rnnkit.LSTM(3, 5, engine=engine))
+    x = torch.randn(4, 2, 3)
+    program = torch.export.export(net, (x,))
+    torch.testing.assert_close(program.module()(x), net(x))
+
+
+def test_torch_export_refuses_own_lstm_clearly():
+    net = _Net(rnnkit.LSTM(3, 5, engine="own"))  # torch.export traces with dynamo, as torch.compile does
+    with pytest.raises(Exception, match=r"engine='own' cannot run under"):
+        torch.export.export(net, (torch.randn(4, 2, 3),))
+
+
+def test_dynamic_quantization_through_to_torch():
+    torch.manual_seed(0)
+    net = _Net(rnnkit.LSTM(3, 5))
+    x = torch.randn(4, 2, 3)
+    want = net(x)
+    # torch's from_float accepts only type(m) is nn.LSTM: quantize_dynamic(net, {nn.LSTM}) leaves any subclass in
+    # float, rnnkit's included; to_torch swaps in the equal torch.nn layer first
+    q = torch.ao.quantization.quantize_dynamic(rnnkit.layers.to_torch(net), {nn.LSTM})
+    assert type(q.rnn).__module__.startswith("torch.ao.nn.quantized.dynamic")
+    torch.testing.assert_close(q(x), want, rtol=0.05, atol=0.05)

@@ -214,6 +214,22 @@ class _CellBase(nn.Module):
                 raise ShapeError(f"{name}: expected state of shape {want}, got {tuple(s.shape)}")
         return x.dim() == 1
 
+    def to_torch(self) -> nn.Module:
+        """The torch.nn cell computing exactly this one, sharing its parameters (for TorchScript, quantization).
+        ``ValueError`` where torch.nn has none (``GRUCell(reset="before")``)."""
+        spec = self.cell_spec
+        if spec.torch_cell is None:
+            raise ValueError(f"{type(self).__name__} of kind {spec.kind!r} has no torch.nn counterpart")
+        peer = spec.torch_cell(self.input_size, self.hidden_size, self.bias, device="meta", **dict(spec.torch_options))
+        for name, p in self.named_parameters(recurse=False):
+            setattr(peer, name, p)
+        return peer.train(self.training)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script calls this: the step functions are plain Python (partial, Optional unions), so the
+        # script holds the equal torch.nn cell with these very parameters
+        return self.to_torch()
+
     def step(self, x: Tensor, state=None):
         """Alias of ``forward``: one time step, for streaming and sampling."""
         return self(x, state)

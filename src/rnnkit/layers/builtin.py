@@ -15,10 +15,10 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import engine as _engine
-from rnnkit.cells import CELLS, CellSpec, _check_size, _find_spec
+from rnnkit.cells import CELLS, CellSpec, _CellBase, _check_size, _find_spec
 from rnnkit.layers.recurrent import Engine, Recurrent, State, _permute
 
-__all__ = ["GRU", "LSTM", "RNN", "layer_for"]
+__all__ = ["GRU", "LSTM", "RNN", "layer_for", "to_torch"]
 
 
 class _TorchLayout(Recurrent):
@@ -225,6 +225,30 @@ class _TorchLayout(Recurrent):
             return w.new_zeros(batch, sizes[0])
         return tuple(w.new_zeros(batch, n) for n in sizes)
 
+    def to_torch(self) -> nn.Module:
+        """The torch.nn layer computing exactly this one, sharing its parameters (same tensors, so training either
+        trains both). For TorchScript and torch.ao quantization, which know torch.nn's classes only.
+
+        Raises ``ValueError`` for a configuration torch.nn does not have (``GRU(reset="before")``).
+        """
+        spec = self.cell_spec
+        if spec.torch_layer is None:
+            raise ValueError(f"{type(self).__name__} of kind {spec.kind!r} has no torch.nn counterpart")
+        kw: dict[str, Any] = dict(spec.torch_options)
+        if self.proj_size:
+            kw["proj_size"] = self.proj_size
+        args = (self.input_size, self.hidden_size, self.num_layers)
+        flags = {"bias": self.bias, "batch_first": self.batch_first, "bidirectional": self.bidirectional}
+        peer = spec.torch_layer(*args, **flags, dropout=self.dropout, device="meta", **kw)  # no storage: replaced
+        for name in self._flat_weights_names:
+            setattr(peer, name, getattr(self, name))  # torch.nn.RNNBase.__setattr__ refreshes its _flat_weights
+        return peer.train(self.training)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script calls this on every submodule: rnnkit's forward (lengths=, engines, PackedSequence
+        # dispatch in Python) is not TorchScript, so the script holds the equal torch.nn layer with these parameters
+        return self.to_torch()
+
     def extra_repr(self) -> str:  # torch.nn.RNNBase.extra_repr, then rnnkit's own options
         s = f"{self.input_size}, {self.hidden_size}"
         if self.proj_size != 0:
@@ -357,3 +381,17 @@ def layer_for(kind: str, input_size: int, hidden_size: int, *args: Any, **kwargs
     spec = CELLS[kind]
     cls = next(c for c in (RNN, LSTM, GRU) if c._family == spec.family)
     return cls(input_size, hidden_size, *args, **dict(spec.options), **kwargs)
+
+
+def to_torch(model: nn.Module) -> nn.Module:
+    """``model`` with every rnnkit built-in layer and cell replaced, in place, by the torch.nn module computing
+    exactly it (parameters shared; see :meth:`RNN.to_torch`); returns ``model`` (or the replacement, if ``model``
+    itself is one). Use it before APIs that match torch.nn's classes exactly, e.g.
+    ``torch.ao.quantization.quantize_dynamic(to_torch(model), {nn.LSTM})`` (torch's ``from_float`` accepts only
+    ``type(m) is nn.LSTM``, so subclasses such as rnnkit's are left in float otherwise)."""
+    convert = getattr(model, "to_torch", None)
+    if callable(convert) and isinstance(model, (_TorchLayout, _CellBase)):
+        return convert()
+    for name, child in model.named_children():
+        setattr(model, name, to_torch(child))
+    return model

@@ -295,7 +295,15 @@ class Recurrent(nn.Module):
         """One direction of one layer over time-major ``x``: ``(hs (T, B, H), final state)``."""
         kind = self._builtin_kind(k, d)
         if record is None and kind is not None and self._engine != "loop":
-            return _engine.run_own(kind, x, state0, *self._cell_params(k, d), mask)
+            if torch.compiler.is_compiling() and kind != "rnn_tanh" and kind != "rnn_relu":
+                # the own LSTM/GRU kernels write gate slices through out= views, which torch.compile cannot trace
+                if self._engine == "own":
+                    raise ValueError(
+                        "engine='own' cannot run under torch.compile (its LSTM/GRU kernels write into out= views); "
+                        "use engine='auto' (compiles the autograd loop) or 'loop'"
+                    )
+            else:
+                return _engine.run_own(kind, x, state0, *self._cell_params(k, d), mask)
         seq: list[State] | None = None if record is None else []
         hs, final = _engine.run_loop(self._step_fn(k, d), x, state0, mask, seq)
         if record is not None:
