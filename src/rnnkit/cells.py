@@ -40,11 +40,13 @@ from torch.nn.utils.rnn import PackedSequence
 
 __all__ = [
     "CELLS",
+    "ArgTypeError",
     "CellSpec",
     "GRUCell",
     "LSTMCell",
     "OutputLayer",
     "RNNCell",
+    "ShapeError",
     "gru_step",
     "lstm_step",
     "rnn_step",
@@ -75,13 +77,20 @@ def lstm_step(
     w_hh: Tensor,
     b_ih: Tensor | None,
     b_hh: Tensor | None,
+    w_hr: Tensor | None = None,
 ) -> LSTMState:
-    """LSTM step; x ``(B, I)``, state ``(h, c)`` each ``(B, H)`` → ``(h', c')``. Gates packed ``i, f, g, o``."""
+    """LSTM step; x ``(B, I)``, state ``(h, c)`` each ``(B, H)`` → ``(h', c')``. Gates packed ``i, f, g, o``.
+
+    With torch.nn's projection ``w_hr`` ``(P, H)`` (``LSTM(proj_size=P)``): ``h' = W_hr (o ⊙ tanh(c'))`` and ``h``
+    is ``(B, P)``, so ``w_hh`` is ``(4H, P)``.
+    """
     h, c = state
     gates = nn.functional.linear(x, w_ih, b_ih) + nn.functional.linear(h, w_hh, b_hh)  # (B, 4H)
     i, f, g, o = gates.chunk(4, dim=1)  # 4 × (B, H)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
+    h = torch.sigmoid(o) * torch.tanh(c)  # (B, H)
+    if w_hr is not None:
+        h = nn.functional.linear(h, w_hr)  # (B, P)
     return h, c
 
 
@@ -127,7 +136,7 @@ class _CellBase(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # not super(): the cells also subclass torch.nn's (isinstance) and build their own
         _check_size("input_size", input_size)
         _check_size("hidden_size", hidden_size)
         kw = {"device": device, "dtype": dtype}
@@ -168,31 +177,73 @@ class _CellBase(nn.Module):
         return z if arity == 1 else (z, *(z.clone() for _ in range(arity - 1)))
 
     def forward(self, x: Tensor, state: Tensor | tuple[Tensor, ...] | None = None):
-        """One step through the table's step function: ``x`` ``(B, I)``, state (None: zeros) → new state."""
-        self._check_input(x, state)
+        """One step through the table's step function: ``x`` ``(B, I)`` or unbatched ``(I,)``, state (None: zeros)
+        shaped like ``x`` (``(B, H)`` or ``(H,)``) → new state of that shape, as torch.nn's cells."""
+        unbatched = self._check_input(x, state)
+        if unbatched:  # torch.nn's cells take one example as (I,) with (H,) states
+            x = x.unsqueeze(0)  # (1, I)
+            if state is not None:
+                state = tuple(s.unsqueeze(0) for s in state) if isinstance(state, tuple) else state.unsqueeze(0)
         if state is None:
             state = self.initial_state(x.shape[0])
-        return self.cell_spec.step(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        new = self.cell_spec.step(x, state, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        if unbatched:
+            return tuple(s.squeeze(0) for s in new) if isinstance(new, tuple) else new.squeeze(0)
+        return new
 
-    def _check_input(self, x: Tensor, state: Tensor | tuple[Tensor, ...] | None) -> None:
+    def _check_input(self, x: Tensor, state: Tensor | tuple[Tensor, ...] | None) -> bool:
+        """Check shapes as torch.nn's cells do (same exception types); returns whether ``x`` is unbatched."""
         name = type(self).__name__
-        if x.dim() != 2 or x.shape[1] != self.input_size:
-            raise ValueError(f"{name}: expected input of shape (B, {self.input_size}), got {tuple(x.shape)}")
-        want = (x.shape[0], self.hidden_size)
-        for s in state if isinstance(state, tuple) else (state,):
-            if s is not None and tuple(s.shape) != want:
-                raise ValueError(f"{name}: expected state of shape {want}, got {tuple(s.shape)}")
+        if x.dim() not in (1, 2):
+            raise ValueError(
+                f"{name}: expected input of shape (B, {self.input_size}) or unbatched ({self.input_size},), "
+                f"got {tuple(x.shape)} ({x.dim()}-D)"
+            )
+        if x.shape[-1] != self.input_size:
+            raise ShapeError(
+                f"{name}: expected input of shape (B, {self.input_size}) or unbatched ({self.input_size},), "
+                f"got {tuple(x.shape)}"
+            )
+        want = (x.shape[0], self.hidden_size) if x.dim() == 2 else (self.hidden_size,)
+        for s in state if isinstance(state, (tuple, list)) else (state,):
+            if s is None:
+                continue
+            if s.dim() not in (1, 2):
+                raise ValueError(f"{name}: expected state of shape {want}, got {tuple(s.shape)} ({s.dim()}-D)")
+            if tuple(s.shape) != want:
+                raise ShapeError(f"{name}: expected state of shape {want}, got {tuple(s.shape)}")
+        return x.dim() == 1
+
+    def to_torch(self) -> nn.Module:
+        """The torch.nn cell computing exactly this one, sharing its parameters (for TorchScript, quantization).
+        ``ValueError`` where torch.nn has none (``GRUCell(reset="before")``)."""
+        spec = self.cell_spec
+        if spec.torch_cell is None:
+            raise ValueError(f"{type(self).__name__} of kind {spec.kind!r} has no torch.nn counterpart")
+        peer = spec.torch_cell(self.input_size, self.hidden_size, self.bias, device="meta", **dict(spec.torch_options))
+        for name, p in self.named_parameters(recurse=False):
+            setattr(peer, name, p)
+        return peer.train(self.training)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script calls this: the step functions are plain Python (partial, Optional unions), so the
+        # script holds the equal torch.nn cell with these very parameters
+        return self.to_torch()
 
     def step(self, x: Tensor, state=None):
         """Alias of ``forward``: one time step, for streaming and sampling."""
         return self(x, state)
 
-    def extra_repr(self) -> str:
+    def extra_repr(self) -> str:  # torch.nn's RNNCellBase.extra_repr
         s = f"{self.input_size}, {self.hidden_size}"
-        return s if self.bias else s + ", bias=False"
+        if self.bias is not True:
+            s += f", bias={self.bias}"
+        if getattr(self, "nonlinearity", "tanh") != "tanh":
+            s += f", nonlinearity={self.nonlinearity}"
+        return s
 
 
-class RNNCell(_CellBase):
+class RNNCell(_CellBase, nn.RNNCell):
     r"""The lecture's vanilla RNN step (one gate, ``G = 1``).
 
     .. math:: h_l = \tanh(W_x x_l + b_x + W_h h_{l-1} + b_h)
@@ -204,7 +255,7 @@ class RNNCell(_CellBase):
     Args:
         input_size: I. hidden_size: H. bias: add ``bias_ih`` and ``bias_hh``. nonlinearity: ``"tanh"|"relu"``.
 
-    Shapes: ``x`` ``(B, I)``, ``h`` ``(B, H)`` or None (zeros) → ``h'`` ``(B, H)``.
+    Shapes: ``x`` ``(B, I)``, ``h`` ``(B, H)`` or None (zeros) → ``h'`` ``(B, H)``. Unbatched: ``(I,)``, ``(H,)``.
     Init: ``U(−1/√H, 1/√H)`` for every parameter.
     """
 
@@ -228,7 +279,7 @@ class RNNCell(_CellBase):
         return super().forward(x, h)
 
 
-class LSTMCell(_CellBase):
+class LSTMCell(_CellBase, nn.LSTMCell):
     r"""LSTM step, the lecture's equations in torch.nn's packing (``G = 4``, gate order ``i, f, g, o``).
 
     .. math::
@@ -242,6 +293,7 @@ class LSTMCell(_CellBase):
     ``W_hf h + W_if x + (b_if + b_hf)`` here, and its ``C̃`` is ``g``.
 
     Shapes: ``x`` ``(B, I)``, state ``(h, c)`` each ``(B, H)`` or None (zeros) → ``(h', c')``.
+    Unbatched: ``(I,)``, ``(H,)`` each.
     Init: ``U(−1/√H, 1/√H)`` for every parameter.
     """
 
@@ -251,7 +303,7 @@ class LSTMCell(_CellBase):
         return super().forward(x, state)
 
 
-class GRUCell(_CellBase):
+class GRUCell(_CellBase, nn.GRUCell):
     r"""GRU step in torch.nn's convention (``G = 3``, gate order ``r, z, n``), with the reset in two places.
 
     .. math::
@@ -273,7 +325,7 @@ class GRUCell(_CellBase):
     Args:
         reset: ``"after"`` (default; torch.nn.GRU, cuDNN) or ``"before"`` (the lecture / Cho et al.).
 
-    Shapes: ``x`` ``(B, I)``, ``h`` ``(B, H)`` or None (zeros) → ``h'`` ``(B, H)``.
+    Shapes: ``x`` ``(B, I)``, ``h`` ``(B, H)`` or None (zeros) → ``h'`` ``(B, H)``. Unbatched: ``(I,)``, ``(H,)``.
     Init: ``U(−1/√H, 1/√H)`` for every parameter.
     """
 
@@ -297,7 +349,7 @@ class GRUCell(_CellBase):
         return super().forward(x, h)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", reset={self.reset!r}"
+        return super().extra_repr() + ("" if self.reset == "after" else f", reset={self.reset!r}")
 
 
 # ---------------------------------------------------------------------------------------------------- the table
@@ -500,6 +552,19 @@ def _is_layer(module: nn.Module) -> bool:
     return hasattr(module, "num_layers")
 
 
+class ShapeError(ValueError, RuntimeError):
+    """A tensor of the wrong shape. torch.nn raises ``RuntimeError`` there and rnnkit's contract (DESIGN.md §2)
+    ``ValueError``: this is both, so code written for either catches it."""
+
+
+class ArgTypeError(TypeError, ValueError):
+    """An argument of the wrong type (``LSTM(3.0, 5)``, float64 input to float32 weights): torch.nn raises
+    ``TypeError`` for the first, ``ValueError`` for the second; rnnkit raised the other one before, so this is both
+    and code written against either keeps working."""
+
+
 def _check_size(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgTypeError(f"{name} should be of type int, got: {type(value).__name__} ({value!r})")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer (greater than zero), got {value!r}")

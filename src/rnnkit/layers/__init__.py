@@ -12,6 +12,23 @@ between rnnkit and torch.nn unchanged, and with an engine chosen per call:
 * ``"fused"`` / ``"own"``: force one of them; ``"loop"``: a plain autograd loop over the cell's step function
   (the reference the others are tested against, and what :meth:`Recurrent.forward_states` uses).
 
+Beyond the numbers, :class:`RNN`, :class:`LSTM` and :class:`GRU` (and the cells) are torch.nn's: subclasses of
+``torch.nn.RNN``/``LSTM``/``GRU`` (``isinstance`` holds), torch's argument order (``proj_size`` included), checks,
+exception types, ``repr`` and helpers (``_flat_weights``, ``mode``, ``check_forward_args``, ``permute_hidden``),
+unbatched input, and ``torch.load(weights_only=True)`` of a saved layer (rnnkit allowlists its own classes).
+PyTorch's own ``module_db`` samples are part of the test suite. Tooling:
+
+* ``torch.jit.script``: TorchScript cannot compile rnnkit's Python forward (``lengths=``, engines), so scripting
+  swaps in the equal torch.nn module sharing the parameters (:func:`to_torch`; torch calls it through
+  ``__prepare_scriptable__``, replacing the attribute in the scripted model). ``GRU(reset="before")`` has no
+  torch.nn peer and is refused with a ``ValueError``.
+* ``torch.compile(fullgraph=True)`` and ``torch.export``: ``auto`` and ``loop`` everywhere, ``own`` for RNN only.
+  The own LSTM/GRU kernels write gate slices through ``out=`` views that dynamo cannot trace: under compilation
+  ``auto`` runs the autograd loop instead and ``own`` refuses with a ``ValueError``. As for torch.nn's layers,
+  dynamo graph-breaks on these classes unless ``torch._dynamo.config.allow_rnn = True``.
+* ``torch.ao.quantization.quantize_dynamic(m, {nn.LSTM})`` matches exact types, so it leaves every subclass (rnnkit's
+  too) in float; ``quantize_dynamic(to_torch(m), {nn.LSTM})`` quantizes.
+
 Streaming: ``forward(chunk, hx)`` returns the state to pass with the next chunk, so a sequence fed in pieces gives
 the same outputs as fed whole (tested), and :meth:`Recurrent.step` goes one element at a time. Between pieces,
 :func:`detach_state` cuts the autograd graph (truncated BPTT) and :func:`reset_state` starts some rows afresh (a new
@@ -21,7 +38,7 @@ Modules: :mod:`~rnnkit.layers.recurrent` (:class:`Recurrent`, any cell), :mod:`~
 torch-layout layers, read from :data:`rnnkit.cells.CELLS`), :mod:`~rnnkit.layers.state` (streaming state helpers).
 """
 
-from rnnkit.layers.builtin import GRU, LSTM, RNN, layer_for
+from rnnkit.layers.builtin import GRU, LSTM, RNN, layer_for, to_torch
 from rnnkit.layers.recurrent import Engine, Recurrent, State, StepStates
 from rnnkit.layers.state import detach_state, reset_state
 
@@ -36,4 +53,5 @@ __all__ = [
     "detach_state",
     "layer_for",
     "reset_state",
+    "to_torch",
 ]

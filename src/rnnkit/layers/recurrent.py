@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnkit import engine as _engine
-from rnnkit.cells import _check_size, spec_of
+from rnnkit.cells import ArgTypeError, ShapeError, _check_size, spec_of
 
 __all__ = ["Engine", "Recurrent", "State", "StepStates"]
 
@@ -78,7 +78,9 @@ class Recurrent(nn.Module):
         *,
         engine: Engine = "auto",
     ) -> None:
-        super().__init__()
+        # nn.Module's, not super()'s: the built-in layers also subclass torch.nn.RNN/LSTM/GRU (for isinstance) and
+        # set up everything themselves, so torch.nn.RNNBase.__init__ must not run
+        nn.Module.__init__(self)
         _check_size("input_size", input_size)
         _check_size("hidden_size", hidden_size)
         _check_size("num_layers", num_layers)
@@ -128,6 +130,10 @@ class Recurrent(nn.Module):
             raise ValueError(f"engine must be one of {_ENGINES}, got {value!r}")
         if value == "fused" and self._fused_kind() is None:
             raise ValueError(f"engine='fused': {type(self).__name__} has no exact torch fused kernel")
+        if value == "own" and getattr(self, "proj_size", 0):
+            raise ValueError(
+                "engine='own' has no projection (proj_size); use engine='auto'/'fused' (torch's kernel) or 'loop'"
+            )
         self._engine = value
 
     def _layer_input_size(self, layer: int) -> int:
@@ -151,6 +157,10 @@ class Recurrent(nn.Module):
     def _step_fn(self, layer: int, direction: int) -> Callable[[Tensor, State], State]:
         """One step of (layer, direction) as a function ``(x_t, state) -> state``."""
         return self.cells[layer * self.num_directions + direction]
+
+    def _state_sizes(self) -> tuple[int, ...]:
+        """The last dimension of each state tensor (``H`` each; LSTM with ``proj_size``: ``(P, H)``)."""
+        return (self.hidden_size,) * self._state_arity
 
     def _zero_state(self, batch: int, ref: Tensor) -> State:
         if self._state_arity == 1:
@@ -246,13 +256,13 @@ class Recurrent(nn.Module):
         if len(parts) != self._state_arity:
             raise ValueError(f"hx must hold {self._state_arity} tensor(s), got {len(parts)}")
         fixed = []
-        for p in parts:
+        for p, size in zip(parts, self._state_sizes(), strict=True):
             if not isinstance(p, Tensor):
                 raise TypeError(f"hx must hold tensors, got {type(p).__name__}")
             if unbatched and p.dim() == 2:
                 p = p.unsqueeze(1)
-            if tuple(p.shape) != (n, B, self.hidden_size):
-                raise ValueError(f"hx must have shape {(n, B, self.hidden_size)}, got {tuple(p.shape)}")
+            if tuple(p.shape) != (n, B, size):  # torch.nn raises RuntimeError here; ShapeError is also a ValueError
+                raise ShapeError(f"hx must have shape {(n, B, size)}, got {tuple(p.shape)}")
             fixed.append(p)
         if self._state_arity == 1:
             return list(fixed[0].unbind(0))
@@ -285,7 +295,15 @@ class Recurrent(nn.Module):
         """One direction of one layer over time-major ``x``: ``(hs (T, B, H), final state)``."""
         kind = self._builtin_kind(k, d)
         if record is None and kind is not None and self._engine != "loop":
-            return _engine.run_own(kind, x, state0, *self._cell_params(k, d), mask)
+            if torch.compiler.is_compiling() and kind != "rnn_tanh" and kind != "rnn_relu":
+                # the own LSTM/GRU kernels write gate slices through out= views, which torch.compile cannot trace
+                if self._engine == "own":
+                    raise ValueError(
+                        "engine='own' cannot run under torch.compile (its LSTM/GRU kernels write into out= views); "
+                        "use engine='auto' (compiles the autograd loop) or 'loop'"
+                    )
+            else:
+                return _engine.run_own(kind, x, state0, *self._cell_params(k, d), mask)
         seq: list[State] | None = None if record is None else []
         hs, final = _engine.run_loop(self._step_fn(k, d), x, state0, mask, seq)
         if record is not None:
@@ -358,16 +376,16 @@ def _time_major(input: Tensor, input_size: int, batch_first: bool, w: Tensor | N
             f"got shape {tuple(input.shape)}"
         )
     if input.shape[-1] != input_size:
-        raise ValueError(
+        raise ShapeError(
             f"input feature size must equal input_size={input_size}, got {input.shape[-1]} "
             f"(input shape {tuple(input.shape)})"
         )
     if not input.is_floating_point():
         raise TypeError(f"input must be a floating-point tensor, got {input.dtype}")
-    if w is not None and input.dtype != w.dtype:
-        raise TypeError(
-            f"input dtype {input.dtype} does not match the weights' {w.dtype}: "
-            f"use input.to({w.dtype}) or module.to({input.dtype})"
+    if w is not None and input.dtype != w.dtype:  # torch.nn: ValueError; rnnkit raised TypeError: both
+        raise ArgTypeError(
+            f"RNN input dtype ({input.dtype}) does not match weight dtype ({w.dtype}): "
+            f"convert input: input.to({w.dtype}), or convert model: model.to({input.dtype})"
         )
     x = input.unsqueeze(1) if input.dim() == 2 else (input.transpose(0, 1) if batch_first else input)
     if x.shape[0] == 0:
