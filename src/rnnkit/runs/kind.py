@@ -159,7 +159,8 @@ class RunKind:
         model = self.build(mcfg)
         extra = self.config_extra(opts, prepared)
         config = run_config(self.app, mcfg, tcfg, self.data_config(opts, prepared), **extra)
-        filled = {**(self.defaults or DEFAULTS.get(self.name, {})), "window": getattr(mcfg, "window", None)}
+        window = getattr(mcfg, "window", None) if getattr(mcfg, "model", None) == "window" else None  # W, if used
+        filled = {**(self.defaults or DEFAULTS.get(self.name, {})), "window": window}
         config[OPTIONS_KEY] = options_record(opts, filled)
         write_run_start(out, config, prepared.split_record, resume=resume, overwrite=overwrite and existing)
         self.before_fit(out, prepared, saved, log)
