@@ -24,8 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rnnkit import ranges
 from rnnkit.checkpoint import read_json
-from rnnkit.cliutil import positive_int
+from rnnkit.cliutil import ranged
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.g2p import (
     Lexicon,
@@ -308,6 +309,7 @@ def predict_app(run: Run, items: list[str], **options: Any) -> list[str]:
     beam = options.get("beam") or run.config["data"]["beam"]
     if not isinstance(beam, int) or beam < 1:
         raise ValueError(f"--beam must be a positive integer, got {beam!r}")
+    ranges.check(beam=beam)
     src_vocab, tgt_vocab = _vocabs(run)
     lower = run.config["data"].get("lowercase", False)
     ids = []
@@ -343,14 +345,14 @@ class Seq2SeqKind(RunKind):
         Flag(
             "--max-items",
             {
-                "type": positive_int,
+                "type": ranged("max_items"),
                 "default": None,
                 "help": "seq2seq/tag: use at most this many items (default: the task's)",
             },
         ),
         Flag(
             "--beam",
-            {"type": positive_int, "default": None, "help": "seq2seq: beam width at test time (default: the task's)"},
+            {"type": ranged("beam"), "default": None, "help": "seq2seq: beam width at test time (default: the task's)"},
         ),
     )
 

@@ -24,7 +24,7 @@ from collections import Counter
 from typing import Any
 
 from rnnkit.checkpoint import read_json
-from rnnkit.cliutil import positive_int
+from rnnkit.cliutil import ranged
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.tagging import (
     TaggedSequences,
@@ -284,7 +284,7 @@ class TagKind(RunKind):
         Flag(
             "--max-items",
             {
-                "type": positive_int,
+                "type": ranged("max_items"),
                 "default": None,
                 "help": "seq2seq/tag: use at most this many items (default: the task's)",
             },

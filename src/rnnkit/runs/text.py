@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
+from rnnkit import ranges
 from rnnkit.checkpoint import read_json
-from rnnkit.cliutil import positive_int
+from rnnkit.cliutil import ranged
 from rnnkit.data import (
     LabeledItems,
     Split,
@@ -162,7 +163,7 @@ class _TextKind(RunKind):
         Flag(
             "--max-len",
             {
-                "type": positive_int,
+                "type": ranged("max_len"),
                 "default": None,
                 "help": "the most symbols an item may have; longer items are refused when training, evaluating and "
                 "predicting (default: no limit)",
@@ -487,6 +488,8 @@ def sample(
     """``num`` items drawn from a generate run, of ``category`` when the run is conditional."""
     if run.task != "generate":
         raise ValueError(f"{run.path} is a {run.task} run; sample needs a generate run (use `rnnkit predict`)")
+    ranges.check(num=num, temperature=temperature, seed=seed, top_k=top_k)
+    ranges.check_value("sample_max_len", max_len, "--max-len")
     cond = None
     if run.config["data"]["conditional"]:
         if category is None:
