@@ -302,3 +302,47 @@ def test_a_fifo_a_device_or_a_huge_file_in_a_run_is_refused_without_hanging(
     code, out, err = rnnkit_main(capsys, "evaluate", run)
     assert_one_line_error(code, out, err, target)
     assert time.monotonic() - start < 30
+
+
+def _edit_config(run: Path, change) -> None:
+    import json
+
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    change(config)
+    (run / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "name, change, field",
+    [
+        ("no-model", lambda c: c.pop("model"), "field model"),
+        ("no-train", lambda c: c.pop("train"), "field train"),
+        ("no-data", lambda c: c.pop("data"), "field data"),
+        ("no-vocab", lambda c: c.pop("vocab"), "vocab"),
+        ("no-classes", lambda c: c.pop("classes"), "classes"),
+        ("dup-classes", lambda c: c.update(classes=["Alpha", "Alpha"]), "field classes"),
+        ("dup-symbols", lambda c: c["vocab"].update(symbols=["a", "a"]), "field vocab.symbols"),
+        ("hidden-str", lambda c: c["model"].update(hidden_size="big"), "field model.hidden_size"),
+        ("hidden-huge", lambda c: c["model"].update(hidden_size=10**11), "field model.hidden_size"),
+        ("model-list", lambda c: c.update(model=[1, 2]), "field model"),
+        ("no-task", lambda c: c["model"].pop("task"), "field model.task"),
+    ],
+)
+def test_a_hand_edited_config_is_refused_naming_the_field(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, old_run: Path, name: str, change, field: str
+) -> None:
+    run = copy_run(old_run, tmp_path / name)
+    _edit_config(run, change)
+    for argv in (["evaluate", run], ["predict", run, "Aei"], ["train", "--resume", "--out", run]):
+        code, out, err = rnnkit_main(capsys, *argv)
+        assert_one_line_error(code, out, err, "config.json", field)
+
+
+def test_a_split_json_that_is_not_a_record_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, old_run: Path
+) -> None:
+    run = copy_run(old_run, tmp_path / "run")
+    (run / "split.json").write_text("[1, 2, 3]\n", encoding="utf-8")
+    assert_one_line_error(*rnnkit_main(capsys, "evaluate", run), "split.json", "expected a JSON object")
+    (run / "split.json").write_text('{"train": 3, "val": [], "test": []}\n', encoding="utf-8")
+    assert_one_line_error(*rnnkit_main(capsys, "evaluate", run), "split.json", "field train")

@@ -36,6 +36,7 @@ from rnnkit.checkpoint import write_json_atomic as write_json_atomic
 from rnnkit.data import Vocab
 from rnnkit.runs.options import RunOptions, absolute_path, check_resume_options
 from rnnkit.runs.registry import kind_of, load_kinds
+from rnnkit.runs.schema import RunConfigFile, SplitFile, validate_file
 from rnnkit.tasks import ModelConfig, build_model
 from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult, has_checkpoint
 
@@ -53,6 +54,7 @@ __all__ = [
     "hold_out",
     "load_run",
     "read_config",
+    "read_split",
     "run_config",
     "write_run_start",
 ]
@@ -96,7 +98,15 @@ def read_config(path: Path) -> dict[str, Any]:
             f"{path} is a run folder of format version {version} (written by rnnkit {config.get('rnnkit_version')}), "
             f"newer than this rnnkit {__version__} reads (up to {FORMAT_VERSION}): upgrade rnnkit"
         )
-    return config
+    return validate_file(RunConfigFile, config, path / CONFIG_FILE)
+
+
+def read_split(path: Path) -> dict[str, Any]:
+    """``path/split.json`` of a run, checked against its declared model (:class:`~rnnkit.runs.schema.SplitFile`)."""
+    record = read_json(path / SPLIT_FILE)
+    if not isinstance(record, dict):
+        raise ValueError(f"{path / SPLIT_FILE}: expected a JSON object (the split record), got {type(record).__name__}")
+    return validate_file(SplitFile, record, path / SPLIT_FILE)
 
 
 class OutLock:

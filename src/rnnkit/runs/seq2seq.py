@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit import ranges
-from rnnkit.checkpoint import read_json
 from rnnkit.cliutil import ranged
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.g2p import (
@@ -37,7 +36,7 @@ from rnnkit.data.g2p import (
     split_lexicon,
 )
 from rnnkit.data.vocab import Vocab
-from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS
@@ -283,7 +282,7 @@ def evaluate_app(run: Run, path: str | None) -> dict[str, Any]:
         lex = _read_lexicon(d["test_data"], d["unit"], lower)
     else:
         # only the test part: with --val-data, split.json's "val" lists words of that other file
-        record = read_json(run.path / SPLIT_FILE)
+        record = read_split(run.path)
         if "test" not in record:
             raise ValueError(f"{run.path / SPLIT_FILE} has no test list; it was not written by rnnkit train")
         lex = _read_lexicon(d["data"], d["unit"]).subset(record["test"])

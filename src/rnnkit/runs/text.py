@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from rnnkit import ranges
-from rnnkit.checkpoint import read_json
 from rnnkit.cliutil import ranged
 from rnnkit.data import (
     LabeledItems,
@@ -39,7 +38,7 @@ from rnnkit.data import (
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion_matrix, macro_f1
-from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
@@ -449,7 +448,7 @@ def saved_test_data(run: Run) -> LabeledItems:
     if d["test_data"]:
         return _read(d["test_data"], opts)
     data = _read(d["data"], opts)
-    return apply_split(data, read_json(run.path / SPLIT_FILE)).test
+    return apply_split(data, read_split(run.path)).test
 
 
 def predict(run: Run, items: Sequence[str], top_k: int = 3) -> list[list[tuple[str, float]]]:
