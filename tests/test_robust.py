@@ -346,3 +346,41 @@ def test_a_split_json_that_is_not_a_record_is_refused(
     assert_one_line_error(*rnnkit_main(capsys, "evaluate", run), "split.json", "expected a JSON object")
     (run / "split.json").write_text('{"train": 3, "val": [], "test": []}\n', encoding="utf-8")
     assert_one_line_error(*rnnkit_main(capsys, "evaluate", run), "split.json", "field train")
+
+
+# ------------------------------------------------------------------------------------------ 4. no flag ignored
+def test_resume_refuses_every_changed_setting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, names: Path, old_run: Path
+) -> None:
+    """--seed, --task, --val-data, --test-data (even a missing one) that differ from the run's: one line each,
+    naming the setting; the same values as the run's are accepted."""
+    run = copy_run(old_run, tmp_path / "run")
+    before = snapshot(run)
+    other = make_folder(tmp_path / "other", n=6)
+    for extra, key in (
+        (["--seed", "5"], "seed"),
+        (["--task", "generate"], "task"),
+        (["--task", "tag"], "task"),
+        (["--val-data", other], "val_data"),
+        (["--test-data", tmp_path / "nonexistent"], "test_data"),
+    ):
+        code, out, err = rnnkit_main(capsys, "train", "--resume", "--out", run, *extra)
+        assert_one_line_error(code, out, err, key)
+        assert snapshot(run) == before
+    code, _, err = rnnkit_main(capsys, "train", "--resume", "--out", run, "--seed", "0", "--task", "classify")
+    assert code == 0, err
+
+
+def test_predict_data_on_a_text_classifier_is_used(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, old_run: Path
+) -> None:
+    """--data FILE on a classify run predicts its lines (before, it was silently ignored); --beam/--horizon are
+    refused."""
+    items = tmp_path / "items.txt"
+    items.write_text("Aeiou\nBcdfg\n\n", encoding="utf-8")
+    code, out, err = rnnkit_main(capsys, "predict", old_run, "Aei", "--data", items)
+    assert code == 0, err
+    assert [line.split(":")[0] for line in out.splitlines()] == ["Aei", "Aeiou", "Bcdfg"]
+    for flag in ("--beam", "--horizon"):
+        assert_one_line_error(*rnnkit_main(capsys, "predict", old_run, "Aei", flag, "2"), flag)
+    assert_one_line_error(*rnnkit_main(capsys, "predict", old_run, "--data", tmp_path / "missing"), "no such")

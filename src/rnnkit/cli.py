@@ -170,7 +170,12 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=ranged("epochs"), default=None, help=f"passes over the training data {d}")
     p.add_argument("--batch-size", type=ranged("batch_size"), default=None, help=f"items per batch {d}")
     p.add_argument("--lr", type=ranged("lr"), default=None, help=f"peak AdamW learning rate {d}")
-    p.add_argument("--seed", type=ranged("seed"), default=0, help="seed of the split, the weights and the data order")
+    p.add_argument(
+        "--seed",
+        type=ranged("seed"),
+        default=None,
+        help="seed of the split, the weights and the data order (default: 0; with --resume: the run's)",
+    )
     p.add_argument(
         "--max-minutes",
         type=ranged("max_minutes"),
@@ -207,7 +212,7 @@ def _options(args: argparse.Namespace, task: str, data: str | None):
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         max_minutes=args.max_minutes,
         conditional=not getattr(args, "unconditional", False),
         options=_kind_options(args, task),
@@ -274,8 +279,8 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--task",
         choices=[k.name for k in kinds],
-        default="classify",
-        help=", ".join(k.help or k.name for k in kinds),
+        default=None,  # classify; None tells a --resume that names no task from one that names classify
+        help=", ".join(k.help or k.name for k in kinds) + " (default: classify; with --resume: the run's)",
     )
     p.add_argument(
         "--data",
@@ -304,15 +309,41 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _check_resume_identity(out: Path, task: str | None, seed: int | None) -> None:
+    """``--resume`` naming a ``--task`` or ``--seed`` other than the run's is refused (the flags' defaults cannot
+    be told from a given value in RunOptions, so the command line checks what was given)."""
+    from rnnkit.runs.folder import read_config
+    from rnnkit.runs.registry import kind_of_config
+
+    if not (out / "config.json").is_file():
+        return  # claim_out says what is wrong
+    saved = read_config(out)
+    record = saved.get("options") if isinstance(saved.get("options"), dict) else {}
+    what = (
+        "--resume continues the run in {out} as it was started; it cannot change {key} (the run's is {was}; "
+        "start a new run with another --out instead)"
+    )
+    was_seed = record.get("seed", saved["data"].get("seed"))
+    if seed is not None and was_seed is not None and seed != was_seed:
+        raise ValueError(what.format(out=out, key="seed", was=was_seed))
+    if task is not None:
+        kind = kind_of_config(saved, out).name
+        if task not in (kind, record.get("task", kind)):
+            raise ValueError(what.format(out=out, key="task", was=record.get("task", kind)))
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from rnnkit import distributed
     from rnnkit.runs import summary_line, train_run
 
-    opts = _options(args, args.task, args.data)
+    task = args.task or "classify"
+    if args.resume and not args.overwrite:
+        _check_resume_identity(Path(args.out), args.task, args.seed)
+    opts = _options(args, task, args.data)
     metrics = train_run(opts, args.out, resume=args.resume, overwrite=args.overwrite)
     if not distributed.is_main():  # under torchrun, rank 0 reports for all
         return 0
-    print(f"{args.task} · {metrics['model']}: {summary_line(metrics)}")
+    print(f"{task} · {metrics['model']}: {summary_line(metrics)}")
     print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s ({metrics['stopped_reason']})")
     print(f"run folder: {args.out}")
     return 0

@@ -190,6 +190,14 @@ def changed_settings(opts: RunOptions, resumed: RunOptions) -> list[str]:
     keys = [*DEFAULTS.get(resumed.task, {}), "window"]
     changed = [k for k in keys if hasattr(opts, k) and getattr(opts, k) not in (None, getattr(resumed, k))]
     changed += [k for k, v in opts.options.items() if v is not None and _plain(resumed.options.get(k)) != _plain(v)]
+    for key in ("val_data", "test_data"):  # another validation or test file is another run
+        given = getattr(opts, key)
+        if given is not None and absolute_path(given) != absolute_path(getattr(resumed, key)):
+            changed.append(key)
+    for key in ("text_column", "label_column"):
+        given = getattr(opts, key)
+        if given is not None and given != getattr(resumed, key):
+            changed.append(key)
     return changed
 
 

@@ -309,6 +309,16 @@ class ClassifyKind(_TextKind):
     help = "classify (many->one)"
 
     def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        for key in ("beam", "horizon"):
+            if options.get(key) is not None:
+                raise ValueError(f"--{key} is not for a {run.task} run: leave it out")
+        if options.get("data") is not None:  # one item per line, after the ITEMs given
+            from rnnkit.data.datasets import _existing, _read_text
+
+            text = _read_text(_existing(options["data"], "--data file"))
+            items = [*items, *(line.strip() for line in text.splitlines() if line.strip())]
+            if not items:
+                raise ValueError(f"--data {options['data']} holds no item (one per line)")
         top = predict(run, items, top_k=options.get("top_k", 3))
         return [f"{item}: " + ", ".join(f"{c} {p:.3f}" for c, p in row) for item, row in zip(items, top, strict=True)]
 
