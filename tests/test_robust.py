@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnkit import cli
 
@@ -384,3 +385,60 @@ def test_predict_data_on_a_text_classifier_is_used(
     for flag in ("--beam", "--horizon"):
         assert_one_line_error(*rnnkit_main(capsys, "predict", old_run, "Aei", flag, "2"), flag)
     assert_one_line_error(*rnnkit_main(capsys, "predict", old_run, "--data", tmp_path / "missing"), "no such")
+
+
+# ------------------------------------------------------------------------- 5. a checkpoint inside the first epoch
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    import rnnkit.train.loop as loop
+    from rnnkit import cli
+
+    calls, kill_at, original = [0], int(sys.argv[1]), loop.Trainer._agreed_stop
+
+    def agreed(self):
+        calls[0] += 1
+        if calls[0] == kill_at:  # after step kill_at, before its own checkpoint: kill -9
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self)
+
+    loop.Trainer._agreed_stop = agreed
+    sys.exit(cli.main(sys.argv[2:]))
+    """
+)
+
+
+def test_kill_9_in_the_first_epoch_resumes_to_the_uninterrupted_run(tmp_path: Path, names: Path) -> None:
+    """With mid-epoch checkpoints (RNNKIT_CHECKPOINT_SECONDS=0: after every step) a kill -9 during the first epoch
+    leaves a checkpoint, and --resume ends with the weights of the run that was never interrupted."""
+    import os
+
+    from safetensors.torch import load_file
+
+    args = ["train", "--data", str(names), *TINY, "--epochs", "2", "--batch-size", "4"]
+    ref = tmp_path / "ref"
+    assert cli.main([*args, "--out", str(ref)]) == 0
+    out = tmp_path / "killed"
+    env = {**os.environ, "RNNKIT_CHECKPOINT_SECONDS": "0"}
+    done = subprocess.run([sys.executable, "-c", KILLER, "3", *args, "--out", str(out)], env=env, timeout=300)
+    assert done.returncode == -9
+    assert (out / "checkpoint").is_dir() and not (out / "model.safetensors").exists()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "rnnkit", "train", "--resume", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "at epoch 1, batch 2" in resumed.stderr
+    a, b = load_file(ref / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_bad_checkpoint_interval_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, names: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RNNKIT_CHECKPOINT_SECONDS", "soon")
+    code, _, err = rnnkit_main(capsys, "train", "--data", names, "--out", tmp_path / "o", *TINY)
+    assert code == 2 and "RNNKIT_CHECKPOINT_SECONDS" in err.splitlines()[-1] and "Traceback" not in err
