@@ -442,3 +442,51 @@ def test_a_bad_checkpoint_interval_is_one_line(
     monkeypatch.setenv("RNNKIT_CHECKPOINT_SECONDS", "soon")
     code, _, err = rnnkit_main(capsys, "train", "--data", names, "--out", tmp_path / "o", *TINY)
     assert code == 2 and "RNNKIT_CHECKPOINT_SECONDS" in err.splitlines()[-1] and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------- 6. parsers
+def _series_rows(n: int = 40) -> list[str]:
+    return [f"2024-01-{1 + i // 24:02d}T{i % 24:02d}:00,{(i % 7) * 0.5 + 1:.2f}" for i in range(n)]
+
+
+def test_a_series_csv_with_cr_only_line_ends_or_a_huge_cell_reads(tmp_path: Path) -> None:
+    from rnnkit.data.series import read_series_csv
+
+    lines = ["date,value", *_series_rows()]
+    for name, text in (("cr.csv", "\r".join(lines) + "\r"), ("crlf.csv", "\r\n".join(lines) + "\r\n")):
+        (tmp_path / name).write_bytes(text.encode())
+        series = read_series_csv(tmp_path / name)
+        assert series.values.shape == (40, 1) and series.times is not None
+    big = ["date,value,note", *(row + ',"' + "x" * 200_000 + '"' for row in _series_rows())]
+    (tmp_path / "big.csv").write_text("\n".join(big) + "\n", encoding="utf-8")
+    assert read_series_csv(tmp_path / "big.csv", value_columns=["value"]).values.shape == (40, 1)
+    (tmp_path / "quote.csv").write_text('date,value\n"2024-01-01,1\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"quote\.csv"):
+        read_series_csv(tmp_path / "quote.csv")
+
+
+def test_dates_all_parse_and_are_unique_or_one_line_names_the_row(tmp_path: Path) -> None:
+    from rnnkit.data.series import read_series_csv
+
+    rows = _series_rows()
+    bad = [*rows[:5], "2024-13-45T99:00,1.0", *rows[6:]]
+    (tmp_path / "bad.csv").write_text("\n".join(["date,value", *bad]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"row 7, column 'date': '2024-13-45T99:00' is not a date"):
+        read_series_csv(tmp_path / "bad.csv")
+    dup = [*rows[:5], rows[4], *rows[6:]]
+    (tmp_path / "dup.csv").write_text("\n".join(["date,value", *dup]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"row 7: time .* repeats the previous row's"):
+        read_series_csv(tmp_path / "dup.csv")
+    unsorted = [*rows[:5], rows[10], *rows[6:10], rows[5], *rows[11:]]
+    (tmp_path / "unsorted.csv").write_text("\n".join(["date,value", *unsorted]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="sort the file"):
+        read_series_csv(tmp_path / "unsorted.csv")
+
+
+def test_a_text_csv_with_a_huge_cell_reads(tmp_path: Path) -> None:
+    from rnnkit.data.datasets import read_csv
+
+    rows = [f"{'A' + 'a' * (i % 5 + 1)},Alpha" if i % 2 else f"{'B' + 'b' * (i % 5 + 1)},Beta" for i in range(20)]
+    rows.append('"' + "A" + "a" * 200_000 + '",Alpha')
+    (tmp_path / "t.csv").write_text("\n".join(["text,label", *rows]) + "\n", encoding="utf-8")
+    assert len(read_csv(tmp_path / "t.csv").items) == 21
