@@ -315,9 +315,12 @@ def _check_resume_identity(out: Path, task: str | None, seed: int | None) -> Non
     from rnnkit.runs.folder import read_config
     from rnnkit.runs.registry import kind_of_config
 
-    if not (out / "config.json").is_file():
-        return  # claim_out says what is wrong
-    saved = read_config(out)
+    if (task is None and seed is None) or not (out / "config.json").is_file():
+        return  # nothing to compare, or claim_out says what is wrong
+    try:
+        saved = read_config(out)
+    except ValueError:
+        return  # not a run: claim_out says so, in the order it checks
     record = saved.get("options") if isinstance(saved.get("options"), dict) else {}
     what = (
         "--resume continues the run in {out} as it was started; it cannot change {key} (the run's is {was}; "
