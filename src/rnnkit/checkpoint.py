@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "load_state_dict_checked",
     "make_dirs",
     "read_json",
+    "read_regular_file",
     "read_safetensors_header",
     "save_run_weights",
     "save_safetensors_atomic",
@@ -187,15 +189,54 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, *, indent: int | N
     return write_text_atomic(path, text + "\n")
 
 
-def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file; a missing or malformed file raises :class:`CheckpointError` naming it."""
+JSON_LIMIT = 256 * 2**20
+"""The largest JSON file rnnkit reads back (config.json, split.json, a checkpoint's state.json): 256 MiB."""
+WEIGHTS_LIMIT = 64 * 2**30
+"""The largest safetensors file rnnkit reads whole: 64 GiB."""
+
+
+def open_regular(path: str | os.PathLike[str], limit: int) -> int:
+    """A read-only descriptor of ``path`` after checking that it is a regular file of at most ``limit`` bytes.
+
+    Opened without blocking, so a FIFO or a device (``/dev/zero``) is refused in one line instead of hanging or
+    reading until memory runs out. Raises :class:`CheckpointError` naming the file."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e})") from None
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise CheckpointError(f"{path} is not a regular file (a device, pipe or socket); rnnkit reads only files")
+    if info.st_size > limit:
+        os.close(fd)
+        raise CheckpointError(f"{path} has {info.st_size} bytes, more than the {limit} rnnkit reads for it; corrupt?")
+    return fd
+
+
+def read_regular_file(path: str | os.PathLike[str], limit: int = JSON_LIMIT) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them (see :func:`open_regular`)."""
+    fd = open_regular(path, limit)
+    try:
+        with os.fdopen(fd, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(size + 1)  # one byte more: a file that grows while it is read is noticed
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) > size:
+        raise CheckpointError(f"{path} grew while it was read; is another process writing it?")
+    return data
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file; a missing or malformed file raises :class:`CheckpointError` naming it.
+
+    Only a regular file of at most :data:`JSON_LIMIT` bytes is read (:func:`read_regular_file`)."""
+    path = Path(path)
+    data = read_regular_file(path, JSON_LIMIT)
     kind = _sniff(data)
     if kind is not None:
         raise CheckpointError(f"{path}: this is {kind}, not JSON; rnnkit never loads pickles")
@@ -249,12 +290,7 @@ def load_safetensors(path: str | os.PathLike[str], *, sha256: str | None = None)
     truncated, corrupt, a pickle / ``torch.save`` archive, or (when ``sha256`` is given) does not match it.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: file not found") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read ({e})") from None
+    data = read_regular_file(path, WEIGHTS_LIMIT)
     if not data:
         raise CheckpointError(f"{path}: the file is empty")
     kind = _sniff(data)
@@ -335,7 +371,7 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """
     path = Path(path)
     try:
-        with path.open("rb") as f:
+        with os.fdopen(open_regular(path, WEIGHTS_LIMIT), "rb") as f:
             head = f.read(8)
             size = os.fstat(f.fileno()).st_size
             n = int.from_bytes(head, "little") if len(head) == 8 else -1

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import rnnkit
-from rnnkit.cliutil import PROG, Formatter, Parser, positive_int
+from rnnkit import ranges
+from rnnkit.cliutil import PROG, Formatter, Parser, ranged
 
 # --------------------------------------------------------------------------------------------------------------
 # rnnkit bench
@@ -85,7 +86,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--repeats",
-        type=positive_int,
+        type=ranged("repeats"),
         default=None,
         help="timed repeats per implementation (default: picked per shape and cell from --budget, 5 to 60)",
     )
@@ -95,7 +96,7 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="seconds of timed repeats per shape and cell, without --repeats (default: 8, or 1.5 with --quick)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for weights and inputs")
+    p.add_argument("--seed", type=ranged("seed"), default=0, help="seed for weights and inputs")
     p.add_argument(
         "--json",
         action="store_true",
@@ -109,6 +110,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     if args.budget is not None and not args.budget > 0:
         raise ValueError(f"--budget must be a positive number of seconds, got {args.budget}")
+    ranges.check(budget=args.budget)
     shapes = args.shapes or (bench.QUICK_SHAPES if args.quick else bench.SHAPES)
     budget = args.budget if args.budget is not None else (1.5 if args.quick else 8.0)
     cells = list(dict.fromkeys(args.cells))  # drop repeats, keep order
@@ -151,27 +153,32 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", choices=sorted(MODELS), default=None, help=f"recurrent core {d}")
     p.add_argument(
         "--window",
-        type=positive_int,
+        type=ranged("window"),
         default=None,
         help="inputs per window W of --model window (the last W, left zero-padded) (default: 5)",
     )
-    p.add_argument("--layers", type=positive_int, default=None, help=f"stacked recurrent layers {d}")
-    p.add_argument("--hidden", type=positive_int, default=None, help=f"hidden size H {d}")
-    p.add_argument("--embed", type=positive_int, default=None, help=f"symbol embedding size {d}")
+    p.add_argument("--layers", type=ranged("layers"), default=None, help=f"stacked recurrent layers {d}")
+    p.add_argument("--hidden", type=ranged("hidden"), default=None, help=f"hidden size H {d}")
+    p.add_argument("--embed", type=ranged("embed"), default=None, help=f"symbol embedding size {d}")
     p.add_argument(
         "--bidirectional",
         action=argparse.BooleanOptionalAction,
         default=None,
         help=f"read both directions (classify, tag, seq2seq encoder) {d}",
     )
-    p.add_argument("--dropout", type=float, default=None, help=f"dropout probability in [0, 1) {d}")
-    p.add_argument("--epochs", type=positive_int, default=None, help=f"passes over the training data {d}")
-    p.add_argument("--batch-size", type=positive_int, default=None, help=f"items per batch {d}")
-    p.add_argument("--lr", type=float, default=None, help=f"peak AdamW learning rate {d}")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, the weights and the data order")
+    p.add_argument("--dropout", type=ranged("dropout"), default=None, help=f"dropout probability in [0, 1) {d}")
+    p.add_argument("--epochs", type=ranged("epochs"), default=None, help=f"passes over the training data {d}")
+    p.add_argument("--batch-size", type=ranged("batch_size"), default=None, help=f"items per batch {d}")
+    p.add_argument("--lr", type=ranged("lr"), default=None, help=f"peak AdamW learning rate {d}")
+    p.add_argument(
+        "--seed",
+        type=ranged("seed"),
+        default=None,
+        help="seed of the split, the weights and the data order (default: 0; with --resume: the run's)",
+    )
     p.add_argument(
         "--max-minutes",
-        type=float,
+        type=ranged("max_minutes"),
         default=None,
         help="stop after this much training time, saving a checkpoint (continue with --resume) (default: no limit)",
     )
@@ -205,7 +212,7 @@ def _options(args: argparse.Namespace, task: str, data: str | None):
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         max_minutes=args.max_minutes,
         conditional=not getattr(args, "unconditional", False),
         options=_kind_options(args, task),
@@ -272,8 +279,8 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--task",
         choices=[k.name for k in kinds],
-        default="classify",
-        help=", ".join(k.help or k.name for k in kinds),
+        default=None,  # classify; None tells a --resume that names no task from one that names classify
+        help=", ".join(k.help or k.name for k in kinds) + " (default: classify; with --resume: the run's)",
     )
     p.add_argument(
         "--data",
@@ -302,15 +309,44 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _check_resume_identity(out: Path, task: str | None, seed: int | None) -> None:
+    """``--resume`` naming a ``--task`` or ``--seed`` other than the run's is refused (the flags' defaults cannot
+    be told from a given value in RunOptions, so the command line checks what was given)."""
+    from rnnkit.runs.folder import read_config
+    from rnnkit.runs.registry import kind_of_config
+
+    if (task is None and seed is None) or not (out / "config.json").is_file():
+        return  # nothing to compare, or claim_out says what is wrong
+    try:
+        saved = read_config(out)
+    except ValueError:
+        return  # not a run: claim_out says so, in the order it checks
+    record = saved.get("options") if isinstance(saved.get("options"), dict) else {}
+    what = (
+        "--resume continues the run in {out} as it was started; it cannot change {key} (the run's is {was}; "
+        "start a new run with another --out instead)"
+    )
+    was_seed = record.get("seed", saved["data"].get("seed"))
+    if seed is not None and was_seed is not None and seed != was_seed:
+        raise ValueError(what.format(out=out, key="seed", was=was_seed))
+    if task is not None:
+        kind = kind_of_config(saved, out).name
+        if task not in (kind, record.get("task", kind)):
+            raise ValueError(what.format(out=out, key="task", was=record.get("task", kind)))
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from rnnkit import distributed
     from rnnkit.runs import summary_line, train_run
 
-    opts = _options(args, args.task, args.data)
+    task = args.task or "classify"
+    if args.resume and not args.overwrite:
+        _check_resume_identity(Path(args.out), args.task, args.seed)
+    opts = _options(args, task, args.data)
     metrics = train_run(opts, args.out, resume=args.resume, overwrite=args.overwrite)
     if not distributed.is_main():  # under torchrun, rank 0 reports for all
         return 0
-    print(f"{args.task} · {metrics['model']}: {summary_line(metrics)}")
+    print(f"{task} · {metrics['model']}: {summary_line(metrics)}")
     print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s ({metrics['stopped_reason']})")
     print(f"run folder: {args.out}")
     return 0
@@ -353,14 +389,14 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "items", nargs="*", metavar="ITEM", help="items to answer: names to classify, words to transcribe, ..."
     )
-    p.add_argument("--top-k", type=positive_int, default=3, help="classify: classes to show per item")
-    p.add_argument("--beam", type=positive_int, default=None, help="seq2seq: beam width (default: the run's)")
+    p.add_argument("--top-k", type=ranged("top_k"), default=3, help="classify: classes to show per item")
+    p.add_argument("--beam", type=ranged("beam"), default=None, help="seq2seq: beam width (default: the run's)")
     p.add_argument(
         "--data",
         default=None,
         help="a file of inputs instead of ITEMs (forecast: the series to continue; default: none)",
     )
-    p.add_argument("--horizon", type=positive_int, default=None, help="forecast: steps ahead (default: the run's)")
+    p.add_argument("--horizon", type=ranged("horizon"), default=None, help="forecast: steps ahead (default: the run's)")
     p.set_defaults(func=_cmd_predict)
 
 
@@ -383,17 +419,19 @@ def _add_sample(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--category", default=None, help="category to generate (required for a conditional run; default: none)"
     )
-    p.add_argument("--num", type=positive_int, default=10, help="how many items")
-    p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature; 0 = always the argmax")
+    p.add_argument("--num", type=ranged("num"), default=10, help="how many items")
+    p.add_argument(
+        "--temperature", type=ranged("temperature"), default=0.8, help="softmax temperature; 0 = always the argmax"
+    )
     p.add_argument(
         "--top-k",
-        type=positive_int,
+        type=ranged("top_k"),
         default=None,
         help="sample among the k likeliest symbols only (default: all symbols)",
     )
     p.add_argument("--prefix", default="", help="every item starts with this")
-    p.add_argument("--max-len", type=positive_int, default=30, help="the most symbols per item")
-    p.add_argument("--seed", type=int, default=None, help="seed for reproducible samples (default: random)")
+    p.add_argument("--max-len", type=ranged("sample_max_len"), default=30, help="the most symbols per item")
+    p.add_argument("--seed", type=ranged("seed"), default=None, help="seed for reproducible samples (default: random)")
     p.set_defaults(func=_cmd_sample)
 
 
@@ -430,8 +468,8 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     p.add_argument("--out", default="runs/demo", help="parent folder of the two runs (a fresh one if it exists)")
-    p.add_argument("--epochs", type=positive_int, default=None, help="epochs per model (default: each task's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the split, weights, data order and samples")
+    p.add_argument("--epochs", type=ranged("epochs"), default=None, help="epochs per model (default: each task's)")
+    p.add_argument("--seed", type=ranged("seed"), default=0, help="seed of the split, weights, data order and samples")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -484,7 +522,7 @@ def _add_gradients(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--lengths",
         nargs="+",
-        type=positive_int,
+        type=ranged("lengths"),
         default=list(LECTURE_LENGTHS),
         metavar="L",
         help="--tiny: the sequence lengths",
@@ -497,15 +535,20 @@ def _add_gradients(subparsers: argparse._SubParsersAction) -> None:
         metavar="MODEL",
         help="fresh registry models to compare, e.g. --compare rnn lstm gru (default: none)",
     )
-    p.add_argument("--length", type=positive_int, default=50, help="--compare: sequence length T")
-    p.add_argument("--hidden", type=positive_int, default=32, help="--compare: hidden size H of every model")
-    p.add_argument("--batch-size", type=positive_int, default=16, help="sequences in the batch")
-    p.add_argument("--seed", type=int, default=0, help="--compare: seed of the weights and the batch")
+    p.add_argument("--length", type=ranged("lengths"), default=50, help="--compare: sequence length T")
+    p.add_argument("--hidden", type=ranged("hidden"), default=32, help="--compare: hidden size H of every model")
+    p.add_argument("--batch-size", type=ranged("batch_size"), default=16, help="sequences in the batch")
+    p.add_argument("--seed", type=ranged("seed"), default=0, help="--compare: seed of the weights and the batch")
     p.add_argument(
         "--plot",
         default=None,
         help="the PNG to write; the CSV goes beside it (default: RUN/gradient_flow.png, or gradient_flow.png "
         "with --compare)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing PNG or CSV (without it they are refused, except RUN's own gradient_flow files)",
     )
     p.set_defaults(func=_cmd_gradients)
 
@@ -568,6 +611,11 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         norms = {f"{run.config['model']['model']} {k}": v for k, v in flow.norms.items()}
         title = f"gradient flow of {Path(args.run).name} ({len(batch)} test items, loss {flow.loss:.3f})"
         plot = args.plot or str(Path(args.run) / "gradient_flow.png")
+    own = args.plot is None and args.run  # RUN/gradient_flow.*: rnnkit's own files in the run folder
+    if not args.overwrite and not own:
+        for path in (Path(plot).with_suffix(".csv"), Path(plot)):
+            if path.exists() or path.is_symlink():
+                raise ValueError(f"{path} exists; pass --overwrite to replace it, or choose another --plot")
     print(dg.flow_table(norms))
     csv_path = dg.write_flow_csv(norms, Path(plot).with_suffix(".csv"))
     png = dg.plot_flow(norms, plot, title)
@@ -597,13 +645,13 @@ def _add_memory(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=Formatter,
     )
     p.add_argument("--task", choices=TASKS, default="adding", help="the synthetic task")
-    p.add_argument("--lengths", type=positive_int, nargs="+", default=list(DEFAULT_LENGTHS), help="lengths T")
+    p.add_argument("--lengths", type=ranged("lengths"), nargs="+", default=list(DEFAULT_LENGTHS), help="lengths T")
     p.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(DEFAULT_MODELS), help="models")
-    p.add_argument("--steps", type=positive_int, default=3000, help="updates per model and length")
-    p.add_argument("--batch-size", type=positive_int, default=64, help="sequences per update")
-    p.add_argument("--hidden", type=positive_int, default=64, help="the LSTM's hidden size (sets the budget)")
-    p.add_argument("--window", type=positive_int, default=10, help="W of the window model")
-    p.add_argument("--seed", type=int, default=0, help="seed of data and weights")
+    p.add_argument("--steps", type=ranged("steps"), default=3000, help="updates per model and length")
+    p.add_argument("--batch-size", type=ranged("batch_size"), default=64, help="sequences per update")
+    p.add_argument("--hidden", type=ranged("hidden"), default=64, help="the LSTM's hidden size (sets the budget)")
+    p.add_argument("--window", type=ranged("window"), default=10, help="W of the window model")
+    p.add_argument("--seed", type=ranged("seed"), default=0, help="seed of data and weights")
     p.add_argument("--quick", action="store_true", help="a tiny run (lengths 5 10, 30 steps, hidden 8) for tests")
     p.add_argument("--out", default="runs/memory", help="folder for memory-TASK.csv and memory-TASK.png")
     p.set_defaults(func=_cmd_memory)

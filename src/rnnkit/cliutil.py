@@ -1,17 +1,23 @@
-"""Command-line helpers shared by every ``rnnkit`` subcommand: a leaf module that imports nothing from rnnkit, so
-that the modules declaring subcommands (:mod:`rnnkit.cli`, :mod:`rnnkit.export`, :mod:`rnnkit.serve`) and the run
-kinds' flags (:mod:`rnnkit.runs.kind`) share them without importing :mod:`rnnkit.cli`.
+"""Command-line helpers shared by every ``rnnkit`` subcommand: a leaf module that imports nothing from rnnkit but
+:mod:`rnnkit.ranges`, so that the modules declaring subcommands (:mod:`rnnkit.cli`, :mod:`rnnkit.export`,
+:mod:`rnnkit.serve`) and the run kinds' flags (:mod:`rnnkit.runs.kind`) share them without importing
+:mod:`rnnkit.cli`.
 
 - :class:`Parser` — usage errors are one line ``rnnkit: error: ...`` on stderr, exit code 2;
 - :class:`Formatter` — shows every flag's default and keeps the line breaks of descriptions;
-- :func:`positive_int` — an ``argparse`` type for counts.
+- :func:`positive_int` — an ``argparse`` type for counts;
+- :func:`ranged` — the ``argparse`` type of a number with a range in :data:`rnnkit.ranges.RANGES` (the library
+  checks the same ranges with :func:`rnnkit.ranges.check`).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-__all__ = ["PROG", "Formatter", "Parser", "positive_int"]
+from rnnkit import ranges
+
+__all__ = ["PROG", "Formatter", "Parser", "positive_int", "ranged"]
 
 PROG = "rnnkit"
 
@@ -45,3 +51,9 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def ranged(name: str) -> Callable[[str], float]:
+    """``argparse`` type of the number ``name`` of :data:`rnnkit.ranges.RANGES`: out of its range (or not a finite
+    number) is a usage error, one line, exit 2."""
+    return ranges.arg(name)

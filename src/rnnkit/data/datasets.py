@@ -301,6 +301,7 @@ def read_csv(
 
 
 def _csv_rows(text: str, delimiter: str, path: Path) -> list[tuple[int, list[str]]]:
+    csv.field_size_limit(max(csv.field_size_limit(), 64 * 2**20))  # cells up to 64 MiB, not the module's 131,072
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     out = []
     try:

@@ -209,7 +209,7 @@ def read_series_csv(
 def _parse_csv(
     text: str, source: str, date_column: str | None, value_columns: Sequence[str] | None, min_rows: int
 ) -> Series:
-    rows = [(i, row) for i, row in _csv_rows(text) if any(c.strip() for c in row)]
+    rows = [(i, row) for i, row in _csv_rows(text, source) if any(c.strip() for c in row)]
     if not rows:
         raise ValueError(f"{source}: the file is empty; a series needs a header and at least {min_rows} rows")
     first = [c.strip() for c in rows[0][1]]
@@ -286,7 +286,15 @@ def _parse_csv(
     if t_col is not None:
         times = [row[t_col] for row in cells]
         parsed = [parse_time(t) for t in times]
-        if all(p is not None for p in parsed):
+        failed = [i for i, p in enumerate(parsed) if p is None]
+        if failed and len(failed) < len(parsed):
+            # some dates parse and some do not: the column is meant as dates, one bad row must not drop it all
+            i = failed[0]
+            raise ValueError(
+                f"{source}: row {lines[i]}, column {header[t_col]!r}: {times[i]!r} is not a date or time "
+                "(ISO 8601 such as 2024-01-31 or 2024-01-31T12:00, YYYY-MM, YYYY/MM/DD, DD.MM.YYYY); fix that row"
+            )
+        if not failed:
             order = _time_order(parsed, lines, source, header[t_col])
             if order == "decreasing":
                 values, times, parsed = values[::-1].copy(), times[::-1], parsed[::-1]
@@ -294,11 +302,21 @@ def _parse_csv(
     return Series(values, [header[j] for j in v_cols], times, source, season)
 
 
-def _csv_rows(text: str) -> list[tuple[int, list[str]]]:
-    reader = csv.reader(io.StringIO(text))
+CSV_FIELD_LIMIT = 64 * 2**20
+"""The longest CSV cell rnnkit reads (64 MiB; the csv module's own default is 131,072 characters)."""
+
+
+def _csv_rows(text: str, source: str = "the CSV") -> list[tuple[int, list[str]]]:
+    """The rows of ``text`` with their line numbers: any line ends (``\\n``, ``\\r\\n``, ``\\r`` alone: universal
+    newlines), cells up to :data:`CSV_FIELD_LIMIT`; a malformed file is a ``ValueError`` naming the line."""
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    reader = csv.reader(io.StringIO(text, newline=""))
     out = []
-    for row in reader:
-        out.append((reader.line_num, row))
+    try:
+        for row in reader:
+            out.append((reader.line_num, row))
+    except csv.Error as e:
+        raise ValueError(f"{source}: malformed CSV near line {reader.line_num} ({e}); check its quotes") from None
     return out
 
 
@@ -308,6 +326,12 @@ def _time_order(parsed: list[Any], lines: list[int], source: str, name: str) -> 
         steps = [(b - a).total_seconds() for a, b in itertools.pairwise(parsed)]
     except TypeError:  # time stamps with and without time zones
         raise ValueError(f"{source}: column {name!r} mixes time stamps with and without a time zone") from None
+    if 0 in steps:
+        dup = steps.index(0) + 1
+        raise ValueError(
+            f"{source}: row {lines[dup]}: time {parsed[dup]} repeats the previous row's; every row needs its own time "
+            f"in {name!r} (drop or merge the duplicate)"
+        )
     if all(s >= 0 for s in steps):
         return "increasing"
     if all(s < 0 for s in steps):

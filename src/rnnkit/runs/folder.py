@@ -18,8 +18,11 @@ and read as version 1. A folder of a newer format than this rnnkit knows is refu
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +31,12 @@ import torch
 from torch import nn
 
 from rnnkit import __version__, distributed
-from rnnkit.checkpoint import check_weights_file, load_run_weights, make_dirs, read_json
+from rnnkit.checkpoint import check_weights_file, fsync_dir, load_run_weights, make_dirs, read_json
 from rnnkit.checkpoint import write_json_atomic as write_json_atomic
 from rnnkit.data import Vocab
 from rnnkit.runs.options import RunOptions, absolute_path, check_resume_options
 from rnnkit.runs.registry import kind_of, load_kinds
+from rnnkit.runs.schema import RunConfigFile, SplitFile, validate_file
 from rnnkit.tasks import ModelConfig, build_model
 from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult, has_checkpoint
 
@@ -42,12 +46,15 @@ __all__ = [
     "METRICS_FILE",
     "RUN_FORMAT",
     "SPLIT_FILE",
+    "OutLock",
     "Run",
     "begin_run",
     "claim_out",
     "finish_run",
+    "hold_out",
     "load_run",
     "read_config",
+    "read_split",
     "run_config",
     "write_run_start",
 ]
@@ -91,7 +98,78 @@ def read_config(path: Path) -> dict[str, Any]:
             f"{path} is a run folder of format version {version} (written by rnnkit {config.get('rnnkit_version')}), "
             f"newer than this rnnkit {__version__} reads (up to {FORMAT_VERSION}): upgrade rnnkit"
         )
-    return config
+    return validate_file(RunConfigFile, config, path / CONFIG_FILE)
+
+
+def read_split(path: Path) -> dict[str, Any]:
+    """``path/split.json`` of a run, checked against its declared model (:class:`~rnnkit.runs.schema.SplitFile`)."""
+    record = read_json(path / SPLIT_FILE)
+    if not isinstance(record, dict):
+        raise ValueError(f"{path / SPLIT_FILE}: expected a JSON object (the split record), got {type(record).__name__}")
+    return validate_file(SplitFile, record, path / SPLIT_FILE)
+
+
+class OutLock:
+    """Exclusive ``flock`` locks on run folders (the folder itself, no lock file), held while a ``train`` writes.
+
+    A second ``rnnkit train`` (or ``--resume``) on the same ``--out`` is refused in one line instead of both
+    writing into it. Where ``fcntl`` is missing (Windows) nothing is locked.
+    """
+
+    def __init__(self) -> None:
+        self._fds: list[int] = []
+
+    def add(self, folder: Path) -> None:
+        """Lock ``folder`` (an existing directory) or raise ``ValueError`` when another process holds it."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            here, held = os.stat(folder), os.fstat(fd)
+            if (here.st_dev, here.st_ino) != (held.st_dev, held.st_ino):  # replaced between open and lock
+                raise BlockingIOError
+        except OSError:
+            os.close(fd)
+            raise ValueError(
+                f"--out {folder} is being written by another rnnkit process; wait until it finishes, or choose "
+                "another --out"
+            ) from None
+        self._fds.append(fd)
+
+    def release(self) -> None:
+        for fd in self._fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)  # closing the descriptor releases its flock
+        self._fds.clear()
+
+
+@contextlib.contextmanager
+def hold_out(out: Path, *, create: bool) -> Iterator[OutLock]:
+    """Hold an exclusive lock on the run folder ``out`` for the body (see :class:`OutLock`).
+
+    ``create``: make ``out`` when it is missing (a fresh run), and remove it again when the body fails leaving
+    it empty, so that a refused command leaves no trace. Only rank 0 locks under torchrun.
+    """
+    lock = OutLock()
+    created = False
+    if distributed.is_main():
+        if create and not out.exists() and not out.is_symlink():
+            make_dirs(out)
+            created = True
+        if out.is_dir():
+            lock.add(out)
+    try:
+        yield lock
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only when still empty
+        raise
+    finally:
+        lock.release()
 
 
 def claim_out(out: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
@@ -160,10 +238,19 @@ def begin_run(
 
 
 def write_run_start(
-    out: Path, config: dict[str, Any], split_record: dict[str, Any] | None, *, resume: bool, overwrite: bool
+    out: Path,
+    config: dict[str, Any],
+    split_record: dict[str, Any] | None,
+    *,
+    resume: bool,
+    overwrite: bool,
+    lock: OutLock | None = None,
 ) -> None:
-    """Create ``out`` (emptying it first on ``overwrite``) and write ``config.json`` and ``split.json``.
+    """Create ``out`` and write ``config.json`` and ``split.json``.
 
+    On ``overwrite`` the new run is written into a fresh sibling folder first, and takes the place of ``out``
+    only once its config and split are written (:func:`replace_folder`): a failure at any point before leaves
+    the old run whole. ``lock`` (the :class:`OutLock` that holds ``out``) also locks the new folder.
     Call it only after the data was read and the model built, so that bad input never costs an existing run.
     """
     if resume:
@@ -180,13 +267,44 @@ def write_run_start(
     # under torchrun every rank has passed claim_out before rank 0 writes, and none goes on before it has written
     distributed.barrier()
     if distributed.is_main():
-        if overwrite and out.is_dir():
-            shutil.rmtree(out)
-        make_dirs(out)  # created and fsynced into its parent, so the folder survives a power loss
-        write_json_atomic(out / CONFIG_FILE, config)
-        if split_record is not None:
-            write_json_atomic(out / SPLIT_FILE, split_record)
+        if overwrite and out.is_dir() and any(out.iterdir()):
+            new = out.parent / f".{out.name}.new-{os.getpid()}-{secrets.token_hex(4)}"
+            make_dirs(new)
+            try:
+                if lock is not None:
+                    lock.add(new)
+                _write_start_files(new, config, split_record)
+                replace_folder(new, out)
+            except BaseException:
+                shutil.rmtree(new, ignore_errors=True)
+                raise
+        else:
+            make_dirs(out)  # created and fsynced into its parent, so the folder survives a power loss
+            _write_start_files(out, config, split_record)
     distributed.barrier()
+
+
+def _write_start_files(folder: Path, config: dict[str, Any], split_record: dict[str, Any] | None) -> None:
+    write_json_atomic(folder / CONFIG_FILE, config)
+    if split_record is not None:
+        write_json_atomic(folder / SPLIT_FILE, split_record)
+
+
+def replace_folder(new: Path, out: Path) -> None:
+    """Put the folder ``new`` in the place of the folder ``out`` (same parent), then delete the old one.
+
+    Two renames: ``out`` → a hidden sibling, ``new`` → ``out``; if the second fails the first is undone. At no
+    moment is the old folder partly deleted: it is removed only once the new one stands at ``out``.
+    """
+    old = out.parent / f".{out.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+    os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    fsync_dir(out.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def run_config(app: str | None, mcfg: ModelConfig, tcfg: TrainConfig, data: dict[str, Any], **extra) -> dict:

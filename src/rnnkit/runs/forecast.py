@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from rnnkit import metrics as M
-from rnnkit.cliutil import positive_int
+from rnnkit import ranges
+from rnnkit.cliutil import ranged
 from rnnkit.data.series import (
     Scaler,
     Series,
@@ -418,6 +419,7 @@ def predict(run: Run, items: list[str], *, data: str | None = None, horizon: int
             f"this run reads {fc.context} past steps; give at least {fc.context} values (got {len(values)})"
         )
     k = fc.horizon if horizon is None else int(horizon)
+    ranges.check(horizon=k)
     return [f"step {i}: {v:.6g}" for i, v in enumerate(fc.next_values(values, k), 1)]
 
 
@@ -519,14 +521,18 @@ class ForecastKind(RunKind):
         Flag(
             "--context",
             {
-                "type": positive_int,
+                "type": ranged("context"),
                 "default": None,
                 "help": "forecast: past steps the model reads (default: the task's)",
             },
         ),
         Flag(
             "--horizon",
-            {"type": positive_int, "default": None, "help": "forecast: steps ahead to predict (default: the task's)"},
+            {
+                "type": ranged("horizon"),
+                "default": None,
+                "help": "forecast: steps ahead to predict (default: the task's)",
+            },
         ),
         Flag(
             "--strategy",
@@ -540,7 +546,7 @@ class ForecastKind(RunKind):
         Flag(
             "--season",
             {
-                "type": positive_int,
+                "type": ranged("season"),
                 "default": None,
                 "help": "forecast: period of the seasonal-naive baseline (default: detected from the dates, else 1)",
             },

@@ -28,7 +28,17 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from rnnkit.runs.folder import CONFIG_FILE, Run, begin_run, finish_run, read_config, run_config, write_run_start
+from rnnkit.runs.folder import (
+    CONFIG_FILE,
+    OutLock,
+    Run,
+    begin_run,
+    finish_run,
+    hold_out,
+    read_config,
+    run_config,
+    write_run_start,
+)
 from rnnkit.runs.options import DEFAULTS, OPTIONS_KEY, RunOptions, options_record, restore_run_options
 from rnnkit.runs.registry import (  # re-exported: the registry is part of the run-kind API
     ENTRY_POINT_GROUP,
@@ -149,6 +159,19 @@ class RunKind:
         """
         out = Path(out)
         opts = self.check_options(opts)
+        with hold_out(out, create=not resume) as lock:
+            return self._train(opts, out, resume=resume, overwrite=overwrite, log=log, lock=lock)
+
+    def _train(
+        self,
+        opts: RunOptions,
+        out: Path,
+        *,
+        resume: bool,
+        overwrite: bool,
+        log: Callable[[str], None] | None,
+        lock: OutLock,
+    ) -> dict[str, Any]:
         opts, saved, existing = begin_run(
             out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.restore
         )
@@ -162,7 +185,7 @@ class RunKind:
         window = getattr(mcfg, "window", None) if getattr(mcfg, "model", None) == "window" else None  # W, if used
         filled = {**(self.defaults or DEFAULTS.get(self.name, {})), "window": window}
         config[OPTIONS_KEY] = options_record(opts, filled)
-        write_run_start(out, config, prepared.split_record, resume=resume, overwrite=overwrite and existing)
+        write_run_start(out, config, prepared.split_record, resume=resume, overwrite=overwrite and existing, lock=lock)
         self.before_fit(out, prepared, saved, log)
         result = fit(
             model,

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import distributed as dist_
+from rnnkit import ranges
 from rnnkit.checkpoint import read_json
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.datasets import _existing, _read_text
@@ -311,6 +312,7 @@ def continue_text(
         raise ValueError("a text to continue is empty; give at least one character")
     if length < 1:
         raise ValueError(f"the continuation length must be >= 1, got {length}")
+    ranges.check(temperature=temperature, top_k=top_k, seed=seed)
     ids = torch.as_tensor(vocab.encode(prefix, strict=True), dtype=torch.long).unsqueeze(0)  # (1, N)
     model.eval()
     device = model.head.weight.device

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from rnnkit import ranges
 from rnnkit.train import TrainConfig
 
 __all__ = [
@@ -67,6 +68,24 @@ class RunOptions:
     progress: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields
     options: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (horizon, context, beam, ...)
+
+    def __post_init__(self) -> None:
+        """Every number in its range (:data:`rnnkit.ranges.RANGES`, the command line's own checks)."""
+        ranges.check(
+            window=self.window,
+            embed=self.embed_dim or None,  # 0: real-valued inputs, no embedding
+            hidden=self.hidden_size,
+            layers=self.num_layers,
+            dropout=self.dropout,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed,
+            max_minutes=self.max_minutes,
+        )
+        for key in ("context", "horizon", "season", "beam", "max_len", "max_items"):
+            if isinstance(self.options.get(key), (int, float)):
+                ranges.check_value(key, self.options[key])
 
     def train_config(self, defaults: dict[str, Any] | None = None, **fields: Any) -> TrainConfig:
         """The trainer settings: epochs, batch size and learning rate (else the kind's ``defaults``), seed, time
@@ -180,6 +199,14 @@ def changed_settings(opts: RunOptions, resumed: RunOptions) -> list[str]:
     keys = [*DEFAULTS.get(resumed.task, {}), "window"]
     changed = [k for k in keys if hasattr(opts, k) and getattr(opts, k) not in (None, getattr(resumed, k))]
     changed += [k for k, v in opts.options.items() if v is not None and _plain(resumed.options.get(k)) != _plain(v)]
+    for key in ("val_data", "test_data"):  # another validation or test file is another run
+        given = getattr(opts, key)
+        if given is not None and absolute_path(given) != absolute_path(getattr(resumed, key)):
+            changed.append(key)
+    for key in ("text_column", "label_column"):
+        given = getattr(opts, key)
+        if given is not None and given != getattr(resumed, key):
+            changed.append(key)
     return changed
 
 

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rnnkit.checkpoint import read_json
-from rnnkit.cliutil import positive_int
+from rnnkit import ranges
+from rnnkit.cliutil import ranged
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.g2p import (
     Lexicon,
@@ -36,7 +36,7 @@ from rnnkit.data.g2p import (
     split_lexicon,
 )
 from rnnkit.data.vocab import Vocab
-from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS
@@ -282,7 +282,7 @@ def evaluate_app(run: Run, path: str | None) -> dict[str, Any]:
         lex = _read_lexicon(d["test_data"], d["unit"], lower)
     else:
         # only the test part: with --val-data, split.json's "val" lists words of that other file
-        record = read_json(run.path / SPLIT_FILE)
+        record = read_split(run.path)
         if "test" not in record:
             raise ValueError(f"{run.path / SPLIT_FILE} has no test list; it was not written by rnnkit train")
         lex = _read_lexicon(d["data"], d["unit"]).subset(record["test"])
@@ -308,6 +308,7 @@ def predict_app(run: Run, items: list[str], **options: Any) -> list[str]:
     beam = options.get("beam") or run.config["data"]["beam"]
     if not isinstance(beam, int) or beam < 1:
         raise ValueError(f"--beam must be a positive integer, got {beam!r}")
+    ranges.check(beam=beam)
     src_vocab, tgt_vocab = _vocabs(run)
     lower = run.config["data"].get("lowercase", False)
     ids = []
@@ -343,14 +344,14 @@ class Seq2SeqKind(RunKind):
         Flag(
             "--max-items",
             {
-                "type": positive_int,
+                "type": ranged("max_items"),
                 "default": None,
                 "help": "seq2seq/tag: use at most this many items (default: the task's)",
             },
         ),
         Flag(
             "--beam",
-            {"type": positive_int, "default": None, "help": "seq2seq: beam width at test time (default: the task's)"},
+            {"type": ranged("beam"), "default": None, "help": "seq2seq: beam width at test time (default: the task's)"},
         ),
     )
 

@@ -23,8 +23,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from rnnkit.checkpoint import read_json
-from rnnkit.cliutil import positive_int
+from rnnkit.cliutil import ranged
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.tagging import (
     TaggedSequences,
@@ -39,7 +38,7 @@ from rnnkit.data.tagging import (
 )
 from rnnkit.data.vocab import Vocab
 from rnnkit.metrics import confusion_matrix, macro_f1
-from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import TASKS, ModelConfig
@@ -219,7 +218,7 @@ def _saved_test(run: Run) -> TaggedSequences:
     if d["test_data"]:
         return read_conll(d["test_data"])
     data = _read_data(d["data"], d["max_items"])
-    record = read_json(run.path / SPLIT_FILE)
+    record = read_split(run.path)
     if data.fingerprint() != record.get("fingerprint") or len(data) != record.get("num_sequences"):
         raise ValueError(
             f"{d['data']} changed since the run was trained (its sequences differ from the saved split); "
@@ -284,7 +283,7 @@ class TagKind(RunKind):
         Flag(
             "--max-items",
             {
-                "type": positive_int,
+                "type": ranged("max_items"),
                 "default": None,
                 "help": "seq2seq/tag: use at most this many items (default: the task's)",
             },

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from rnnkit.checkpoint import read_json
-from rnnkit.cliutil import positive_int
+from rnnkit import ranges
+from rnnkit.cliutil import ranged
 from rnnkit.data import (
     LabeledItems,
     Split,
@@ -38,7 +38,7 @@ from rnnkit.data import (
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion_matrix, macro_f1
-from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
@@ -162,7 +162,7 @@ class _TextKind(RunKind):
         Flag(
             "--max-len",
             {
-                "type": positive_int,
+                "type": ranged("max_len"),
                 "default": None,
                 "help": "the most symbols an item may have; longer items are refused when training, evaluating and "
                 "predicting (default: no limit)",
@@ -309,6 +309,16 @@ class ClassifyKind(_TextKind):
     help = "classify (many->one)"
 
     def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
+        for key in ("beam", "horizon"):
+            if options.get(key) is not None:
+                raise ValueError(f"--{key} is not for a {run.task} run: leave it out")
+        if options.get("data") is not None:  # one item per line, after the ITEMs given
+            from rnnkit.data.datasets import _existing, _read_text
+
+            text = _read_text(_existing(options["data"], "--data file"))
+            items = [*items, *(line.strip() for line in text.splitlines() if line.strip())]
+            if not items:
+                raise ValueError(f"--data {options['data']} holds no item (one per line)")
         top = predict(run, items, top_k=options.get("top_k", 3))
         return [f"{item}: " + ", ".join(f"{c} {p:.3f}" for c, p in row) for item, row in zip(items, top, strict=True)]
 
@@ -448,7 +458,7 @@ def saved_test_data(run: Run) -> LabeledItems:
     if d["test_data"]:
         return _read(d["test_data"], opts)
     data = _read(d["data"], opts)
-    return apply_split(data, read_json(run.path / SPLIT_FILE)).test
+    return apply_split(data, read_split(run.path)).test
 
 
 def predict(run: Run, items: Sequence[str], top_k: int = 3) -> list[list[tuple[str, float]]]:
@@ -487,6 +497,8 @@ def sample(
     """``num`` items drawn from a generate run, of ``category`` when the run is conditional."""
     if run.task != "generate":
         raise ValueError(f"{run.path} is a {run.task} run; sample needs a generate run (use `rnnkit predict`)")
+    ranges.check(num=num, temperature=temperature, seed=seed, top_k=top_k)
+    ranges.check_value("sample_max_len", max_len, "--max-len")
     cond = None
     if run.config["data"]["conditional"]:
         if category is None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from rnnkit import ranges
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
 from rnnkit.tasks.config import ModelConfig
@@ -139,6 +140,7 @@ class SequenceGenerator(nn.Module):
             raise ValueError(f"n and max_len must be ≥ 1, got n={n}, max_len={max_len}")
         if temperature < 0:
             raise ValueError(f"temperature must be ≥ 0, got {temperature}")
+        ranges.check(temperature=temperature)
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be ≥ 1, got {top_k}")
         prefix = [int(i) for i in prefix]

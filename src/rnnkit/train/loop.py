@@ -10,6 +10,8 @@ shown).
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -197,6 +199,25 @@ def record_epoch(
     return improved, stopped
 
 
+CHECKPOINT_SECONDS = 120.0
+"""Seconds of training between mid-epoch checkpoints (after every epoch one is written anyway); the environment
+variable ``RNNKIT_CHECKPOINT_SECONDS`` overrides it (0: after every step)."""
+
+
+def checkpoint_seconds() -> float:
+    """:data:`CHECKPOINT_SECONDS`, or ``RNNKIT_CHECKPOINT_SECONDS`` when set to a finite number >= 0."""
+    text = os.environ.get("RNNKIT_CHECKPOINT_SECONDS")
+    if text is None:
+        return CHECKPOINT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"RNNKIT_CHECKPOINT_SECONDS must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
 class Trainer:
     """Trains a task model; see :func:`fit` for the arguments. Callbacks get the trainer itself.
 
@@ -289,6 +310,7 @@ class Trainer:
             self.model, cfg, self.optimizer, self.scheduler, self._processes, device, self._diverged
         )
         self._deadline = (time.monotonic(), None if cfg.max_minutes is None else cfg.max_minutes * 60.0)
+        self._last_save = time.monotonic()
         stopped: str | None = st["stopped_reason"] if st["stopped_reason"] in FINAL_STOPS else None
         if st["epoch"] >= cfg.epochs:
             stopped = STOP_COMPLETED
@@ -334,16 +356,16 @@ class Trainer:
             decision = self._agreed_stop()
             if decision is not None and st["batch_in_epoch"] < steps:
                 # a mid-epoch stop: save exactly where we are, RNG states (and the TBPTT state) included
-                st["epoch_acc"] = self._processes.acc_to_save(acc)
-                bd = getattr(self.model, "state_batch_dim", 1)
-                st["tbptt"] = stepper.carry.to_json(bd) if cfg.tbptt is not None else None
-                st["best_is_current"] = False
-                self._save()
+                self._save_mid_epoch(acc, stepper)
                 progress.line(
                     f"stopped ({decision}) at epoch {e + 1}, batch {st['batch_in_epoch']}, step {st['step']}; the "
                     "checkpoint is saved" + (", continue with --resume" if self.checkpoint_dir else "")
                 )
                 return decision
+            if st["batch_in_epoch"] < steps and self._periodic_save_due():
+                t_save = time.monotonic()
+                self._save_mid_epoch(acc, stepper)
+                t_epoch += time.monotonic() - t_save  # checkpoint writing is not training time
         if acc["n"] == 0:
             raise ValueError(f"the training data gave no batches in epoch {e + 1}")
         stopped = self._end_epoch(e, acc, t_epoch, progress)
@@ -353,6 +375,25 @@ class Trainer:
         if stopped == STOP_TIME:
             progress.line(f"time budget of {cfg.max_minutes} min reached after epoch {e + 1}")
         return stopped
+
+    def _save_mid_epoch(self, acc: dict[str, Any], stepper: Stepper) -> None:
+        """Save exactly where we are inside an epoch: running sums, RNG states and the TBPTT state included, so a
+        resume continues bit for bit (the weights of the best epoch are saved beside, as they differ now)."""
+        st = self.state
+        st["epoch_acc"] = self._processes.acc_to_save(acc)
+        bd = getattr(self.model, "state_batch_dim", 1)
+        st["tbptt"] = stepper.carry.to_json(bd) if self.config.tbptt is not None else None
+        st["best_is_current"] = False
+        self._save()
+        self._last_save = time.monotonic()
+
+    def _periodic_save_due(self) -> bool:
+        """Whether a mid-epoch checkpoint is due: every :data:`CHECKPOINT_SECONDS` of training (environment
+        ``RNNKIT_CHECKPOINT_SECONDS``; 0: after every step), so that a kill at any moment loses at most that much.
+        Only a single process writing a checkpoint folder does this (under DDP the decision would need agreeing)."""
+        if self.checkpoint_dir is None or self._processes.several or not self._files.writes:
+            return False
+        return time.monotonic() - self._last_save >= checkpoint_seconds()
 
     def _begin_epoch(self, e: int, ck: Checkpoint | None, device: torch.device) -> tuple[Iterator[Batch], dict]:
         """Reseed, open epoch ``e``'s batches and its running sums; a mid-epoch resume skips the trained batches

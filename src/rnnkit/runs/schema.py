@@ -1,0 +1,129 @@
+"""Declared models of the files rnnkit reads back from a run folder (pydantic v2), checked before any use.
+
+A file that does not match is refused in one line naming the file, the field and what was expected
+(``RUN/config.json: field model.hidden_size: Input should be greater than or equal to 1 (got 0)``), instead of a
+``KeyError`` deep inside a command. The models describe what every rnnkit since 0.1.0 writes: unknown extra keys
+are kept (a kind's own sections), missing required sections and wrong types are not.
+
+- :class:`RunConfigFile` — ``config.json`` (format tag, ``model``, ``train``, ``data``, the vocabulary, classes);
+- :class:`VocabSection` — a vocabulary as :meth:`rnnkit.data.Vocab.to_dict` writes it;
+- :class:`SplitFile` — ``split.json``.
+
+This module imports nothing from the rest of :mod:`rnnkit.runs`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = ["RunConfigFile", "SplitFile", "VocabSection", "validate_file"]
+
+SIZE = 2**20  # no saved size beyond a million: a hand-edited config cannot ask for a model of 10^11 units
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=False)
+
+
+class ModelSection(_Open):
+    """``config.json``'s ``model``: the task model's config (:class:`rnnkit.tasks.ModelConfig`)."""
+
+    task: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    hidden_size: int = Field(ge=1, le=SIZE)
+    num_layers: int = Field(ge=1, le=64)
+    vocab_size: int = Field(default=0, ge=0, le=SIZE)
+    input_features: int = Field(default=0, ge=0, le=SIZE)
+    num_classes: int = Field(default=0, ge=0, le=SIZE)
+    embed_dim: int = Field(default=0, ge=0, le=SIZE)
+    bidirectional: bool = False
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    window: int | None = Field(default=None, ge=1, le=SIZE)
+
+
+class VocabSection(_Open):
+    """A vocabulary: its unit, specials and symbols (unique), and the optional maximum item length."""
+
+    unit: Literal["char", "word"] = "char"
+    fold_ascii: bool = False
+    specials: list[str] = Field(default_factory=list)
+    symbols: list[str]
+    max_len: int | None = Field(default=None, ge=1)
+
+    @field_validator("symbols")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        return _unique_list(v)
+
+
+class RunConfigFile(_Open):
+    """``config.json`` of a run folder."""
+
+    format: Literal["rnnkit-run"]
+    format_version: int = Field(default=1, ge=1)
+    rnnkit_version: str | None = None
+    app: str | None = None
+    model: ModelSection
+    train: dict[str, Any]
+    data: dict[str, Any]
+    vocab: VocabSection | None = None
+    classes: list[str] | None = None
+
+    @field_validator("classes")
+    @classmethod
+    def _unique(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _unique_list(v)
+
+    @field_validator("train")
+    @classmethod
+    def _finite(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key, value in v.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"train.{key} must be a finite number")
+        return v
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> RunConfigFile:
+        if self.model.vocab_size and self.vocab is None:
+            raise ValueError("vocab: expected the vocabulary (the model reads symbols), found none")
+        if self.model.task == "classify" and self.classes is None:
+            raise ValueError("classes: expected the list of class names of a classify run, found none")
+        return self
+
+
+class SplitFile(_Open):
+    """``split.json``: which items went to train / validation / test."""
+
+    seed: int | None = None
+    train: list[Any] | None = None
+    val: list[Any] | None = None
+    test: list[Any] | None = None
+
+
+def _unique_list(v: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for item in v:
+        if item in seen:
+            raise ValueError(f"expected unique names, {item!r} appears twice")
+        seen.add(item)
+    return v
+
+
+def validate_file(model: type[BaseModel], data: Any, path: Path) -> Any:
+    """``data`` (a file's parsed JSON) checked against ``model``; returns it unchanged, or raises ``ValueError``:
+    ``PATH: field a.b: what was expected (got ...)`` for the first problem."""
+    try:
+        model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(the whole file)"
+        msg = first["msg"].removeprefix("Value error, ")
+        got = first.get("input")
+        shown = "" if isinstance(got, (dict, list)) or first["type"] == "missing" else f" (got {got!r:.60})"
+        more = f"; {e.error_count() - 1} more problem(s)" if e.error_count() > 1 else ""
+        raise ValueError(f"{path}: field {where}: {msg}{shown}{more}; the file was edited or damaged") from None
+    return data
