@@ -176,6 +176,17 @@ def test_run_reports_hold_metrics_curve_and_confusion(client: TestClient, runs: 
     assert one["confusion"] is None or len(one["confusion"]["matrix"]) == len(LETTERS)
 
 
+def test_the_page_and_its_script_are_served_from_the_package(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'src="static/page.js"' in page.text and "http" not in page.text.replace('href="docs"', "")  # no CDN
+    script = client.get("/static/page.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert "fetch(" in script.text and "https://" not in script.text
+    assert_error(call(client, "GET", "/static/missing.js"), 404)
+    assert client.get("/static/..%2F__init__.py").status_code == 404
+
+
 # --------------------------------------------------------------------------------------------------------------
 # What a bad request gets
 
