@@ -112,7 +112,6 @@ def test_the_page_in_a_browser(browser, url: str, tmp_path: Path) -> None:
     card = browser.find_element(By.ID, "run-generate")
     card.find_element(By.CSS_SELECTOR, ".sample-button").click()
     wait.until(lambda d: len(card.find_elements(By.CSS_SELECTOR, ".samples li")) == 10)
-    assert all(li.text for li in card.find_elements(By.CSS_SELECTOR, ".samples li"))
     browser.save_screenshot(str(tmp_path / "generate.png"))
 
     # a forecaster: the series and its forecast drawn
