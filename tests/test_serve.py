@@ -114,7 +114,8 @@ def assert_error(answer, status: int, *needles: str) -> None:
 def test_health_says_what_the_runs_serve(client: TestClient) -> None:
     code, _, body = call(client, "GET", "/health")
     assert code == 200 and body["status"] == "ok"
-    assert body["endpoints"] == ["GET /health", "GET /runs", f"POST {C}/predict", f"POST {G}/sample"]
+    demos = ["POST /demo/tiny", "POST /demo/flow"]
+    assert body["endpoints"] == ["GET /health", "GET /runs", f"POST {C}/predict", f"POST {G}/sample", *demos]
     assert body["runs"]["classify"]["task"] == "classify" and body["runs"]["classify"]["classes"] == sorted(LETTERS)
     assert body["runs"]["generate"]["conditional"] is True
     assert body["limits"]["max_bytes"] == LIMITS.max_bytes and body["limits"]["max_beam"] == 16
@@ -125,7 +126,7 @@ def test_one_run_health_has_its_task_at_the_top(runs: dict[str, Path]) -> None:
     with TestClient(create_app(runs["generate"])) as c:
         body = c.get("/health").json()
     assert body["task"] == "generate" and body["run"] == "generate" and body["conditional"] is True
-    assert body["endpoints"] == ["GET /health", "GET /runs", f"POST {G}/sample"]
+    assert body["endpoints"] == ["GET /health", "GET /runs", f"POST {G}/sample", "POST /demo/tiny", "POST /demo/flow"]
 
 
 def test_openapi_states_the_schemas_and_limits(client: TestClient) -> None:
@@ -185,6 +186,25 @@ def test_the_page_and_its_script_are_served_from_the_package(client: TestClient)
     assert "fetch(" in script.text and "https://" not in script.text
     assert_error(call(client, "GET", "/static/missing.js"), 404)
     assert client.get("/static/..%2F__init__.py").status_code == 404
+
+
+def test_the_gradient_demo_answers_what_diagnostics_computes(client: TestClient) -> None:
+    from rnnkit.diagnostics import compare_flow, show_grads
+
+    code, _, body = call(client, "POST", "/demo/tiny", {"wh": 0.5, "lengths": [1, 10]})
+    assert code == 200 and body["lines"] == show_grads(0.5, [1, 10])
+    assert body["rows"][1]["length"] == 10 and body["rows"][1]["grads"]["wh"] == pytest.approx(2 * 10 * 0.5**9)
+    code, _, body = call(client, "POST", "/demo/tiny", {"wh": 10, "lengths": [50]})
+    assert code == 200 and body["lines"][0] == "wh_init = 10"  # float32 overflows: null, not NaN in the JSON
+    code, _, body = call(client, "POST", "/demo/flow", {"models": ["rnn", "gru"], "length": 12, "hidden": 8})
+    want = compare_flow(["rnn", "gru"], 12, 8)
+    assert code == 200 and set(body["norms"]) == set(want) == {"rnn l0", "gru l0"}
+    assert body["norms"]["gru l0"] == pytest.approx(want["gru l0"])
+    assert_error(call(client, "POST", "/demo/tiny", {"lengths": [0]}), 400, "'lengths'[0] must be ≥ 1")
+    assert_error(call(client, "POST", "/demo/flow", {"length": 201}), 400, "'length' must lie in [1, 200]")
+    assert_error(call(client, "POST", "/demo/flow", {"models": ["tcn"]}), 400, "'models'[0]")
+    page = client.get("/demo")
+    assert page.status_code == 200 and 'src="static/demo.js"' in page.text
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -142,3 +142,34 @@ def test_the_page_in_a_browser(browser, url: str, tmp_path: Path) -> None:
     assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("page", "classify", "generate", "report"))
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors
+
+
+def test_the_gradient_demo_in_a_browser(browser, url: str, tmp_path: Path) -> None:
+    wait = WebDriverWait(browser, 30)
+    browser.get(url + "demo")
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#tiny-table tr")
+    assert len(rows) == 1 + 6 and "∂L/∂wh" in rows[0].text
+    assert {p.get_attribute("data-series") for p in browser.find_elements(By.CSS_SELECTOR, "svg.flow path")} == {
+        "rnn l0",
+        "lstm l0",
+        "gru l0",
+    }
+    wh = browser.find_element(By.ID, "wh")
+    wh.clear()
+    wh.send_keys("2")
+    lengths = browser.find_element(By.ID, "lengths")
+    lengths.clear()
+    lengths.send_keys("1 3")
+    browser.find_element(By.ID, "tiny-button").click()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#tiny-table tr")) == 3)
+    # L = 3, w_h = 2: ∂L/∂h_init = 2·w_h³ = 16, ∂L/∂w_h = 2L·w_h² = 24
+    assert browser.find_elements(By.CSS_SELECTOR, "#tiny-table tr")[2].text.split()[:3] == [
+        "3",
+        "16.000000",
+        "24.000000",
+    ]
+    browser.save_screenshot(str(tmp_path / "demo.png"))
+    assert (tmp_path / "demo.png").stat().st_size > 1000
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == [], errors

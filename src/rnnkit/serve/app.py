@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -124,6 +124,68 @@ def _models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
     return predict, sample_
 
 
+class TinyRequest(BaseModel):
+    """The lecture's TinyRNN: ``h_t = relu(w_h·h_{t−1})``, the loss gradients for each sequence length."""
+
+    model_config = ConfigDict(extra="forbid")
+    wh: StrictFloat = Field(1.0, ge=-100.0, le=100.0, allow_inf_nan=False)
+    lengths: list[Annotated[StrictInt, Field(ge=1, le=200)]] = Field([1, 2, 5, 10, 20, 50], min_length=1, max_length=20)
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class TinyRow(BaseModel):
+    length: int
+    grads: dict[str, float | None]
+
+
+class TinyAnswer(BaseModel):
+    lines: list[str]
+    rows: list[TinyRow]
+
+
+class FlowRequest(BaseModel):
+    """‖∂L/∂h_t‖ through time of fresh rnn/lstm/gru cores on one synthetic batch (``rnnkit gradients --compare``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    models: list[Literal["rnn", "lstm", "gru"]] = Field(["rnn", "lstm", "gru"], min_length=1, max_length=3)
+    length: StrictInt = Field(50, ge=1, le=200)
+    hidden: StrictInt = Field(32, ge=1, le=128)
+    seed: StrictInt = Field(0, ge=0, le=2**31 - 1)
+
+
+class FlowAnswer(BaseModel):
+    norms: dict[str, list[float | None]]
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def tiny_table(wh: float, lengths: list[int], dtype: str) -> dict[str, Any]:
+    """:func:`rnnkit.diagnostics.show_grads`: its lines, and its gradients per length at full precision."""
+    import torch
+
+    from rnnkit.diagnostics import _tiny_run, show_grads
+
+    wh = int(wh) if float(wh).is_integer() else wh  # printed as given: 1 stays 1
+    torch_dtype = getattr(torch, dtype)
+    lines = show_grads(wh, lengths, torch_dtype)
+    rows = []
+    for length in lengths:
+        rnn, _ = _tiny_run(wh, length, torch_dtype)  # the run show_grads prints one line of
+        grads = {name: _finite(float(p.grad)) for name, p in rnn.named_parameters()}
+        rows.append({"length": length, "grads": grads})
+    return {"lines": lines, "rows": rows}
+
+
+def flow_curves(models: list[str], length: int, hidden: int, seed: int) -> dict[str, Any]:
+    """:func:`rnnkit.diagnostics.compare_flow` with non-finite norms as null."""
+    from rnnkit.diagnostics import compare_flow
+
+    norms = compare_flow(models, length, hidden, seed=seed)
+    return {"norms": {k: [_finite(v) for v in vs] for k, vs in norms.items()}}
+
+
 _KIND_WORDS = {
     "int": "an integer",
     "float": "a finite number",
@@ -163,6 +225,9 @@ def _validation_message(error: dict[str, Any], models: dict[str, type[BaseModel]
         for meta in field.metadata if field else ():
             lo = getattr(meta, "ge", lo)
             hi = getattr(meta, "le", hi)
+        if lo is None and hi is None:  # a list's entry: its own bound only
+            bound = f"≥ {ctx['ge']}" if "ge" in ctx else f"≤ {ctx.get('le')}"
+            return f"{name} must be {bound}, got {error.get('input')}"
         return f"{name} must lie in [{lo}, {hi}], got {error.get('input')}"
     if kind == "too_short":
         return f"{name} is empty" if name == '"items"' else f"{name}: {error.get('msg')}"
@@ -370,7 +435,7 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
             raise ValueError(f"limit {key} must be a positive number, got {value!r}")
     served = {name: _Served(run, threading.Lock()) for name, run in zip(_names(loaded), loaded, strict=True)}
     predict_model, sample_model = _models(limits)
-    models = {"predict": predict_model, "sample": sample_model}
+    models = {"predict": predict_model, "sample": sample_model, "tiny": TinyRequest, "flow": FlowRequest}
 
     app = FastAPI(
         title="rnnkit serve",
@@ -386,7 +451,7 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
         out = ["GET /health", "GET /runs"]
         for name, s in served.items():
             out += [f"POST /runs/{name}/{e}" for e in kind_of(s.run).endpoints if e in models]
-        return out
+        return [*out, "POST /demo/tiny", "POST /demo/flow"]
 
     @app.middleware("http")
     async def headers(request: Request, call_next: Any) -> Any:
@@ -504,9 +569,27 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
                 summary=f"sample from {name} ({s.run.task})",
             )
 
+    demo_lock = threading.Lock()
+
+    @app.post("/demo/tiny", tags=["lecture"])
+    def demo_tiny(body: TinyRequest) -> TinyAnswer:
+        """The lecture's TinyRNN table (``rnnkit gradients --tiny``) for one ``wh`` and the given lengths."""
+        with demo_lock:
+            return TinyAnswer(**tiny_table(body.wh, body.lengths, body.dtype))
+
+    @app.post("/demo/flow", tags=["lecture"])
+    def demo_flow(body: FlowRequest) -> FlowAnswer:
+        """‖∂L/∂h_t‖ through time for rnn/lstm/gru (``rnnkit gradients --compare``)."""
+        with demo_lock:
+            return FlowAnswer(**flow_curves(body.models, body.length, body.hidden, body.seed))
+
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/demo", include_in_schema=False)
+    def demo_page() -> FileResponse:
+        return FileResponse(STATIC / "demo.html", media_type="text/html; charset=utf-8")
 
     @app.get("/static/{file}", include_in_schema=False)
     def static(file: str) -> FileResponse:
