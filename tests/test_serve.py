@@ -405,6 +405,17 @@ def test_cli_serve_errors_are_one_line(runs: dict[str, Path], rnnkit_main, tmp_p
         assert len(lines) == 1 and lines[0].startswith("rnnkit: error: ") and needle in lines[0], err
 
 
+def test_cli_serve_without_the_extra_says_how_to_get_it(runs: dict[str, Path], rnnkit_main, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "rnnkit.serve.app", None)  # as if fastapi/uvicorn were not installed
+    code, out, err = rnnkit_main("serve", runs["classify"])
+    assert (
+        code == 2
+        and out == ""
+        and err.splitlines()
+        == ["rnnkit: error: rnnkit serve needs the serve extra: pip install 'rnnkit[serve]' (FastAPI and uvicorn)"]
+    )
+
+
 def test_uvicorn_subprocess_answers_and_sigterm_stops_it_cleanly(runs: dict[str, Path]) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.Popen(

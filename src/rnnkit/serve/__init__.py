@@ -30,6 +30,7 @@ it there, or put a proxy in front. SIGINT and SIGTERM stop it cleanly (requests 
 
 from __future__ import annotations
 
+import importlib
 import signal
 import sys
 import threading
@@ -93,7 +94,7 @@ def add_cli(subparsers: Any) -> None:
 
 def _cmd_serve(args: Any) -> int:
     try:
-        from rnnkit.serve import app as web
+        web = importlib.import_module("rnnkit.serve.app")
     except ImportError:
         print(f"rnnkit: error: {_MISSING}", file=sys.stderr)
         return 2
