@@ -1,0 +1,168 @@
+"""A bounded load test of ``rnnkit serve`` on loopback: N concurrent clients for at most 60 s in all.
+
+    python benchmarks/serve_load.py [--clients 20] [--seconds 15] [--baseline 11d0336] [--keep-alive]
+
+Serves the release's classify and generate run folders (tests/fixtures/runs/v0.1.0, copied to a temp folder) in a
+subprocess, then for ``predict`` and then ``sample`` runs ``--clients`` threads, each opening a connection per
+request (as the baseline must; ``--keep-alive`` reuses one), sending requests back to back for ``--seconds``.
+Prints requests/second, p50/p99 latency, the requests that failed (none should: a failure is a non-200 answer or
+a broken connection), whether the server still answers and its resident memory before and after.
+``--baseline COMMIT`` measures the hand-written http.server of that commit (``src/rnnkit/serve.py``; HTTP/1.0,
+paths without ``/runs/NAME``) the same way, for comparison.
+"""
+
+import argparse
+import http.client
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures" / "runs" / "v0.1.0"
+REQUESTS = {
+    "predict": ("classify", {"items": ["nors", "sun"], "top_k": 2}),
+    "sample": ("generate", {"category": "north", "num": 5, "temperature": 0.8, "max_len": 12}),
+}
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start(cmd: list[str]) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    line = proc.stdout.readline()
+    # keep reading what it prints (uvicorn's access log goes to stdout): a full pipe would block the server
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    port = int(line.split("http://127.0.0.1:")[1].split(":")[0].split("/")[0].rstrip())
+    for _ in range(200):
+        try:
+            http.client.HTTPConnection("127.0.0.1", port, timeout=2).request("GET", "/health")
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("the server did not come up")
+
+
+def load(port: int, path: str, body: dict, clients: int, seconds: float, keep_alive: bool) -> dict:
+    data = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        conn = None
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            try:
+                if conn is None or not keep_alive:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                conn.request("POST", path, body=data, headers=headers)
+                resp = conn.getresponse()
+                resp.read()
+                if resp.status != 200:
+                    failures[i] += 1
+                if not keep_alive or resp.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except OSError:
+                failures[i] += 1
+                conn = None
+                continue
+            latencies[i].append(time.perf_counter() - t0)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    lat = sorted(x for per in latencies for x in per)
+    q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0] if lat else 0.0] * 99
+    return {
+        "requests": len(lat),
+        "rps": len(lat) / elapsed,
+        "p50_ms": q[49] * 1e3,
+        "p99_ms": q[98] * 1e3,
+        "failed": sum(failures),
+    }
+
+
+def measure(label: str, cmd: list[str], prefix: dict[str, str], args: argparse.Namespace, keep_alive: bool) -> None:
+    proc, port = start(cmd)
+    try:
+        before = rss_kib(proc.pid)
+        for endpoint, (run, body) in REQUESTS.items():
+            r = load(port, prefix[run] + "/" + endpoint, body, args.clients, args.seconds, keep_alive)
+            print(
+                f"{label:9s} {endpoint:8s} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms"
+                f"  {r['requests']} requests, {r['failed']} failed",
+                flush=True,
+            )
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/health")
+        up = conn.getresponse().status == 200
+        print(f"{label:9s} still answers: {up}; RSS {before // 1024} MiB before, {rss_kib(proc.pid) // 1024} MiB after")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clients", type=int, default=20)
+    p.add_argument("--seconds", type=float, default=15.0, help="per endpoint (at most 30, so 60 s in all)")
+    p.add_argument("--baseline", metavar="COMMIT", help="also measure the http.server of this commit")
+    p.add_argument(
+        "--keep-alive", action="store_true", help="reuse each client's connection (the baseline cannot: HTTP/1.0)"
+    )
+    args = p.parse_args()
+    args.seconds = min(args.seconds, 30.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [str(shutil.copytree(FIXTURES / k, Path(tmp) / k)) for k in ("classify", "generate")]
+        cmd = [sys.executable, "-m", "rnnkit", "serve", *runs, "--port", "0", "--max-items", "256"]
+        prefixes = {"classify": "/runs/classify", "generate": "/runs/generate"}
+        measure("fastapi", cmd, prefixes, args, args.keep_alive)
+        if args.baseline:
+            old = subprocess.run(
+                ["git", "show", f"{args.baseline}:src/rnnkit/serve.py"], cwd=ROOT, capture_output=True, text=True
+            )
+            if old.returncode != 0:
+                print(f"no src/rnnkit/serve.py at {args.baseline}: {old.stderr.strip()}")
+                return 1
+            (Path(tmp) / "old_serve.py").write_text(old.stdout)
+            for run in runs:
+                code = (
+                    f"import sys; sys.path.insert(0, {tmp!r}); import old_serve; "
+                    f"s = old_serve.serve({run!r}, port=0, quiet=True); "
+                    "print(f'serving on {s.url}:', flush=True); s.serve_forever()"
+                )
+                label = "http.srv"
+                name = Path(run).name
+                proc_cmd = [sys.executable, "-c", code]
+                args_one = argparse.Namespace(**vars(args))
+                one = {k: v for k, v in REQUESTS.items() if v[0] == name}
+                saved = dict(REQUESTS)
+                REQUESTS.clear()
+                REQUESTS.update(one)
+                try:
+                    measure(label, proc_cmd, {name: ""}, args_one, False)
+                finally:
+                    REQUESTS.clear()
+                    REQUESTS.update(saved)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""Serve trained runs over HTTP with FastAPI on uvicorn (extra ``serve``): JSON answers and a page at ``/``.
+
+``rnnkit serve RUN [RUN ...]`` (or :func:`serve`) answers, for each run folder NAME it is given:
+
+``GET /health``
+    ``{"status": "ok", "endpoints": [...], "limits": {...}, "runs": {NAME: {"task": ..., "model": ..., ...}}}``
+    (with one run, its ``task``, ``app``, ``model``, ``run`` and ``classes`` at the top too).
+``POST /runs/NAME/predict`` (runs of every kind but generate)
+    ``{"items": ["Anna", ...], "top_k": 3}`` → ``{"predictions": [{"item": "Anna", "top": [{"label": "Alpha",
+    "prob": 0.91}, ...]}, ...]}``; for a run of another kind (``beam``, ``horizon`` and ``top_k`` are passed on) →
+    ``{"lines": [...]}``, the lines ``rnnkit predict`` prints.
+``POST /runs/NAME/sample`` (generate runs)
+    ``{"category": "Alpha", "num": 10, "temperature": 0.8, "seed": 0, "prefix": "", "max_len": 30, "top_k": null}``
+    (all optional but ``category`` for a conditional run) → ``{"samples": ["Anna", ...]}``.
+``GET /runs``, ``GET /runs/NAME``
+    the runs' reports: metrics, training curve (curve.csv), confusion matrix.
+``GET /``
+    the page: every run's report, and a box for each run's predict or sample.
+``GET /docs``, ``GET /openapi.json``
+    the request and response schemas (pydantic models carrying the limits).
+
+Every error is JSON ``{"error": "<one line>"}`` with a 4xx status: 400 malformed JSON, a body that is not an object,
+unknown fields, wrong types or values out of range, unknown symbols or categories; 404 a path not served; 405 the
+wrong method (with ``Allow``); 408 a body that does not arrive in time; 411 no ``Content-Length``; 413 a body over
+``max_bytes``; 415 a body that is not ``application/json`` (UTF-8); 503 more than ``max_connections`` at once
+(uvicorn's ``limit_concurrency``). A bug gives 500 with a generic message: the traceback goes to the server's log,
+never to the client. The server binds the loopback interface unless told otherwise and has no authentication: keep
+it there, or put a proxy in front. SIGINT and SIGTERM stop it cleanly (requests in flight finish).
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import sys
+import threading
+from typing import Any
+
+__all__ = ["LOOPBACK", "HTTPError", "Limits", "add_cli", "create_app", "serve"]
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+_MISSING = "rnnkit serve needs the serve extra: pip install 'rnnkit[serve]' (FastAPI and uvicorn)"
+
+
+def __getattr__(name: str) -> Any:
+    """``Limits``, ``serve``, ``create_app``, ... from :mod:`rnnkit.serve.app` (imported on first use, so that
+    ``rnnkit --help`` works without the serve extra)."""
+    if name in ("HTTPError", "Limits", "Server", "create_app", "serve", "report"):
+        from rnnkit.serve import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module 'rnnkit.serve' has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# rnnkit serve
+
+
+def _port(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is an integer in [0, 65535], got {text!r}")
+    return value
+
+
+def add_cli(subparsers: Any) -> None:
+    """Declare ``rnnkit serve RUN [RUN ...] [--host H] [--port P] [--max-bytes N] [--max-items N]``."""
+    from rnnkit.cliutil import Formatter, positive_int
+
+    p = subparsers.add_parser(
+        "serve",
+        help="serve trained runs over HTTP on localhost: a page at /, JSON at /runs/NAME/predict|sample, /docs",
+        description=(
+            "Serve run folders (FastAPI on uvicorn; extra `serve`): the page at /, GET /health,\n"
+            'POST /runs/NAME/predict {"items": [...], "top_k": 3};\n'
+            'POST /runs/NAME/sample {"category": ..., "num": 10} (NAME is the run folder\'s name)\n'
+            '; schemas at /docs. Errors are JSON {"error": ...} with a 4xx status.\n'
+            "No authentication: keep the loopback host. Ctrl-C or SIGTERM stops it."
+        ),
+        formatter_class=Formatter,
+    )
+    p.add_argument("run", nargs="+", help="run folders written by `rnnkit train`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (anything but loopback exposes the model)")
+    p.add_argument("--port", type=_port, default=8000, help="TCP port; 0 picks a free one")
+    p.add_argument("--max-bytes", type=positive_int, default=65536, help="largest request body (413 beyond)")
+    p.add_argument("--max-items", type=positive_int, default=256, help="most items per predict request")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: Any) -> int:
+    try:
+        web = importlib.import_module("rnnkit.serve.app")
+    except ImportError:
+        print(f"rnnkit: error: {_MISSING}", file=sys.stderr)
+        return 2
+    from rnnkit.runs import load_run
+
+    runs = [load_run(path) for path in args.run]
+    limits = web.Limits(max_bytes=args.max_bytes, max_items=args.max_items)
+    server = web.serve(runs, args.host, args.port, limits=limits)
+    if args.host not in LOOPBACK:
+        print(
+            f"rnnkit serve: warning: listening on {args.host}, beyond this machine, without authentication",
+            file=sys.stderr,
+        )
+    names = ", ".join(f"{r.path.name} ({r.task})" for r in runs)
+    print(f"serving {names} on {server.url}: the page at /, schemas at /docs (Ctrl-C stops)", flush=True)
+    # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again for the handler it found: a quiet
+    # one here, so that a stop asked for is a clean exit (code 0) rather than death by the signal
+    caught: list[int] = []
+    quiet = {}
+    if threading.current_thread() is threading.main_thread():
+        quiet = {sig: signal.signal(sig, lambda s, f: caught.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        for sig, handler in quiet.items():
+            signal.signal(sig, handler)
+    print("stopped", flush=True)
+    return 0

@@ -1,0 +1,678 @@
+"""The ASGI application of ``rnnkit serve`` (FastAPI) and the uvicorn server that runs it.
+
+:func:`create_app` builds the app for one or more runs; :func:`serve` binds a socket and returns a
+:class:`Server` (uvicorn) that answers on it. Limits live in :class:`Limits`: the request models carry the per-field
+bounds (so ``/openapi.json`` shows them), :class:`_BodyLimit` (ASGI middleware) the body's size, type and the time a
+client may take to send it, uvicorn the header size (h11), concurrent connections (``limit_concurrency``, 503
+beyond) and idle keep-alive connections (``timeout_keep_alive``).
+"""
+
+import asyncio
+import csv
+import json
+import math
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rnnkit import __version__
+from rnnkit.runs import Run, kind_of, load_run, sample
+
+__all__ = ["HTTPError", "Limits", "Server", "create_app", "report", "serve"]
+
+STATIC = Path(__file__).with_name("static")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; beyond it the server answers 4xx without running the model."""
+
+    max_bytes: int = 65536  # request body (413 beyond)
+    max_items: int = 256  # items per predict request
+    max_item_chars: int = 1000  # characters per item (and per sample prefix)
+    max_num: int = 100  # samples per sample request
+    max_len: int = 200  # symbols per sample
+    max_top_k: int = 1000  # predict top_k, sample top_k
+    max_beam: int = 16  # predict beam (seq2seq runs)
+    max_horizon: int = 1000  # predict horizon (forecast steps, characters an lm run generates)
+    timeout: float = 10.0  # seconds a client may take to send its whole request body (408 beyond)
+    max_connections: int = 64  # uvicorn's limit_concurrency: more at once get 503
+
+
+class HTTPError(Exception):
+    """An answer other than 200: ``status`` and a one-line ``message`` for the client."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class JSON(JSONResponse):
+    """Every answer: UTF-8 JSON, never cached."""
+
+    media_type = "application/json; charset=utf-8"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False).encode("utf-8")
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSON:
+    return JSON({"error": " ".join(str(message).split()) or "error"}, status_code=status, headers=headers)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Request and response models (bounds from the limits, so /openapi.json states them)
+
+
+class Top(BaseModel):
+    label: str
+    prob: float
+
+
+class Prediction(BaseModel):
+    item: str
+    top: list[Top]
+
+
+class PredictAnswer(BaseModel):
+    """A classifier's answer (``predictions``), or the lines ``rnnkit predict`` prints for other kinds."""
+
+    predictions: list[Prediction] | None = None
+    lines: list[str] | None = None
+
+
+class SampleAnswer(BaseModel):
+    samples: list[str]
+
+
+def _models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The predict and sample request models under ``limits``."""
+    strict = ConfigDict(extra="forbid")
+    item = Annotated[StrictStr, Field(min_length=1, max_length=limits.max_item_chars)]
+    predict = create_model(
+        "PredictRequest",
+        __config__=strict,
+        items=(list[item], Field(min_length=1, max_length=limits.max_items, examples=[["Anna"]])),
+        top_k=(StrictInt | None, Field(None, ge=1, le=limits.max_top_k)),
+        beam=(StrictInt | None, Field(None, ge=1, le=limits.max_beam, description="seq2seq runs")),
+        horizon=(StrictInt | None, Field(None, ge=1, le=limits.max_horizon, description="forecast and lm runs")),
+    )
+    sample_ = create_model(
+        "SampleRequest",
+        __config__=strict,
+        category=(StrictStr | None, Field(None, max_length=limits.max_item_chars)),
+        num=(StrictInt, Field(min(10, limits.max_num), ge=1, le=limits.max_num)),
+        temperature=(StrictFloat, Field(0.8, ge=0.0, le=100.0, allow_inf_nan=False)),
+        seed=(StrictInt | None, Field(None, ge=0, le=2**63 - 1)),
+        prefix=(StrictStr, Field("", max_length=limits.max_item_chars)),
+        max_len=(StrictInt, Field(min(30, limits.max_len), ge=1, le=limits.max_len)),
+        top_k=(StrictInt | None, Field(None, ge=1, le=limits.max_top_k)),
+    )
+    return predict, sample_
+
+
+class TinyRequest(BaseModel):
+    """The lecture's TinyRNN: ``h_t = relu(w_h·h_{t−1})``, the loss gradients for each sequence length."""
+
+    model_config = ConfigDict(extra="forbid")
+    wh: StrictFloat = Field(1.0, ge=-100.0, le=100.0, allow_inf_nan=False)
+    lengths: list[Annotated[StrictInt, Field(ge=1, le=200)]] = Field([1, 2, 5, 10, 20, 50], min_length=1, max_length=20)
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+class TinyRow(BaseModel):
+    length: int
+    grads: dict[str, float | None]
+
+
+class TinyAnswer(BaseModel):
+    lines: list[str]
+    rows: list[TinyRow]
+
+
+class FlowRequest(BaseModel):
+    """‖∂L/∂h_t‖ through time of fresh rnn/lstm/gru cores on one synthetic batch (``rnnkit gradients --compare``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    models: list[Literal["rnn", "lstm", "gru"]] = Field(["rnn", "lstm", "gru"], min_length=1, max_length=3)
+    length: StrictInt = Field(50, ge=1, le=200)
+    hidden: StrictInt = Field(32, ge=1, le=128)
+    seed: StrictInt = Field(0, ge=0, le=2**31 - 1)
+
+
+class FlowAnswer(BaseModel):
+    norms: dict[str, list[float | None]]
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def tiny_table(wh: float, lengths: list[int], dtype: str) -> dict[str, Any]:
+    """:func:`rnnkit.diagnostics.show_grads`: its lines, and its gradients per length at full precision."""
+    import torch
+
+    from rnnkit.diagnostics import _tiny_run, show_grads
+
+    wh = int(wh) if float(wh).is_integer() else wh  # printed as given: 1 stays 1
+    torch_dtype = getattr(torch, dtype)
+    lines = show_grads(wh, lengths, torch_dtype)
+    rows = []
+    for length in lengths:
+        rnn, _ = _tiny_run(wh, length, torch_dtype)  # the run show_grads prints one line of
+        grads = {name: _finite(float(p.grad)) for name, p in rnn.named_parameters()}
+        rows.append({"length": length, "grads": grads})
+    return {"lines": lines, "rows": rows}
+
+
+def flow_curves(models: list[str], length: int, hidden: int, seed: int) -> dict[str, Any]:
+    """:func:`rnnkit.diagnostics.compare_flow` with non-finite norms as null."""
+    from rnnkit.diagnostics import compare_flow
+
+    norms = compare_flow(models, length, hidden, seed=seed)
+    return {"norms": {k: [_finite(v) for v in vs] for k, vs in norms.items()}}
+
+
+_KIND_WORDS = {
+    "int": "an integer",
+    "float": "a finite number",
+    "finite": "a finite number",
+    "string": "a string",
+    "list": "a list of strings",
+}
+
+
+def _field_name(loc: Sequence[Any]) -> str:
+    parts = [p for p in loc if p != "body" and not (isinstance(p, str) and p.startswith(("function-", "constrained")))]
+    parts = [p for p in parts if p not in ("int", "float", "str", "none", "list[constrained-str]")]
+    if not parts:
+        return "the body"
+    name = f'"{parts[0]}"' if parts[0] == "items" else repr(parts[0])
+    return name + "".join(f"[{p}]" for p in parts[1:])
+
+
+def _validation_message(error: dict[str, Any], models: dict[str, type[BaseModel]], path: str) -> str:
+    """One line for pydantic's first error, worded for people (and like the answers of rnnkit's first server)."""
+    kind, loc, ctx = error.get("type", ""), tuple(error.get("loc", ())), error.get("ctx") or {}
+    name = _field_name(loc)
+    got = json.dumps(error.get("input"), ensure_ascii=False, default=str)[:40]
+    model = models.get(path.rsplit("/", 1)[-1])
+    if kind == "missing":
+        if name == '"items"':
+            return 'the body needs "items": a list of strings, e.g. {"items": ["Anna"]}'
+        return f"the body needs {name}"
+    if kind == "extra_forbidden":
+        allowed = ", ".join(model.model_fields) if model else ""
+        return f"unknown field(s) {name}; allowed: {allowed}"
+    if kind in ("model_attributes_type", "dict_type", "model_type"):
+        return f"the body must be a JSON object, got {type(error.get('input')).__name__}"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        field = model.model_fields.get(str(loc[1])) if model and len(loc) > 1 else None
+        lo = hi = None
+        for meta in field.metadata if field else ():
+            lo = getattr(meta, "ge", lo)
+            hi = getattr(meta, "le", hi)
+        if lo is None and hi is None:  # a list's entry: its own bound only
+            bound = f"≥ {ctx['ge']}" if "ge" in ctx else f"≤ {ctx.get('le')}"
+            return f"{name} must be {bound}, got {error.get('input')}"
+        return f"{name} must lie in [{lo}, {hi}], got {error.get('input')}"
+    if kind == "too_short":
+        return f"{name} is empty" if name == '"items"' else f"{name}: {error.get('msg')}"
+    if kind == "too_long":
+        return f"{name} has {ctx.get('actual_length')} entries, more than the limit of {ctx.get('max_length')}"
+    if kind == "string_too_short":
+        return f"{name} is empty"
+    if kind == "string_too_long":
+        return f"{name} has {len(error.get('input') or '')} characters, more than the limit of {ctx.get('max_length')}"
+    for stem, words in _KIND_WORDS.items():
+        if kind.startswith(stem) or kind.endswith(f"{stem}_type"):
+            return f"{name} must be {words}, got {got}"
+    return f"{name}: {error.get('msg', 'invalid')}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The body: size, type, time and JSON checked before the app sees it
+
+
+def _no_constant(name: str) -> None:
+    raise HTTPError(400, f"malformed JSON: {name} is not a JSON number")
+
+
+def check_json(data: bytes) -> Any:
+    """``data`` parsed as one JSON object, or :class:`HTTPError` 400 saying why not."""
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise HTTPError(400, "malformed JSON: the body is not UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise HTTPError(400, f"malformed JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+    except RecursionError:
+        raise HTTPError(400, "malformed JSON: nested too deeply") from None
+    if not isinstance(value, dict):
+        raise HTTPError(400, f"the body must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+class _BodyLimit:
+    """ASGI middleware: a POST needs a Content-Length (411) of at most ``max_bytes`` (413, refused unread), JSON in
+    UTF-8 (415), parseable as one object (400), arriving whole within ``timeout`` seconds (408). uvicorn has no
+    setting for these; FastAPI's ``max_body_size`` answers 413 in plain text (its responder replaces any answer
+    sent through it), which would break "every error is JSON", so this is the one place that checks them. The body
+    then reaches the app as it came."""
+
+    def __init__(self, app: Any, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await self._read(scope, receive)
+        except HTTPError as error:
+            headers = {"Connection": "close", **error.headers}
+            await _error(error.status, error.message, headers)(scope, receive, send)
+            return
+        sent = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _read(self, scope: dict[str, Any], receive: Any) -> bytes:
+        limits = self.limits
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if "transfer-encoding" in headers:
+            raise HTTPError(411, "send the body with a Content-Length header (chunked transfer is not accepted)")
+        raw = headers.get("content-length")
+        if raw is None:
+            raise HTTPError(411, "a POST needs a Content-Length header")
+        length = int(raw) if raw.isdigit() else -1
+        if length < 0:
+            raise HTTPError(400, f"Content-Length must be a non-negative integer, got {raw!r}")
+        if length > limits.max_bytes:  # refused unread
+            raise HTTPError(413, f"the body has {length} bytes, more than the limit of {limits.max_bytes}")
+        content_type = headers.get("content-type", "")
+        main, *params = [p.strip().lower() for p in content_type.split(";")]
+        charset = next((p.split("=", 1)[1].strip('"') for p in params if p.startswith("charset=")), "utf-8")
+        if main != "application/json" or charset not in ("utf-8", "utf8"):
+            raise HTTPError(415, f"send JSON with Content-Type: application/json (UTF-8), got {content_type!r}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + limits.timeout  # one deadline for the whole body, not per read
+        parts = []
+        while True:
+            left = deadline - loop.time()
+            try:
+                if left <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), left)
+            except (TimeoutError, asyncio.TimeoutError):
+                raise HTTPError(408, f"the body did not arrive within {limits.timeout:g} s") from None
+            if message["type"] == "http.disconnect":
+                raise HTTPError(400, "the client went away before sending its body")
+            parts.append(message.get("body", b""))
+            if sum(map(len, parts)) > length:  # more than announced (uvicorn stops at Content-Length anyway)
+                raise HTTPError(400, f"the body is longer than the {length} bytes Content-Length announced")
+            if not message.get("more_body", False):
+                break
+        data = b"".join(parts)
+        check_json(data)
+        return data
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Run reports (for the page): metrics, the training curve, the confusion matrix
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _curve(path: Path) -> dict[str, list[float | None]]:
+    """curve.csv as columns of numbers (None where a cell is empty or not a number)."""
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    columns: dict[str, list[float | None]] = {}
+    for row in rows:
+        for key, text in row.items():
+            try:
+                value: float | None = float(text)
+                value = value if math.isfinite(value) else None
+            except (TypeError, ValueError):
+                value = None
+            columns.setdefault(key, []).append(value)
+    return columns
+
+
+def report(run: Run) -> dict[str, Any]:
+    """What the page shows of a run: its task, model, classes, metrics, training curve and confusion matrix."""
+    return {
+        "run": run.path.name,
+        "task": run.task,
+        "app": kind_of(run).app,
+        "model": run.config["model"]["model"],
+        "classes": list(run.classes),
+        "endpoints": list(kind_of(run).endpoints),
+        "info": kind_of(run).serve_info(run),
+        "metrics": _read_json(run.path / "metrics.json") or {},
+        "curve": _curve(run.path / "curve.csv"),
+        "confusion": _read_json(run.path / "confusion.json"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The app
+
+
+def _summary(run: Run) -> dict[str, Any]:
+    kind = kind_of(run)
+    return {
+        "run": run.path.name,
+        "task": run.task,
+        "app": kind.app,
+        "model": run.config["model"]["model"],
+        "classes": list(run.classes),
+        **kind.serve_info(run),
+    }
+
+
+@dataclass
+class _Served:
+    run: Run
+    lock: threading.Lock
+
+
+def _names(runs: Sequence[Run]) -> list[str]:
+    names = [r.path.name for r in runs]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"two runs are named {name!r}: serve run folders with different names")
+        seen.add(name)
+    return names
+
+
+def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limits | None = None) -> FastAPI:
+    """The FastAPI app answering for ``runs`` (loaded runs or their folders) under ``/runs/NAME/``.
+
+    Besides ``/health``, ``/runs/NAME/predict`` and ``/runs/NAME/sample`` (as the run's kind serves them) it answers
+    ``GET /runs`` (every run's report), ``GET /runs/NAME`` (one report) and the page at ``/``; ``/docs`` and
+    ``/openapi.json`` describe them all.
+    """
+    if isinstance(runs, (Run, str, Path)):
+        runs = [runs]
+    loaded = [r if isinstance(r, Run) else load_run(r) for r in runs]
+    if not loaded:
+        raise ValueError("give at least one run folder to serve")
+    limits = limits or Limits()
+    for key, value in asdict(limits).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"limit {key} must be a positive number, got {value!r}")
+    served = {name: _Served(run, threading.Lock()) for name, run in zip(_names(loaded), loaded, strict=True)}
+    predict_model, sample_model = _models(limits)
+    models = {"predict": predict_model, "sample": sample_model, "tiny": TinyRequest, "flow": FlowRequest}
+
+    app = FastAPI(
+        title="rnnkit serve",
+        version=__version__,
+        description="JSON answers of trained rnnkit runs, and a page for them at /.",
+        default_response_class=JSON,
+    )
+    app.state.limits = limits
+    app.state.served = served
+    app.add_middleware(_BodyLimit, limits=limits)
+
+    def endpoints() -> list[str]:
+        out = ["GET /health", "GET /runs"]
+        for name, s in served.items():
+            out += [f"POST /runs/{name}/{e}" for e in kind_of(s.run).endpoints if e in models]
+        return [*out, "POST /demo/tiny", "POST /demo/flow"]
+
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
+        path = request.url.path
+        if exc.status_code == 404:
+            parts = path.strip("/").split("/")
+            if len(parts) >= 2 and parts[0] == "runs" and parts[1] in served:
+                run = served[parts[1]].run
+                mine = [e for e in endpoints() if f"/runs/{parts[1]}/" in e]
+                where = f"on the {run.task} run {parts[1]!r}"
+                return _error(404, f"no endpoint {path!r} {where}; it answers {', '.join(mine)}")
+            return _error(404, f"no endpoint {path!r}; this server answers {', '.join(endpoints())}")
+        if exc.status_code == 405:
+            allow = (exc.headers or {}).get("Allow", "")
+            return _error(405, f"{path} takes {allow}, not {request.method}", {"Allow": allow})
+        return _error(exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSON:
+        errors = exc.errors()
+        first = dict(errors[0]) if errors else {}
+        return _error(400, _validation_message(first, models, request.url.path))
+
+    @app.exception_handler(HTTPError)
+    async def refused(request: Request, exc: HTTPError) -> JSON:
+        return _error(exc.status, exc.message, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSON:
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        return _error(500, "internal error while answering the request; see the server's log")
+
+    def answer(name: str, call: Any) -> Any:
+        """``call()`` under the run's lock: a ValueError (unknown symbol, category, ...) is a 400."""
+        with served[name].lock:
+            try:
+                return call()
+            except ValueError as error:
+                raise HTTPError(400, str(error)) from None
+
+    @app.head("/health", include_in_schema=False)
+    @app.get("/health", tags=["server"])
+    def health() -> dict[str, Any]:
+        """The server's limits, endpoints and runs; with one run, its task, model and classes at the top too."""
+        out: dict[str, Any] = {
+            "status": "ok",
+            "version": __version__,
+            "endpoints": endpoints(),
+            "limits": asdict(limits),
+            "runs": {name: _summary(s.run) for name, s in served.items()},
+        }
+        if len(served) == 1:
+            out.update(_summary(next(iter(served.values())).run))
+        return out
+
+    @app.get("/runs", tags=["runs"])
+    def run_list() -> list[dict[str, Any]]:
+        """Every served run's report: task, model, classes, metrics, training curve, confusion matrix."""
+        return [report(s.run) for s in served.values()]
+
+    for name, s in served.items():
+        kind = kind_of(s.run)
+
+        def one_report(name: str = name) -> dict[str, Any]:
+            return report(served[name].run)
+
+        app.add_api_route(f"/runs/{name}", one_report, methods=["GET"], tags=["runs"], summary=f"report of {name}")
+        if "predict" in kind.endpoints:
+
+            def predict_endpoint(body: predict_model, name: str = name) -> PredictAnswer:  # type: ignore[valid-type]
+                options = body.model_dump(exclude={"items"}, exclude_none=True)  # type: ignore[attr-defined]
+                run = served[name].run
+                if any(not item.strip() for item in body.items):  # type: ignore[attr-defined]
+                    i = next(i for i, item in enumerate(body.items) if not item.strip())  # type: ignore[attr-defined]
+                    raise HTTPError(400, f'"items"[{i}] is empty')
+                return answer(name, lambda: kind_of(run).serve_predict(run, list(body.items), **options))  # type: ignore[attr-defined]
+
+            app.add_api_route(
+                f"/runs/{name}/predict",
+                predict_endpoint,
+                methods=["POST"],
+                response_model=PredictAnswer,
+                response_model_exclude_none=True,
+                tags=["runs"],
+                summary=f"predict with {name} ({s.run.task})",
+            )
+        if "sample" in kind.endpoints:
+
+            def sample_endpoint(body: sample_model, name: str = name) -> SampleAnswer:  # type: ignore[valid-type]
+                b = body
+                run = served[name].run
+                if b.prefix and b.max_len < len(run.vocab.tokenize(b.prefix)):  # type: ignore[attr-defined]
+                    raise HTTPError(
+                        400, f"'prefix' is longer than 'max_len' ({b.max_len}): raise max_len or shorten the prefix"
+                    )
+                items = answer(
+                    name,
+                    lambda: sample(run, b.category, b.num, float(b.temperature), b.prefix, b.max_len, b.seed, b.top_k),  # type: ignore[attr-defined]
+                )
+                return SampleAnswer(samples=items)
+
+            app.add_api_route(
+                f"/runs/{name}/sample",
+                sample_endpoint,
+                methods=["POST"],
+                response_model=SampleAnswer,
+                tags=["runs"],
+                summary=f"sample from {name} ({s.run.task})",
+            )
+
+    demo_lock = threading.Lock()
+
+    @app.post("/demo/tiny", tags=["lecture"])
+    def demo_tiny(body: TinyRequest) -> TinyAnswer:
+        """The lecture's TinyRNN table (``rnnkit gradients --tiny``) for one ``wh`` and the given lengths."""
+        with demo_lock:
+            return TinyAnswer(**tiny_table(body.wh, body.lengths, body.dtype))
+
+    @app.post("/demo/flow", tags=["lecture"])
+    def demo_flow(body: FlowRequest) -> FlowAnswer:
+        """‖∂L/∂h_t‖ through time for rnn/lstm/gru (``rnnkit gradients --compare``)."""
+        with demo_lock:
+            return FlowAnswer(**flow_curves(body.models, body.length, body.hidden, body.seed))
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/demo", include_in_schema=False)
+    def demo_page() -> FileResponse:
+        return FileResponse(STATIC / "demo.html", media_type="text/html; charset=utf-8")
+
+    @app.get("/static/{file}", include_in_schema=False)
+    def static(file: str) -> FileResponse:
+        path = STATIC / file
+        if "/" in file or file.startswith(".") or not path.is_file():
+            raise StarletteHTTPException(404)
+        types = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+        return FileResponse(path, media_type=types.get(path.suffix, "application/octet-stream"))
+
+    return app
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The server
+
+
+class Server:
+    """uvicorn serving an app on a socket bound at construction (so ``url`` is known before it serves).
+
+    ``serve_forever()`` blocks until SIGINT/SIGTERM (in the main thread) or ``shutdown()`` (from another thread);
+    ``server_close()`` frees the port.
+    """
+
+    def __init__(self, app: FastAPI, host: str, port: int, limits: Limits, quiet: bool = False) -> None:
+        import uvicorn
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.socket.bind((host, port))
+        except OSError:
+            self.socket.close()
+            raise
+        self.app = app
+        self.server_address = self.socket.getsockname()
+        config = uvicorn.Config(
+            app,
+            log_level="warning" if quiet else "info",
+            access_log=not quiet,
+            limit_concurrency=limits.max_connections,  # more at once: 503
+            timeout_keep_alive=max(1, int(limits.timeout)),  # idle connections close
+            timeout_graceful_shutdown=int(max(limits.timeout, 1)),
+            http="h11",
+            h11_max_incomplete_event_size=65536,  # request line and headers: larger is a 400
+            server_header=False,
+        )
+        self.server = uvicorn.Server(config)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = f"[{host}]" if ":" in str(host) else host
+        return f"http://{host}:{port}"
+
+    @property
+    def started(self) -> bool:
+        return bool(self.server.started)
+
+    def serve_forever(self) -> None:
+        self.server.run(sockets=[self.socket])
+
+    def shutdown(self) -> None:
+        self.server.should_exit = True
+
+    def server_close(self) -> None:
+        self.socket.close()
+
+
+def serve(
+    runs: Sequence[Run | str | Path] | Run | str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    limits: Limits | None = None,
+    quiet: bool = False,
+) -> Server:
+    """A server for ``runs`` (loaded runs or their folders) bound to ``host:port``, not yet serving.
+
+    ``port=0`` picks a free port (see ``server.url``). ``quiet`` silences the per-request log.
+    """
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"port must be an integer in [0, 65535], got {port!r}")
+    limits = limits or Limits()
+    app = create_app(runs, limits)
+    return Server(app, host, port, limits, quiet=quiet)
