@@ -392,7 +392,15 @@ def test_dynamic_quantization_through_to_torch():
     x = torch.randn(4, 2, 3)
     want = net(x)
     # torch's from_float accepts only type(m) is nn.LSTM: quantize_dynamic(net, {nn.LSTM}) leaves any subclass in
-    # float, rnnkit's included; to_torch swaps in the equal torch.nn layer first
+    # float, rnnkit's included — rnnkit says so in one line (a warning naming the way out) rather than silently
+    with pytest.warns(UserWarning, match=r"rnnkit\.LSTM stays in float .* rnnkit\.layers\.to_torch") as said:
+        float_net = torch.ao.quantization.quantize_dynamic(net, {nn.LSTM})
+    ours = [str(w.message) for w in said if "stays in float" in str(w.message)]
+    assert len(ours) == 1 and "\n" not in ours[0]
+    assert type(float_net.rnn) is rnnkit.LSTM
+    with pytest.warns(UserWarning, match=r"rnnkit\.GRUCell stays in float"):
+        torch.ao.quantization.quantize_dynamic(nn.Sequential(rnnkit.GRUCell(3, 4)), {nn.GRUCell})
+    # to_torch swaps in the equal torch.nn layer first, and then it quantizes
     q = torch.ao.quantization.quantize_dynamic(rnnkit.layers.to_torch(net), {nn.LSTM})
     assert type(q.rnn).__module__.startswith("torch.ao.nn.quantized.dynamic")
     torch.testing.assert_close(q(x), want, rtol=0.05, atol=0.05)

@@ -29,6 +29,7 @@ A new *family* (a new layer class) also needs its cell class here and its layer 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -49,6 +50,7 @@ __all__ = [
     "ShapeError",
     "gru_step",
     "lstm_step",
+    "note_quantization",
     "rnn_step",
     "spec_of",
 ]
@@ -123,10 +125,30 @@ def gru_step(
     return (1 - z) * n + z * h
 
 
+def note_quantization(module: nn.Module) -> None:
+    """Say, in one line, that torch.ao quantization leaves ``module`` (an rnnkit cell or layer) in float.
+
+    torch's ``quantize_dynamic``/``prepare`` pick modules by their exact class (``type(m) in spec``, and
+    ``from_float`` accepts only ``type(m) is nn.LSTM``), so every subclass stays float without a word, and they call
+    no code of the module except setting its ``qconfig``: that assignment is where rnnkit says so.
+    """
+    warnings.warn(
+        f"rnnkit.{type(module).__name__} stays in float under torch.ao.quantization, which matches torch.nn's "
+        "classes exactly: quantize rnnkit.layers.to_torch(model) instead",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
 class _CellBase(nn.Module):
     """Shared parameters and checks of the built-in cells (``G`` gates of size ``H``, from :data:`CELLS`)."""
 
     _family: str = ""  # CellSpec.family: the table entries this class can be
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "qconfig":  # only torch.ao.quantization sets it: see note_quantization
+            note_quantization(self)
+        super().__setattr__(name, value)
 
     def __init__(
         self,

@@ -27,7 +27,8 @@ PyTorch's own ``module_db`` samples are part of the test suite. Tooling:
   ``auto`` runs the autograd loop instead and ``own`` refuses with a ``ValueError``. As for torch.nn's layers,
   dynamo graph-breaks on these classes unless ``torch._dynamo.config.allow_rnn = True``.
 * ``torch.ao.quantization.quantize_dynamic(m, {nn.LSTM})`` matches exact types, so it leaves every subclass (rnnkit's
-  too) in float; ``quantize_dynamic(to_torch(m), {nn.LSTM})`` quantizes.
+  too) in float; rnnkit's cells and layers say so in one line (a ``UserWarning`` when torch sets their
+  ``qconfig``), and ``quantize_dynamic(to_torch(m), {nn.LSTM})`` quantizes.
 
 Streaming: ``forward(chunk, hx)`` returns the state to pass with the next chunk, so a sequence fed in pieces gives
 the same outputs as fed whole (tested), and :meth:`Recurrent.step` goes one element at a time. Between pieces,

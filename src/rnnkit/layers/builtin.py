@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import engine as _engine
-from rnnkit.cells import CELLS, CellSpec, _CellBase, _check_size, _find_spec
+from rnnkit.cells import CELLS, CellSpec, _CellBase, _check_size, _find_spec, note_quantization
 from rnnkit.layers.recurrent import Engine, Recurrent, State, _permute
 
 __all__ = ["GRU", "LSTM", "RNN", "layer_for", "to_torch"]
@@ -123,7 +123,10 @@ class _TorchLayout(Recurrent):
 
     # The layers subclass torch.nn.RNN/LSTM/GRU so that isinstance checks pass, but keep no cached flat-weight list
     # (``_flat_weights`` is read afresh): torch.nn.RNNBase's cache upkeep is replaced by nn.Module's plain versions.
-    __setattr__ = nn.Module.__setattr__
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "qconfig":  # only torch.ao.quantization sets it, and it will leave this layer in float
+            note_quantization(self)
+        nn.Module.__setattr__(self, name, value)
 
     def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> nn.Module:
         return nn.Module._apply(self, fn, recurse)
