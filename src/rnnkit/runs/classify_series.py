@@ -241,13 +241,11 @@ def validation_score(num_val: int) -> Callable[[torch.nn.Module, Any], dict[str,
 
 def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     """The options a run was started with, so ``--resume`` continues exactly that run."""
-    m, d = saved["model"], saved["data"]
+    m = saved["model"]
     return restore_options(
         saved,
         opts,
         "classify",
-        val_data=d["val_data"],
-        test_data=d["test_data"],
         window=m["window"],
         embed_dim=m["embed_dim"],
     )

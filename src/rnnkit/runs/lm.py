@@ -212,8 +212,6 @@ def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         saved,
         opts,
         APP,
-        val_data=d["val_data"],
-        test_data=d["test_data"],
         fold_ascii=d["fold_ascii"],
         window=m.get("window", 5),
         embed_dim=m["embed_dim"],

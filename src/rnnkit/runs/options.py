@@ -125,6 +125,8 @@ def restore_options(saved: dict[str, Any], opts: RunOptions, task: str, **fields
     common: dict[str, Any] = {
         "task": task,
         "data": saved["data"]["data"],
+        "val_data": saved["data"].get("val_data"),  # every kind's explicit parts (None where it takes none)
+        "test_data": saved["data"].get("test_data"),
         **_built_with(saved),
         "max_minutes": opts.max_minutes,
         "progress": opts.progress,

@@ -197,8 +197,6 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         saved,
         opts,
         APP,
-        val_data=d["val_data"],
-        test_data=d["test_data"],
         unit=d["unit"],
         fold_ascii=d["fold_ascii"],
         embed_dim=saved["model"]["embed_dim"],

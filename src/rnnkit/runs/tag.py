@@ -180,8 +180,6 @@ def _resumed_options(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         saved,
         opts,
         APP,
-        val_data=d["val_data"],
-        test_data=d["test_data"],
         window=m["window"],
         embed_dim=m["embed_dim"],
         options={"max_items": d["max_items"]},

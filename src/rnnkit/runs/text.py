@@ -176,8 +176,6 @@ class _TextKind(RunKind):
             saved,
             opts,
             saved["model"]["task"],
-            val_data=d["val_data"],
-            test_data=d["test_data"],
             text_column=d["text_column"],
             label_column=d["label_column"],
             unit=d["unit"],
