@@ -306,6 +306,13 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the run folder to write")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        default=None,
+        help="also write TensorBoard events to DIR: curve.csv's numbers per epoch, and per step the loss, lr and "
+        "gradient norm before clipping (needs the tensorboard extra) (default: no TensorBoard events)",
+    )
     p.set_defaults(func=_cmd_train)
 
 
@@ -343,7 +350,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not args.overwrite:
         _check_resume_identity(Path(args.out), args.task, args.seed)
     opts = _options(args, task, args.data)
-    metrics = train_run(opts, args.out, resume=args.resume, overwrite=args.overwrite)
+    metrics = train_run(opts, args.out, resume=args.resume, overwrite=args.overwrite, tensorboard=args.tensorboard)
     if not distributed.is_main():  # under torchrun, rank 0 reports for all
         return 0
     print(f"{task} · {metrics['model']}: {summary_line(metrics)}")

@@ -51,7 +51,7 @@ from rnnkit.runs.registry import (  # re-exported: the registry is part of the r
     selectable_kinds,
 )
 from rnnkit.tasks import ModelConfig, build_model
-from rnnkit.train import TrainConfig, TrainResult, fit, seed_everything
+from rnnkit.train import TensorBoardLogger, TrainConfig, TrainResult, fit, seed_everything
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -149,8 +149,11 @@ class RunKind:
         resume: bool = False,
         overwrite: bool = False,
         log: Callable[[str], None] | None = None,
+        tensorboard: str | Path | None = None,
     ) -> dict[str, Any]:
         """Train the model ``opts`` describes into the run folder ``out``; returns the metrics written.
+
+        ``tensorboard``: a folder for TensorBoard event files of the fit (:class:`~rnnkit.train.TensorBoardLogger`).
 
         The shared skeleton: :meth:`check_options` → claim ``out`` and restore the options on resume →
         :meth:`prepare` the data and split → :meth:`model_config` → :meth:`trainer_settings` → build the model →
@@ -159,8 +162,10 @@ class RunKind:
         """
         out = Path(out)
         opts = self.check_options(opts)
-        with hold_out(out, create=not resume) as lock:
-            return self._train(opts, out, resume=resume, overwrite=overwrite, log=log, lock=lock)
+        with contextlib.ExitStack() as stack:
+            tb = None if tensorboard is None else stack.enter_context(TensorBoardLogger(tensorboard))
+            lock = stack.enter_context(hold_out(out, create=not resume))
+            return self._train(opts, out, resume=resume, overwrite=overwrite, log=log, lock=lock, tb=tb)
 
     def _train(
         self,
@@ -171,6 +176,7 @@ class RunKind:
         overwrite: bool,
         log: Callable[[str], None] | None,
         lock: OutLock,
+        tb: TensorBoardLogger | None = None,
     ) -> dict[str, Any]:
         opts, saved, existing = begin_run(
             out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.restore
@@ -198,6 +204,7 @@ class RunKind:
             log=log,
             handle_sigint=True,
             **self.fit_options(prepared),
+            **({} if tb is None else tb.callbacks()),
         )
         prepared.trainer, prepared.result = tcfg, result
         run = Run(out, config, model.eval(), prepared.vocab, prepared.classes)
@@ -301,10 +308,13 @@ def train_run(
     resume: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
+    tensorboard: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train the model ``opts`` describes into the run folder ``out``; returns the metrics written.
 
     An existing ``out`` with a run in it is refused unless ``resume`` (continue it) or ``overwrite`` (replace it).
+    ``tensorboard``: a folder for TensorBoard event files of the fit (step and epoch scalars; see
+    :mod:`rnnkit.train.tensorboard`).
     ``train --resume --out RUN`` needs no ``--task``: the kind that wrote a run continues it.
     """
     out = Path(out)
@@ -313,7 +323,9 @@ def train_run(
         # not a run, or of a newer format: claim_out says which, in the order it checks
         with contextlib.suppress(ValueError):
             kind = kind_of_config(read_config(out), out)
-    return kind.train(opts, out, resume=resume, overwrite=overwrite, log=log)
+    if tensorboard is None:
+        return kind.train(opts, out, resume=resume, overwrite=overwrite, log=log)
+    return kind.train(opts, out, resume=resume, overwrite=overwrite, log=log, tensorboard=tensorboard)
 
 
 def evaluate_path(run: Run, path: str | None, text_column: str | None = None, label_column: str | None = None):

@@ -42,6 +42,7 @@ The parts, one concept per module (imports point down this list, then to :mod:`r
 * :mod:`~rnnkit.train.step` — one optimizer step (forward, loss, NaN/inf guards, clipping, AdamW);
 * :mod:`~rnnkit.train.checkpoints` — training checkpoints and the trainer's run folder (resume checks, curve.csv);
 * :mod:`~rnnkit.train.progress` — the progress bar or log lines, epoch summaries, Ctrl-C as a stop request;
+* :mod:`~rnnkit.train.tensorboard` — TensorBoard event files of curve.csv's numbers per step and epoch (callbacks);
 * :mod:`~rnnkit.train.processes` — the trainer under torchrun (DDP, loss normalisation, agreed stops, RNG gathering);
 * :mod:`~rnnkit.train.tbptt` — truncated BPTT: chunks of streams and the carried state;
 * :mod:`~rnnkit.train.state` — (de)serialisation of trainer state: JSON with tensors, RNG states, their checks;
@@ -69,6 +70,7 @@ from rnnkit.train.settings import (
     seed_everything,
 )
 from rnnkit.train.state import capture_rng_state, restore_rng_state
+from rnnkit.train.tensorboard import TensorBoardLogger, require_tensorboard
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -77,6 +79,7 @@ __all__ = [
     "RESUME_FIELDS",
     "Checkpoint",
     "NonFiniteLossError",
+    "TensorBoardLogger",
     "TrainConfig",
     "TrainResult",
     "Trainer",
@@ -88,6 +91,7 @@ __all__ = [
     "load_checkpoint",
     "lr_factor",
     "read_checkpoint_state",
+    "require_tensorboard",
     "restore_rng_state",
     "save_checkpoint",
     "seed_everything",

@@ -265,6 +265,12 @@ class Trainer:
         return self.state.get("history", [])
 
     @property
+    def last_step(self) -> dict[str, float]:
+        """The last optimizer step's ``train_loss`` (its mean batch loss), ``lr`` and ``grad_norm`` (before
+        clipping); empty before the first step."""
+        return dict(self._stepper.last) if self._stepper is not None else {}
+
+    @property
     def checkpoint_dir(self) -> Path | None:
         return self._files.checkpoint_dir
 

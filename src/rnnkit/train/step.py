@@ -51,6 +51,8 @@ class Stepper:
         self.carry = Carry()  # truncated BPTT's state between chunks (a new one every epoch)
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.max_norm = config.clip_norm if config.clip_norm is not None else math.inf
+        # the last step's own numbers (TensorBoard's per-step scalars): its loss, lr, gradient norm before clipping
+        self.last: dict[str, float] = {}
 
     def step(self, batch: Batch, acc: dict[str, Any]) -> None:
         """One optimizer step on ``batch``, adding its loss, gradient norm, items and lr to ``acc``."""
@@ -86,6 +88,7 @@ class Stepper:
         acc["n"] += 1
         acc["items"] += items
         acc["lr"] = lr
+        self.last = {"train_loss": value, "lr": lr, "grad_norm": grad_norm}
 
     def _window_loss(self, batch: Batch) -> tuple[Tensor, float, int, int]:
         """The loss to backpropagate for one step with TBPTT and/or several processes.
