@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +35,8 @@ from fastapi.testclient import TestClient
 import rnnkit.runs.text
 from rnnkit import cli
 from rnnkit import serve as rserve
-from rnnkit.runs import load_run, predict, sample
+from rnnkit.data.vocab import Vocab
+from rnnkit.runs import load_run, predict, predict_lines, sample
 from rnnkit.serve import Limits, create_app, serve
 
 LETTERS = {"Alpha": "aeiou", "Beta": "bcdfg"}
@@ -165,6 +167,39 @@ def test_sample_answers_what_the_library_samples(client: TestClient, runs: dict[
     assert call(client, "POST", f"{G}/sample", request)[2] == body
     code, _, body = call(client, "POST", f"{G}/sample", {"category": "Alpha", "prefix": "A", "seed": 1})
     assert code == 200 and len(body["samples"]) == LIMITS.max_num and all(s.startswith("A") for s in body["samples"])
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runs" / "v0.1.0"
+
+
+def test_seq2seq_predict_answers_the_beams_candidates_with_their_scores(tmp_path: Path) -> None:
+    """The old ``lines`` stay (what ``rnnkit predict`` prints); ``outputs`` add, per item, the beam's candidates
+    best first, the first being the line's output and every score the model's teacher-forced log-probability."""
+    folder = shutil.copytree(FIXTURES / "seq2seq", tmp_path / "seq2seq")
+    run = load_run(folder)
+    items = ["abc", "zoe", "a"]
+    with TestClient(create_app([folder]), raise_server_exceptions=False) as c:
+        for beam in (None, 1, 4):
+            request = {"items": items} if beam is None else {"items": items, "beam": beam}
+            code, _, body = call(c, "POST", "/runs/seq2seq/predict", request)
+            assert code == 200, body
+            width = beam or run.config["data"]["beam"]
+            assert body["lines"] == predict_lines(run, items, beam=beam)
+            assert [o["item"] for o in body["outputs"]] == items
+            for item, line, out in zip(items, body["lines"], body["outputs"], strict=True):
+                cands = out["candidates"]
+                assert 1 <= len(cands) <= width
+                assert line == f"{item}: {cands[0]['output']}"
+                scores = [x["score"] for x in cands]
+                assert scores == sorted(scores, reverse=True)
+                tgt = Vocab.from_dict(run.config["target_vocab"])
+                targets = [tgt.encode(x["output"], strict=True) for x in cands]
+                reference = run.model.score([run.vocab.encode(item, strict=True)] * len(cands), targets)
+                assert scores == pytest.approx(reference.tolist(), abs=1e-4)
+        assert_error(call(c, "POST", "/runs/seq2seq/predict", {"items": ["ab#"]}), 400, "#")
+        schema = c.get("/openapi.json").json()["components"]["schemas"]
+        assert schema["PredictAnswer"]["properties"]["outputs"]
+        assert set(schema["Candidate"]["properties"]) == {"output", "score"}
 
 
 def test_run_reports_hold_metrics_curve_and_confusion(client: TestClient, runs: dict[str, Path]) -> None:

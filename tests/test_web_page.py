@@ -22,6 +22,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from rnnkit.runs import load_run, predict_lines  # noqa: E402
 from rnnkit.serve import serve  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs" / "v0.1.0"
@@ -34,9 +35,13 @@ def _browser() -> tuple[str, str] | None:
     return (chromium, driver) if chromium and driver else None
 
 
+server_folders: list[Path] = []  # the parent folder of the served copies, once the url fixture made them
+
+
 @pytest.fixture(scope="module")
 def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     base = tmp_path_factory.mktemp("page")
+    server_folders[:] = [base]
     folders = [shutil.copytree(FIXTURES / kind, base / kind) for kind in KINDS]
     server = serve(folders, port=0, quiet=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -112,6 +117,7 @@ def test_the_page_in_a_browser(browser, url: str, tmp_path: Path) -> None:
     card = browser.find_element(By.ID, "run-generate")
     card.find_element(By.CSS_SELECTOR, ".sample-button").click()
     wait.until(lambda d: len(card.find_elements(By.CSS_SELECTOR, ".samples li")) == 10)
+    browser.execute_script("arguments[0].scrollIntoView()", card)  # the card in the screenshot
     browser.save_screenshot(str(tmp_path / "generate.png"))
 
     # a forecaster: the series and its forecast drawn
@@ -120,14 +126,29 @@ def test_the_page_in_a_browser(browser, url: str, tmp_path: Path) -> None:
     card.find_element(By.CSS_SELECTOR, ".predict-button").click()
     wait.until(lambda d: card.find_elements(By.CSS_SELECTOR, "svg.forecast path[data-series=forecast]"))
     assert "step 1:" in card.find_element(By.CSS_SELECTOR, ".lines pre").text
+    browser.execute_script("arguments[0].scrollIntoView()", card)  # the card in the screenshot
+    browser.save_screenshot(str(tmp_path / "forecast.png"))
 
-    # seq2seq: input → output, with a beam
+    # seq2seq: input → output, with the beam's candidates and their scores
     card = browser.find_element(By.ID, "run-seq2seq")
     card.find_element(By.CSS_SELECTOR, ".predict-input").send_keys("abc")
+    beam = card.find_element(By.CSS_SELECTOR, "input.beam")
+    beam.clear()
+    beam.send_keys("4")
     card.find_element(By.CSS_SELECTOR, ".predict-button").click()
-    wait.until(lambda d: card.find_elements(By.CSS_SELECTOR, ".lines pre"))
-    assert card.find_element(By.CSS_SELECTOR, ".lines pre").text.startswith("abc: ")
-    browser.save_screenshot(str(tmp_path / "forecast.png"))
+    wait.until(lambda d: card.find_elements(By.CSS_SELECTOR, ".transcription .beam tr.candidate"))
+    run = load_run(Path(server_folders[0]) / "seq2seq")
+    want = predict_lines(run, ["abc"], beam=4)[0]  # "abc: AE B K" -- what `rnnkit predict` prints
+    io = card.find_element(By.CSS_SELECTOR, ".transcription .io").text
+    assert io == want.replace(": ", " → ", 1)
+    rows = card.find_elements(By.CSS_SELECTOR, ".transcription .beam tr.candidate")
+    assert 1 <= len(rows) <= 4 and "best" in rows[0].get_attribute("class")
+    texts = [r.find_element(By.CSS_SELECTOR, "td.text").text for r in rows]
+    scores = [float(r.find_element(By.CSS_SELECTOR, "td.score").text) for r in rows]
+    assert texts[0] == want.split(": ", 1)[1] and len(set(texts)) == len(texts)
+    assert scores == sorted(scores, reverse=True) and all(x <= 0 for x in scores)
+    browser.execute_script("arguments[0].scrollIntoView()", card)  # the card in the screenshot
+    browser.save_screenshot(str(tmp_path / "seq2seq.png"))
 
     # a run report: metrics and the training curve
     card = browser.find_element(By.ID, "run-classify")
@@ -137,9 +158,11 @@ def test_the_page_in_a_browser(browser, url: str, tmp_path: Path) -> None:
     assert curve.find_elements(By.CSS_SELECTOR, "path[data-series=train_loss]")
     assert "test_accuracy" in card.find_element(By.CSS_SELECTOR, "table.metrics").text
     assert card.find_element(By.CSS_SELECTOR, "table.confusion").is_displayed()
+    browser.execute_script("arguments[0].scrollIntoView()", card)  # the card in the screenshot
     browser.save_screenshot(str(tmp_path / "report.png"))
 
-    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in ("page", "classify", "generate", "report"))
+    shots = ("page", "classify", "generate", "forecast", "seq2seq", "report")
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in shots)
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors
 

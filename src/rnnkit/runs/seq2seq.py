@@ -303,19 +303,43 @@ def predict_app(run: Run, items: list[str], **options: Any) -> list[str]:
         items += [line.split("\t", 1)[0].strip() for line in text.splitlines() if line.strip()]
     if not items:
         raise ValueError("give words to transcribe (rnnkit predict RUN WORD...) or --data FILE")
+    beam, ids = _beam_and_sources(run, items, options)
+    hyps = decode(run.model, ids, beam)
+    tgt_vocab = _vocabs(run)[1]
+    return [f"{item}: {tgt_vocab.decode(h)}" for item, h in zip(items, hyps, strict=True)]
+
+
+def _beam_and_sources(run: Run, items: list[str], options: dict[str, Any]) -> tuple[int, list[list[int]]]:
+    """The beam width (the request's, else the run's) and the source ids of ``items`` (an unknown symbol or an
+    empty word is a ``ValueError``)."""
     beam = options.get("beam") or run.config["data"]["beam"]
     if not isinstance(beam, int) or beam < 1:
         raise ValueError(f"--beam must be a positive integer, got {beam!r}")
     ranges.check(beam=beam)
-    src_vocab, tgt_vocab = _vocabs(run)
+    src_vocab = run.vocab
     lower = run.config["data"].get("lowercase", False)
     ids = []
     for item in items:
         if not item.strip():
             raise ValueError("a word to transcribe is empty")
         ids.append(src_vocab.encode(item.lower() if lower else item, strict=True))
-    hyps = decode(run.model, ids, beam)
-    return [f"{item}: {tgt_vocab.decode(h)}" for item, h in zip(items, hyps, strict=True)]
+    return beam, ids
+
+
+def serve_predict_app(run: Run, items: list[str], **options: Any) -> dict[str, Any]:
+    """``rnnkit serve``'s ``/predict`` answer for a seq2seq run: ``lines`` (what ``rnnkit predict`` prints) and,
+    per item, the beam's candidates best first (``output`` and its ``score``, the summed log-probability of the
+    symbols and EOS; :meth:`~rnnkit.tasks.seq2seq.Seq2Seq.beam_candidates`). The first candidate is the line's
+    output (all items are decoded with one ``max_len``, as :func:`decode` does for up to ``DECODE_BATCH``)."""
+    lines = predict_app(run, items, **options)
+    beam, ids = _beam_and_sources(run, items, options)
+    tgt_vocab = _vocabs(run)[1]
+    found = run.model.beam_candidates(ids, beam, max_output_len(max(map(len, ids))))
+    outputs = [
+        {"item": item, "candidates": [{"output": tgt_vocab.decode(h), "score": score} for h, score in cands]}
+        for item, cands in zip(items, found, strict=True)
+    ]
+    return {"lines": lines, "outputs": outputs}
 
 
 def summary(metrics: dict[str, Any]) -> str:
@@ -407,6 +431,9 @@ class Seq2SeqKind(RunKind):
 
     def predict(self, run: Run, items: list[str], **options: Any) -> list[str]:
         return predict_app(run, items, **options)
+
+    def serve_predict(self, run: Run, items: list[str], **options: Any) -> dict[str, Any]:
+        return serve_predict_app(run, items, **options)
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return summary(metrics)

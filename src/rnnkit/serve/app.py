@@ -87,11 +87,27 @@ class Prediction(BaseModel):
     top: list[Top]
 
 
+class Candidate(BaseModel):
+    """One output the beam found, and its score: the summed log-probability of its symbols and EOS."""
+
+    output: str
+    score: float
+
+
+class Transcription(BaseModel):
+    """A seq2seq run's answer for one item: the beam's candidates, best first (the first is its line's)."""
+
+    item: str
+    candidates: list[Candidate]
+
+
 class PredictAnswer(BaseModel):
-    """A classifier's answer (``predictions``), or the lines ``rnnkit predict`` prints for other kinds."""
+    """A classifier's answer (``predictions``), or the lines ``rnnkit predict`` prints for other kinds; a seq2seq
+    run adds the beam's candidates per item (``outputs``)."""
 
     predictions: list[Prediction] | None = None
     lines: list[str] | None = None
+    outputs: list[Transcription] | None = None
 
 
 class SampleAnswer(BaseModel):

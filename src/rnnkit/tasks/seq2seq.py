@@ -272,7 +272,32 @@ class Seq2Seq(nn.Module):
         finally:
             self.train(was)
 
-    def _beam_search(self, sources: Sequence[Sequence[int]], k: int, max_len: int) -> list[list[int]]:
+    @torch.no_grad()
+    def beam_candidates(
+        self, sources: Sequence[Sequence[int]], beam: int, max_len: int
+    ) -> list[list[tuple[list[int], float]]]:
+        """The candidates of :meth:`beam_search`: per source, every hypothesis that ended (took EOS) during the
+        search, best first (ties: the first found first), at most ``beam`` of them, as ``(target ids, score)``
+        with the search's score ``Σ log p(y_t | y_<t, x) + log p(EOS | y, x)``. The first is
+        :meth:`beam_search`'s output; ``beam=1`` gives :meth:`greedy`'s one output with its score."""
+        self._check_decode("beam", beam)
+        self._check_decode("max_len", max_len)
+        finished: list[list[tuple[list[int], float]]] = [[] for _ in sources]
+        was = self.training
+        self.eval()
+        try:
+            self._beam_search(sources, beam, max_len, finished)
+        finally:
+            self.train(was)
+        return [sorted(found, key=lambda c: -c[1])[:beam] for found in finished]
+
+    def _beam_search(
+        self,
+        sources: Sequence[Sequence[int]],
+        k: int,
+        max_len: int,
+        finished: list[list[tuple[list[int], float]]] | None = None,
+    ) -> list[list[int]]:
         memory, state = self._start(sources)
         N, device = memory.mask.shape[0], memory.mask.device
         V = self.config.target_vocab_size
@@ -297,6 +322,9 @@ class Seq2Seq(nn.Module):
             ended = (sym == EOS) & torch.isfinite(top)  # (N, k)
             ended_score = top.masked_fill(~ended, -float("inf"))
             top_end, j = ended_score.max(dim=1)  # (N,): the best hypothesis finishing now
+            if finished is not None:  # beam_candidates: every hypothesis that ends, with its score
+                for i, b in ended.nonzero().tolist():
+                    finished[i].append((history[i, b, :t].tolist(), float(top[i, b])))
             for i in (top_end > best).nonzero().flatten().tolist():
                 best[i] = top_end[i]
                 best_seq[i] = history[i, int(j[i]), :t].tolist()

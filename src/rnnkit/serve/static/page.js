@@ -138,6 +138,17 @@ function generator(run) {
     el("button", { class: "sample-button", onclick: go }, "sample"), list, error);
 }
 
+function candidates(answer) {
+  // a seq2seq item: input -> the best output, and every candidate the beam found with its score
+  const best = answer.candidates.length ? answer.candidates[0].output : "";
+  return el("div", { class: "transcription" },
+    el("div", { class: "io" }, el("span", { class: "input" }, answer.item), " → ", el("b", { class: "output" }, best)),
+    el("table", { class: "beam" },
+      el("tr", {}, el("th", {}, "#"), el("th", {}, "beam candidate"), el("th", {}, "score (log p)")),
+      answer.candidates.map((c, i) => el("tr", { class: i ? "candidate" : "candidate best" },
+        el("td", {}, i + 1), el("td", { class: "text" }, c.output), el("td", { class: "score" }, c.score.toFixed(3))))));
+}
+
 function predictor(run) {
   const forecast = run.task === "forecast" || run.app === "forecast";
   const seq2seq = run.task === "seq2seq" || run.app === "seq2seq";
@@ -156,7 +167,7 @@ function predictor(run) {
       const answer = await post(`runs/${run.run}/predict`, body);
       error.textContent = "";
       const lines = answer.lines || [];
-      out.replaceChildren(el("pre", {}, lines.join("\n")));
+      out.replaceChildren(...(answer.outputs ? answer.outputs.map(candidates) : [el("pre", {}, lines.join("\n"))]));
       if (forecast) {
         const ys = lines.map(l => Number(l.split(":").pop())).filter(v => isFinite(v));
         const past = items.map(Number).filter(v => isFinite(v));
