@@ -477,13 +477,43 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="parent folder of the two runs (a fresh one if it exists)")
     p.add_argument("--epochs", type=ranged("epochs"), default=None, help="epochs per model (default: each task's)")
     p.add_argument("--seed", type=ranged("seed"), default=0, help="seed of the split, weights, data order and samples")
+    p.add_argument(
+        "--serve",
+        action="store_true",
+        help="when done, serve the demo's runs on the page of `rnnkit serve` (loopback; Ctrl-C stops; extra serve)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="with --serve: the TCP port on 127.0.0.1; 0 picks a free one (default: 8000)",
+    )
     p.set_defaults(func=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rnnkit.demo import run_demo
 
-    return run_demo(args.out, epochs=args.epochs, seed=args.seed)
+    if not args.serve:
+        if args.port is not None:
+            raise ValueError("--port is the port of --serve: give --serve too, or leave --port out")
+        return run_demo(args.out, epochs=args.epochs, seed=args.seed)
+    from rnnkit import serve
+
+    port = 8000 if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port must be an integer in [0, 65535], got {port}")
+    try:
+        serve.require_serve_extra()  # refused before minutes of training, not after
+    except ValueError as error:
+        raise ValueError(f"--serve: {error}") from None
+    serve.check_port_free("127.0.0.1", port)
+    return run_demo(
+        args.out,
+        epochs=args.epochs,
+        seed=args.seed,
+        then=lambda folders: serve.serve_until_stopped(folders, "127.0.0.1", port),
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from rnnkit.runs import RunOptions, accuracy_line, load_run, predict, sample, saved_test_data, train_run
 
@@ -32,8 +34,20 @@ def fresh_folder(path: str | Path) -> Path:
     return candidate
 
 
-def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seed: int = 0) -> int:
-    """Train both demo models under a fresh ``out`` folder and print what they learned. Returns the exit code."""
+def run_demo(
+    out: str | Path = "runs/demo",
+    epochs: int | None = None,
+    seed: int = 0,
+    *,
+    options: Mapping[str, Any] | None = None,
+    then: Callable[[list[Path]], int] | None = None,
+) -> int:
+    """Train both demo models under a fresh ``out`` folder and print what they learned. Returns the exit code.
+
+    ``options``: further :class:`~rnnkit.runs.RunOptions` fields for every demo run (``data``, ``hidden_size``,
+    ...; tests train tiny ones). ``then(run_folders)``: called when the demo is done with its four run folders
+    (``rnnkit demo --serve`` serves them); its result is the exit code.
+    """
     parent = fresh_folder(out)
     say = print
     say("rnnkit demo: the lecture's two char-RNN demos on the first-name dictionary of the gender-guesser package")
@@ -47,7 +61,9 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seed: int
                 f"training the {what}{'' if model is None else ' (window baseline)'} ...", file=sys.stderr, flush=True
             )
             t0 = time.perf_counter()
-            opts = RunOptions(task=task, seed=seed, epochs=epochs, model=model, window=WINDOW if model else None)
+            opts = RunOptions(
+                task=task, seed=seed, epochs=epochs, model=model, window=WINDOW if model else None, **(options or {})
+            )
             metrics = train_run(opts, parent / folder)
             results[folder] = metrics
             say(f"{label} ({metrics['model']}, {metrics['epochs']} epochs, {time.perf_counter() - t0:.0f} s):")
@@ -85,5 +101,8 @@ def run_demo(out: str | Path = "runs/demo", epochs: int | None = None, seed: int
     else:
         say("plots: none (install the plot extra: pip install 'rnnkit[plot]')")
     say(f"next: rnnkit predict {parent / 'classify'} Giulia Haruto Aylin")
-    say(f"      rnnkit sample {parent / 'generate'} --category Italy --num 5")
+    example = "Italy" if "Italy" in clf.classes else clf.classes[0]
+    say(f"      rnnkit sample {parent / 'generate'} --category {example} --num 5")
+    if then is not None:
+        return then([parent / name for name in results])
     return 0

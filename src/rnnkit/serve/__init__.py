@@ -32,11 +32,24 @@ from __future__ import annotations
 
 import importlib
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["LOOPBACK", "HTTPError", "Limits", "add_cli", "create_app", "serve"]
+__all__ = [
+    "LOOPBACK",
+    "HTTPError",
+    "Limits",
+    "add_cli",
+    "check_port_free",
+    "create_app",
+    "require_serve_extra",
+    "serve",
+    "serve_until_stopped",
+]
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _MISSING = "rnnkit serve needs the serve extra: pip install 'rnnkit[serve]' (FastAPI and uvicorn)"
@@ -94,21 +107,56 @@ def add_cli(subparsers: Any) -> None:
 
 def _cmd_serve(args: Any) -> int:
     try:
-        web = importlib.import_module("rnnkit.serve.app")
-    except ImportError:
-        print(f"rnnkit: error: {_MISSING}", file=sys.stderr)
+        web = require_serve_extra()
+    except ValueError as error:
+        print(f"rnnkit: error: {error}", file=sys.stderr)
         return 2
     from rnnkit.runs import load_run
 
     runs = [load_run(path) for path in args.run]
     limits = web.Limits(max_bytes=args.max_bytes, max_items=args.max_items)
-    server = web.serve(runs, args.host, args.port, limits=limits)
-    if args.host not in LOOPBACK:
+    return serve_until_stopped(runs, args.host, args.port, limits=limits)
+
+
+def require_serve_extra() -> Any:
+    """:mod:`rnnkit.serve.app`, or a ``ValueError`` naming the extra when FastAPI or uvicorn are missing."""
+    try:
+        return importlib.import_module("rnnkit.serve.app")
+    except ImportError:
+        raise ValueError(_MISSING) from None
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ``OSError`` now if ``host:port`` cannot be bound (port 0 always can): callers that first work for
+    minutes (``rnnkit demo --serve``) refuse a busy port before they start."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise OSError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+
+
+def serve_until_stopped(runs: Sequence[Any], host: str = "127.0.0.1", port: int = 8000, *, limits: Any = None) -> int:
+    """Serve ``runs`` (loaded runs or their folders) on ``host:port`` until Ctrl-C or SIGTERM, printing the URL
+    first and ``stopped`` last; returns 0 (the exit code of ``rnnkit serve`` and ``rnnkit demo --serve``).
+
+    Raises ``ValueError`` without the serve extra, ``OSError`` when the port cannot be bound.
+    """
+    web = require_serve_extra()
+    from rnnkit.runs import load_run
+
+    loaded = [r if not isinstance(r, (str, Path)) else load_run(r) for r in runs]
+    server = web.serve(loaded, host, port, limits=limits)
+    if host not in LOOPBACK:
         print(
-            f"rnnkit serve: warning: listening on {args.host}, beyond this machine, without authentication",
+            f"rnnkit serve: warning: listening on {host}, beyond this machine, without authentication",
             file=sys.stderr,
         )
-    names = ", ".join(f"{r.path.name} ({r.task})" for r in runs)
+    names = ", ".join(f"{r.path.name} ({r.task})" for r in loaded)
     print(f"serving {names} on {server.url}: the page at /, schemas at /docs (Ctrl-C stops)", flush=True)
     # uvicorn stops gracefully on SIGINT/SIGTERM, then raises the signal again for the handler it found: a quiet
     # one here, so that a stop asked for is a clean exit (code 0) rather than death by the signal
