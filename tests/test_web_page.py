@@ -1,10 +1,12 @@
 """The page of ``rnnkit serve`` in a real browser: Debian's headless Chromium driven by Selenium (never a browser
 download; ``.ci/browser`` installs it). Skips with one line where Chromium or its driver cannot be found.
 
-The release's run folders (tests/fixtures/runs/v0.1.0: classify, generate, forecast, seq2seq) are copied and served
-by a real uvicorn on a free loopback port. The test loads the page, types a name and sees the bars change, samples
-names, forecasts a series, opens a run report (its metrics table and training curve), saves a screenshot of each
-step under its temp folder and finds no error in the browser's console.
+The release's run folders (tests/fixtures/runs/v0.1.0: every kind) are copied and served by a real uvicorn on a
+free loopback port. The test loads the page, types a name and sees the bars change, samples names (then with a
+category, prefix, top-k and temperature), forecasts a series, shows a seq2seq beam's candidates, tags a sentence,
+continues a text, opens every run's report (metrics, training curve, confusion matrix where the run has one), saves
+a screenshot of each step and of the gradient demo page under its temp folder and finds no error in the browser's
+console.
 """
 
 import shutil
@@ -26,7 +28,8 @@ from rnnkit.runs import load_run, predict_lines  # noqa: E402
 from rnnkit.serve import serve  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runs" / "v0.1.0"
-KINDS = ("classify", "generate", "forecast", "seq2seq")
+KINDS = ("classify", "generate", "forecast", "seq2seq", "tag", "lm", "classify-series")
+CONFUSION = {"classify", "tag", "classify-series"}  # the runs whose folder holds a confusion matrix
 
 
 def _browser() -> tuple[str, str] | None:
@@ -93,6 +96,12 @@ def _bars(card) -> list[str]:
     return card.parent.execute_script(script, card)
 
 
+def _texts(card, selector: str) -> list[str]:
+    """The texts of ``card``'s elements matching ``selector``, read in one script (the page may replace them)."""
+    script = "return [...arguments[0].querySelectorAll(arguments[1])].map(e => e.innerText)"
+    return card.parent.execute_script(script, card, selector)
+
+
 def test_the_page_in_a_browser(browser, url: str, tmp_path: Path) -> None:
     wait = WebDriverWait(browser, 20)
     browser.get(url)
@@ -113,15 +122,28 @@ def test_the_page_in_a_browser(browser, url: str, tmp_path: Path) -> None:
     assert {b.splitlines()[0] for b in _bars(card)} == {"north", "south"}
     browser.save_screenshot(str(tmp_path / "classify.png"))
 
-    # a generator: category, temperature, sample
+    # a generator: category, temperature, sample; then with a prefix, top-k and another category
     card = browser.find_element(By.ID, "run-generate")
     card.find_element(By.CSS_SELECTOR, ".sample-button").click()
     wait.until(lambda d: len(card.find_elements(By.CSS_SELECTOR, ".samples li")) == 10)
+    first = _texts(card, ".samples li")
+    card.find_element(By.CSS_SELECTOR, "select.category option[value=south]").click()
+    card.find_element(By.CSS_SELECTOR, ".prefix").send_keys("S")
+    card.find_element(By.CSS_SELECTOR, ".top-k").send_keys("3")
+    temperature = card.find_element(By.CSS_SELECTOR, ".temperature")
+    temperature.clear()
+    temperature.send_keys("0.5")
+    card.find_element(By.CSS_SELECTOR, ".sample-button").click()
+    wait.until(lambda d: _texts(card, ".samples li") != first)
+    samples = _texts(card, ".samples li")
+    assert len(samples) == 10 and all(x.startswith("S") for x in samples), samples
     browser.execute_script("arguments[0].scrollIntoView()", card)  # the card in the screenshot
     browser.save_screenshot(str(tmp_path / "generate.png"))
 
-    # a forecaster: the series and its forecast drawn
+    # a forecaster: the series and its forecast drawn (nothing typed: a message, no request)
     card = browser.find_element(By.ID, "run-forecast")
+    card.find_element(By.CSS_SELECTOR, ".predict-button").click()
+    assert card.find_element(By.CSS_SELECTOR, ".error").text == "type a series of numbers"
     card.find_element(By.CSS_SELECTOR, ".predict-input").send_keys("1 2 3 4 5 6 7 8 9 10 11 12")
     card.find_element(By.CSS_SELECTOR, ".predict-button").click()
     wait.until(lambda d: card.find_elements(By.CSS_SELECTOR, "svg.forecast path[data-series=forecast]"))
@@ -150,18 +172,43 @@ def test_the_page_in_a_browser(browser, url: str, tmp_path: Path) -> None:
     browser.execute_script("arguments[0].scrollIntoView()", card)  # the card in the screenshot
     browser.save_screenshot(str(tmp_path / "seq2seq.png"))
 
-    # a run report: metrics and the training curve
-    card = browser.find_element(By.ID, "run-classify")
-    card.find_element(By.CSS_SELECTOR, "details.report-toggle summary").click()
-    curve = card.find_element(By.CSS_SELECTOR, "svg.curve")
-    wait.until(lambda d: curve.is_displayed())
-    assert curve.find_elements(By.CSS_SELECTOR, "path[data-series=train_loss]")
-    assert "test_accuracy" in card.find_element(By.CSS_SELECTOR, "table.metrics").text
-    assert card.find_element(By.CSS_SELECTOR, "table.confusion").is_displayed()
-    browser.execute_script("arguments[0].scrollIntoView()", card)  # the card in the screenshot
-    browser.save_screenshot(str(tmp_path / "report.png"))
+    # a tagger and a language model: a sentence is one item; the lines `rnnkit predict` prints
+    for kind, text, options in (("tag", "the cat", {}), ("lm", "the", {"horizon": 20})):
+        card = browser.find_element(By.ID, f"run-{kind}")
+        card.find_element(By.CSS_SELECTOR, ".predict-input").send_keys(text)
+        if options:
+            card.find_element(By.CSS_SELECTOR, ".horizon").send_keys(str(options["horizon"]))
+        card.find_element(By.CSS_SELECTOR, ".predict-button").click()
+        wait.until(lambda d, card=card: card.find_elements(By.CSS_SELECTOR, ".lines pre"))
+        want = predict_lines(load_run(Path(server_folders[0]) / kind), [text], **options)
+        assert card.find_element(By.CSS_SELECTOR, ".lines pre").text == "\n".join(want).strip()
+    browser.execute_script("arguments[0].scrollIntoView()", card)
+    browser.save_screenshot(str(tmp_path / "tag-lm.png"))
+    # series classification reads files: the card says how, and offers no box that could only fail
+    card = browser.find_element(By.ID, "run-classify-series")
+    assert "--data FILE.ts" in card.find_element(By.CSS_SELECTOR, ".note").text
+    assert not card.find_elements(By.CSS_SELECTOR, ".predict-input")
 
-    shots = ("page", "classify", "generate", "forecast", "seq2seq", "report")
+    # every run's report: metrics, the training curve, and the confusion matrix where the run has one
+    for kind in KINDS:
+        card = browser.find_element(By.ID, f"run-{kind}")
+        card.find_element(By.CSS_SELECTOR, "details.report-toggle summary").click()
+        curve = card.find_element(By.CSS_SELECTOR, "svg.curve")
+        wait.until(lambda d, curve=curve: curve.is_displayed())
+        assert curve.find_elements(By.CSS_SELECTOR, "path[data-series=train_loss]"), kind
+        grads = card.find_element(By.CSS_SELECTOR, "svg.grad-curve")
+        assert grads.find_elements(By.CSS_SELECTOR, "path[data-series=grad_norm]"), kind
+        assert "test_" in card.find_element(By.CSS_SELECTOR, "table.metrics").text, kind
+        confusion = card.find_elements(By.CSS_SELECTOR, "table.confusion")
+        assert bool(confusion) == (kind in CONFUSION), kind
+        assert all(t.is_displayed() for t in confusion)
+        if kind == "classify":
+            assert "test_accuracy" in card.find_element(By.CSS_SELECTOR, "table.metrics").text
+            browser.execute_script("arguments[0].scrollIntoView()", card)  # the card in the screenshot
+            browser.save_screenshot(str(tmp_path / "report.png"))
+    browser.save_screenshot(str(tmp_path / "reports.png"))
+
+    shots = ("page", "classify", "generate", "forecast", "seq2seq", "tag-lm", "report", "reports")
     assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in shots)
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors

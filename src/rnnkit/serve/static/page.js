@@ -79,6 +79,9 @@ function report(run) {
     const cols = ["train_loss", "val_loss", "val_accuracy"].filter(c => curve[c]);
     box.append(el("h3", {}, "training curve (curve.csv)"),
       lineChart(cols.map(c => ({ name: c, xs: curve.epoch, ys: curve[c] })), { cls: "curve", xlabel: "epoch" }));
+    const grads = ["grad_norm", "grad_norm_max"].filter(c => curve[c]);
+    if (grads.length) box.append(el("h3", {}, "gradient norm before clipping (curve.csv; per step in TensorBoard)"),
+      lineChart(grads.map(c => ({ name: c, xs: curve.epoch, ys: curve[c] })), { cls: "grad-curve", xlabel: "epoch" }));
   }
   if (run.confusion && run.confusion.matrix) {
     const { classes, matrix } = run.confusion;
@@ -152,16 +155,21 @@ function candidates(answer) {
 function predictor(run) {
   const forecast = run.task === "forecast" || run.app === "forecast";
   const seq2seq = run.task === "seq2seq" || run.app === "seq2seq";
+  const lm = run.app === "lm";
+  const sentence = lm || run.app === "tag";  // the whole text is one item
+  const horizon = forecast || lm;  // steps to forecast, characters to generate
   const input = el("input", { type: "text", class: "predict-input", style: "width:24em",
-    placeholder: forecast ? "a series: 1 2 3 4 5 (empty: the run's own data)" : "one item, or several separated by spaces" });
-  const extra = el("input", { type: "number", class: forecast ? "horizon" : "beam", min: "1",
-    max: forecast ? "1000" : "16", value: forecast ? "" : "3", placeholder: "run's", style: "width:5em" });
+    placeholder: forecast ? "a series: 1 2 3 4 5 … (at least the run's context)"
+      : lm ? "a text to continue" : sentence ? "a sentence to tag" : "one item, or several separated by spaces" });
+  const extra = el("input", { type: "number", class: horizon ? "horizon" : "beam", min: "1",
+    max: horizon ? "1000" : "16", value: horizon ? "" : "3", placeholder: "run's", style: "width:5em" });
   const out = el("div", { class: "lines" });
   const error = el("div", { class: "error" });
   const go = async () => {
-    const items = input.value.trim().split(/[\s,]+/).filter(Boolean);
-    const body = { items: items.length ? items : ["0"] };
-    if (extra.value && forecast) body.horizon = Number(extra.value);
+    const items = sentence ? [input.value].filter(t => t.trim()) : input.value.trim().split(/[\s,]+/).filter(Boolean);
+    if (!items.length) { out.replaceChildren(); error.textContent = forecast ? "type a series of numbers" : "type something"; return; }
+    const body = { items };
+    if (extra.value && horizon) body.horizon = Number(extra.value);
     else if (extra.value && seq2seq) body.beam = Number(extra.value);
     try {
       const answer = await post(`runs/${run.run}/predict`, body);
@@ -180,13 +188,16 @@ function predictor(run) {
   };
   input.addEventListener("keydown", e => { if (e.key === "Enter") go(); });
   return el("div", { class: "controls" }, input,
-    forecast || seq2seq ? el("label", {}, forecast ? "horizon " : "beam ", extra) : null,
+    horizon || seq2seq ? el("label", {}, forecast ? "horizon " : lm ? "characters " : "beam ", extra) : null,
     el("button", { class: "predict-button", onclick: go }, forecast ? "forecast" : "predict"), out, error);
 }
 
 function card(run) {
   const tryIt = run.endpoints.includes("sample") ? generator(run)
-    : run.task === "classify" && !run.app ? classifier(run) : predictor(run);
+    : run.task === "classify" && !run.app ? classifier(run)
+    : run.app === "classify-series" ? el("p", { class: "muted note" },
+      "classifies whole series read from a file: rnnkit predict ", run.run, " --data FILE.ts (or .npz)")
+    : predictor(run);
   const details = el("details", { class: "report-toggle" }, el("summary", {}, "run report"), report(run));
   const head = Object.entries(run.metrics || {}).filter(([k]) => k.startsWith("test_")).slice(0, 3)
     .map(([k, v]) => `${k} ${fmt(v)}`).join(", ");
