@@ -9,8 +9,10 @@ Tags (the x axis is the global optimizer step, 1-based, as curve.csv's ``step`` 
   ``train_loss``, ``val_loss``, ``val_<metric>``, ``lr``, ``grad_norm`` (the epoch's mean of ``step/grad_norm``),
   ``grad_norm_max``, ``items_per_second``, ``seconds``); an empty cell (no validation) is not logged.
 
-Values are written as double-precision scalars (``add_scalar(..., new_style=True, double_precision=True)``), so an
-event holds exactly the float64 that curve.csv prints; TensorBoard's scalar dashboard shows them like any scalar.
+Values are written as TensorBoard's ordinary scalars (``add_scalar``: float32, as Keras, Lightning and Hugging Face
+write them), so an event holds curve.csv's float64 number rounded to float32, the precision TensorBoard keeps for
+every scalar. (Double-precision scalars would keep every digit, but TensorBoard's default fast loader does not show
+them.)
 A resumed fit appends to the same folder and continues the step numbers; events at or after the step it resumes
 from (logged by the interrupted process after its last checkpoint) are purged (``SummaryWriter(purge_step=...)``).
 Under torchrun only rank 0 writes (``step/train_loss`` is then the loss over rank 0's rows).
@@ -71,7 +73,7 @@ class TensorBoardLogger:
     def _scalar(self, tag: str, value: Any, step: int) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             return
-        self._writer.add_scalar(tag, float(value), step, new_style=True, double_precision=True)
+        self._writer.add_scalar(tag, float(value), step)
 
     def _open(self, step: int) -> bool:
         """Open the writer on the first step of this fit (``step``: that step's number); False on ranks > 0."""
