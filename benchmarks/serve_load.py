@@ -1,19 +1,24 @@
-"""A bounded load test of ``rnnkit serve`` on loopback: N concurrent clients for at most 60 s in all.
+"""A bounded load test of ``rnnkit serve`` on loopback: N concurrent clients, at most ``--budget`` seconds in all.
 
-    python benchmarks/serve_load.py [--clients 20] [--seconds 15] [--baseline 11d0336] [--keep-alive]
+    python benchmarks/serve_load.py [--clients 20] [--seconds 15] [--budget 60] [--baseline 11d0336] [--keep-alive]
 
 Serves the release's classify and generate run folders (tests/fixtures/runs/v0.1.0, copied to a temp folder) in a
-subprocess, then for ``predict`` and then ``sample`` runs ``--clients`` threads, each opening a connection per
-request (as the baseline must; ``--keep-alive`` reuses one), sending requests back to back for ``--seconds``.
-Prints requests/second, p50/p99 latency, the requests that failed (none should: a failure is a non-200 answer or
-a broken connection), whether the server still answers and its resident memory before and after.
+subprocess, warms each endpoint up (10 requests), then for ``predict`` and then ``sample`` runs ``--clients``
+threads, each opening a connection per request (as the baseline must; ``--keep-alive`` reuses one), sending
+requests back to back for ``--seconds`` (shortened so that everything, servers' start and stop included, ends
+within ``--budget``). Prints requests/second, p50/p99 latency, the requests that failed (a failure is a non-200
+answer or a broken connection), whether the server still answers, and its resident memory after the warm-up and
+after the load (flat: no growth per request). Exits 1 if a request failed or the server stopped answering.
 ``--baseline COMMIT`` measures the hand-written http.server of that commit (``src/rnnkit/serve.py``; HTTP/1.0,
 paths without ``/runs/NAME``) the same way, for comparison.
+
+Its figures depend on the machine and on what else runs there: the README's come from one run, stated there.
 """
 
 import argparse
 import http.client
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -39,7 +44,9 @@ def rss_kib(pid: int) -> int:
 
 
 def start(cmd: list[str]) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    # the checkout's rnnkit, whatever is installed
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
     line = proc.stdout.readline()
     # keep reading what it prints (uvicorn's access log goes to stdout): a full pipe would block the server
     threading.Thread(target=proc.stdout.read, daemon=True).start()
@@ -99,41 +106,94 @@ def load(port: int, path: str, body: dict, clients: int, seconds: float, keep_al
     }
 
 
-def measure(label: str, cmd: list[str], prefix: dict[str, str], args: argparse.Namespace, keep_alive: bool) -> None:
+STOP_MARGIN = 3.0  # seconds kept per server for stopping it (SIGTERM, requests in flight finish)
+
+
+class Budget:
+    """The wall-clock budget of the whole test: each load phase gets ``--seconds``, or its share of what is left."""
+
+    def __init__(self, seconds: float, phases: int) -> None:
+        self.deadline, self.phases_left = time.monotonic() + seconds, phases
+
+    def phase(self, wanted: float, servers_left: int) -> float:
+        left = self.deadline - time.monotonic() - STOP_MARGIN * servers_left
+        share = max(0.5, left / max(self.phases_left, 1))
+        self.phases_left -= 1
+        return min(wanted, share)
+
+
+def warm_up(port: int, path: str, body: dict, n: int = 10) -> None:
+    """``n`` requests one after another, so the memory measured after includes the model's first-call costs."""
+    for _ in range(n):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        conn.getresponse().read()
+        conn.close()
+
+
+def measure(
+    label: str,
+    cmd: list[str],
+    prefix: dict[str, str],
+    args: argparse.Namespace,
+    keep_alive: bool,
+    budget: Budget,
+    servers_left: int,
+) -> bool:
+    """Load one server; True if no request failed and it still answers."""
     proc, port = start(cmd)
+    ok = True
     try:
+        for endpoint, (run, body) in REQUESTS.items():
+            warm_up(port, prefix[run] + "/" + endpoint, body)
         before = rss_kib(proc.pid)
         for endpoint, (run, body) in REQUESTS.items():
-            r = load(port, prefix[run] + "/" + endpoint, body, args.clients, args.seconds, keep_alive)
+            seconds = budget.phase(args.seconds, servers_left)
+            r = load(port, prefix[run] + "/" + endpoint, body, args.clients, seconds, keep_alive)
+            ok = ok and r["failed"] == 0
             print(
                 f"{label:9s} {endpoint:8s} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms"
-                f"  {r['requests']} requests, {r['failed']} failed",
+                f"  {r['requests']} requests, {r['failed']} failed ({args.clients} clients, {seconds:.1f} s)",
                 flush=True,
             )
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        conn.request("GET", "/health")
-        up = conn.getresponse().status == 200
-        print(f"{label:9s} still answers: {up}; RSS {before // 1024} MiB before, {rss_kib(proc.pid) // 1024} MiB after")
+        after = rss_kib(proc.pid)
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", "/health")
+            up = conn.getresponse().status == 200
+        except OSError:
+            up = False
+        ok = ok and up
+        print(
+            f"{label:9s} still answers: {up}; RSS {before / 1024:.0f} MiB after the warm-up, {after / 1024:.0f} MiB "
+            f"after the load ({(after - before) / 1024:+.1f} MiB)",
+            flush=True,
+        )
     finally:
         proc.terminate()
         proc.wait(20)
+    return ok
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clients", type=int, default=20)
-    p.add_argument("--seconds", type=float, default=15.0, help="per endpoint (at most 30, so 60 s in all)")
+    p.add_argument("--seconds", type=float, default=15.0, help="of load per endpoint (less if --budget needs)")
+    p.add_argument(
+        "--budget", type=float, default=60.0, help="seconds for everything, servers' start and stop included"
+    )
     p.add_argument("--baseline", metavar="COMMIT", help="also measure the http.server of this commit")
     p.add_argument(
         "--keep-alive", action="store_true", help="reuse each client's connection (the baseline cannot: HTTP/1.0)"
     )
     args = p.parse_args()
-    args.seconds = min(args.seconds, 30.0)
+    t0 = time.monotonic()
+    budget = Budget(args.budget, 4 if args.baseline else 2)
     with tempfile.TemporaryDirectory() as tmp:
         runs = [str(shutil.copytree(FIXTURES / k, Path(tmp) / k)) for k in ("classify", "generate")]
         cmd = [sys.executable, "-m", "rnnkit", "serve", *runs, "--port", "0", "--max-items", "256"]
         prefixes = {"classify": "/runs/classify", "generate": "/runs/generate"}
-        measure("fastapi", cmd, prefixes, args, args.keep_alive)
+        ok = measure("fastapi", cmd, prefixes, args, args.keep_alive, budget, 3 if args.baseline else 1)
         if args.baseline:
             old = subprocess.run(
                 ["git", "show", f"{args.baseline}:src/rnnkit/serve.py"], cwd=ROOT, capture_output=True, text=True
@@ -157,11 +217,13 @@ def main() -> int:
                 REQUESTS.clear()
                 REQUESTS.update(one)
                 try:
-                    measure(label, proc_cmd, {name: ""}, args_one, False)
+                    servers_left = 2 if name == "classify" else 1
+                    ok = measure(label, proc_cmd, {name: ""}, args_one, False, budget, servers_left) and ok
                 finally:
                     REQUESTS.clear()
                     REQUESTS.update(saved)
-    return 0
+    print(f"{time.monotonic() - t0:.0f} s in all; {'no request failed' if ok else 'FAILED: see above'}", flush=True)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
