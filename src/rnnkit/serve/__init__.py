@@ -8,7 +8,8 @@
 ``POST /runs/NAME/predict`` (runs of every kind but generate)
     ``{"items": ["Anna", ...], "top_k": 3}`` → ``{"predictions": [{"item": "Anna", "top": [{"label": "Alpha",
     "prob": 0.91}, ...]}, ...]}``; for a run of another kind (``beam``, ``horizon`` and ``top_k`` are passed on) →
-    ``{"lines": [...]}``, the lines ``rnnkit predict`` prints.
+    ``{"lines": [...]}``, the lines ``rnnkit predict`` prints; a seq2seq run adds ``"outputs": [{"item": ...,
+    "candidates": [{"output": ..., "score": ...}, ...]}, ...]``, the beam's candidates best first.
 ``POST /runs/NAME/sample`` (generate runs)
     ``{"category": "Alpha", "num": 10, "temperature": 0.8, "seed": 0, "prefix": "", "max_len": 30, "top_k": null}``
     (all optional but ``category`` for a conditional run) → ``{"samples": ["Anna", ...]}``.
