@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ValidationError
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 from torch import Tensor, nn
@@ -48,6 +49,7 @@ __all__ = [
     "read_safetensors_header",
     "save_run_weights",
     "save_safetensors_atomic",
+    "validate_model",
     "write_bytes_atomic",
     "write_json_atomic",
     "write_text_atomic",
@@ -248,6 +250,33 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e}); the file is corrupt or truncated") from None
+
+
+def validate_model(
+    model: type[BaseModel],
+    data: Any,
+    path: str | os.PathLike[str],
+    *,
+    prefix: str = "",
+    fix: str = "the file was edited or damaged",
+    error: type[ValueError] = ValueError,
+) -> Any:
+    """``data`` (a file's parsed JSON) checked against the pydantic ``model``; returns it unchanged, or raises
+    ``error`` in one line: ``PATH: field PREFIXa.b: what was expected (got ...); FIX`` for the first problem."""
+    try:
+        model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = prefix + ".".join(str(p) for p in first["loc"]) if first["loc"] else prefix.rstrip(".")
+        field = model.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+        if field is not None and field.description:  # the words a reader knows the field by
+            where += f" ({field.description})"
+        msg = first["msg"].removeprefix("Value error, ")
+        got = first.get("input")
+        shown = "" if isinstance(got, (dict, list)) or first["type"] == "missing" else f" (got {got!r:.60})"
+        more = f"; {e.error_count() - 1} more problem(s)" if e.error_count() > 1 else ""
+        raise error(f"{path}: field {where or '(the whole file)'}: {msg}{shown}{more}; {fix}") from None
+    return data
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnkit.checkpoint import read_json
 from rnnkit.data.arrays import (
     EMBEDDED_SERIES,
     SERIES_SUFFIXES,
@@ -53,7 +52,7 @@ from rnnkit.data.arrays import (
 )
 from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
-from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
 from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
@@ -343,7 +342,7 @@ def saved_test_part(run: Run) -> SeriesSet:
     """A run's own test part, rebuilt from its saved data settings (checked against ``split.json``)."""
     d = run.config["data"]
     split = prepare_series(d["data"], d["val_data"], d["test_data"], d["seed"])
-    saved = read_json(run.path / SPLIT_FILE)
+    saved = read_split(run.path)
     if saved.get("test") != split.record.get("test") or saved.get("train") != split.record.get("train"):
         raise ValueError(
             f"{d['data']} changed since the run was trained (its split differs from {run.path / SPLIT_FILE}); "
@@ -437,7 +436,7 @@ class SeriesClassifyKind(RunKind):
         self, out: Path, prepared: Prepared, saved: dict[str, Any] | None, log: Callable[[str], None] | None
     ) -> None:
         split = prepared.extra["split"]
-        if saved is not None and read_json(out / SPLIT_FILE) != split.record:
+        if saved is not None and read_split(out) != split.record:
             raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
         if split.missing_filled:
             _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")

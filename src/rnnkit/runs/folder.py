@@ -101,12 +101,13 @@ def read_config(path: Path) -> dict[str, Any]:
     return validate_file(RunConfigFile, config, path / CONFIG_FILE)
 
 
-def read_split(path: Path) -> dict[str, Any]:
-    """``path/split.json`` of a run, checked against its declared model (:class:`~rnnkit.runs.schema.SplitFile`)."""
+def read_split(path: Path, model: type[SplitFile] = SplitFile) -> dict[str, Any]:
+    """``path/split.json`` of a run, checked against its declared model (:class:`~rnnkit.runs.schema.SplitFile`, or
+    the kind's own ``model``)."""
     record = read_json(path / SPLIT_FILE)
     if not isinstance(record, dict):
         raise ValueError(f"{path / SPLIT_FILE}: expected a JSON object (the split record), got {type(record).__name__}")
-    return validate_file(SplitFile, record, path / SPLIT_FILE)
+    return validate_file(model, record, path / SPLIT_FILE)
 
 
 class OutLock:

@@ -7,7 +7,7 @@ are kept (a kind's own sections), missing required sections and wrong types are 
 
 - :class:`RunConfigFile` — ``config.json`` (format tag, ``model``, ``train``, ``data``, the vocabulary, classes);
 - :class:`VocabSection` — a vocabulary as :meth:`rnnkit.data.Vocab.to_dict` writes it;
-- :class:`SplitFile` — ``split.json``.
+- :class:`SplitFile` — ``split.json`` (:class:`TextSplitFile`: an ``lm`` run's).
 
 This module imports nothing from the rest of :mod:`rnnkit.runs`.
 """
@@ -18,9 +18,11 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RunConfigFile", "SplitFile", "VocabSection", "validate_file"]
+from rnnkit.checkpoint import validate_model
+
+__all__ = ["RunConfigFile", "SplitFile", "TextSplitFile", "VocabSection", "validate_file"]
 
 SIZE = 2**20  # no saved size beyond a million: a hand-edited config cannot ask for a model of 10^11 units
 
@@ -104,6 +106,20 @@ class SplitFile(_Open):
     test: list[Any] | None = None
 
 
+class TextSplitFile(SplitFile):
+    """``split.json`` of an ``lm`` run: the sha256 of the training text and the test part's character span."""
+
+    data_sha256: str | None = None
+    test: tuple[int, int] | None = None  # type: ignore[assignment]  # [start, end) characters
+
+    @field_validator("test")
+    @classmethod
+    def _span(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and not 0 <= v[0] <= v[1]:
+            raise ValueError(f"expected a span [start, end) with 0 <= start <= end, got {list(v)}")
+        return v
+
+
 def _unique_list(v: list[str]) -> list[str]:
     seen: set[str] = set()
     for item in v:
@@ -115,15 +131,5 @@ def _unique_list(v: list[str]) -> list[str]:
 
 def validate_file(model: type[BaseModel], data: Any, path: Path) -> Any:
     """``data`` (a file's parsed JSON) checked against ``model``; returns it unchanged, or raises ``ValueError``:
-    ``PATH: field a.b: what was expected (got ...)`` for the first problem."""
-    try:
-        model.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(the whole file)"
-        msg = first["msg"].removeprefix("Value error, ")
-        got = first.get("input")
-        shown = "" if isinstance(got, (dict, list)) or first["type"] == "missing" else f" (got {got!r:.60})"
-        more = f"; {e.error_count() - 1} more problem(s)" if e.error_count() > 1 else ""
-        raise ValueError(f"{path}: field {where}: {msg}{shown}{more}; the file was edited or damaged") from None
-    return data
+    ``PATH: field a.b: what was expected (got ...)`` (:func:`rnnkit.checkpoint.validate_model`)."""
+    return validate_model(model, data, path)

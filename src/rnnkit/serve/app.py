@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rnnkit import __version__
+from rnnkit.checkpoint import read_json
 from rnnkit.runs import Run, kind_of, load_run, sample
 
 __all__ = ["HTTPError", "Limits", "Server", "create_app", "report", "serve"]
@@ -344,8 +345,9 @@ class _BodyLimit:
 
 
 def _read_json(path: Path) -> Any:
+    """A report file for the page (shown as it is, or not at all): regular files only, size-capped."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except (OSError, ValueError):
         return None
 
