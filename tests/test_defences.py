@@ -7,10 +7,14 @@ flag); the rows of docs/errors.md ("Nothing lost, nothing unbounded") name them.
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import shutil
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnnkit import cli
@@ -141,3 +145,153 @@ def test_every_json_file_is_read_through_a_declared_model() -> None:
         if path.name in ("checkpoint.py", "app.py"):  # read_json itself; the page's reports, shown as they are
             continue
         assert "validate_model" in text or "validate_file" in text or "_read_checked" in text, path
+
+
+# ------------------------------------------------------------------------------ 2. .npz headers before allocation
+def _npz_with_header(path: Path, shape: tuple[int, ...], payload: int = 64) -> Path:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    labels = io.BytesIO()
+    np.save(labels, np.array(["a", "b"]))
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("X.npy", buf.getvalue() + b"\0" * payload)
+        z.writestr("y.npy", labels.getvalue())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("shape", "needle"),
+    [
+        ((10**6, 10**6, 3), "more than the 4 GiB rnnkit reads per array"),
+        ((2, 3, 1000), "the file is truncated or corrupt"),  # declares 24,000 bytes, holds 64
+    ],
+)
+def test_an_npz_header_declaring_a_huge_or_missing_array_is_refused_before_allocation(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, shape: tuple[int, ...], needle: str
+) -> None:
+    path = _npz_with_header(tmp_path / "x.npz", shape)
+    code, out, err = rnnkit_main(capsys, "train", "--data", path, "--out", tmp_path / "out", *TINY)
+    assert_one_line_error(code, out, err, "x.npz", "array 'X'", str(shape), needle)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_npz_header_check_follows_the_available_memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from rnnkit import ranges
+    from rnnkit.data.arrays import check_npz_headers
+
+    path = tmp_path / "ok.npz"
+    np.savez(path, X=np.zeros((4, 2, 100), dtype=np.float32), y=np.array(["a", "b", "a", "b"]))
+    check_npz_headers(path)  # 3,200 bytes: fine
+    monkeypatch.setattr(ranges, "available_memory", lambda: 1000)
+    with pytest.raises(MemoryError, match=r"array 'X' of shape \(4, 2, 100\) needs about"):
+        check_npz_headers(path)
+
+
+def test_a_single_npy_named_npz_is_never_loaded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**7, 10**7)})
+    (tmp_path / "one.npz").write_bytes(buf.getvalue())
+    code, out, err = rnnkit_main(capsys, "train", "--data", tmp_path / "one.npz", "--out", tmp_path / "o", *TINY)
+    assert_one_line_error(code, out, err, "holds a single array, not an .npz archive")
+
+
+# ------------------------------------------------------------------------------ 3. weights and classes on load
+def test_nan_or_inf_weights_are_refused_on_load(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, classify_run: Path
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    for bad in (math.nan, math.inf):
+        run = tmp_path / f"run-{bad}"
+        shutil.copytree(classify_run, run)
+        weights = load_file(run / "model.safetensors")
+        name = sorted(weights)[0]
+        weights[name].view(-1)[0] = bad
+        save_file(weights, run / "model.safetensors")
+        for command in (["predict", run, "Aei"], ["evaluate", run]):
+            code, out, err = rnnkit_main(capsys, *command)
+            assert_one_line_error(code, out, err, "model.safetensors", repr(name), "NaN or infinite")
+            assert "nan" not in out
+
+
+def test_duplicate_classes_are_refused_on_load(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, classify_run: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(classify_run, run)
+    config = json.loads((run / "config.json").read_text())
+    config["classes"] = ["Alpha", "Alpha"]
+    (run / "config.json").write_text(json.dumps(config))
+    code, out, err = rnnkit_main(capsys, "predict", run, "Aei")
+    assert_one_line_error(code, out, err, "config.json", "field classes", "'Alpha' appears twice")
+
+
+# ------------------------------------------------------------------------------ 4. resources before they are spent
+def test_a_model_too_large_for_memory_is_refused_before_anything_is_written(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, names: Path
+) -> None:
+    """--hidden 60000 is within the range (65,536) but its GRU has 2·10^10 parameters: refused from the estimate
+    (the model built on the meta device), not by an allocator traceback."""
+    out_dir = tmp_path / "big"
+    code, out, err = rnnkit_main(
+        capsys, "train", "--data", names, "--out", out_dir, "--hidden", "60000", "--epochs", "1"
+    )
+    assert_one_line_error(code, out, err, "parameters", "hidden 60000", "of memory available", "--hidden")
+    assert not out_dir.exists()
+
+
+def test_the_memory_rule_counts_parameters_and_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estimate is 20 bytes per parameter plus 4·B·(8·H·L·D + E) bytes per step; compared with the memory
+    available (here pinned)."""
+    from rnnkit import ranges
+    from rnnkit.runs.kind import KINDS, load_kinds
+    from rnnkit.tasks import ModelConfig, build_model
+    from rnnkit.train import TrainConfig
+
+    load_kinds()
+    mcfg = ModelConfig(task="classify", model="lstm", hidden_size=32, num_layers=2, vocab_size=30, num_classes=3,
+                       embed_dim=16)  # fmt: skip
+    params = sum(p.numel() for p in build_model(mcfg).parameters())
+    need = 20 * params + 4 * 8 * (8 * 32 * 2 * 1 + 16)
+    tcfg = TrainConfig(batch_size=8)
+    monkeypatch.setattr(ranges, "available_memory", lambda: need)
+    KINDS["classify"].check_resources(mcfg, tcfg)  # exactly enough
+    monkeypatch.setattr(ranges, "available_memory", lambda: need - 1)
+    with pytest.raises(MemoryError, match=f"{params:,} parameters"):
+        KINDS["classify"].check_resources(mcfg, tcfg)
+
+
+def test_available_memory_honours_an_address_space_limit() -> None:
+    import resource
+
+    from rnnkit import ranges
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    free = ranges.available_memory()
+    assert free is None or free > 0
+    with open("/proc/self/status", encoding="ascii") as f:
+        used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    limit = used + 2**30
+    if hard != resource.RLIM_INFINITY and limit > hard:
+        pytest.skip("the hard address-space limit is lower than this test needs")
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        left = ranges.available_memory()
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    assert left is not None and left <= 2**30
+
+
+def test_a_seq2seq_item_beyond_its_cap_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(0)
+    words = {"".join(rng.choice("abcdef") for _ in range(4)) for _ in range(80)}
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("".join(f"{w}\t{w[::-1]}\n" for w in sorted(words)), encoding="utf-8")
+    run = tmp_path / "s2s"
+    assert rnnkit_main(capsys, "train", "--task", "seq2seq", "--data", pairs, "--out", run, *TINY)[0] == 0
+    code, out, err = rnnkit_main(capsys, "predict", run, "a" * 1001)
+    assert_one_line_error(code, out, err, "1001 symbols", "more than the 1000")
+    code, out, _ = rnnkit_main(capsys, "predict", run, "abcdef" * 166, "--beam", "2")  # 996 symbols: answered
+    assert code == 0 and out.startswith("abcdef")

@@ -477,8 +477,8 @@ def save_run_weights(folder: str | os.PathLike[str], model: nn.Module) -> Path:
 def load_run_weights(folder: str | os.PathLike[str], model: nn.Module, *, strict: bool = True) -> None:
     """Load ``folder/model.safetensors`` (or ``folder`` itself if it is a file) into ``model``.
 
-    Raises :class:`CheckpointError` (a ``ValueError``) for a missing, corrupt or pickled file or mismatched
-    keys/shapes, leaving the model untouched.
+    Raises :class:`CheckpointError` (a ``ValueError``) for a missing, corrupt or pickled file, NaN or infinite
+    weights or mismatched keys/shapes, leaving the model untouched.
     """
     path = Path(folder)
     if path.is_dir() or not path.suffix:
@@ -486,4 +486,11 @@ def load_run_weights(folder: str | os.PathLike[str], model: nn.Module, *, strict
     if not path.exists():
         raise CheckpointError(f"{path}: no weights file; is this a finished run folder?")
     tensors = load_safetensors(path)
+    for name, tensor in tensors.items():  # a trained model's weights are finite: NaN/inf would print nan everywhere
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s); the weights are damaged: "
+                "retrain the run, or resume it from its checkpoint"
+            )
     load_state_dict_checked(model, tensors, str(path), strict=strict)

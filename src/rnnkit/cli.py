@@ -762,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `rnnkit bench | head`: the reader left; say nothing more
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- keeps Python's exit-time flush quiet
         return 1
-    except (ValueError, TypeError, OSError) as error:  # FileNotFoundError is an OSError
+    except (ValueError, TypeError, OSError, MemoryError) as error:  # FileNotFoundError is an OSError
         if os.environ.get("RNNKIT_DEBUG"):
             raise
         message = " ".join(str(error).split()) or type(error).__name__

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
+
+from rnnkit.ranges import check_memory
 
 from rnnkit.runs.folder import (
     CONFIG_FILE,
@@ -178,6 +181,7 @@ class RunKind:
         prepared = self.prepare(opts, saved)
         mcfg = self.model_config(opts, prepared)
         tcfg = self.trainer_settings(opts, prepared)
+        self.check_resources(mcfg, tcfg)
         seed_everything(opts.seed)
         model = self.build(mcfg)
         extra = self.config_extra(opts, prepared)
@@ -226,6 +230,27 @@ class RunKind:
     def build(self, mcfg: ModelConfig) -> nn.Module:
         """A fresh model (default: the task-model registry's)."""
         return build_model(mcfg)
+
+    def check_resources(self, mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+        """Refuse in one line, before anything is allocated or written, a model whose training would need more
+        memory than is available (:func:`rnnkit.ranges.check_memory`). The rule (docs/errors.md, "Memory"): the
+        model is built on the ``meta`` device (shapes only) to count its parameters P; training holds 5 float32
+        copies of them (weights, gradients, AdamW's two moments, the best weights): ``20·P`` bytes; plus, per time
+        step of a batch, the states and gates kept for the backward pass, ``4·B·(8·H·L·D + E)`` bytes."""
+        try:
+            with torch.device("meta"):
+                params = sum(p.numel() for p in self.build(mcfg).parameters())
+        except (RuntimeError, NotImplementedError, TypeError):  # a kind's model that cannot be built on meta
+            return
+        directions = 2 if getattr(mcfg, "bidirectional", False) else 1
+        inputs = max(getattr(mcfg, "embed_dim", 0) or 0, getattr(mcfg, "input_features", 0) or 0)
+        per_step = 4 * tcfg.batch_size * (8 * mcfg.hidden_size * mcfg.num_layers * directions + inputs)
+        check_memory(
+            20 * params + per_step,
+            f"training a {mcfg.model} of {params:,} parameters (hidden {mcfg.hidden_size}, {mcfg.num_layers} layers,"
+            f" inputs {inputs}, batch {tcfg.batch_size})",
+            "choose a smaller --hidden, --embed, --layers or --batch-size",
+        )
 
     def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
         """The ``"data"`` section of config.json: what rebuilds the data and its split."""

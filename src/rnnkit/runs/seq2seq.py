@@ -310,9 +310,15 @@ def predict_app(run: Run, items: list[str], **options: Any) -> list[str]:
     src_vocab, tgt_vocab = _vocabs(run)
     lower = run.config["data"].get("lowercase", False)
     ids = []
+    cap = int(ranges.RANGES["seq2seq_item"].hi)
     for item in items:
         if not item.strip():
             raise ValueError("a word to transcribe is empty")
+        if len(item) > cap:
+            raise ValueError(
+                f"item {item[:20]!r}... has {len(item)} symbols, more than the {cap} a seq2seq run transcribes "
+                "(decoding time grows with the square of the length); split it into words"
+            )
         ids.append(src_vocab.encode(item.lower() if lower else item, strict=True))
     hyps = decode(run.model, ids, beam)
     return [f"{item}: {tgt_vocab.decode(h)}" for item, h in zip(items, hyps, strict=True)]
