@@ -190,4 +190,6 @@ def check_memory(need: float, what: str, fix: str) -> None:
     allocated) exceed :func:`available_memory`: ``WHAT needs about N GiB, more than the M GiB available; FIX``."""
     have = available_memory()
     if have is not None and need > have:
-        raise MemoryLimitError(f"{what} needs about {_gib(need)}, more than the {_gib(have)} of memory available; {fix}")
+        raise MemoryLimitError(
+            f"{what} needs about {_gib(need)}, more than the {_gib(have)} of memory available; {fix}"
+        )

@@ -565,7 +565,7 @@ def check_npz_headers(path: str | Path, where: str | None = None) -> None:
                     shape, dtype = _npz_header(f, name)
                     header = f.tell()
             except (OSError, ValueError, EOFError, SyntaxError, TypeError, zipfile.BadZipFile) as e:
-                raise ValueError(f"{where}: array {name!r} has no valid .npy header ({e}); the file is corrupt") from None
+                raise ValueError(f"{where}: array {name!r} has no valid .npy header ({e}); corrupt file") from None
             if dtype.hasobject:
                 continue  # refused by np.load(allow_pickle=False), with the message that says what to save instead
             if any(d < 0 for d in shape):

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from rnnkit.ranges import check_memory
-
 from rnnkit.runs.folder import (
     CONFIG_FILE,
     OutLock,
