@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -295,3 +296,135 @@ def test_a_seq2seq_item_beyond_its_cap_is_one_line(capsys: pytest.CaptureFixture
     assert_one_line_error(code, out, err, "1001 symbols", "more than the 1000")
     code, out, _ = rnnkit_main(capsys, "predict", run, "abcdef" * 166, "--beam", "2")  # 996 symbols: answered
     assert code == 0 and out.startswith("abcdef")
+
+
+# ------------------------------------------------------------------------------ 5. reports scale with the classes
+def test_the_sparse_confusion_equals_the_dense_one_and_its_macro_f1() -> None:
+    from rnnkit.metrics import confusion, confusion_matrix, macro_f1
+
+    rng = np.random.default_rng(0)
+    for classes in (2, 7, 40):
+        gold = rng.integers(0, classes, 300).tolist()
+        pred = [g if rng.random() < 0.6 else int(rng.integers(0, classes)) for g in gold]
+        dense = confusion_matrix(gold, pred, classes)
+        sparse = confusion(gold, pred, classes)
+        assert sparse.dense() == dense
+        assert macro_f1(sparse) == macro_f1(dense)  # bitwise: the same classes summed in the same order
+        assert sum(n for _, _, n in sparse.sparse()) == 300
+        assert all(dense[g][p] == n for g, p, n in sparse.sparse())
+
+
+def test_ten_thousand_classes_write_a_small_confusion_and_no_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rnnkit.metrics import confusion
+    from rnnkit.plots import plot_confusion
+    from rnnkit.ranges import CONFUSION_DENSE_MAX, CONFUSION_PLOT_MAX
+
+    classes = [f"c{i}" for i in range(10_000)]
+    gold = list(range(0, 10_000, 7))
+    conf = confusion(gold, [(g * 3) % 10_000 for g in gold], len(classes))
+    record = conf.record(classes)
+    assert record["format"] == "sparse" and "matrix" not in record and len(record["cells"]) == len(gold)
+    assert len(json.dumps(record)) < 200_000  # dense: 10^8 cells, about 200 MB of JSON
+    small = confusion([0, 1, 1], [0, 1, 0], CONFUSION_DENSE_MAX).record([str(i) for i in range(CONFUSION_DENSE_MAX)])
+    assert len(small["matrix"]) == CONFUSION_DENSE_MAX  # up to the cap, confusion.json is as before
+    capsys.readouterr()
+    assert plot_confusion(conf, classes, tmp_path / "confusion.png") is None
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"confusion.png skipped: 10000 classes, more than the {CONFUSION_PLOT_MAX} a confusion plot shows "
+        "(confusion.json holds the counts)"
+    ]
+    assert not (tmp_path / "confusion.png").exists()
+
+
+def test_a_classify_run_with_many_classes_writes_the_sparse_confusion(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caps as they reach a run (lowered here, so a tiny run has "many" classes)."""
+    from rnnkit import metrics, ranges
+
+    monkeypatch.setattr(metrics, "CONFUSION_DENSE_MAX", 1)
+    monkeypatch.setattr(ranges, "CONFUSION_PLOT_MAX", 1)
+    data = make_folder(tmp_path / "names")
+    run = tmp_path / "run"
+    code, _, err = rnnkit_main(capsys, "train", "--data", data, "--out", run, *TINY)
+    assert code == 0 and "confusion.png skipped: 2 classes" in err
+    record = json.loads((run / "confusion.json").read_text())
+    assert record["format"] == "sparse" and record["classes"] == ["Alpha", "Beta"]
+    assert not (run / "confusion.png").exists()
+
+
+# ------------------------------------------------------------------------------ 6. overflow in standardisation
+def _series_csv(path: Path, column) -> Path:
+    path.write_text("a,b\n" + "".join(f"{column(i)!r},{math.cos(i / 5):.4f}\n" for i in range(80)), encoding="utf-8")
+    return path
+
+
+def test_the_scaler_of_values_near_1e308_is_computed_in_float64_without_overflow() -> None:
+    from rnnkit.data.series import Scaler
+
+    small = np.array([[math.sin(i / 3), i % 5] for i in range(200)], dtype=np.float64)
+    values = small * np.array([1.5e308, 1.0])  # column 0 near the largest float64
+    scaler = Scaler.fit(values)
+    # reference: the same statistics computed at a safe scale (exact powers of two keep every bit)
+    ref_mean, ref_std = small[:, 0].mean() * 1.5e308, small[:, 0].std() * 1.5e308
+    assert math.isclose(scaler.mean[0], ref_mean, rel_tol=1e-12)
+    assert math.isclose(scaler.std[0], ref_std, rel_tol=1e-12)
+    assert scaler.mean[1] == small[:, 1].mean() and scaler.std[1] == small[:, 1].std()  # the usual path, unchanged
+    z = scaler.transform(values[:10])
+    assert np.isfinite(z).all()
+    np.testing.assert_allclose(z[:, 0], (small[:10, 0] - small[:, 0].mean()) / small[:, 0].std(), rtol=1e-10)
+    # x - mean overflows for a value at the other end of the range: one message naming the column
+    with pytest.raises(ValueError, match=r"^column 0 is not finite after standardization in float64"):
+        scaler.transform(np.array([[-1.79e308, 0.0]]))
+
+
+def test_forecast_data_near_1e308_trains_or_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    flags = ["--task", "forecast", "--context", "8", "--horizon", "2", *TINY]
+    big = _series_csv(tmp_path / "big.csv", lambda i: 1e308 * math.sin(i / 3))
+    code, out, err = rnnkit_main(capsys, "train", "--data", big, "--out", tmp_path / "r1", *flags)
+    assert_one_line_error(code, out, err, "big.csv", "'a'", "overflow float64", "rescale the column")
+    assert not (tmp_path / "r1").exists()
+    near = _series_csv(tmp_path / "near.csv", lambda i: 1e307 * (1 + (i % 7) * 1e-3))
+    code, out, err = rnnkit_main(capsys, "train", "--data", near, "--out", tmp_path / "r2", *flags)
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "r2" / "metrics.json").read_text())
+    assert all(math.isfinite(v) for k, v in metrics.items() if k.startswith("test_") and isinstance(v, float))
+
+
+def test_rmse_of_errors_beyond_1e154_is_finite_and_equals_the_scaled_reference() -> None:
+    from rnnkit.metrics import rmse
+
+    a = np.array([3e200, -1e200, 2e200])
+    f = np.zeros(3)
+    assert math.isclose(rmse(a, f), 1e200 * math.sqrt((9 + 1 + 4) / 3), rel_tol=1e-14)
+    assert rmse([1.0, 2.0], [0.0, 0.0]) == float(np.sqrt(np.mean(np.array([1.0, 4.0]))))  # usual path unchanged
+
+
+def test_a_non_finite_number_never_reaches_config_json(tmp_path: Path) -> None:
+    from rnnkit.runs.folder import write_run_start
+
+    out = tmp_path / "run"
+    for config, where in (
+        ({"format": "rnnkit-run", "train": {"max_minutes": math.inf}}, "train.max_minutes"),
+        ({"data": {"scaler": {"mean": [0.0, math.nan]}}}, "data.scaler.mean[1]"),
+    ):
+        with pytest.raises(ValueError, match=rf"config.json would hold a non-finite number at {re.escape(where)}"):
+            write_run_start(out, config, None, resume=False, overwrite=False)
+        assert not out.exists()
+
+
+def test_max_minutes_inf_is_refused_and_the_old_run_kept(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, classify_run: Path, names: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(classify_run, run)
+    before = snapshot(run)
+    for value in ("inf", "nan", "-inf", "1e400"):
+        code, out, err = rnnkit_main(
+            capsys, "train", "--data", names, "--out", run, "--overwrite", "--max-minutes", value, *TINY
+        )
+        assert_one_line_error(code, out, err, "--max-minutes")
+    assert snapshot(run) == before

@@ -272,6 +272,8 @@ def validate_model(
         if field is not None and field.description:  # the words a reader knows the field by
             where += f" ({field.description})"
         msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            msg = f"has no {str(first['loc'][-1])!r} ({msg.lower()})"
         got = first.get("input")
         shown = "" if isinstance(got, (dict, list)) or first["type"] == "missing" else f" (got {got!r:.60})"
         more = f"; {e.error_count() - 1} more problem(s)" if e.error_count() > 1 else ""

@@ -595,18 +595,10 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         title = f"gradient flow, fresh models, T={args.length}, H={args.hidden}"
         plot = args.plot or "gradient_flow.png"
     else:
-        from rnnkit.runs import load_run, saved_test_data
-        from rnnkit.runs.text import _encode, _label_ids, text_batches
+        from rnnkit.runs import kind_of, load_run
 
         run = load_run(args.run)
-        data = saved_test_data(run)
-        ids, kept = _encode(run.vocab, data)
-        if not ids:
-            raise ValueError(f"{args.run}: its test split has no item with a symbol the model knows")
-        labeled = run.task == "classify" or run.config["data"]["conditional"]
-        labels = _label_ids(run, data, kept) if labeled else None
-        first = list(range(min(args.batch_size, len(ids))))  # the first test items, in the split's order
-        batch = text_batches(run.task, ids, labels, args.batch_size, 0).collate(first)
+        batch = kind_of(run).gradient_batch(run, args.batch_size)  # the first test items, each kind its own
         flow = dg.gradient_flow(run.model, batch)
         norms = {f"{run.config['model']['model']} {k}": v for k, v in flow.norms.items()}
         title = f"gradient flow of {Path(args.run).name} ({len(batch)} test items, loss {flow.loss:.3f})"

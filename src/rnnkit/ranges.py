@@ -17,7 +17,19 @@ import os
 import resource
 from dataclasses import dataclass
 
-__all__ = ["RANGES", "MemoryLimitError", "Range", "arg", "available_memory", "check", "check_memory", "check_value"]
+__all__ = [
+    "CONFUSION_DENSE_MAX",
+    "CONFUSION_PLOT_MAX",
+    "RANGES",
+    "MemoryLimitError",
+    "Range",
+    "arg",
+    "available_memory",
+    "check",
+    "check_memory",
+    "check_value",
+    "validator",
+]
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,13 @@ def _fmt(x: float) -> str:
 
 SIZE_CAP = 65_536
 LENGTH_CAP = 100_000
+
+CONFUSION_DENSE_MAX = 500
+"""Up to this many classes ``confusion.json`` holds the whole ``C × C`` matrix; above it only the nonzero cells
+(``[true, predicted, count]``), so 10,000 classes write at most one cell per test item, not 10^8 zeros."""
+CONFUSION_PLOT_MAX = 100
+"""Up to this many classes a run draws ``confusion.png``; above it the plot (unreadable, and gigabytes to draw) is
+skipped with one line saying so."""
 
 RANGES: dict[str, Range] = {
     # training
@@ -113,6 +132,24 @@ def check(**values: float | None) -> None:
     for name, value in values.items():
         if value is not None:
             check_value(name, value)
+
+
+def validator(name: str):
+    """A value check for schemas (a pydantic ``AfterValidator``): returns the value when it lies in
+    ``RANGES[name]``, else ``ValueError("must lie in [lo, hi]")`` — the server's fields use the same ranges as the
+    command line and the library."""
+    r = RANGES[name]
+
+    lo, hi = ("(" if r.lo_open else "["), (")" if r.hi_open else "]")
+    words = f"must lie in {lo}{_fmt(r.lo)}, {_fmt(r.hi)}{hi}" + (" or be 0" if r.zero else "")
+
+    def validate(value: float) -> float:
+        if not r.holds(value):
+            raise ValueError(words)
+        return value
+
+    validate.__name__ = f"in_range_{name}"
+    return validate
 
 
 def arg(name: str) -> type:

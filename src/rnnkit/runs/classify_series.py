@@ -51,7 +51,7 @@ from rnnkit.data.arrays import (
     stratified_split,
 )
 from rnnkit.data.batching import Batch, Batches, collate_sequences
-from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
+from rnnkit.metrics import accuracy, confusion, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
 from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
@@ -324,7 +324,7 @@ def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None)
     gold = part.label_ids()
     probs, batches = _probabilities(run, part, labeled=True)
     pred = probs.argmax(1).tolist()
-    conf = confusion_matrix(gold, pred, len(run.classes))
+    conf = confusion(gold, pred, len(run.classes))
     metrics: dict[str, Any] = {
         "test_accuracy": round(accuracy(gold, pred), 4),
         "macro_f1": round(macro_f1(conf), 4),
@@ -453,7 +453,7 @@ class SeriesClassifyKind(RunKind):
         metrics["num_channels"] = split.train.num_channels
         metrics["missing_filled"] = split.missing_filled
         prepared.extra["confusion"] = confusion
-        return metrics, {"confusion": {"classes": split.classes, "matrix": confusion}}
+        return metrics, {"confusion": confusion.record(split.classes)}
 
     def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
         from rnnkit.plots import plot_confusion
@@ -471,6 +471,13 @@ class SeriesClassifyKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return summary(metrics)
+
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first ``size`` series of the saved test part with their classes."""
+        part = saved_test_part(run)
+        _readable(run, part)
+        part = replace(part, classes=list(run.classes))
+        return _series_batches(part, _scaler(run), size, 0, labeled=True).collate(list(range(min(size, len(part)))))
 
 
 def train_series(

@@ -289,6 +289,12 @@ class RunKind:
         """``rnnkit sample``: items drawn from the run."""
         raise ValueError(f"{run.path} is a {run.task} run; sample needs a generate run (use `rnnkit predict`)")
 
+    def gradient_batch(self, run: Run, size: int) -> Any:
+        """``rnnkit gradients RUN``: the first ``size`` items of the run's saved test part as one
+        :class:`~rnnkit.data.batching.Batch` with targets, for :func:`rnnkit.diagnostics.gradient_flow` (default:
+        refused in one line — a kind without a recurrent core, or one that has not said how)."""
+        raise ValueError(f"{run.path} is a {self.name} run; rnnkit gradients cannot replay its model")
+
     def summary(self, metrics: dict[str, Any]) -> str:
         """The one human line of a run's headline metrics."""
         return ", ".join(f"{k} {v}" for k, v in metrics.items() if k.startswith("test_"))

@@ -449,3 +449,10 @@ class LanguageModelKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return _summary(metrics)
+
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first chunk of the saved test text, as ``size`` rows (fewer when the text is short)."""
+        ids = encode_text(_saved_test(run), run.vocab)
+        if len(ids) < 2:
+            raise ValueError(f"{run.path}: its test text has fewer than 2 characters")
+        return next(iter(_eval_stream(ids, size)))

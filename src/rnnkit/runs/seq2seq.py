@@ -416,3 +416,15 @@ class Seq2SeqKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return summary(metrics)
+
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first ``size`` pairs of the saved test part (the flow is the encoder's: the source steps)."""
+        d = run.config["data"]
+        if d["test_data"]:
+            lex = _read_lexicon(d["test_data"], d["unit"], bool(d.get("lowercase")))
+        else:
+            lex = _read_lexicon(d["data"], d["unit"]).subset(read_split(run.path)["test"] or [])
+        sources, targets = _encode_pairs(lex, *_vocabs(run))
+        if not sources:
+            raise ValueError(f"{run.path}: its test part has no source with a symbol the model knows")
+        return collate_pairs(sources[:size], targets[:size])
