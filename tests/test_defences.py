@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rnnkit import cli
 
@@ -428,3 +429,108 @@ def test_max_minutes_inf_is_refused_and_the_old_run_kept(
         )
         assert_one_line_error(code, out, err, "--max-minutes")
     assert snapshot(run) == before
+
+
+# ------------------------------------------------------------------------------ 9. gradients RUN for every kind
+def _kind_data(tmp_path: Path, kind: str) -> tuple[list[str], Path]:
+    import random
+
+    rng = random.Random(0)
+    if kind in ("classify", "generate"):
+        return [], make_folder(tmp_path / "names")
+    if kind == "forecast":
+        csv = _series_csv(tmp_path / "s.csv", lambda i: math.sin(i / 3))
+        return ["--context", "8", "--horizon", "2"], csv
+    if kind == "lm":
+        (tmp_path / "book.txt").write_text("the cat sat on the mat. " * 60, encoding="utf-8")
+        return [], tmp_path / "book.txt"
+    if kind == "tag":
+        words = [("the", "D"), ("a", "D"), ("cat", "N"), ("dog", "N"), ("sat", "V"), ("ran", "V")]
+        seqs = ["\n".join("\t".join(rng.choice(words)) for _ in range(4)) for _ in range(40)]
+        (tmp_path / "tags.conll").write_text("\n\n".join(seqs) + "\n", encoding="utf-8")
+        return [], tmp_path / "tags.conll"
+    if kind == "seq2seq":
+        words = sorted({"".join(rng.choice("abcdef") for _ in range(4)) for _ in range(80)})
+        (tmp_path / "pairs.tsv").write_text("".join(f"{w}\t{w[::-1]}\n" for w in words), encoding="utf-8")
+        return [], tmp_path / "pairs.tsv"
+    x = np.random.default_rng(0).normal(size=(24, 2, 12)).astype(np.float32)  # classify on series
+    np.savez(tmp_path / "x.npz", X=x, y=np.array(["a", "b"] * 12))
+    return [], tmp_path / "x.npz"
+
+
+@pytest.mark.parametrize("kind", ["classify", "generate", "forecast", "lm", "tag", "seq2seq", "series"])
+def test_gradients_of_a_run_of_every_kind(capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str) -> None:
+    """``rnnkit gradients RUN`` (a KeyError: 'text_column' for all but the text kinds once) answers for every kind;
+    the flow's loss is the model's own loss on the same batch (its ``forward``), and the CSV holds one finite,
+    non-negative norm per step of the batch's longest item."""
+    from rnnkit import diagnostics
+    from rnnkit.runs import kind_of, load_run
+
+    extra, data = _kind_data(tmp_path, kind)
+    task = "classify" if kind == "series" else kind
+    run = tmp_path / "run"
+    tiny = TINY if kind not in ("forecast", "series") else ["--hidden", "4", "--epochs", "1", "--batch-size", "8"]
+    code, _, err = rnnkit_main(capsys, "train", "--task", task, "--data", data, "--out", run, *tiny, *extra)
+    assert code == 0, err
+    code, out, err = rnnkit_main(capsys, "gradients", run, "--batch-size", "4")
+    assert code == 0 and "Traceback" not in err, err
+    assert (run / "gradient_flow.csv").exists() and "wrote" in out
+
+    loaded = load_run(run)
+    batch = kind_of(loaded).gradient_batch(loaded, 4)
+    flow = diagnostics.gradient_flow(loaded.model, batch)
+    with torch.no_grad():
+        _, loss = loaded.model(batch)
+    assert flow.loss == pytest.approx(float(loss), rel=1e-5)
+    T = int(batch.lengths.max())
+    for norms in flow.norms.values():
+        assert len(norms) == T and all(math.isfinite(v) and v >= 0 for v in norms)
+    assert any(v > 0 for norms in flow.norms.values() for v in norms)
+
+
+def test_gradients_flow_equals_a_hand_unrolled_loop_in_float64() -> None:
+    """Reference for the generic replay, in float64: the tagger's loss computed by a hand-unrolled loop over
+    torch.nn.GRUCell (the core's weights copied) with a zero perturbation δ_t added to every state h_t; ∂L/∂δ_t is
+    the total derivative ∂L/∂h_t through all later steps, and its norm, averaged over the items still running at
+    t, is what gradient_flow reports."""
+    from rnnkit import diagnostics
+    from rnnkit.data.batching import IGNORE_INDEX
+    from rnnkit.data.tagging import collate_tagging
+    from rnnkit.tasks import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(task="tag", model="gru", hidden_size=5, num_layers=1, vocab_size=12, num_classes=3,
+                      embed_dim=4)  # fmt: skip
+    model = build_model(cfg).double().eval()
+    batch = collate_tagging([[5, 6, 7, 8], [9, 10]], [[0, 1, 2, 0], [1, 2]])
+    flow = diagnostics.gradient_flow(model, batch)
+
+    cell = torch.nn.GRUCell(4, 5).double()
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(cell, name).copy_(getattr(model.core, f"{name}_l0"))
+    x = model.inputs(batch.inputs, batch.lengths)  # (B, T, E)
+    deltas = [torch.zeros(2, 5, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+    h = torch.zeros(2, 5, dtype=torch.float64)
+    outs = []
+    for t in range(4):
+        h = cell(x[:, t], h) + deltas[t]
+        outs.append(h)
+    logits = model.head(torch.stack(outs, dim=1))  # (B, T, C)
+    targets = batch.targets.masked_fill(torch.tensor([[False] * 4, [False, False, True, True]]), IGNORE_INDEX)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+    grads = torch.autograd.grad(loss, deltas)
+    lens = batch.lengths.tolist()
+    ref = [float(torch.stack([grads[t][b].norm() for b in range(2) if t < lens[b]]).mean()) for t in range(4)]
+    (norms,) = flow.norms.values()
+    assert flow.loss == pytest.approx(float(loss), rel=1e-12)
+    assert norms == pytest.approx(ref, rel=1e-10)
+
+
+def test_gradients_of_a_model_without_per_step_states_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, names: Path
+) -> None:
+    run = tmp_path / "win"
+    assert rnnkit_main(capsys, "train", "--data", names, "--out", run, "--model", "window", *TINY)[0] == 0
+    code, out, err = rnnkit_main(capsys, "gradients", run)
+    assert_one_line_error(code, out, err, "no per-step recurrent states")
