@@ -534,3 +534,52 @@ def test_gradients_of_a_model_without_per_step_states_is_one_line(
     assert rnnkit_main(capsys, "train", "--data", names, "--out", run, "--model", "window", *TINY)[0] == 0
     code, out, err = rnnkit_main(capsys, "gradients", run)
     assert_one_line_error(code, out, err, "no per-step recurrent states")
+
+
+# ------------------------------------------------------------------------------ 8. no flag is ignored
+@pytest.mark.parametrize(
+    ("task", "flags", "needle"),
+    [
+        ("classify", ["--horizon", "3"], "--horizon does not apply to --task classify"),
+        ("classify", ["--beam", "2", "--context", "4"], "--beam, --context do not apply to --task classify"),
+        ("classify", ["--unconditional"], "--unconditional does not apply to --task classify"),
+        ("generate", ["--strategy", "recursive"], "--strategy does not apply to --task generate"),
+        ("tag", ["--text-column", "x"], "--text-column does not apply to --task tag"),
+        ("seq2seq", ["--max-len", "5"], "--max-len does not apply to --task seq2seq"),
+        ("forecast", ["--max-items", "9"], "--max-items does not apply to --task forecast"),
+        ("forecast", ["--unit", "word"], "--unit does not apply to --task forecast"),
+        ("lm", ["--label-column", "y"], "--label-column does not apply to --task lm"),
+    ],
+)
+def test_a_train_flag_of_another_task_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, names: Path, task: str, flags: list[str], needle: str
+) -> None:
+    """One generic check (RunKind.check_flags) over every kind's declared flags and the common options a kind
+    never reads; before --out is claimed, so nothing is written."""
+    out = tmp_path / "out"
+    code, stdout, err = rnnkit_main(capsys, "train", "--task", task, "--data", names, "--out", out, *flags, *TINY)
+    assert_one_line_error(code, stdout, err, needle, "leave")
+    assert not out.exists()
+
+
+def test_a_series_classify_run_refuses_the_text_classifier_flags(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--task classify on an .npz file is the series kind (dispatched by the data): the text kind's --max-len
+    does not apply to it."""
+    np.savez(tmp_path / "x.npz", X=np.zeros((8, 1, 5), dtype=np.float32), y=np.array(["a", "b"] * 4))
+    code, out, err = rnnkit_main(
+        capsys, "train", "--data", tmp_path / "x.npz", "--out", tmp_path / "o", "--max-len", "4", "--epochs", "1"
+    )
+    assert_one_line_error(code, out, err, "--max-len does not apply to --task classify-series")
+
+
+def test_every_kind_flag_applies_to_the_kinds_that_declare_it() -> None:
+    """The check accepts each kind's own flags (the ones rnnkit train --help lists in its group)."""
+    from rnnkit.runs import RunOptions
+    from rnnkit.runs.registry import load_kinds
+
+    for kind in load_kinds().values():
+        kind.check_flags(RunOptions(task=kind.name, options={f.dest: 1 for f in kind.flags}))
+        with pytest.raises(ValueError, match="--not-a-flag does not apply"):
+            kind.check_flags(RunOptions(task=kind.name, options={"not_a_flag": 1}))

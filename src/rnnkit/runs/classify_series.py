@@ -394,6 +394,7 @@ class SeriesClassifyKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "classify on series"
+    ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional")
     flags = ()
     selectable = False  # reached through --task classify on series data
 

@@ -522,6 +522,7 @@ class ForecastKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "forecast (series -> next values)"
+    ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional", "window")
     flags = (
         Flag("--date-column", {"default": None, "help": "CSV series: the date/time column (default: detected)"}),
         Flag(

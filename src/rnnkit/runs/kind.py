@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -126,6 +127,9 @@ class RunKind:
     # `train --resume --out RUN` naming this kind (the text kinds: classify is --task's default) continues RUN with
     # the kind that wrote it; other kinds refuse to resume another kind's run
     yields_on_resume: ClassVar[bool] = False
+    # the common options (RunOptions fields) this kind never reads: given with another value than their default,
+    # they are refused in one line by check_flags, like another kind's flags
+    ignores: ClassVar[tuple[str, ...]] = ()
 
     # ---------------------------------------------------------------------------------------------- dispatch
     def handles(self, opts: RunOptions) -> bool:
@@ -160,6 +164,7 @@ class RunKind:
         :meth:`score` on the test part → write ``metrics.json`` and plots → :meth:`finish`.
         """
         out = Path(out)
+        self.check_flags(opts)
         opts = self.check_options(opts)
         with hold_out(out, create=not resume) as lock:
             return self._train(opts, out, resume=resume, overwrite=overwrite, log=log, lock=lock)
@@ -208,6 +213,22 @@ class RunKind:
         metrics = finish_run(run, metrics, result, **files)
         self.finish(run, metrics, prepared)
         return metrics
+
+    def check_flags(self, opts: RunOptions) -> None:
+        """No flag is ignored: refuse in one line a kind flag this kind does not declare (another kind's:
+        ``--horizon`` with ``--task classify``) and a common option it never reads (:attr:`ignores`) set to
+        anything but its default. One generic check for every kind, before ``out`` is claimed."""
+        declared = {f.dest for f in self.flags}
+        foreign = [k for k in opts.options if k not in declared]
+        defaults = {f.name: f.default for f in dataclass_fields(RunOptions) if f.default is not MISSING}
+        foreign += [k for k in self.ignores if k in defaults and getattr(opts, k) != defaults[k]]
+        if foreign:
+            names = ", ".join(_flag_name(k) for k in foreign)
+            which = "does" if len(foreign) == 1 else "do"
+            raise ValueError(
+                f"{names} {which} not apply to --task {self.name} ({self.help or self.name}): leave "
+                f"{'it' if len(foreign) == 1 else 'them'} out (see rnnkit train --help, the group --task {self.name})"
+            )
 
     def check_options(self, opts: RunOptions) -> RunOptions:
         """Refuse (or normalise) this call's options before ``out`` is claimed (default: as they are)."""
@@ -307,6 +328,19 @@ class RunKind:
         """``rnnkit serve``'s ``/predict`` answer (default: ``{"lines": [...]}``, the lines ``rnnkit predict``
         prints); ``options`` are the request's ``top_k``, ``beam`` and ``horizon`` that were given."""
         return {"lines": [str(line) for line in self.predict(run, items, **options)]}
+
+
+_FLAG_NAMES = {
+    "embed_dim": "--embed",
+    "hidden_size": "--hidden",
+    "num_layers": "--layers",
+    "conditional": "--unconditional",
+}
+
+
+def _flag_name(dest: str) -> str:
+    """The command-line flag of a RunOptions field or a kind flag's dest."""
+    return _FLAG_NAMES.get(dest) or "--" + dest.replace("_", "-")
 
 
 # -------------------------------------------------------------------------------------------------- shared lines

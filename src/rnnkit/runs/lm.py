@@ -365,6 +365,7 @@ class LanguageModelKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "lm (a character language model over one long text, truncated BPTT)"
+    ignores = ("text_column", "label_column", "conditional")
     flags = (
         Flag(
             "--tbptt",

@@ -344,6 +344,7 @@ class Seq2SeqKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "seq2seq (encoder-decoder)"
+    ignores = ("text_column", "label_column", "conditional")
     flags = (
         Flag(
             "--max-items",

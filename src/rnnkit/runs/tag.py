@@ -278,6 +278,7 @@ class TagKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "tag (synced many->many)"
+    ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional")
     flags = (
         Flag(
             "--max-items",

@@ -315,6 +315,7 @@ class ClassifyKind(_TextKind):
     """``--task classify`` on text: many→one (a name → its class)."""
 
     name = "classify"
+    ignores = ("conditional",)  # --unconditional is for generate
     defaults = DEFAULTS["classify"]
     help = "classify (many->one)"
 
