@@ -399,7 +399,7 @@ def load_run(path: str | Path) -> Run:
     load_run_weights(path, model)
     vocab = Vocab.from_dict(config["vocab"]) if config.get("vocab") else None
     classes = list(config.get("classes", []))
-    if mcfg.task == "classify" and classes and len(classes) != mcfg.num_classes:
+    if mcfg.task == "classify" and len(classes) != mcfg.num_classes:  # an empty list too: found by the fuzz test
         raise ValueError(
             f"{path / CONFIG_FILE} names {len(classes)} classes but its model has {mcfg.num_classes} outputs; "
             "the config was edited or mixed with another run's: retrain the run"
