@@ -583,3 +583,36 @@ def test_every_kind_flag_applies_to_the_kinds_that_declare_it() -> None:
         kind.check_flags(RunOptions(task=kind.name, options={f.dest: 1 for f in kind.flags}))
         with pytest.raises(ValueError, match="--not-a-flag does not apply"):
             kind.check_flags(RunOptions(task=kind.name, options={"not_a_flag": 1}))
+
+
+# ------------------------------------------------------------------------------ 11. the README's promises
+def test_the_readme_promise_one_line_exit_2_nothing_overwritten(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, classify_run: Path, names: Path
+) -> None:
+    """README, "The command line": a missing or empty file, a folder with one class, an unknown symbol, a run
+    folder without weights, an existing --out: one line on stderr, exit 2, nothing on disk overwritten."""
+    readme = (Path(cli.__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    assert "gets one line on stderr and exit\ncode 2; nothing on disk is overwritten" in readme
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "Alpha.txt").write_text("Aei\nAou\n", encoding="utf-8")
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(classify_run, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    existing = tmp_path / "existing"
+    shutil.copytree(classify_run, existing)
+    cases = [
+        (["train", "--data", tmp_path / "missing.txt", "--out", tmp_path / "o1"], "no such path"),
+        (["train", "--task", "generate", "--data", tmp_path / "empty.txt", "--out", tmp_path / "o2"], "is empty"),
+        (["train", "--data", one, "--out", tmp_path / "o3"], "1 class"),
+        (["predict", classify_run, "Aqz"], "unknown characters"),
+        (["evaluate", no_weights], "no model.safetensors"),
+        (["train", "--data", names, "--out", existing, *TINY], "already holds files"),
+    ]
+    before = snapshot(tmp_path)
+    for argv, needle in cases:
+        code, out, err = rnnkit_main(capsys, *argv)
+        assert_one_line_error(code, out, err, needle)
+    assert snapshot(tmp_path) == before
+    assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
