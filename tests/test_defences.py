@@ -616,3 +616,39 @@ def test_the_readme_promise_one_line_exit_2_nothing_overwritten(
         assert_one_line_error(code, out, err, needle)
     assert snapshot(tmp_path) == before
     assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda c: c["forecast"].pop("scaler"), "forecast.scaler"),
+        (lambda c: c["forecast"].update(target=7), "forecast"),
+        (lambda c: c["forecast"]["scaler"].update(std=[0.0, 1.0]), "forecast.scaler"),
+        (lambda c: c["forecast"].update(strategy="sideways"), "forecast.strategy"),
+        (lambda c: c["forecast"]["split"].update(train_end=999), "forecast.split"),
+        (lambda c: c["forecast"].update(mase_scale=-1), "forecast.mase_scale"),
+        (lambda c: c["target_vocab"].update(symbols=["a", "a"]), "target_vocab.symbols"),
+    ],
+)
+def test_a_hand_edited_forecast_or_seq2seq_section_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory, edit, field: str
+) -> None:
+    """The kinds' own sections of config.json (forecast's scaler and split, seq2seq's target vocabulary) are
+    declared too: a KeyError or a division by a zero std before."""
+    base = tmp_path_factory.getbasetemp() / "sections"
+    if not base.exists():
+        base.mkdir()
+        for kind in ("forecast", "seq2seq"):
+            (base / f"{kind}-data").mkdir()
+            extra, data = _kind_data(base / f"{kind}-data", kind)
+            tiny = TINY if kind == "seq2seq" else ["--hidden", "4", "--epochs", "1", "--batch-size", "8"]
+            argv = ["train", "--task", kind, "--data", data, "--out", base / kind, *tiny, *extra]
+            assert cli.main([str(a) for a in argv]) == 0
+    kind = "seq2seq" if field.startswith("target_vocab") else "forecast"
+    run = tmp_path_factory.mktemp("edited") / kind
+    shutil.copytree(base / kind, run)
+    config = json.loads((run / "config.json").read_text())
+    edit(config)
+    (run / "config.json").write_text(json.dumps(config))
+    code, out, err = rnnkit_main(capsys, "evaluate", run)
+    assert_one_line_error(code, out, err, "config.json", f"field {field}")

@@ -6,7 +6,9 @@ A file that does not match is refused in one line naming the file, the field and
 are kept (a kind's own sections), missing required sections and wrong types are not.
 
 - :class:`RunConfigFile` — ``config.json`` (format tag, ``model``, ``train``, ``data``, the vocabulary, classes);
-- :class:`VocabSection` — a vocabulary as :meth:`rnnkit.data.Vocab.to_dict` writes it;
+- :class:`VocabSection` — a vocabulary as :meth:`rnnkit.data.Vocab.to_dict` writes it (``vocab``, seq2seq's
+  ``target_vocab``);
+- :class:`ForecastSection` — a forecast run's columns, window, scaler and split;
 - :class:`SplitFile` — ``split.json`` (:class:`TextSplitFile`: an ``lm`` run's).
 
 This module imports nothing from the rest of :mod:`rnnkit.runs`.
@@ -22,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rnnkit.checkpoint import validate_model
 
-__all__ = ["RunConfigFile", "SplitFile", "TextSplitFile", "VocabSection", "validate_file"]
+__all__ = ["ForecastSection", "RunConfigFile", "SplitFile", "TextSplitFile", "VocabSection", "validate_file"]
 
 SIZE = 2**20  # no saved size beyond a million: a hand-edited config cannot ask for a model of 10^11 units
 
@@ -62,6 +64,58 @@ class VocabSection(_Open):
         return _unique_list(v)
 
 
+class ScalerSection(_Open):
+    """A forecast run's per-column standardization (``mean``, ``std > 0``, one each per column)."""
+
+    mean: list[float] = Field(min_length=1)
+    std: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _matching(self) -> ScalerSection:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values, std {len(self.std)}; expected one each per column")
+        if not all(math.isfinite(m) for m in self.mean) or not all(math.isfinite(v) and v > 0 for v in self.std):
+            raise ValueError("expected finite means and finite positive standard deviations")
+        return self
+
+
+class SeriesSplitSection(_Open):
+    """A forecast run's chronological split: ``0 < train_end ≤ val_end ≤ n``."""
+
+    n: int = Field(ge=1)
+    train_end: int = Field(ge=1)
+    val_end: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeriesSplitSection:
+        if not self.train_end <= self.val_end <= self.n:
+            raise ValueError(f"expected train_end ≤ val_end ≤ n, got {self.train_end}, {self.val_end}, {self.n}")
+        return self
+
+
+class ForecastSection(_Open):
+    """``config.json``'s ``forecast``: what a forecast run needs to read, scale and score a series."""
+
+    columns: list[str] = Field(min_length=1)
+    target: int = Field(ge=0)
+    context: int = Field(ge=1, le=SIZE)
+    horizon: int = Field(ge=1, le=SIZE)
+    strategy: Literal["direct", "recursive"]
+    relative: bool
+    season: int = Field(ge=1, le=SIZE)
+    scaler: ScalerSection
+    split: SeriesSplitSection
+    mase_scale: float = Field(gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _columns(self) -> ForecastSection:
+        if self.target >= len(self.columns):
+            raise ValueError(f"target {self.target} is not one of the {len(self.columns)} columns")
+        if len(self.scaler.mean) != len(self.columns):
+            raise ValueError(f"the scaler has {len(self.scaler.mean)} columns, the run {len(self.columns)}")
+        return self
+
+
 class RunConfigFile(_Open):
     """``config.json`` of a run folder."""
 
@@ -73,7 +127,9 @@ class RunConfigFile(_Open):
     train: dict[str, Any]
     data: dict[str, Any]
     vocab: VocabSection | None = None
+    target_vocab: VocabSection | None = None  # seq2seq: the outputs' symbols
     classes: list[str] | None = None
+    forecast: ForecastSection | None = None  # forecast runs
 
     @field_validator("classes")
     @classmethod
