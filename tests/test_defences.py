@@ -652,3 +652,32 @@ def test_a_hand_edited_forecast_or_seq2seq_section_is_one_line(
     (run / "config.json").write_text(json.dumps(config))
     code, out, err = rnnkit_main(capsys, "evaluate", run)
     assert_one_line_error(code, out, err, "config.json", f"field {field}")
+
+
+@pytest.mark.parametrize(
+    ("kind", "flags", "needle"),
+    [
+        ("forecast", ["--horizon", "2", "--top-k", "3"], "--top-k does not apply to predict on a forecast run"),
+        ("lm", ["the", "--beam", "2"], "--beam does not apply to predict on a lm run"),
+        ("seq2seq", ["abc", "--top-k", "2"], "--top-k does not apply to predict on a seq2seq run"),
+        ("series", ["--top-k", "2"], "--top-k does not apply to predict on a classify-series run"),
+        ("tag", ["the cat", "--top-k", "2"], "--top-k does not apply to predict on a tag run"),
+        ("classify", ["Aei", "--beam", "2"], "--beam does not apply to predict on a classify run"),
+    ],
+)
+def test_a_predict_flag_the_run_does_not_read_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str, flags: list[str], needle: str
+) -> None:
+    """One generic check (predict_lines over RunKind.predict_flags); --top-k was silently ignored by forecast,
+    seq2seq and series runs, --beam by lm runs."""
+    extra, data = _kind_data(tmp_path, kind)
+    task = "classify" if kind == "series" else kind
+    tiny = TINY if kind not in ("forecast", "series") else ["--hidden", "4", "--epochs", "1", "--batch-size", "8"]
+    run = tmp_path / "run"
+    assert rnnkit_main(capsys, "train", "--task", task, "--data", data, "--out", run, *tiny, *extra)[0] == 0
+    if kind == "series":
+        flags = ["--data", data, *flags]
+    assert_one_line_error(*rnnkit_main(capsys, "predict", run, *flags), needle, "leave it out")
+    without = flags[: flags.index(needle.split()[0])]  # the same call without the foreign flag is answered
+    code, _, err = rnnkit_main(capsys, "predict", run, *without)
+    assert code == 0, err

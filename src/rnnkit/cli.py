@@ -389,7 +389,9 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "items", nargs="*", metavar="ITEM", help="items to answer: names to classify, words to transcribe, ..."
     )
-    p.add_argument("--top-k", type=ranged("top_k"), default=3, help="classify: classes to show per item")
+    p.add_argument(
+        "--top-k", type=ranged("top_k"), default=None, help="classify, lm: classes (or symbols) per item (default: 3)"
+    )
     p.add_argument("--beam", type=ranged("beam"), default=None, help="seq2seq: beam width (default: the run's)")
     p.add_argument(
         "--data",
@@ -404,8 +406,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from rnnkit.runs import load_run, predict_lines
 
     run = load_run(args.run)
-    options = {"top_k": args.top_k}
-    for key in ("beam", "data", "horizon"):
+    options = {}  # the flags given: one that the run's kind does not read is refused, not ignored
+    for key in ("top_k", "beam", "data", "horizon"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     for line in predict_lines(run, args.items, **options):

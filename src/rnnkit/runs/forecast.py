@@ -518,6 +518,7 @@ def plot_forecast(
 class ForecastKind(RunKind):
     """``--task forecast``: a series → its next values, scored against naive baselines."""
 
+    predict_flags = ("data", "horizon")
     name = APP
     app = APP
     defaults = DEFAULTS

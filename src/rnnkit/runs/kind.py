@@ -130,6 +130,8 @@ class RunKind:
     # the common options (RunOptions fields) this kind never reads: given with another value than their default,
     # they are refused in one line by check_flags, like another kind's flags
     ignores: ClassVar[tuple[str, ...]] = ()
+    # the `rnnkit predict` options this kind reads (besides ITEMs); another one given is refused by predict_lines
+    predict_flags: ClassVar[tuple[str, ...]] = ("data",)
 
     # ---------------------------------------------------------------------------------------------- dispatch
     def handles(self, opts: RunOptions) -> bool:
@@ -386,8 +388,18 @@ def evaluate_path(run: Run, path: str | None, text_column: str | None = None, la
 
 
 def predict_lines(run: Run, items: Sequence[str], **options: Any) -> list[str]:
-    """``rnnkit predict``: one printable line per item, for any kind."""
-    return kind_of(run).predict(run, list(items), **options)
+    """``rnnkit predict``: one printable line per item, for any kind. An option given (not None) that the run's
+    kind does not read (its :attr:`RunKind.predict_flags`) is refused in one line, not ignored."""
+    kind = kind_of(run)
+    foreign = [k for k, v in options.items() if v is not None and k not in kind.predict_flags]
+    if foreign:
+        names = ", ".join(_flag_name(k) for k in foreign)
+        reads = ", ".join(_flag_name(k) for k in kind.predict_flags)
+        raise ValueError(
+            f"{names} {'does' if len(foreign) == 1 else 'do'} not apply to predict on a {kind.name} run (it reads "
+            f"{reads}): leave {'it' if len(foreign) == 1 else 'them'} out"
+        )
+    return kind.predict(run, list(items), **options)
 
 
 def sample_run(run: Run, **options: Any) -> list[str]:

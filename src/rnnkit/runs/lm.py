@@ -361,6 +361,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 class LanguageModelKind(RunKind):
     """``--task lm``: a character language model over one long text, truncated BPTT."""
 
+    predict_flags = ("data", "top_k", "horizon")
     name = APP
     app = APP
     defaults = DEFAULTS

@@ -340,6 +340,7 @@ TASKS.setdefault(APP, Seq2Seq)
 class Seq2SeqKind(RunKind):
     """``--task seq2seq``: an encoder-decoder with attention (word → phonemes by default)."""
 
+    predict_flags = ("data", "beam")
     name = APP
     app = APP
     defaults = DEFAULTS

@@ -314,6 +314,7 @@ class _TextKind(RunKind):
 class ClassifyKind(_TextKind):
     """``--task classify`` on text: many→one (a name → its class)."""
 
+    predict_flags = ("data", "top_k")
     name = "classify"
     ignores = ("conditional",)  # --unconditional is for generate
     defaults = DEFAULTS["classify"]
