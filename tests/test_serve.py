@@ -479,3 +479,25 @@ def test_uvicorn_subprocess_answers_and_sigterm_stops_it_cleanly(runs: dict[str,
             proc.wait()
     assert proc.returncode == 0, err
     assert "stopped" in out and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"temperature": 1e-300}, "'temperature' must lie in [0.01, 100] or be 0, got 1e-300"),
+        ({"temperature": 1e300}, "'temperature' must lie in [0.01, 100] or be 0, got 1e+300"),
+        ({"temperature": 0.005}, "'temperature' must lie in [0.01, 100] or be 0, got 0.005"),
+        ({"temperature": -1.0}, "'temperature' must lie in [0.01, 100] or be 0, got -1.0"),
+        ({"seed": 2**40}, "'seed' must lie in [0, 4294967295], got 1099511627776"),
+        ({"seed": -1}, "'seed' must lie in [0, 4294967295], got -1"),
+    ],
+)
+def test_sample_numbers_use_the_ranges_of_the_command_line(client: TestClient, body: dict, needle: str) -> None:
+    """Issue 13: the server's numbers come from rnnkit.ranges (a tiny or huge temperature was a 500 once); the
+    same request without the bad number is answered."""
+    assert_error(call(client, "POST", f"{G}/sample", {"category": "Beta", **body}), 400, needle)
+    from rnnkit.ranges import RANGES
+
+    key = next(iter(body))
+    good = 0.5 if key == "temperature" else int(RANGES["seed"].hi)
+    assert call(client, "POST", f"{G}/sample", {"category": "Beta", key: good, "num": 2})[0] == 200

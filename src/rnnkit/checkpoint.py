@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ValidationError
 from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 from torch import Tensor, nn
@@ -48,6 +49,7 @@ __all__ = [
     "read_safetensors_header",
     "save_run_weights",
     "save_safetensors_atomic",
+    "validate_model",
     "write_bytes_atomic",
     "write_json_atomic",
     "write_text_atomic",
@@ -250,6 +252,35 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(f"{path}: not valid JSON ({e}); the file is corrupt or truncated") from None
 
 
+def validate_model(
+    model: type[BaseModel],
+    data: Any,
+    path: str | os.PathLike[str],
+    *,
+    prefix: str = "",
+    fix: str = "the file was edited or damaged",
+    error: type[ValueError] = ValueError,
+) -> Any:
+    """``data`` (a file's parsed JSON) checked against the pydantic ``model``; returns it unchanged, or raises
+    ``error`` in one line: ``PATH: field PREFIXa.b: what was expected (got ...); FIX`` for the first problem."""
+    try:
+        model.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = prefix + ".".join(str(p) for p in first["loc"]) if first["loc"] else prefix.rstrip(".")
+        field = model.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+        if field is not None and field.description:  # the words a reader knows the field by
+            where += f" ({field.description})"
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            msg = f"has no {str(first['loc'][-1])!r} ({msg.lower()})"
+        got = first.get("input")
+        shown = "" if isinstance(got, (dict, list)) or first["type"] == "missing" else f" (got {got!r:.60})"
+        more = f"; {e.error_count() - 1} more problem(s)" if e.error_count() > 1 else ""
+        raise error(f"{path}: field {where or '(the whole file)'}: {msg}{shown}{more}; {fix}") from None
+    return data
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # safetensors
 
@@ -448,8 +479,8 @@ def save_run_weights(folder: str | os.PathLike[str], model: nn.Module) -> Path:
 def load_run_weights(folder: str | os.PathLike[str], model: nn.Module, *, strict: bool = True) -> None:
     """Load ``folder/model.safetensors`` (or ``folder`` itself if it is a file) into ``model``.
 
-    Raises :class:`CheckpointError` (a ``ValueError``) for a missing, corrupt or pickled file or mismatched
-    keys/shapes, leaving the model untouched.
+    Raises :class:`CheckpointError` (a ``ValueError``) for a missing, corrupt or pickled file, NaN or infinite
+    weights or mismatched keys/shapes, leaving the model untouched.
     """
     path = Path(folder)
     if path.is_dir() or not path.suffix:
@@ -457,4 +488,11 @@ def load_run_weights(folder: str | os.PathLike[str], model: nn.Module, *, strict
     if not path.exists():
         raise CheckpointError(f"{path}: no weights file; is this a finished run folder?")
     tensors = load_safetensors(path)
+    for name, tensor in tensors.items():  # a trained model's weights are finite: NaN/inf would print nan everywhere
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"{path}: tensor {name!r} holds {bad} NaN or infinite value(s); the weights are damaged: "
+                "retrain the run, or resume it from its checkpoint"
+            )
     load_state_dict_checked(model, tensors, str(path), strict=strict)

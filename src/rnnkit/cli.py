@@ -396,7 +396,9 @@ def _add_predict(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "items", nargs="*", metavar="ITEM", help="items to answer: names to classify, words to transcribe, ..."
     )
-    p.add_argument("--top-k", type=ranged("top_k"), default=3, help="classify: classes to show per item")
+    p.add_argument(
+        "--top-k", type=ranged("top_k"), default=None, help="classify, lm: classes (or symbols) per item (default: 3)"
+    )
     p.add_argument("--beam", type=ranged("beam"), default=None, help="seq2seq: beam width (default: the run's)")
     p.add_argument(
         "--data",
@@ -411,8 +413,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from rnnkit.runs import load_run, predict_lines
 
     run = load_run(args.run)
-    options = {"top_k": args.top_k}
-    for key in ("beam", "data", "horizon"):
+    options = {}  # the flags given: one that the run's kind does not read is refused, not ignored
+    for key in ("top_k", "beam", "data", "horizon"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     for line in predict_lines(run, args.items, **options):
@@ -632,18 +634,10 @@ def _cmd_gradients(args: argparse.Namespace) -> int:
         title = f"gradient flow, fresh models, T={args.length}, H={args.hidden}"
         plot = args.plot or "gradient_flow.png"
     else:
-        from rnnkit.runs import load_run, saved_test_data
-        from rnnkit.runs.text import _encode, _label_ids, text_batches
+        from rnnkit.runs import kind_of, load_run
 
         run = load_run(args.run)
-        data = saved_test_data(run)
-        ids, kept = _encode(run.vocab, data)
-        if not ids:
-            raise ValueError(f"{args.run}: its test split has no item with a symbol the model knows")
-        labeled = run.task == "classify" or run.config["data"]["conditional"]
-        labels = _label_ids(run, data, kept) if labeled else None
-        first = list(range(min(args.batch_size, len(ids))))  # the first test items, in the split's order
-        batch = text_batches(run.task, ids, labels, args.batch_size, 0).collate(first)
+        batch = kind_of(run).gradient_batch(run, args.batch_size)  # the first test items, each kind its own
         flow = dg.gradient_flow(run.model, batch)
         norms = {f"{run.config['model']['model']} {k}": v for k, v in flow.norms.items()}
         title = f"gradient flow of {Path(args.run).name} ({len(batch)} test items, loss {flow.loss:.3f})"
@@ -799,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `rnnkit bench | head`: the reader left; say nothing more
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- keeps Python's exit-time flush quiet
         return 1
-    except (ValueError, TypeError, OSError) as error:  # FileNotFoundError is an OSError
+    except (ValueError, TypeError, OSError, MemoryError) as error:  # FileNotFoundError is an OSError
         if os.environ.get("RNNKIT_DEBUG"):
             raise
         message = " ".join(str(error).split()) or type(error).__name__

@@ -222,31 +222,31 @@ def gradient_flow(
 
     Args:
         model: an rnnkit layer (:class:`~rnnkit.layers.Recurrent`: ``RNN``, ``LSTM``, ``GRU`` or one with a custom
-            cell), or a task model (:class:`~rnnkit.tasks.SequenceClassifier`,
-            :class:`~rnnkit.tasks.SequenceGenerator`) whose ``core`` is one.
+            cell), or a task model whose ``core`` (a seq2seq model: ``encoder``) is one and whose
+            ``forward(batch)`` returns ``(output, loss)``: classifier, generator, tagger, regressor (forecast),
+            language model, seq2seq.
         batch: for a layer, its input ``(T, B, I)`` (``(B, T, I)`` with ``batch_first``); for a task model, a
             :class:`~rnnkit.data.batching.Batch` with targets.
         loss_fn: layers only: ``loss_fn(output, h_n) -> scalar`` on the layer's outputs (as ``forward`` returns
             them). Default: the sum of the top layer's output at each sequence's last valid step, i.e. a unit
-            read-out of the last step only. Task models always use their own loss: the classifier's cross-entropy
-            on its head over the last valid states, the generator's next-symbol cross-entropy (padding ignored),
-            computed exactly as their ``forward`` computes it.
+            read-out of the last step only. Task models always use their own loss, computed by their own
+            ``forward`` (the classifier's cross-entropy over the last valid states, the generator's next-symbol
+            cross-entropy with padding ignored, the tagger's per token, the regressor's error, seq2seq's
+            teacher-forced cross-entropy).
         lengths, hx: layers only: passed to ``forward_states``.
 
     Returns:
         :class:`GradientFlow`.
     """
-    from rnnkit.tasks import SequenceClassifier, SequenceGenerator
-
-    if isinstance(model, (SequenceClassifier, SequenceGenerator)):
+    if not isinstance(model, Recurrent):  # a task model: its forward(batch) gives the loss
         if loss_fn is not None or lengths is not None or hx is not None:
             raise ValueError("loss_fn, lengths and hx are for bare layers; a task model takes them from the batch")
+        if not isinstance(getattr(model, "core", None) or getattr(model, "encoder", None), nn.Module):
+            raise TypeError(
+                f"gradient_flow needs an rnnkit layer (rnnkit.Recurrent, RNN, LSTM, GRU) or a task model whose core "
+                f"is one, got {type(model).__name__}"
+            )
         return _task_flow(model, batch)
-    if not isinstance(model, Recurrent):
-        raise TypeError(
-            f"gradient_flow needs an rnnkit layer (rnnkit.Recurrent, RNN, LSTM, GRU) or a task model whose core is "
-            f"one, got {type(model).__name__}"
-        )
     if not isinstance(batch, Tensor) or batch.dim() not in (2, 3):
         raise ValueError("for a layer, batch is its input tensor (T, B, I), (B, T, I) with batch_first, or (T, I)")
     x = batch
@@ -267,7 +267,11 @@ def gradient_flow(
 
 
 def _core_of(model: nn.Module) -> Recurrent:
+    """The recurrent core whose steps the flow is measured at: ``core`` (one-pass task models), else ``encoder``
+    (seq2seq: the flow back through the source steps)."""
     core = getattr(model, "core", None)
+    if core is None:
+        core = getattr(model, "encoder", None)
     if not isinstance(core, Recurrent):
         name = getattr(getattr(model, "config", None), "model", type(core).__name__)
         raise ValueError(f"model {name!r} has no per-step recurrent states: gradient flow needs an rnnkit layer core")
@@ -275,34 +279,36 @@ def _core_of(model: nn.Module) -> Recurrent:
 
 
 def _task_flow(model: nn.Module, batch: object) -> GradientFlow:
-    """Replay a task model's ``forward`` with ``core.forward_states`` in place of ``core``."""
-    from rnnkit.data.batching import IGNORE_INDEX, Batch
-    from rnnkit.tasks import SequenceClassifier
+    """Run a task model's own ``forward(batch) -> (output, loss)`` with its core recording every step: the core's
+    ``forward`` is replaced, for this one call, by ``forward_states`` (the same computation, each state its own
+    graph node), so the loss is exactly the model's and ‖∂L/∂h_t‖ is taken at the states it was computed from."""
+    from rnnkit.data.batching import Batch
 
     if not isinstance(batch, Batch):
         raise TypeError(f"a task model takes a rnnkit Batch, got {type(batch).__name__}")
     if batch.targets is None:
         raise ValueError("the batch has no targets: gradient flow needs a loss")
     core = _core_of(model)
-    with torch.enable_grad():
-        if isinstance(model, SequenceClassifier):
-            x = model.inputs(batch.inputs)  # (B, T, I)
-            states = core.forward_states(x, lengths=batch.lengths)
-            h_n = states.h_n[0] if isinstance(states.h_n, tuple) else states.h_n  # (L·D, B, H)
-            last = h_n[-model.directions :]  # (D, B, H)
-            summary = last.transpose(0, 1).reshape(last.shape[1], -1)  # (B, D·H)
-            logits = model.head(model.drop(summary))  # (B, C)
-            loss = nn.functional.cross_entropy(logits, batch.targets)
-        else:  # SequenceGenerator
-            c = model._condition(batch.condition, len(batch))
-            x = model._inputs(batch.inputs, c)  # (B, T, E|2E)
-            states = core.forward_states(x, model._initial_state(c), lengths=batch.lengths)
-            logits = model.head(model.drop(states.output))  # (B, T, V)
-            loss = nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), batch.targets.reshape(-1), ignore_index=IGNORE_INDEX
-            )
-        lens = batch.lengths.to(states.output.device)
-        return GradientFlow(_norms_by_time(states, loss, lens), float(loss.detach()), lens.tolist())
+    recorded: list[StepStates] = []
+
+    def recording(x: Tensor, hx: object = None, lengths: object = None) -> tuple[Tensor, object]:
+        if recorded:
+            raise ValueError("the model runs its core more than once per batch: gradient flow needs one pass")
+        states = core.forward_states(x, hx, lengths)
+        recorded.append(states)
+        return states.output, states.h_n
+
+    core.forward = recording  # an instance attribute: nn.Module.__call__ finds it before the class's forward
+    try:
+        with torch.enable_grad():
+            _, loss = model(batch)
+    finally:
+        del core.forward
+    if not recorded:
+        raise ValueError("the model's forward did not run its recurrent core")
+    states = recorded[0]
+    lens = batch.lengths.to(states.output.device)
+    return GradientFlow(_norms_by_time(states, loss, lens), float(loss.detach()), lens.tolist())
 
 
 def compare_flow(

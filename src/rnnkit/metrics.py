@@ -14,12 +14,19 @@ serves run folders, the scikit-learn estimators and tests. Definitions follow th
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
+from rnnkit.ranges import CONFUSION_DENSE_MAX
+
 __all__ = [
+    "Confusion",
     "accuracy",
+    "confusion",
     "confusion_matrix",
     "edit_distance",
     "error_rate",
@@ -48,8 +55,68 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: 
     return conf
 
 
-def macro_f1(conf: Sequence[Sequence[int]]) -> float:
-    """Mean F1 over the classes present in the truth or the predictions of a confusion matrix."""
+class Confusion:
+    """A confusion matrix kept as its nonzero cells (memory grows with the items, not with ``C²``).
+
+    ``cells[(true, predicted)]`` counts; :meth:`dense` gives the ``C × C`` nested list, :meth:`record` what
+    ``confusion.json`` holds (the dense matrix up to :data:`rnnkit.ranges.CONFUSION_DENSE_MAX` classes, else the
+    sorted nonzero cells ``[true, predicted, count]``).
+    """
+
+    def __init__(self, cells: dict[tuple[int, int], int], num_classes: int) -> None:
+        self.cells = cells
+        self.num_classes = num_classes
+
+    def __len__(self) -> int:
+        return self.num_classes
+
+    def dense(self) -> list[list[int]]:
+        """The ``C × C`` counts, rows the true class and columns the predicted one."""
+        conf = [[0] * self.num_classes for _ in range(self.num_classes)]
+        for (g, p), n in self.cells.items():
+            conf[g][p] = n
+        return conf
+
+    def sparse(self) -> list[list[int]]:
+        """The nonzero cells ``[true, predicted, count]``, sorted."""
+        return [[g, p, n] for (g, p), n in sorted(self.cells.items())]
+
+    def record(self, classes: Sequence[str]) -> dict[str, Any]:
+        """``confusion.json``: ``{"classes", "matrix"}`` up to the dense cap, else ``{"classes", "cells", "format":
+        "sparse"}``."""
+        if self.num_classes <= CONFUSION_DENSE_MAX:
+            return {"classes": list(classes), "matrix": self.dense()}
+        return {"classes": list(classes), "format": "sparse", "cells": self.sparse()}
+
+
+def confusion(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> Confusion:
+    """The :class:`Confusion` of ``y_true`` against ``y_pred`` (equal to :func:`confusion_matrix`, kept sparse)."""
+    _same_length(y_true, y_pred)
+    for v in (*y_true, *y_pred):
+        if not 0 <= int(v) < num_classes:
+            raise IndexError(f"class id {v} out of range for {num_classes} classes")
+    cells = Counter((int(g), int(p)) for g, p in zip(y_true, y_pred, strict=True))
+    return Confusion(dict(cells), num_classes)
+
+
+def macro_f1(conf: Sequence[Sequence[int]] | Confusion) -> float:
+    """Mean F1 over the classes present in the truth or the predictions of a confusion matrix (a nested list or a
+    :class:`Confusion`; both give the same float: the classes are summed in the same order)."""
+    if isinstance(conf, Confusion):
+        tp: Counter[int] = Counter()
+        rows: Counter[int] = Counter()
+        cols: Counter[int] = Counter()
+        for (g, p), n in conf.cells.items():
+            rows[g] += n
+            cols[p] += n
+            if g == p:
+                tp[g] += n
+        f1s = []
+        for c in sorted(set(rows) | set(cols)):
+            fp, fn = cols[c] - tp[c], rows[c] - tp[c]
+            if tp[c] + fp + fn:
+                f1s.append(2 * tp[c] / (2 * tp[c] + fp + fn))
+        return sum(f1s) / len(f1s) if f1s else 0.0
     C = len(conf)
     f1s = []
     for c in range(C):
@@ -96,9 +163,15 @@ def mae(actual, forecast) -> float:
 
 
 def rmse(actual, forecast) -> float:
-    """Root mean squared error."""
+    """Root mean squared error (in float64; squares beyond its range are scaled by the largest error first)."""
     a, f = _pair(actual, forecast)
-    return float(np.sqrt(np.mean((a - f) ** 2)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = a - f
+        out = float(np.sqrt(np.mean(d**2)))
+        if not math.isfinite(out) and np.isfinite(d).all():  # errors above 1e154: their squares overflow
+            peak = float(np.abs(d).max())
+            out = peak * float(np.sqrt(np.mean((d / peak) ** 2)))
+    return out
 
 
 def smape(actual, forecast) -> float:

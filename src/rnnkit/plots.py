@@ -11,6 +11,7 @@ import csv
 import io
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -143,20 +144,32 @@ def plot_confusion(
     """Plot a confusion matrix (rows: true class, columns: predicted) to a PNG.
 
     Args:
-        matrix: ``(C, C)`` counts (a nested list, numpy array or tensor); row ``i`` counts items of true class
-            ``i`` by predicted class.
+        matrix: ``(C, C)`` counts (a nested list, numpy array, tensor or :class:`rnnkit.metrics.Confusion`);
+            row ``i`` counts items of true class ``i`` by predicted class.
         class_names: ``C`` names for the axes.
         path: the PNG to write.
         title: optional title.
         normalize: divide each row by its total, so the diagonal is per-class recall (rows with no items stay 0).
 
     Returns:
-        The PNG's path, or ``None`` when matplotlib is not installed.
+        The PNG's path, or ``None`` when matplotlib is not installed or there are more than
+        :data:`rnnkit.ranges.CONFUSION_PLOT_MAX` classes (then one line on stderr says it was skipped).
     """
     import numpy as np
 
-    m = np.asarray(matrix.cpu() if hasattr(matrix, "cpu") else matrix, dtype=np.float64)
+    from rnnkit.ranges import CONFUSION_PLOT_MAX
+
     n = len(class_names)
+    if n > CONFUSION_PLOT_MAX:  # unreadable, and gigabytes to draw: say so in one line instead
+        print(
+            f"{Path(path).name} skipped: {n} classes, more than the {CONFUSION_PLOT_MAX} a confusion plot shows "
+            "(confusion.json holds the counts)",
+            file=sys.stderr,
+        )
+        return None
+    if hasattr(matrix, "dense"):  # a rnnkit.metrics.Confusion
+        matrix = matrix.dense()
+    m = np.asarray(matrix.cpu() if hasattr(matrix, "cpu") else matrix, dtype=np.float64)
     if m.ndim != 2 or m.shape != (n, n):
         raise ValueError(f"the confusion matrix has shape {m.shape}, expected ({n}, {n}) for {n} class names")
     if normalize:

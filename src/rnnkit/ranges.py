@@ -13,9 +13,23 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import resource
 from dataclasses import dataclass
 
-__all__ = ["RANGES", "Range", "arg", "check", "check_value"]
+__all__ = [
+    "CONFUSION_DENSE_MAX",
+    "CONFUSION_PLOT_MAX",
+    "RANGES",
+    "MemoryLimitError",
+    "Range",
+    "arg",
+    "available_memory",
+    "check",
+    "check_memory",
+    "check_value",
+    "validator",
+]
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,13 @@ def _fmt(x: float) -> str:
 SIZE_CAP = 65_536
 LENGTH_CAP = 100_000
 
+CONFUSION_DENSE_MAX = 500
+"""Up to this many classes ``confusion.json`` holds the whole ``C × C`` matrix; above it only the nonzero cells
+(``[true, predicted, count]``), so 10,000 classes write at most one cell per test item, not 10^8 zeros."""
+CONFUSION_PLOT_MAX = 100
+"""Up to this many classes a run draws ``confusion.png``; above it the plot (unreadable, and gigabytes to draw) is
+skipped with one line saying so."""
+
 RANGES: dict[str, Range] = {
     # training
     "seed": Range(0, 2**32 - 1),
@@ -85,6 +106,7 @@ RANGES: dict[str, Range] = {
     "beam": Range(1, 64),
     "horizon": Range(1, LENGTH_CAP),
     "sample_max_len": Range(1, 10_000),
+    "seq2seq_item": Range(1, 1_000),  # symbols of one item a seq2seq run transcribes (decoding ~ its square)
     # experiments
     "lengths": Range(1, 10_000),
     "steps": Range(1, 10**7),
@@ -93,7 +115,8 @@ RANGES: dict[str, Range] = {
 }
 """Name → range. Caps: sizes (hidden, embed, batch) 65,536; lengths and horizons 100,000 (10,000 for the
 ``memory``/``gradients`` experiment lengths, which hold every step in memory, and for ``sample --max-len``);
-``--num`` 100,000 items; ``--beam`` 64; ``--max-minutes`` 10^6 (about two years)."""
+``--num`` 100,000 items; ``--beam`` 64; ``--max-minutes`` 10^6 (about two years); a seq2seq item 1,000 symbols
+(attention over S source symbols for up to 2·S + 5 output steps, times the beam: the time grows with S²)."""
 
 
 def check_value(name: str, value: float, flag: str | None = None) -> None:
@@ -109,6 +132,24 @@ def check(**values: float | None) -> None:
     for name, value in values.items():
         if value is not None:
             check_value(name, value)
+
+
+def validator(name: str):
+    """A value check for schemas (a pydantic ``AfterValidator``): returns the value when it lies in
+    ``RANGES[name]``, else ``ValueError("must lie in [lo, hi]")`` — the server's fields use the same ranges as the
+    command line and the library."""
+    r = RANGES[name]
+
+    lo, hi = ("(" if r.lo_open else "["), (")" if r.hi_open else "]")
+    words = f"must lie in {lo}{_fmt(r.lo)}, {_fmt(r.hi)}{hi}" + (" or be 0" if r.zero else "")
+
+    def validate(value: float) -> float:
+        if not r.holds(value):
+            raise ValueError(words)
+        return value
+
+    validate.__name__ = f"in_range_{name}"
+    return validate
 
 
 def arg(name: str) -> type:
@@ -127,3 +168,65 @@ def arg(name: str) -> type:
 
     parse.__name__ = name  # argparse names the type in its messages
     return parse  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# memory: resources are checked before they are spent
+
+
+def _meminfo_available() -> int | None:
+    """``MemAvailable`` of /proc/meminfo in bytes (Linux), else free physical pages × page size, else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _address_space_left() -> int | None:
+    """What ``RLIMIT_AS`` (``ulimit -v``) still allows this process to map, or None without a limit."""
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, ValueError, StopIteration):
+        used = 0
+    return max(0, soft - used)
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the smaller of the machine's available memory (``MemAvailable`` in
+    /proc/meminfo, else ``os.sysconf`` free pages) and what an address-space limit (``ulimit -v``) leaves; None when
+    neither can be read (then nothing is refused)."""
+    known = [m for m in (_meminfo_available(), _address_space_left()) if m is not None]
+    return min(known) if known else None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**28 else f"{n / 2**20:.3g} MiB"
+
+
+class MemoryLimitError(ValueError, MemoryError):
+    """A request refused because its memory estimate exceeds what is available (a ``ValueError``: bad input, one
+    line, exit 2; and a ``MemoryError``)."""
+
+
+def check_memory(need: float, what: str, fix: str) -> None:
+    """:class:`MemoryLimitError` in one line when ``need`` bytes (an estimate made from the settings, before anything is
+    allocated) exceed :func:`available_memory`: ``WHAT needs about N GiB, more than the M GiB available; FIX``."""
+    have = available_memory()
+    if have is not None and need > have:
+        raise MemoryLimitError(
+            f"{what} needs about {_gib(need)}, more than the {_gib(have)} of memory available; {fix}"
+        )

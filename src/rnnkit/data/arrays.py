@@ -37,11 +37,15 @@ from typing import Any
 
 import numpy as np
 
+from rnnkit.data.npz_headers import NPZ_ARRAY_LIMIT, check_npz_headers
+
 __all__ = [
     "EMBEDDED_SERIES",
+    "NPZ_ARRAY_LIMIT",
     "SeriesSet",
     "Standardizer",
     "as_sequences",
+    "check_npz_headers",
     "embedded_series_path",
     "fill_missing",
     "load_series",
@@ -562,6 +566,7 @@ def read_npz(path: str | Path) -> SeriesSet:
     """
     p = _existing_file(path, ".npz")
     where = str(p)
+    check_npz_headers(p, where)
     try:
         z = np.load(p, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as e:

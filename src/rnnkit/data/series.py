@@ -448,14 +448,33 @@ class Scaler:
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2 or values.shape[0] == 0:
             raise ValueError(f"fit the scaler on values of shape (N, F) with N ≥ 1, got {values.shape}")
-        mean = values.mean(axis=0)  # (F,)
-        std = values.std(axis=0)  # (F,)
+        if not np.isfinite(values).all():
+            raise ValueError("the scaler takes finite values only (NaN or inf found)")
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean = values.mean(axis=0)  # (F,)
+            std = values.std(axis=0)  # (F,)
+        if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+            # sums of values near 1e308 overflow: the statistics of values / max|value|, scaled back (float64)
+            peak = np.abs(values).max(axis=0)  # (F,), finite
+            peak = np.where(peak > 0, peak, 1.0)
+            mean, std = (values / peak).mean(axis=0) * peak, (values / peak).std(axis=0) * peak
         # a constant column is only centred: its computed std is rounding noise (0.1 repeated gives 1.4e-17)
-        return cls(mean, np.where(np.ptp(values, axis=0) > 0, std, 1.0))
+        varies = values.max(axis=0) > values.min(axis=0)  # np.ptp's test, without its overflow near 1e308
+        return cls(mean, np.where(varies, std, 1.0))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """``(…, F)`` values → standardized ``(…, F)``."""
-        return (np.asarray(values, dtype=np.float64) - self.mean) / self.std
+        """``(…, F)`` values → standardized ``(…, F)``, in float64; ``ValueError`` naming the first channel whose
+        standardized values are not finite (``x − mean`` overflows for values near ±1.8e308)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (np.asarray(values, dtype=np.float64) - self.mean) / self.std
+        if not np.isfinite(z).all():
+            bad = np.nonzero(~np.isfinite(z).reshape(-1, z.shape[-1]).all(axis=0))[0]
+            c = int(bad[0]) if len(bad) else 0
+            raise ValueError(
+                f"column {c} is not finite after standardization in float64 (mean {self.mean[c]:.3g}, "
+                f"std {self.std[c]:.3g}: its values are too large); rescale it, e.g. divide by 1e300"
+            )
+        return z
 
     def inverse(self, z: np.ndarray, column: int | None = None) -> np.ndarray:
         """Standardized values back to original units: all ``F`` channels (last axis), or one ``column`` (any

@@ -41,7 +41,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnkit.checkpoint import read_json
 from rnnkit.data.arrays import (
     EMBEDDED_SERIES,
     SERIES_SUFFIXES,
@@ -52,8 +51,8 @@ from rnnkit.data.arrays import (
     stratified_split,
 )
 from rnnkit.data.batching import Batch, Batches, collate_sequences
-from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
-from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.metrics import accuracy, confusion, macro_f1
+from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
 from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
@@ -325,7 +324,7 @@ def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None)
     gold = part.label_ids()
     probs, batches = _probabilities(run, part, labeled=True)
     pred = probs.argmax(1).tolist()
-    conf = confusion_matrix(gold, pred, len(run.classes))
+    conf = confusion(gold, pred, len(run.classes))
     metrics: dict[str, Any] = {
         "test_accuracy": round(accuracy(gold, pred), 4),
         "macro_f1": round(macro_f1(conf), 4),
@@ -343,7 +342,7 @@ def saved_test_part(run: Run) -> SeriesSet:
     """A run's own test part, rebuilt from its saved data settings (checked against ``split.json``)."""
     d = run.config["data"]
     split = prepare_series(d["data"], d["val_data"], d["test_data"], d["seed"])
-    saved = read_json(run.path / SPLIT_FILE)
+    saved = read_split(run.path)
     if saved.get("test") != split.record.get("test") or saved.get("train") != split.record.get("train"):
         raise ValueError(
             f"{d['data']} changed since the run was trained (its split differs from {run.path / SPLIT_FILE}); "
@@ -395,6 +394,7 @@ class SeriesClassifyKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "classify on series"
+    ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional")
     flags = ()
     selectable = False  # reached through --task classify on series data
 
@@ -437,7 +437,7 @@ class SeriesClassifyKind(RunKind):
         self, out: Path, prepared: Prepared, saved: dict[str, Any] | None, log: Callable[[str], None] | None
     ) -> None:
         split = prepared.extra["split"]
-        if saved is not None and read_json(out / SPLIT_FILE) != split.record:
+        if saved is not None and read_split(out) != split.record:
             raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
         if split.missing_filled:
             _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
@@ -454,7 +454,7 @@ class SeriesClassifyKind(RunKind):
         metrics["num_channels"] = split.train.num_channels
         metrics["missing_filled"] = split.missing_filled
         prepared.extra["confusion"] = confusion
-        return metrics, {"confusion": {"classes": split.classes, "matrix": confusion}}
+        return metrics, {"confusion": confusion.record(split.classes)}
 
     def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
         from rnnkit.plots import plot_confusion
@@ -472,6 +472,13 @@ class SeriesClassifyKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return summary(metrics)
+
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first ``size`` series of the saved test part with their classes."""
+        part = saved_test_part(run)
+        _readable(run, part)
+        part = replace(part, classes=list(run.classes))
+        return _series_batches(part, _scaler(run), size, 0, labeled=True).collate(list(range(min(size, len(part)))))
 
 
 def train_series(

@@ -19,6 +19,7 @@ and read as version 1. A folder of a newer format than this rnnkit knows is refu
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import shutil
@@ -101,12 +102,13 @@ def read_config(path: Path) -> dict[str, Any]:
     return validate_file(RunConfigFile, config, path / CONFIG_FILE)
 
 
-def read_split(path: Path) -> dict[str, Any]:
-    """``path/split.json`` of a run, checked against its declared model (:class:`~rnnkit.runs.schema.SplitFile`)."""
+def read_split(path: Path, model: type[SplitFile] = SplitFile) -> dict[str, Any]:
+    """``path/split.json`` of a run, checked against its declared model (:class:`~rnnkit.runs.schema.SplitFile`, or
+    the kind's own ``model``)."""
     record = read_json(path / SPLIT_FILE)
     if not isinstance(record, dict):
         raise ValueError(f"{path / SPLIT_FILE}: expected a JSON object (the split record), got {type(record).__name__}")
-    return validate_file(SplitFile, record, path / SPLIT_FILE)
+    return validate_file(model, record, path / SPLIT_FILE)
 
 
 class OutLock:
@@ -237,6 +239,23 @@ def begin_run(
     return opts, saved, existing
 
 
+def _non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
+    """The path (``data.scaler.mean[0]``) and value of the first NaN or infinite float in ``obj``, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "(the top)", obj)
+    if isinstance(obj, dict):
+        items: Any = ((f"{where}.{k}" if where else str(k), v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for key, value in items:
+        found = _non_finite(value, key)
+        if found is not None:
+            return found
+    return None
+
+
 def write_run_start(
     out: Path,
     config: dict[str, Any],
@@ -255,6 +274,13 @@ def write_run_start(
     """
     if resume:
         return
+    for name, record in ((CONFIG_FILE, config), (SPLIT_FILE, split_record)):
+        where = _non_finite(record)
+        if where is not None:
+            raise ValueError(
+                f"{out / name} would hold a non-finite number at {where[0]} ({where[1]!r}): a setting or a statistic "
+                "of the data is not finite (values too large for float64?); nothing was written"
+            )
     for key in ("data", "val_data", "test_data"):
         value = (config.get("data") or {}).get(key)
         if isinstance(value, str) and not value.startswith("embedded:"):
@@ -373,7 +399,7 @@ def load_run(path: str | Path) -> Run:
     load_run_weights(path, model)
     vocab = Vocab.from_dict(config["vocab"]) if config.get("vocab") else None
     classes = list(config.get("classes", []))
-    if mcfg.task == "classify" and classes and len(classes) != mcfg.num_classes:
+    if mcfg.task == "classify" and len(classes) != mcfg.num_classes:  # an empty list too: found by the fuzz test
         raise ValueError(
             f"{path / CONFIG_FILE} names {len(classes)} classes but its model has {mcfg.num_classes} outputs; "
             "the config was edited or mixed with another run's: retrain the run"

@@ -25,6 +25,7 @@ Every check on the data and the settings runs before anything is written, so bad
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import numpy as np
 from rnnkit import metrics as M
 from rnnkit import ranges
 from rnnkit.cliutil import ranged
+from rnnkit.data.batching import Batch
 from rnnkit.data.series import (
     Scaler,
     Series,
@@ -183,10 +185,19 @@ def _prepare(opts: RunOptions) -> _Setup:
             f"MASE is undefined: the training part of {series.columns[target]!r} does not change over one season "
             f"(m={season}); choose another --target-column or --season"
         )
-    mase_scale = float(np.mean(np.abs(y_train[season:] - y_train[:-season])))
-
+    with np.errstate(over="ignore", invalid="ignore"):  # float64; values near 1e308 overflow: said below
+        mase_scale = float(np.mean(np.abs(y_train[season:] - y_train[:-season])))
+    if not math.isfinite(mase_scale):
+        raise ValueError(
+            f"{name}: the differences of {series.columns[target]!r} over one season overflow float64 (values as "
+            f"large as {float(np.abs(y_train).max()):.3g}); rescale the column, e.g. divide it by 1e300"
+        )
     scaler = Scaler.fit(series.values[: split.train_end])  # the training part only: no peeking
-    z = scaler.transform(series.values)  # (N, F)
+    try:
+        z = scaler.transform(series.values)  # (N, F)
+    except ValueError as e:  # "column C is not finite after standardization ...": name the file and the column
+        c = int(str(e).split()[1])
+        raise ValueError(f"{name}: {series.columns[c]!r}{str(e)[len(f'column {c}') :]}") from None
     return _Setup(
         name=name,
         series=series,
@@ -507,10 +518,12 @@ def plot_forecast(
 class ForecastKind(RunKind):
     """``--task forecast``: a series → its next values, scored against naive baselines."""
 
+    predict_flags = ("data", "horizon")
     name = APP
     app = APP
     defaults = DEFAULTS
     help = "forecast (series -> next values)"
+    ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional", "window")
     flags = (
         Flag("--date-column", {"default": None, "help": "CSV series: the date/time column (default: detected)"}),
         Flag(
@@ -639,3 +652,14 @@ class ForecastKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return summary(metrics)
+
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first ``size`` windows whose targets lie in the test part (standardized, as the model reads them)."""
+        fc = forecaster_of(run)
+        split = SeriesSplit.from_dict(run.config["forecast"]["split"])
+        z = fc.scaler.transform(_load_for(run, None).values)  # (N, F)
+        windows = make_windows(z, fc.target, fc.context, fc.horizon, start=split.val_end, stop=split.n)
+        batches = window_batches(windows, size, relative=fc.relative, target=fc.target)
+        if not batches:
+            raise ValueError(f"{run.path}: its test part holds no full window")
+        return batches[0]

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
+from rnnkit.ranges import check_memory
 from rnnkit.runs.folder import (
     CONFIG_FILE,
     OutLock,
@@ -124,6 +127,11 @@ class RunKind:
     # `train --resume --out RUN` naming this kind (the text kinds: classify is --task's default) continues RUN with
     # the kind that wrote it; other kinds refuse to resume another kind's run
     yields_on_resume: ClassVar[bool] = False
+    # the common options (RunOptions fields) this kind never reads: given with another value than their default,
+    # they are refused in one line by check_flags, like another kind's flags
+    ignores: ClassVar[tuple[str, ...]] = ()
+    # the `rnnkit predict` options this kind reads (besides ITEMs); another one given is refused by predict_lines
+    predict_flags: ClassVar[tuple[str, ...]] = ("data",)
 
     # ---------------------------------------------------------------------------------------------- dispatch
     def handles(self, opts: RunOptions) -> bool:
@@ -161,6 +169,7 @@ class RunKind:
         :meth:`score` on the test part → write ``metrics.json`` and plots → :meth:`finish`.
         """
         out = Path(out)
+        self.check_flags(opts)
         opts = self.check_options(opts)
         with contextlib.ExitStack() as stack:
             tb = None if tensorboard is None else stack.enter_context(TensorBoardLogger(tensorboard))
@@ -184,6 +193,7 @@ class RunKind:
         prepared = self.prepare(opts, saved)
         mcfg = self.model_config(opts, prepared)
         tcfg = self.trainer_settings(opts, prepared)
+        self.check_resources(mcfg, tcfg)
         seed_everything(opts.seed)
         model = self.build(mcfg)
         extra = self.config_extra(opts, prepared)
@@ -213,6 +223,22 @@ class RunKind:
         self.finish(run, metrics, prepared)
         return metrics
 
+    def check_flags(self, opts: RunOptions) -> None:
+        """No flag is ignored: refuse in one line a kind flag this kind does not declare (another kind's:
+        ``--horizon`` with ``--task classify``) and a common option it never reads (:attr:`ignores`) set to
+        anything but its default. One generic check for every kind, before ``out`` is claimed."""
+        declared = {f.dest for f in self.flags}
+        foreign = [k for k in opts.options if k not in declared]
+        defaults = {f.name: f.default for f in dataclass_fields(RunOptions) if f.default is not MISSING}
+        foreign += [k for k in self.ignores if k in defaults and getattr(opts, k) != defaults[k]]
+        if foreign:
+            names = ", ".join(_flag_name(k) for k in foreign)
+            which = "does" if len(foreign) == 1 else "do"
+            raise ValueError(
+                f"{names} {which} not apply to --task {self.name} ({self.help or self.name}): leave "
+                f"{'it' if len(foreign) == 1 else 'them'} out (see rnnkit train --help, the group --task {self.name})"
+            )
+
     def check_options(self, opts: RunOptions) -> RunOptions:
         """Refuse (or normalise) this call's options before ``out`` is claimed (default: as they are)."""
         return opts
@@ -233,6 +259,27 @@ class RunKind:
     def build(self, mcfg: ModelConfig) -> nn.Module:
         """A fresh model (default: the task-model registry's)."""
         return build_model(mcfg)
+
+    def check_resources(self, mcfg: ModelConfig, tcfg: TrainConfig) -> None:
+        """Refuse in one line, before anything is allocated or written, a model whose training would need more
+        memory than is available (:func:`rnnkit.ranges.check_memory`). The rule (docs/errors.md, "Memory"): the
+        model is built on the ``meta`` device (shapes only) to count its parameters P; training holds 5 float32
+        copies of them (weights, gradients, AdamW's two moments, the best weights): ``20·P`` bytes; plus, per time
+        step of a batch, the states and gates kept for the backward pass, ``4·B·(8·H·L·D + E)`` bytes."""
+        try:
+            with torch.device("meta"):
+                params = sum(p.numel() for p in self.build(mcfg).parameters())
+        except (RuntimeError, NotImplementedError, TypeError):  # a kind's model that cannot be built on meta
+            return
+        directions = 2 if getattr(mcfg, "bidirectional", False) else 1
+        inputs = max(getattr(mcfg, "embed_dim", 0) or 0, getattr(mcfg, "input_features", 0) or 0)
+        per_step = 4 * tcfg.batch_size * (8 * mcfg.hidden_size * mcfg.num_layers * directions + inputs)
+        check_memory(
+            20 * params + per_step,
+            f"training a {mcfg.model} of {params:,} parameters (hidden {mcfg.hidden_size}, {mcfg.num_layers} layers,"
+            f" inputs {inputs}, batch {tcfg.batch_size})",
+            "choose a smaller --hidden, --embed, --layers or --batch-size",
+        )
 
     def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
         """The ``"data"`` section of config.json: what rebuilds the data and its split."""
@@ -272,6 +319,12 @@ class RunKind:
         """``rnnkit sample``: items drawn from the run."""
         raise ValueError(f"{run.path} is a {run.task} run; sample needs a generate run (use `rnnkit predict`)")
 
+    def gradient_batch(self, run: Run, size: int) -> Any:
+        """``rnnkit gradients RUN``: the first ``size`` items of the run's saved test part as one
+        :class:`~rnnkit.data.batching.Batch` with targets, for :func:`rnnkit.diagnostics.gradient_flow` (default:
+        refused in one line — a kind without a recurrent core, or one that has not said how)."""
+        raise ValueError(f"{run.path} is a {self.name} run; rnnkit gradients cannot replay its model")
+
     def summary(self, metrics: dict[str, Any]) -> str:
         """The one human line of a run's headline metrics."""
         return ", ".join(f"{k} {v}" for k, v in metrics.items() if k.startswith("test_"))
@@ -284,6 +337,19 @@ class RunKind:
         """``rnnkit serve``'s ``/predict`` answer (default: ``{"lines": [...]}``, the lines ``rnnkit predict``
         prints); ``options`` are the request's ``top_k``, ``beam`` and ``horizon`` that were given."""
         return {"lines": [str(line) for line in self.predict(run, items, **options)]}
+
+
+_FLAG_NAMES = {
+    "embed_dim": "--embed",
+    "hidden_size": "--hidden",
+    "num_layers": "--layers",
+    "conditional": "--unconditional",
+}
+
+
+def _flag_name(dest: str) -> str:
+    """The command-line flag of a RunOptions field or a kind flag's dest."""
+    return _FLAG_NAMES.get(dest) or "--" + dest.replace("_", "-")
 
 
 # -------------------------------------------------------------------------------------------------- shared lines
@@ -334,8 +400,18 @@ def evaluate_path(run: Run, path: str | None, text_column: str | None = None, la
 
 
 def predict_lines(run: Run, items: Sequence[str], **options: Any) -> list[str]:
-    """``rnnkit predict``: one printable line per item, for any kind."""
-    return kind_of(run).predict(run, list(items), **options)
+    """``rnnkit predict``: one printable line per item, for any kind. An option given (not None) that the run's
+    kind does not read (its :attr:`RunKind.predict_flags`) is refused in one line, not ignored."""
+    kind = kind_of(run)
+    foreign = [k for k, v in options.items() if v is not None and k not in kind.predict_flags]
+    if foreign:
+        names = ", ".join(_flag_name(k) for k in foreign)
+        reads = ", ".join(_flag_name(k) for k in kind.predict_flags)
+        raise ValueError(
+            f"{names} {'does' if len(foreign) == 1 else 'do'} not apply to predict on a {kind.name} run (it reads "
+            f"{reads}): leave {'it' if len(foreign) == 1 else 'them'} out"
+        )
+    return kind.predict(run, list(items), **options)
 
 
 def sample_run(run: Run, **options: Any) -> list[str]:

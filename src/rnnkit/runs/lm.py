@@ -37,14 +37,14 @@ from torch import Tensor, nn
 
 from rnnkit import distributed as dist_
 from rnnkit import ranges
-from rnnkit.checkpoint import read_json
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.datasets import _existing, _read_text
 from rnnkit.data.stream import TokenStream, char_vocab, encode_text
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK, Vocab
-from rnnkit.runs.folder import SPLIT_FILE, Run
+from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.runs.schema import TextSplitFile
 from rnnkit.tasks import TASKS, ModelConfig, SequenceGenerator
 from rnnkit.train import TrainConfig, evaluate
 
@@ -269,9 +269,9 @@ def _saved_test(run: Run) -> str:
     d = run.config["data"]
     if d["test_data"]:
         return _read(d["test_data"], "test")
-    split = read_json(run.path / SPLIT_FILE)
+    split = read_split(run.path, TextSplitFile)
     text = _read(d["data"], "training data")
-    if _sha256(text) != split.get("data_sha256"):
+    if split.get("test") is None or _sha256(text) != split.get("data_sha256"):
         raise ValueError(
             f"{d['data']} changed since this run was trained, so its test part is gone; evaluate on a file with --data"
         )
@@ -361,10 +361,12 @@ def _summary(metrics: dict[str, Any]) -> str:
 class LanguageModelKind(RunKind):
     """``--task lm``: a character language model over one long text, truncated BPTT."""
 
+    predict_flags = ("data", "top_k", "horizon")
     name = APP
     app = APP
     defaults = DEFAULTS
     help = "lm (a character language model over one long text, truncated BPTT)"
+    ignores = ("text_column", "label_column", "conditional")
     flags = (
         Flag(
             "--tbptt",
@@ -449,3 +451,10 @@ class LanguageModelKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return _summary(metrics)
+
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first chunk of the saved test text, as ``size`` rows (fewer when the text is short)."""
+        ids = encode_text(_saved_test(run), run.vocab)
+        if len(ids) < 2:
+            raise ValueError(f"{run.path}: its test text has fewer than 2 characters")
+        return next(iter(_eval_stream(ids, size)))

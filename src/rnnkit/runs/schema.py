@@ -6,8 +6,10 @@ A file that does not match is refused in one line naming the file, the field and
 are kept (a kind's own sections), missing required sections and wrong types are not.
 
 - :class:`RunConfigFile` — ``config.json`` (format tag, ``model``, ``train``, ``data``, the vocabulary, classes);
-- :class:`VocabSection` — a vocabulary as :meth:`rnnkit.data.Vocab.to_dict` writes it;
-- :class:`SplitFile` — ``split.json``.
+- :class:`VocabSection` — a vocabulary as :meth:`rnnkit.data.Vocab.to_dict` writes it (``vocab``, seq2seq's
+  ``target_vocab``);
+- :class:`ForecastSection` — a forecast run's columns, window, scaler and split;
+- :class:`SplitFile` — ``split.json`` (:class:`TextSplitFile`: an ``lm`` run's).
 
 This module imports nothing from the rest of :mod:`rnnkit.runs`.
 """
@@ -18,9 +20,11 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["RunConfigFile", "SplitFile", "VocabSection", "validate_file"]
+from rnnkit.checkpoint import validate_model
+
+__all__ = ["ForecastSection", "RunConfigFile", "SplitFile", "TextSplitFile", "VocabSection", "validate_file"]
 
 SIZE = 2**20  # no saved size beyond a million: a hand-edited config cannot ask for a model of 10^11 units
 
@@ -60,6 +64,58 @@ class VocabSection(_Open):
         return _unique_list(v)
 
 
+class ScalerSection(_Open):
+    """A forecast run's per-column standardization (``mean``, ``std > 0``, one each per column)."""
+
+    mean: list[float] = Field(min_length=1)
+    std: list[float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _matching(self) -> ScalerSection:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values, std {len(self.std)}; expected one each per column")
+        if not all(math.isfinite(m) for m in self.mean) or not all(math.isfinite(v) and v > 0 for v in self.std):
+            raise ValueError("expected finite means and finite positive standard deviations")
+        return self
+
+
+class SeriesSplitSection(_Open):
+    """A forecast run's chronological split: ``0 < train_end ≤ val_end ≤ n``."""
+
+    n: int = Field(ge=1)
+    train_end: int = Field(ge=1)
+    val_end: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeriesSplitSection:
+        if not self.train_end <= self.val_end <= self.n:
+            raise ValueError(f"expected train_end ≤ val_end ≤ n, got {self.train_end}, {self.val_end}, {self.n}")
+        return self
+
+
+class ForecastSection(_Open):
+    """``config.json``'s ``forecast``: what a forecast run needs to read, scale and score a series."""
+
+    columns: list[str] = Field(min_length=1)
+    target: int = Field(ge=0)
+    context: int = Field(ge=1, le=SIZE)
+    horizon: int = Field(ge=1, le=SIZE)
+    strategy: Literal["direct", "recursive"]
+    relative: bool
+    season: int = Field(ge=1, le=SIZE)
+    scaler: ScalerSection
+    split: SeriesSplitSection
+    mase_scale: float = Field(gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _columns(self) -> ForecastSection:
+        if self.target >= len(self.columns):
+            raise ValueError(f"target {self.target} is not one of the {len(self.columns)} columns")
+        if len(self.scaler.mean) != len(self.columns):
+            raise ValueError(f"the scaler has {len(self.scaler.mean)} columns, the run {len(self.columns)}")
+        return self
+
+
 class RunConfigFile(_Open):
     """``config.json`` of a run folder."""
 
@@ -71,7 +127,9 @@ class RunConfigFile(_Open):
     train: dict[str, Any]
     data: dict[str, Any]
     vocab: VocabSection | None = None
+    target_vocab: VocabSection | None = None  # seq2seq: the outputs' symbols
     classes: list[str] | None = None
+    forecast: ForecastSection | None = None  # forecast runs
 
     @field_validator("classes")
     @classmethod
@@ -104,6 +162,20 @@ class SplitFile(_Open):
     test: list[Any] | None = None
 
 
+class TextSplitFile(SplitFile):
+    """``split.json`` of an ``lm`` run: the sha256 of the training text and the test part's character span."""
+
+    data_sha256: str | None = None
+    test: tuple[int, int] | None = None  # type: ignore[assignment]  # [start, end) characters
+
+    @field_validator("test")
+    @classmethod
+    def _span(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None and not 0 <= v[0] <= v[1]:
+            raise ValueError(f"expected a span [start, end) with 0 <= start <= end, got {list(v)}")
+        return v
+
+
 def _unique_list(v: list[str]) -> list[str]:
     seen: set[str] = set()
     for item in v:
@@ -115,15 +187,5 @@ def _unique_list(v: list[str]) -> list[str]:
 
 def validate_file(model: type[BaseModel], data: Any, path: Path) -> Any:
     """``data`` (a file's parsed JSON) checked against ``model``; returns it unchanged, or raises ``ValueError``:
-    ``PATH: field a.b: what was expected (got ...)`` for the first problem."""
-    try:
-        model.model_validate(data)
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(the whole file)"
-        msg = first["msg"].removeprefix("Value error, ")
-        got = first.get("input")
-        shown = "" if isinstance(got, (dict, list)) or first["type"] == "missing" else f" (got {got!r:.60})"
-        more = f"; {e.error_count() - 1} more problem(s)" if e.error_count() > 1 else ""
-        raise ValueError(f"{path}: field {where}: {msg}{shown}{more}; the file was edited or damaged") from None
-    return data
+    ``PATH: field a.b: what was expected (got ...)`` (:func:`rnnkit.checkpoint.validate_model`)."""
+    return validate_model(model, data, path)

@@ -319,9 +319,15 @@ def _beam_and_sources(run: Run, items: list[str], options: dict[str, Any]) -> tu
     src_vocab = run.vocab
     lower = run.config["data"].get("lowercase", False)
     ids = []
+    cap = int(ranges.RANGES["seq2seq_item"].hi)
     for item in items:
         if not item.strip():
             raise ValueError("a word to transcribe is empty")
+        if len(item) > cap:
+            raise ValueError(
+                f"item {item[:20]!r}... has {len(item)} symbols, more than the {cap} a seq2seq run transcribes "
+                "(decoding time grows with the square of the length); split it into words"
+            )
         ids.append(src_vocab.encode(item.lower() if lower else item, strict=True))
     return beam, ids
 
@@ -358,10 +364,12 @@ TASKS.setdefault(APP, Seq2Seq)
 class Seq2SeqKind(RunKind):
     """``--task seq2seq``: an encoder-decoder with attention (word → phonemes by default)."""
 
+    predict_flags = ("data", "beam")
     name = APP
     app = APP
     defaults = DEFAULTS
     help = "seq2seq (encoder-decoder)"
+    ignores = ("text_column", "label_column", "conditional")
     flags = (
         Flag(
             "--max-items",
@@ -437,3 +445,15 @@ class Seq2SeqKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return summary(metrics)
+
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first ``size`` pairs of the saved test part (the flow is the encoder's: the source steps)."""
+        d = run.config["data"]
+        if d["test_data"]:
+            lex = _read_lexicon(d["test_data"], d["unit"], bool(d.get("lowercase")))
+        else:
+            lex = _read_lexicon(d["data"], d["unit"]).subset(read_split(run.path)["test"] or [])
+        sources, targets = _encode_pairs(lex, *_vocabs(run))
+        if not sources:
+            raise ValueError(f"{run.path}: its test part has no source with a symbol the model knows")
+        return collate_pairs(sources[:size], targets[:size])

@@ -37,7 +37,7 @@ from rnnkit.data.tagging import (
     unk_rate,
 )
 from rnnkit.data.vocab import Vocab
-from rnnkit.metrics import confusion_matrix, macro_f1
+from rnnkit.metrics import Confusion, confusion, macro_f1
 from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
@@ -136,8 +136,9 @@ def _encoded(vocab: Vocab, classes: list[str], data: TaggedSequences) -> tuple[l
 
 
 # ---------------------------------------------------------------------------------------------------------- metrics
-def score(run: Run, data: TaggedSequences) -> tuple[dict[str, Any], list[list[int]]]:
-    """Metrics of a tag run on tagged ``data`` and the confusion matrix (rows: true tag, columns: predicted).
+def score(run: Run, data: TaggedSequences) -> tuple[dict[str, Any], Confusion]:
+    """Metrics of a tag run on tagged ``data`` and its :class:`~rnnkit.metrics.Confusion` (rows: true tag,
+    columns: predicted).
 
     ``test_token_accuracy`` counts every token of every sequence once; ``macro_f1`` averages the F1 of the tags
     that occur in the truth or the predictions; ``majority_token_accuracy`` is the accuracy of always answering
@@ -152,7 +153,7 @@ def score(run: Run, data: TaggedSequences) -> tuple[dict[str, Any], list[list[in
     for index, batch in ordered:
         pred += [p for row in run.model.predict(batch) for p in row]
         gold += [t for i in index for t in tags[i]]
-    conf = confusion_matrix(gold, pred, len(run.classes))
+    conf = confusion(gold, pred, len(run.classes))
     majority = run.classes.index(run.config["majority_tag"])
     metrics = {
         "test_token_accuracy": round(sum(int(g == p) for g, p in zip(gold, pred, strict=True)) / len(gold), 4),
@@ -277,6 +278,7 @@ class TagKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "tag (synced many->many)"
+    ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional")
     flags = (
         Flag(
             "--max-items",
@@ -346,7 +348,7 @@ class TagKind(RunKind):
             vocab_size=len(run.vocab),
         )
         prepared.extra["confusion"] = conf
-        return metrics, {"confusion": {"classes": run.classes, "matrix": conf}}
+        return metrics, {"confusion": conf.record(run.classes)}
 
     def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
         from rnnkit.plots import plot_confusion
@@ -362,3 +364,8 @@ class TagKind(RunKind):
 
     def summary(self, metrics: dict[str, Any]) -> str:
         return _summary(metrics)
+
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first ``size`` sequences of the saved test part with their tags."""
+        ids, tags = _encoded(run.vocab, run.classes, _saved_test(run))
+        return collate_tagging(ids[:size], tags[:size])

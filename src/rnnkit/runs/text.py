@@ -37,7 +37,7 @@ from rnnkit.data import (
 )
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
-from rnnkit.metrics import confusion_matrix, macro_f1
+from rnnkit.metrics import confusion, macro_f1
 from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
@@ -270,7 +270,7 @@ class _TextKind(RunKind):
         )
         confusion = metrics.pop("confusion", None)
         prepared.extra["confusion"] = confusion
-        files = {} if confusion is None else {"confusion": {"classes": run.classes, "matrix": confusion}}
+        files = {} if confusion is None else {"confusion": confusion.record(run.classes)}
         return metrics, files
 
     def finish(self, run: Run, metrics: dict[str, Any], prepared: Prepared) -> None:
@@ -297,12 +297,26 @@ class _TextKind(RunKind):
     def summary(self, metrics: dict[str, Any]) -> str:
         return accuracy_line(metrics)
 
+    def gradient_batch(self, run: Run, size: int) -> Batch:
+        """The first ``size`` items of the saved test split (classify: with their classes; generate: their
+        categories when conditional)."""
+        data = saved_test_data(run)
+        ids, kept = _encode(run.vocab, data)
+        if not ids:
+            raise ValueError(f"{run.path}: its test split has no item with a symbol the model knows")
+        labeled = run.task == "classify" or run.config["data"]["conditional"]
+        labels = _label_ids(run, data, kept) if labeled else None
+        first = list(range(min(size, len(ids))))  # the first test items, in the split's order
+        return text_batches(run.task, ids, labels, size, 0).collate(first)
+
 
 @register_kind
 class ClassifyKind(_TextKind):
     """``--task classify`` on text: many→one (a name → its class)."""
 
+    predict_flags = ("data", "top_k")
     name = "classify"
+    ignores = ("conditional",)  # --unconditional is for generate
     defaults = DEFAULTS["classify"]
     help = "classify (many->one)"
 
@@ -393,7 +407,7 @@ def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
             logits, _ = run.model(b)
             preds += logits.argmax(-1).tolist()
             golds += b.targets.tolist()
-    conf = confusion_matrix(golds, preds, len(run.classes))
+    conf = confusion(golds, preds, len(run.classes))
     ref = train if train is not None and train.is_labeled else data
     majority = Counter(ref.labels).most_common(1)[0][0]
     return {

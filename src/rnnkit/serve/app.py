@@ -23,10 +23,11 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rnnkit import __version__
+from rnnkit import __version__, ranges
+from rnnkit.checkpoint import read_json
 from rnnkit.runs import Run, kind_of, load_run, sample
 
 __all__ = ["HTTPError", "Limits", "Server", "create_app", "report", "serve"]
@@ -131,8 +132,9 @@ def _models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
         __config__=strict,
         category=(StrictStr | None, Field(None, max_length=limits.max_item_chars)),
         num=(StrictInt, Field(min(10, limits.max_num), ge=1, le=limits.max_num)),
-        temperature=(StrictFloat, Field(0.8, ge=0.0, le=100.0, allow_inf_nan=False)),
-        seed=(StrictInt | None, Field(None, ge=0, le=2**63 - 1)),
+        # the same ranges as the command line and the library (rnnkit.ranges): 1e-300 is refused here, not later
+        temperature=(Annotated[StrictFloat, AfterValidator(ranges.validator("temperature"))], Field(0.8)),
+        seed=(Annotated[StrictInt, AfterValidator(ranges.validator("seed"))] | None, Field(None)),
         prefix=(StrictStr, Field("", max_length=limits.max_item_chars)),
         max_len=(StrictInt, Field(min(30, limits.max_len), ge=1, le=limits.max_len)),
         top_k=(StrictInt | None, Field(None, ge=1, le=limits.max_top_k)),
@@ -249,6 +251,8 @@ def _validation_message(error: dict[str, Any], models: dict[str, type[BaseModel]
         return f"{name} is empty" if name == '"items"' else f"{name}: {error.get('msg')}"
     if kind == "too_long":
         return f"{name} has {ctx.get('actual_length')} entries, more than the limit of {ctx.get('max_length')}"
+    if kind == "value_error":  # a range of rnnkit.ranges: "must be 0 or a finite number in [0.01, 100]"
+        return f"{name} {str(error.get('msg')).removeprefix('Value error, ')}, got {got}"
     if kind == "string_too_short":
         return f"{name} is empty"
     if kind == "string_too_long":
@@ -360,8 +364,9 @@ class _BodyLimit:
 
 
 def _read_json(path: Path) -> Any:
+    """A report file for the page (shown as it is, or not at all): regular files only, size-capped."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return read_json(path)
     except (OSError, ValueError):
         return None
 

@@ -30,9 +30,10 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 from torch import Tensor, nn
 
 from rnnkit.checkpoint import (
@@ -44,6 +45,7 @@ from rnnkit.checkpoint import (
     read_json,
     save_run_weights,
     save_safetensors_atomic,
+    validate_model,
     write_json_atomic,
     write_text_atomic,
 )
@@ -63,6 +65,8 @@ from rnnkit.train.state import (
 __all__ = [
     "CHECKPOINT_FORMAT",
     "Checkpoint",
+    "CheckpointFile",
+    "CheckpointIndex",
     "RunFiles",
     "has_checkpoint",
     "history_to_csv",
@@ -79,6 +83,7 @@ _MODEL = "model.safetensors"
 _BEST = "best_model.safetensors"
 _STATE_TENSORS = "state.safetensors"
 _STATE_JSON = "state.json"
+_Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
 @dataclass
@@ -105,27 +110,67 @@ class Checkpoint:
             restore_rng_state(self.rng_json, self.rng_tensors)
 
 
+class CheckpointIndex(BaseModel):
+    """``checkpoint/latest.json``: the format tag and the name of the current checkpoint's sub-folder."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format: Literal["rnnkit-checkpoint"]
+    version: Literal[1]
+    current: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,200}$")  # a plain name: no path, no dot first
+
+
+class CheckpointFile(BaseModel):
+    """``checkpoint/ckpt-*/state.json``: the format tag, the sha256 of each tensor file, the JSON parts of the
+    optimizer, scheduler and generator states, and the trainer state (its fields are checked by
+    :class:`rnnkit.train.state.TrainerState` when the trainer resumes)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    format: Literal["rnnkit-checkpoint"]
+    version: int
+    files: dict[Literal["model.safetensors", "best_model.safetensors", "state.safetensors"], _Sha256] = Field(
+        description="the checkpoint's file list"
+    )
+    optimizer: Any = None
+    scheduler: Any = None
+    rng: dict[str, Any] | None = None
+    state: dict[str, Any] = Field(description="the trainer state")
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {v} is not supported (this rnnkit reads {CHECKPOINT_VERSION})")
+        return v
+
+    @model_validator(mode="after")
+    def _both_files(self) -> CheckpointFile:
+        missing = [f for f in (_MODEL, _STATE_TENSORS) if f not in self.files]
+        if missing:
+            raise ValueError(f"files: expected the sha256 of {' and '.join(missing)}")
+        return self
+
+
+_FIX = "the checkpoint is damaged or was not written by rnnkit: start the run again with --overwrite"
+
+
+def _read_checked(path: Path, model: type[BaseModel]) -> dict[str, Any]:
+    """``path``'s JSON, validated by ``model`` (one-line :class:`CheckpointError` naming the file and field)."""
+    return validate_model(model, read_json(path), path, fix=_FIX, error=CheckpointError)
+
+
 def _current_dir(folder: Path) -> Path:
     latest = folder / _LATEST
     if not latest.exists():
         raise CheckpointError(f"{folder}: no complete checkpoint (no {_LATEST})")
-    info = read_json(latest)
-    if not isinstance(info, dict) or info.get("format") != CHECKPOINT_FORMAT or "current" not in info:
-        raise CheckpointError(f"{latest}: not an rnnkit checkpoint index")
-    if info.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{latest}: checkpoint version {info.get('version')} is not supported")
-    name = str(info["current"])
-    if "/" in name or "\\" in name or name.startswith("."):
-        raise CheckpointError(f"{latest}: invalid checkpoint name {name!r}")
-    return folder / name
+    return folder / _read_checked(latest, CheckpointIndex)["current"]
 
 
 def read_checkpoint_state(folder: str | os.PathLike[str]) -> dict[str, Any]:
     """The trainer ``state`` of the current checkpoint in ``folder``, read from JSON only (nothing is loaded)."""
     sub = _current_dir(Path(folder))
-    doc = read_json(sub / _STATE_JSON)
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT or not isinstance(doc.get("state"), dict):
-        raise CheckpointError(f"{sub / _STATE_JSON}: not an rnnkit checkpoint state")
+    doc = _read_checked(sub / _STATE_JSON, CheckpointFile)
     try:
         return decode(doc["state"], {}, str(sub))
     except (TypeError, ValueError, KeyError) as e:
@@ -220,20 +265,6 @@ def _cleanup(folder: Path, keep: str) -> None:
                 p.unlink()
 
 
-def _check_files(files: Any, source: str) -> dict[str, str]:
-    """The ``files`` record of ``state.json``: a sha256 for the model and state tensors (and best weights)."""
-    ok = (
-        isinstance(files, dict)
-        and _MODEL in files
-        and _STATE_TENSORS in files
-        and set(files) <= {_MODEL, _BEST, _STATE_TENSORS}
-        and all(isinstance(v, str) and len(v) == 64 for v in files.values())
-    )
-    if not ok:
-        raise CheckpointError(f"{source}: the checkpoint's file list is missing or malformed")
-    return files
-
-
 def load_checkpoint(
     folder: str | os.PathLike[str],
     model: nn.Module,
@@ -256,12 +287,8 @@ def load_checkpoint(
     folder = Path(folder)
     sub = _current_dir(folder)
     source = str(sub)
-    doc = read_json(sub / _STATE_JSON)
-    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{sub / _STATE_JSON}: not an rnnkit checkpoint state")
-    if doc.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{sub / _STATE_JSON}: checkpoint version {doc.get('version')!r} is not supported")
-    files = _check_files(doc.get("files"), source)
+    doc = _read_checked(sub / _STATE_JSON, CheckpointFile)
+    files = doc["files"]
     weights = load_safetensors(sub / _MODEL, sha256=files[_MODEL])
     check_tensors_fit(model.state_dict(), weights, str(sub / _MODEL))
     best = None
@@ -375,7 +402,8 @@ class RunFiles:
             where = "no out_dir was given" if ckdir is None else f"{ckdir} holds no checkpoint"
             raise ValueError(f"cannot resume: {where}; start the run without --resume")
         saved_state = read_checkpoint_state(ckdir)
-        saved = saved_state.get("config") or {}
+        check_trainer_state(saved_state, _current_dir(ckdir) / _STATE_JSON)
+        saved = saved_state["config"]
         now = asdict(config)
         diff = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in RESUME_FIELDS if saved.get(k) != now[k]]
         if diff:
@@ -383,7 +411,6 @@ class RunFiles:
                 f"cannot resume {self.out_dir}: the training settings differ from the saved run "
                 f"({'; '.join(diff)}); use the same values, or start a new run"
             )
-        check_trainer_state(saved_state, ckdir)
         if saved_state.get("steps_per_epoch") != steps:
             raise ValueError(
                 f"cannot resume {self.out_dir}: the training data gives {steps} batches per epoch, "

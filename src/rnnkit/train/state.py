@@ -20,12 +20,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from torch import Tensor
 
-from rnnkit.checkpoint import CheckpointError
+from rnnkit.checkpoint import CheckpointError, validate_model
+from rnnkit.ranges import RANGES
 from rnnkit.train.settings import TrainConfig
 
 __all__ = [
+    "EpochSums",
+    "TrainerState",
     "capture_rng_state",
     "check_optimizer_state",
     "check_scheduler_state",
@@ -346,30 +350,91 @@ def new_epoch_acc() -> dict[str, Any]:
     }  # fmt: skip
 
 
-_STATE_TYPES: dict[str, tuple[type, ...]] = {
-    "epoch": (int,),
-    "batch_in_epoch": (int,),
-    "step": (int,),
-    "steps_per_epoch": (int,),
-    "best_metric": (int, float, type(None)),
-    "best_epoch": (int, type(None)),
-    "best_is_current": (bool,),
-    "bad_epochs": (int,),
-    "history": (list,),
-    "epoch_acc": (dict, type(None)),
-    "stopped_reason": (str, type(None)),
-}
+class _Strict(BaseModel):
+    """Fields of the declared type (an int is not a float's stand-in, nor a bool an int's); extra keys kept."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
-def check_trainer_state(state: Mapping[str, Any], ckdir: Path) -> None:
-    """Refuse a checkpoint whose trainer state (in ``state.json``) lacks a field or has one of the wrong type, before
-    anything is loaded: a hand-edited or foreign file must not end in a KeyError halfway through a resume."""
-    for key, types in _STATE_TYPES.items():
-        value = state.get(key, KeyError)
-        if value is KeyError or isinstance(value, bool) != (types == (bool,)) or not isinstance(value, types):
-            raise CheckpointError(
-                f"{ckdir}: the trainer state has {'no' if value is KeyError else 'a malformed'} {key!r}; the "
-                "checkpoint is damaged or was not written by rnnkit: start the run again with --overwrite"
-            )
-    if not all(isinstance(row, dict) for row in state["history"]):
-        raise CheckpointError(f"{ckdir}: the trainer state's history is malformed; start again with --overwrite")
+class EpochSums(_Strict):
+    """``epoch_acc``: the running sums of a partly trained epoch (:func:`new_epoch_acc`)."""
+
+    loss_sum: float = Field(allow_inf_nan=False)
+    weight: int = Field(ge=0)
+    gn_sum: float = Field(ge=0, allow_inf_nan=False)
+    gn_max: float = Field(ge=0, allow_inf_nan=False)
+    n: int = Field(ge=0)
+    items: int = Field(ge=0)
+    gn_last: float = Field(ge=0, allow_inf_nan=False)
+    seconds: float = Field(ge=0, allow_inf_nan=False)
+    lr: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    @field_validator("loss_sum", "gn_sum", "gn_max", "gn_last", "seconds", "lr", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v  # JSON writes 0.0 as 0 at times
+
+
+class TrainerState(_Strict):
+    """The trainer state a checkpoint's ``state.json`` holds under ``"state"`` (:func:`fresh_state`), checked
+    before a resume uses any of it: every field present, of its type and within its range (an epoch is never
+    negative, ``batch_in_epoch`` lies within the epoch's ``steps_per_epoch`` batches, ``best_epoch`` is an epoch
+    already trained)."""
+
+    config: dict[str, Any]
+    epoch: int = Field(ge=0, le=RANGES["epochs"].hi)
+    steps_per_epoch: int = Field(ge=1)
+    batch_in_epoch: int = Field(ge=0)
+    step: int = Field(ge=0)
+    best_metric: float | None = None
+    best_epoch: int | None = Field(default=..., ge=1)
+    best_is_current: bool
+    bad_epochs: int = Field(ge=0)
+    history: list[dict[str, Any]]
+    epoch_acc: EpochSums | None
+    stopped_reason: str | None
+
+    @field_validator("best_metric", mode="before")
+    @classmethod
+    def _metric(cls, v: Any) -> Any:
+        return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    # the fields checked against those before them (pydantic validates in the order declared)
+    @field_validator("batch_in_epoch")
+    @classmethod
+    def _within_epoch(cls, v: int, info: ValidationInfo) -> int:
+        steps = info.data.get("steps_per_epoch")
+        if steps is not None and v >= steps:
+            raise ValueError(f"expected fewer than steps_per_epoch={steps} batches (a finished epoch counts in epoch)")
+        return v
+
+    @field_validator("best_epoch")
+    @classmethod
+    def _trained(cls, v: int | None, info: ValidationInfo) -> int | None:
+        epoch = info.data.get("epoch")
+        if v is not None and epoch is not None and v > epoch:
+            raise ValueError(f"expected an epoch already trained (1 to {epoch})")
+        return v
+
+    @field_validator("history")
+    @classmethod
+    def _one_row_per_epoch(cls, v: list[dict[str, Any]], info: ValidationInfo) -> list[dict[str, Any]]:
+        epoch = info.data.get("epoch")
+        if epoch is not None and len(v) != epoch:
+            raise ValueError(f"expected one row per epoch trained ({epoch}), found {len(v)}")
+        return v
+
+
+def check_trainer_state(state: Mapping[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose trainer state (in ``state.json``) lacks a field, has one of the wrong type or out
+    of its range (:class:`TrainerState`), before anything is loaded: a hand-edited or foreign file must not end in a
+    KeyError, an IndexError or a silently skipped epoch halfway through a resume. One line naming the file and the
+    field (:func:`rnnkit.checkpoint.validate_model`); ``path`` is the checkpoint's ``state.json``."""
+    validate_model(
+        TrainerState,
+        state,
+        path,
+        prefix="state.",
+        fix="the checkpoint is damaged or was not written by rnnkit: start the run again with --overwrite",
+        error=CheckpointError,
+    )
