@@ -166,6 +166,7 @@ class _CompiledFn(torch.autograd.Function):
 
 def _differentiable_backward(kind, xp, h0, c0, w_hh, b_hn, mask, d_hs, d_cn):
     """The gradients of the recurrence as autograd functions of its inputs (for ``create_graph=True``)."""
+    mask = mask if mask.numel() else None  # the kernel's empty tensor stands for None
     inputs = [xp, h0, c0 if kind == "lstm" else None, w_hh, b_hn if kind == "gru" else None]
     live = [t for t in inputs if t is not None and t.requires_grad]
     with torch.enable_grad():
