@@ -85,6 +85,21 @@ def run_compiled(
     if kind == "gru" and b_gated is None:
         b_gated = w_hh.new_zeros(H)
     m = None if mask is None else mask.reshape(mask.shape[0], mask.shape[1])  # (T, B)
+    if not torch.is_grad_enabled() or not any(
+        t is not None and t.requires_grad for t in (xp, h0, c0, w_hh, b_gated)
+    ):  # inference: straight to the kernel (no autograd node; it keeps one step of its buffers)
+        out = rnn_extension().forward(
+            _CODES[kind],
+            xp.contiguous(),
+            h0.contiguous(),
+            _c(c0, xp),
+            w_hh.contiguous(),
+            _c(b_gated, xp),
+            _c(m, xp),
+            False,
+        )
+        hs = out[0]
+        return (hs, (hs[-1], out[1][-1])) if kind == "lstm" else (hs, hs[-1])
     hs, c_n = _CompiledFn.apply(kind, xp, h0, c0, w_hh, b_gated, m)
     if kind == "lstm":
         return hs, (hs[-1], c_n)

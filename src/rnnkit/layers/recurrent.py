@@ -243,8 +243,14 @@ class Recurrent(nn.Module):
         states = self._initial_states(state, B, x_t, unbatched=False)
         new_states = []
         inp = x_t
+        compiled = self._engine in ("auto", "compiled") and not getattr(self, "proj_size", 0)
         for k in range(self.num_layers):
-            s = self._step_fn(k, 0)(inp, states[k])
+            kind = self._builtin_kind(k, 0) if compiled else None
+            if kind is not None and _engine.runs_compiled(kind, inp) and not torch.compiler.is_compiling():
+                # one step of the compiled kernel: the sampling loop's per-step cost is C++, not Python ops
+                s = _engine.run_compiled(kind, inp.unsqueeze(0), states[k], *self._cell_params(k, 0))[1]
+            else:
+                s = self._step_fn(k, 0)(inp, states[k])
             new_states.append(s)
             inp = s[0] if isinstance(s, tuple) else s  # (B, H)
             if k < self.num_layers - 1 and self.dropout > 0 and self.training:

@@ -55,12 +55,43 @@ bool have_blas<float>() { return sgemm_ != nullptr; }
 template <>
 bool have_blas<double>() { return dgemm_ != nullptr; }
 
+// c[0:n] += s·x[0:n] (fused multiply-add, vectorised)
+template <typename T>
+__attribute__((noinline)) void axpy_row(T* __restrict c, T s, const T* __restrict x, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) c[j] = std::fma(s, x[j], c[j]);
+}
+
+// c[0:n] += s0·x0 + s1·x1 + s2·x2 + s3·x3 (four rows per pass: c is loaded and stored once for four FMAs)
+template <typename T>
+__attribute__((noinline)) void axpy4_row(T* __restrict c, const T* s, const T* __restrict x0, const T* __restrict x1,
+                                         const T* __restrict x2, const T* __restrict x3, int64_t n) {
+  const T s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
+  for (int64_t j = 0; j < n; ++j) c[j] = std::fma(s3, x3[j], std::fma(s2, x2[j], std::fma(s1, x1[j], std::fma(s0, x0[j], c[j]))));
+}
+
+// Few rows (batch ≤ SMALL_B): C = A·B (+ C) as axpys over B's rows, which stay in cache from step to step. BLAS
+// pays a fixed cost per call that dominates a matrix–vector product of this size (sampling, serving at B = 1).
+constexpr int64_t SMALL_B = 4;
+
 // Row-major C (M×N, row stride ldc) = alpha·op(A)·op(B) + beta·C, op(A) M×K, op(B) K×N; A stored M×K (or K×M when
 // ta), B stored K×N (or N×K when tb), each with its row stride. beta = 0 ignores what C held.
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
           T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
+  if (!ta && !tb && M <= SMALL_B) {
+    for (int64_t i = 0; i < M; ++i) {
+      T* c = C + i * ldc;
+      if (beta == T(0)) std::fill(c, c + N, T(0));
+      const T* a = A + i * lda;
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4) {
+        axpy4_row<T>(c, a + k, B + k * ldb, B + (k + 1) * ldb, B + (k + 2) * ldb, B + (k + 3) * ldb, N);
+      }
+      for (; k < K; ++k) axpy_row<T>(c, a[k], B + k * ldb, N);
+    }
+    return;
+  }
   if (have_blas<T>()) {
     // column-major view: Cᵀ = op(B)ᵀ·op(A)ᵀ
     blas<T>(tb ? "T" : "N", ta ? "T" : "N", (int)N, (int)M, (int)K, T(1), B, (int)ldb, A, (int)lda, beta, C,
@@ -291,13 +322,26 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
   T* HS = hs.data_ptr<T>();
   auto keep = [&](int64_t t, int64_t b) { return M == nullptr || M[t * B + b] != T(0); };
   auto xrow = [&](int64_t t, int64_t b) { return X + (t * B + b) * G; };
+  // h W_hhᵀ per step: for a small batch from W_hhᵀ (H, G) laid out once, so each step is axpys over its rows
+  const bool small = B <= SMALL_B && Tn >= 4;  // laying out W_hhᵀ costs about one step: only for sequences
+  Tensor w_t = small ? w_hh.t().contiguous() : Tensor();
+  const T* WT = small ? w_t.data_ptr<T>() : nullptr;
+  const int64_t GW = w_hh.size(0);  // G·H rows of W_hh
+  auto hw = [&](const T* a, int64_t lda, int64_t rows0, int64_t n, T* c, int64_t ldc) {
+    // c (B×n) = a (B×H) · W_hh[rows0 : rows0+n]ᵀ
+    if (small) {
+      gemm<T>(false, false, B, n, H, a, lda, WT + rows0, GW, T(0), c, ldc);
+    } else {
+      gemm<T>(false, true, B, n, H, a, lda, W + rows0 * H, H, T(0), c, ldc);
+    }
+  };
 
   if (kind == RNN_TANH || kind == RNN_RELU) {
     const bool relu = kind == RNN_RELU;
     for (int64_t t = 0; t < Tn; ++t) {
       const T* hp = t ? HS + (t - 1) * BH : h0p;
       T* out = HS + t * BH;
-      gemm<T>(false, true, B, H, H, hp, H, W, H, T(0), out, H);  // h_{t−1} W_hhᵀ
+      hw(hp, H, 0, H, out, H);  // h_{t−1} W_hhᵀ
       for_rows(B, H, [&](int64_t b) {
         if (keep(t, b)) {
           rnn_fwd_row<T>(out + b * H, xrow(t, b), H, relu);
@@ -322,7 +366,7 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
       const T* hp = t ? HS + (t - 1) * BH : h0p;
       const T* cp = t ? CS + (t - 1) * BH : c0p;
       T* ga = GA + s * B * G;
-      gemm<T>(false, true, B, G, H, hp, H, W, H, T(0), ga, G);  // (B, 4H)
+      hw(hp, H, 0, G, ga, G);  // (B, 4H)
       for_rows(B, H, [&](int64_t b) {
         T* c = CS + t * BH + b * H;
         T* h = HS + t * BH + b * H;
@@ -346,7 +390,7 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t s = train ? t : 0;
       const T* hp = t ? HS + (t - 1) * BH : h0p;
-      gemm<T>(false, true, B, G, H, hp, H, W, H, T(0), GH, G);  // (B, 3H)
+      hw(hp, H, 0, G, GH, G);  // (B, 3H)
       for_rows(B, H, [&](int64_t b) {
         T* h = HS + t * BH + b * H;
         if (keep(t, b)) {
@@ -368,9 +412,9 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
     const int64_t s = train ? t : 0;
     const T* hp = t ? HS + (t - 1) * BH : h0p;
     T* st0 = SP + s * B * 4 * H;
-    gemm<T>(false, true, B, 2 * H, H, hp, H, W, H, T(0), GRZ, 2 * H);  // (B, 2H)
+    hw(hp, H, 0, 2 * H, GRZ, 2 * H);  // (B, 2H)
     for_rows(B, H, [&](int64_t b) { grub_fwd_row1<T>(GRZ + b * 2 * H, xrow(t, b), hp + b * H, st0 + b * 4 * H, H); });
-    gemm<T>(false, true, B, H, H, st0 + 3 * H, 4 * H, W + 2 * H * H, H, T(0), GN, H);  // (r ⊙ h) W_hnᵀ
+    hw(st0 + 3 * H, 4 * H, 2 * H, H, GN, H);  // (r ⊙ h) W_hnᵀ
     for_rows(B, H, [&](int64_t b) {
       T* h = HS + t * BH + b * H;
       if (keep(t, b)) {
