@@ -778,7 +778,7 @@ def _set_threads(args: argparse.Namespace) -> int | None:
         if os.environ.get("OMP_NUM_THREADS"):
             return None
         threads = 1 if args.command == "bench" else pick_threads(getattr(args, "hidden", None), _batch(args))
-    before = torch_threads()
+    before = _torch_threads()
     if threads != before:
         import torch
 
@@ -791,7 +791,7 @@ def _batch(args: argparse.Namespace) -> int | None:
     return batch if isinstance(batch, int) else None
 
 
-def torch_threads() -> int:
+def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
