@@ -12,8 +12,9 @@ under ``torch.compile`` / ``torch.export``     fused, else      dynamo traces to
                                                own)             ``out=`` views
 LSTM with ``proj_size``                        fused            only torch's kernel has the projection
 CPU, float32/float64, compiled kernels load    compiled         rnn, lstm, gru, gru-before: per-step overhead in C++
-                                                                instead of Python/ATen; 0.7–0.9× torch.nn.LSTM and
-                                                                0.2–0.8× torch.nn.GRU at the bench shapes
+                                                                instead of Python/ATen; lstm 0.6–1.03× torch.nn.LSTM,
+                                                                gru/gru-before/rnn 0.2–0.8× torch.nn.LSTM at the
+                                                                bench shapes (docs/engine.md)
 CPU without compiled kernels                   fused where      oneDNN's LSTM is the fastest Python-driven path;
 (``RNNKIT_COMPILED=0``, no compiler, other     exact, else own  own BPTT for gru-before (no torch kernel)
 dtypes)
