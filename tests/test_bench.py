@@ -70,3 +70,71 @@ def test_cli_json_prints_only_a_json_array() -> None:
         assert (r["T"], r["B"], r["I"], r["H"]) == (5, 2, 3, 4)
         assert r["rnnkit_ms"] > 0 and r["torch_ms"] > 0 and r["loop_ms"] > 0
     assert "bench:" in proc.stderr  # progress went to stderr
+
+
+def test_extra_rows_have_the_keys_and_modes() -> None:
+    rows = bench.run_extras(["gru", "lstm"], budget_s=0.05, modes=("infer", "sample"))
+    assert [(r["mode"], r["cell"]) for r in rows] == [
+        ("infer", "gru"),
+        ("infer", "lstm"),
+        ("sample", "gru"),
+        ("sample", "lstm"),
+    ]
+    for r in rows:
+        assert set(r) >= KEYS - {"loop_ms"} and r["B"] == 1
+        assert r["ratio"] == pytest.approx(r["rnnkit_ms"] / r["torch_ms"])
+        if r["mode"] == "infer" or r["cell"] == "lstm":  # inference rows time torch.nn.LSTM too
+            assert r["lstm_ms"] > 0 and r["ratio_lstm"] == pytest.approx(r["rnnkit_ms"] / r["lstm_ms"])
+    assert rows[2]["steps_per_s"] == pytest.approx(rows[2]["T"] / (rows[2]["rnnkit_ms"] / 1e3))
+    table = bench.format_table(rows)
+    assert "infer:" in table and "sample:" in table and "steps/s" in table
+
+
+def test_measure_peers_lstm_and_gemm_share() -> None:
+    r = bench.measure("gru", 4, 2, 3, 5, repeats=2, peers=("lstm",))
+    assert r["loop_ms"] is None and r["lstm_ms"] > 0 and r["ratio_lstm"] == pytest.approx(r["rnnkit_ms"] / r["lstm_ms"])
+    assert r["gemm_pct"] == pytest.approx(100 * r["floor_ms"] / r["rnnkit_ms"])
+    assert r["mode"] == "train" and r["threads"] >= 1
+    if r["jax_ms"] is not None:  # only with the `bench` extra
+        assert r["jax_ratio"] == pytest.approx(r["rnnkit_ms"] / r["jax_ms"])
+
+
+def test_jax_column_matches_the_cell_when_installed() -> None:
+    pytest.importorskip("jax", reason="jax is optional (the bench extra)")
+    r = bench.measure("gru-before", 4, 2, 3, 5, repeats=2, peers=("jax",))
+    assert r["jax_ms"] > 0
+
+
+def test_pick_threads_rule() -> None:
+    from rnnkit.cli import pick_threads
+
+    assert pick_threads(64, 32, cpus=2) == 1
+    assert pick_threads(None, 32, cpus=8) == 1  # unknown sizes count as small
+    assert pick_threads(256, 128, cpus=8) == 2
+    assert pick_threads(512, 256, cpus=2) == 2  # capped by the CPUs
+
+
+def test_threads_flag_is_applied_and_restored(capsys) -> None:
+    import torch
+
+    from rnnkit.cli import main
+
+    before = torch.get_num_threads()
+    seen = []
+    orig = bench.run
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return orig(*a, **k)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(bench, "run", spy)
+    try:
+        assert (
+            main(["bench", "--json", "--shapes", "3,2,2,3", "--cells", "rnn", "--repeats", "1", "--threads", "2"]) == 0
+        )
+    finally:
+        mp.undo()
+    assert seen == [2] and torch.get_num_threads() == before
+    assert main(["bench", "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""CUDA parity (skipped without a GPU): cuDNN and rnnkit's own engine on the GPU agree with the CPU reference."""
+"""CUDA parity (skipped without a GPU): cuDNN and rnnkit's own engine on the GPU agree with the CPU reference
+(which runs the compiled kernels where they build); CUDA tensors never reach the compiled CPU kernels."""
 
 from __future__ import annotations
 
@@ -26,10 +27,18 @@ def _run(layer: torch.nn.Module, x: torch.Tensor, lengths):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-@pytest.mark.parametrize("engine", ["auto", "own"])
+@pytest.mark.parametrize("engine", ["auto", "own", "compiled"])
 @pytest.mark.parametrize("lengths", [None, [6, 2, 4]])
-def test_cuda_matches_cpu(kind, engine, lengths):
+def test_cuda_matches_cpu(kind, engine, lengths, monkeypatch):
     torch.manual_seed(0)
+    # CUDA tensors never reach the CPU (C++) kernels: engine="compiled" runs the own path on the GPU
+    real_apply = rnnkit.engine.compiled._CompiledFn.apply
+
+    def cpu_only(kind_, xp, *args):
+        assert xp.device.type == "cpu", "a CUDA tensor reached the compiled CPU kernel"
+        return real_apply(kind_, xp, *args)
+
+    monkeypatch.setattr(rnnkit.engine.compiled._CompiledFn, "apply", cpu_only)
     cpu = KINDS[kind](num_layers=2, bidirectional=True, dtype=torch.float64)
     gpu = KINDS[kind](num_layers=2, bidirectional=True, dtype=torch.float64, device="cuda", engine=engine)
     gpu.load_state_dict(cpu.state_dict())

@@ -287,3 +287,27 @@ def test_kind_without_own_kernel_runs_the_loop_over_its_step(monkeypatch):
     gb = torch.autograd.grad(l_hs.sum(), [x, s0, *w])
     for a, b in zip(ga, gb, strict=True):
         close(a, b)
+
+
+@pytest.mark.parametrize("kind", CELL_KINDS)
+@pytest.mark.parametrize("with_mask", [False, True], ids=["full", "mask"])
+def test_compiled_path_equals_own_path(kind, with_mask):
+    """Two code paths, one job: the compiled kernel (or, where it cannot be built, its fallback) equals own BPTT."""
+    torch.manual_seed(31)
+    T, B, I, H = 6, 3, 4, 5
+    x = torch.randn(T, B, I, dtype=DT, requires_grad=True)
+    params = weights(kind, I, H, bias=True)
+    s0 = state0(kind, B, H)
+    mask = mask_of([6, 2, 4], T) if with_mask else None
+    runs = []
+    for fn in (engine.run_compiled, run_own):
+        hs, final = fn(kind, x, s0, *params, mask)
+        outs = [hs, *as_tuple(final)]
+        loss = sum((o * torch.linspace(-1, 1, o.numel(), dtype=DT).view_as(o)).sum() for o in outs)
+        runs.append([*outs, *torch.autograd.grad(loss, [x, *params, *as_tuple(s0)])])
+    for a, b in zip(*runs, strict=True):
+        close(a, b)
+
+
+def test_every_kind_with_an_own_kernel_has_a_compiled_one():
+    assert set(engine.COMPILED_KINDS) == set(engine.OWN_KERNELS)

@@ -219,8 +219,11 @@ def test_torch_nn_loads_rnnkit_state_dict(kind, bias):
 
 
 @pytest.mark.parametrize("kind", TORCH_KINDS)
-def test_auto_engine_is_torch_fused_kernel(kind):
-    """``auto`` runs the very kernel torch.nn runs: outputs are bitwise equal, and the own path is never called."""
+def test_auto_engine_is_torch_fused_kernel(kind, monkeypatch):
+    """Without compiled kernels (RNNKIT_COMPILED=0, no compiler) ``auto`` runs the very kernel torch.nn runs:
+    outputs are bitwise equal, and the own path is never called. (With them it runs the compiled kernel:
+    tests/test_compiled_engine.py.)"""
+    monkeypatch.setattr(rnnkit.engine.compiled, "rnn_extension", lambda: None)
     torch.manual_seed(12)
     ref = make_torch(kind, 3, 4, 2, bidirectional=True)
     ours = make_ours(kind, 3, 4, 2, bidirectional=True)
@@ -546,6 +549,8 @@ def _copy_cells_to_layer(rec: rnnkit.Recurrent, layer: nn.Module) -> None:
     ],
 )
 def test_recurrent_builtin_cell_own_engine_equals_loop_and_layer(kind, factory, monkeypatch):
+    # without compiled kernels, auto runs the own engine (with them, the compiled one: test_compiled_engine.py)
+    monkeypatch.setattr(rnnkit.engine.compiled, "rnn_extension", lambda: None)
     torch.manual_seed(41)
     T, B, I, H, L = 7, 4, 3, 4, 2
     rec = rnnkit.Recurrent(factory, I, H, num_layers=L, bidirectional=True, dtype=DT)

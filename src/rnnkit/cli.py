@@ -58,6 +58,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
             "and a tutorial-style autograd loop over torch.nn.*Cell, interleaved after a warm-up; report medians,\n"
             "rnnkit/torch ratios and the GEMM-bound floor (matrix-product FLOPs over a torch.mm rate measured in\n"
             "the same run). Only ratios from one run are comparable: absolute times vary between runs.\n"
+            "Peers in the same rounds: torch.nn.LSTM at each shape and, with jax installed, a jit'd lax.scan.\n"
+            "Without --shapes it also measures forward-only rows at B=1, sampling a generator step by step and\n"
+            "(not with --quick) the small shapes on 2 threads. Runs on 1 thread unless --threads says otherwise.\n"
             f"Default shapes (T,B,I,H): {shapes}."
         ),
         formatter_class=Formatter,
@@ -126,6 +129,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
     start = time.perf_counter()
     results = bench.run(shapes, cells, repeats=args.repeats, budget_s=budget, seed=args.seed, progress=progress)
+    if args.shapes is None:  # the default run also measures inference, sampling and (not --quick) two threads
+        modes = ("infer", "sample") if args.quick else None
+        results += bench.run_extras(cells, budget_s=budget, seed=args.seed, progress=progress, modes=modes)
     if args.json:
         print(json.dumps(results, indent=1))
     else:
@@ -766,7 +772,60 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for add in _SUBCOMMANDS:
         add(subparsers)
+    for sub in subparsers.choices.values():
+        if not any("--threads" in action.option_strings for action in sub._actions):
+            sub.add_argument(
+                "--threads",
+                type=ranged("threads"),
+                default=None,
+                help="torch's CPU threads (default: picked from the model size, see docs/engine.md: 1 thread unless "
+                "hidden size × batch size ≥ 32768; bench: 1; OMP_NUM_THREADS, when set, is left alone)",
+            )
     return parser
+
+
+THREADS_PER = 32768
+"""``hidden × batch`` per thread: below it one thread is faster (2 threads on small models ran several times slower
+on 2-core machines, worse still with another process on a core)."""
+
+
+def pick_threads(hidden: int | None, batch: int | None, cpus: int | None = None) -> int:
+    """torch's thread count for a model of hidden size ``hidden`` trained/run on batches of ``batch``.
+
+    ``1 + hidden·batch // THREADS_PER``, at most the CPUs this process may use; unknown sizes count as small
+    (1 thread). E.g. H=64, B=32: 1; H=256, B=128: 2; H=512, B=256: 5 (capped by the CPUs).
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not hidden or not batch:
+        return 1
+    return max(1, min(cpus, 1 + hidden * batch // THREADS_PER))
+
+
+def _set_threads(args: argparse.Namespace) -> int | None:
+    """Apply ``--threads`` or the rule; returns the previous count to restore (None when left alone)."""
+    threads = getattr(args, "threads", None)
+    if threads is None:
+        if os.environ.get("OMP_NUM_THREADS"):
+            return None
+        threads = 1 if args.command == "bench" else pick_threads(getattr(args, "hidden", None), _batch(args))
+    before = _torch_threads()
+    if threads != before:
+        import torch
+
+        torch.set_num_threads(threads)
+    return before
+
+
+def _batch(args: argparse.Namespace) -> int | None:
+    batch = getattr(args, "batch_size", None)
+    return batch if isinstance(batch, int) else None
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -785,9 +844,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # launched by torchrun (WORLD_SIZE > 1): join the process group; a plain run does nothing here
         world = distributed.init_from_env() if args.command == "train" else None
+        threads_before = _set_threads(args)
         try:
             return args.func(args)
         finally:
+            if threads_before is not None:  # main() may run inside another program (tests): leave it as found
+                import torch
+
+                torch.set_num_threads(threads_before)
             if world is not None:
                 distributed.shutdown()
     except BrokenPipeError:  # e.g. `rnnkit bench | head`: the reader left; say nothing more

@@ -112,6 +112,7 @@ RANGES: dict[str, Range] = {
     "steps": Range(1, 10**7),
     "repeats": Range(1, 10_000),
     "budget": Range(0, 86_400, integer=False, lo_open=True),
+    "threads": Range(1, 1024),
 }
 """Name → range. Caps: sizes (hidden, embed, batch) 65,536; lengths and horizons 100,000 (10,000 for the
 ``memory``/``gradients`` experiment lengths, which hold every step in memory, and for ``sample --max-len``);

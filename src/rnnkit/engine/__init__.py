@@ -23,24 +23,40 @@ Which kinds exist, their gate counts and which fused kernel is exact come from :
 module adds only the kernels. Each hand-written backward is checked against ``CellSpec.step`` run through
 autograd (tests/test_engine.py walks the table: float64, gradcheck, masks, both directions).
 
+* :func:`run_compiled` is the same design in C++ (``csrc/rnn.cpp``, built on first use by
+  :mod:`~rnnkit.engine.build`): per step one GEMM into a preallocated buffer and the gate math as one vectorised
+  loop, for every built-in kind on CPU float32/float64; it falls back to :func:`run_own` (one line) where the
+  kernels cannot be built.
+
+``engine="auto"`` picks among them by :func:`auto_engine` (the policy table is in :mod:`rnnkit.engine.policy`).
+
 Modules: :mod:`~rnnkit.engine.fused` (torch's kernels), :mod:`~rnnkit.engine.own` (the own BPTT kernels),
+:mod:`~rnnkit.engine.compiled` (the C++ kernels), :mod:`~rnnkit.engine.policy` (what ``auto`` runs),
 :mod:`~rnnkit.engine.loop` (the autograd loop over a step function, and the stack of layers × directions).
 """
 
 from rnnkit.cells import CELLS
+from rnnkit.engine.compiled import COMPILED_KINDS, compiled_available, run_compiled, runs_compiled
 from rnnkit.engine.fused import FUSED_KINDS, run_fused
 from rnnkit.engine.loop import bind_step, run_loop, run_stack
 from rnnkit.engine.own import OWN_KERNELS, run_own
+from rnnkit.engine.policy import ENGINES, auto_engine
 
 __all__ = [
     "CELL_KINDS",
+    "COMPILED_KINDS",
+    "ENGINES",
     "FUSED_KINDS",
     "OWN_KERNELS",
+    "auto_engine",
     "bind_step",
+    "compiled_available",
+    "run_compiled",
     "run_fused",
     "run_loop",
     "run_own",
     "run_stack",
+    "runs_compiled",
 ]
 
 CELL_KINDS = tuple(CELLS)

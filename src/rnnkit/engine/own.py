@@ -16,7 +16,7 @@ from torch.autograd.function import FunctionCtx, once_differentiable
 from rnnkit.cells import CELLS
 from rnnkit.engine.loop import bind_step, run_loop
 
-__all__ = ["OWN_KERNELS", "run_own"]
+__all__ = ["OWN_KERNELS", "project_inputs", "run_own"]
 
 State = Tensor | tuple[Tensor, ...]
 
@@ -48,11 +48,23 @@ def run_own(
     kernel = OWN_KERNELS.get(kind)
     if kernel is None:  # a table entry without a kernel: the autograd loop over its step function
         return run_loop(bind_step(spec.step, (w_ih, w_hh, b_ih, b_hh)), x, state0, mask)
+    xp, b_gated = project_inputs(kind, x, w_ih, w_hh, b_ih, b_hh)  # (T, B, G·H)
+    return kernel(xp, state0, w_hh, b_gated, mask)
+
+
+def project_inputs(
+    kind: str, x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """The hoisted input projection of one direction: ``(xp (T, B, G·H), b_gated (H,) or None)``.
+
+    ``xp = x W_ihᵀ + b_ih + b_hh`` as one matrix product over all ``T·B`` rows, every bias that sits outside a gate
+    product folded in. Where the last gate's hidden bias is multiplied by a gate (reset-after GRU:
+    ``r ⊙ (W_hn h + b_hn)``) it stays out of ``xp`` and comes back as ``b_gated`` for the loop.
+    """
+    spec = CELLS[kind]
     T, B, I = x.shape
     H = w_hh.shape[1]
     G = w_hh.shape[0]
-    # Fold every bias that sits outside a gate product into the hoisted input projection. Where the last gate's
-    # hidden bias is multiplied by a gate (reset-after GRU: r ⊙ (W_hn h + b_hn)), it stays in the loop.
     b_gated = None
     if b_ih is None:
         bias = None
@@ -63,8 +75,7 @@ def run_own(
         bias = b_ih + b_hh
     x2 = x.reshape(T * B, I)  # (T·B, I)
     xp = x2 @ w_ih.t() if bias is None else torch.addmm(bias, x2, w_ih.t())  # (T·B, G·H)
-    xp = xp.view(T, B, G)  # (T, B, G·H)
-    return kernel(xp, state0, w_hh, b_gated, mask)
+    return xp.view(T, B, G), b_gated  # (T, B, G·H)
 
 
 # ---------------------------------------------------------------------------------------------------- own kernels

@@ -7,10 +7,12 @@ bidirectionality, dropout between layers and ``lengths``. :class:`RNN`, :class:`
 layer with torch.nn's flat parameter names (``weight_ih_l0``, ``bias_hh_l1_reverse``, …), so state dicts move
 between rnnkit and torch.nn unchanged, and with an engine chosen per call:
 
-* ``engine="auto"`` (default): torch's fused kernel where the configuration is exactly torch.nn's (``rnn``,
-  ``lstm``, ``gru`` with ``reset="after"``), rnnkit's own BPTT (:mod:`rnnkit.engine`) otherwise;
-* ``"fused"`` / ``"own"``: force one of them; ``"loop"``: a plain autograd loop over the cell's step function
-  (the reference the others are tested against, and what :meth:`Recurrent.forward_states` uses).
+* ``engine="auto"`` (default): on CPU (float32/float64) rnnkit's compiled C++ recurrence, built on first use;
+  where it is not available (CUDA, other dtypes, no compiler, ``RNNKIT_COMPILED=0``) torch's fused kernel where
+  the configuration is exactly torch.nn's (``rnn``, ``lstm``, ``gru`` with ``reset="after"``), rnnkit's own BPTT
+  otherwise (the policy table: :mod:`rnnkit.engine.policy`, docs/engine.md);
+* ``"fused"`` / ``"compiled"`` / ``"own"``: force one of them; ``"loop"``: a plain autograd loop over the cell's
+  step function (the reference the others are tested against, and what :meth:`Recurrent.forward_states` uses).
 
 Beyond the numbers, :class:`RNN`, :class:`LSTM` and :class:`GRU` (and the cells) are torch.nn's: subclasses of
 ``torch.nn.RNN``/``LSTM``/``GRU`` (``isinstance`` holds), torch's argument order (``proj_size`` included), checks,
@@ -22,7 +24,8 @@ PyTorch's own ``module_db`` samples are part of the test suite. Tooling:
   swaps in the equal torch.nn module sharing the parameters (:func:`to_torch`; torch calls it through
   ``__prepare_scriptable__``, replacing the attribute in the scripted model). ``GRU(reset="before")`` has no
   torch.nn peer and is refused with a ``ValueError``.
-* ``torch.compile(fullgraph=True)`` and ``torch.export``: ``auto`` and ``loop`` everywhere, ``own`` for RNN only.
+* ``torch.compile(fullgraph=True)`` and ``torch.export``: ``auto`` and ``loop`` everywhere, ``own`` for RNN only
+  (``compiled`` refuses, like ``own``).
   The own LSTM/GRU kernels write gate slices through ``out=`` views that dynamo cannot trace: under compilation
   ``auto`` runs the autograd loop instead and ``own`` refuses with a ``ValueError``. As for torch.nn's layers,
   dynamo graph-breaks on these classes unless ``torch._dynamo.config.allow_rnn = True``.

@@ -21,8 +21,8 @@ from rnnkit.cells import ArgTypeError, ShapeError, _check_size, spec_of
 __all__ = ["Engine", "Recurrent", "State", "StepStates"]
 
 State = Tensor | tuple[Tensor, ...]
-Engine = Literal["auto", "fused", "own", "loop"]
-_ENGINES = ("auto", "fused", "own", "loop")
+Engine = Literal["auto", "fused", "compiled", "own", "loop"]
+_ENGINES = _engine.ENGINES
 
 
 @dataclass
@@ -121,7 +121,7 @@ class Recurrent(nn.Module):
 
     @property
     def engine(self) -> str:
-        """Which engine runs the recurrence: ``"auto"``, ``"fused"``, ``"own"`` or ``"loop"``."""
+        """Which engine runs the recurrence: ``"auto"``, ``"fused"``, ``"compiled"``, ``"own"`` or ``"loop"``."""
         return self._engine
 
     @engine.setter
@@ -130,11 +130,19 @@ class Recurrent(nn.Module):
             raise ValueError(f"engine must be one of {_ENGINES}, got {value!r}")
         if value == "fused" and self._fused_kind() is None:
             raise ValueError(f"engine='fused': {type(self).__name__} has no exact torch fused kernel")
-        if value == "own" and getattr(self, "proj_size", 0):
+        if value in ("own", "compiled") and getattr(self, "proj_size", 0):
             raise ValueError(
-                "engine='own' has no projection (proj_size); use engine='auto'/'fused' (torch's kernel) or 'loop'"
+                f"engine={value!r} has no projection (proj_size); use engine='auto'/'fused' (torch's kernel) or 'loop'"
             )
         self._engine = value
+
+    def _runs_fused(self, kind: str, x: Tensor) -> bool:
+        """Whether the whole stack runs torch's fused kernel ``kind`` on ``x`` (``fused``, or ``auto``'s choice)."""
+        if self._engine == "fused":
+            return True
+        return self._engine == "auto" and _engine.auto_engine(kind, x, proj_size=getattr(self, "proj_size", 0)) == (
+            "fused"
+        )
 
     def _layer_input_size(self, layer: int) -> int:
         return self.input_size if layer == 0 else self.hidden_size * self.num_directions
@@ -184,7 +192,7 @@ class Recurrent(nn.Module):
         lens = _check_lengths(lengths, T, B, x.device)
         states = self._initial_states(hx, B, x, unbatched)
         kind = self._fused_kind()
-        if kind is not None and self._engine in ("auto", "fused"):
+        if kind is not None and self._runs_fused(kind, x):
             out, h_n = self._run_fused(kind, x, states, lens)
         else:
             out, finals = self._run_stack(x, states, lens)
@@ -235,8 +243,14 @@ class Recurrent(nn.Module):
         states = self._initial_states(state, B, x_t, unbatched=False)
         new_states = []
         inp = x_t
+        compiled = self._engine in ("auto", "compiled") and not getattr(self, "proj_size", 0)
         for k in range(self.num_layers):
-            s = self._step_fn(k, 0)(inp, states[k])
+            kind = self._builtin_kind(k, 0) if compiled else None
+            if kind is not None and _engine.runs_compiled(kind, inp) and not torch.compiler.is_compiling():
+                # one step of the compiled kernel: the sampling loop's per-step cost is C++, not Python ops
+                s = _engine.run_compiled(kind, inp.unsqueeze(0), states[k], *self._cell_params(k, 0))[1]
+            else:
+                s = self._step_fn(k, 0)(inp, states[k])
             new_states.append(s)
             inp = s[0] if isinstance(s, tuple) else s  # (B, H)
             if k < self.num_layers - 1 and self.dropout > 0 and self.training:
@@ -296,13 +310,17 @@ class Recurrent(nn.Module):
         kind = self._builtin_kind(k, d)
         if record is None and kind is not None and self._engine != "loop":
             if torch.compiler.is_compiling() and kind != "rnn_tanh" and kind != "rnn_relu":
-                # the own LSTM/GRU kernels write gate slices through out= views, which torch.compile cannot trace
-                if self._engine == "own":
+                # the own LSTM/GRU kernels write gate slices through out= views, which torch.compile cannot trace,
+                # nor the compiled (C++) kernels
+                if self._engine in ("own", "compiled"):
                     raise ValueError(
-                        "engine='own' cannot run under torch.compile (its LSTM/GRU kernels write into out= views); "
-                        "use engine='auto' (compiles the autograd loop) or 'loop'"
+                        f"engine={self._engine!r} cannot run under torch.compile (its LSTM/GRU kernels are C++ or "
+                        "write into out= views); use engine='auto' (compiles the autograd loop) or 'loop'"
                     )
-            else:
+            elif self._engine != "own" and _engine.runs_compiled(kind, x) and not torch.compiler.is_compiling():
+                # auto (the policy's "compiled": CPU float32/64 with the kernels built) or compiled
+                return _engine.run_compiled(kind, x, state0, *self._cell_params(k, d), mask)
+            else:  # own, or no compiled kernel for this input (CUDA, other dtypes, not built): own BPTT
                 return _engine.run_own(kind, x, state0, *self._cell_params(k, d), mask)
         seq: list[State] | None = None if record is None else []
         hs, final = _engine.run_loop(self._step_fn(k, d), x, state0, mask, seq)
@@ -340,7 +358,7 @@ class Recurrent(nn.Module):
         B = int(packed.batch_sizes[0])
         states = self._initial_states(hx, B, packed.data, unbatched=False)
         kind = self._fused_kind()
-        if kind is not None and self._engine in ("auto", "fused"):
+        if kind is not None and self._runs_fused(kind, packed.data):
             return self._fused_packed(kind, packed, self._stack_finals(states))
         x, lens = pad_packed_sequence(packed)  # (T, B, I) and lengths, caller's order
         self._time_major(x)  # dtype checks

@@ -1,0 +1,243 @@
+"""The compiled path: C++ forward and backward of one layer-direction (``csrc/rnn.cpp``), built on first use.
+
+Shape symbols: T time, B batch, I input, H hidden, G gates·H (rnn H, gru 3H, lstm 4H).
+
+For ``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru`` (reset after, torch.nn) and ``gru_before`` (the lecture's), on
+CPU tensors of float32 or float64. As in :func:`rnnkit.engine.run_own`, the input projection is one matrix product
+over all ``T·B`` rows here in Python (:func:`rnnkit.engine.own.project_inputs`); the C++ kernel runs the
+recurrence: per step one GEMM into a preallocated buffer (BLAS called directly, no dispatcher per step) and the
+gate math as one loop over ``B·H`` that the compiler vectorises. Its backward stores what the forward kept,
+allocates nothing per step, and forms the recurrent weight gradient as one GEMM over all steps after the loop.
+
+float32 uses a polynomial ``exp`` (≈1 ulp) for sigmoid and tanh, so it agrees with torch.nn to about 1e-5 (the
+bounds are tested); float64 uses libm and agrees to rounding.
+
+**Fallback.** :func:`rnn_extension` returns None (with one line on stderr, from :mod:`rnnkit.engine.build`) when
+``RNNKIT_COMPILED=0``, no compiler/ninja is found or the build fails; :func:`run_compiled` then runs
+:func:`rnnkit.engine.run_own` — the same numbers to rounding, never a traceback. CUDA tensors and other dtypes
+never reach the C++ kernels: they take the own path too.
+
+**Higher-order gradients.** The C++ backward is not itself differentiable. When autograd runs the backward with
+``create_graph=True`` (grad mode on inside ``backward``), the function recomputes its forward with the autograd
+reference :func:`reference_recurrence` and differentiates that instead, so double backward works (tested with
+gradgradcheck); plain ``backward()`` always takes the C++ kernel.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from rnnkit.engine.build import load_extension
+from rnnkit.engine.own import project_inputs, run_own
+
+__all__ = ["COMPILED_KINDS", "compiled_available", "reference_recurrence", "rnn_extension", "run_compiled"]
+
+_CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_before": 4}
+COMPILED_KINDS = frozenset(_CODES)
+"""Cell kinds the C++ kernels run (every built-in kind of :data:`rnnkit.cells.CELLS`)."""
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def rnn_extension() -> ModuleType | None:
+    """The compiled recurrence kernels (built on first use, then cached), or None where they cannot be had."""
+    # -fno-trapping-math lets the compiler vectorise the float exp (floor and the float→int conversion)
+    return load_extension("rnn", ["rnn.cpp"], extra_cflags=["-fno-trapping-math", "-mprefer-vector-width=512"])
+
+
+def compiled_available() -> bool:
+    """Whether the compiled kernels load here (builds them on first call)."""
+    return rnn_extension() is not None
+
+
+def runs_compiled(kind: str, x: Tensor) -> bool:
+    """Whether ``kind`` on ``x`` reaches the C++ kernel (CPU, float32/float64, a compiled kind, extension loaded)."""
+    return kind in _CODES and x.device.type == "cpu" and x.dtype in _DTYPES and rnn_extension() is not None
+
+
+def run_compiled(
+    kind: str,
+    x: Tensor,
+    state0: Tensor | tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """One direction of one layer through the compiled kernel (else :func:`rnnkit.engine.run_own`).
+
+    Args and returns as :func:`rnnkit.engine.run_own`: ``x`` ``(T, B, I)``, ``state0`` ``h0`` ``(B, H)`` or
+    ``(h0, c0)``, torch.nn's packed weights, ``mask`` ``(T, B, 1)`` or None; returns ``(hs (T, B, H), final)``.
+    """
+    if not runs_compiled(kind, x):
+        return run_own(kind, x, state0, w_ih, w_hh, b_ih, b_hh, mask)
+    xp, b_gated = project_inputs(kind, x, w_ih, w_hh, b_ih, b_hh)  # (T, B, G·H)
+    H = w_hh.shape[1]
+    if kind == "lstm":
+        h0, c0 = state0
+    else:
+        h0, c0 = state0, None
+    if kind == "gru" and b_gated is None:
+        b_gated = w_hh.new_zeros(H)
+    m = None if mask is None else mask.reshape(mask.shape[0], mask.shape[1])  # (T, B)
+    if not torch.is_grad_enabled() or not any(
+        t is not None and t.requires_grad for t in (xp, h0, c0, w_hh, b_gated)
+    ):  # inference: straight to the kernel (no autograd node; it keeps one step of its buffers)
+        out = rnn_extension().forward(
+            _CODES[kind],
+            xp.contiguous(),
+            h0.contiguous(),
+            _c(c0, xp),
+            w_hh.contiguous(),
+            _c(b_gated, xp),
+            _c(m, xp),
+            False,
+        )
+        hs = out[0]
+        return (hs, (hs[-1], out[1][-1])) if kind == "lstm" else (hs, hs[-1])
+    hs, c_n = _CompiledFn.apply(kind, xp, h0, c0, w_hh, b_gated, m)
+    if kind == "lstm":
+        return hs, (hs[-1], c_n)
+    return hs, hs[-1]
+
+
+def _c(t: Tensor | None, ref: Tensor) -> Tensor:
+    """A contiguous tensor for the kernel; an empty one stands for None."""
+    return ref.new_empty(0) if t is None else t.contiguous()
+
+
+class _CompiledFn(torch.autograd.Function):
+    """The recurrence on ``xp`` ``(T, B, G·H)``: returns ``(hs (T, B, H), c_T (B, H); empty but for lstm)``."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx,
+        kind: str,
+        xp: Tensor,
+        h0: Tensor,
+        c0: Tensor | None,
+        w_hh: Tensor,
+        b_hn: Tensor | None,
+        mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor]:
+        ext = rnn_extension()
+        train = any(ctx.needs_input_grad)
+        out = ext.forward(
+            _CODES[kind],
+            xp.contiguous(),
+            h0.contiguous(),
+            _c(c0, xp),
+            w_hh.contiguous(),
+            _c(b_hn, xp),
+            _c(mask, xp),
+            train,
+        )
+        hs = out[0]
+        c_n = out[1][-1].clone() if kind == "lstm" else xp.new_empty(0)
+        if kind != "lstm":
+            ctx.mark_non_differentiable(c_n)
+        ctx.kind = kind
+        if train:
+            saved = list(out[1:]) + [xp.new_empty(0)] * (4 - len(out))
+            ctx.save_for_backward(xp, h0, _c(c0, xp), w_hh, _c(b_hn, xp), _c(mask, xp), hs, *saved)
+        return hs, c_n
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, d_hs: Tensor, d_cn: Tensor):
+        xp, h0, c0, w_hh, b_hn, mask, hs, s1, s2, s3 = ctx.saved_tensors
+        kind = ctx.kind
+        if torch.is_grad_enabled():  # create_graph=True: differentiate the autograd reference instead
+            return (None, *_differentiable_backward(kind, xp, h0, c0, w_hh, b_hn, mask, d_hs, d_cn))
+        if d_cn is None or d_cn.numel() == 0:
+            d_cn = h0.new_zeros(h0.shape) if kind == "lstm" else h0.new_empty(0)
+        d_xp, dh0, dc0, dw, db = rnn_extension().backward(
+            _CODES[kind],
+            d_hs.contiguous(),
+            d_cn.contiguous(),
+            h0.contiguous(),
+            c0,
+            w_hh.contiguous(),
+            mask,
+            hs,
+            s1,
+            s2,
+            s3,
+        )
+        return (
+            None,
+            d_xp,
+            dh0,
+            dc0 if kind == "lstm" else None,
+            dw,
+            db if kind == "gru" else None,
+            None,
+        )
+
+
+def _differentiable_backward(kind, xp, h0, c0, w_hh, b_hn, mask, d_hs, d_cn):
+    """The gradients of the recurrence as autograd functions of its inputs (for ``create_graph=True``)."""
+    mask = mask if mask.numel() else None  # the kernel's empty tensor stands for None
+    inputs = [xp, h0, c0 if kind == "lstm" else None, w_hh, b_hn if kind == "gru" else None]
+    live = [t for t in inputs if t is not None and t.requires_grad]
+    with torch.enable_grad():
+        state0 = (h0, c0) if kind == "lstm" else h0
+        hs, final = reference_recurrence(kind, xp, state0, w_hh, b_hn if kind == "gru" else None, mask)
+        outs, grads = [hs], [d_hs]
+        if kind == "lstm" and d_cn is not None and d_cn.numel():
+            outs.append(final[1])
+            grads.append(d_cn)
+        found = torch.autograd.grad(outs, live, grads, create_graph=True, allow_unused=True) if live else ()
+    by_id = {id(t): g for t, g in zip(live, found, strict=True)}
+    return (*tuple(None if t is None else by_id.get(id(t)) for t in inputs), None)
+
+
+def reference_recurrence(
+    kind: str,
+    xp: Tensor,
+    state0: Tensor | tuple[Tensor, Tensor],
+    w_hh: Tensor,
+    b_hn: Tensor | None = None,
+    mask: Tensor | None = None,
+) -> tuple[Tensor, Tensor | tuple[Tensor, Tensor]]:
+    """The recurrence on the projected inputs ``xp`` ``(T, B, G·H)`` as plain autograd ops (the compiled kernel's
+    equations, one step at a time; ``mask`` ``(T, B)`` or None). Returns ``(hs (T, B, H), final state)``."""
+    H = w_hh.shape[1]
+    keep = None if mask is None else (mask > 0).unsqueeze(-1)  # (T, B, 1)
+    state = state0
+    hs = []
+    for t, x in enumerate(xp.unbind(0)):  # x (B, G·H)
+        if kind in ("rnn_tanh", "rnn_relu"):
+            a = x + state @ w_hh.t()
+            new = torch.relu(a) if kind == "rnn_relu" else torch.tanh(a)
+        elif kind == "lstm":
+            h, c = state
+            i, f, g, o = (x + h @ w_hh.t()).split(H, dim=1)  # 4 × (B, H)
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            new = (torch.sigmoid(o) * torch.tanh(c_new), c_new)
+        elif kind == "gru":
+            gh = state @ w_hh.t()  # (B, 3H)
+            ghn = gh[:, 2 * H :] if b_hn is None else gh[:, 2 * H :] + b_hn
+            r = torch.sigmoid(x[:, :H] + gh[:, :H])
+            z = torch.sigmoid(x[:, H : 2 * H] + gh[:, H : 2 * H])
+            n = torch.tanh(x[:, 2 * H :] + r * ghn)
+            new = n + z * (state - n)
+        elif kind == "gru_before":
+            rz = torch.sigmoid(x[:, : 2 * H] + state @ w_hh[: 2 * H].t())
+            r, z = rz[:, :H], rz[:, H:]
+            n = torch.tanh(x[:, 2 * H :] + (r * state) @ w_hh[2 * H :].t())
+            new = n + z * (state - n)
+        else:
+            raise ValueError(f"no compiled recurrence for kind {kind!r}; expected one of {tuple(_CODES)}")
+        if keep is not None:
+            if isinstance(new, tuple):
+                new = tuple(torch.where(keep[t], a, b) for a, b in zip(new, state, strict=True))
+            else:
+                new = torch.where(keep[t], new, state)
+        state = new
+        hs.append(state[0] if isinstance(state, tuple) else state)
+    return torch.stack(hs), state

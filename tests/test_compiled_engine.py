@@ -1,0 +1,301 @@
+"""The compiled (C++) engine: exact against torch.nn and the table's step functions, and its fallback.
+
+float64 references: torch.nn after a weight copy (rnn, lstm, gru) and ``CellSpec.step`` through autograd
+(``engine="loop"``, every kind, gru-before included), forward and backward, with unsorted lengths, both
+directions, stacking and a carried state; gradcheck and gradgradcheck on small shapes. float32 bounds (the kernel's
+polynomial exp): outputs and states within 2e-5 of torch.nn, gradients within 1e-4 (relative to their size).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import Tensor
+
+import rnnkit
+from rnnkit.engine import build, compiled
+from rnnkit.engine.compiled import reference_recurrence, rnn_extension, run_compiled
+from rnnkit.engine.own import run_own
+from rnnkit.engine.policy import auto_engine
+
+DT = torch.float64
+KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_before"]
+GATES = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3, "gru_before": 3}
+TORCH_KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+
+
+@pytest.fixture
+def ext():
+    module = rnn_extension()
+    if module is None:
+        pytest.skip(f"compiled kernels unavailable here: {build.extension_status('rnn')}")
+    return module
+
+
+def make_layer(kind: str, I: int, H: int, L: int = 1, **kw) -> torch.nn.Module:
+    return rnnkit.layers.layer_for(kind, I, H, L, dtype=kw.pop("dtype", DT), **kw)
+
+
+def make_torch(kind: str, I: int, H: int, L: int = 1, **kw) -> torch.nn.Module:
+    dtype = kw.pop("dtype", DT)
+    if kind == "lstm":
+        return torch.nn.LSTM(I, H, L, dtype=dtype, **kw)
+    if kind == "gru":
+        return torch.nn.GRU(I, H, L, dtype=dtype, **kw)
+    return torch.nn.RNN(I, H, L, nonlinearity="relu" if kind == "rnn_relu" else "tanh", dtype=dtype, **kw)
+
+
+def states(h) -> tuple[Tensor, ...]:
+    return h if isinstance(h, tuple) else (h,)
+
+
+def run_grads(layer, x: Tensor, hx, lengths=None) -> list[Tensor]:
+    """Output, final states and the gradients of x, hx and every parameter under a fixed, uneven loss."""
+    for p in layer.parameters():
+        p.grad = None
+    x = x.detach().clone().requires_grad_()
+    hx_in = None if hx is None else tuple(h.detach().clone().requires_grad_() for h in states(hx))
+    arg = None if hx_in is None else (hx_in if len(hx_in) == 2 else hx_in[0])
+    if lengths is None:
+        out, h_n = layer(x, arg)
+    elif isinstance(layer, rnnkit.layers.Recurrent):
+        out, h_n = layer(x, arg, lengths=lengths)
+    else:  # torch.nn: pack (unsorted), run, pad back
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
+        out, h_n = layer(packed, arg)
+        out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, total_length=x.shape[0])
+    w = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    loss = (out * w).sum() + sum((s * 1.3).sum() for s in states(h_n))
+    loss.backward()
+    grads = [x.grad] + ([] if hx_in is None else [h.grad for h in hx_in]) + [p.grad for p in layer.parameters()]
+    return [out.detach(), *(s.detach() for s in states(h_n)), *grads]
+
+
+def assert_close_all(a: list[Tensor], b: list[Tensor], rtol=1e-9, atol=1e-10) -> None:
+    assert len(a) == len(b)
+    for i, (u, v) in enumerate(zip(a, b, strict=True)):
+        torch.testing.assert_close(u, v, rtol=rtol, atol=atol, msg=lambda m, i=i: f"item {i}: {m}")
+
+
+def random_hx(kind: str, n: int, B: int, H: int, dtype=DT):
+    h = torch.randn(n, B, H, dtype=dtype)
+    return (h, torch.randn(n, B, H, dtype=dtype)) if kind == "lstm" else h
+
+
+# --------------------------------------------------------------------------------------------- float64 exactness
+@pytest.mark.parametrize("kind", TORCH_KINDS)
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("lengths", [None, [5, 7, 2, 6]], ids=["full", "lengths"])
+@pytest.mark.parametrize("carried", [False, True], ids=["zero", "hx"])
+def test_compiled_equals_torch_nn_float64(ext, kind, bidirectional, lengths, carried):
+    torch.manual_seed(1)
+    T, B, I, H, L = 7, 4, 3, 5, 2
+    ref = make_torch(kind, I, H, L, bidirectional=bidirectional)
+    ours = make_layer(kind, I, H, L, bidirectional=bidirectional, engine="compiled")
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, I, dtype=DT)
+    hx = random_hx(kind, L * (2 if bidirectional else 1), B, H) if carried else None
+    assert_close_all(run_grads(ours, x, hx, lengths), run_grads(ref, x, hx, lengths))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_compiled_equals_autograd_loop_over_cell_step(ext, kind, bidirectional, bias):
+    """Against ``CellSpec.step`` through autograd (engine="loop"): the only reference gru-before has."""
+    torch.manual_seed(2)
+    T, B, I, H, L = 6, 3, 4, 3, 2
+    layer = make_layer(kind, I, H, L, bidirectional=bidirectional, bias=bias, engine="compiled")
+    x = torch.randn(T, B, I, dtype=DT)
+    hx = random_hx(kind, L * (2 if bidirectional else 1), B, H)
+    lengths = [6, 2, 4]
+    got = run_grads(layer, x, hx, lengths)
+    layer.engine = "loop"
+    assert_close_all(got, run_grads(layer, x, hx, lengths))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_auto_runs_the_compiled_kernel_on_cpu(ext, kind, monkeypatch):
+    torch.manual_seed(3)
+    layer = make_layer(kind, 3, 4, 2, bidirectional=True)
+    calls = []
+    real = ext.forward
+    monkeypatch.setattr(ext, "forward", lambda *a: calls.append(a[0]) or real(*a))
+    x = torch.randn(5, 2, 3, dtype=DT)
+    got = run_grads(layer, x, None)
+    assert len(calls) == 4  # every layer and direction
+    layer.engine = "loop"
+    assert_close_all(got, run_grads(layer, x, None))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("with_mask", [False, True], ids=["full", "mask"])
+def test_gradcheck_compiled(ext, kind, with_mask):
+    torch.manual_seed(4)
+    T, B, I, H = 4, 3, 2, 3
+    G = GATES[kind] * H
+    x = torch.randn(T, B, I, dtype=DT, requires_grad=True)
+    w = [torch.randn(G, n, dtype=DT, requires_grad=True) for n in (I, H)]
+    b = [torch.randn(G, dtype=DT, requires_grad=True) for _ in range(2)]
+    h0 = torch.randn(B, H, dtype=DT, requires_grad=True)
+    c0 = torch.randn(B, H, dtype=DT, requires_grad=True)
+    mask = None
+    if with_mask:
+        mask = (torch.arange(T).unsqueeze(1) < torch.tensor([4, 1, 3])).to(DT).unsqueeze(-1)  # (T, B, 1)
+
+    def fn(x, w_ih, w_hh, b_ih, b_hh, h0, c0):
+        s0 = (h0, c0) if kind == "lstm" else h0
+        hs, final = run_compiled(kind, x, s0, w_ih, w_hh, b_ih, b_hh, mask)
+        return (hs, *states(final))
+
+    assert torch.autograd.gradcheck(fn, (x, *w, *b, h0, c0))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_double_backward_through_compiled(ext, kind):
+    """create_graph=True differentiates the autograd reference inside the compiled backward."""
+    torch.manual_seed(5)
+    T, B, I, H = 3, 2, 2, 2
+    G = GATES[kind] * H
+    x = torch.randn(T, B, I, dtype=DT, requires_grad=True)
+    w_ih = torch.randn(G, I, dtype=DT, requires_grad=True)
+    w_hh = torch.randn(G, H, dtype=DT, requires_grad=True)
+    b = torch.randn(G, dtype=DT, requires_grad=True)
+    h0 = torch.randn(B, H, dtype=DT, requires_grad=True)
+    c0 = torch.randn(B, H, dtype=DT)
+    mask = (torch.arange(T).unsqueeze(1) < torch.tensor([3, 2])).to(DT).unsqueeze(-1)
+
+    def fn(x, w_ih, w_hh, b, h0):
+        s0 = (h0, c0) if kind == "lstm" else h0
+        hs, final = run_compiled(kind, x, s0, w_ih, w_hh, b, b * 0.5, mask)
+        return (hs, *states(final))
+
+    assert torch.autograd.gradgradcheck(fn, (x, w_ih, w_hh, b, h0))
+    # and a gradient penalty through a layer equals the loop's
+    layer = make_layer(kind, I, H, engine="compiled")
+    xs = torch.randn(T, B, I, dtype=DT, requires_grad=True)
+    pens = []
+    for engine in ("compiled", "loop"):
+        layer.engine = engine
+        out, _ = layer(xs)
+        (g,) = torch.autograd.grad(out.square().sum(), xs, create_graph=True)
+        pen = g.square().sum()
+        pens.append([pen.detach(), *torch.autograd.grad(pen, list(layer.parameters()))])
+    assert_close_all(*pens)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reference_recurrence_equals_own_kernels(kind):
+    """The autograd reference of the compiled kernel (used for create_graph) is the own kernels' recurrence."""
+    torch.manual_seed(6)
+    T, B, I, H = 5, 3, 2, 4
+    G = GATES[kind] * H
+    x = torch.randn(T, B, I, dtype=DT)
+    w_ih, w_hh = torch.randn(G, I, dtype=DT), torch.randn(G, H, dtype=DT)
+    b_ih, b_hh = torch.randn(G, dtype=DT), torch.randn(G, dtype=DT)
+    s0 = (torch.randn(B, H, dtype=DT), torch.randn(B, H, dtype=DT)) if kind == "lstm" else torch.randn(B, H, dtype=DT)
+    mask = (torch.arange(T).unsqueeze(1) < torch.tensor([5, 2, 4])).to(DT).unsqueeze(-1)
+    hs_own, fin_own = run_own(kind, x, s0, w_ih, w_hh, b_ih, b_hh, mask)
+    xp, b_gated = compiled.project_inputs(kind, x, w_ih, w_hh, b_ih, b_hh)
+    hs_ref, fin_ref = reference_recurrence(kind, xp, s0, w_hh, b_gated, mask.squeeze(-1))
+    assert_close_all([hs_ref, *states(fin_ref)], [hs_own, *states(fin_own)])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_grad_forward_equals_training_forward(ext, kind):
+    """Without grad the kernel keeps one step of its buffers; the numbers are the same."""
+    torch.manual_seed(7)
+    layer = make_layer(kind, 3, 4, 2, dtype=torch.float32)
+    x = torch.randn(6, 2, 3)
+    out, h = layer(x, lengths=[6, 3])
+    with torch.no_grad():
+        out2, h2 = layer(x, lengths=[6, 3])
+    assert torch.equal(out.detach(), out2)
+    for a, b in zip(states(h), states(h2), strict=True):
+        assert torch.equal(a.detach(), b)
+
+
+# ------------------------------------------------------------------------------------------------ float32 bounds
+@pytest.mark.parametrize("kind", TORCH_KINDS)
+def test_float32_agreement_bounds(ext, kind):
+    """float32 (polynomial exp in the gate loops): outputs within 2e-5 of torch.nn, gradients within 1e-4 relative."""
+    torch.manual_seed(8)
+    T, B, I, H = 30, 8, 16, 32
+    ref = make_torch(kind, I, H, dtype=torch.float32)
+    ours = make_layer(kind, I, H, dtype=torch.float32, engine="compiled")
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(T, B, I)
+    got, want = run_grads(ours, x, None), run_grads(ref, x, None)
+    n_out = 1 + (2 if kind == "lstm" else 1)
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        if i < n_out:
+            assert (a - b).abs().max().item() <= 2e-5, i
+        else:
+            assert (a - b).abs().max().item() <= 1e-4 * max(1.0, b.abs().max().item()), i
+
+
+# --------------------------------------------------------------------------------------------------- fallback
+def test_turned_off_gives_own_path_and_same_numbers(ext, monkeypatch):
+    torch.manual_seed(9)
+    layer = make_layer("gru_before", 3, 4, 2, bidirectional=True, engine="compiled")
+    x = torch.randn(5, 3, 3, dtype=DT)
+    with_kernels = run_grads(layer, x, None, [5, 2, 4])
+    monkeypatch.setenv("RNNKIT_COMPILED", "0")
+    monkeypatch.setattr(build, "_LOADED", {})
+    monkeypatch.setattr(build, "_REASONS", {})
+    assert rnn_extension() is None
+    assert "RNNKIT_COMPILED=0" in build.extension_status("rnn")
+    assert not compiled.runs_compiled("gru_before", x)
+    assert_close_all(run_grads(layer, x, None, [5, 2, 4]), with_kernels)
+
+
+def test_failed_build_says_one_line_and_runs_the_pytorch_path(monkeypatch, capsys, tmp_path):
+    torch.manual_seed(10)
+    layer = make_layer("lstm", 3, 4, engine="compiled")
+    x = torch.randn(5, 2, 3, dtype=DT)
+    reference = run_grads(layer, x, None)  # compiled if it builds here, else already the fallback
+
+    def broken(*a, **k):
+        raise RuntimeError("Error building extension 'rnn'\nmany lines of compiler output")
+
+    import torch.utils.cpp_extension as cpp
+
+    monkeypatch.setattr(build, "_LOADED", {})
+    monkeypatch.setattr(build, "_REASONS", {})
+    monkeypatch.setattr(build, "_missing_tool", lambda: None)
+    monkeypatch.setattr(build, "_cache_root", lambda: tmp_path)
+    monkeypatch.setattr(cpp, "load", broken)
+    capsys.readouterr()
+    got = run_grads(layer, x, None)
+    err = capsys.readouterr().err.strip().splitlines()
+    # the notice that a build starts, then one line saying it failed and the PyTorch path runs; no traceback
+    assert len(err) <= 2 and sum("unavailable" in line for line in err) == 1, err
+    assert "Traceback" not in "\n".join(err)
+    assert_close_all(got, reference)
+    assert auto_engine("lstm", x) == "fused" and auto_engine("gru_before", x) == "own"
+
+
+# ------------------------------------------------------------------------------------------------------ policy
+def test_policy_table(ext):
+    x32 = torch.randn(4, 2, 3)
+    for kind in KINDS:
+        assert auto_engine(kind, x32) == "compiled"
+        assert auto_engine(kind, x32.double()) == "compiled"
+        assert auto_engine(kind, x32, proj_size=2) == "fused"
+    assert auto_engine(None, x32) == "loop"
+    half = x32.to(torch.bfloat16)  # a dtype the kernels do not take: torch's kernel where exact, else own
+    assert auto_engine("lstm", half) == "fused" and auto_engine("gru_before", half) == "own"
+    meta = torch.empty(4, 2, 3, device="meta")  # any non-CPU device never reaches the C++ kernels
+    assert auto_engine("gru", meta) == "fused" and auto_engine("gru_before", meta) == "own"
+    assert not compiled.runs_compiled("gru", meta)
+
+
+def test_projection_refuses_compiled_and_auto_runs_fused(ext, monkeypatch):
+    with pytest.raises(ValueError, match="proj_size"):
+        rnnkit.LSTM(3, 4, proj_size=2, engine="compiled")
+    lstm = rnnkit.LSTM(3, 4, proj_size=2, dtype=DT)
+    monkeypatch.setattr(compiled._CompiledFn, "apply", functools.partial(pytest.fail, "compiled kernel used"))
+    out, _ = lstm(torch.randn(5, 2, 3, dtype=DT))
+    assert out.shape == (5, 2, 2)
