@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from rnnkit.checkpoint import read_json
+from rnnkit.cliutil import ranged
 from rnnkit.data.arrays import (
     EMBEDDED_SERIES,
     SERIES_SUFFIXES,
@@ -54,7 +55,7 @@ from rnnkit.data.arrays import (
 from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.metrics import accuracy, confusion_matrix, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run
-from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
+from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
@@ -395,7 +396,19 @@ class SeriesClassifyKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "classify on series"
-    flags = ()
+    flags = (
+        Flag(
+            "--ensemble",
+            {
+                "type": ranged("ensemble"),
+                "default": None,
+                "metavar": "K",
+                "help": "train K members (seeds seed, seed+1, ...) into the one run and average their probabilities "
+                "(default: 1, one model)",
+            },
+        ),
+    )
+    ensembles = True
     selectable = False  # reached through --task classify on series data
 
     def handles(self, opts: RunOptions) -> bool:
