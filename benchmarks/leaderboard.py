@@ -157,21 +157,15 @@ def forecast_sets(data_dir: Path | None = None) -> list[ForecastSet]:
         ForecastSet(
             "Lynx",
             str(d / "Lynx" / "Lynx.csv"),
-            ["--value-columns", "0"],
-            "yearly (the ~10-year cycle is not a calendar season): m=1; the first column holds the years",
+            note="yearly (the ~10-year cycle is not a calendar season): m=1; the unnamed index column (years) skipped",
         ),
         ForecastSet("ShampooSales", str(d / "ShampooSales" / "ShampooSales.csv"), note="monthly, m=12, 36 values"),
-        ForecastSet(
-            "PBS",
-            str(d / "PBS_dataset" / "PBS_dataset.csv"),
-            ["--season", "12"],
-            "monthly ('1991 Jul' is not a date rnnkit parses): --season 12 given",
-        ),
+        ForecastSet("PBS", str(d / "PBS_dataset" / "PBS_dataset.csv"), note="monthly ('1991 Jul'), m=12 from them"),
         ForecastSet(
             "Uschange",
             str(d / "Uschange" / "Uschange.csv"),
-            ["--value-columns", "Consumption", "--season", "4"],
-            "quarterly Consumption ('1970 Q1' not parsed): --season 4 given",
+            ["--value-columns", "Consumption"],
+            "quarterly Consumption ('1970 Q1'), m=4 from the dates",
         ),
         ForecastSet("solar", str(d / "solar" / "solar.csv"), ["--season", "48"], "half-hourly: --season 48 given"),
     ]
