@@ -178,3 +178,25 @@ def test_kinds_without_ensembles_refuse_the_flag(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert code == 2 and "--ensemble does not apply" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> None:
+    import dataclasses
+
+    from rnnkit.runs.forecast import forecaster_of
+
+    t = np.arange(160)
+    values = np.sin(t / 5.0) * 10 + 0.5 * np.cos(t / 3.0) + 20
+    csv = tmp_path / "s.csv"
+    csv.write_text("value\n" + "\n".join(f"{v:.5f}" for v in values) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["train", "--task", "forecast", "--data", str(csv), "--context", "8", "--horizon", "2", "--ensemble", "2"]
+    assert cli.main([*args, "--hidden", "4", "--epochs", "1", "--out", str(out)]) == 0
+    m = _metrics(out)
+    assert m["ensemble"] == 2 and [x["seed"] for x in m["members"]] == [0, 1]
+    run = load_run(out)
+    fc = forecaster_of(run)
+    origins = np.array([40, 80, 120])
+    series = values.reshape(-1, 1)
+    each = [dataclasses.replace(fc, model=member).predict_at(series, origins) for member in run.model.members]
+    np.testing.assert_allclose(fc.predict_at(series, origins), (each[0] + each[1]) / 2, rtol=1e-6, atol=1e-6)

@@ -403,8 +403,8 @@ class SeriesClassifyKind(RunKind):
                 "type": ranged("ensemble"),
                 "default": None,
                 "metavar": "K",
-                "help": "train K members (seeds seed, seed+1, ...) into the one run and average their probabilities "
-                "(default: 1, one model)",
+                "help": "classify on series, forecast: train K members (seeds seed, seed+1, ...) into the one run and "
+                "average their probabilities or predictions (default: 1, one model)",
             },
         ),
     )

@@ -511,6 +511,7 @@ class ForecastKind(RunKind):
     app = APP
     defaults = DEFAULTS
     help = "forecast (series -> next values)"
+    ensembles = True  # --ensemble K (declared by the series-classification kind): K members, mean predictions
     flags = (
         Flag("--date-column", {"default": None, "help": "CSV series: the date/time column (default: detected)"}),
         Flag(
