@@ -182,7 +182,9 @@ class RunKind:
     ) -> dict[str, Any]:
         members = ensemble_size(opts, out, resume)
         if members > 1 and not self.ensembles:
-            raise ValueError(f"--ensemble does not apply to {self.name} runs (series classification and forecasting only): drop it")
+            raise ValueError(
+                f"--ensemble does not apply to {self.name} runs (series classification and forecasting only): drop it"
+            )
         opts, saved, existing = begin_run(
             out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.restore
         )
