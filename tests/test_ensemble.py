@@ -200,3 +200,15 @@ def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> N
     series = values.reshape(-1, 1)
     each = [dataclasses.replace(fc, model=member).predict_at(series, origins) for member in run.model.members]
     np.testing.assert_allclose(fc.predict_at(series, origins), (each[0] + each[1]) / 2, rtol=1e-6, atol=1e-6)
+    # served: the answer is what `rnnkit predict` prints for the same values (the ensemble's mean forecast)
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rnnkit.runs import predict_lines
+    from rnnkit.serve import Limits, create_app
+
+    items = [f"{v:.4f}" for v in values[-20:]]
+    with TestClient(create_app([out], Limits())) as client:
+        resp = client.post("/runs/run/predict", json={"items": items})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["lines"] == predict_lines(run, items)
