@@ -83,10 +83,11 @@ ENSEMBLE_FORMAT = 3
       model.safetensors   every member's best weights: members.<i>.<the member's keys>, i = 0 … K-1
       metrics.json        the ensemble's metrics (mean probabilities / predictions), "ensemble": K, and
                           "members": one dict per member (its seed, test metrics, epochs, best epoch, seconds)
-      split.json, confusion.json, plots as any run (of the ensemble)
-      members/<i>/        member i's training: curve.csv, curves.png, checkpoint/, model.safetensors (its own keys)
+      split.json          the run's one split (all members share it); confusion.json/.png for classifiers
+      members/<i>/        member i's training: curve.csv, checkpoint/, model.safetensors (its own keys)
 
-Member ``i`` is trained with seed ``seed + i`` (weights, dropout) on the run's one split and batches."""
+Member ``i`` is trained with seed ``seed + i`` (weights, dropout) on the run's one split and batches, each under
+its own ``--max-minutes``; the top folder has no curve of its own. An ensemble is not resumed."""
 
 
 @dataclass
