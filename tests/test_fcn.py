@@ -93,9 +93,20 @@ def test_padded_batch_equals_each_series_alone_in_eval_mode(name: str, task: str
         model(Batch(x, lengths))
     model.eval()
     out, _ = model(Batch(x, lengths))  # (B, C | K)
+    w = torch.randn_like(out)
+    grads = torch.autograd.grad((out * w).sum(), list(model.parameters()), allow_unused=True)
+    total = 0
     for b, n in enumerate(lengths.tolist()):
         alone, _ = model(Batch(x[b : b + 1, :n], lengths[b : b + 1]))
         torch.testing.assert_close(out[b : b + 1], alone, rtol=0, atol=1e-12)
+        total = total + (alone * w[b : b + 1]).sum()
+    # grads included: the padded batch's equal the sum of the series' own
+    alone_grads = torch.autograd.grad(total, list(model.parameters()), allow_unused=True)
+    for g, h in zip(grads, alone_grads, strict=True):
+        if g is None or h is None:
+            assert g is None and h is None
+            continue
+        torch.testing.assert_close(g, h, rtol=0, atol=1e-11)
 
 
 @pytest.mark.parametrize("name", FCN)
