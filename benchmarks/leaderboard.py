@@ -157,21 +157,15 @@ def forecast_sets(data_dir: Path | None = None) -> list[ForecastSet]:
         ForecastSet(
             "Lynx",
             str(d / "Lynx" / "Lynx.csv"),
-            ["--value-columns", "0"],
-            "yearly (the ~10-year cycle is not a calendar season): m=1; the first column holds the years",
+            note="yearly (the ~10-year cycle is not a calendar season): m=1; the unnamed index column (years) skipped",
         ),
         ForecastSet("ShampooSales", str(d / "ShampooSales" / "ShampooSales.csv"), note="monthly, m=12, 36 values"),
-        ForecastSet(
-            "PBS",
-            str(d / "PBS_dataset" / "PBS_dataset.csv"),
-            ["--season", "12"],
-            "monthly ('1991 Jul' is not a date rnnkit parses): --season 12 given",
-        ),
+        ForecastSet("PBS", str(d / "PBS_dataset" / "PBS_dataset.csv"), note="monthly ('1991 Jul'), m=12 from them"),
         ForecastSet(
             "Uschange",
             str(d / "Uschange" / "Uschange.csv"),
-            ["--value-columns", "Consumption", "--season", "4"],
-            "quarterly Consumption ('1970 Q1' not parsed): --season 4 given",
+            ["--value-columns", "Consumption"],
+            "quarterly Consumption ('1970 Q1'), m=4 from the dates",
         ),
         ForecastSet("solar", str(d / "solar" / "solar.csv"), ["--season", "48"], "half-hourly: --season 48 given"),
     ]
@@ -339,7 +333,19 @@ def key_stats(row: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------------------------------------------------- classify
-def classify_section(sets: list[ClassifySet], seeds: Sequence[int], extra: Sequence[str], out: Path, log: list[str]):
+def rnnkit_key(model: str | None) -> str:
+    """The row key of one rnnkit configuration: ``rnnkit`` for the defaults, ``rnnkit:MODEL`` with ``--model``."""
+    return "rnnkit" if model is None else f"rnnkit:{model}"
+
+
+def classify_section(
+    sets: list[ClassifySet],
+    seeds: Sequence[int],
+    extra: Sequence[str],
+    out: Path,
+    log: list[str],
+    models: Sequence[str | None] = (None,),
+):
     import aeon
     from aeon.classification.convolution_based import MiniRocketClassifier
     from aeon.classification.distance_based import KNeighborsTimeSeriesClassifier
@@ -377,14 +383,18 @@ def classify_section(sets: list[ClassifySet], seeds: Sequence[int], extra: Seque
                 KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1).fit(X_w, y_w).predict(X_w[:2])
             warmed = True
             print(f"  peers warmed up (numba compilation) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        row["rnnkit"] = rnnkit_seeds(
-            ["--task", "classify", "--data", str(cs.train), "--test-data", str(cs.test)],
-            out / "classify" / cs.name,
-            seeds,
-            extra,
-            log,
-        )
-        row["rnnkit"]["test_accuracy"] = key_stats(row["rnnkit"], "test_accuracy")
+        row["models"] = [rnnkit_key(m) for m in models]
+        for model in models:  # the defaults (None) and every --model, one configuration at a time
+            key = rnnkit_key(model)
+            row[key] = rnnkit_seeds(
+                ["--task", "classify", "--data", str(cs.train), "--test-data", str(cs.test)]
+                + ([] if model is None else ["--model", model]),
+                out / "classify" / cs.name / key.replace(":", "-"),
+                seeds,
+                extra,
+                log,
+            )
+            row[key]["test_accuracy"] = key_stats(row[key], "test_accuracy")
         # MiniRocket: seeded (random kernel biases come from the training data sample); over the same seeds
         mr: dict[str, Any] = {"settings": "MiniRocketClassifier(n_kernels=10000, random_state=seed, n_jobs=1)"}
         if not cs.equal_length and not MiniRocketClassifier.get_class_tag(
@@ -416,7 +426,7 @@ def classify_section(sets: list[ClassifySet], seeds: Sequence[int], extra: Seque
         row["dtw"] = dtw
         row["winner"] = winner(
             {
-                "rnnkit": _mean(row["rnnkit"].get("test_accuracy")),
+                **{key: _mean(row[key].get("test_accuracy")) for key in row["models"]},
                 "MiniRocket": _mean(mr.get("test_accuracy")),
                 "1-NN DTW": _mean(dtw.get("test_accuracy")),
             }
@@ -438,6 +448,7 @@ def _cell(entry: dict[str, Any], key: str = "test_accuracy") -> str:
 
 
 def classify_table(rows: list[dict[str, Any]]) -> str:
+    keys = list(rows[0].get("models", ["rnnkit"])) if rows else ["rnnkit"]  # rows of one run share their models
     header = [
         "set",
         "n_train",
@@ -445,16 +456,16 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
         "length",
         "channels",
         "classes",
-        "rnnkit acc",
+        *[f"{k} acc" for k in keys],
         "MiniRocket acc",
         "1-NN DTW acc",
         "wins",
-        "wall (rnnkit / MR / DTW)",
+        f"wall ({' / '.join(keys)} / MR / DTW)",
     ]
     body = []
     for r in rows:
         length = r["length"] if isinstance(r["length"], int) else f"{r['length'][0]}–{r['length'][1]}"
-        walls = " / ".join(fmt_seconds(_mean(r[k].get("wall_s"))) for k in ("rnnkit", "minirocket", "dtw"))
+        walls = " / ".join(fmt_seconds(_mean(r[k].get("wall_s"))) for k in (*keys, "minirocket", "dtw"))
         body.append(
             [
                 r["set"],
@@ -463,16 +474,16 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
                 length,
                 r["channels"],
                 r["classes"],
-                _cell(r["rnnkit"]),
+                *[_cell(r[k]) for k in keys],
                 _cell(r["minirocket"]),
                 _cell(r["dtw"]),
                 r["winner"],
                 walls,
             ]
         )
-    both = [r for r in rows if _mean(r["rnnkit"].get("test_accuracy")) is not None]
+    both = [r for r in rows if all(_mean(r[k].get("test_accuracy")) is not None for k in keys)]
     summary = []
-    for name, key in (("rnnkit", "rnnkit"), ("MiniRocket", "minirocket"), ("1-NN DTW", "dtw")):
+    for name, key in (*((k, k) for k in keys), ("MiniRocket", "minirocket"), ("1-NN DTW", "dtw")):
         vals = [_mean(r[key].get("test_accuracy")) for r in both]
         if vals and all(v is not None for v in vals):
             summary.append(f"{name} {statistics.fmean(vals):.3f}")
@@ -792,6 +803,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--sets", nargs="+", default=None, help="only these sets / series / names data (any section)")
     p.add_argument("--out", default="runs/leaderboard", help="folder for the JSON, the tables and the run folders")
     p.add_argument("--markdown", default=None, help="also write the tables between the leaderboard markers here")
+    p.add_argument(
+        "--model",
+        nargs="+",
+        default=None,
+        help="classify: rnnkit rows with these --model choices (`default` = no --model), e.g. default lstm-fcn",
+    )
     return p.parse_args(argv)
 
 
@@ -824,7 +841,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "classify" in args.only:
         sets = discover_classification_sets()
         keep = chosen("classify", [s.name for s in sets])
-        result["sections"]["classify"] = classify_section([s for s in sets if s.name in keep], seeds, extra, out, log)
+        models = [None if m == "default" else m for m in (args.model or ["default"])]
+        result["sections"]["classify"] = classify_section(
+            [s for s in sets if s.name in keep], seeds, extra, out, log, models
+        )
     if "forecast" in args.only:
         fsets = forecast_sets()
         keep = chosen("forecast", [s.name for s in fsets])

@@ -146,3 +146,31 @@ def test_quick_classification_run(tmp_path: Path) -> None:
     assert len(accuracies) == 3
     assert all(0.0 <= a <= 1.0 for a in accuracies)
     assert "UnitTest" in doc.read_text(encoding="utf-8")
+
+
+def test_one_rnnkit_column_per_model() -> None:
+    """``--model default lstm-fcn``: a column and a mean for each (made-up numbers, formatting only)."""
+    assert lb.rnnkit_key(None) == "rnnkit" and lb.rnnkit_key("lstm-fcn") == "rnnkit:lstm-fcn"
+
+    def entry(accs: list[float]) -> dict:
+        return {"test_accuracy": lb.mean_spread(accs), "wall_s": lb.mean_spread([1.0])}
+
+    row = {
+        "set": "A",
+        "n_train": 2,
+        "n_test": 2,
+        "length": 5,
+        "channels": 1,
+        "classes": 2,
+        "models": ["rnnkit", "rnnkit:lstm-fcn"],
+        "rnnkit": entry([0.5, 0.7]),
+        "rnnkit:lstm-fcn": entry([0.9, 0.9]),
+        "minirocket": entry([0.8]),
+        "dtw": entry([0.6]),
+        "winner": "rnnkit:lstm-fcn",
+    }
+    table = lb.classify_table([row])
+    header, _, line = table.splitlines()[:3]
+    assert "| rnnkit acc | rnnkit:lstm-fcn acc | MiniRocket acc |" in header
+    assert "| 0.600 ± 0.141 | 0.900 ± 0.000 | 0.800 | 0.600 |" in line
+    assert "rnnkit 0.600, rnnkit:lstm-fcn 0.900, MiniRocket 0.800, 1-NN DTW 0.600" in table

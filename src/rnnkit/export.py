@@ -468,6 +468,12 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     The JSON beside it also holds the run's vocabulary and classes and, for a generator, which category is which.
     Returns that JSON's content with ``"paths"`` (the files written) added.
     """
+    members = getattr(getattr(run.model, "config", None), "ensemble", 1)
+    if members > 1:  # one graph per member would be K graphs and an average outside them
+        raise ValueError(
+            f"{run.path} is an ensemble of {members} members, which ONNX export does not write as one graph; "
+            "export a single run (train without --ensemble)"
+        )
     output = Path(output) if output is not None else Path(run.path) / "model.onnx"
     extra: dict[str, Any] = {"run": str(Path(run.path).resolve())}
     if run.vocab is not None:

@@ -99,6 +99,7 @@ RANGES: dict[str, Range] = {
     "context": Range(1, LENGTH_CAP),
     "season": Range(1, LENGTH_CAP),
     "tbptt": Range(1, LENGTH_CAP),
+    "ensemble": Range(1, 64),
     # using a run
     "num": Range(1, 100_000),
     "temperature": Range(0.01, 100, integer=False, zero=True),

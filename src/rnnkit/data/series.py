@@ -33,6 +33,7 @@ import io
 import itertools
 import math
 import os
+import re
 import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,10 +64,21 @@ EMBEDDED_SERIES = {
 }
 """``--data`` names of the series shipped inside packages, with a one-line description."""
 
-DATE_NAMES = {"date", "time", "datetime", "timestamp", "ds", "year", "month", "day", "period"}
+DATE_NAMES = {"date", "time", "datetime", "timestamp", "ds", "year", "quarter", "month", "day", "period"}
 """Header names (any case) taken as the date/time column when none is named."""
 
-_TIME_FORMATS = ("%Y-%m", "%Y/%m/%d", "%Y/%m", "%Y-%m-%dT%H:%M:%S%z", "%d.%m.%Y")
+_TIME_FORMATS = (
+    "%Y-%m",
+    "%Y/%m/%d",
+    "%Y/%m",
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%d.%m.%Y",
+    "%Y %b",  # 1991 Jul (R's and aeon's monthly labels)
+    "%Y %B",  # 1991 July
+    "%b %Y",  # Jul 1991
+    "%B %Y",  # July 1991
+)
+_QUARTER = re.compile(r"(\d{4})\s*-?\s*Q([1-4])", re.IGNORECASE)  # 1970 Q1, 1970Q1, 1970-Q1: the quarter's first month
 
 
 # ---------------------------------------------------------------------------------------------------------- series
@@ -122,7 +134,8 @@ class Series:
 
 # ---------------------------------------------------------------------------------------------------------- times
 def parse_time(text: str) -> datetime | None:
-    """``text`` as a datetime (ISO 8601 forms, ``YYYY-MM``, ``YYYY/MM/DD``, ``DD.MM.YYYY``), or None."""
+    """``text`` as a datetime (ISO 8601 forms, ``YYYY-MM``, ``YYYY/MM/DD``, ``DD.MM.YYYY``, ``1991 Jul`` and the other
+    month-name forms of :data:`_TIME_FORMATS`, quarters ``1970 Q1``), or None."""
     text = text.strip()
     if not text or _is_number(text):
         return None
@@ -130,6 +143,9 @@ def parse_time(text: str) -> datetime | None:
         return datetime.fromisoformat(text)
     except ValueError:
         pass
+    quarter = _QUARTER.fullmatch(text)
+    if quarter:
+        return datetime(int(quarter.group(1)), 3 * int(quarter.group(2)) - 2, 1)
     for fmt in _TIME_FORMATS:
         try:
             return datetime.strptime(text, fmt)
@@ -260,7 +276,10 @@ def _parse_csv(
             raise ValueError(f"{source}: {header[t_col]!r} is the date column; it cannot also be a value column")
         v_cols = [header.index(c) for c in value_columns]
     else:
-        v_cols = [j for j in range(width) if j != t_col]
+        # a first column with an empty name is the row index pandas' to_csv writes (aeon's Lynx, Uschange): the
+        # row numbers or years it holds are not values of the series
+        index_col = 0 if not headerless and width > 1 and header[0] == "" and t_col != 0 else None
+        v_cols = [j for j in range(width) if j not in (t_col, index_col)]
         if not v_cols:
             raise ValueError(f"{source}: no value column besides the date column {header[t_col]!r}")
 
@@ -292,7 +311,8 @@ def _parse_csv(
             i = failed[0]
             raise ValueError(
                 f"{source}: row {lines[i]}, column {header[t_col]!r}: {times[i]!r} is not a date or time "
-                "(ISO 8601 such as 2024-01-31 or 2024-01-31T12:00, YYYY-MM, YYYY/MM/DD, DD.MM.YYYY); fix that row"
+                "(ISO 8601 such as 2024-01-31 or 2024-01-31T12:00, YYYY-MM, YYYY/MM/DD, DD.MM.YYYY, 1991 Jul, "
+                "1970 Q1); fix that row"
             )
         if not failed:
             order = _time_order(parsed, lines, source, header[t_col])

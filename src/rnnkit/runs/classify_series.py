@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rnnkit.cliutil import ranged
 from rnnkit.data.arrays import (
     EMBEDDED_SERIES,
     SERIES_SUFFIXES,
@@ -53,7 +54,7 @@ from rnnkit.data.arrays import (
 from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.metrics import accuracy, confusion, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
-from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
+from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
@@ -395,7 +396,19 @@ class SeriesClassifyKind(RunKind):
     defaults = DEFAULTS
     help = "classify on series"
     ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional")
-    flags = ()
+    flags = (
+        Flag(
+            "--ensemble",
+            {
+                "type": ranged("ensemble"),
+                "default": None,
+                "metavar": "K",
+                "help": "classify on series, forecast: train K members (seeds seed, seed+1, ...) into the one run and "
+                "average their probabilities or predictions (default: 1, one model)",
+            },
+        ),
+    )
+    ensembles = True
     selectable = False  # reached through --task classify on series data
 
     def handles(self, opts: RunOptions) -> bool:

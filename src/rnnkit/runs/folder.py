@@ -43,7 +43,9 @@ from rnnkit.train import CHECKPOINT_DIR, TrainConfig, TrainResult, has_checkpoin
 
 __all__ = [
     "CONFIG_FILE",
+    "ENSEMBLE_FORMAT",
     "FORMAT_VERSION",
+    "MEMBERS_DIR",
     "METRICS_FILE",
     "RUN_FORMAT",
     "SPLIT_FILE",
@@ -64,11 +66,29 @@ CONFIG_FILE = "config.json"
 SPLIT_FILE = "split.json"
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.safetensors"
+MEMBERS_DIR = "members"
 RUN_FORMAT = "rnnkit-run"
-FORMAT_VERSION = 2
-"""The run-folder format this rnnkit writes. 1: folders without a ``format_version`` key (rnnkit 0.1.0 before the
-run-kind registry); 2: the same keys plus ``format_version`` and ``"options"``, the run's options whole (read by
-:func:`rnnkit.runs.options.restore_run_options`)."""
+FORMAT_VERSION = 3
+"""The newest run-folder format this rnnkit reads and writes. 1: folders without a ``format_version`` key (rnnkit
+0.1.0 before the run-kind registry); 2: the same keys plus ``format_version`` and ``"options"``, the run's options
+whole (read by :func:`rnnkit.runs.options.restore_run_options`); 3: an ensemble (``train --ensemble K``, see
+:data:`ENSEMBLE_FORMAT`). A single model is still written as version 2, so that rnnkit releases that read 2 read
+it; only an ensemble, which they could not load, says 3 (and they refuse it in one line)."""
+
+SINGLE_FORMAT = 2
+ENSEMBLE_FORMAT = 3
+"""An ensemble of K members (``config.json``: ``model.ensemble = K``)::
+
+    RUN/
+      config.json         format_version 3; "model" is the members' config plus "ensemble": K
+      model.safetensors   every member's best weights: members.<i>.<the member's keys>, i = 0 … K-1
+      metrics.json        the ensemble's metrics (mean probabilities / predictions), "ensemble": K, and
+                          "members": one dict per member (its seed, test metrics, epochs, best epoch, seconds)
+      split.json          the run's one split (all members share it); confusion.json/.png for classifiers
+      members/<i>/        member i's training: curve.csv, checkpoint/, model.safetensors (its own keys)
+
+Member ``i`` is trained with seed ``seed + i`` (weights, dropout) on the run's one split and batches, each under
+its own ``--max-minutes``; the top folder has no curve of its own. An ensemble is not resumed."""
 
 
 @dataclass
@@ -338,7 +358,7 @@ def run_config(app: str | None, mcfg: ModelConfig, tcfg: TrainConfig, data: dict
     ``app`` (the kind's ``"app"`` key; None for text classify/generate, which write none) as today's folders."""
     config: dict[str, Any] = {
         "format": RUN_FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": ENSEMBLE_FORMAT if mcfg.ensemble > 1 else SINGLE_FORMAT,
         "rnnkit_version": __version__,
         "model": mcfg.to_dict(),
         "train": asdict(tcfg),

@@ -524,6 +524,7 @@ class ForecastKind(RunKind):
     defaults = DEFAULTS
     help = "forecast (series -> next values)"
     ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional", "window")
+    ensembles = True  # --ensemble K (declared by the series-classification kind): K members, mean predictions
     flags = (
         Flag("--date-column", {"default": None, "help": "CSV series: the date/time column (default: detected)"}),
         Flag(

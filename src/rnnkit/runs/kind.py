@@ -21,8 +21,9 @@ lazily, the first time the registry is asked.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, replace
 from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,11 +31,15 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from rnnkit import distributed
+from rnnkit.checkpoint import load_run_weights, read_json, save_run_weights
 from rnnkit.ranges import check_memory
 from rnnkit.runs.folder import (
     CONFIG_FILE,
+    MEMBERS_DIR,
     OutLock,
     Run,
+    add_train_facts,
     begin_run,
     finish_run,
     hold_out,
@@ -132,6 +137,9 @@ class RunKind:
     ignores: ClassVar[tuple[str, ...]] = ()
     # the `rnnkit predict` options this kind reads (besides ITEMs); another one given is refused by predict_lines
     predict_flags: ClassVar[tuple[str, ...]] = ("data",)
+    ensembles: ClassVar[bool] = (
+        False  # `train --ensemble K` trains K members into one run (runs.folder.ENSEMBLE_FORMAT)
+    )
 
     # ---------------------------------------------------------------------------------------------- dispatch
     def handles(self, opts: RunOptions) -> bool:
@@ -187,11 +195,18 @@ class RunKind:
         lock: OutLock,
         tb: TensorBoardLogger | None = None,
     ) -> dict[str, Any]:
+        members = ensemble_size(opts, out, resume)
+        if members > 1 and not self.ensembles:
+            raise ValueError(
+                f"--ensemble does not apply to {self.name} runs (series classification and forecasting only): drop it"
+            )
         opts, saved, existing = begin_run(
             out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.restore
         )
         prepared = self.prepare(opts, saved)
         mcfg = self.model_config(opts, prepared)
+        if members > 1:
+            mcfg = replace(mcfg, ensemble=members)
         tcfg = self.trainer_settings(opts, prepared)
         self.check_resources(mcfg, tcfg)
         seed_everything(opts.seed)
@@ -203,22 +218,29 @@ class RunKind:
         config[OPTIONS_KEY] = options_record(opts, filled)
         write_run_start(out, config, prepared.split_record, resume=resume, overwrite=overwrite and existing, lock=lock)
         self.before_fit(out, prepared, saved, log)
-        result = fit(
-            model,
-            prepared.train_batches,
-            prepared.val_batches,
-            tcfg,
-            out,
-            resume=resume,
-            overwrite=overwrite,
-            log=log,
-            handle_sigint=True,
-            **self.fit_options(prepared),
-            **({} if tb is None else tb.callbacks()),
-        )
+        if members > 1:
+            result, member_runs = self._fit_members(model, prepared, tcfg, config, opts.seed, out, log)
+        else:
+            result = fit(
+                model,
+                prepared.train_batches,
+                prepared.val_batches,
+                tcfg,
+                out,
+                resume=resume,
+                overwrite=overwrite,
+                log=log,
+                handle_sigint=True,
+                **self.fit_options(prepared),
+                **({} if tb is None else tb.callbacks()),
+            )
         prepared.trainer, prepared.result = tcfg, result
         run = Run(out, config, model.eval(), prepared.vocab, prepared.classes)
+        if members > 1:
+            member_metrics = [self._score_member(m, prepared, opts.seed + i) for i, m in enumerate(member_runs)]
         metrics, files = self.score(run, prepared)
+        if members > 1:
+            metrics.update(ensemble=members, members=member_metrics)
         metrics = finish_run(run, metrics, result, **files)
         self.finish(run, metrics, prepared)
         return metrics
@@ -242,6 +264,67 @@ class RunKind:
     def check_options(self, opts: RunOptions) -> RunOptions:
         """Refuse (or normalise) this call's options before ``out`` is claimed (default: as they are)."""
         return opts
+
+    # ---------------------------------------------------------------------------------------------- ensembles
+    def _fit_members(
+        self,
+        model: nn.Module,
+        prepared: Prepared,
+        tcfg: TrainConfig,
+        config: dict[str, Any],
+        seed: int,
+        out: Path,
+        log: Callable[[str], None] | None,
+    ) -> tuple[TrainResult, list[Run]]:
+        """``train --ensemble K``: member ``i`` starts from the weights a single run of seed ``seed + i`` starts
+        from and trains (trainer seed ``tcfg.seed + i``) into ``out/members/<i>``, on the run's one split and
+        batches. The ensemble's weights (every member's best) go to ``out/model.safetensors``. Returns a result
+        that sums the members' training (no curve of its own) and each member as a run."""
+        results, runs = [], []
+        member_cfg = ModelConfig.from_dict({**config["model"], "ensemble": 1})
+        for i, member in enumerate(model.members):
+            seed_everything(seed + i)
+            member.load_state_dict(self.build(member_cfg).state_dict())  # the init of a single run of seed + i
+            folder = out / MEMBERS_DIR / str(i)
+            _note(log, f"ensemble member {i + 1}/{len(model.members)} (seed {seed + i}) into {folder}")
+            result = fit(
+                member,
+                prepared.train_batches,
+                prepared.val_batches,
+                replace(tcfg, seed=tcfg.seed + i),
+                folder,
+                log=log,
+                handle_sigint=True,
+                **self.fit_options(prepared),
+            )
+            if result.stopped_reason == "interrupted":
+                raise ValueError(
+                    f"interrupted in ensemble member {i + 1}; ensembles are not resumed: train again with --overwrite"
+                )
+            load_run_weights(folder, member)  # its best weights
+            results.append(result)
+            runs.append(
+                Run(folder, {**config, "model": member_cfg.to_dict()}, member.eval(), prepared.vocab, prepared.classes)
+            )
+        if distributed.is_main():
+            save_run_weights(out, model)
+        total = replace(
+            results[-1],
+            history=[],
+            train_seconds=sum(r.train_seconds for r in results),
+            epochs_run=sum(r.epochs_run for r in results),
+            steps=sum(r.steps for r in results),
+            best_epoch=None,
+            stopped_reason=",".join(sorted({r.stopped_reason for r in results})),
+        )
+        return total, list(zip(runs, results, strict=True))
+
+    def _score_member(self, member: tuple[Run, TrainResult], prepared: Prepared, seed: int) -> dict[str, Any]:
+        """One member's test metrics (the kind's :meth:`score`: ``test_*`` and ``macro_f1``), seed and training."""
+        run, result = member
+        metrics, _ = self.score(run, prepared)
+        keep = {k: v for k, v in metrics.items() if k.startswith("test_") or k == "macro_f1"}
+        return add_train_facts({"seed": seed, **keep}, result)
 
     def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
         """Read the data, split it, build (or, on resume, restore from ``saved``) the vocabulary, make batches."""
@@ -350,6 +433,30 @@ _FLAG_NAMES = {
 def _flag_name(dest: str) -> str:
     """The command-line flag of a RunOptions field or a kind flag's dest."""
     return _FLAG_NAMES.get(dest) or "--" + dest.replace("_", "-")
+
+
+# -------------------------------------------------------------------------------------------------- ensembles
+def ensemble_size(opts: RunOptions, out: Path, resume: bool) -> int:
+    """K of ``train --ensemble K`` (1 when the kind has no such flag). An ensemble is not resumed: ``--resume``
+    of a run folder holding one, or with ``--ensemble K > 1``, is refused in one line (train it again)."""
+    members = int(opts.options.get("ensemble") or 1)
+    if resume:
+        saved_k = 1
+        with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
+            saved_k = int(read_json(out / CONFIG_FILE).get("model", {}).get("ensemble", 1))
+        if max(saved_k, members) > 1:
+            raise ValueError(
+                f"--resume: {out} holds an ensemble (or --ensemble was given); ensembles are not resumed: "
+                "train it again with --overwrite"
+            )
+    return members
+
+
+def _note(log: Callable[[str], None] | None, line: str) -> None:
+    if log is not None:
+        log(line)
+    elif distributed.is_main():
+        print(line, file=sys.stderr, flush=True)
 
 
 # -------------------------------------------------------------------------------------------------- shared lines

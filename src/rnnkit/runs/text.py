@@ -13,6 +13,7 @@ vocabulary and trains a :class:`~rnnkit.tasks.SequenceClassifier` or :class:`~rn
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -96,9 +97,16 @@ def _read(path: str | None, opts: RunOptions) -> LabeledItems:
     return load_data(path, text_column=opts.text_column, label_column=opts.label_column)
 
 
+def sample_items(data: LabeledItems, max_items: int | None, seed: int) -> LabeledItems:
+    """``--max-items N``: a sample of ``N`` of the items (seeded by ``seed``, in their order), or all of them."""
+    if max_items is None or max_items >= len(data):
+        return data
+    return data.subset(sorted(random.Random(seed).sample(range(len(data)), max_items)))
+
+
 def prepare_split(opts: RunOptions) -> Split:
-    """Read ``opts.data`` (or the embedded default) and split it as asked."""
-    data = _read(opts.data, opts)
+    """Read ``opts.data`` (or the embedded default), sample ``--max-items`` of it and split it as asked."""
+    data = sample_items(_read(opts.data, opts), opts.options.get("max_items"), opts.seed)
     if len(data) == 0:
         raise ValueError(f"{data.source or opts.data}: no items to train on")
     if opts.task == "classify":
@@ -159,6 +167,15 @@ class _TextKind(RunKind):
     yields_on_resume = True  # `train --resume --out RUN` (no --task: classify) continues any run
 
     flags = (
+        Flag(
+            "--max-items",
+            {
+                "type": ranged("max_items"),
+                "default": None,
+                "help": "classify/generate: train on a sample of this many items of --data (seeded; default: all); "
+                "seq2seq/tag: use at most this many items (default: the task's)",
+            },
+        ),
         Flag(
             "--max-len",
             {
@@ -245,7 +262,9 @@ class _TextKind(RunKind):
 
     def data_config(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
         split = prepared.extra["split"]
+        sampled = opts.options.get("max_items")
         return {
+            **({} if sampled is None else {"max_items": sampled}),  # written only when given, as before
             "source": split.train.source or (opts.data or "embedded"),
             # absolute, so that `evaluate RUN` and `--resume` find the data from any working directory
             "data": absolute_path(opts.data),
@@ -469,7 +488,7 @@ def saved_test_data(run: Run) -> LabeledItems:
     opts = RunOptions(text_column=d["text_column"], label_column=d["label_column"])
     if d["test_data"]:
         return _read(d["test_data"], opts)
-    data = _read(d["data"], opts)
+    data = sample_items(_read(d["data"], opts), d.get("max_items"), d["seed"])
     return apply_split(data, read_split(run.path)).test
 
 

@@ -11,6 +11,7 @@ from torch import nn
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.classifier import SequenceClassifier
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.ensemble import Ensemble
 from rnnkit.tasks.generator import SequenceGenerator
 from rnnkit.tasks.inputs import InputEncoder
 from rnnkit.tasks.registry import MODELS, build_core, register_model
@@ -21,6 +22,7 @@ from rnnkit.tasks.tagger import SequenceTagger
 __all__ = [
     "MODELS",
     "TASKS",
+    "Ensemble",
     "InputEncoder",
     "ModelConfig",
     "RecurrentTaskModel",
@@ -50,4 +52,6 @@ def build_model(config: ModelConfig) -> nn.Module:
     """The task model that ``config`` describes (unknown task or model names raise ValueError)."""
     if config.task not in TASKS:
         raise ValueError(f"unknown task {config.task!r}; choose one of: {', '.join(sorted(TASKS))}")
+    if config.ensemble != 1:
+        return Ensemble(config, build_model)  # K members, each built by this function with ensemble=1
     return TASKS[config.task](config)

@@ -41,12 +41,17 @@ class RecurrentTaskModel(nn.Module):
         )
         self.directions = 2 if config.bidirectional else 1  # D
         self.drop = nn.Dropout(config.dropout)
-        self.head = nn.Linear(self.directions * config.hidden_size, num_outputs)
+        # a summary core (LSTM-FCN) gives its own (B, S) summary instead of the last recurrent state
+        self.summarizes = bool(getattr(self.core, "summary_only", False))
+        size = self.core.summary_size if self.summarizes else self.directions * config.hidden_size
+        self.head = nn.Linear(size, num_outputs)
 
     def last_states(self, batch: Batch) -> Tensor:
         """Each sequence's summary ``(B, D·H)``: the top layer's last valid state of every direction (the reverse
-        direction's after it has read the first element)."""
+        direction's after it has read the first element); a summary core's own summary ``(B, S)``."""
         x = self.inputs(batch.inputs, batch.lengths)  # (B, T, I)
+        if self.summarizes:
+            return self.core.summary(x, batch.lengths)  # (B, S)
         _, h_n = self.core(x, lengths=batch.lengths)
         h_n = h_n[0] if isinstance(h_n, tuple) else h_n  # (L·D, B, H)
         last = h_n[-self.directions :]  # (D, B, H)

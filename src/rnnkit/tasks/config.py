@@ -32,9 +32,13 @@ class ModelConfig:
     attention: bool = False  # seq2seq: the decoder attends over the encoder's outputs at every step
     frame_encoder: str = ""  # per-step encoder applied to every element before the core ("" = none, "cnn")
     frame_shape: list[int] = field(default_factory=list)  # per-step tensor shape it reads, e.g. [C, H, W]
+    ensemble: int = 1  # K members averaged (rnnkit.tasks.ensemble); 1 = one model, and no key in config.json
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["ensemble"] == 1:
+            del d["ensemble"]  # a single model's config.json stays as before ensembles existed
+        return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:

@@ -16,6 +16,7 @@ from rnnkit import ranges
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.fcn import check_summary_core
 from rnnkit.tasks.registry import build_core
 
 __all__ = ["SequenceGenerator"]
@@ -59,6 +60,7 @@ class SequenceGenerator(nn.Module):
         self.init = nn.Linear(E, L * H) if conditioned and config.condition_mode in ("init", "both") else None
         in_size = E * (2 if self.cond_input else 1)
         self.core = build_core(config.model, in_size, H, L, config.dropout, False, window=config.window)
+        check_summary_core(self.core, "generate")
         if getattr(self.core, "per_step_readout", False) and conditioned and config.condition_mode != "input":
             raise ValueError(
                 f"the {config.model!r} model has no recurrent state to start from: a conditional generator on it "

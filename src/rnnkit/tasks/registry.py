@@ -86,3 +86,22 @@ def _window(
 
 
 register_model("window", _window)
+
+
+# ---- LSTM-FCN family (issue 16): summary cores for series classification, in rnnkit.tasks.fcn ----
+def _lstm_fcn(input_size: int, hidden_size: int, num_layers: int, dropout: float, bidirectional: bool) -> nn.Module:
+    """LSTM-FCN (Karim et al. 2017): an LSTM beside three conv blocks 128/256/128 (kernels 8/5/3)."""
+    from rnnkit.tasks.fcn import LSTMFCN
+
+    return LSTMFCN(input_size, hidden_size, num_layers, dropout, bidirectional, squeeze_excite=False)
+
+
+def _mlstm_fcn(input_size: int, hidden_size: int, num_layers: int, dropout: float, bidirectional: bool) -> nn.Module:
+    """MLSTM-FCN (Karim et al. 2019): LSTM-FCN with squeeze-and-excitation after the first two conv blocks."""
+    from rnnkit.tasks.fcn import LSTMFCN
+
+    return LSTMFCN(input_size, hidden_size, num_layers, dropout, bidirectional, squeeze_excite=True)
+
+
+register_model("lstm-fcn", _lstm_fcn)
+register_model("mlstm-fcn", _mlstm_fcn)

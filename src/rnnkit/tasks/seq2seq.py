@@ -28,6 +28,7 @@ from rnnkit.data.batching import IGNORE_INDEX, Batch, collate_classification, co
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
 from rnnkit.masks import length_mask
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.fcn import check_summary_core
 from rnnkit.tasks.inputs import InputEncoder
 from rnnkit.tasks.registry import build_core
 
@@ -107,6 +108,7 @@ class Seq2Seq(nn.Module):
         E, H, L = config.embed_dim, config.hidden_size, config.num_layers
         D = 2 if config.bidirectional else 1
         self.decoder = build_core(config.model, E, H, L, config.dropout, False)
+        check_summary_core(self.decoder, "seq2seq")
         if getattr(self.decoder, "per_step_readout", False):
             raise ValueError(
                 f"the {config.model!r} model has no recurrent state to hand from encoder to decoder; "

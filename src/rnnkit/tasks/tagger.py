@@ -13,6 +13,7 @@ from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.masks import length_mask
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.fcn import check_summary_core
 
 __all__ = ["SequenceTagger"]
 
@@ -36,6 +37,7 @@ class SequenceTagger(RecurrentTaskModel):
         if config.num_classes < 2:
             raise ValueError(f"a tagger needs at least 2 tags, got num_classes={config.num_classes}")
         super().__init__(config, config.num_classes, frame_module)
+        check_summary_core(self.core, "tag")
 
     def valid_mask(self, batch: Batch) -> Tensor:
         """``(B, T)`` bool: True at the steps ``t < lengths[b]``."""

@@ -1,0 +1,214 @@
+"""``train --ensemble K`` (issue 16, point 3): the averaging module against a hand-written average in float64, and
+an ensemble run through the command line (member 0 is the single run, metrics of the ensemble and every member,
+evaluate, predict, the export and resume refusals, the run-folder format)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import rnnkit.runs.kind  # noqa: F401  the built-in kinds
+from rnnkit import cli
+from rnnkit.data.arrays import Standardizer, as_sequences, read_ts
+from rnnkit.data.batching import Batch
+from rnnkit.runs import load_run
+from rnnkit.runs.classify_series import series_batch
+from rnnkit.tasks import Ensemble, ModelConfig, build_model
+
+
+def _members_config(task: str, model: str = "gru") -> ModelConfig:
+    kw = {"num_classes": 3} if task == "classify" else {"num_outputs": 2}
+    return ModelConfig(task=task, model=model, input_features=2, hidden_size=4, dropout=0.0, ensemble=3, **kw)
+
+
+@pytest.mark.parametrize("task", ["classify", "regress"])
+def test_the_ensemble_averages_what_its_members_give(task: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(_members_config(task)).double().eval()
+    assert isinstance(model, Ensemble) and len(model.members) == 3
+    x = torch.randn(4, 6, 2, dtype=torch.float64)
+    lengths = torch.tensor([6, 3, 5, 1])
+    targets = torch.tensor([0, 2, 1, 1]) if task == "classify" else torch.randn(4, 2, dtype=torch.float64)
+    out, loss = model(Batch(x, lengths, targets))
+    each = [m(Batch(x, lengths))[0] for m in model.members]  # K × (B, C | K)
+    if task == "classify":
+        mean_p = sum(torch.softmax(o, -1) for o in each) / 3  # (B, C)
+        torch.testing.assert_close(torch.softmax(out, -1), mean_p, rtol=0, atol=1e-12)
+        ref = -torch.log(mean_p[torch.arange(4), targets]).mean()
+        torch.testing.assert_close(model.predict_proba(Batch(x, lengths)), mean_p, rtol=0, atol=1e-12)
+    else:
+        mean = sum(each) / 3
+        torch.testing.assert_close(out, mean, rtol=0, atol=1e-12)
+        ref = ((mean - targets) ** 2).mean()
+    torch.testing.assert_close(loss, ref, rtol=0, atol=1e-12)
+    (g,) = torch.autograd.grad(loss, model.members[1].head.weight)
+    (g_ref,) = torch.autograd.grad(ref, model.members[1].head.weight)
+    torch.testing.assert_close(g, g_ref, rtol=0, atol=1e-12)
+
+
+def test_a_single_model_config_keeps_its_keys() -> None:
+    single = ModelConfig(task="classify", input_features=2, num_classes=2).to_dict()
+    assert "ensemble" not in single and ModelConfig.from_dict(single).ensemble == 1
+    assert ModelConfig.from_dict(_members_config("classify").to_dict()).ensemble == 3
+    with pytest.raises(ValueError, match="one output per sequence"):
+        build_model(ModelConfig(task="generate", vocab_size=8, hidden_size=4, ensemble=2))
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+def _write_ts(path: Path, n_per_class: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    lines = ["@problemName Tiny", "@timeStamps false", "@missing false", "@univariate false", "@dimensions 2"]
+    lines += ["@equalLength false", "@classLabel true up down", "@data"]
+    for _ in range(n_per_class):
+        for cls in ("up", "down"):
+            n = int(rng.integers(6, 15))
+            t = np.linspace(0, 1, n) * (1 if cls == "up" else -1)
+            dims = [",".join(f"{v:.4f}" for v in t * (c + 1) + 0.3 * rng.normal(size=n)) for c in range(2)]
+            lines.append(":".join(dims) + f":{cls}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+TINY = ["--hidden", "4", "--epochs", "2", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("ensemble")
+    files = {
+        "train": _write_ts(base / "TRAIN.ts", 8, 1),
+        "val": _write_ts(base / "VAL.ts", 2, 2),
+        "test": _write_ts(base / "TEST.ts", 3, 3),
+    }
+    data = ["--task", "classify", "--data", files["train"], "--val-data", files["val"], "--test-data", files["test"]]
+    for name, more in (("ensemble", ["--ensemble", "2"]), ("single", [])):
+        out = base / name
+        assert cli.main([str(a) for a in ["train", *data, *TINY, *more, "--seed", "5", "--out", out]]) == 0
+        files[name] = out
+    files["base"] = base
+    return files
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+
+
+def test_the_run_folder_holds_the_members_and_the_metrics_of_each(runs: dict[str, Path]) -> None:
+    run = runs["ensemble"]
+    config = json.loads((run / "config.json").read_text())
+    assert config["format_version"] == 3 and config["model"]["ensemble"] == 2
+    single = json.loads((runs["single"] / "config.json").read_text())
+    assert single["format_version"] == 2 and "ensemble" not in single["model"]
+    for i in (0, 1):
+        assert (run / "members" / str(i) / "model.safetensors").is_file()
+        assert (run / "members" / str(i) / "curve.csv").is_file()
+    m = _metrics(run)
+    assert m["ensemble"] == 2 and [x["seed"] for x in m["members"]] == [5, 6]
+    assert m["epochs"] == sum(x["epochs"] for x in m["members"])
+    # member 0 trains exactly as the single run of the same seed does
+    ens, one = load_file(run / "model.safetensors"), load_file(runs["single"] / "model.safetensors")
+    for key, value in one.items():
+        assert torch.equal(ens[f"members.0.{key}"], value), key
+    assert m["members"][0]["test_accuracy"] == _metrics(runs["single"])["test_accuracy"]
+    assert m["members"][0]["test_loss"] == _metrics(runs["single"])["test_loss"]
+    # the ensemble's accuracy is that of the members' mean probabilities, computed here from their own files
+    loaded = load_run(run)
+    test = read_ts(runs["test"])
+    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(loaded.config["scaler"]))
+    probs = sum(member.predict_proba(batch) for member in loaded.model.members) / 2  # (N, C)
+    gold = [loaded.classes.index(y) for y in test.y]
+    acc = float(np.mean(probs.argmax(1).numpy() == np.array(gold)))
+    assert m["test_accuracy"] == pytest.approx(acc, abs=1e-4)
+
+
+def test_evaluate_and_predict_use_the_mean_probabilities(
+    capsys: pytest.CaptureFixture[str], runs: dict[str, Path]
+) -> None:
+    run = runs["ensemble"]
+    m = _metrics(run)
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(run), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    assert e["test_accuracy"] == m["test_accuracy"] and e["test_loss"] == m["test_loss"]
+    assert cli.main(["predict", str(run), "--data", str(runs["test"])]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    loaded = load_run(run)
+    test = read_ts(runs["test"])
+    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(loaded.config["scaler"]))
+    probs = sum(member.predict_proba(batch) for member in loaded.model.members) / 2
+    for i, line in enumerate(lines):
+        cls, p = line.split(": ")[1].split(" ")
+        assert cls == loaded.classes[int(probs[i].argmax())] and float(p) == pytest.approx(
+            float(probs[i].max()), abs=5e-4
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["export", "{run}", "--output", "{base}/e.onnx"], "ensemble of 2 members"),
+        (["train", "--resume", "--out", "{run}"], "ensembles are not resumed"),
+    ],
+)
+def test_export_and_resume_refuse_in_one_line(
+    capsys: pytest.CaptureFixture[str], runs: dict[str, Path], args: list[str], needle: str
+) -> None:
+    before = {p: p.read_bytes() for p in sorted(runs["ensemble"].rglob("*")) if p.is_file()}
+    capsys.readouterr()
+    code = cli.main([a.format(run=runs["ensemble"], base=runs["base"]) for a in args])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and needle in err, err
+    assert {p: p.read_bytes() for p in sorted(runs["ensemble"].rglob("*")) if p.is_file()} == before
+
+
+def test_kinds_without_ensembles_refuse_the_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = tmp_path / "names"
+    data.mkdir()
+    for cls in ("A", "B"):
+        (data / f"{cls}.txt").write_text("\n".join(f"{cls}x{i}" for i in range(12)) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    code = cli.main(
+        ["train", "--task", "classify", "--data", str(data), "--ensemble", "2", "--out", str(tmp_path / "r")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "--ensemble does not apply" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> None:
+    import dataclasses
+
+    from rnnkit.runs.forecast import forecaster_of
+
+    t = np.arange(160)
+    values = np.sin(t / 5.0) * 10 + 0.5 * np.cos(t / 3.0) + 20
+    csv = tmp_path / "s.csv"
+    csv.write_text("value\n" + "\n".join(f"{v:.5f}" for v in values) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    args = ["train", "--task", "forecast", "--data", str(csv), "--context", "8", "--horizon", "2", "--ensemble", "2"]
+    assert cli.main([*args, "--hidden", "4", "--epochs", "1", "--out", str(out)]) == 0
+    m = _metrics(out)
+    assert m["ensemble"] == 2 and [x["seed"] for x in m["members"]] == [0, 1]
+    run = load_run(out)
+    fc = forecaster_of(run)
+    origins = np.array([40, 80, 120])
+    series = values.reshape(-1, 1)
+    each = [dataclasses.replace(fc, model=member).predict_at(series, origins) for member in run.model.members]
+    np.testing.assert_allclose(fc.predict_at(series, origins), (each[0] + each[1]) / 2, rtol=1e-6, atol=1e-6)
+    # served: the answer is what `rnnkit predict` prints for the same values (the ensemble's mean forecast)
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rnnkit.runs import predict_lines
+    from rnnkit.serve import Limits, create_app
+
+    items = [f"{v:.4f}" for v in values[-20:]]
+    with TestClient(create_app([out], Limits())) as client:
+        resp = client.post("/runs/run/predict", json={"items": items})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["lines"] == predict_lines(run, items)
