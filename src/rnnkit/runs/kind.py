@@ -249,7 +249,7 @@ class RunKind:
         """No flag is ignored: refuse in one line a kind flag this kind does not declare (another kind's:
         ``--horizon`` with ``--task classify``) and a common option it never reads (:attr:`ignores`) set to
         anything but its default. One generic check for every kind, before ``out`` is claimed."""
-        declared = {f.dest for f in self.flags}
+        declared = {f.dest for f in self.flags} | ({"ensemble"} if self.ensembles else set())  # one --ensemble flag
         foreign = [k for k in opts.options if k not in declared]
         defaults = {f.name: f.default for f in dataclass_fields(RunOptions) if f.default is not MISSING}
         foreign += [k for k in self.ignores if k in defaults and getattr(opts, k) != defaults[k]]
