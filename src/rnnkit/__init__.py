@@ -8,7 +8,18 @@ Cells (one step, :mod:`rnnkit.cells`), layers that run them over time (:mod:`rnn
 import torch
 
 from rnnkit.cells import GRUCell, LSTMCell, OutputLayer, RNNCell
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent, StepStates
+from rnnkit.layers import (
+    GRU,
+    LSTM,
+    RNN,
+    LinearRecurrence,
+    MinGRU,
+    MinGRUCell,
+    MinLSTM,
+    MinLSTMCell,
+    Recurrent,
+    StepStates,
+)
 from rnnkit.tasks import ModelConfig, SequenceClassifier, SequenceGenerator, build_model
 from rnnkit.train import TrainConfig, fit
 
@@ -18,6 +29,7 @@ from rnnkit.train import TrainConfig, fit
 # (they hold only parameters, ints, bools, floats and strings, so unpickling them runs no foreign code). A pickle
 # naming any other class (a user's cell inside a Recurrent, say) is still refused unless the user allowlists it.
 torch.serialization.add_safe_globals([RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, Recurrent, OutputLayer])
+torch.serialization.add_safe_globals([MinGRU, MinLSTM, MinGRUCell, MinLSTMCell])
 
 __version__ = "0.1.0"
 __all__ = [
@@ -26,6 +38,11 @@ __all__ = [
     "RNN",
     "GRUCell",
     "LSTMCell",
+    "LinearRecurrence",
+    "MinGRU",
+    "MinGRUCell",
+    "MinLSTM",
+    "MinLSTMCell",
     "ModelConfig",
     "OutputLayer",
     "RNNCell",
