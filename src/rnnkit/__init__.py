@@ -29,7 +29,6 @@ from rnnkit.train import TrainConfig, fit
 # (they hold only parameters, ints, bools, floats and strings, so unpickling them runs no foreign code). A pickle
 # naming any other class (a user's cell inside a Recurrent, say) is still refused unless the user allowlists it.
 torch.serialization.add_safe_globals([RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell, Recurrent, OutputLayer])
-torch.serialization.add_safe_globals([MinGRU, MinLSTM, MinGRUCell, MinLSTMCell])
 
 __version__ = "0.1.0"
 __all__ = [

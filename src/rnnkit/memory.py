@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_LENGTHS = (10, 20, 50, 100)
-DEFAULT_MODELS = ("rnn", "lstm", "gru", "window")
+DEFAULT_MODELS = ("rnn", "lstm", "gru", "window", "mingru", "minlstm")
 EMBED_DIM = 16  # token tasks embed their symbols in this many dimensions
 
 

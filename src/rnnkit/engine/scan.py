@@ -42,8 +42,10 @@ __all__ = ["CHUNK", "SCAN_METHODS", "compiled_scan_available", "linear_scan", "r
 SCAN_METHODS = ("auto", "compiled", "sequential", "scan")
 """The paths of :func:`linear_scan` (``"auto"`` picks one per device, see the module docstring)."""
 
-CHUNK = 64
-"""Steps per chunk of the log-space scan: the cumulative ``log a`` inside a chunk bounds the exponents' size."""
+CHUNK = 16
+"""Steps per chunk of the log-space scan. The float32 error grows with the cumulative ``log a`` inside a chunk
+(measured at T = 10⁴, minGRU-like gates: 0.7e-5, 1.7e-5, 4.5e-5, 1.6e-4 of max|h| for 8, 16, 32, 64 steps); 16 keeps
+three recursion levels up to T = 65,536."""
 
 _EXTENSION = "linear_scan"
 
@@ -178,7 +180,7 @@ class _LogScanFn(torch.autograd.Function):
 def _scan(la: Tensor, b: Tensor, h0: Tensor, chunk: int) -> Tensor:
     """Forward values of the scan (no autograd): chunks scanned in parallel, their joins by recursion."""
     T = la.shape[0]
-    if T <= chunk:
+    if chunk >= T:
         return _block(la.unsqueeze(0), b.unsqueeze(0), h0.unsqueeze(0))[0][0]
     n = -(-T // chunk)  # chunks
     pad = n * chunk - T
