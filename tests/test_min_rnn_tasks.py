@@ -24,7 +24,7 @@ DATA = Path(__file__).parent / "fixtures" / "runs" / "v0.1.0" / "data"
 TINY = ["--epochs", "1", "--hidden", "8", "--seed", "3"]
 KINDS = {
     "classify": (["--task", "classify", "--data", str(DATA / "names")], ["predict", "Anna"]),
-    "generate": (["--task", "generate", "--data", str(DATA / "names")], ["sample", "--category", "north", "--num", "2"]),
+    "generate": (["--task", "generate", "--data", str(DATA / "names")], ["sample", "--category", "north"]),
     "tag": (["--task", "tag", "--data", str(DATA / "tag.conll")], ["predict", "the cat sat"]),
     "seq2seq": (["--task", "seq2seq", "--data", "embedded:cmudict", "--max-items", "200"], ["predict", "hello"]),
     "lm": (["--task", "lm", "--data", str(DATA / "lm.txt"), "--tbptt", "16,32"], ["predict", "the"]),
