@@ -196,11 +196,34 @@ def test_every_path_equals_the_cell_stepped_one_step_at_a_time(name: str, path: 
 
 
 @pytest.mark.parametrize("name", list(LAYERS))
-def test_layer_passes_gradcheck(name: str) -> None:
+def test_fused_compiled_kernel_equals_the_compiled_scan_of_autograd_coefficients(name: str) -> None:
+    """Two compiled paths: gates fused into the C++ loop (the built-in cells) and the plain scan fed ``a``, ``b``
+    from PyTorch ops (any cell; a subclass never takes the fused kernel, since it may change the gate math)."""
+    _need("compiled")
+    torch.manual_seed(11)
+    fused = LAYERS[name](3, 5, num_layers=2, bidirectional=True, dtype=F64, method="compiled")
+    base = type(fused.cells[0])
+
+    class Plain(base):  # same math, not the exact built-in class
+        pass
+
+    plain = LinearRecurrence(3, 5, Plain, num_layers=2, bidirectional=True, dtype=F64, method="compiled")
+    plain.load_state_dict(fused.state_dict())
+    x = torch.randn(8, 3, 3, dtype=F64) * 4  # large pre-activations: both branches of g, saturated gates
+    hx = torch.randn(4, 3, 5, dtype=F64)
+    for gw, gg in zip(_run(plain, x, hx, [8, 2, 5]), _run(fused, x, hx, [8, 2, 5]), strict=True):
+        torch.testing.assert_close(gg, gw, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_passes_gradcheck(name: str, path: str) -> None:
+    _need(path)
     torch.manual_seed(2)
-    layer = LAYERS[name](2, 3, bidirectional=True, dtype=F64)
+    layer = LAYERS[name](2, 3, bidirectional=True, dtype=F64, method=path)
     x = torch.randn(5, 2, 2, dtype=F64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: layer(x, lengths=[5, 3])[0], (x,))
+    h = torch.randn(2, 2, 3, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, h: layer(x, h, lengths=[5, 3])[0], (x, h))
 
 
 @pytest.mark.parametrize("name", list(LAYERS))

@@ -37,7 +37,8 @@ from torch.autograd.function import FunctionCtx
 
 from rnnkit.engine.build import extension_status, load_extension
 
-__all__ = ["CHUNK", "SCAN_METHODS", "compiled_scan_available", "linear_scan", "resolve_method"]
+__all__ = ["CHUNK", "FUSED_KINDS", "SCAN_METHODS", "compiled_scan_available", "fused_min_scan", "linear_scan",
+           "resolve_method"]  # fmt: skip
 
 SCAN_METHODS = ("auto", "compiled", "sequential", "scan")
 """The paths of :func:`linear_scan` (``"auto"`` picks one per device, see the module docstring)."""
@@ -108,6 +109,52 @@ def linear_scan(
     if path == "compiled":
         return _CompiledFn.apply(a, b, h0)
     return _SequentialFn.apply(a, b, h0)
+
+
+FUSED_KINDS = {"mingru": 0, "minlstm": 1}
+"""Cells whose gate math the compiled loop fuses (:func:`fused_min_scan`), and their kernel codes."""
+
+
+def fused_min_scan(kind: str, P: Tensor, h0: Tensor, mask: Tensor | None = None) -> Tensor:
+    """minGRU/minLSTM over the projected input with the gate math inside the compiled loop (CPU).
+
+    ``P`` ``(T, B, G·H)`` is ``x W^T + b`` in the cell's gate order (minGRU ``[k, c]``, minLSTM ``[k_f, k_i, c]``),
+    ``h0`` ``(B, H)``, ``mask`` ``(T, B, 1)`` of 0/1 or None. Returns ``hs`` ``(T, B, H)``; a masked step carries
+    the state. The backward recomputes the gates from ``P``, so only ``P`` and ``hs`` are kept: less memory and
+    fewer passes over ``(T, B, H)`` than the coefficients through autograd (the ``compiled`` path of
+    :func:`linear_scan` with ``a``, ``b`` made by PyTorch ops), with the same numbers (tests/test_min_rnn.py).
+    Needs the compiled kernels (:func:`compiled_scan_available`).
+    """
+    m = P.new_empty(0) if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(P.dtype).contiguous()
+    return _FusedMinFn.apply(FUSED_KINDS[kind], P, h0, m)
+
+
+def _exp_neg(kind: int, P: Tensor) -> Tensor:
+    """``exp(−P)`` for the fused kernels, one vectorised op. minLSTM's ratio ``(1 + e_f)/(1 + e_i)`` must stay
+    finite, so its exponents stop at ``log(max)/2`` (a gate pre-activation below −44 in float32, −354 in float64,
+    acts as that value: the gate is below 1e-19 resp. 1e-154 either way); minGRU needs no bound (``e = ∞`` gives
+    the exact limit 0)."""
+    if kind == 0:
+        return torch.exp(-P)
+    bound = math.log(torch.finfo(P.dtype).max) / 2
+    return torch.exp(-P.clamp(min=-bound))
+
+
+class _FusedMinFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, kind: int, P: Tensor, h0: Tensor, mask: Tensor) -> Tensor:
+        P, h0 = P.contiguous(), h0.contiguous()
+        hs = _kernels().min_forward(kind, P, _exp_neg(kind, P), h0, mask)  # (T, B, H)
+        ctx.save_for_backward(P, hs, h0, mask)
+        ctx.kind = kind
+        return hs
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: Tensor):
+        P, hs, h0, mask = ctx.saved_tensors
+        E = _exp_neg(ctx.kind, P)  # recomputed: cheaper than keeping (T, B, G·H) more
+        dP, dh0 = _kernels().min_backward(ctx.kind, P, E, hs, h0, mask, g.contiguous())
+        return None, dP, dh0, None
 
 
 # ---------------------------------------------------------------------------------------------- sequential paths

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnkit.engine.loop import run_loop
-from rnnkit.engine.scan import SCAN_METHODS, linear_scan, resolve_method
+from rnnkit.engine.scan import SCAN_METHODS, fused_min_scan, linear_scan, resolve_method
 from rnnkit.layers.recurrent import Recurrent
 
 __all__ = [
@@ -50,6 +50,7 @@ class _MinCell(nn.Module):
     """Shared parts of the minimal cells: one input projection ``weight_ih`` ``(G·H, I)``, ``bias_ih`` ``(G·H)``."""
 
     gates = 2
+    fused: str | None = None  # read from the class itself only (a subclass may change the gate math)
 
     def __init__(
         self,
@@ -109,6 +110,7 @@ class MinGRUCell(_MinCell):
     """
 
     gates = 2
+    fused = "mingru"  # the compiled loop's fused kernel (rnnkit.engine.scan.fused_min_scan)
 
     def coefficients(self, x: Tensor, log_space: bool = False) -> tuple[Tensor, Tensor]:
         k, c = F.linear(x, self.weight_ih, self.bias_ih).chunk(2, dim=-1)  # (..., H) each
@@ -134,6 +136,7 @@ class MinLSTMCell(_MinCell):
     """
 
     gates = 3
+    fused = "minlstm"
 
     def coefficients(self, x: Tensor, log_space: bool = False) -> tuple[Tensor, Tensor]:
         kf, ki, c = F.linear(x, self.weight_ih, self.bias_ih).chunk(3, dim=-1)  # (..., H) each
@@ -231,6 +234,12 @@ class LinearRecurrence(Recurrent):
                 record[k].append(seq)
             return hs, final
         path = resolve_method(self._method, x.device, x.dtype)
+        fused = type(cell).__dict__.get("fused")  # the class itself: a subclass may change the gate math
+        if path == "compiled" and fused is not None and not torch.compiler.is_compiling():
+            # the gate math inside the C++ loop: one matrix product, then one pass forward and one backward
+            P = F.linear(x, cell.weight_ih, cell.bias_ih)  # (T, B, G·H)
+            hs = fused_min_scan(fused, P, state0, mask)  # (T, B, H)
+            return hs, hs[-1]
         log_space = path == "scan"
         a, b = cell.coefficients(x, log_space)  # (T, B, H) each: one matrix product over all T·B rows
         if mask is not None:  # a padded step carries the state: a = 1 (log a = 0), b = 0
