@@ -134,10 +134,10 @@ def _exp_neg(kind: int, P: Tensor) -> Tensor:
     finite, so its exponents stop at ``log(max)/2`` (a gate pre-activation below −44 in float32, −354 in float64,
     acts as that value: the gate is below 1e-19 resp. 1e-154 either way); minGRU needs no bound (``e = ∞`` gives
     the exact limit 0)."""
-    if kind == 0:
-        return torch.exp(-P)
-    bound = math.log(torch.finfo(P.dtype).max) / 2
-    return torch.exp(-P.clamp(min=-bound))
+    E = torch.neg(P)  # one new tensor, then in place: this runs over (T, B, G·H) twice per training step
+    if kind != 0:
+        E.clamp_(max=math.log(torch.finfo(P.dtype).max) / 2)
+    return E.exp_()
 
 
 class _FusedMinFn(torch.autograd.Function):
