@@ -148,3 +148,21 @@ def test_server_predicts_and_samples_for_min_runs(tmp_path: Path, capsys) -> Non
         r = client.post("/runs/generate/sample", json={"category": "north", "num": 3, "seed": 7, "max_len": 10})
         assert r.status_code == 200
         assert r.json()["samples"] == sample(load_run(runs["generate"]), "north", 3, 0.8, "", 10, 7, None)
+
+
+def test_bench_long_rows_and_the_cli_flag(monkeypatch, capsys) -> None:
+    """Structure only (no timing asserts): every mode's row names the cell, shape, ratio and memory."""
+    from rnnkit import bench_long
+
+    row = bench_long.measure_long("minlstm", 6, "train", B=2, I=3, H=4, repeats=1)
+    assert {"cell", "mode", "T", "B", "H", "ratio", "rnnkit_ms", "torch_ms", "proj_ms", "scan_ms"} <= set(row)
+    assert row["cell"] == "minlstm" and row["T"] == 6 and row["ratio"] > 0 and row["saved_mb"] > 0
+    monkeypatch.setattr(bench_long, "LONG_LENGTHS", (5, 7))
+    monkeypatch.setattr(bench_long, "LONG_SHAPE", {"B": 2, "I": 3, "H": 4})
+    assert main(["bench", "--long", "--quick", "--json", "--repeats", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["cell"], r["mode"], r["T"]) for r in rows] == [
+        (c, m, t) for c in MINS for m, t in (("train", 5), ("forward", 5), ("step", 1))
+    ]
+    assert all(r["B"] == 2 and r["H"] == 4 and r["ratio"] > 0 for r in rows)
+    assert "torch/rnnkit" in bench_long.format_long(rows)
