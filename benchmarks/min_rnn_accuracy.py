@@ -7,6 +7,7 @@ so the widths differ and the parameter counts match (printed, counted from the s
 
     python benchmarks/min_rnn_accuracy.py --epochs 3 --out runs/min-accuracy
     python benchmarks/min_rnn_accuracy.py --only gender --epochs 3   # one task
+    python benchmarks/min_rnn_accuracy.py --subset 1500 --hidden 64  # 1,500 names per class, 64-unit peers
 
 Results are deterministic for a seed (the numbers do not depend on the machine's load); wall times do.
 """
@@ -24,10 +25,10 @@ from safetensors import safe_open
 
 from rnnkit.tasks.registry import build_core
 
-TASKS = {  # name: (rnnkit train arguments, metric, the peers' hidden size, bidirectional)
-    "gender": (["--task", "classify", "--data", "embedded:gender"], "test_accuracy", 256, True),
-    "country": (["--task", "classify", "--data", "embedded:country"], "test_accuracy", 256, True),
-    "generate": (["--task", "generate", "--data", "embedded:country"], "test_loss", 256, False),
+TASKS = {  # name: (rnnkit train arguments, metric, bidirectional, embedded data set)
+    "gender": (["--task", "classify"], "test_accuracy", True, "gender"),
+    "country": (["--task", "classify"], "test_accuracy", True, "country"),
+    "generate": (["--task", "generate"], "test_loss", False, "country"),
 }
 PAIRS = (("gru", "mingru"), ("lstm", "minlstm"))
 EMBED = 64
@@ -79,6 +80,23 @@ def _search(count, total: int) -> int:
     return min((max(lo - 1, 1), lo), key=lambda h: abs(count(h) - total))
 
 
+def _subset(data: str, per_class: int, seed: int, out: Path) -> str:
+    """A folder of ``<class>.txt`` files with at most ``per_class`` names per class of the embedded ``data``."""
+    import random
+
+    from rnnkit.data.datasets import default_names
+
+    names = default_names(data)
+    folder = out / f"data-{data}-{per_class}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for cls in names.classes:
+        items = sorted(n for n, lab in zip(names.items, names.labels, strict=True) if lab == cls)
+        rng.shuffle(items)
+        (folder / f"{cls.replace('/', '-')}.txt").write_text("\n".join(items[:per_class]) + "\n", encoding="utf-8")
+    return str(folder)
+
+
 def run_params(folder: Path) -> int:
     return sum(math.prod(s) for s in weights(folder).values())
 
@@ -89,10 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     p.add_argument("--only", nargs="+", choices=list(TASKS), default=list(TASKS), help="tasks (default: all)")
     p.add_argument("--out", type=Path, default=Path("runs/min-accuracy"), help="run folders and results.json")
+    p.add_argument("--hidden", type=int, default=256, help="hidden size of GRU and LSTM (default: 256)")
+    p.add_argument("--subset", type=int, default=0, help="names per class drawn (seeded) from the data; 0: all")
     args = p.parse_args(argv)
     rows = []
+    hidden = args.hidden
     for task in args.only:
-        train, metric, hidden, bidir = TASKS[task]
+        train, metric, bidir, data = TASKS[task]
+        train = [
+            *train,
+            "--data",
+            _subset(data, args.subset, args.seed, args.out) if args.subset else f"embedded:{data}",
+        ]
         for peer, mine in PAIRS:
             for model in (peer, mine):
                 peer_run = args.out / f"{task}-{peer}"
