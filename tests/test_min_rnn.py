@@ -379,3 +379,29 @@ def test_equals_mingru_pytorch_after_a_weight_copy() -> None:
     want2, _ = theirs(x, prev, return_next_prev_hidden=True)
     got2, _ = ours(x, prev.transpose(0, 1))
     torch.testing.assert_close(got2, want2, rtol=0, atol=1e-10)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here")
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_cuda_runs_the_scan_and_equals_the_cpu(name: str) -> None:
+    torch.manual_seed(12)
+    cpu = LAYERS[name](3, 5, num_layers=2, bidirectional=True, dtype=F64)
+    gpu = LAYERS[name](3, 5, num_layers=2, bidirectional=True, dtype=F64, device="cuda")
+    gpu.load_state_dict(cpu.state_dict())
+    assert resolve_method("auto", torch.device("cuda"), F64) == "scan"
+    x, hx = torch.randn(40, 3, 3, dtype=F64), torch.randn(4, 3, 5, dtype=F64)
+    for want, got in zip(_run(cpu, x, hx, [40, 9, 23]), _run(gpu, x.cuda(), hx.cuda(), [40, 9, 23]), strict=True):
+        torch.testing.assert_close(got.cpu(), want, rtol=0, atol=1e-10)
+
+
+def test_engine_loop_also_selects_the_reference() -> None:
+    torch.manual_seed(13)
+    layer = MinGRU(3, 4, dtype=F64)
+    x = torch.randn(6, 2, 3, dtype=F64)
+    layer.engine = "loop"
+    states = []
+    layer.cells[0].register_forward_hook(lambda m, i, o: states.append(o))
+    out, _ = layer(x)
+    assert len(states) == 6  # the cell was stepped once per time step
+    layer.engine = "auto"
+    torch.testing.assert_close(layer(x)[0], out, **EXACT)

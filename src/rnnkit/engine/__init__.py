@@ -24,7 +24,9 @@ module adds only the kernels. Each hand-written backward is checked against ``Ce
 autograd (tests/test_engine.py walks the table: float64, gradcheck, masks, both directions).
 
 Modules: :mod:`~rnnkit.engine.fused` (torch's kernels), :mod:`~rnnkit.engine.own` (the own BPTT kernels),
-:mod:`~rnnkit.engine.loop` (the autograd loop over a step function, and the stack of layers × directions).
+:mod:`~rnnkit.engine.loop` (the autograd loop over a step function, and the stack of layers × directions),
+:mod:`~rnnkit.engine.scan` (the diagonal linear recurrence of input-gated cells: compiled loop, PyTorch loop,
+log-space parallel scan), :mod:`~rnnkit.engine.build` (C++ kernels built on first use).
 """
 
 from rnnkit.cells import CELLS

@@ -227,7 +227,7 @@ class LinearRecurrence(Recurrent):
     ) -> tuple[Tensor, Tensor]:
         """One direction of one layer over time-major ``x`` ``(T, B, I_l)``: ``(hs (T, B, H), h_T (B, H))``."""
         cell = self.cells[k * self.num_directions + d]
-        if record is not None or self._method == "loop":
+        if record is not None or self._method == "loop" or self._engine == "loop":  # engine="loop" as elsewhere
             seq: list | None = None if record is None else []
             hs, final = run_loop(cell, x, state0, mask, seq)
             if record is not None:
