@@ -8,7 +8,18 @@ Cells (one step, :mod:`rnnkit.cells`), layers that run them over time (:mod:`rnn
 import torch
 
 from rnnkit.cells import GRUCell, LSTMCell, OutputLayer, RNNCell
-from rnnkit.layers import GRU, LSTM, RNN, Recurrent, StepStates
+from rnnkit.layers import (
+    GRU,
+    LSTM,
+    RNN,
+    LinearRecurrence,
+    MinGRU,
+    MinGRUCell,
+    MinLSTM,
+    MinLSTMCell,
+    Recurrent,
+    StepStates,
+)
 from rnnkit.tasks import ModelConfig, SequenceClassifier, SequenceGenerator, build_model
 from rnnkit.train import TrainConfig, fit
 
@@ -26,6 +37,11 @@ __all__ = [
     "RNN",
     "GRUCell",
     "LSTMCell",
+    "LinearRecurrence",
+    "MinGRU",
+    "MinGRUCell",
+    "MinLSTM",
+    "MinLSTMCell",
     "ModelConfig",
     "OutputLayer",
     "RNNCell",

@@ -101,6 +101,13 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=ranged("seed"), default=0, help="seed for weights and inputs")
     p.add_argument(
+        "--long",
+        action="store_true",
+        help="instead: minGRU/minLSTM against torch.nn.GRU/LSTM at T = 256, 1024, 4096 (B=16, I=64, H=256), "
+        "forward+backward, forward only and one streaming step, with the input projection's time and memory "
+        "(rnnkit.bench_long); --repeats applies, --quick only T = 256",
+    )
+    p.add_argument(
         "--json",
         action="store_true",
         help="print only a JSON array of results on stdout (progress goes to stderr)",
@@ -128,6 +135,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             "noisy (torch's threads wait for each other), compare with a run on an idle machine"
         )
     start = time.perf_counter()
+    if args.long:
+        from rnnkit import bench_long
+
+        lengths = bench_long.LONG_LENGTHS[:1] if args.quick else bench_long.LONG_LENGTHS
+        rows = bench_long.long_rows(lengths=lengths, repeats=args.repeats or 5, seed=args.seed, progress=progress)
+        rows = list(rows)
+        print(json.dumps(rows, indent=1) if args.json else bench_long.format_long(rows))
+        return 0
     results = bench.run(shapes, cells, repeats=args.repeats, budget_s=budget, seed=args.seed, progress=progress)
     if args.shapes is None:  # the default run also measures inference, sampling and (not --quick) two threads
         modes = ("infer", "sample") if args.quick else None

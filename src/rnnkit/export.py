@@ -36,7 +36,8 @@ state (``where``), and a reverse direction reads each sequence reversed within i
 T, and its ONNX LSTM/GRU for the fused kernel fails in onnxruntime at any other T; the TorchScript exporter
 (``dynamo=False``) exports the fused kernel with a dynamic T, but turns rnnkit's own BPTT engine (``gru-before``)
 into a graph that is wrong even at the example's shape. ``scan`` gives every core (rnn, lstm, gru, gru-before)
-with dynamic B and T. The window model and per-step frame encoders are not exported.
+with dynamic B and T; minGRU/minLSTM cores (:mod:`rnnkit.layers.minimal`) go through the same ``scan`` with their
+cells' step form (state ``h`` only). The window model and per-step frame encoders are not exported.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ import math
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -58,6 +60,7 @@ from rnnkit import __version__
 from rnnkit.cells import CELLS, CellSpec, spec_of
 from rnnkit.checkpoint import write_bytes_atomic, write_json_atomic
 from rnnkit.data.vocab import BOS
+from rnnkit.layers.minimal import MinGRU
 from rnnkit.masks import length_mask
 from rnnkit.tasks.classifier import SequenceClassifier
 from rnnkit.tasks.generator import SequenceGenerator
@@ -75,8 +78,19 @@ State = Tensor | tuple[Tensor, Tensor]
 # The recurrence as exportable ops
 
 
+def _min_step(x_t: Tensor, h: Tensor, cell: nn.Module) -> Tensor:
+    """One step of a minGRU/minLSTM cell (``h_t = a_t ⊙ h_{t−1} + b_t``, gates from ``x_t``): ``(B, H)``."""
+    return cell(x_t, h)
+
+
+# minGRU/minLSTM cores (rnnkit.layers.minimal) export through their cells' step form: one state ``h``
+_MIN_SPEC = SimpleNamespace(step=_min_step, state_arity=1, state=("h",))
+
+
 def _cell_spec(core: nn.Module) -> CellSpec:
     """``core``'s entry in :data:`rnnkit.cells.CELLS` (its step function, state names), or a clear refusal."""
+    if isinstance(core, MinGRU):  # MinLSTM too
+        return _MIN_SPEC
     spec = spec_of(core)
     if spec is None or getattr(core, "num_layers", None) is None:
         names = [s.model for s in CELLS.values() if s.model]
@@ -111,6 +125,8 @@ class _Recurrence(nn.Module):
         self.D = 2 if core.bidirectional else 1
 
     def params(self, k: int, d: int) -> tuple[Tensor | None, ...]:
+        if isinstance(self.core, MinGRU):
+            return (self.core.cells[k * self.D + d],)
         sfx = f"_l{k}" + ("_reverse" if d else "")
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if self.core.bias else ("weight_ih", "weight_hh")
         found = tuple(getattr(self.core, n + sfx) for n in names)

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_LENGTHS = (10, 20, 50, 100)
-DEFAULT_MODELS = ("rnn", "lstm", "gru", "window")
+DEFAULT_MODELS = ("rnn", "lstm", "gru", "window", "mingru", "minlstm")
 EMBED_DIM = 16  # token tasks embed their symbols in this many dimensions
 
 
@@ -89,13 +89,23 @@ def _params(module: nn.Module) -> int:
 
 def hidden_for_budget(task: MemoryTask, model: str, budget: int, window: int = 10) -> int:
     """The hidden size whose :class:`MemoryModel` parameter count is closest to ``budget``."""
-    best, best_gap = 1, None
-    for h in range(2, 1025):
-        gap = abs(_params(MemoryModel(task, model, h, window)) - budget)
-        if best_gap is not None and gap > best_gap:
-            break  # the count grows with h: past the closest one it only gets worse
-        best, best_gap = h, gap
-    return best
+
+    def count(h: int) -> int:
+        return _params(MemoryModel(task, model, h, window))
+
+    # the count grows with h: find the first h at or above the budget, then take the closer of it and h − 1
+    # (the later one on a tie). minGRU/minLSTM need thousands of units where an LSTM needs 64 (their only matrix
+    # reads the input, so a unit costs few parameters), hence a search instead of a walk from 2.
+    lo, hi = 2, 1 << 14
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if count(mid) < budget:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo > 2 and abs(count(lo - 1) - budget) < abs(count(lo) - budget):
+        return lo - 1
+    return lo
 
 
 @dataclass

@@ -475,7 +475,7 @@ class RNNClassifier(ClassifierMixin, _SequenceEstimator):
 
     Parameters:
         model: recurrent core from :data:`rnnkit.tasks.registry.MODELS` ("gru", "lstm", "rnn", "gru-before",
-            "window").
+            "window", "mingru", "minlstm").
         hidden_size: H, the recurrent state size.
         num_layers: L, stacked recurrent layers.
         bidirectional: read each sequence in both directions (D = 2).

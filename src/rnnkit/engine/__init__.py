@@ -32,7 +32,9 @@ autograd (tests/test_engine.py walks the table: float64, gradcheck, masks, both 
 
 Modules: :mod:`~rnnkit.engine.fused` (torch's kernels), :mod:`~rnnkit.engine.own` (the own BPTT kernels),
 :mod:`~rnnkit.engine.compiled` (the C++ kernels), :mod:`~rnnkit.engine.policy` (what ``auto`` runs),
-:mod:`~rnnkit.engine.loop` (the autograd loop over a step function, and the stack of layers × directions).
+:mod:`~rnnkit.engine.loop` (the autograd loop over a step function, and the stack of layers × directions),
+:mod:`~rnnkit.engine.scan` (the diagonal linear recurrence of input-gated cells: compiled loop, PyTorch loop,
+log-space parallel scan), :mod:`~rnnkit.engine.build` (C++ kernels built on first use).
 """
 
 from rnnkit.cells import CELLS

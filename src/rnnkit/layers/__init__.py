@@ -39,10 +39,13 @@ the same outputs as fed whole (tested), and :meth:`Recurrent.step` goes one elem
 stream begins in those rows of the batch) while the others carry on.
 
 Modules: :mod:`~rnnkit.layers.recurrent` (:class:`Recurrent`, any cell), :mod:`~rnnkit.layers.builtin` (the
-torch-layout layers, read from :data:`rnnkit.cells.CELLS`), :mod:`~rnnkit.layers.state` (streaming state helpers).
+torch-layout layers, read from :data:`rnnkit.cells.CELLS`), :mod:`~rnnkit.layers.minimal` (minGRU, minLSTM and the
+diagonal linear recurrence, input-gated, run by :mod:`rnnkit.engine.scan`), :mod:`~rnnkit.layers.state`
+(streaming state helpers).
 """
 
 from rnnkit.layers.builtin import GRU, LSTM, RNN, layer_for, to_torch
+from rnnkit.layers.minimal import LinearRecurrence, LinearRecurrenceCell, MinGRU, MinGRUCell, MinLSTM, MinLSTMCell
 from rnnkit.layers.recurrent import Engine, Recurrent, State, StepStates
 from rnnkit.layers.state import detach_state, reset_state
 
@@ -51,6 +54,12 @@ __all__ = [
     "LSTM",
     "RNN",
     "Engine",
+    "LinearRecurrence",
+    "LinearRecurrenceCell",
+    "MinGRU",
+    "MinGRUCell",
+    "MinLSTM",
+    "MinLSTMCell",
     "Recurrent",
     "State",
     "StepStates",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from rnnkit.layers import GRU, LSTM, RNN
+from rnnkit.layers import GRU, LSTM, RNN, MinGRU, MinLSTM
 from rnnkit.windowing import WindowCore
 
 __all__ = ["MODELS", "build_core", "register_model"]
@@ -76,6 +76,9 @@ register_model("rnn", _layer(RNN, nonlinearity="tanh"))
 register_model("lstm", _layer(LSTM))
 register_model("gru", _layer(GRU, reset="after"))
 register_model("gru-before", _layer(GRU, reset="before"))
+# input-gated recurrences (Feng et al. 2024): trained on rnnkit.engine.scan, sampled with the step form
+register_model("mingru", _layer(MinGRU))
+register_model("minlstm", _layer(MinLSTM))
 
 
 def _window(

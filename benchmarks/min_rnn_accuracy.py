@@ -1,0 +1,142 @@
+"""minGRU/minLSTM beside GRU/LSTM at equal parameter counts on the embedded names tasks (issue 17).
+
+Each row is one ``rnnkit train`` run (the task's defaults, except ``--model``, ``--hidden`` and ``--epochs``), one
+at a time. The GRU and LSTM keep the task's default hidden size; minGRU/minLSTM get the hidden size whose recurrent
+core plus output layer has the parameter count closest to its peer's (minGRU next to GRU, minLSTM next to LSTM),
+so the widths differ and the parameter counts match (printed, counted from the saved weights).
+
+    python benchmarks/min_rnn_accuracy.py --epochs 3 --out runs/min-accuracy
+    python benchmarks/min_rnn_accuracy.py --only gender --epochs 3   # one task
+    python benchmarks/min_rnn_accuracy.py --subset 1500 --hidden 64  # 1,500 names per class, 64-unit peers
+
+Results are deterministic for a seed (the numbers do not depend on the machine's load); wall times do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+from safetensors import safe_open
+
+from rnnkit.tasks.registry import build_core
+
+TASKS = {  # name: (rnnkit train arguments, metric, bidirectional, embedded data set)
+    "gender": (["--task", "classify"], "test_accuracy", True, "gender"),
+    "country": (["--task", "classify"], "test_accuracy", True, "country"),
+    "generate": (["--task", "generate"], "test_loss", False, "country"),
+}
+PAIRS = (("gru", "mingru"), ("lstm", "minlstm"))
+EMBED = 64
+
+
+def core_params(model: str, hidden: int, bidirectional: bool, inputs: int = EMBED) -> int:
+    """Parameters of the recurrent core ``model`` reading ``inputs`` features at ``hidden``."""
+    core = build_core(model, inputs, hidden, bidirectional=bidirectional)
+    return sum(p.numel() for p in core.parameters())
+
+
+def weights(folder: Path) -> dict[str, tuple[int, ...]]:
+    """Shapes of the saved weights of a run."""
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+
+
+def matched_hidden(model: str, peer_run: Path, peer: str, hidden: int, bidirectional: bool) -> int:
+    """The hidden size of ``model`` whose whole task model has the parameter count closest to the peer's run.
+
+    The peer's count splits into its core, the parts that read the core's output (a classifier's head, a
+    generator's output layer: ``C`` outputs from ``D·H``, plus ``C`` biases, and a conditional generator's initial
+    state: ``L·H`` outputs) and the rest (embeddings), which stays.
+    """
+    shapes = weights(peer_run)
+    total = sum(math.prod(s) for s in shapes.values())
+    inputs = shapes["core.weight_ih_l0"][1]  # a conditional generator's core reads [embedding, condition]
+    readers = {k: s for k, s in shapes.items() if k.startswith(("head", "init")) and len(s) >= 1}
+    per_h = 0  # parameters per hidden unit outside the core
+    for s in readers.values():
+        per_h += s[1] // hidden if len(s) == 2 and s[1] % hidden == 0 else 0  # (C, D·H): C·D per unit
+        per_h += s[0] // hidden if s[0] % hidden == 0 else 0  # (L·H, E) or (L·H,): rows per unit
+    fixed = total - core_params(peer, hidden, bidirectional, inputs) - per_h * hidden
+
+    def count(h: int) -> int:
+        return core_params(model, h, bidirectional, inputs) + per_h * h + fixed
+
+    return _search(count, total)
+
+
+def _search(count, total: int) -> int:
+    lo, hi = 1, 1 << 14
+    while lo < hi:  # the count grows with the hidden size
+        mid = (lo + hi) // 2
+        if count(mid) < total:
+            lo = mid + 1
+        else:
+            hi = mid
+    return min((max(lo - 1, 1), lo), key=lambda h: abs(count(h) - total))
+
+
+def _subset(data: str, per_class: int, seed: int, out: Path) -> str:
+    """A folder of ``<class>.txt`` files with at most ``per_class`` names per class of the embedded ``data``."""
+    import random
+
+    from rnnkit.data.datasets import default_names
+
+    names = default_names(data)
+    folder = out / f"data-{data}-{per_class}"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for cls in names.classes:
+        items = sorted(n for n, lab in zip(names.items, names.labels, strict=True) if lab == cls)
+        rng.shuffle(items)
+        (folder / f"{cls.replace('/', '-')}.txt").write_text("\n".join(items[:per_class]) + "\n", encoding="utf-8")
+    return str(folder)
+
+
+def run_params(folder: Path) -> int:
+    return sum(math.prod(s) for s in weights(folder).values())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run (default: 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    p.add_argument("--only", nargs="+", choices=list(TASKS), default=list(TASKS), help="tasks (default: all)")
+    p.add_argument("--out", type=Path, default=Path("runs/min-accuracy"), help="run folders and results.json")
+    p.add_argument("--hidden", type=int, default=256, help="hidden size of GRU and LSTM (default: 256)")
+    p.add_argument("--subset", type=int, default=0, help="names per class drawn (seeded) from the data; 0: all")
+    args = p.parse_args(argv)
+    rows = []
+    hidden = args.hidden
+    for task in args.only:
+        train, metric, bidir, data = TASKS[task]
+        train = [
+            *train,
+            "--data",
+            _subset(data, args.subset, args.seed, args.out) if args.subset else f"embedded:{data}",
+        ]
+        for peer, mine in PAIRS:
+            for model in (peer, mine):
+                peer_run = args.out / f"{task}-{peer}"
+                h = hidden if model == peer else matched_hidden(mine, peer_run, peer, hidden, bidir)
+                out = args.out / f"{task}-{model}"
+                cmd = [sys.executable, "-m", "rnnkit", "train", *train, "--model", model, "--hidden", str(h),
+                       "--embed", str(EMBED), "--epochs", str(args.epochs), "--seed", str(args.seed),
+                       "--out", str(out), "--overwrite"]  # fmt: skip
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                metrics = json.loads((out / "metrics.json").read_text())
+                row = {"task": task, "model": model, "hidden": h, "params": run_params(out), metric: metrics[metric],
+                       "train_seconds": metrics.get("train_seconds")}  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

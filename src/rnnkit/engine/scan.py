@@ -1,0 +1,259 @@
+"""The diagonal linear recurrence ``h_t = a_t ⊙ h_{t−1} + b_t`` over a whole sequence, on three exact paths.
+
+Shape symbols: T time, B batch, H hidden (every ``(B, H)`` channel is independent: the recurrence has no matrix
+product, so its cost is a few memory passes over ``(T, B, H)``).
+
+Input-gated recurrences (minGRU, minLSTM, LRU/Mamba-style diagonal layers) reduce to this one recurrence once their
+coefficients ``a_t``, ``b_t`` are computed from the input for all ``T`` at once. Paths (one job; tests/test_min_rnn.py
+asserts they agree, forward and backward, in float64):
+
+* ``"compiled"`` — a C++ loop (``csrc/linear_scan.cpp``, built on first use by :mod:`rnnkit.engine.build`) over
+  time, vectorised over the ``B·H`` channels, with a hand-written backward (the reverse recurrence
+  ``dh_t = g_t + a_{t+1} dh_{t+1}``). CPU, float32/float64. Sequential, but each step is one fused pass.
+* ``"sequential"`` — the same forward and backward loops in PyTorch (``addcmul`` per step): the fallback where
+  the compiled kernels are off (``RNNKIT_COMPILED=0``), missing, or the dtype/device has none.
+* ``"scan"`` — a log-space parallel scan (Heinsen's ``logcumsumexp`` form) in ``O(log T)`` depth: within chunks
+  of :data:`CHUNK` steps ``h_t = e^{a*_t}·h_0 + Σ_k e^{a*_t − a*_k} b_k`` with ``a*`` the cumulative ``log a``
+  inside the chunk, split into the positive and negative parts of ``b`` (any sign of ``b`` and ``h_0`` is
+  exact); the chunks' end states are joined by the same scan one level up (recursively). Exponents stay within
+  one chunk's cumulative ``log a``, which bounds the float32 error; the transient memory is a few ``(T, B, H)``
+  tensors, never ``(T, T)``; the backward is the same scan run on the reversed, shifted coefficients, so only
+  ``log a``, ``b``'s shape and ``h`` are saved. Needs ``a_t > 0`` (callers pass ``log a`` directly, as minGRU's
+  ``−softplus(k)``, which never underflows to ``log 0``).
+
+Policy (:func:`resolve_method`, ``method="auto"``): the parallel scan where parallelism pays — CUDA and other
+accelerators, where one ``logcumsumexp`` over ``T`` beats ``T`` kernel launches; on the CPU the compiled loop
+(a 2-core CPU has little parallelism to exploit, and the scan's transcendentals cost more than the loop), else
+the PyTorch loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+from rnnkit.engine.build import extension_status, load_extension
+
+__all__ = ["CHUNK", "FUSED_KINDS", "SCAN_METHODS", "compiled_scan_available", "fused_min_scan", "linear_scan",
+           "resolve_method"]  # fmt: skip
+
+SCAN_METHODS = ("auto", "compiled", "sequential", "scan")
+"""The paths of :func:`linear_scan` (``"auto"`` picks one per device, see the module docstring)."""
+
+CHUNK = 16
+"""Steps per chunk of the log-space scan. The float32 error grows with the cumulative ``log a`` inside a chunk
+(measured at T = 10⁴, minGRU-like gates: 0.7e-5, 1.7e-5, 4.5e-5, 1.6e-4 of max|h| for 8, 16, 32, 64 steps); 16 keeps
+three recursion levels up to T = 65,536."""
+
+_EXTENSION = "linear_scan"
+
+
+def _kernels():
+    return load_extension(_EXTENSION, ["linear_scan.cpp"])
+
+
+def compiled_scan_available() -> bool:
+    """True when the compiled loop is built (or builds now) and loads; False when it is off or cannot build."""
+    return _kernels() is not None
+
+
+def resolve_method(method: str, device: torch.device, dtype: torch.dtype) -> str:
+    """The concrete path for ``method`` on ``device``/``dtype``: ``"compiled"``, ``"sequential"`` or ``"scan"``.
+
+    ``"auto"``: ``"scan"`` off the CPU, ``"compiled"`` on the CPU when the kernels load and the dtype is
+    float32/float64, else ``"sequential"``. An explicit ``"compiled"`` that cannot run raises ValueError.
+    """
+    if method not in SCAN_METHODS:
+        raise ValueError(f"method must be one of {SCAN_METHODS}, got {method!r}")
+    compiled_ok = device.type == "cpu" and dtype in (torch.float32, torch.float64)
+    if method == "auto":
+        if device.type != "cpu":
+            return "scan"
+        return "compiled" if compiled_ok and _kernels() is not None else "sequential"
+    if method == "compiled":
+        if not compiled_ok:
+            raise ValueError(f"method='compiled' runs on the CPU in float32/float64, got {device.type} {dtype}")
+        if _kernels() is None:
+            raise ValueError(f"method='compiled' is unavailable ({extension_status(_EXTENSION)}); use 'auto'")
+    return method
+
+
+def linear_scan(
+    a: Tensor, b: Tensor, h0: Tensor, method: str = "auto", *, log_a: bool = False, chunk: int = CHUNK
+) -> Tensor:
+    """All states of ``h_t = a_t ⊙ h_{t−1} + b_t``, differentiable in ``a``, ``b`` and ``h0``.
+
+    Args:
+        a: ``(T, *S)`` coefficients, or their logarithms when ``log_a=True`` (the ``"scan"`` path works in log
+            space; give ``log a`` directly where it has a stable form, else it takes ``log`` of ``a``, which must
+            then be > 0). ``S`` is any state shape, e.g. ``(B, H)``.
+        b: ``(T, *S)`` inputs. h0: ``(*S)`` the state before step 0.
+        method: one of :data:`SCAN_METHODS`. chunk: steps per chunk of the log-space scan.
+    Returns:
+        ``hs`` ``(T, *S)``: ``hs[t]`` is ``h_t``; ``hs[-1]`` the final state.
+    """
+    if a.shape != b.shape or a.shape[1:] != h0.shape:
+        raise ValueError(f"linear_scan: a {tuple(a.shape)}, b {tuple(b.shape)} and h0 {tuple(h0.shape)} disagree")
+    if a.shape[0] == 0:
+        raise ValueError("linear_scan: the sequence must have at least one step")
+    path = resolve_method(method, b.device, b.dtype)
+    if path == "scan":
+        if not log_a:
+            a = torch.log(a)  # a ≤ 0 gives nan/−inf: the log-space scan needs a > 0 (docstring)
+        return _LogScanFn.apply(a, b, h0, chunk)
+    if log_a:
+        a = torch.exp(a)
+    if path == "compiled":
+        return _CompiledFn.apply(a, b, h0)
+    return _SequentialFn.apply(a, b, h0)
+
+
+FUSED_KINDS = {"mingru": 0, "minlstm": 1}
+"""Cells whose gate math the compiled loop fuses (:func:`fused_min_scan`), and their kernel codes."""
+
+
+def fused_min_scan(kind: str, P: Tensor, h0: Tensor, mask: Tensor | None = None) -> Tensor:
+    """minGRU/minLSTM over the projected input with the gate math inside the compiled loop (CPU).
+
+    ``P`` ``(T, B, G·H)`` is ``x W^T + b`` in the cell's gate order (minGRU ``[k, c]``, minLSTM ``[k_f, k_i, c]``),
+    ``h0`` ``(B, H)``, ``mask`` ``(T, B, 1)`` of 0/1 or None. Returns ``hs`` ``(T, B, H)``; a masked step carries
+    the state. The backward recomputes the gates from ``P``, so only ``P`` and ``hs`` are kept: less memory and
+    fewer passes over ``(T, B, H)`` than the coefficients through autograd (the ``compiled`` path of
+    :func:`linear_scan` with ``a``, ``b`` made by PyTorch ops), with the same numbers (tests/test_min_rnn.py).
+    Needs the compiled kernels (:func:`compiled_scan_available`).
+    """
+    m = P.new_empty(0) if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(P.dtype).contiguous()
+    return _FusedMinFn.apply(FUSED_KINDS[kind], P, h0, m)
+
+
+def _exp_neg(kind: int, P: Tensor) -> Tensor:
+    """``exp(−P)`` for the fused kernels, one vectorised op. minLSTM's ratio ``(1 + e_f)/(1 + e_i)`` must stay
+    finite, so its exponents stop at ``log(max)/2`` (a gate pre-activation below −44 in float32, −354 in float64,
+    acts as that value: the gate is below 1e-19 resp. 1e-154 either way); minGRU needs no bound (``e = ∞`` gives
+    the exact limit 0)."""
+    E = torch.neg(P)  # one new tensor, then in place: this runs over (T, B, G·H) twice per training step
+    if kind != 0:
+        E.clamp_(max=math.log(torch.finfo(P.dtype).max) / 2)
+    return E.exp_()
+
+
+class _FusedMinFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, kind: int, P: Tensor, h0: Tensor, mask: Tensor) -> Tensor:
+        P, h0 = P.contiguous(), h0.contiguous()
+        hs = _kernels().min_forward(kind, P, _exp_neg(kind, P), h0, mask)  # (T, B, H)
+        ctx.save_for_backward(P, hs, h0, mask)
+        ctx.kind = kind
+        return hs
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: Tensor):
+        P, hs, h0, mask = ctx.saved_tensors
+        E = _exp_neg(ctx.kind, P)  # recomputed: cheaper than keeping (T, B, G·H) more
+        dP, dh0 = _kernels().min_backward(ctx.kind, P, E, hs, h0, mask, g.contiguous())
+        return None, dP, dh0, None
+
+
+# ---------------------------------------------------------------------------------------------- sequential paths
+def _flat(x: Tensor, T: int) -> Tensor:
+    return x.reshape(T, -1).contiguous()  # (T, N), N = B·H
+
+
+class _CompiledFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+        T = a.shape[0]
+        a2, h02 = _flat(a, T), h0.reshape(-1).contiguous()
+        hs = _kernels().forward(a2, _flat(b, T), h02)  # (T, N)
+        ctx.save_for_backward(a2, hs, h02)
+        ctx.shape = a.shape
+        return hs.view(a.shape)
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: Tensor):
+        a2, hs, h02 = ctx.saved_tensors
+        da, db, dh0 = _kernels().backward(a2, hs, h02, _flat(g, a2.shape[0]))
+        return da.view(ctx.shape), db.view(ctx.shape), dh0.view(ctx.shape[1:])
+
+
+class _SequentialFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, a: Tensor, b: Tensor, h0: Tensor) -> Tensor:
+        hs = torch.empty_like(b)  # (T, *S)
+        prev = h0
+        for a_t, b_t, h_t in zip(a.unbind(0), b.unbind(0), hs.unbind(0), strict=True):
+            prev = torch.addcmul(b_t, a_t, prev, out=h_t)
+        ctx.save_for_backward(a, hs, h0)
+        return hs
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: Tensor):
+        a, hs, h0 = ctx.saved_tensors
+        dh = torch.empty_like(g)  # dh_t = g_t + a_{t+1} dh_{t+1} = ∂L/∂b_t
+        carry = torch.zeros_like(h0)
+        for t in range(g.shape[0] - 1, -1, -1):  # no autograd here: plain views of plain tensors
+            torch.add(g[t], carry, out=dh[t])
+            carry = a[t] * dh[t]
+        prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # (T, *S): h_{t−1}
+        return dh * prev, dh, carry
+
+
+# ---------------------------------------------------------------------------------------------- log-space scan
+class _LogScanFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: FunctionCtx, log_a: Tensor, b: Tensor, h0: Tensor, chunk: int) -> Tensor:
+        floor = math.log(torch.finfo(log_a.dtype).tiny)  # a below the smallest normal number acts as a = tiny
+        la = log_a.clamp(min=floor)
+        hs = _scan(la, b, h0, chunk)
+        ctx.save_for_backward(la, hs, h0)
+        ctx.chunk = chunk
+        return hs
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: Tensor):
+        la, hs, h0 = ctx.saved_tensors
+        # dh_t = g_t + a_{t+1} dh_{t+1}: the same recurrence backwards in time, with the coefficients shifted
+        la_next = torch.cat([la[1:], torch.zeros_like(la[:1])])  # (T, *S); the last one multiplies dh_T = 0
+        dh = _scan(la_next.flip(0), g.flip(0), torch.zeros_like(h0), ctx.chunk).flip(0)
+        a = torch.exp(la)
+        prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # h_{t−1}
+        d_log_a = dh * a * prev  # ∂h_t/∂log a_t = a_t h_{t−1}
+        return d_log_a, dh, a[0] * dh[0], None
+
+
+def _scan(la: Tensor, b: Tensor, h0: Tensor, chunk: int) -> Tensor:
+    """Forward values of the scan (no autograd): chunks scanned in parallel, their joins by recursion."""
+    T = la.shape[0]
+    if chunk >= T:
+        return _block(la.unsqueeze(0), b.unsqueeze(0), h0.unsqueeze(0))[0][0]
+    n = -(-T // chunk)  # chunks
+    pad = n * chunk - T
+    if pad:  # padded steps carry the state: log a = 0, b = 0
+        la = torch.cat([la, la.new_zeros((pad, *la.shape[1:]))])
+        b = torch.cat([b, b.new_zeros((pad, *b.shape[1:]))])
+    rest = la.shape[1:]
+    la_c = la.reshape(n, chunk, *rest)  # (n, C, *S)
+    local, a_star = _block(la_c, b.reshape(n, chunk, *rest), None)  # each chunk from a zero state
+    # each chunk's end state is a linear recurrence over chunks: H_j = e^{a*_j,end} H_{j−1} + local_j,end
+    ends = _scan(a_star[:, -1], local[:, -1], h0, chunk)  # (n, *S)
+    starts = torch.cat([h0.unsqueeze(0), ends[:-1]])  # (n, *S): the state entering each chunk
+    hs = local + torch.exp(a_star) * starts.unsqueeze(1)  # (n, C, *S)
+    return hs.reshape(n * chunk, *rest)[:T]
+
+
+def _block(la: Tensor, b: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Scan over dim 1 of ``(n, C, *S)`` blocks in log space. Returns ``(hs, a*)``, both ``(n, C, *S)``."""
+    a_star = torch.cumsum(la, dim=1)  # log Π_{j≤t} a_j within the block
+    hs = _signed_part(b.clamp(min=0), a_star) - _signed_part((-b).clamp(min=0), a_star)
+    if h0 is not None:
+        hs = hs + torch.exp(a_star) * h0.unsqueeze(1)
+    return hs, a_star
+
+
+def _signed_part(b_pos: Tensor, a_star: Tensor) -> Tensor:
+    """``Σ_{k≤t} e^{a*_t − a*_k} b_k`` for ``b ≥ 0``, as ``exp(a*_t + logcumsumexp(log b_k − a*_k))``."""
+    log_b = torch.log(b_pos)  # 0 → −inf: that term drops out of the sum exactly
+    return torch.exp(a_star + torch.logcumsumexp(log_b - a_star, dim=1))
