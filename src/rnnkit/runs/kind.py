@@ -254,7 +254,7 @@ class RunKind:
         defaults = {f.name: f.default for f in dataclass_fields(RunOptions) if f.default is not MISSING}
         foreign += [k for k in self.ignores if k in defaults and getattr(opts, k) != defaults[k]]
         if foreign:
-            names = ", ".join(_flag_name(k) for k in foreign)
+            names = ", ".join(sorted(_flag_name(k) for k in foreign))  # sorted: the same words in any load order
             which = "does" if len(foreign) == 1 else "do"
             raise ValueError(
                 f"{names} {which} not apply to --task {self.name} ({self.help or self.name}): leave "
