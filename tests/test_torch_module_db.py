@@ -107,7 +107,10 @@ def test_module_db_has_every_recurrent_module():
 
 
 @pytest.mark.parametrize("info,dtype_name,training", CASES)
-def test_module_db_samples_match_torch(info, dtype_name, training):
+def test_module_db_samples_match_torch(info, dtype_name, training, monkeypatch):
+    # bitwise: auto on torch's kernel, i.e. without rnnkit's compiled kernels (with them, auto runs rnnkit's C++
+    # kernel on CPU, checked against these samples to rounding in test_module_db_samples_on_rnnkit_engines)
+    monkeypatch.setattr(rnnkit.engine.compiled, "rnn_extension", lambda: None)
     dtype = DTYPES[dtype_name]
     samples = _samples(info, dtype, training)
     assert samples, "module_db gave no samples"
@@ -130,15 +133,16 @@ def test_module_db_samples_match_torch(info, dtype_name, training):
                 torch.testing.assert_close(a, b, **tol, msg=lambda m, n=n: f"sample {n} gradient: {m}")
 
 
-@pytest.mark.parametrize("engine", ["own", "loop"])
+@pytest.mark.parametrize("engine", ["own", "compiled", "loop"])
 @pytest.mark.parametrize("info", [i for i in INFOS if i.module_cls in (nn.RNN, nn.GRU, nn.LSTM)], ids=lambda i: i.name)
 def test_module_db_samples_on_rnnkit_engines(info, engine):
-    """rnnkit's own BPTT and the autograd loop against torch on the same samples (float64, eval: no dropout)."""
+    """rnnkit's own BPTT, the compiled kernel and the autograd loop against torch on the same samples (float64,
+    eval: no dropout)."""
     dtype = torch.float64
     checked = 0
     for n, sample in enumerate(_samples(info, dtype, training=False)):
         ctor, fwd = sample.constructor_input, sample.forward_input
-        if engine == "own" and ctor.kwargs.get("proj_size", 0):
+        if engine in ("own", "compiled") and ctor.kwargs.get("proj_size", 0):
             # the own BPTT has no projection: it refuses in one ValueError (test_layers tests that), and
             # engine="auto" sends proj_size to torch's kernel; the loop engine covers the projection here
             continue
