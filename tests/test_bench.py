@@ -108,10 +108,12 @@ def test_jax_column_matches_the_cell_when_installed() -> None:
 def test_pick_threads_rule() -> None:
     from rnnkit.cli import pick_threads
 
-    assert pick_threads(64, 32, cpus=2) == 1
-    assert pick_threads(None, 32, cpus=8) == 1  # unknown sizes count as small
-    assert pick_threads(256, 128, cpus=8) == 2
-    assert pick_threads(512, 256, cpus=2) == 2  # capped by the CPUs
+    assert pick_threads(64, 32, cpus=2, busy=0.0) == 2  # an idle machine: every CPU
+    assert pick_threads(64, 32, cpus=2, busy=1.2) == 1  # another process holds a core: one thread
+    assert pick_threads(8, 4, cpus=8, busy=0.0) == 1  # a tiny model: one thread
+    assert pick_threads(None, None, cpus=8, busy=2.0) == 6  # unknown size: the free CPUs
+    assert pick_threads(512, 256, cpus=2, busy=5.0) == 1  # at least one
+    assert pick_threads(512, 256, cpus=4, busy=-1.0) == 4  # at most the CPUs
 
 
 def test_threads_flag_is_applied_and_restored(capsys) -> None:
