@@ -116,6 +116,13 @@ def test_pick_threads_rule() -> None:
     assert pick_threads(512, 256, cpus=4, busy=-1.0) == 4  # at most the CPUs
 
 
+def test_busy_cpus_reads_the_machine() -> None:
+    from rnnkit.cli import busy_cpus
+
+    busy = busy_cpus(2, interval=0.02)
+    assert 0.0 <= busy <= 2.0 + 1e-9
+
+
 def test_threads_flag_is_applied_and_restored(capsys) -> None:
     import torch
 

@@ -803,10 +803,41 @@ TINY = 1024
 """``hidden × batch`` below which a model runs on one thread: its steps are too small to split."""
 
 
+def busy_cpus(cpus: int, interval: float = 0.05) -> float:
+    """How many of ``cpus`` other processes keep busy now: the busy share of ``/proc/stat``'s CPU time over
+    ``interval`` seconds (this process sleeps meanwhile) times ``cpus``; where there is no ``/proc/stat``, the
+    1-minute load average (which lags a job that just ended by a minute or more)."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    total = total1 - total0
+    return 0.0 if total <= 0 else cpus * (total - (idle1 - idle0)) / total
+
+
+_BUSY: dict[int, float] = {}
+
+
+def _busy_now(cpus: int) -> float:
+    """:func:`busy_cpus`, measured once per process (``main`` may run many times in one process, as in tests)."""
+    if cpus not in _BUSY:
+        _BUSY[cpus] = busy_cpus(cpus)
+    return _BUSY[cpus]
+
+
 def pick_threads(hidden: int | None, batch: int | None, cpus: int | None = None, busy: float | None = None) -> int:
     """torch's thread count: the CPUs no other process is using, or 1 for a tiny model.
 
-    ``busy`` is the number of CPUs other processes keep busy (default: the 1-minute load average, rounded); a
+    ``busy`` is the number of CPUs other processes keep busy (default: :func:`busy_cpus`, rounded); a
     model with ``hidden · batch < TINY`` gets 1 thread, any other (or one of unknown size) every free CPU, at
     least 1. Measured on a 2-core machine: idle, 2 threads ran ``rnnkit demo`` in 214 s where 1 took 326 s; with
     another process on one core, 2 threads made an epoch of the names classifier 8× slower than 1 — so a busy
@@ -815,7 +846,7 @@ def pick_threads(hidden: int | None, batch: int | None, cpus: int | None = None,
     if cpus is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if busy is None:
-        busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        busy = _busy_now(cpus)
     if hidden and batch and hidden * batch < TINY:
         return 1
     return max(1, min(cpus, cpus - round(busy)))
