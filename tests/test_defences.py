@@ -19,36 +19,10 @@ import numpy as np
 import pytest
 import torch
 
+from cli_helpers import assert_one_line_error, make_folder, rnnkit_main
 from rnnkit import cli
 
-LETTERS = {"Alpha": "aeiou", "Beta": "bcdfg"}
 TINY = ["--hidden", "4", "--embed", "2", "--epochs", "1", "--batch-size", "8"]
-
-
-def make_folder(path: Path, n: int = 12) -> Path:
-    path.mkdir(parents=True)
-    for cls, letters in LETTERS.items():
-        items = sorted({cls[0] + letters[i % 5] + letters[(i * 3) % 5] * (1 + i % 3) + str(i) for i in range(n)})
-        (path / f"{cls}.txt").write_text("\n".join(items) + "\n", encoding="utf-8")
-    return path
-
-
-def rnnkit_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
-    capsys.readouterr()
-    code = cli.main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> str:
-    assert code == 2, (out, err)
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("rnnkit: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
-    return lines[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -1,0 +1,41 @@
+"""Helpers of the command-line defence tests (test_robust, test_defences): a tiny two-class folder of names, an
+in-process ``rnnkit`` call that captures its output, and the one-line-error assertion (exit 2, no traceback)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rnnkit import cli
+
+LETTERS = {"Alpha": "aeiou", "Beta": "bcdfg"}
+
+
+def make_folder(path: Path, n: int = 12) -> Path:
+    """A folder of two label files (``Alpha.txt``, ``Beta.txt``) of ``n`` made-up names each."""
+    path.mkdir(parents=True)
+    for cls, letters in LETTERS.items():
+        items = sorted({cls[0] + letters[i % 5] + letters[(i * 3) % 5] * (1 + i % 3) + str(i) for i in range(n)})
+        (path / f"{cls}.txt").write_text("\n".join(items) + "\n", encoding="utf-8")
+    return path
+
+
+def rnnkit_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """``rnnkit ARGS`` in this process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> str:
+    """Exit 2, no traceback, exactly one ``rnnkit: error:`` line on stderr containing every needle; returns it."""
+    assert code == 2, (out, err)
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("rnnkit: error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, err)
+    return lines[0]
