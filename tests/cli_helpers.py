@@ -39,3 +39,20 @@ def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, err)
     return lines[0]
+
+
+def write_tiny_ts(path: Path, n_per_class: int, seed: int, noise: float) -> Path:
+    """A two-class (``up``/``down``), two-channel ``.ts`` file of unequal lengths 6–14: ramps plus ``noise``."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = ["@problemName Tiny", "@timeStamps false", "@missing false", "@univariate false", "@dimensions 2"]
+    lines += ["@equalLength false", "@classLabel true up down", "@data"]
+    for _ in range(n_per_class):
+        for cls in ("up", "down"):
+            n = int(rng.integers(6, 15))
+            t = np.linspace(0, 1, n) * (1 if cls == "up" else -1)
+            dims = [",".join(f"{v:.4f}" for v in t * (c + 1) + noise * rng.normal(size=n)) for c in range(2)]
+            lines.append(":".join(dims) + f":{cls}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

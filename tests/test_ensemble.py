@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 import rnnkit.runs.kind  # noqa: F401  the built-in kinds
+from cli_helpers import write_tiny_ts
 from rnnkit import cli
 from rnnkit.data.arrays import Standardizer, as_sequences, read_ts
 from rnnkit.data.batching import Batch
@@ -61,17 +62,7 @@ def test_a_single_model_config_keeps_its_keys() -> None:
 
 # ---------------------------------------------------------------------------------------------------------- CLI
 def _write_ts(path: Path, n_per_class: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    lines = ["@problemName Tiny", "@timeStamps false", "@missing false", "@univariate false", "@dimensions 2"]
-    lines += ["@equalLength false", "@classLabel true up down", "@data"]
-    for _ in range(n_per_class):
-        for cls in ("up", "down"):
-            n = int(rng.integers(6, 15))
-            t = np.linspace(0, 1, n) * (1 if cls == "up" else -1)
-            dims = [",".join(f"{v:.4f}" for v in t * (c + 1) + 0.3 * rng.normal(size=n)) for c in range(2)]
-            lines.append(":".join(dims) + f":{cls}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_tiny_ts(path, n_per_class, seed, noise=0.3)
 
 
 TINY = ["--hidden", "4", "--epochs", "2", "--batch-size", "8"]

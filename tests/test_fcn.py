@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import rnnkit.runs.kind  # noqa: F401  the built-in kinds
+from cli_helpers import write_tiny_ts
 from rnnkit import cli
 from rnnkit.data.batching import Batch
 from rnnkit.tasks import MODELS, ModelConfig, SequenceClassifier, SequenceRegressor, build_model
@@ -243,17 +244,7 @@ def test_the_sklearn_estimator_takes_the_model_name() -> None:
 
 # ---------------------------------------------------------------------------------------------------------- CLI
 def _write_ts(path: Path, n_per_class: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    lines = ["@problemName Tiny", "@timeStamps false", "@missing false", "@univariate false", "@dimensions 2"]
-    lines += ["@equalLength false", "@classLabel true up down", "@data"]
-    for _ in range(n_per_class):
-        for cls in ("up", "down"):
-            n = int(rng.integers(6, 15))
-            t = np.linspace(0, 1, n) * (1 if cls == "up" else -1)
-            dims = [",".join(f"{v:.4f}" for v in t * (c + 1) + 0.1 * rng.normal(size=n)) for c in range(2)]
-            lines.append(":".join(dims) + f":{cls}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return write_tiny_ts(path, n_per_class, seed, noise=0.1)
 
 
 @pytest.fixture(scope="module")
