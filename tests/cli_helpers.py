@@ -21,6 +21,11 @@ def make_folder(path: Path, n: int = 12) -> Path:
     return path
 
 
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` (relative path → bytes): compared before and after to prove nothing changed."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def rnnkit_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
     """``rnnkit ARGS`` in this process: (exit code, stdout, stderr)."""
     capsys.readouterr()

@@ -19,14 +19,10 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import assert_one_line_error, make_folder, rnnkit_main
+from cli_helpers import assert_one_line_error, make_folder, rnnkit_main, snapshot
 from rnnkit import cli
 
 TINY = ["--hidden", "4", "--embed", "2", "--epochs", "1", "--batch-size", "8"]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
