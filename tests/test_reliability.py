@@ -418,9 +418,10 @@ def test_random_sigkills_then_resume_equal_the_uninterrupted_run(base: Path, nam
             else:
                 # two new checkpoints (progress), then a random moment of the next epoch, its checkpoint write
                 # included; the epoch's length is measured live, so a run never outlives its kills
-                first = _wait_for_new_checkpoint(proc, latest, before, timeout=60)
+                # (the waits are generous: a loaded machine, e.g. another test worker, slows a process's start-up)
+                first = _wait_for_new_checkpoint(proc, latest, before, timeout=180)
                 t_first = time.monotonic()
-                if first is not None and _wait_for_new_checkpoint(proc, latest, first, timeout=60) is not None:
+                if first is not None and _wait_for_new_checkpoint(proc, latest, first, timeout=180) is not None:
                     time.sleep(rng.uniform(0, time.monotonic() - t_first))
                     progressed = True
             proc.send_signal(signal.SIGKILL)
