@@ -35,7 +35,14 @@ from torch.autograd.function import FunctionCtx
 from rnnkit.engine.build import load_extension
 from rnnkit.engine.own import project_inputs, run_own
 
-__all__ = ["COMPILED_KINDS", "compiled_available", "reference_recurrence", "rnn_extension", "run_compiled"]
+__all__ = [
+    "COMPILED_KINDS",
+    "compiled_available",
+    "reference_recurrence",
+    "rnn_extension",
+    "run_compiled",
+    "step_compiled",
+]
 
 _CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_before": 4}
 COMPILED_KINDS = frozenset(_CODES)
@@ -107,24 +114,68 @@ def run_compiled(
     return hs, hs[-1]
 
 
+def step_compiled(
+    kind: str,
+    x_t: Tensor,
+    state: Tensor | tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """One step of one layer without grad (sampling, serving): ``x_t`` ``(B, I)``, ``state`` ``h`` ``(B, H)`` or
+    ``(h, c)``; returns the new state. The caller has checked :func:`runs_compiled` and that grad is off; the only
+    Python here is the call (``W_hhᵀ`` cached by :func:`_step_layout`, no autograd node, no re-validation)."""
+    empty = _empty(x_t)
+    h0, c0 = state if kind == "lstm" else (state, empty)
+    out = rnn_extension().layer_forward(
+        _CODES[kind],
+        x_t.unsqueeze(0),
+        h0.contiguous(),
+        c0.contiguous(),
+        w_ih,
+        w_hh,
+        _step_layout(w_hh, x_t.shape[0]),
+        empty if b_ih is None else b_ih,
+        empty if b_hh is None else b_hh,
+        empty,
+        False,
+    )
+    return (out[0][0], out[1][0]) if kind == "lstm" else out[0][0]
+
+
+_EMPTIES: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+
+def _empty(ref: Tensor) -> Tensor:
+    """A cached empty tensor of ``ref``'s dtype and device (the kernel's "None")."""
+    key = (ref.dtype, ref.device)
+    e = _EMPTIES.get(key)
+    if e is None:
+        e = _EMPTIES[key] = ref.new_empty(0)
+    return e
+
+
 _SMALL_B = 4
 """Batches up to this size multiply by ``W_hhᵀ`` laid out ``(H, G)`` (``SMALL_B`` in csrc/rnn.cpp)."""
 
-_LAYOUTS: weakref.WeakKeyDictionary[Tensor, tuple[int, int, Tensor]] = weakref.WeakKeyDictionary()
+_LAYOUTS: dict[int, tuple[weakref.ref, int, int, Tensor]] = {}
+"""id(W_hh) → (a weak reference to it, its ``_version`` and storage address, ``W_hhᵀ`` laid out)."""
 
 
 def _step_layout(w_hh: Tensor, B: int) -> Tensor:
     """``W_hhᵀ`` ``(H, G)`` for a small batch without grad (sampling, serving), cached per weight tensor and
-    rebuilt when the weight changes (its ``_version``/storage), so a step does not lay it out again; an empty
+    rebuilt when the weight changes (its ``_version`` or storage), so a step does not lay it out again; an empty
     tensor (the kernel lays it out itself, or packs ``W_hh``) otherwise."""
     if B > _SMALL_B:
         return w_hh.new_empty(0)
-    key = (w_hh._version, w_hh.data_ptr())
-    hit = _LAYOUTS.get(w_hh)
-    if hit is not None and hit[:2] == key:
-        return hit[2]
+    key = id(w_hh)
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0]() is w_hh and hit[1] == w_hh._version and hit[2] == w_hh.data_ptr():
+        return hit[3]
     layout = w_hh.detach().t().contiguous()  # (H, G)
-    _LAYOUTS[w_hh] = (*key, layout)
+    ref = weakref.ref(w_hh, lambda _ref, k=key: _LAYOUTS.pop(k, None))
+    _LAYOUTS[key] = (ref, w_hh._version, w_hh.data_ptr(), layout)
     return layout
 
 

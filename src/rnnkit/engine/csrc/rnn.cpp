@@ -88,10 +88,9 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t
 // once and C is written once. BLAS pays a fixed cost per call that dominates a product this small.
 constexpr int64_t SMALL_B = 4;
 
-template <typename T, int MR>
+template <typename T, int MR, int NB>
 __attribute__((noinline)) void small_mm_block(const T* __restrict A, int64_t lda, const T* __restrict W, int64_t ldw,
                                               int64_t K, T beta, T* __restrict C, int64_t ldc) {
-  constexpr int NB = 256 / sizeof(T);  // four 512-bit vectors per row
   T acc[MR][NB];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NB; ++j) acc[i][j] = beta == T(0) ? T(0) : C[i * ldc + j];
@@ -106,27 +105,16 @@ __attribute__((noinline)) void small_mm_block(const T* __restrict A, int64_t lda
     for (int j = 0; j < NB; ++j) C[i * ldc + j] = acc[i][j];
 }
 
-template <typename T>
-__attribute__((noinline)) void small_mm_tail(int64_t M, int64_t N, const T* __restrict A, int64_t lda,
-                                             const T* __restrict W, int64_t ldw, int64_t K, T beta, T* __restrict C,
-                                             int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    T* c = C + i * ldc;
-    for (int64_t j = 0; j < N; ++j) c[j] = beta == T(0) ? T(0) : c[j];
-    for (int64_t k = 0; k < K; ++k) {
-      const T s = A[i * lda + k];
-      const T* w = W + k * ldw;
-      for (int64_t j = 0; j < N; ++j) c[j] = std::fma(s, w[j], c[j]);
-    }
-  }
-}
-
 template <typename T, int MR>
 void small_mm_rows(int64_t N, const T* A, int64_t lda, const T* W, int64_t ldw, int64_t K, T beta, T* C, int64_t ldc) {
-  constexpr int64_t NB = 256 / sizeof(T);
+  // 8 vectors of 512 bits per row of C in flight (16 for two rows): enough independent FMA chains to hide
+  // their latency; narrower blocks for the remainder, then one column at a time
+  constexpr int V = 64 / sizeof(T);  // elements per 512-bit vector
   int64_t n0 = 0;
-  for (; n0 + NB <= N; n0 += NB) small_mm_block<T, MR>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
-  if (n0 < N) small_mm_tail<T>(MR, N - n0, A, lda, W + n0, ldw, K, beta, C + n0, ldc);
+  for (; n0 + 8 * V <= N; n0 += 8 * V) small_mm_block<T, MR, 8 * V>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
+  for (; n0 + 2 * V <= N; n0 += 2 * V) small_mm_block<T, MR, 2 * V>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
+  for (; n0 + V / 2 <= N; n0 += V / 2) small_mm_block<T, MR, V / 2>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
+  for (; n0 < N; ++n0) small_mm_block<T, MR, 1>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
 }
 
 template <typename T>
