@@ -108,10 +108,10 @@ def run_compiled(
         )
         hs = out[0]
         return (hs, (hs[-1], out[1][-1])) if kind == "lstm" else (hs, hs[-1])
-    hs, c_n = _CompiledFn.apply(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, m)
+    hs, h_n, c_n = _CompiledFn.apply(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, m)
     if kind == "lstm":
-        return hs, (hs[-1], c_n)
-    return hs, hs[-1]
+        return hs, (h_n, c_n)
+    return hs, h_n
 
 
 def step_compiled(
@@ -185,7 +185,8 @@ def _c(t: Tensor | None, ref: Tensor) -> Tensor:
 
 
 class _CompiledFn(torch.autograd.Function):
-    """One layer-direction on ``x`` ``(T, B, I)``: returns ``(hs (T, B, H), c_T (B, H); empty but for lstm)``."""
+    """One layer-direction on ``x`` ``(T, B, I)``: returns ``(hs (T, B, H), h_T (B, H), c_T (B, H); empty but
+    for lstm)``."""
 
     @staticmethod
     def forward(
@@ -207,6 +208,7 @@ class _CompiledFn(torch.autograd.Function):
         x_, h0_, c0_, w_ih_, w_hh_, b_ih_, b_hh_, mask_ = (t.contiguous() for t in inputs)
         out = ext.layer_forward(_CODES[kind], x_, h0_, c0_, w_ih_, w_hh_, empty, b_ih_, b_hh_, mask_, train)
         hs = out[0]
+        h_n = hs[-1].clone()  # its own output: its gradient enters the kernel's backward, not a (T, B, H) scatter
         c_n = out[1][-1].clone() if kind == "lstm" else empty
         if kind != "lstm":
             ctx.mark_non_differentiable(c_n)
@@ -215,14 +217,14 @@ class _CompiledFn(torch.autograd.Function):
         if train:  # the inputs as given (the double-backward path differentiates with respect to them)
             saved = list(out[1:]) + [empty] * (4 - len(out))
             ctx.save_for_backward(*inputs, hs, *saved)
-        return hs, c_n
+        return hs, h_n, c_n
 
     @staticmethod
-    def backward(ctx: FunctionCtx, d_hs: Tensor, d_cn: Tensor):
+    def backward(ctx: FunctionCtx, d_hs: Tensor, d_hn: Tensor, d_cn: Tensor):
         x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, hs, s1, s2, s3 = ctx.saved_tensors
         kind = ctx.kind
         if torch.is_grad_enabled():  # create_graph=True: differentiate the autograd reference instead
-            grads = _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_cn)
+            grads = _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn)
             return (None, *grads)
         if d_cn is None or d_cn.numel() == 0:
             d_cn = h0.new_zeros(h0.shape) if kind == "lstm" else h0.new_empty(0)
@@ -230,6 +232,7 @@ class _CompiledFn(torch.autograd.Function):
         dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = rnn_extension().layer_backward(
             _CODES[kind],
             d_hs.contiguous(),
+            h0.new_empty(0) if d_hn is None else d_hn.contiguous(),
             d_cn.contiguous(),
             x.contiguous(),
             h0.contiguous(),
@@ -258,7 +261,7 @@ class _CompiledFn(torch.autograd.Function):
         )
 
 
-def _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_cn):
+def _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn):
     """The gradients of the layer-direction as autograd functions of its inputs (for ``create_graph=True``)."""
     mask = mask if mask.numel() else None  # the kernel's empty tensors stand for None
     b_ih, b_hh = (b_ih, b_hh) if b_ih.numel() else (None, None)
@@ -269,6 +272,9 @@ def _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs
         state0 = (h0, c0) if kind == "lstm" else h0
         hs, final = reference_recurrence(kind, xp, state0, w_hh, b_gated, mask)
         outs, grads = [hs], [d_hs]
+        if d_hn is not None:
+            outs.append(final[0] if kind == "lstm" else final)
+            grads.append(d_hn)
         if kind == "lstm" and d_cn is not None and d_cn.numel():
             outs.append(final[1])
             grads.append(d_cn)

@@ -261,6 +261,27 @@ ROW lstm_fwd_row(T* __restrict g, const T* __restrict x, const T* __restrict c_p
   }
 }
 
+// the same on gate pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ (the step's GEMM accumulated into the
+// projected inputs), overwritten by the activated gates
+ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
+                         T* __restrict tc, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = Act<T>::sigmoid(g[j]);
+    const T f = Act<T>::sigmoid(g[H + j]);
+    const T gg = Act<T>::tanh(g[2 * H + j]);
+    const T o = Act<T>::sigmoid(g[3 * H + j]);
+    const T cn = f * c_prev[j] + i * gg;
+    const T tn = Act<T>::tanh(cn);
+    g[j] = i;
+    g[H + j] = f;
+    g[2 * H + j] = gg;
+    g[3 * H + j] = o;
+    c[j] = cn;
+    tc[j] = tn;
+    h[j] = o * tn;
+  }
+}
+
 ROW gru_fwd_row(const T* __restrict g, const T* __restrict x, const T* __restrict p, const T* __restrict bhn,
                 T* __restrict st, T* __restrict h, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
@@ -437,31 +458,32 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
   }
 
   if (kind == LSTM) {
+    // xp (owned by the caller) is the gate buffer: each step's GEMM adds h W_hhᵀ into its rows and the row
+    // function overwrites them with the activated gates, which the backward reads; no second (T, B, 4H) buffer
     Tensor cs = at::empty({Tn, B, H}, xp.options());
-    Tensor gates = at::empty({Ts, B, G}, xp.options());
     Tensor tcs = at::empty({Ts, B, H}, xp.options());
     T* CS = cs.data_ptr<T>();
-    T* GA = gates.data_ptr<T>();
+    T* GA = const_cast<T*>(X);
     T* TC = tcs.data_ptr<T>();
     const T* c0p = c0.data_ptr<T>();
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t s = train ? t : 0;
       const T* hp = t ? HS + (t - 1) * BH : h0p;
       const T* cp = t ? CS + (t - 1) * BH : c0p;
-      T* ga = GA + s * B * G;
-      hw(hp, H, ga, G);  // (B, 4H)
+      T* ga = GA + t * B * G;
+      w1.mul(hp, H, T(1), ga, G);  // (B, 4H) += h_{t−1} W_hhᵀ
       for_rows(B, H, [&](int64_t b) {
         T* c = CS + t * BH + b * H;
         T* h = HS + t * BH + b * H;
         if (keep(t, b)) {
-          lstm_fwd_row<T>(ga + b * G, xrow(t, b), cp + b * H, c, h, TC + s * BH + b * H, H);
-        } else {
+          lstm_fwd_row_inplace<T>(ga + b * G, cp + b * H, c, h, TC + s * BH + b * H, H);
+        } else {  // a carried row: its gate row is never read (the backward passes the gradient through)
           std::memcpy(c, cp + b * H, H * sizeof(T));
           std::memcpy(h, hp + b * H, H * sizeof(T));
         }
       });
     }
-    return {hs, cs, gates, tcs};
+    return {hs, cs, xp, tcs};
   }
 
   Tensor S = at::empty({Ts, B, 4 * H}, xp.options());
@@ -514,7 +536,7 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
 // ---------------------------------------------------------------------------------------------------- backward
 // Returns {d_xp (T, B, G), dh0 (B, H), dc0 (B, H) or empty, dW_hh (G, H), d_b_hn (H,) or empty}.
 template <typename T>
-std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_cn, const Tensor& h0,
+std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_hn, const Tensor& d_cn, const Tensor& h0,
                                   const Tensor& c0, const Tensor& w_hh, const Tensor& mask, const Tensor& hs,
                                   const Tensor& s1, const Tensor& s2, const Tensor& s3) {
   const int64_t Tn = hs.size(0), B = hs.size(1), H = hs.size(2), G = w_hh.size(0);
@@ -528,7 +550,8 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
   // dh += d_a_t W_hh per step with W_hh (G, H) as it is stored (K×N), prepared once (gru-before: rows 0:2H here,
   // the candidate's block separately)
   const StepWeight<T> wb(W, H, false, H, kind == GRU_BEFORE ? 2 * H : G, B, true, Tn);
-  Tensor dh = at::zeros({B, H}, hs.options());  // gradient reaching h_t from later steps, updated in place
+  // gradient reaching h_t from later steps, updated in place; it starts as the final state's own gradient
+  Tensor dh = live(d_hn) ? d_hn.clone() : at::zeros({B, H}, hs.options());
   T* DH = dh.data_ptr<T>();
   // dW (N, H) = Σ_t D_tᵀ h_{t−1} over all steps at once (h_{−1} = h0): two GEMMs, no copy of the states
   auto weight_grad = [&](const T* D, int64_t ldd, int64_t N, T* DW) {
@@ -662,13 +685,30 @@ std::vector<Tensor> layer_forward_impl(int64_t kind, const Tensor& x, const Tens
 
 // Returns {dx (T, B, I), dh0, dc0 or undefined, dW_ih (G, I), dW_hh (G, H), db_ih (G), db_hh (G)}; what `need`
 // (x, w_ih, bias) marks as not needed is undefined.
+// out[0:n] = Σ_r A[r, 0:n] over `rows` rows (row stride n): blocks of 64 rows summed first, then the blocks, so
+// the rounding grows with 64 + rows/64 rather than with rows
 template <typename T>
-std::vector<Tensor> layer_backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_cn, const Tensor& x,
+void column_sums(const T* __restrict A, int64_t rows, int64_t n, T* __restrict out) {
+  std::vector<T> part(n);
+  for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+    std::fill(part.begin(), part.end(), T(0));
+    T* __restrict p = part.data();
+    for (int64_t r = r0; r < std::min(rows, r0 + 64); ++r) {
+      const T* __restrict a = A + r * n;
+      for (int64_t j = 0; j < n; ++j) p[j] += a[j];
+    }
+    for (int64_t j = 0; j < n; ++j) out[j] += p[j];
+  }
+}
+
+template <typename T>
+std::vector<Tensor> layer_backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_hn, const Tensor& d_cn,
+                                        const Tensor& x,
                                         const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                                         const Tensor& mask, const Tensor& hs, const Tensor& s1, const Tensor& s2,
                                         const Tensor& s3, bool need_x, bool need_wih, bool need_bias) {
   const int64_t Tn = x.size(0), B = x.size(1), I = x.size(2), G = w_hh.size(0), H = w_hh.size(1);
-  auto r = backward_impl<T>(kind, d_hs, d_cn, h0, c0, w_hh, mask, hs, s1, s2, s3);
+  auto r = backward_impl<T>(kind, d_hs, d_hn, d_cn, h0, c0, w_hh, mask, hs, s1, s2, s3);
   const T* DA = r[0].template data_ptr<T>();  // (T·B, G): the gradient of xp
   Tensor dx, dwih, dbih, dbhh;
   if (need_x) {
@@ -680,7 +720,8 @@ std::vector<Tensor> layer_backward_impl(int64_t kind, const Tensor& d_hs, const 
     gemm<T>(true, false, G, I, Tn * B, DA, G, x.data_ptr<T>(), I, T(0), dwih.data_ptr<T>(), I);
   }
   if (need_bias) {
-    dbih = r[0].view({Tn * B, G}).sum(0);
+    dbih = at::zeros({G}, x.options());
+    column_sums<T>(DA, Tn * B, G, dbih.data_ptr<T>());
     dbhh = dbih.clone();
     if (kind == GRU) dbhh.narrow(0, G - H, H).copy_(r[4]);
   }
@@ -699,14 +740,14 @@ std::vector<Tensor> layer_forward(int64_t kind, Tensor x, Tensor h0, Tensor c0, 
   return out;
 }
 
-std::vector<Tensor> layer_backward(int64_t kind, Tensor d_hs, Tensor d_cn, Tensor x, Tensor h0, Tensor c0,
+std::vector<Tensor> layer_backward(int64_t kind, Tensor d_hs, Tensor d_hn, Tensor d_cn, Tensor x, Tensor h0, Tensor c0,
                                    Tensor w_ih, Tensor w_hh, Tensor mask, Tensor hs, Tensor s1, Tensor s2, Tensor s3,
                                    bool need_x, bool need_wih, bool need_bias) {
-  for (auto* p : {&d_hs, &d_cn, &x, &h0, &c0, &w_ih, &w_hh, &mask, &hs, &s1, &s2, &s3}) check(*p, "input");
+  for (auto* p : {&d_hs, &d_hn, &d_cn, &x, &h0, &c0, &w_ih, &w_hh, &mask, &hs, &s1, &s2, &s3}) check(*p, "input");
   at::NoGradGuard no_grad;
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_layer_backward", [&] {
-    out = layer_backward_impl<scalar_t>(kind, d_hs, d_cn, x, h0, c0, w_ih, w_hh, mask, hs, s1, s2, s3, need_x,
+    out = layer_backward_impl<scalar_t>(kind, d_hs, d_hn, d_cn, x, h0, c0, w_ih, w_hh, mask, hs, s1, s2, s3, need_x,
                                         need_wih, need_bias);
   });
   return out;
