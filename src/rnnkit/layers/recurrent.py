@@ -276,9 +276,12 @@ class Recurrent(nn.Module):
         arity = 2 if kinds[0] == "lstm" else 1
         parts = None if state is None else (tuple(state) if isinstance(state, (tuple, list)) else (state,))
         if parts is not None and (
-            len(parts) != arity or any(not isinstance(p, Tensor) or p.shape != (L, B, H) for p in parts)
+            len(parts) != arity
+            or any(not isinstance(p, Tensor) or p.shape != (L, B, H) or p.dtype != x_t.dtype for p in parts)
         ):
             return None  # the general path raises the error
+        if self._cell_params(0, 0)[1].dtype != x_t.dtype:
+            return None
         zero = x_t.new_zeros(B, H) if parts is None else None
         finals, inp = [], x_t
         for k, kind in enumerate(kinds):
