@@ -1,13 +1,18 @@
 // rnnkit's compiled recurrences: forward and backward of rnn (tanh/relu), lstm, gru (reset after, torch.nn) and
-// gru-before (the lecture's), one layer-direction at a time, on the hoisted input projection.
+// gru-before (the lecture's), one layer-direction per call: the input projection, the recurrence and, backward,
+// every gradient of the direction (docs/engine.md, "The compiled kernel").
 //
-// Shape symbols: T time, B batch, H hidden, G gates·H (rnn H, gru 3H, lstm 4H). Every tensor is contiguous,
-// row-major, float or double. Per step: one GEMM (two for gru-before) into a preallocated buffer, through the
-// BLAS torch links (sgemm_/dgemm_, no dispatcher call per step; at::addmm_ where the symbol is absent), then the gate
-// math as one loop over B·H that the compiler vectorises (float: a polynomial exp; double: libm, for exactness).
-// The backward stores nothing per step that it allocates: every buffer is made before the loop, and the recurrent
-// weight gradient is one GEMM over all T·B rows after it. A row b of step t with mask 0 carries the state unchanged
-// (the gradient passes through it), exactly as rnnkit.engine.own does.
+// Shape symbols: T time, B batch, I input, H hidden, G gates·H (rnn H, gru 3H, lstm 4H). Every tensor is
+// contiguous, row-major, float or double. The input projection is one GEMM over all T·B rows. Per step: one GEMM
+// (two for gru-before) with W_hh prepared once per call (StepWeight: MKL-packed for float32, W_hhᵀ laid out for a
+// register-blocked product at B ≤ 4, else sgemm_/dgemm_ from the BLAS torch links; no dispatcher call, no tensor
+// made per step), then the gate math as one loop over B·H that the compiler vectorises (float: a polynomial exp;
+// double: libm, for exactness). The backward allocates nothing per step; the weight, input and bias gradients are
+// one GEMM (or one column sum) each over all T·B rows after the loop. A row b of step t with mask 0 carries the
+// state unchanged (the gradient passes through it), exactly as rnnkit.engine.own does.
+//
+// Over 600 lines on purpose: one translation unit, because the build cache (rnnkit.engine.build) is keyed by the
+// hash of the listed sources, so a header of its own would not rebuild the kernels when it changed.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
