@@ -121,8 +121,8 @@ def test_auto_runs_the_compiled_kernel_on_cpu(ext, kind, monkeypatch):
     torch.manual_seed(3)
     layer = make_layer(kind, 3, 4, 2, bidirectional=True)
     calls = []
-    real = ext.forward
-    monkeypatch.setattr(ext, "forward", lambda *a: calls.append(a[0]) or real(*a))
+    real = ext.layer_forward
+    monkeypatch.setattr(ext, "layer_forward", lambda *a: calls.append(a[0]) or real(*a))
     x = torch.randn(5, 2, 3, dtype=DT)
     got = run_grads(layer, x, None)
     assert len(calls) == 4  # every layer and direction
@@ -299,3 +299,68 @@ def test_projection_refuses_compiled_and_auto_runs_fused(ext, monkeypatch):
     monkeypatch.setattr(compiled._CompiledFn, "apply", functools.partial(pytest.fail, "compiled kernel used"))
     out, _ = lstm(torch.randn(5, 2, 3, dtype=DT))
     assert out.shape == (5, 2, 2)
+
+
+# ------------------------------------------------------------------------- the per-step product paths of the kernel
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("B", [1, 3, 6], ids=["B1", "B3", "B6"])
+def test_small_batch_and_packed_products_float64(ext, kind, B):
+    """B ≤ 4 takes the register-blocked product over W_hhᵀ, larger B BLAS; H = 70 spans the full column blocks and
+    every remainder width. Forward and backward against the autograd loop over the cell's step, with lengths."""
+    torch.manual_seed(11)
+    T, I, H = 6, 5, 70
+    layer = make_layer(kind, I, H, 2, engine="compiled")
+    x = torch.randn(T, B, I, dtype=DT)
+    lengths = [6, 3, 5, 1, 6, 2][:B]
+    hx = random_hx(kind, 2, B, H)
+    got = run_grads(layer, x, hx, lengths)
+    layer.engine = "loop"
+    assert_close_all(got, run_grads(layer, x, hx, lengths))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("B", [1, 3, 9], ids=["B1", "B3", "B9"])
+def test_float32_paths_against_float64(ext, kind, B):
+    """float32 on every product path (B ≤ 4 register-blocked, else MKL's packed W_hh or BLAS): within float32
+    bounds of the same layer run in float64 (outputs 2e-5, gradients 1e-4 relative to their size)."""
+    torch.manual_seed(13)
+    T, I, H = 12, 7, 80
+    layer = make_layer(kind, I, H, 2, dtype=torch.float32, engine="compiled")
+    x = torch.randn(T, B, I)
+    lengths = [12, 5, 9, 1, 12, 3, 7, 12, 2][:B]
+    got = run_grads(layer, x, None, lengths)
+    layer64 = make_layer(kind, I, H, 2, engine="loop")
+    layer64.load_state_dict({k: v.double() for k, v in layer.state_dict().items()})
+    want = run_grads(layer64, x.double(), None, lengths)
+    n_out = 1 + (2 if kind == "lstm" else 1)
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        bound = 2e-5 if i < n_out else 1e-4 * max(1.0, b.abs().max().item())
+        assert (a.double() - b).abs().max().item() <= bound, i
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("B", [1, 5], ids=["B1", "B5"])
+def test_step_without_grad_equals_forward(ext, kind, B):
+    """step() under no_grad (the compiled single-step path sampling runs) and the no-grad forward give the autograd
+    loop's outputs and states, also after an in-place weight update (the cached W_hhᵀ layout is keyed by the
+    weight's version)."""
+    torch.manual_seed(14)
+    T, I, H = 5, 4, 40
+    layer = make_layer(kind, I, H, 2)
+    x = torch.randn(T, B, I, dtype=DT)
+    for _ in range(2):
+        with torch.no_grad():
+            layer.engine = "loop"  # the reference: no cached layout
+            out, h_n = layer(x)
+            layer.engine = "auto"
+            torch.testing.assert_close(layer(x)[0], out, rtol=1e-12, atol=1e-12)
+            state, ys = None, []
+            for t in range(T):
+                y, state = layer.step(x[t], state)
+                ys.append(y)
+        torch.testing.assert_close(torch.stack(ys), out, rtol=1e-12, atol=1e-12)
+        for a, b in zip(states(state), states(h_n), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        with torch.no_grad():
+            for p in layer.parameters():
+                p.mul_(0.5)  # in place: same tensor, new _version

@@ -38,7 +38,7 @@ log-space parallel scan), :mod:`~rnnkit.engine.build` (C++ kernels built on firs
 """
 
 from rnnkit.cells import CELLS
-from rnnkit.engine.compiled import COMPILED_KINDS, compiled_available, run_compiled, runs_compiled
+from rnnkit.engine.compiled import COMPILED_KINDS, compiled_available, run_compiled, runs_compiled, step_compiled
 from rnnkit.engine.fused import FUSED_KINDS, run_fused
 from rnnkit.engine.loop import bind_step, run_loop, run_stack
 from rnnkit.engine.own import OWN_KERNELS, run_own
@@ -59,6 +59,7 @@ __all__ = [
     "run_own",
     "run_stack",
     "runs_compiled",
+    "step_compiled",
 ]
 
 CELL_KINDS = tuple(CELLS)

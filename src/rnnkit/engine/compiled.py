@@ -25,6 +25,7 @@ gradgradcheck); plain ``backward()`` always takes the C++ kernel.
 
 from __future__ import annotations
 
+import weakref
 from types import ModuleType
 
 import torch
@@ -34,7 +35,14 @@ from torch.autograd.function import FunctionCtx
 from rnnkit.engine.build import load_extension
 from rnnkit.engine.own import project_inputs, run_own
 
-__all__ = ["COMPILED_KINDS", "compiled_available", "reference_recurrence", "rnn_extension", "run_compiled"]
+__all__ = [
+    "COMPILED_KINDS",
+    "compiled_available",
+    "reference_recurrence",
+    "rnn_extension",
+    "run_compiled",
+    "step_compiled",
+]
 
 _CODES = {"rnn_tanh": 0, "rnn_relu": 1, "lstm": 2, "gru": 3, "gru_before": 4}
 COMPILED_KINDS = frozenset(_CODES)
@@ -73,37 +81,102 @@ def run_compiled(
 
     Args and returns as :func:`rnnkit.engine.run_own`: ``x`` ``(T, B, I)``, ``state0`` ``h0`` ``(B, H)`` or
     ``(h0, c0)``, torch.nn's packed weights, ``mask`` ``(T, B, 1)`` or None; returns ``(hs (T, B, H), final)``.
+    The input projection and the recurrence are one C++ call (one autograd node), forward and backward.
     """
-    if not runs_compiled(kind, x):
+    if not runs_compiled(kind, x) or w_hh.dtype != x.dtype:
         return run_own(kind, x, state0, w_ih, w_hh, b_ih, b_hh, mask)
-    xp, b_gated = project_inputs(kind, x, w_ih, w_hh, b_ih, b_hh)  # (T, B, G·H)
-    H = w_hh.shape[1]
     if kind == "lstm":
         h0, c0 = state0
     else:
         h0, c0 = state0, None
-    if kind == "gru" and b_gated is None:
-        b_gated = w_hh.new_zeros(H)
     m = None if mask is None else mask.reshape(mask.shape[0], mask.shape[1])  # (T, B)
     if not torch.is_grad_enabled() or not any(
-        t is not None and t.requires_grad for t in (xp, h0, c0, w_hh, b_gated)
+        t is not None and t.requires_grad for t in (x, h0, c0, w_ih, w_hh, b_ih, b_hh)
     ):  # inference: straight to the kernel (no autograd node; it keeps one step of its buffers)
-        out = rnn_extension().forward(
+        out = rnn_extension().layer_forward(
             _CODES[kind],
-            xp.contiguous(),
+            x.contiguous(),
             h0.contiguous(),
-            _c(c0, xp),
+            _c(c0, x),
+            w_ih.contiguous(),
             w_hh.contiguous(),
-            _c(b_gated, xp),
-            _c(m, xp),
+            _step_layout(w_hh, x.shape[1]),
+            _c(b_ih, x),
+            _c(b_hh, x),
+            _c(m, x),
             False,
         )
         hs = out[0]
         return (hs, (hs[-1], out[1][-1])) if kind == "lstm" else (hs, hs[-1])
-    hs, c_n = _CompiledFn.apply(kind, xp, h0, c0, w_hh, b_gated, m)
+    hs, h_n, c_n = _CompiledFn.apply(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, m)
     if kind == "lstm":
-        return hs, (hs[-1], c_n)
-    return hs, hs[-1]
+        return hs, (h_n, c_n)
+    return hs, h_n
+
+
+def step_compiled(
+    kind: str,
+    x_t: Tensor,
+    state: Tensor | tuple[Tensor, Tensor],
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """One step of one layer without grad (sampling, serving): ``x_t`` ``(B, I)``, ``state`` ``h`` ``(B, H)`` or
+    ``(h, c)``; returns the new state. The caller has checked :func:`runs_compiled` and that grad is off; the only
+    Python here is the call (``W_hhᵀ`` cached by :func:`_step_layout`, no autograd node, no re-validation)."""
+    empty = _empty(x_t)
+    h0, c0 = state if kind == "lstm" else (state, empty)
+    out = rnn_extension().layer_forward(
+        _CODES[kind],
+        x_t.unsqueeze(0),
+        h0.contiguous(),
+        c0.contiguous(),
+        w_ih,
+        w_hh,
+        _step_layout(w_hh, x_t.shape[0]),
+        empty if b_ih is None else b_ih,
+        empty if b_hh is None else b_hh,
+        empty,
+        False,
+    )
+    return (out[0][0], out[1][0]) if kind == "lstm" else out[0][0]
+
+
+_EMPTIES: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+
+def _empty(ref: Tensor) -> Tensor:
+    """A cached empty tensor of ``ref``'s dtype and device (the kernel's "None")."""
+    key = (ref.dtype, ref.device)
+    e = _EMPTIES.get(key)
+    if e is None:
+        e = _EMPTIES[key] = ref.new_empty(0)
+    return e
+
+
+_SMALL_B = 4
+"""Batches up to this size multiply by ``W_hhᵀ`` laid out ``(H, G)`` (``SMALL_B`` in csrc/rnn.cpp)."""
+
+_LAYOUTS: dict[int, tuple[weakref.ref, int, int, Tensor]] = {}
+"""id(W_hh) → (a weak reference to it, its ``_version`` and storage address, ``W_hhᵀ`` laid out)."""
+
+
+def _step_layout(w_hh: Tensor, B: int) -> Tensor:
+    """``W_hhᵀ`` ``(H, G)`` for a small batch without grad (sampling, serving), cached per weight tensor and
+    rebuilt when the weight changes (its ``_version`` or storage), so a step does not lay it out again; an empty
+    tensor (the kernel lays it out itself, or packs ``W_hh``) otherwise."""
+    if B > _SMALL_B:
+        return w_hh.new_empty(0)
+    key = id(w_hh)
+    hit = _LAYOUTS.get(key)
+    if hit is not None and hit[0]() is w_hh and hit[1] == w_hh._version and hit[2] == w_hh.data_ptr():
+        return hit[3]
+    layout = w_hh.detach().t().contiguous()  # (H, G)
+    ref = weakref.ref(w_hh, lambda _ref, k=key: _LAYOUTS.pop(k, None))
+    _LAYOUTS[key] = (ref, w_hh._version, w_hh.data_ptr(), layout)
+    return layout
 
 
 def _c(t: Tensor | None, ref: Tensor) -> Tensor:
@@ -112,82 +185,96 @@ def _c(t: Tensor | None, ref: Tensor) -> Tensor:
 
 
 class _CompiledFn(torch.autograd.Function):
-    """The recurrence on ``xp`` ``(T, B, G·H)``: returns ``(hs (T, B, H), c_T (B, H); empty but for lstm)``."""
+    """One layer-direction on ``x`` ``(T, B, I)``: returns ``(hs (T, B, H), h_T (B, H), c_T (B, H); empty but
+    for lstm)``."""
 
     @staticmethod
     def forward(
         ctx: FunctionCtx,
         kind: str,
-        xp: Tensor,
+        x: Tensor,
         h0: Tensor,
         c0: Tensor | None,
+        w_ih: Tensor,
         w_hh: Tensor,
-        b_hn: Tensor | None,
+        b_ih: Tensor | None,
+        b_hh: Tensor | None,
         mask: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         ext = rnn_extension()
         train = any(ctx.needs_input_grad)
-        out = ext.forward(
-            _CODES[kind],
-            xp.contiguous(),
-            h0.contiguous(),
-            _c(c0, xp),
-            w_hh.contiguous(),
-            _c(b_hn, xp),
-            _c(mask, xp),
-            train,
-        )
+        empty = x.new_empty(0)
+        inputs = [empty if t is None else t for t in (x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask)]
+        x_, h0_, c0_, w_ih_, w_hh_, b_ih_, b_hh_, mask_ = (t.contiguous() for t in inputs)
+        out = ext.layer_forward(_CODES[kind], x_, h0_, c0_, w_ih_, w_hh_, empty, b_ih_, b_hh_, mask_, train)
         hs = out[0]
-        c_n = out[1][-1].clone() if kind == "lstm" else xp.new_empty(0)
+        h_n = hs[-1].clone()  # its own output: its gradient enters the kernel's backward, not a (T, B, H) scatter
+        c_n = out[1][-1].clone() if kind == "lstm" else empty
         if kind != "lstm":
             ctx.mark_non_differentiable(c_n)
         ctx.kind = kind
-        if train:
-            saved = list(out[1:]) + [xp.new_empty(0)] * (4 - len(out))
-            ctx.save_for_backward(xp, h0, _c(c0, xp), w_hh, _c(b_hn, xp), _c(mask, xp), hs, *saved)
-        return hs, c_n
+        ctx.has_bias = b_ih is not None
+        if train:  # the inputs as given (the double-backward path differentiates with respect to them)
+            saved = list(out[1:]) + [empty] * (4 - len(out))
+            ctx.save_for_backward(*inputs, hs, *saved)
+        return hs, h_n, c_n
 
     @staticmethod
-    def backward(ctx: FunctionCtx, d_hs: Tensor, d_cn: Tensor):
-        xp, h0, c0, w_hh, b_hn, mask, hs, s1, s2, s3 = ctx.saved_tensors
+    def backward(ctx: FunctionCtx, d_hs: Tensor, d_hn: Tensor, d_cn: Tensor):
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, hs, s1, s2, s3 = ctx.saved_tensors
         kind = ctx.kind
         if torch.is_grad_enabled():  # create_graph=True: differentiate the autograd reference instead
-            return (None, *_differentiable_backward(kind, xp, h0, c0, w_hh, b_hn, mask, d_hs, d_cn))
+            grads = _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn)
+            return (None, *grads)
         if d_cn is None or d_cn.numel() == 0:
             d_cn = h0.new_zeros(h0.shape) if kind == "lstm" else h0.new_empty(0)
-        d_xp, dh0, dc0, dw, db = rnn_extension().backward(
+        need = ctx.needs_input_grad
+        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = rnn_extension().layer_backward(
             _CODES[kind],
             d_hs.contiguous(),
+            h0.new_empty(0) if d_hn is None else d_hn.contiguous(),
             d_cn.contiguous(),
+            x.contiguous(),
             h0.contiguous(),
-            c0,
+            c0.contiguous(),
+            w_ih.contiguous(),
             w_hh.contiguous(),
-            mask,
+            mask.contiguous(),
             hs,
             s1,
             s2,
             s3,
+            need[1],
+            need[4],
+            ctx.has_bias and (need[6] or need[7]),
         )
         return (
             None,
-            d_xp,
+            dx,
             dh0,
             dc0 if kind == "lstm" else None,
-            dw,
-            db if kind == "gru" else None,
+            dw_ih,
+            dw_hh,
+            db_ih if ctx.has_bias else None,
+            db_hh if ctx.has_bias else None,
             None,
         )
 
 
-def _differentiable_backward(kind, xp, h0, c0, w_hh, b_hn, mask, d_hs, d_cn):
-    """The gradients of the recurrence as autograd functions of its inputs (for ``create_graph=True``)."""
-    mask = mask if mask.numel() else None  # the kernel's empty tensor stands for None
-    inputs = [xp, h0, c0 if kind == "lstm" else None, w_hh, b_hn if kind == "gru" else None]
+def _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn):
+    """The gradients of the layer-direction as autograd functions of its inputs (for ``create_graph=True``)."""
+    mask = mask if mask.numel() else None  # the kernel's empty tensors stand for None
+    b_ih, b_hh = (b_ih, b_hh) if b_ih.numel() else (None, None)
+    inputs = [x, h0, c0 if kind == "lstm" else None, w_ih, w_hh, b_ih, b_hh]
     live = [t for t in inputs if t is not None and t.requires_grad]
     with torch.enable_grad():
+        xp, b_gated = project_inputs(kind, x, w_ih, w_hh, b_ih, b_hh)
         state0 = (h0, c0) if kind == "lstm" else h0
-        hs, final = reference_recurrence(kind, xp, state0, w_hh, b_hn if kind == "gru" else None, mask)
+        hs, final = reference_recurrence(kind, xp, state0, w_hh, b_gated, mask)
         outs, grads = [hs], [d_hs]
+        if d_hn is not None:
+            outs.append(final[0] if kind == "lstm" else final)
+            grads.append(d_hn)
         if kind == "lstm" and d_cn is not None and d_cn.numel():
             outs.append(final[1])
             grads.append(d_cn)

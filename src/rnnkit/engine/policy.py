@@ -11,10 +11,12 @@ under ``torch.compile`` / ``torch.export``     fused, else      dynamo traces to
                                                the loop (rnn:   neither the C++ extension nor the own kernels'
                                                own)             ``out=`` views
 LSTM with ``proj_size``                        fused            only torch's kernel has the projection
-CPU, float32/float64, compiled kernels load    compiled         rnn, lstm, gru, gru-before: per-step overhead in C++
-                                                                instead of Python/ATen; lstm 0.6–1.03× torch.nn.LSTM,
-                                                                gru/gru-before/rnn 0.2–0.8× torch.nn.LSTM at the
-                                                                bench shapes (docs/engine.md)
+CPU, float32/float64, compiled kernels load    compiled         rnn, lstm, gru, gru-before, every shape and batch:
+                                                                per-step overhead in C++ instead of Python/ATen;
+                                                                lstm 0.75–1.0× torch.nn.LSTM (oneDNN), gru,
+                                                                gru-before and rnn 0.1–0.3× torch.nn's and
+                                                                0.3–0.9× torch.nn.LSTM's time; forward without
+                                                                grad at B = 1 0.2–0.8× torch.nn (docs/engine.md)
 CPU without compiled kernels                   fused where      oneDNN's LSTM is the fastest Python-driven path;
 (``RNNKIT_COMPILED=0``, no compiler, other     exact, else own  own BPTT for gru-before (no torch kernel)
 dtypes)

@@ -239,6 +239,9 @@ class Recurrent(nn.Module):
             raise ValueError("step() needs a unidirectional layer: a reverse direction must see the whole sequence")
         if x_t.dim() != 2 or x_t.shape[1] != self.input_size:
             raise ValueError(f"step: x_t must have shape (B, {self.input_size}), got {tuple(x_t.shape)}")
+        fast = self._step_compiled(x_t, state)
+        if fast is not None:
+            return fast
         B = x_t.shape[0]
         states = self._initial_states(state, B, x_t, unbatched=False)
         new_states = []
@@ -256,6 +259,42 @@ class Recurrent(nn.Module):
             if k < self.num_layers - 1 and self.dropout > 0 and self.training:
                 inp = nn.functional.dropout(inp, self.dropout, True)
         return inp, self._stack_finals(new_states)
+
+    def _step_compiled(self, x_t: Tensor, state: State | None) -> tuple[Tensor, State] | None:
+        """:meth:`step` without grad on the compiled kernels, Python cut to one kernel call per layer (sampling
+        runs this per symbol); None where the general path must run (grad, dropout, other engines, bad ``state``)."""
+        if torch.is_grad_enabled() or self._engine not in ("auto", "compiled") or getattr(self, "proj_size", 0):
+            return None
+        if self.training and self.dropout > 0 and self.num_layers > 1:
+            return None
+        kinds = self.__dict__.get("_step_kinds")  # the cells' kinds never change after construction
+        if kinds is None:
+            kinds = self.__dict__["_step_kinds"] = [self._builtin_kind(k, 0) for k in range(self.num_layers)]
+        if None in kinds or not _engine.runs_compiled(kinds[0], x_t) or torch.compiler.is_compiling():
+            return None
+        L, B, H = self.num_layers, x_t.shape[0], self.hidden_size
+        arity = 2 if kinds[0] == "lstm" else 1
+        parts = None if state is None else (tuple(state) if isinstance(state, (tuple, list)) else (state,))
+        if parts is not None and (
+            len(parts) != arity
+            or any(not isinstance(p, Tensor) or p.shape != (L, B, H) or p.dtype != x_t.dtype for p in parts)
+        ):
+            return None  # the general path raises the error
+        if self._cell_params(0, 0)[1].dtype != x_t.dtype:
+            return None
+        zero = x_t.new_zeros(B, H) if parts is None else None
+        finals, inp = [], x_t
+        for k, kind in enumerate(kinds):
+            if parts is None:
+                s0 = (zero, zero) if arity == 2 else zero
+            else:
+                s0 = (parts[0][k], parts[1][k]) if arity == 2 else parts[0][k]
+            s = _engine.step_compiled(kind, inp, s0, *self._cell_params(k, 0))
+            finals.append(s)
+            inp = s[0] if arity == 2 else s  # (B, H)
+        if arity == 1:
+            return inp, torch.stack(finals)  # (L, B, H)
+        return inp, (torch.stack([f[0] for f in finals]), torch.stack([f[1] for f in finals]))
 
     # ------------------------------------------------------------------ input handling
     def _time_major(self, input: Tensor) -> tuple[Tensor, bool]:

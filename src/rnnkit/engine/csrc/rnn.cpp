@@ -1,18 +1,24 @@
 // rnnkit's compiled recurrences: forward and backward of rnn (tanh/relu), lstm, gru (reset after, torch.nn) and
-// gru-before (the lecture's), one layer-direction at a time, on the hoisted input projection.
+// gru-before (the lecture's), one layer-direction per call: the input projection, the recurrence and, backward,
+// every gradient of the direction (docs/engine.md, "The compiled kernel").
 //
-// Shape symbols: T time, B batch, H hidden, G gates·H (rnn H, gru 3H, lstm 4H). Every tensor is contiguous,
-// row-major, float or double. Per step: one GEMM (two for gru-before) into a preallocated buffer, through the
-// BLAS torch links (sgemm_/dgemm_, no dispatcher call per step; at::addmm_ where the symbol is absent), then the gate
-// math as one loop over B·H that the compiler vectorises (float: a polynomial exp; double: libm, for exactness).
-// The backward stores nothing per step that it allocates: every buffer is made before the loop, and the recurrent
-// weight gradient is one GEMM over all T·B rows after it. A row b of step t with mask 0 carries the state unchanged
-// (the gradient passes through it), exactly as rnnkit.engine.own does.
+// Shape symbols: T time, B batch, I input, H hidden, G gates·H (rnn H, gru 3H, lstm 4H). Every tensor is
+// contiguous, row-major, float or double. The input projection is one GEMM over all T·B rows. Per step: one GEMM
+// (two for gru-before) with W_hh prepared once per call (StepWeight: MKL-packed for float32, W_hhᵀ laid out for a
+// register-blocked product at B ≤ 4, else sgemm_/dgemm_ from the BLAS torch links; no dispatcher call, no tensor
+// made per step), then the gate math as one loop over B·H that the compiler vectorises (float: a polynomial exp;
+// double: libm, for exactness). The backward allocates nothing per step; the weight, input and bias gradients are
+// one GEMM (or one column sum) each over all T·B rows after the loop. A row b of step t with mask 0 carries the
+// state unchanged (the gradient passes through it), exactly as rnnkit.engine.own does.
+//
+// Over 600 lines on purpose: one translation unit, because the build cache (rnnkit.engine.build) is keyed by the
+// hash of the listed sources, so a header of its own would not rebuild the kernels when it changed.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -55,41 +61,16 @@ bool have_blas<float>() { return sgemm_ != nullptr; }
 template <>
 bool have_blas<double>() { return dgemm_ != nullptr; }
 
-// c[0:n] += s·x[0:n] (fused multiply-add, vectorised)
-template <typename T>
-__attribute__((noinline)) void axpy_row(T* __restrict c, T s, const T* __restrict x, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) c[j] = std::fma(s, x[j], c[j]);
-}
-
-// c[0:n] += s0·x0 + s1·x1 + s2·x2 + s3·x3 (four rows per pass: c is loaded and stored once for four FMAs)
-template <typename T>
-__attribute__((noinline)) void axpy4_row(T* __restrict c, const T* s, const T* __restrict x0, const T* __restrict x1,
-                                         const T* __restrict x2, const T* __restrict x3, int64_t n) {
-  const T s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
-  for (int64_t j = 0; j < n; ++j) c[j] = std::fma(s3, x3[j], std::fma(s2, x2[j], std::fma(s1, x1[j], std::fma(s0, x0[j], c[j]))));
-}
-
-// Few rows (batch ≤ SMALL_B): C = A·B (+ C) as axpys over B's rows, which stay in cache from step to step. BLAS
-// pays a fixed cost per call that dominates a matrix–vector product of this size (sampling, serving at B = 1).
-constexpr int64_t SMALL_B = 4;
-
-// Row-major C (M×N, row stride ldc) = alpha·op(A)·op(B) + beta·C, op(A) M×K, op(B) K×N; A stored M×K (or K×M when
-// ta), B stored K×N (or N×K when tb), each with its row stride. beta = 0 ignores what C held.
+// Row-major C (M×N, row stride ldc) = op(A)·op(B) + beta·C, op(A) M×K, op(B) K×N; A stored M×K (or K×M when
+// ta), B stored K×N (or N×K when tb), each with its row stride. beta = 0 ignores what C held. One BLAS call
+// (no dispatcher); at::addmm_ where torch links no BLAS symbol.
 template <typename T>
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* B, int64_t ldb, T beta,
           T* C, int64_t ldc) {
   if (M == 0 || N == 0) return;
-  if (!ta && !tb && M <= SMALL_B) {
-    for (int64_t i = 0; i < M; ++i) {
-      T* c = C + i * ldc;
-      if (beta == T(0)) std::fill(c, c + N, T(0));
-      const T* a = A + i * lda;
-      int64_t k = 0;
-      for (; k + 4 <= K; k += 4) {
-        axpy4_row<T>(c, a + k, B + k * ldb, B + (k + 1) * ldb, B + (k + 2) * ldb, B + (k + 3) * ldb, N);
-      }
-      for (; k < K; ++k) axpy_row<T>(c, a[k], B + k * ldb, N);
-    }
+  if (K == 0) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == T(0) ? T(0) : beta * C[i * ldc + j];
     return;
   }
   if (have_blas<T>()) {
@@ -106,6 +87,113 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const T* A, int64_t
   Tensor c = at::from_blob(C, {M, N}, {ldc, 1}, opt);
   c.addmm_(a, b, beta, 1);
 }
+
+// Few rows (batch ≤ SMALL_B: sampling, serving): C = A·W (+ C) with W laid out K×N, a block of NB columns of C
+// held in a local accumulator over all of K (the compiler keeps it in vector registers), so W streams through
+// once and C is written once. BLAS pays a fixed cost per call that dominates a product this small.
+constexpr int64_t SMALL_B = 4;
+
+template <typename T, int MR, int NB>
+__attribute__((noinline)) void small_mm_block(const T* __restrict A, int64_t lda, const T* __restrict W, int64_t ldw,
+                                              int64_t K, T beta, T* __restrict C, int64_t ldc) {
+  T acc[MR][NB];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NB; ++j) acc[i][j] = beta == T(0) ? T(0) : C[i * ldc + j];
+  for (int64_t k = 0; k < K; ++k) {
+    const T* w = W + k * ldw;
+    for (int i = 0; i < MR; ++i) {
+      const T s = A[i * lda + k];
+      for (int j = 0; j < NB; ++j) acc[i][j] = std::fma(s, w[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NB; ++j) C[i * ldc + j] = acc[i][j];
+}
+
+template <typename T, int MR>
+void small_mm_rows(int64_t N, const T* A, int64_t lda, const T* W, int64_t ldw, int64_t K, T beta, T* C, int64_t ldc) {
+  // 8 vectors of 512 bits per row of C in flight (16 for two rows): enough independent FMA chains to hide
+  // their latency; narrower blocks for the remainder, then one column at a time
+  constexpr int V = 64 / sizeof(T);  // elements per 512-bit vector
+  int64_t n0 = 0;
+  for (; n0 + 8 * V <= N; n0 += 8 * V) small_mm_block<T, MR, 8 * V>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
+  for (; n0 + 2 * V <= N; n0 += 2 * V) small_mm_block<T, MR, 2 * V>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
+  for (; n0 + V / 2 <= N; n0 += V / 2) small_mm_block<T, MR, V / 2>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
+  for (; n0 < N; ++n0) small_mm_block<T, MR, 1>(A, lda, W + n0, ldw, K, beta, C + n0, ldc);
+}
+
+template <typename T>
+void small_mm(int64_t M, int64_t N, int64_t K, const T* A, int64_t lda, const T* W, int64_t ldw, T beta, T* C,
+              int64_t ldc) {
+  int64_t i = 0;
+  for (; i + 2 <= M; i += 2) small_mm_rows<T, 2>(N, A + i * lda, lda, W, ldw, K, beta, C + i * ldc, ldc);
+  if (i < M) small_mm_rows<T, 1>(N, A + i * lda, lda, W, ldw, K, beta, C + i * ldc, ldc);
+}
+
+extern "C" {
+size_t sgemm_pack_get_size(const char*, const int*, const int*, const int*) __attribute__((weak));
+void sgemm_pack(const char*, const char*, const int*, const int*, const int*, const float*, const float*, const int*,
+                float*) __attribute__((weak));
+void sgemm_compute(const char*, const char*, const int*, const int*, const int*, const float*, const int*,
+                   const float*, const int*, const float*, float*, const int*) __attribute__((weak));
+}
+
+// The fixed right operand of a loop's per-step products: C (M×N) = A (M×K)·op(W) + beta·C, op(W) K×N (W stored
+// N×K when `wt`, else K×N, row stride ldw), the same M every step. Prepared once before the loop: for M ≤ SMALL_B
+// laid out K×N for small_mm; for float with MKL's packed GEMM, packed once (MKL otherwise re-packs W on every
+// call, which at these sizes costs as much as the product); else plain BLAS per step.
+template <typename T>
+struct StepWeight {
+  const T* W;
+  int64_t ldw, N, K, M;
+  bool wt;
+  Tensor layout;  // K×N copy for small_mm (when wt), or MKL's packed buffer (bytes)
+  const T* kn = nullptr;
+  const float* packed = nullptr;
+
+  StepWeight(const T* W_, int64_t ldw_, bool wt_, int64_t N_, int64_t K_, int64_t M_, bool small_ok, int64_t uses)
+      : W(W_), ldw(ldw_), N(N_), K(K_), M(M_), wt(wt_) {
+    if (M <= SMALL_B && small_ok) {
+      if (!wt) {
+        kn = W;
+        return;
+      }
+      auto opt = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+      layout = at::from_blob(const_cast<T*>(W), {N, K}, {ldw, 1}, opt).t().contiguous();  // (K, N)
+      kn = layout.data_ptr<T>();
+      ldw = N;
+      return;
+    }
+    if constexpr (std::is_same_v<T, float>) {
+      // packing costs about one product: only for a loop of several steps
+      if (uses >= 4 && sgemm_pack_get_size != nullptr && sgemm_pack != nullptr && sgemm_compute != nullptr &&
+          M > 0 && N > 0 && K > 0) {
+        const int m = (int)N, n = (int)M, k = (int)K, ld = (int)ldw;
+        const float one = 1.0f;
+        const size_t bytes = sgemm_pack_get_size("A", &m, &n, &k);
+        layout = at::empty({(int64_t)(bytes / sizeof(float)) + 16}, at::kFloat);
+        float* buf = layout.data_ptr<float>();
+        sgemm_pack("A", wt ? "T" : "N", &m, &n, &k, &one, W, &ld, buf);
+        packed = buf;
+      }
+    }
+  }
+
+  void mul(const T* A, int64_t lda, T beta, T* C, int64_t ldc) const {
+    if (kn != nullptr) {
+      small_mm<T>(M, N, K, A, lda, kn, ldw, beta, C, ldc);
+      return;
+    }
+    if constexpr (std::is_same_v<T, float>) {
+      if (packed != nullptr) {
+        const int m = (int)N, n = (int)M, k = (int)K, la = (int)ldw, lb = (int)lda, lc = (int)ldc;
+        sgemm_compute("P", "N", &m, &n, &k, packed, &la, A, &lb, &beta, C, &lc);
+        return;
+      }
+    }
+    gemm<T>(false, wt, M, N, K, A, lda, W, ldw, beta, C, ldc);
+  }
+};
 
 // ------------------------------------------------------------------------------------------------ activations
 // float: exp by range reduction and Cephes' degree-6 polynomial (≈1 ulp), branch-free so the loops vectorise;
@@ -166,6 +254,27 @@ ROW lstm_fwd_row(T* __restrict g, const T* __restrict x, const T* __restrict c_p
     const T f = Act<T>::sigmoid(g[H + j] + x[H + j]);
     const T gg = Act<T>::tanh(g[2 * H + j] + x[2 * H + j]);
     const T o = Act<T>::sigmoid(g[3 * H + j] + x[3 * H + j]);
+    const T cn = f * c_prev[j] + i * gg;
+    const T tn = Act<T>::tanh(cn);
+    g[j] = i;
+    g[H + j] = f;
+    g[2 * H + j] = gg;
+    g[3 * H + j] = o;
+    c[j] = cn;
+    tc[j] = tn;
+    h[j] = o * tn;
+  }
+}
+
+// the same on gate pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ (the step's GEMM accumulated into the
+// projected inputs), overwritten by the activated gates
+ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
+                         T* __restrict tc, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
+    const T i = Act<T>::sigmoid(g[j]);
+    const T f = Act<T>::sigmoid(g[H + j]);
+    const T gg = Act<T>::tanh(g[2 * H + j]);
+    const T o = Act<T>::sigmoid(g[3 * H + j]);
     const T cn = f * c_prev[j] + i * gg;
     const T tn = Act<T>::tanh(cn);
     g[j] = i;
@@ -311,7 +420,8 @@ const T* opt_ptr(const Tensor& t) {
 // gru-before: {hs, S = [r, z, n, r⊙h]}. Without `train` the per-step buffers (all but hs, cs) hold one step only.
 template <typename T>
 std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h0, const Tensor& c0,
-                                 const Tensor& w_hh, const Tensor& b_hn, const Tensor& mask, bool train) {
+                                 const Tensor& w_hh, const Tensor& w_t, const Tensor& b_hn, const Tensor& mask,
+                                 bool train) {
   const int64_t Tn = xp.size(0), B = xp.size(1), G = xp.size(2), H = h0.size(1);
   const int64_t BH = B * H, Ts = train ? Tn : 1;
   const T* X = xp.data_ptr<T>();
@@ -322,26 +432,25 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
   T* HS = hs.data_ptr<T>();
   auto keep = [&](int64_t t, int64_t b) { return M == nullptr || M[t * B + b] != T(0); };
   auto xrow = [&](int64_t t, int64_t b) { return X + (t * B + b) * G; };
-  // h W_hhᵀ per step: for a small batch from W_hhᵀ (H, G) laid out once, so each step is axpys over its rows
-  const bool small = B <= SMALL_B && Tn >= 4;  // laying out W_hhᵀ costs about one step: only for sequences
-  Tensor w_t = small ? w_hh.t().contiguous() : Tensor();
-  const T* WT = small ? w_t.data_ptr<T>() : nullptr;
-  const int64_t GW = w_hh.size(0);  // G·H rows of W_hh
-  auto hw = [&](const T* a, int64_t lda, int64_t rows0, int64_t n, T* c, int64_t ldc) {
-    // c (B×n) = a (B×H) · W_hh[rows0 : rows0+n]ᵀ
-    if (small) {
-      gemm<T>(false, false, B, n, H, a, lda, WT + rows0, GW, T(0), c, ldc);
-    } else {
-      gemm<T>(false, true, B, n, H, a, lda, W + rows0 * H, H, T(0), c, ldc);
+  // h W_hhᵀ per step, W_hh prepared once (small batch: W_hhᵀ laid out (H, G), given by the caller's cache when
+  // w_t is defined, or made here for sequences; else packed for BLAS). gru-before multiplies two row blocks.
+  const bool small_ok = B <= SMALL_B && (live(w_t) || Tn >= 4);  // laying out W_hhᵀ costs about one step
+  const int64_t G1 = kind == GRU_BEFORE ? 2 * H : G;
+  auto prep = [&](int64_t rows0, int64_t n) {
+    if (small_ok && live(w_t)) {
+      return StepWeight<T>(w_t.data_ptr<T>() + rows0, G, false, n, H, B, true, Tn);
     }
+    return StepWeight<T>(W + rows0 * H, H, true, n, H, B, small_ok, Tn);
   };
+  const StepWeight<T> w1 = prep(0, G1);
+  auto hw = [&](const T* a, int64_t lda, T* c, int64_t ldc) { w1.mul(a, lda, T(0), c, ldc); };
 
   if (kind == RNN_TANH || kind == RNN_RELU) {
     const bool relu = kind == RNN_RELU;
     for (int64_t t = 0; t < Tn; ++t) {
       const T* hp = t ? HS + (t - 1) * BH : h0p;
       T* out = HS + t * BH;
-      hw(hp, H, 0, H, out, H);  // h_{t−1} W_hhᵀ
+      hw(hp, H, out, H);  // h_{t−1} W_hhᵀ
       for_rows(B, H, [&](int64_t b) {
         if (keep(t, b)) {
           rnn_fwd_row<T>(out + b * H, xrow(t, b), H, relu);
@@ -354,31 +463,32 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
   }
 
   if (kind == LSTM) {
+    // xp (owned by the caller) is the gate buffer: each step's GEMM adds h W_hhᵀ into its rows and the row
+    // function overwrites them with the activated gates, which the backward reads; no second (T, B, 4H) buffer
     Tensor cs = at::empty({Tn, B, H}, xp.options());
-    Tensor gates = at::empty({Ts, B, G}, xp.options());
     Tensor tcs = at::empty({Ts, B, H}, xp.options());
     T* CS = cs.data_ptr<T>();
-    T* GA = gates.data_ptr<T>();
+    T* GA = const_cast<T*>(X);
     T* TC = tcs.data_ptr<T>();
     const T* c0p = c0.data_ptr<T>();
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t s = train ? t : 0;
       const T* hp = t ? HS + (t - 1) * BH : h0p;
       const T* cp = t ? CS + (t - 1) * BH : c0p;
-      T* ga = GA + s * B * G;
-      hw(hp, H, 0, G, ga, G);  // (B, 4H)
+      T* ga = GA + t * B * G;
+      w1.mul(hp, H, T(1), ga, G);  // (B, 4H) += h_{t−1} W_hhᵀ
       for_rows(B, H, [&](int64_t b) {
         T* c = CS + t * BH + b * H;
         T* h = HS + t * BH + b * H;
         if (keep(t, b)) {
-          lstm_fwd_row<T>(ga + b * G, xrow(t, b), cp + b * H, c, h, TC + s * BH + b * H, H);
-        } else {
+          lstm_fwd_row_inplace<T>(ga + b * G, cp + b * H, c, h, TC + s * BH + b * H, H);
+        } else {  // a carried row: its gate row is never read (the backward passes the gradient through)
           std::memcpy(c, cp + b * H, H * sizeof(T));
           std::memcpy(h, hp + b * H, H * sizeof(T));
         }
       });
     }
-    return {hs, cs, gates, tcs};
+    return {hs, cs, xp, tcs};
   }
 
   Tensor S = at::empty({Ts, B, 4 * H}, xp.options());
@@ -390,7 +500,7 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t s = train ? t : 0;
       const T* hp = t ? HS + (t - 1) * BH : h0p;
-      hw(hp, H, 0, G, GH, G);  // (B, 3H)
+      hw(hp, H, GH, G);  // (B, 3H)
       for_rows(B, H, [&](int64_t b) {
         T* h = HS + t * BH + b * H;
         if (keep(t, b)) {
@@ -408,13 +518,14 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
   Tensor gn = at::empty({B, H}, xp.options());
   T* GRZ = grz.data_ptr<T>();
   T* GN = gn.data_ptr<T>();
+  const StepWeight<T> w2 = prep(2 * H, H);
   for (int64_t t = 0; t < Tn; ++t) {
     const int64_t s = train ? t : 0;
     const T* hp = t ? HS + (t - 1) * BH : h0p;
     T* st0 = SP + s * B * 4 * H;
-    hw(hp, H, 0, 2 * H, GRZ, 2 * H);  // (B, 2H)
+    hw(hp, H, GRZ, 2 * H);  // (B, 2H)
     for_rows(B, H, [&](int64_t b) { grub_fwd_row1<T>(GRZ + b * 2 * H, xrow(t, b), hp + b * H, st0 + b * 4 * H, H); });
-    hw(st0 + 3 * H, 4 * H, 2 * H, H, GN, H);  // (r ⊙ h) W_hnᵀ
+    w2.mul(st0 + 3 * H, 4 * H, T(0), GN, H);  // (r ⊙ h) W_hnᵀ
     for_rows(B, H, [&](int64_t b) {
       T* h = HS + t * BH + b * H;
       if (keep(t, b)) {
@@ -430,7 +541,7 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
 // ---------------------------------------------------------------------------------------------------- backward
 // Returns {d_xp (T, B, G), dh0 (B, H), dc0 (B, H) or empty, dW_hh (G, H), d_b_hn (H,) or empty}.
 template <typename T>
-std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_cn, const Tensor& h0,
+std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_hn, const Tensor& d_cn, const Tensor& h0,
                                   const Tensor& c0, const Tensor& w_hh, const Tensor& mask, const Tensor& hs,
                                   const Tensor& s1, const Tensor& s2, const Tensor& s3) {
   const int64_t Tn = hs.size(0), B = hs.size(1), H = hs.size(2), G = w_hh.size(0);
@@ -441,9 +552,19 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
   const T* HS = hs.data_ptr<T>();
   const T* h0p = h0.data_ptr<T>();
   auto keep = [&](int64_t t, int64_t b) { return M == nullptr || M[t * B + b] != T(0); };
-  Tensor dh = at::zeros({B, H}, hs.options());  // gradient reaching h_t from later steps, updated in place
+  // dh += d_a_t W_hh per step with W_hh (G, H) as it is stored (K×N), prepared once (gru-before: rows 0:2H here,
+  // the candidate's block separately)
+  const StepWeight<T> wb(W, H, false, H, kind == GRU_BEFORE ? 2 * H : G, B, true, Tn);
+  // gradient reaching h_t from later steps, updated in place; it starts as the final state's own gradient
+  Tensor dh = live(d_hn) ? d_hn.clone() : at::zeros({B, H}, hs.options());
   T* DH = dh.data_ptr<T>();
-  Tensor h_prev = at::cat({h0.unsqueeze(0), hs.narrow(0, 0, Tn - 1)}).view({Tn * B, H});  // (T·B, H)
+  // dW (N, H) = Σ_t D_tᵀ h_{t−1} over all steps at once (h_{−1} = h0): two GEMMs, no copy of the states
+  auto weight_grad = [&](const T* D, int64_t ldd, int64_t N, T* DW) {
+    gemm<T>(true, false, N, H, B, D, ldd, h0p, H, T(0), DW, H);
+    if (Tn > 1) gemm<T>(true, false, N, H, (Tn - 1) * B, D + B * ldd, ldd, HS, H, T(1), DW, H);
+  };
+  Tensor dw = at::empty({G, H}, hs.options());
+  T* DW = dw.data_ptr<T>();
   Tensor da = at::empty({Tn, B, G}, hs.options());  // gradient of the gate pre-activations (= of xp)
   T* DA = da.data_ptr<T>();
 
@@ -458,9 +579,9 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
           carry_row<T>(DA + o, H, DH + b * H, DHS + o, H);
         }
       });
-      gemm<T>(false, false, B, H, H, DA + t * BH, H, W, H, T(1), DH, H);  // dh += d_a_t W_hh
+      wb.mul(DA + t * BH, H, T(1), DH, H);  // dh += d_a_t W_hh
     }
-    Tensor dw = at::mm(da.view({Tn * B, H}).t(), h_prev);
+    weight_grad(DA, H, H, DW);
     return {da, dh, Tensor(), dw, Tensor()};
   }
 
@@ -481,9 +602,9 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
           carry_row<T>(DA + og, G, DH + b * H, DHS + o, H);
         }
       });
-      gemm<T>(false, false, B, H, G, DA + t * B * G, G, W, H, T(1), DH, H);  // dh += d_a_t W_hh
+      wb.mul(DA + t * B * G, G, T(1), DH, H);  // dh += d_a_t W_hh
     }
-    Tensor dw = at::mm(da.view({Tn * B, G}).t(), h_prev);
+    weight_grad(DA, G, G, DW);
     return {da, dh, dc, dw, Tensor()};
   }
 
@@ -502,17 +623,17 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
           std::memset(DG + og, 0, G * sizeof(T));
         }
       });
-      gemm<T>(false, false, B, H, G, DG + t * B * G, G, W, H, T(1), DH, H);  // dh += d_gh_t W_hh
+      wb.mul(DG + t * B * G, G, T(1), DH, H);  // dh += d_gh_t W_hh
     }
-    Tensor dg2 = dg.view({Tn * B, G});
-    Tensor dw = at::mm(dg2.t(), h_prev);
-    Tensor dbhn = dg2.narrow(1, 2 * H, H).sum(0);
+    weight_grad(DG, G, G, DW);
+    Tensor dbhn = dg.view({Tn * B, G}).narrow(1, 2 * H, H).sum(0);
     return {da, dh, Tensor(), dw, dbhn};
   }
 
   // GRU_BEFORE
   Tensor drh = at::empty({B, H}, hs.options());  // gradient of r ⊙ h_{t−1}, reused
   T* DRH = drh.data_ptr<T>();
+  const StepWeight<T> wn(W + 2 * H * H, H, false, H, H, B, true, Tn);
   for (int64_t t = Tn - 1; t >= 0; --t) {
     const T* hp = t ? HS + (t - 1) * BH : h0p;
     T* dat = DA + t * B * G;
@@ -524,17 +645,16 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
         carry_row<T>(dat + b * G, G, DH + b * H, DHS + o, H);
       }
     });
-    gemm<T>(false, false, B, H, H, dat + 2 * H, G, W + 2 * H * H, H, T(0), DRH, H);  // d(r⊙h) = d_a_n W_hn
+    wn.mul(dat + 2 * H, G, T(0), DRH, H);  // d(r⊙h) = d_a_n W_hn
     for_rows(B, H, [&](int64_t b) {
       if (keep(t, b)) {  // else d_a_r stays 0 and d(r⊙h) is 0 on this row
         grub_bwd_row2<T>(dat + b * G, DH + b * H, DRH + b * H, SP + (t * B + b) * 4 * H, hp + b * H, H);
       }
     });
-    gemm<T>(false, false, B, H, 2 * H, dat, G, W, H, T(1), DH, H);  // dh += [d_a_r, d_a_z] W_hrz
+    wb.mul(dat, G, T(1), DH, H);  // dh += [d_a_r, d_a_z] W_hrz
   }
-  Tensor da2 = da.view({Tn * B, G});
-  Tensor rh = s1.narrow(2, 3 * H, H).reshape({Tn * B, H});
-  Tensor dw = at::cat({at::mm(da2.narrow(1, 0, 2 * H).t(), h_prev), at::mm(da2.narrow(1, 2 * H, H).t(), rh)});
+  weight_grad(DA, G, 2 * H, DW);                                                           // rows of W_hr, W_hz
+  gemm<T>(true, false, H, H, Tn * B, DA + 2 * H, G, SP + 3 * H, 4 * H, T(0), DW + 2 * H * H, H);  // W_hn: (r⊙h)
   return {da, dh, Tensor(), dw, Tensor()};
 }
 
@@ -543,35 +663,109 @@ void check(const Tensor& t, const char* name) {
               " must be a contiguous CPU tensor");
 }
 
-std::vector<Tensor> forward(int64_t kind, Tensor xp, Tensor h0, Tensor c0, Tensor w_hh, Tensor b_hn, Tensor mask,
-                            bool train) {
-  for (auto* p : {&xp, &h0, &c0, &w_hh, &b_hn, &mask}) check(*p, "input");
+// ------------------------------------------------------------------------------------------- one layer-direction
+// The whole direction in one call: xp = x W_ihᵀ + (folded biases) as one GEMM over all T·B rows, then the
+// recurrence. gru (reset after) keeps b_hn inside the step (r ⊙ (W_hn h + b_hn)); every other bias is folded.
+template <typename T>
+std::vector<Tensor> layer_forward_impl(int64_t kind, const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                       const Tensor& w_ih, const Tensor& w_hh, const Tensor& w_t, const Tensor& b_ih,
+                                       const Tensor& b_hh, const Tensor& mask, bool train) {
+  const int64_t Tn = x.size(0), B = x.size(1), I = x.size(2), G = w_hh.size(0), H = w_hh.size(1);
+  Tensor xp = at::empty({Tn, B, G}, x.options());
+  T* XP = xp.data_ptr<T>();
+  Tensor b_hn = kind == GRU ? at::zeros({H}, x.options()) : Tensor();
+  const bool bias = live(b_ih);
+  if (bias) {
+    std::vector<T> folded(G);
+    const T* bi = b_ih.data_ptr<T>();
+    const T* bh = b_hh.data_ptr<T>();
+    const int64_t outside = kind == GRU ? G - H : G;  // biases added before any gate multiplies them
+    for (int64_t j = 0; j < G; ++j) folded[j] = j < outside ? bi[j] + bh[j] : bi[j];
+    if (kind == GRU) std::memcpy(b_hn.data_ptr<T>(), bh + G - H, H * sizeof(T));
+    for (int64_t r = 0; r < Tn * B; ++r) std::memcpy(XP + r * G, folded.data(), G * sizeof(T));
+  }
+  gemm<T>(false, true, Tn * B, G, I, x.data_ptr<T>(), I, w_ih.data_ptr<T>(), I, bias ? T(1) : T(0), XP, G);
+  return forward_impl<T>(kind, xp, h0, c0, w_hh, w_t, b_hn, mask, train);
+}
+
+// Returns {dx (T, B, I), dh0, dc0 or undefined, dW_ih (G, I), dW_hh (G, H), db_ih (G), db_hh (G)}; what `need`
+// (x, w_ih, bias) marks as not needed is undefined.
+// out[0:n] = Σ_r A[r, 0:n] over `rows` rows (row stride n): blocks of 64 rows summed first, then the blocks, so
+// the rounding grows with 64 + rows/64 rather than with rows
+template <typename T>
+void column_sums(const T* __restrict A, int64_t rows, int64_t n, T* __restrict out) {
+  std::vector<T> part(n);
+  for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+    std::fill(part.begin(), part.end(), T(0));
+    T* __restrict p = part.data();
+    for (int64_t r = r0; r < std::min(rows, r0 + 64); ++r) {
+      const T* __restrict a = A + r * n;
+      for (int64_t j = 0; j < n; ++j) p[j] += a[j];
+    }
+    for (int64_t j = 0; j < n; ++j) out[j] += p[j];
+  }
+}
+
+template <typename T>
+std::vector<Tensor> layer_backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_hn, const Tensor& d_cn,
+                                        const Tensor& x,
+                                        const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                                        const Tensor& mask, const Tensor& hs, const Tensor& s1, const Tensor& s2,
+                                        const Tensor& s3, bool need_x, bool need_wih, bool need_bias) {
+  const int64_t Tn = x.size(0), B = x.size(1), I = x.size(2), G = w_hh.size(0), H = w_hh.size(1);
+  auto r = backward_impl<T>(kind, d_hs, d_hn, d_cn, h0, c0, w_hh, mask, hs, s1, s2, s3);
+  const T* DA = r[0].template data_ptr<T>();  // (T·B, G): the gradient of xp
+  Tensor dx, dwih, dbih, dbhh;
+  if (need_x) {
+    dx = at::empty({Tn, B, I}, x.options());
+    gemm<T>(false, false, Tn * B, I, G, DA, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);
+  }
+  if (need_wih) {
+    dwih = at::empty({G, I}, x.options());
+    gemm<T>(true, false, G, I, Tn * B, DA, G, x.data_ptr<T>(), I, T(0), dwih.data_ptr<T>(), I);
+  }
+  if (need_bias) {
+    dbih = at::zeros({G}, x.options());
+    column_sums<T>(DA, Tn * B, G, dbih.data_ptr<T>());
+    dbhh = dbih.clone();
+    if (kind == GRU) dbhh.narrow(0, G - H, H).copy_(r[4]);
+  }
+  return {dx, r[1], r[2], dwih, r[3], dbih, dbhh};
+}
+
+std::vector<Tensor> layer_forward(int64_t kind, Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor w_t,
+                                  Tensor b_ih, Tensor b_hh, Tensor mask, bool train) {
+  for (auto* p : {&x, &h0, &c0, &w_ih, &w_hh, &w_t, &b_ih, &b_hh, &mask}) check(*p, "input");
   TORCH_CHECK(kind >= 0 && kind <= 4, "unknown kind");
   at::NoGradGuard no_grad;
   std::vector<Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(xp.scalar_type(), "rnnkit_rnn_forward", [&] {
-    out = forward_impl<scalar_t>(kind, xp, h0, c0, w_hh, b_hn, mask, train);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_layer_forward", [&] {
+    out = layer_forward_impl<scalar_t>(kind, x, h0, c0, w_ih, w_hh, w_t, b_ih, b_hh, mask, train);
   });
   return out;
 }
 
-std::vector<Tensor> backward(int64_t kind, Tensor d_hs, Tensor d_cn, Tensor h0, Tensor c0, Tensor w_hh, Tensor mask,
-                             Tensor hs, Tensor s1, Tensor s2, Tensor s3) {
-  for (auto* p : {&d_hs, &d_cn, &h0, &c0, &w_hh, &mask, &hs, &s1, &s2, &s3}) check(*p, "input");
+std::vector<Tensor> layer_backward(int64_t kind, Tensor d_hs, Tensor d_hn, Tensor d_cn, Tensor x, Tensor h0, Tensor c0,
+                                   Tensor w_ih, Tensor w_hh, Tensor mask, Tensor hs, Tensor s1, Tensor s2, Tensor s3,
+                                   bool need_x, bool need_wih, bool need_bias) {
+  for (auto* p : {&d_hs, &d_hn, &d_cn, &x, &h0, &c0, &w_ih, &w_hh, &mask, &hs, &s1, &s2, &s3}) check(*p, "input");
   at::NoGradGuard no_grad;
   std::vector<Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES(hs.scalar_type(), "rnnkit_rnn_backward", [&] {
-    out = backward_impl<scalar_t>(kind, d_hs, d_cn, h0, c0, w_hh, mask, hs, s1, s2, s3);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_layer_backward", [&] {
+    out = layer_backward_impl<scalar_t>(kind, d_hs, d_hn, d_cn, x, h0, c0, w_ih, w_hh, mask, hs, s1, s2, s3, need_x,
+                                        need_wih, need_bias);
   });
   return out;
 }
 
 bool direct_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
+bool packed_gemm() { return sgemm_pack != nullptr && sgemm_compute != nullptr && sgemm_pack_get_size != nullptr; }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "one layer-direction's recurrence, forward");
-  m.def("backward", &backward, "one layer-direction's recurrence, backward (BPTT)");
-  m.def("direct_blas", &direct_blas, "whether the per-step GEMMs call BLAS directly (else at::addmm_)");
+  m.def("layer_forward", &layer_forward, "one layer-direction: input projection and recurrence, forward");
+  m.def("layer_backward", &layer_backward, "one layer-direction: BPTT and the input projection's gradients");
+  m.def("direct_blas", &direct_blas, "whether the GEMMs call BLAS directly (else at::addmm_)");
+  m.def("packed_gemm", &packed_gemm, "whether float32 per-step GEMMs use MKL's packed weights");
 }
