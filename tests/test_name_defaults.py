@@ -172,3 +172,26 @@ def test_cli_flags_reach_the_model_and_resume(tmp_path: Path, capsys) -> None:
     assert "--pool is for --task classify" in capsys.readouterr().err
     assert main(["train", *tiny[:-2], "--out", str(tmp_path / "b"), "--label-smoothing", "1.5"]) == 2
     assert "--label-smoothing" in capsys.readouterr().err
+
+
+def test_text_classify_ensemble_averages_its_members_probabilities(tmp_path: Path, capsys) -> None:
+    from rnnkit.cli import main
+    from rnnkit.data import collate_classification
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text import predict, saved_test_data
+
+    out = tmp_path / "ens"
+    tiny = ["--data", str(DATA), "--epochs", "1", "--hidden", "8", "--threads", "1", "--ensemble", "2"]
+    assert main(["train", *tiny, "--out", str(out)]) == 0
+    capsys.readouterr()
+    run = load_run(out)
+    assert run.config["model"]["ensemble"] == 2 and len(run.model.members) == 2
+    names = saved_test_data(run).items[:4]
+    got = predict(run, names, top_k=len(run.classes))
+    batch = collate_classification([run.vocab.encode(n) for n in names])
+    mean = sum(m.predict_proba(batch) for m in run.model.members) / 2  # (N, C), each member alone
+    for i, row in enumerate(got):
+        for c, p in row:
+            assert math.isclose(p, float(mean[i, run.classes.index(c)]), rel_tol=1e-5, abs_tol=1e-7)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["ensemble"] == 2 and len(metrics["members"]) == 2

@@ -409,6 +409,7 @@ class ClassifyKind(_TextKind):
 
     predict_flags = ("data", "top_k")
     name = "classify"
+    ensembles = True  # --ensemble K: K seeds, mean probabilities (the flag is declared by the series kind)
     ignores = ("conditional",)  # --unconditional is for generate
     defaults = DEFAULTS["classify"]
     help = "classify (many->one)"
