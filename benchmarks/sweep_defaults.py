@@ -19,6 +19,7 @@ that chose the current defaults of the name tasks.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
@@ -26,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from rnnkit.runs import RunOptions, train_run
 
@@ -41,7 +44,7 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"hidden_size": 128},
         {"hidden_size": 512},
         {"num_layers": 2},
-        {"dropout": 0.2},
+        {"dropout": 0.2},  # 8
         {"dropout": 0.5},
         {"lr": 1e-3},
         {"lr": 1e-2},
@@ -62,6 +65,7 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"num_layers": 2, "dropout": 0.5},
         {"batch_size": 32},
         {"batch_size": 128, "lr": 6e-3},
+        {"options": {"ensemble": 3}},  # 29: three seeds on one split, mean probabilities (3x the time)
     ],
     "generate": [
         {},
@@ -87,7 +91,20 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
     ],
 }
 QUICK = {"classify": [0, 1, 5, 7, 9, 13, 16, 19, 21], "generate": [0, 1, 5, 6, 8, 12, 15]}
-KEYS = {"classify": ("best_val_accuracy", "test_accuracy", max), "generate": ("best_val_loss", "test_nll_per_char", min)}
+KEYS = {"classify": ("val_accuracy", "test_accuracy", max), "generate": ("val_loss", "test_nll_per_char", min)}
+"""Per task: the validation column of curve.csv that chooses (read at the run's best epoch), the test metric."""
+
+
+def best_epoch_value(folder: Path, column: str, epoch: int | None) -> float | None:
+    """``column`` of ``folder/curve.csv`` at ``epoch`` (the epoch whose weights the run kept), or None."""
+    curve = folder / "curve.csv"
+    if epoch is None or not curve.exists():
+        return None
+    with curve.open() as f:
+        for row in csv.DictReader(f):
+            if int(row["epoch"]) == epoch:
+                return round(float(row[column]), 4)
+    return None
 
 
 def merged(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +124,35 @@ def describe(change: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in flat.items()) or "base"
 
 
+def combine(folders: list[Path]) -> dict[str, float]:
+    """Accuracy on the validation and test parts of the mean probabilities of classify runs of one split (same
+    data and seed, any settings): what an ensemble of those runs would score, without training one."""
+    from rnnkit.data import apply_split, collate_classification
+    from rnnkit.runs import load_run
+    from rnnkit.runs.folder import read_split
+    from rnnkit.runs.text import _read
+
+    runs = [load_run(f) for f in folders]
+    first = runs[0]
+    d = first.config["data"]
+    split = apply_split(_read(d["data"], RunOptions()), read_split(first.path))
+    out = {}
+    for part in ("val", "test"):
+        data = getattr(split, part)
+        keep = [i for i, item in enumerate(data.items) if first.vocab.encode(item)]
+        gold = [first.classes.index(data.labels[i]) for i in keep]
+        probs = 0
+        for run in runs:
+            assert run.classes == first.classes and read_split(run.path) == read_split(first.path), run.path
+            ids = [run.vocab.encode(data.items[i]) for i in keep]
+            probs = probs + torch.cat(
+                [run.model.predict_proba(collate_classification(ids[j : j + 512])) for j in range(0, len(ids), 512)]
+            )
+        pred = probs.argmax(1).tolist()
+        out[f"{part}_accuracy"] = round(sum(p == g for p, g in zip(pred, gold, strict=True)) / len(gold), 4)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", choices=["classify", "generate"], required=True, help="which task's defaults")
@@ -118,10 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0", help="comma-separated seeds of every configuration (default: 0)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--keep", action="store_true", help="keep the run folders' weights (default: delete them)")
+    ap.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="RUN",
+        help="instead of training: the val/test accuracy of the mean probabilities of these classify runs (one split)",
+    )
     args = ap.parse_args(argv)
+    if args.combine:
+        print(json.dumps(combine([Path(f) for f in args.combine])))
+        return 0
     if args.threads:
-        import torch
-
         torch.set_num_threads(args.threads)
     out = Path(args.out or tempfile.mkdtemp(prefix="rnnkit-sweep-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
                 "base": describe(base),
                 "seed": seed,
                 "data": args.data or "embedded",
-                val_key: metrics.get(val_key),
+                val_key: best_epoch_value(folder, val_key, metrics.get("best_epoch")),
                 test_key: metrics[test_key],
                 "best_epoch": metrics.get("best_epoch"),
                 "epochs": metrics.get("epochs"),
