@@ -172,6 +172,9 @@ def test_cli_flags_reach_the_model_and_resume(tmp_path: Path, capsys) -> None:
     assert "--pool is for --task classify" in capsys.readouterr().err
     assert main(["train", *tiny[:-2], "--out", str(tmp_path / "b"), "--label-smoothing", "1.5"]) == 2
     assert "--label-smoothing" in capsys.readouterr().err
+    assert main(["train", *tiny[:-2], "--out", str(tmp_path / "p"), "--pool", "sum"]) == 2  # a usage error
+    assert "pool must be last, mean, max" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
 
 
 def test_text_classify_ensemble_averages_its_members_probabilities(tmp_path: Path, capsys) -> None:

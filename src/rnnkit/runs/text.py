@@ -12,6 +12,7 @@ vocabulary and trains a :class:`~rnnkit.tasks.SequenceClassifier` or :class:`~rn
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import random
 import time
@@ -44,6 +45,7 @@ from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
+from rnnkit.tasks.classifier import pool_names
 from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
@@ -182,6 +184,15 @@ def text_batches(task: str, ids: list[list[int]], labels: list[int] | None, batc
 
 
 # ---------------------------------------------------------------------------------------------------------- kinds
+def _pool_arg(text: str) -> str:
+    """``argparse`` type of ``--pool``: an unknown part is a usage error, one line, exit 2."""
+    try:
+        pool_names(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 class _TextKind(RunKind):
     """Text classification and generation share data, split, vocabulary and config; the hooks differ by name."""
 
@@ -200,6 +211,7 @@ class _TextKind(RunKind):
         Flag(
             "--pool",
             {
+                "type": _pool_arg,
                 "default": None,
                 "metavar": "P",
                 "help": "classify: what summarises a name for the head: last (the last state of each direction), "
