@@ -12,11 +12,13 @@ vocabulary and trains a :class:`~rnnkit.tasks.SequenceClassifier` or :class:`~rn
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import random
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -43,6 +45,7 @@ from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig
+from rnnkit.tasks.classifier import pool_names
 from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
@@ -59,7 +62,7 @@ __all__ = [
 ]
 
 DEFAULTS: dict[str, dict[str, Any]] = {
-    # Chosen by benchmarks/sweep_defaults.py on the embedded default (table in the CHANGELOG / closing note).
+    # Chosen by benchmarks/sweep_defaults.py on the embedded default, by the validation split (docs/defaults-names.md).
     "classify": {
         "model": "gru",
         "embed_dim": 64,
@@ -70,20 +73,40 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "epochs": 12,
         "batch_size": 64,
         "lr": 3e-3,
+        "pool": "last",
+        "label_smoothing": 0.0,
+        "token_dropout": 0.0,
     },
-    "generate": {
+    "generate": {  # issue 16: 2 layers and dropout 0.2 (was 1 and 0.1), docs/defaults-names.md
         "model": "lstm",
         "embed_dim": 64,
         "hidden_size": 256,
-        "num_layers": 1,
+        "num_layers": 2,
         "bidirectional": False,
-        "dropout": 0.1,
+        "dropout": 0.2,
         "epochs": 12,
         "batch_size": 64,
         "lr": 3e-3,
+        "token_dropout": 0.0,
     },
 }
 """The text kinds' defaults for the model and the trainer when the user names nothing."""
+
+
+MODEL_EXTRAS: dict[str, tuple[str, ...]] = {
+    "classify": ("pool", "label_smoothing", "token_dropout"),
+    "generate": ("token_dropout",),
+}
+"""Model settings of the text kinds added since rnnkit 0.1.0 (fields of :class:`~rnnkit.tasks.ModelConfig`)."""
+
+
+def _with_model_extras(opts: RunOptions, saved: dict[str, Any], task: str) -> RunOptions:
+    """``opts`` with the :data:`MODEL_EXTRAS` a saved run's model was built with (its value from before they
+    existed where the saved model section has none)."""
+    model = saved["model"]
+    original = ModelConfig()
+    built = {key: model.get(key, getattr(original, key)) for key in MODEL_EXTRAS.get(task, ())}
+    return replace(opts, options={**opts.options, **built})
 
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -161,6 +184,15 @@ def text_batches(task: str, ids: list[list[int]], labels: list[int] | None, batc
 
 
 # ---------------------------------------------------------------------------------------------------------- kinds
+def _pool_arg(text: str) -> str:
+    """``argparse`` type of ``--pool``: an unknown part is a usage error, one line, exit 2."""
+    try:
+        pool_names(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 class _TextKind(RunKind):
     """Text classification and generation share data, split, vocabulary and config; the hooks differ by name."""
 
@@ -177,6 +209,33 @@ class _TextKind(RunKind):
             },
         ),
         Flag(
+            "--pool",
+            {
+                "type": _pool_arg,
+                "default": None,
+                "metavar": "P",
+                "help": "classify: what summarises a name for the head: last (the last state of each direction), "
+                "mean, max, or several joined by '+' (e.g. last+max; default: the task's)",
+            },
+        ),
+        Flag(
+            "--label-smoothing",
+            {
+                "type": ranged("label_smoothing"),
+                "default": None,
+                "help": "classify: label smoothing of the training loss (default: the task's)",
+            },
+        ),
+        Flag(
+            "--token-dropout",
+            {
+                "type": ranged("token_dropout"),
+                "default": None,
+                "help": "character dropout: each training symbol becomes the unknown symbol with this probability "
+                "(default: the task's)",
+            },
+        ),
+        Flag(
             "--max-len",
             {
                 "type": ranged("max_len"),
@@ -189,7 +248,7 @@ class _TextKind(RunKind):
 
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         d = saved["data"]
-        return restore_options(
+        restored = restore_options(
             saved,
             opts,
             saved["model"]["task"],
@@ -201,6 +260,7 @@ class _TextKind(RunKind):
             embed_dim=saved["model"]["embed_dim"],
             conditional=d["conditional"],
         )
+        return _with_model_extras(restored, saved, self.name)
 
     def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
         split = prepare_split(opts)
@@ -253,7 +313,33 @@ class _TextKind(RunKind):
             # a window model has no state to condition: the category enters through every step's input
             condition_mode="input" if windowed else "both",
             window=5 if opts.window is None else int(opts.window),
+            **self.model_extras(opts),
         )
+
+    def model_extras(self, opts: RunOptions) -> dict[str, Any]:
+        """The model settings added since rnnkit 0.1.0 that this kind reads (:data:`MODEL_EXTRAS`), resolved."""
+        extras = {key: opts.resolved(key) for key in MODEL_EXTRAS[self.name]}
+        for key in MODEL_EXTRAS["classify"]:
+            if key not in extras and opts.options.get(key) is not None:
+                raise ValueError(f"--{key.replace('_', '-')} is for --task classify: leave it out")
+        for key in ("label_smoothing", "token_dropout"):
+            if key in extras:
+                extras[key] = float(extras[key])
+                ranges.check_value(key, extras[key])
+        if opts.resolved("model") == "window":  # the lecture's window model stays as it is
+            extras["token_dropout"] = 0.0
+            if "label_smoothing" in extras:
+                extras["label_smoothing"] = 0.0
+            if "pool" in extras:
+                if opts.options.get("pool") not in (None, "last"):
+                    raise ValueError("the window model averages its windows: leave out --pool")
+                extras["pool"] = "last"
+        return extras
+
+    def restore(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        """The run's options, with the model settings added since 0.1.0 read from its saved model (a run that
+        predates them has none there and built its model without them)."""
+        return _with_model_extras(super().restore(saved, opts), saved, self.name)
 
     def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
         # a classifier keeps the epoch that classifies best: validation loss turns up (over-confidence) while
@@ -335,6 +421,7 @@ class ClassifyKind(_TextKind):
 
     predict_flags = ("data", "top_k")
     name = "classify"
+    ensembles = True  # --ensemble K: K seeds, mean probabilities (the flag is declared by the series kind)
     ignores = ("conditional",)  # --unconditional is for generate
     defaults = DEFAULTS["classify"]
     help = "classify (many->one)"

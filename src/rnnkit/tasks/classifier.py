@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
+from rnnkit.data.vocab import PAD, UNK
 from rnnkit.masks import length_mask
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
 
-__all__ = ["SequenceClassifier"]
+__all__ = ["POOLS", "SequenceClassifier", "drop_tokens"]
 
 _WINDOW_LOSSES = ("sum", "aggregate")
+POOLS = ("last", "mean", "max")
+"""What may summarise a sequence (``ModelConfig.pool``, "+"-joined, concatenated in the order given)."""
+
+
+def drop_tokens(ids: Tensor, p: float) -> Tensor:
+    """``ids`` ``(B, T)`` with each non-pad symbol replaced by UNK with probability ``p`` (torch's global RNG):
+    character dropout, so a model cannot lean on one symbol of a name."""
+    if p <= 0:
+        return ids
+    hit = (torch.rand(ids.shape, device=ids.device) < p) & (ids != PAD)
+    return ids.masked_fill(hit, UNK)
+
+
+def pool_names(pool: str) -> list[str]:
+    """The parts of a ``pool`` setting ("last+max" → ["last", "max"]); an unknown or repeated part is an error."""
+    parts = pool.split("+")
+    if not parts or any(p not in POOLS for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError(f"pool must be {', '.join(POOLS)} or several of them joined by '+', got {pool!r}")
+    return parts
 
 
 class SequenceClassifier(RecurrentTaskModel):
@@ -34,6 +56,11 @@ class SequenceClassifier(RecurrentTaskModel):
     - ``"sum"``: ``Σ_j l(ŷ_j, y)`` divided by the sequence's number of windows (so every sequence weighs the
       same, whatever its length), mean over the batch.
 
+    ``config.pool`` other than ``"last"`` summarises the sequence by the masked ``mean`` and/or ``max`` over the
+    top layer's valid outputs ``(B, T, D·H)`` (beside or instead of the last states), concatenated: the head
+    reads ``(B, P·D·H)`` for ``P`` parts. ``config.label_smoothing`` smooths the training targets (the loss
+    in eval mode is the plain cross-entropy); ``config.token_dropout`` replaces training symbols by UNK.
+
     At test time the windows' probabilities are averaged: the returned logits are ``log(mean_j softmax(ŷ_j))``
     (whatever the loss), so ``predict_proba`` gives the mean probabilities and accuracy is their argmax. For the
     argmax of the summed logits (the ``"aggregate"`` training objective), sum :meth:`window_logits` over the
@@ -47,10 +74,46 @@ class SequenceClassifier(RecurrentTaskModel):
         self.per_window = bool(getattr(self.core, "per_step_readout", False))
         if self.per_window and config.window_loss not in _WINDOW_LOSSES:
             raise ValueError(f"window_loss must be one of {_WINDOW_LOSSES}, got {config.window_loss!r}")
+        self.pools = pool_names(config.pool)
+        if not 0 <= config.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {config.label_smoothing}")
+        if not 0 <= config.token_dropout < 1:
+            raise ValueError(f"token_dropout must lie in [0, 1), got {config.token_dropout}")
+        if self.pools != ["last"]:
+            if self.per_window or self.summarizes:
+                raise ValueError(
+                    f"pool={config.pool!r} needs a recurrent core with per-step outputs, not {config.model!r}"
+                )
+            # the head reads every part (built after the default head, so a "last" model's weights are unchanged)
+            self.head = nn.Linear(len(self.pools) * self.directions * config.hidden_size, config.num_classes)
+
+    def _batch(self, batch: Batch) -> Batch:
+        """The batch the model reads: with character dropout while training on tokens."""
+        p = self.config.token_dropout
+        if self.training and p > 0 and self.inputs.tokens:
+            return replace(batch, inputs=drop_tokens(batch.inputs, p))
+        return batch
 
     def encode(self, batch: Batch) -> Tensor:
-        """The sequence summary fed to the head: ``(B, D·H)``."""
-        return self.last_states(batch)
+        """The sequence summary fed to the head: ``(B, P·D·H)`` (``(B, D·H)`` for the last states)."""
+        batch = self._batch(batch)
+        if self.pools == ["last"]:
+            return self.last_states(batch)
+        x = self.inputs(batch.inputs, batch.lengths)  # (B, T, I)
+        out, h_n = self.core(x, lengths=batch.lengths)  # (B, T, D·H)
+        mask = length_mask(batch.lengths, out.shape[1], device=out.device).unsqueeze(2)  # (B, T, 1)
+        parts = []
+        for name in self.pools:
+            if name == "last":
+                h = h_n[0] if isinstance(h_n, tuple) else h_n  # (L·D, B, H)
+                last = h[-self.directions :]  # (D, B, H)
+                parts.append(last.transpose(0, 1).reshape(last.shape[1], -1))
+            elif name == "mean":
+                n = mask.sum(1).clamp(min=1).to(out.dtype)  # (B, 1)
+                parts.append((out * mask.to(out.dtype)).sum(1) / n)
+            else:
+                parts.append(out.masked_fill(~mask, -float("inf")).amax(1))
+        return torch.cat(parts, dim=1)  # (B, P·D·H)
 
     def window_logits(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Window cores only: every window's logits ``(B, T, C)`` and the mask of valid windows ``(B, T)``."""
@@ -86,7 +149,8 @@ class SequenceClassifier(RecurrentTaskModel):
         logits = self.head(self.drop(self.encode(batch)))  # (B, C)
         loss = None
         if batch.targets is not None:
-            loss = nn.functional.cross_entropy(logits, batch.targets)
+            smooth = self.config.label_smoothing if self.training else 0.0
+            loss = nn.functional.cross_entropy(logits, batch.targets, label_smoothing=smooth)
         return logits, loss
 
     @torch.no_grad()

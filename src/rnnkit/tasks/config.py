@@ -7,6 +7,10 @@ from typing import Any
 
 __all__ = ["ModelConfig"]
 
+_ORIGINAL = {"ensemble": 1, "pool": "last", "label_smoothing": 0.0, "token_dropout": 0.0}
+"""Settings added after rnnkit 0.1.0 and the value every earlier model had: written to config.json only when
+another value is set, so an older rnnkit still reads the runs that do not use them."""
+
 
 @dataclass
 class ModelConfig:
@@ -33,11 +37,16 @@ class ModelConfig:
     frame_encoder: str = ""  # per-step encoder applied to every element before the core ("" = none, "cnn")
     frame_shape: list[int] = field(default_factory=list)  # per-step tensor shape it reads, e.g. [C, H, W]
     ensemble: int = 1  # K members averaged (rnnkit.tasks.ensemble); 1 = one model, and no key in config.json
+    pool: str = "last"  # classifier: what summarises the sequence, "last" state or "+"-joined last/mean/max
+    label_smoothing: float = 0.0  # classifier: label smoothing of the training loss (evaluation is plain NLL)
+    token_dropout: float = 0.0  # token inputs: each symbol becomes UNK with this probability while training
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        if d["ensemble"] == 1:
-            del d["ensemble"]  # a single model's config.json stays as before ensembles existed
+        # a setting at its original value has no key, so config.json stays as before the setting existed
+        for key, original in _ORIGINAL.items():
+            if d[key] == original:
+                del d[key]
         return d
 
     @classmethod
