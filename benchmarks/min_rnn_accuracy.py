@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", nargs="+", choices=list(TASKS), default=list(TASKS), help="tasks (default: all)")
     p.add_argument("--out", type=Path, default=Path("runs/min-accuracy"), help="run folders and results.json")
     p.add_argument("--hidden", type=int, default=256, help="hidden size of GRU and LSTM (default: 256)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of every run (default: 1)")
     p.add_argument("--subset", type=int, default=0, help="names per class drawn (seeded) from the data; 0: all")
     args = p.parse_args(argv)
     rows = []
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = args.out / f"{task}-{model}"
                 cmd = [sys.executable, "-m", "rnnkit", "train", *train, "--model", model, "--hidden", str(h),
                        "--embed", str(EMBED), "--epochs", str(args.epochs), "--seed", str(args.seed),
-                       "--out", str(out), "--overwrite"]  # fmt: skip
+                       "--threads", str(args.threads), "--out", str(out), "--overwrite"]  # fmt: skip
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
                 metrics = json.loads((out / "metrics.json").read_text())
                 row = {"task": task, "model": model, "hidden": h, "params": run_params(out), metric: metrics[metric],

@@ -37,8 +37,8 @@ from torch.autograd.function import FunctionCtx
 
 from rnnkit.engine.build import extension_status, load_extension
 
-__all__ = ["CHUNK", "FUSED_KINDS", "SCAN_METHODS", "compiled_scan_available", "fused_min_scan", "linear_scan",
-           "resolve_method"]  # fmt: skip
+__all__ = ["CHUNK", "FUSED_KINDS", "SCAN_METHODS", "compiled_scan_available", "fused_min_scan", "fused_min_step",
+           "linear_scan", "resolve_method"]  # fmt: skip
 
 SCAN_METHODS = ("auto", "compiled", "sequential", "scan")
 """The paths of :func:`linear_scan` (``"auto"`` picks one per device, see the module docstring)."""
@@ -115,46 +115,57 @@ FUSED_KINDS = {"mingru": 0, "minlstm": 1}
 """Cells whose gate math the compiled loop fuses (:func:`fused_min_scan`), and their kernel codes."""
 
 
-def fused_min_scan(kind: str, P: Tensor, h0: Tensor, mask: Tensor | None = None) -> Tensor:
-    """minGRU/minLSTM over the projected input with the gate math inside the compiled loop (CPU).
+def fused_min_scan(
+    kind: str, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """One minGRU/minLSTM layer direction on the compiled loop, the gate math inside it (CPU, float32/float64).
 
-    ``P`` ``(T, B, G·H)`` is ``x W^T + b`` in the cell's gate order (minGRU ``[k, c]``, minLSTM ``[k_f, k_i, c]``),
-    ``h0`` ``(B, H)``, ``mask`` ``(T, B, 1)`` of 0/1 or None. Returns ``hs`` ``(T, B, H)``; a masked step carries
-    the state. The backward recomputes the gates from ``P``, so only ``P`` and ``hs`` are kept: less memory and
-    fewer passes over ``(T, B, H)`` than the coefficients through autograd (the ``compiled`` path of
-    :func:`linear_scan` with ``a``, ``b`` made by PyTorch ops), with the same numbers (tests/test_min_rnn.py).
-    Needs the compiled kernels (:func:`compiled_scan_available`).
+    ``x`` ``(T, B, I)``, ``weight`` ``(G·H, I)`` and ``bias`` ``(G·H)`` or None in the cell's gate order (minGRU
+    ``[k, c]``, minLSTM ``[k_f, k_i, c]``), ``h0`` ``(B, H)``, ``mask`` ``(T, B, 1)`` of 0/1 or None. Returns
+    ``hs`` ``(T, B, H)``; a masked step carries the state. Differentiable in ``x``, ``weight``, ``bias``, ``h0``.
+
+    Between the matrix product ``P = x W^T`` (no bias) and the states there is one C++ pass forward (bias, gates
+    and recurrence) and one backward (the gates recomputed from ``P``, the bias gradient summed in the same pass);
+    the backward's matrix products are the projection's own. Kept for the backward pass: ``x``, ``P`` and ``hs``.
+    Equal to the coefficients through autograd to rounding (tests/test_min_rnn.py). Needs the compiled kernels
+    (:func:`compiled_scan_available`).
     """
-    m = P.new_empty(0) if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(P.dtype).contiguous()
-    return _FusedMinFn.apply(FUSED_KINDS[kind], P, h0, m)
+    m = x.new_empty(0) if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(x.dtype).contiguous()
+    return _FusedMinFn.apply(FUSED_KINDS[kind], x, weight, bias, h0, m)
 
 
-def _exp_neg(kind: int, P: Tensor) -> Tensor:
-    """``exp(−P)`` for the fused kernels, one vectorised op. minLSTM's ratio ``(1 + e_f)/(1 + e_i)`` must stay
-    finite, so its exponents stop at ``log(max)/2`` (a gate pre-activation below −44 in float32, −354 in float64,
-    acts as that value: the gate is below 1e-19 resp. 1e-154 either way); minGRU needs no bound (``e = ∞`` gives
-    the exact limit 0)."""
-    E = torch.neg(P)  # one new tensor, then in place: this runs over (T, B, G·H) twice per training step
-    if kind != 0:
-        E.clamp_(max=math.log(torch.finfo(P.dtype).max) / 2)
-    return E.exp_()
+def fused_min_step(kind: str, x: Tensor, weights: list[Tensor], biases: list[Tensor | None], h: Tensor) -> Tensor:
+    """One streaming step of a stack of minGRU/minLSTM layers in one C++ call (no autograd; CPU).
+
+    ``x`` ``(B, I)``, ``weights[l]`` ``(G·H, I_l)``, ``biases[l]`` ``(G·H)`` or None, ``h`` ``(L, B, H)``.
+    Returns the new state ``(L, B, H)``; its last row is the top layer's output.
+    """
+    bs = [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases, strict=True)]
+    return _kernels().min_step(FUSED_KINDS[kind], x.contiguous(), weights, bs, h.contiguous())
 
 
 class _FusedMinFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: FunctionCtx, kind: int, P: Tensor, h0: Tensor, mask: Tensor) -> Tensor:
-        P, h0 = P.contiguous(), h0.contiguous()
-        hs = _kernels().min_forward(kind, P, _exp_neg(kind, P), h0, mask)  # (T, B, H)
-        ctx.save_for_backward(P, hs, h0, mask)
+    def forward(ctx: FunctionCtx, kind: int, x: Tensor, w: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor):
+        T, B, I = x.shape
+        x2 = x.reshape(T * B, I)
+        P = torch.mm(x2, w.t()).view(T, B, -1)  # (T, B, G·H): the bias is added inside the loop
+        bias = b if b is not None else w.new_zeros(w.shape[0])
+        h0 = h0.contiguous()
+        hs = _kernels().min_forward(kind, P, bias.contiguous(), h0, mask)  # (T, B, H)
+        ctx.save_for_backward(x2, w, bias, P, hs, h0, mask)
         ctx.kind = kind
+        ctx.has_bias = b is not None
         return hs
 
     @staticmethod
     def backward(ctx: FunctionCtx, g: Tensor):
-        P, hs, h0, mask = ctx.saved_tensors
-        E = _exp_neg(ctx.kind, P)  # recomputed: cheaper than keeping (T, B, G·H) more
-        dP, dh0 = _kernels().min_backward(ctx.kind, P, E, hs, h0, mask, g.contiguous())
-        return None, dP, dh0, None
+        x2, w, bias, P, hs, h0, mask = ctx.saved_tensors
+        dP, dbias, dh0 = _kernels().min_backward(ctx.kind, P, bias, hs, h0, mask, g.contiguous())
+        dP2 = dP.view(x2.shape[0], -1)  # (T·B, G·H)
+        dx = torch.mm(dP2, w).view(hs.shape[0], hs.shape[1], -1) if ctx.needs_input_grad[1] else None
+        dw = torch.mm(dP2.t(), x2) if ctx.needs_input_grad[2] else None
+        return None, dx, dw, (dbias if ctx.has_bias else None), dh0, None
 
 
 # ---------------------------------------------------------------------------------------------- sequential paths
