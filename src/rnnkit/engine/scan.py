@@ -124,14 +124,21 @@ def fused_min_scan(
     ``[k, c]``, minLSTM ``[k_f, k_i, c]``), ``h0`` ``(B, H)``, ``mask`` ``(T, B, 1)`` of 0/1 or None. Returns
     ``hs`` ``(T, B, H)``; a masked step carries the state. Differentiable in ``x``, ``weight``, ``bias``, ``h0``.
 
-    Between the matrix product ``P = x W^T`` (no bias) and the states there is one C++ pass forward (bias, gates
-    and recurrence) and one backward (the gates recomputed from ``P``, the bias gradient summed in the same pass);
-    the backward's matrix products are the projection's own. Kept for the backward pass: ``x``, ``P`` and ``hs``.
+    One C++ call each way. Time is cut into chunks of about 512 KB of ``P = x W^T``: per chunk the matrix product
+    (no bias) writes ``P``, then one pass adds the bias, forms the gates and runs the recurrence while ``P`` is in
+    the cache; backwards, one pass recomputes the gates from ``P``, writes the chunk's ``dL/dP`` into a cache-sized
+    buffer and sums the bias gradient, and the two matrix products of the projection's backward read it at once.
+    Without autograd no ``P`` of the whole sequence is made. Kept for the backward pass: ``x``, ``P``, ``hs``.
     Equal to the coefficients through autograd to rounding (tests/test_min_rnn.py). Needs the compiled kernels
     (:func:`compiled_scan_available`).
     """
     m = x.new_empty(0) if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(x.dtype).contiguous()
-    return _FusedMinFn.apply(FUSED_KINDS[kind], x, weight, bias, h0, m)
+    kind_code = FUSED_KINDS[kind]
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, h0)):
+        return _FusedMinFn.apply(kind_code, x, weight, bias, h0, m)
+    bias_ = bias if bias is not None else weight.new_zeros(weight.shape[0])
+    return _kernels().min_layer_forward(kind_code, x.contiguous(), weight.contiguous(), bias_.contiguous(),
+                                        h0.contiguous(), m, False)[0]  # fmt: skip
 
 
 def fused_min_step(kind: str, x: Tensor, weights: list[Tensor], biases: list[Tensor | None], h: Tensor) -> Tensor:
@@ -147,25 +154,22 @@ def fused_min_step(kind: str, x: Tensor, weights: list[Tensor], biases: list[Ten
 class _FusedMinFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx: FunctionCtx, kind: int, x: Tensor, w: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor):
-        T, B, I = x.shape
-        x2 = x.reshape(T * B, I)
-        P = torch.mm(x2, w.t()).view(T, B, -1)  # (T, B, G·H): the bias is added inside the loop
-        bias = b if b is not None else w.new_zeros(w.shape[0])
-        h0 = h0.contiguous()
-        hs = _kernels().min_forward(kind, P, bias.contiguous(), h0, mask)  # (T, B, H)
-        ctx.save_for_backward(x2, w, bias, P, hs, h0, mask)
+        x, w, h0 = x.contiguous(), w.contiguous(), h0.contiguous()
+        bias = b.contiguous() if b is not None else w.new_zeros(w.shape[0])
+        hs, P = _kernels().min_layer_forward(kind, x, w, bias, h0, mask, True)  # P = x W^T (T, B, G·H)
+        ctx.save_for_backward(x, w, bias, P, hs, h0, mask)
         ctx.kind = kind
         ctx.has_bias = b is not None
         return hs
 
     @staticmethod
     def backward(ctx: FunctionCtx, g: Tensor):
-        x2, w, bias, P, hs, h0, mask = ctx.saved_tensors
-        dP, dbias, dh0 = _kernels().min_backward(ctx.kind, P, bias, hs, h0, mask, g.contiguous())
-        dP2 = dP.view(x2.shape[0], -1)  # (T·B, G·H)
-        dx = torch.mm(dP2, w).view(hs.shape[0], hs.shape[1], -1) if ctx.needs_input_grad[1] else None
-        dw = torch.mm(dP2.t(), x2) if ctx.needs_input_grad[2] else None
-        return None, dx, dw, (dbias if ctx.has_bias else None), dh0, None
+        x, w, bias, P, hs, h0, mask = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        dx, dw, dbias, dh0 = _kernels().min_layer_backward(
+            ctx.kind, x, w, bias, P, hs, h0, mask, g.contiguous(), need_x, need_w
+        )
+        return (None, dx if need_x else None, dw if need_w else None, dbias if ctx.has_bias else None, dh0, None)
 
 
 # ---------------------------------------------------------------------------------------------- sequential paths

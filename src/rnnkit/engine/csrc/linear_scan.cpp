@@ -274,6 +274,7 @@ inline int64_t grain(const Blocks& q, int64_t T, int64_t H) {
   return T * H * q.count < 32768 ? q.count : 1;
 }
 
+// Steps [0, T) of the recurrence over P (T, B, G*H) from h0 (B, H) into hs (T, B, H); mask (T, B) or null.
 template <int KIND, typename scalar_t>
 void min_forward_kernel(const scalar_t* P, const scalar_t* bias, const scalar_t* h0, const scalar_t* mask,
                         scalar_t* hs, int64_t T, int64_t B, int64_t H) {
@@ -295,23 +296,27 @@ void min_forward_kernel(const scalar_t* P, const scalar_t* bias, const scalar_t*
   });
 }
 
+// Steps [0, T) backwards. carry (B, H) holds a_T dL/dh_T on entry (zeroed when fresh) and a_0 dL/dh_0 on exit;
+// h0 is the state before step 0; dbias_parts (threads, G*H) accumulates the bias gradient per thread.
 template <int KIND, typename scalar_t>
 void min_backward_kernel(const scalar_t* P, const scalar_t* bias, const scalar_t* hs, const scalar_t* h0,
                          const scalar_t* mask, const scalar_t* g, scalar_t* dP, scalar_t* dbias_parts,
-                         scalar_t* dh0, int64_t T, int64_t B, int64_t H) {
+                         scalar_t* carry_all, bool fresh, int64_t T, int64_t B, int64_t H) {
   constexpr int64_t G = KIND == 0 ? 2 : 3;
   const Blocks q = blocks(B, H, T);
   at::parallel_for(0, q.count, grain(q, T, H), [&](int64_t k0, int64_t k1) {
     scalar_t* db = dbias_parts + at::get_thread_num() * G * H;  // this thread's partial sums
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t bi = k / q.slices, lo = (k % q.slices) * q.width, hi = std::min(H, lo + q.width);
-      for (int64_t j = lo; j < hi; ++j) dh0[bi * H + j] = scalar_t(0);  // the carry; ends as a_0 dL/dh_0
+    if (fresh) {
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t bi = k / q.slices, lo = (k % q.slices) * q.width, hi = std::min(H, lo + q.width);
+        for (int64_t j = lo; j < hi; ++j) carry_all[bi * H + j] = scalar_t(0);
+      }
     }
     for (int64_t t = T - 1; t >= 0; --t) {
       for (int64_t k = k0; k < k1; ++k) {
         const int64_t bi = k / q.slices, lo = (k % q.slices) * q.width, hi = std::min(H, lo + q.width);
         const scalar_t* gt = g + (t * B + bi) * H;
-        scalar_t* carry = dh0 + bi * H;
+        scalar_t* carry = carry_all + bi * H;
         scalar_t* dp = dP + (t * B + bi) * G * H;
         if (mask != nullptr && mask[t * B + bi] == scalar_t(0)) {
           for (int64_t gi = 0; gi < G; ++gi)
@@ -327,60 +332,105 @@ void min_backward_kernel(const scalar_t* P, const scalar_t* bias, const scalar_t
 }
 
 int gates_of(int64_t kind) {
-  TORCH_CHECK(kind == 0 || kind == 1, "min_forward: kind is 0 (minGRU) or 1 (minLSTM)");
+  TORCH_CHECK(kind == 0 || kind == 1, "min_layer: kind is 0 (minGRU) or 1 (minLSTM)");
   return kind == 0 ? 2 : 3;
 }
 
-void check_min(const torch::Tensor& P, const torch::Tensor& bias, const torch::Tensor& h0, const torch::Tensor& mask,
-               int64_t G) {
-  check(P, "P", 3);
-  check(h0, "h0", 2);
+// The layer works through time in chunks of this many P values (about 512 KB in float32): each chunk's matrix
+// products and its pass of the loop meet in the cache, so dL/dP never goes to memory and P is read from cache.
+constexpr int64_t kChunkValues = 131072;
+
+int64_t chunk_steps(int64_t B, int64_t GH) { return std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, B * GH)); }
+
+void check_layer(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, const torch::Tensor& h0,
+                 const torch::Tensor& mask, int64_t G) {
+  check(x, "x", 3);
+  check(w, "weight", 2);
   check(bias, "bias", 1);
-  const int64_t T = P.size(0), B = P.size(1), H = h0.size(1);
-  TORCH_CHECK(P.size(2) == G * H && h0.size(0) == B && bias.size(0) == G * H, "min_forward: shapes disagree");
-  TORCH_CHECK(P.scalar_type() == h0.scalar_type() && P.scalar_type() == bias.scalar_type(), "min_forward: dtypes");
+  check(h0, "h0", 2);
+  const int64_t T = x.size(0), B = x.size(1), H = h0.size(1);
+  TORCH_CHECK(T >= 1, "min_layer: the sequence must have at least one step");
+  TORCH_CHECK(w.size(0) == G * H && w.size(1) == x.size(2) && h0.size(0) == B && bias.size(0) == G * H,
+              "min_layer: shapes disagree");
+  const auto dt = x.scalar_type();
+  TORCH_CHECK(w.scalar_type() == dt && bias.scalar_type() == dt && h0.scalar_type() == dt, "min_layer: dtypes");
   if (mask.numel() > 0) {
-    TORCH_CHECK(mask.is_contiguous() && mask.numel() == T * B && mask.scalar_type() == P.scalar_type(),
-                "min_forward: mask is (T, B) of P's dtype");
+    TORCH_CHECK(mask.is_contiguous() && mask.numel() == T * B && mask.scalar_type() == dt,
+                "min_layer: mask is (T, B) of x's dtype");
   }
 }
 
-// hs (T, B, H) of minGRU (kind 0) / minLSTM (kind 1) over P = x W^T (T, B, G*H) plus bias (G*H), from h0 (B, H).
-torch::Tensor min_forward(int64_t kind, torch::Tensor P, torch::Tensor bias, torch::Tensor h0, torch::Tensor mask) {
+// One minGRU (kind 0) / minLSTM (kind 1) layer direction: x (T, B, I), w (G*H, I), bias (G*H), h0 (B, H), mask
+// (T, B) or empty -> [hs (T, B, H), P = x w^T (T, B, G*H) when keep (for the backward pass), else empty].
+std::vector<torch::Tensor> min_layer_forward(int64_t kind, torch::Tensor x, torch::Tensor w, torch::Tensor bias,
+                                             torch::Tensor h0, torch::Tensor mask, bool keep) {
   const int64_t G = gates_of(kind);
-  check_min(P, bias, h0, mask, G);
-  const int64_t T = P.size(0), B = P.size(1), H = h0.size(1);
-  auto hs = torch::empty({T, B, H}, P.options());
+  check_layer(x, w, bias, h0, mask, G);
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = G * H;
+  const int64_t Tc = std::min(T, chunk_steps(B, GH));
+  auto hs = torch::empty({T, B, H}, x.options());
+  auto P = torch::empty({keep ? T : Tc, B, GH}, x.options());
+  const auto wt = w.t();
   const bool masked = mask.numel() > 0;
-  AT_DISPATCH_FLOATING_TYPES(P.scalar_type(), "min_forward", [&] {
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_layer_forward", [&] {
     auto fn = kind == 0 ? min_forward_kernel<0, scalar_t> : min_forward_kernel<1, scalar_t>;
-    fn(P.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(),
-       masked ? mask.data_ptr<scalar_t>() : nullptr, hs.data_ptr<scalar_t>(), T, B, H);
+    scalar_t* hp = hs.data_ptr<scalar_t>();
+    for (int64_t t0 = 0; t0 < T; t0 += Tc) {
+      const int64_t n = std::min(Tc, T - t0);
+      auto Pc = P.narrow(0, keep ? t0 : 0, n);
+      auto Pc2 = Pc.view({n * B, GH});
+      at::mm_out(Pc2, x.narrow(0, t0, n).view({n * B, I}), wt);
+      const scalar_t* prev = t0 > 0 ? hp + (t0 - 1) * B * H : h0.data_ptr<scalar_t>();
+      fn(Pc.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), prev, masked ? mask.data_ptr<scalar_t>() + t0 * B : nullptr,
+         hp + t0 * B * H, n, B, H);
+    }
   });
-  return hs;
+  return {hs, keep ? P : x.new_empty({0})};
 }
 
-// (dL/dP (T, B, G*H), dL/dbias (G*H), dL/dh0 (B, H)) given g = dL/dhs (T, B, H).
-std::vector<torch::Tensor> min_backward(int64_t kind, torch::Tensor P, torch::Tensor bias, torch::Tensor hs,
-                                        torch::Tensor h0, torch::Tensor mask, torch::Tensor g) {
+// Gradients of min_layer_forward given g = dL/dhs (T, B, H): [dx (T, B, I) or empty, dw (G*H, I) or empty,
+// dbias (G*H), dh0 (B, H)]. Chunks run backwards in time; each chunk's dL/dP stays in one cache-sized buffer that
+// the two matrix products read right after the loop wrote it.
+std::vector<torch::Tensor> min_layer_backward(int64_t kind, torch::Tensor x, torch::Tensor w, torch::Tensor bias,
+                                              torch::Tensor P, torch::Tensor hs, torch::Tensor h0, torch::Tensor mask,
+                                              torch::Tensor g, bool need_dx, bool need_dw) {
   const int64_t G = gates_of(kind);
-  check_min(P, bias, h0, mask, G);
+  check_layer(x, w, bias, h0, mask, G);
+  check(P, "P", 3);
   check(hs, "hs", 3);
   check(g, "grad", 3);
-  const int64_t T = P.size(0), B = P.size(1), H = h0.size(1);
-  TORCH_CHECK(hs.size(0) == T && hs.size(1) == B && hs.size(2) == H && g.sizes() == hs.sizes(),
-              "min_backward: shapes disagree");
-  const bool masked = mask.numel() > 0;
-  auto dP = torch::empty_like(P);
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = G * H;
+  TORCH_CHECK(P.size(0) == T && P.size(1) == B && P.size(2) == GH && hs.size(0) == T && hs.size(1) == B &&
+                  hs.size(2) == H && g.sizes() == hs.sizes(),
+              "min_layer_backward: shapes disagree");
+  const int64_t Tc = std::min(T, chunk_steps(B, GH));
+  auto dx = need_dx ? torch::empty({T, B, I}, x.options()) : x.new_empty({0});
+  auto dw = need_dw ? torch::zeros({GH, I}, x.options()) : x.new_empty({0});
   auto dh0 = torch::empty_like(h0);
-  auto parts = torch::zeros({at::get_num_threads(), G * H}, P.options());
-  AT_DISPATCH_FLOATING_TYPES(P.scalar_type(), "min_backward", [&] {
+  auto parts = torch::zeros({at::get_num_threads(), GH}, x.options());
+  auto dP = torch::empty({Tc, B, GH}, x.options());
+  const bool masked = mask.numel() > 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_layer_backward", [&] {
     auto fn = kind == 0 ? min_backward_kernel<0, scalar_t> : min_backward_kernel<1, scalar_t>;
-    fn(P.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(), hs.data_ptr<scalar_t>(), h0.data_ptr<scalar_t>(),
-       masked ? mask.data_ptr<scalar_t>() : nullptr, g.data_ptr<scalar_t>(), dP.data_ptr<scalar_t>(),
-       parts.data_ptr<scalar_t>(), dh0.data_ptr<scalar_t>(), T, B, H);
+    const scalar_t* hp = hs.data_ptr<scalar_t>();
+    bool fresh = true;
+    for (int64_t t0 = ((T - 1) / Tc) * Tc; t0 >= 0; t0 -= Tc) {
+      const int64_t n = std::min(Tc, T - t0);
+      auto dPc = dP.narrow(0, 0, n);
+      const scalar_t* prev = t0 > 0 ? hp + (t0 - 1) * B * H : h0.data_ptr<scalar_t>();
+      fn(P.data_ptr<scalar_t>() + t0 * B * GH, bias.data_ptr<scalar_t>(), hp + t0 * B * H, prev,
+         masked ? mask.data_ptr<scalar_t>() + t0 * B : nullptr, g.data_ptr<scalar_t>() + t0 * B * H,
+         dPc.data_ptr<scalar_t>(), parts.data_ptr<scalar_t>(), dh0.data_ptr<scalar_t>(), fresh, n, B, H);
+      fresh = false;
+      auto dP2 = dPc.view({n * B, GH});
+      if (need_dx) {
+        auto dxc = dx.narrow(0, t0, n).view({n * B, I});
+        at::mm_out(dxc, dP2, w);
+      }
+      if (need_dw) dw.addmm_(dP2.t(), x.narrow(0, t0, n).view({n * B, I}));
+    }
   });
-  return {dP, parts.sum(0), dh0};
+  return {dx, dw, parts.sum(0), dh0};
 }
 
 // One streaming step of a stack of L minGRU/minLSTM layers, no autograd: x (B, I), weights[l] (G*H, I_l),
@@ -388,26 +438,24 @@ std::vector<torch::Tensor> min_backward(int64_t kind, torch::Tensor P, torch::Te
 // Python per step (the per-step cost of sampling is then one matrix product and one pass per layer).
 torch::Tensor min_step(int64_t kind, torch::Tensor x, std::vector<torch::Tensor> weights,
                        std::vector<torch::Tensor> biases, torch::Tensor h) {
-  const int64_t G = gates_of(kind);
   const int64_t L = static_cast<int64_t>(weights.size());
   TORCH_CHECK(L == static_cast<int64_t>(biases.size()) && h.dim() == 3 && h.size(0) == L, "min_step: shapes");
+  TORCH_CHECK(x.dim() == 2 && x.size(0) == h.size(1), "min_step: x is (B, I)");
   auto out = torch::empty_like(h);
+  auto none = x.new_empty({0});
   auto inp = x;
   for (int64_t l = 0; l < L; ++l) {
-    auto P = at::mm(inp, weights[l].t()).unsqueeze(0);  // (1, B, G*H)
-    auto h0 = h[l].contiguous();
-    auto hl = min_forward(kind, P, biases[l].contiguous(), h0, torch::Tensor(P.new_empty({0})));
-    out[l].copy_(hl[0]);
+    auto r = min_layer_forward(kind, inp.unsqueeze(0), weights[l], biases[l], h[l], none, false);
+    out[l].copy_(r[0][0]);
     inp = out[l];
   }
-  (void)G;
   return out;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &scan_forward, "h_t = a_t * h_{t-1} + b_t over (T, N); returns hs (T, N)");
   m.def("backward", &scan_backward, "gradients (da, db, dh0) of the scan given grad of hs");
-  m.def("min_forward", &min_forward, "minGRU (kind 0) / minLSTM (kind 1) over P = x W^T (T, B, G*H) + bias: hs");
-  m.def("min_backward", &min_backward, "gradients (dP, dbias, dh0) of min_forward given grad of hs");
+  m.def("min_layer_forward", &min_layer_forward, "minGRU (kind 0) / minLSTM (kind 1) layer: [hs, P or empty]");
+  m.def("min_layer_backward", &min_layer_backward, "gradients [dx, dw, dbias, dh0] of min_layer_forward");
   m.def("min_step", &min_step, "one streaming step of a stack of minGRU/minLSTM layers (no autograd)");
 }
