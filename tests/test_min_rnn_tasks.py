@@ -157,6 +157,9 @@ def test_bench_long_rows_and_the_cli_flag(monkeypatch, capsys) -> None:
     row = bench_long.measure_long("minlstm", 6, "train", B=2, I=3, H=4, repeats=1)
     assert {"cell", "mode", "T", "B", "H", "ratio", "rnnkit_ms", "torch_ms", "proj_ms", "scan_ms"} <= set(row)
     assert row["cell"] == "minlstm" and row["T"] == 6 and row["ratio"] > 0 and row["saved_mb"] > 0
+    assert row["ceiling"] == row["torch_ms"] / row["proj_ms"]  # torch over the projection alone, same run
+    assert row["flop_ratio"] == (2 * (3 + 4) * 4 * 4) / (2 * 3 * 3 * 4)  # LSTM 2(I+H)·4H over minLSTM 2I·3H
+    assert bench_long.flop_ratio("mingru", 64, 256) == 7.5  # GRU 2(I+H)·3H over minGRU 2I·2H
     monkeypatch.setattr(bench_long, "LONG_LENGTHS", (5, 7))
     monkeypatch.setattr(bench_long, "LONG_SHAPE", {"B": 2, "I": 3, "H": 4})
     assert main(["bench", "--long", "--quick", "--json", "--repeats", "1"]) == 0

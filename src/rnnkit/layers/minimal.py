@@ -150,10 +150,12 @@ class LinearRecurrenceCell(nn.Module):
 
     Args:
         coefficients: a module with ``forward(x (..., I)) -> (a, b)``, each ``(..., H)``, applied to whole
-            sequences at once by the layer (so it must act on the last axis only). The parallel scan takes
-            ``log a`` and needs ``a > 0`` (use ``method="compiled"``/``"sequential"`` for any sign).
+            sequences at once by the layer (so it must act on the last axis only). ``a`` may have any sign on
+            every path (the parallel scan runs on ``log |a|`` with the signs carried apart where some ``a ≤ 0``).
         hidden_size: H.
     """
+
+    log_space = False  # no stable log form: the layer gives the scan ``a`` itself (rnnkit.engine.scan.linear_scan)
 
     def __init__(self, coefficients: nn.Module, hidden_size: int) -> None:
         super().__init__()
@@ -181,7 +183,7 @@ class LinearRecurrence(Recurrent):
         num_layers, batch_first, dropout, bidirectional, device, dtype: as :class:`~rnnkit.layers.Recurrent`.
         method: ``"auto"`` (the fastest exact path for the device: compiled loop on the CPU, log-space scan on
             accelerators), ``"compiled"``, ``"sequential"`` (PyTorch loop), ``"scan"`` (log-space parallel
-            scan; needs ``a > 0``), or ``"loop"`` (autograd through the cell stepped one step at a time — the
+            scan; any sign of ``a``), or ``"loop"`` (autograd through the cell stepped one step at a time — the
             reference). See :mod:`rnnkit.engine.scan`.
 
     Shapes (time-major; swap T and B with ``batch_first``): input ``(T, B, I)``, unbatched ``(T, I)`` or a
@@ -239,7 +241,7 @@ class LinearRecurrence(Recurrent):
             # the gate math inside the C++ loop: one matrix product, then one pass forward and one backward
             hs = fused_min_scan(fused, x, cell.weight_ih, cell.bias_ih, state0, mask)  # (T, B, H)
             return hs, hs[-1]
-        log_space = path == "scan"
+        log_space = path == "scan" and getattr(cell, "log_space", True)  # else the scan takes a of any sign
         a, b = cell.coefficients(x, log_space)  # (T, B, H) each: one matrix product over all T·B rows
         if mask is not None:  # a padded step carries the state: a = 1 (log a = 0), b = 0
             a = torch.where(mask > 0, a, 0.0 if log_space else 1.0)

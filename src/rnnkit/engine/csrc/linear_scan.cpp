@@ -340,7 +340,12 @@ int gates_of(int64_t kind) {
 // products and its pass of the loop meet in the cache, so dL/dP never goes to memory and P is read from cache.
 constexpr int64_t kChunkValues = 131072;
 
-int64_t chunk_steps(int64_t B, int64_t GH) { return std::max<int64_t>(1, kChunkValues / std::max<int64_t>(1, B * GH)); }
+// steps per chunk; chunk_values > 0 overrides kChunkValues (tests use a few steps to cross many chunk borders)
+int64_t chunk_steps(int64_t B, int64_t GH, int64_t chunk_values) {
+  // with threads, chunks grow with their number (each thread's share stays cache-sized, fewer barriers)
+  const int64_t v = chunk_values > 0 ? chunk_values : kChunkValues * std::max<int64_t>(1, at::get_num_threads());
+  return std::max<int64_t>(1, v / std::max<int64_t>(1, B * GH));
+}
 
 void check_layer(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, const torch::Tensor& h0,
                  const torch::Tensor& mask, int64_t G) {
@@ -363,11 +368,12 @@ void check_layer(const torch::Tensor& x, const torch::Tensor& w, const torch::Te
 // One minGRU (kind 0) / minLSTM (kind 1) layer direction: x (T, B, I), w (G*H, I), bias (G*H), h0 (B, H), mask
 // (T, B) or empty -> [hs (T, B, H), P = x w^T (T, B, G*H) when keep (for the backward pass), else empty].
 std::vector<torch::Tensor> min_layer_forward(int64_t kind, torch::Tensor x, torch::Tensor w, torch::Tensor bias,
-                                             torch::Tensor h0, torch::Tensor mask, bool keep) {
+                                             torch::Tensor h0, torch::Tensor mask, bool keep,
+                                             int64_t chunk_values) {
   const int64_t G = gates_of(kind);
   check_layer(x, w, bias, h0, mask, G);
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = G * H;
-  const int64_t Tc = std::min(T, chunk_steps(B, GH));
+  const int64_t Tc = std::min(T, chunk_steps(B, GH, chunk_values));
   auto hs = torch::empty({T, B, H}, x.options());
   auto P = torch::empty({keep ? T : Tc, B, GH}, x.options());
   const auto wt = w.t();
@@ -393,7 +399,7 @@ std::vector<torch::Tensor> min_layer_forward(int64_t kind, torch::Tensor x, torc
 // the two matrix products read right after the loop wrote it.
 std::vector<torch::Tensor> min_layer_backward(int64_t kind, torch::Tensor x, torch::Tensor w, torch::Tensor bias,
                                               torch::Tensor P, torch::Tensor hs, torch::Tensor h0, torch::Tensor mask,
-                                              torch::Tensor g, bool need_dx, bool need_dw) {
+                                              torch::Tensor g, bool need_dx, bool need_dw, int64_t chunk_values) {
   const int64_t G = gates_of(kind);
   check_layer(x, w, bias, h0, mask, G);
   check(P, "P", 3);
@@ -403,7 +409,7 @@ std::vector<torch::Tensor> min_layer_backward(int64_t kind, torch::Tensor x, tor
   TORCH_CHECK(P.size(0) == T && P.size(1) == B && P.size(2) == GH && hs.size(0) == T && hs.size(1) == B &&
                   hs.size(2) == H && g.sizes() == hs.sizes(),
               "min_layer_backward: shapes disagree");
-  const int64_t Tc = std::min(T, chunk_steps(B, GH));
+  const int64_t Tc = std::min(T, chunk_steps(B, GH, chunk_values));
   auto dx = need_dx ? torch::empty({T, B, I}, x.options()) : x.new_empty({0});
   auto dw = need_dw ? torch::zeros({GH, I}, x.options()) : x.new_empty({0});
   auto dh0 = torch::empty_like(h0);
@@ -445,7 +451,7 @@ torch::Tensor min_step(int64_t kind, torch::Tensor x, std::vector<torch::Tensor>
   auto none = x.new_empty({0});
   auto inp = x;
   for (int64_t l = 0; l < L; ++l) {
-    auto r = min_layer_forward(kind, inp.unsqueeze(0), weights[l], biases[l], h[l], none, false);
+    auto r = min_layer_forward(kind, inp.unsqueeze(0), weights[l], biases[l], h[l], none, false, 0);
     out[l].copy_(r[0][0]);
     inp = out[l];
   }
