@@ -71,15 +71,20 @@ def test_forward_without_autograd_equals_the_autograd_forward(monkeypatch, name:
 @needs_compiled
 @pytest.mark.parametrize("name", list(LAYERS))
 @pytest.mark.parametrize("B", [1, 2, 5])
-def test_two_threads_equal_one(name: str, B: int) -> None:
-    """Two threads split rows (B ≥ 4) or channel slices of each row (B < 4, H = 192: three 64-wide slices).
+@pytest.mark.parametrize("chunk_steps", [0, 7])
+def test_two_threads_equal_one(monkeypatch, name: str, B: int, chunk_steps: int) -> None:
+    """Two threads: each owns whole rows (B ≥ 2) or channel slices of the one row (B = 1, H = 192: three 64-wide
+    slices); chunks of the default size (one here) or of 7 steps per row (borders inside the threads' rows).
 
-    T·H·blocks ≥ 32,768 here, so the kernels do run on both threads (smaller problems stay on one)."""
+    T·B·H ≥ 32,768 here, so the kernels do run on both threads (smaller problems stay on one)."""
+    G = 2 if name == "mingru" else 3
+    monkeypatch.setattr(scan, "_FUSED_CHUNK_VALUES", chunk_steps * G * 192)
     torch.manual_seed(3)
     layer = LAYERS[name](4, 192, dtype=F64)
-    x = torch.randn(60, B, 4, dtype=F64)
+    T = 60 if B > 1 else 180
+    x = torch.randn(T, B, 4, dtype=F64)
     hx = torch.randn(1, B, 192, dtype=F64)
-    lengths = list(range(60, 60 - B, -1))
+    lengths = list(range(T, T - B, -1))
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)

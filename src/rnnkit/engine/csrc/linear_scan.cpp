@@ -365,6 +365,109 @@ void check_layer(const torch::Tensor& x, const torch::Tensor& w, const torch::Te
   }
 }
 
+// With several threads and at least one batch row per thread, each thread owns whole rows for the whole sequence
+// instead: one parallel region per pass and single-threaded matrix products per (row, chunk) inside it. The
+// time-chunked path above synchronises the threads at every chunk (its loop and each matrix product), which a busy
+// machine turns into waits. Same arithmetic per value; only the matrix products are cut differently.
+bool by_rows(int64_t T, int64_t B, int64_t H) {
+  const int64_t threads = at::get_num_threads();
+  return threads > 1 && B >= threads && T * B * H >= 32768;
+}
+
+int64_t row_chunk(int64_t T, int64_t GH, int64_t chunk_values) {
+  return std::min(T, std::max<int64_t>(1, (chunk_values > 0 ? chunk_values : kChunkValues) / GH));
+}
+
+template <int KIND, typename scalar_t>
+void rows_forward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, const torch::Tensor& h0,
+                  const torch::Tensor& mask, torch::Tensor& hs, torch::Tensor& P, bool keep, int64_t chunk_values) {
+  constexpr int64_t G = KIND == 0 ? 2 : 3;
+  const int64_t T = x.size(0), B = x.size(1), H = h0.size(1), GH = G * H;
+  const int64_t Tc = row_chunk(T, GH, chunk_values);
+  const auto wt = w.detach().t();
+  const auto xd = x.detach();
+  const scalar_t* bp = bias.data_ptr<scalar_t>();
+  const scalar_t* h0p = h0.data_ptr<scalar_t>();
+  const scalar_t* mp = mask.numel() > 0 ? mask.data_ptr<scalar_t>() : nullptr;
+  scalar_t* hp = hs.data_ptr<scalar_t>();
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    at::NoGradGuard no_grad;
+    auto buf = torch::empty({keep ? 0 : Tc, GH}, x.options());
+    for (int64_t bi = b0; bi < b1; ++bi) {
+      const auto xb = xd.select(1, bi);  // (T, I), rows B*I apart
+      for (int64_t t0 = 0; t0 < T; t0 += Tc) {
+        const int64_t n = std::min(Tc, T - t0);
+        auto Pc = keep ? P.select(1, bi).narrow(0, t0, n) : buf.narrow(0, 0, n);  // (n, G*H)
+        at::mm_out(Pc, xb.narrow(0, t0, n), wt);
+        const scalar_t* pp = Pc.data_ptr<scalar_t>();
+        const int64_t ps = Pc.stride(0);
+        for (int64_t t = 0; t < n; ++t) {
+          const int64_t tt = t0 + t;
+          const scalar_t* prev = tt > 0 ? hp + ((tt - 1) * B + bi) * H : h0p + bi * H;
+          scalar_t* h = hp + (tt * B + bi) * H;
+          if (mp != nullptr && mp[tt * B + bi] == scalar_t(0)) {
+            for (int64_t j = 0; j < H; ++j) h[j] = prev[j];
+            continue;
+          }
+          row_forward<KIND, scalar_t>(pp + t * ps, bp, prev, h, 0, H, H);
+        }
+      }
+    }
+  });
+}
+
+template <int KIND, typename scalar_t>
+void rows_backward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, const torch::Tensor& P,
+                   const torch::Tensor& hs, const torch::Tensor& h0, const torch::Tensor& mask, const torch::Tensor& g,
+                   torch::Tensor& dx, torch::Tensor& dw_parts, torch::Tensor& db_parts, torch::Tensor& dh0,
+                   bool need_dx, bool need_dw, int64_t chunk_values) {
+  constexpr int64_t G = KIND == 0 ? 2 : 3;
+  const int64_t T = x.size(0), B = x.size(1), H = h0.size(1), GH = G * H;
+  const int64_t Tc = row_chunk(T, GH, chunk_values);
+  const auto wd = w.detach();
+  const auto xd = x.detach();
+  const scalar_t* bp = bias.data_ptr<scalar_t>();
+  const scalar_t* Pp = P.data_ptr<scalar_t>();
+  const scalar_t* hp = hs.data_ptr<scalar_t>();
+  const scalar_t* h0p = h0.data_ptr<scalar_t>();
+  const scalar_t* gp = g.data_ptr<scalar_t>();
+  const scalar_t* mp = mask.numel() > 0 ? mask.data_ptr<scalar_t>() : nullptr;
+  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    at::NoGradGuard no_grad;
+    const int64_t tid = at::get_thread_num();
+    auto dwt = need_dw ? dw_parts[tid] : torch::Tensor();  // this thread's (G*H, I) partial sum
+    scalar_t* db = db_parts.data_ptr<scalar_t>() + tid * GH;
+    auto buf = torch::empty({Tc, GH}, x.options());
+    scalar_t* dpp = buf.data_ptr<scalar_t>();
+    for (int64_t bi = b0; bi < b1; ++bi) {
+      const auto xb = xd.select(1, bi);
+      scalar_t* carry = dh0.data_ptr<scalar_t>() + bi * H;
+      for (int64_t j = 0; j < H; ++j) carry[j] = scalar_t(0);
+      for (int64_t t0 = ((T - 1) / Tc) * Tc; t0 >= 0; t0 -= Tc) {
+        const int64_t n = std::min(Tc, T - t0);
+        for (int64_t t = n - 1; t >= 0; --t) {
+          const int64_t tt = t0 + t;
+          const scalar_t* gt = gp + (tt * B + bi) * H;
+          scalar_t* dp = dpp + t * GH;
+          if (mp != nullptr && mp[tt * B + bi] == scalar_t(0)) {
+            for (int64_t j = 0; j < GH; ++j) dp[j] = scalar_t(0);
+            for (int64_t j = 0; j < H; ++j) carry[j] += gt[j];
+            continue;
+          }
+          const scalar_t* prev = tt > 0 ? hp + ((tt - 1) * B + bi) * H : h0p + bi * H;
+          row_backward<KIND, scalar_t>(Pp + (tt * B + bi) * GH, bp, prev, gt, carry, dp, db, 0, H, H);
+        }
+        auto dPc = buf.narrow(0, 0, n);
+        if (need_dx) {
+          auto dxc = dx.select(1, bi).narrow(0, t0, n);
+          at::mm_out(dxc, dPc, wd);
+        }
+        if (need_dw) dwt.addmm_(dPc.t(), xb.narrow(0, t0, n));
+      }
+    }
+  });
+}
+
 // One minGRU (kind 0) / minLSTM (kind 1) layer direction: x (T, B, I), w (G*H, I), bias (G*H), h0 (B, H), mask
 // (T, B) or empty -> [hs (T, B, H), P = x w^T (T, B, G*H) when keep (for the backward pass), else empty].
 std::vector<torch::Tensor> min_layer_forward(int64_t kind, torch::Tensor x, torch::Tensor w, torch::Tensor bias,
@@ -375,6 +478,14 @@ std::vector<torch::Tensor> min_layer_forward(int64_t kind, torch::Tensor x, torc
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = G * H;
   const int64_t Tc = std::min(T, chunk_steps(B, GH, chunk_values));
   auto hs = torch::empty({T, B, H}, x.options());
+  if (by_rows(T, B, H)) {
+    auto Pk = torch::empty({keep ? T : 0, B, GH}, x.options());
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_rows_forward", [&] {
+      auto fn = kind == 0 ? rows_forward<0, scalar_t> : rows_forward<1, scalar_t>;
+      fn(x, w, bias, h0, mask, hs, Pk, keep, chunk_values);
+    });
+    return {hs, keep ? Pk : x.new_empty({0})};
+  }
   auto P = torch::empty({keep ? T : Tc, B, GH}, x.options());
   const auto wt = w.t();
   const bool masked = mask.numel() > 0;
@@ -411,6 +522,17 @@ std::vector<torch::Tensor> min_layer_backward(int64_t kind, torch::Tensor x, tor
               "min_layer_backward: shapes disagree");
   const int64_t Tc = std::min(T, chunk_steps(B, GH, chunk_values));
   auto dx = need_dx ? torch::empty({T, B, I}, x.options()) : x.new_empty({0});
+  if (by_rows(T, B, H)) {
+    const int64_t threads = at::get_num_threads();
+    auto dw_parts = torch::zeros({need_dw ? threads : 0, GH, I}, x.options());
+    auto db_parts = torch::zeros({threads, GH}, x.options());
+    auto dh0r = torch::empty_like(h0);
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_rows_backward", [&] {
+      auto fn = kind == 0 ? rows_backward<0, scalar_t> : rows_backward<1, scalar_t>;
+      fn(x, w, bias, P, hs, h0, mask, g, dx, dw_parts, db_parts, dh0r, need_dx, need_dw, chunk_values);
+    });
+    return {dx, need_dw ? dw_parts.sum(0) : x.new_empty({0}), db_parts.sum(0), dh0r};
+  }
   auto dw = need_dw ? torch::zeros({GH, I}, x.options()) : x.new_empty({0});
   auto dh0 = torch::empty_like(h0);
   auto parts = torch::zeros({at::get_num_threads(), GH}, x.options());
