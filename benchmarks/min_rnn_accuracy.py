@@ -8,6 +8,12 @@ so the widths differ and the parameter counts match (printed, counted from the s
     python benchmarks/min_rnn_accuracy.py --epochs 3 --out runs/min-accuracy
     python benchmarks/min_rnn_accuracy.py --only gender --epochs 3   # one task
     python benchmarks/min_rnn_accuracy.py --subset 1500 --hidden 64  # 1,500 names per class, 64-unit peers
+    python benchmarks/min_rnn_accuracy.py --subset 1500 --hidden 64 --seeds 0 1 2   # mean ± sd over seeds
+    python benchmarks/min_rnn_accuracy.py --summarise runs/a/results.json runs/b/results.json  # table only
+
+With several seeds each seed's runs go to ``OUT/seed-S`` (the seed also draws the ``--subset``), and a table of
+mean ± sample standard deviation per task and model is printed, with the minimal cell's relative difference to
+its peer (negative: worse; for a loss, lower is better and the sign is flipped).
 
 Results are deterministic for a seed (the numbers do not depend on the machine's load); wall times do.
 """
@@ -101,15 +107,61 @@ def run_params(folder: Path) -> int:
     return sum(math.prod(s) for s in weights(folder).values())
 
 
+def summarise(rows: list[dict]) -> str:
+    """A table of mean ± sd over seeds per task and model, and each minimal cell's relative gap to its peer."""
+    import statistics
+
+    lines = [f"{'task':<10}{'model':<9}{'params':>8}{'seeds':>6}  {'metric':<14}{'mean ± sd':>18}{'vs peer':>10}"]
+    means: dict[tuple[str, str], float] = {}
+    for task, (_, metric, _, _) in TASKS.items():
+        for peer, mine in PAIRS:
+            for model in (peer, mine):
+                vals = [r[metric] for r in rows if r["task"] == task and r["model"] == model]
+                if not vals:
+                    continue
+                mean = statistics.fmean(vals)
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                means[(task, model)] = mean
+                params = round(statistics.fmean(r["params"] for r in rows if r["task"] == task and r["model"] == model))
+                gap = ""
+                if model == mine and (task, peer) in means:
+                    rel = (mean - means[(task, peer)]) / means[(task, peer)]
+                    gap = f"{(-rel if metric.endswith('loss') else rel) * 100:+.1f}%"
+                lines.append(
+                    f"{task:<10}{model:<9}{params:>8,}{len(vals):>6}  {metric:<14}{mean:>10.4f} ± {sd:.4f}{gap:>10}"
+                )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (default: 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    p.add_argument("--seeds", type=int, nargs="+", help="several seeds: runs in OUT/seed-S, a mean ± sd table")
+    p.add_argument("--summarise", type=Path, nargs="+", help="only print the table of these results.json files")
     p.add_argument("--only", nargs="+", choices=list(TASKS), default=list(TASKS), help="tasks (default: all)")
     p.add_argument("--out", type=Path, default=Path("runs/min-accuracy"), help="run folders and results.json")
     p.add_argument("--hidden", type=int, default=256, help="hidden size of GRU and LSTM (default: 256)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of every run (default: 1)")
     p.add_argument("--subset", type=int, default=0, help="names per class drawn (seeded) from the data; 0: all")
     args = p.parse_args(argv)
+    if args.summarise:
+        print(summarise([r for f in args.summarise for r in json.loads(f.read_text())]))
+        return 0
+    if args.seeds:
+        rows = []
+        for seed in args.seeds:
+            rows += _one_seed(args, seed, args.out / f"seed-{seed}")
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+        print(summarise(rows))
+        return 0
+    _one_seed(args, args.seed, args.out)
+    return 0
+
+
+def _one_seed(args: argparse.Namespace, seed: int, out_dir: Path) -> list[dict]:
+    """Every task and pair with one seed; run folders and results.json under ``out_dir``."""
     rows = []
     hidden = args.hidden
     for task in args.only:
@@ -117,25 +169,25 @@ def main(argv: list[str] | None = None) -> int:
         train = [
             *train,
             "--data",
-            _subset(data, args.subset, args.seed, args.out) if args.subset else f"embedded:{data}",
+            _subset(data, args.subset, seed, out_dir) if args.subset else f"embedded:{data}",
         ]
         for peer, mine in PAIRS:
             for model in (peer, mine):
-                peer_run = args.out / f"{task}-{peer}"
+                peer_run = out_dir / f"{task}-{peer}"
                 h = hidden if model == peer else matched_hidden(mine, peer_run, peer, hidden, bidir)
-                out = args.out / f"{task}-{model}"
+                out = out_dir / f"{task}-{model}"
                 cmd = [sys.executable, "-m", "rnnkit", "train", *train, "--model", model, "--hidden", str(h),
-                       "--embed", str(EMBED), "--epochs", str(args.epochs), "--seed", str(args.seed),
-                       "--out", str(out), "--overwrite"]  # fmt: skip
+                       "--embed", str(EMBED), "--epochs", str(args.epochs), "--seed", str(seed),
+                       "--threads", str(args.threads), "--out", str(out), "--overwrite"]  # fmt: skip
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
                 metrics = json.loads((out / "metrics.json").read_text())
                 row = {"task": task, "model": model, "hidden": h, "params": run_params(out), metric: metrics[metric],
                        "train_seconds": metrics.get("train_seconds")}  # fmt: skip
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
-    return 0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
+    return rows
 
 
 if __name__ == "__main__":

@@ -157,6 +157,9 @@ def test_bench_long_rows_and_the_cli_flag(monkeypatch, capsys) -> None:
     row = bench_long.measure_long("minlstm", 6, "train", B=2, I=3, H=4, repeats=1)
     assert {"cell", "mode", "T", "B", "H", "ratio", "rnnkit_ms", "torch_ms", "proj_ms", "scan_ms"} <= set(row)
     assert row["cell"] == "minlstm" and row["T"] == 6 and row["ratio"] > 0 and row["saved_mb"] > 0
+    assert row["ceiling"] == row["torch_ms"] / row["proj_ms"]  # torch over the projection alone, same run
+    assert row["flop_ratio"] == (2 * (3 + 4) * 4 * 4) / (2 * 3 * 3 * 4)  # LSTM 2(I+H)·4H over minLSTM 2I·3H
+    assert bench_long.flop_ratio("mingru", 64, 256) == 7.5  # GRU 2(I+H)·3H over minGRU 2I·2H
     monkeypatch.setattr(bench_long, "LONG_LENGTHS", (5, 7))
     monkeypatch.setattr(bench_long, "LONG_SHAPE", {"B": 2, "I": 3, "H": 4})
     assert main(["bench", "--long", "--quick", "--json", "--repeats", "1"]) == 0
@@ -166,3 +169,23 @@ def test_bench_long_rows_and_the_cli_flag(monkeypatch, capsys) -> None:
     ]
     assert all(r["B"] == 2 and r["H"] == 4 and r["ratio"] > 0 for r in rows)
     assert "torch/rnnkit" in bench_long.format_long(rows)
+
+
+def test_min_rnn_accuracy_summary_is_mean_sd_and_the_gap_to_the_peer(tmp_path, capsys) -> None:
+    """benchmarks/min_rnn_accuracy.py --summarise: mean ± sample sd over seeds, relative gap (loss: sign flipped)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "min_rnn_accuracy.py"
+    spec = importlib.util.spec_from_file_location("min_rnn_accuracy", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = [{"task": "gender", "model": m, "params": 100, "test_accuracy": v} for m, v in
+            (("gru", 0.8), ("gru", 0.9), ("mingru", 0.78), ("mingru", 0.8))]  # fmt: skip
+    rows += [{"task": "generate", "model": m, "params": 50, "test_loss": v} for m, v in (("lstm", 2), ("minlstm", 2.1))]
+    (tmp_path / "r.json").write_text(json.dumps(rows))
+    assert mod.main(["--summarise", str(tmp_path / "r.json")]) == 0
+    lines = {tuple(line.split()[:2]): line for line in capsys.readouterr().out.splitlines()}
+    assert "0.8500 ± 0.0707" in lines[("gender", "gru")]  # sd of (0.8, 0.9) with n − 1
+    assert "0.7900 ± 0.0141" in lines[("gender", "mingru")] and lines[("gender", "mingru")].endswith("-7.1%")
+    assert lines[("generate", "minlstm")].endswith("-5.0%")  # a 5% higher loss is 5% worse

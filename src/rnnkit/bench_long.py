@@ -19,6 +19,14 @@ the part of peak memory that grows with ``T``; on CUDA ``peak_mb`` / ``torch_pea
 
 Symbols: T time, B batch, I input, H hidden. ``ratio = rnnkit_ms / torch_ms`` (below 1: rnnkit is faster), as
 in :mod:`rnnkit.bench`'s rows. Absolute times are only comparable within one run.
+
+The ceiling. The recurrence of minGRU/minLSTM has no matrix product, so a layer costs at least its input
+projection; ``ceiling = torch_ms / proj_ms`` is the speed-up over the torch.nn peer that a layer costing exactly its
+projection would reach, measured in the same run. ``flop_ratio`` is the arithmetic behind it (multiply-adds × 2
+per token; the backward costs twice the forward for both): GRU ``2(I+H)·3H`` against minGRU's ``2I·2H``, LSTM
+``2(I+H)·4H`` against minLSTM's ``2I·3H``; at I = 64, H = 256 that is 7.5× and 6.7×. A peer's recurrent matrix
+products run as ``T`` small ones (B rows each), less efficient than one big one, so the measured ceiling is above
+the FLOP ratio; it bounds what any minGRU/minLSTM implementation can gain.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from torch.nn import functional as F
 
 from rnnkit.layers.minimal import MinGRU, MinLSTM
 
-__all__ = ["LONG_LENGTHS", "LONG_SHAPE", "format_long", "long_rows", "measure_long"]
+__all__ = ["LONG_LENGTHS", "LONG_SHAPE", "flop_ratio", "format_long", "long_rows", "measure_long"]
 
 LONG_LENGTHS = (256, 1024, 4096)
 """Sequence lengths T of the long benchmark."""
@@ -45,6 +53,13 @@ LONG_SHAPE = {"B": 16, "I": 64, "H": 256}
 
 _PEERS = {"mingru": (MinGRU, nn.GRU, nn.GRUCell), "minlstm": (MinLSTM, nn.LSTM, nn.LSTMCell)}
 MODES = ("train", "forward", "step")
+
+
+def flop_ratio(cell: str, I: int, H: int) -> float:
+    """FLOPs per token of the torch.nn peer over the minimal cell's (the same ratio forward and fwd+bwd)."""
+    if cell == "mingru":
+        return (2 * (I + H) * 3 * H) / (2 * I * 2 * H)
+    return (2 * (I + H) * 4 * H) / (2 * I * 3 * H)
 
 
 def _saved_mb(fn: Callable[[], object]) -> float:
@@ -159,6 +174,8 @@ def measure_long(
     row["ratio"] = ms["rnnkit"] / ms["torch"]
     row["speedup"] = ms["torch"] / ms["rnnkit"]
     row["over_proj"] = ms["rnnkit"] / ms["proj"]
+    row["ceiling"] = ms["torch"] / ms["proj"]
+    row["flop_ratio"] = flop_ratio(cell, I, H)
     row["threads"] = torch.get_num_threads()
     row["repeats"] = repeats
     if mode == "train":
@@ -207,12 +224,13 @@ def format_long(rows: Sequence[dict[str, object]]) -> str:
     """A text table of :func:`long_rows`' rows."""
     head = (
         f"{'cell':<8}{'mode':<8}{'T':>6}{'rnnkit ms':>11}{'scan ms':>10}{'torch ms':>11}{'proj ms':>10}"
-        f"{'torch/rnnkit':>13}{'rnnkit/proj':>12}{'saved MB':>10}{'torch MB':>10}"
+        f"{'torch/rnnkit':>13}{'ceiling':>9}{'rnnkit/proj':>12}{'saved MB':>10}{'torch MB':>10}"
     )
     lines = [
         "rnnkit bench --long: minGRU vs torch.nn.GRU, minLSTM vs torch.nn.LSTM (same I, H); median ms",
         "train: forward+backward; forward: no_grad; step: one streaming step vs torch.nn.GRUCell/LSTMCell",
-        "proj: the input projection alone (the floor); saved MB: tensors kept for the backward pass",
+        "proj: the input projection alone (the floor); ceiling: torch/proj, the most a layer costing its projection"
+        " can gain; saved MB: tensors kept for the backward pass",
         "",
         head,
         "-" * len(head),
@@ -224,7 +242,8 @@ def format_long(rows: Sequence[dict[str, object]]) -> str:
 
         lines.append(
             f"{r['cell']:<8}{r['mode']:<8}{r['T']:>6}{num('rnnkit_ms'):>11}{num('scan_ms'):>10}{num('torch_ms'):>11}"
-            f"{num('proj_ms'):>10}{num('speedup'):>13}{num('over_proj'):>12}{num('saved_mb', '.1f'):>10}"
+            f"{num('proj_ms'):>10}{num('speedup'):>13}{num('ceiling'):>9}{num('over_proj'):>12}"
+            f"{num('saved_mb', '.1f'):>10}"
             f"{num('torch_saved_mb', '.1f'):>10}"
         )
     return "\n".join(lines)

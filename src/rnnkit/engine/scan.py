@@ -18,8 +18,10 @@ asserts they agree, forward and backward, in float64):
   exact); the chunks' end states are joined by the same scan one level up (recursively). Exponents stay within
   one chunk's cumulative ``log a``, which bounds the float32 error; the transient memory is a few ``(T, B, H)``
   tensors, never ``(T, T)``; the backward is the same scan run on the reversed, shifted coefficients, so only
-  ``log a``, ``b``'s shape and ``h`` are saved. Needs ``a_t > 0`` (callers pass ``log a`` directly, as minGRU's
-  ``−softplus(k)``, which never underflows to ``log 0``).
+  ``log a``, ``b``'s shape and ``h`` are saved. Callers with ``a_t > 0`` pass ``log a`` directly (minGRU's
+  ``−softplus(k)`` never underflows to ``log 0``); given ``a`` with some ``a_t ≤ 0`` it scans ``log |a|`` and
+  carries the signs apart (``Π a = s*·e^{Σ log |a|}`` with ``s*`` the running product of the signs), so any sign
+  is exact (``a = 0`` acts as the smallest normal number, as an underflowing ``log a`` does).
 
 Policy (:func:`resolve_method`, ``method="auto"``): the parallel scan where parallelism pays — CUDA and other
 accelerators, where one ``logcumsumexp`` over ``T`` beats ``T`` kernel launches; on the CPU the compiled loop
@@ -37,8 +39,8 @@ from torch.autograd.function import FunctionCtx
 
 from rnnkit.engine.build import extension_status, load_extension
 
-__all__ = ["CHUNK", "FUSED_KINDS", "SCAN_METHODS", "compiled_scan_available", "fused_min_scan", "linear_scan",
-           "resolve_method"]  # fmt: skip
+__all__ = ["CHUNK", "FUSED_KINDS", "SCAN_METHODS", "compiled_scan_available", "fused_min_scan", "fused_min_step",
+           "linear_scan", "resolve_method"]  # fmt: skip
 
 SCAN_METHODS = ("auto", "compiled", "sequential", "scan")
 """The paths of :func:`linear_scan` (``"auto"`` picks one per device, see the module docstring)."""
@@ -87,9 +89,10 @@ def linear_scan(
     """All states of ``h_t = a_t ⊙ h_{t−1} + b_t``, differentiable in ``a``, ``b`` and ``h0``.
 
     Args:
-        a: ``(T, *S)`` coefficients, or their logarithms when ``log_a=True`` (the ``"scan"`` path works in log
-            space; give ``log a`` directly where it has a stable form, else it takes ``log`` of ``a``, which must
-            then be > 0). ``S`` is any state shape, e.g. ``(B, H)``.
+        a: ``(T, *S)`` coefficients of any sign, or their logarithms when ``log_a=True`` (the ``"scan"`` path
+            works in log space: give ``log a`` directly where it has a stable form; given ``a`` with any
+            ``a ≤ 0`` it scans ``log |a|`` with the signs carried apart, exact for every sign, ``a = 0`` acting as
+            the smallest normal number). ``S`` is any state shape, e.g. ``(B, H)``.
         b: ``(T, *S)`` inputs. h0: ``(*S)`` the state before step 0.
         method: one of :data:`SCAN_METHODS`. chunk: steps per chunk of the log-space scan.
     Returns:
@@ -102,7 +105,9 @@ def linear_scan(
     path = resolve_method(method, b.device, b.dtype)
     if path == "scan":
         if not log_a:
-            a = torch.log(a)  # a ≤ 0 gives nan/−inf: the log-space scan needs a > 0 (docstring)
+            if not bool((a > 0).all()):  # a ≤ 0 somewhere: the signed log-space scan (log |a| and the signs)
+                return _SignedLogScanFn.apply(a, b, h0, chunk)
+            a = torch.log(a)
         return _LogScanFn.apply(a, b, h0, chunk)
     if log_a:
         a = torch.exp(a)
@@ -112,49 +117,66 @@ def linear_scan(
 
 
 FUSED_KINDS = {"mingru": 0, "minlstm": 1}
+_FUSED_CHUNK_VALUES = 0  # values of P per chunk of the fused layer; 0: the kernel's default (tests set a few)
 """Cells whose gate math the compiled loop fuses (:func:`fused_min_scan`), and their kernel codes."""
 
 
-def fused_min_scan(kind: str, P: Tensor, h0: Tensor, mask: Tensor | None = None) -> Tensor:
-    """minGRU/minLSTM over the projected input with the gate math inside the compiled loop (CPU).
+def fused_min_scan(
+    kind: str, x: Tensor, weight: Tensor, bias: Tensor | None, h0: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """One minGRU/minLSTM layer direction on the compiled loop, the gate math inside it (CPU, float32/float64).
 
-    ``P`` ``(T, B, G·H)`` is ``x W^T + b`` in the cell's gate order (minGRU ``[k, c]``, minLSTM ``[k_f, k_i, c]``),
-    ``h0`` ``(B, H)``, ``mask`` ``(T, B, 1)`` of 0/1 or None. Returns ``hs`` ``(T, B, H)``; a masked step carries
-    the state. The backward recomputes the gates from ``P``, so only ``P`` and ``hs`` are kept: less memory and
-    fewer passes over ``(T, B, H)`` than the coefficients through autograd (the ``compiled`` path of
-    :func:`linear_scan` with ``a``, ``b`` made by PyTorch ops), with the same numbers (tests/test_min_rnn.py).
-    Needs the compiled kernels (:func:`compiled_scan_available`).
+    ``x`` ``(T, B, I)``, ``weight`` ``(G·H, I)`` and ``bias`` ``(G·H)`` or None in the cell's gate order (minGRU
+    ``[k, c]``, minLSTM ``[k_f, k_i, c]``), ``h0`` ``(B, H)``, ``mask`` ``(T, B, 1)`` of 0/1 or None. Returns
+    ``hs`` ``(T, B, H)``; a masked step carries the state. Differentiable in ``x``, ``weight``, ``bias``, ``h0``.
+
+    One C++ call each way. Time is cut into chunks of about 512 KB of ``P = x W^T``: per chunk the matrix product
+    (no bias) writes ``P``, then one pass adds the bias, forms the gates and runs the recurrence while ``P`` is in
+    the cache; backwards, one pass recomputes the gates from ``P``, writes the chunk's ``dL/dP`` into a cache-sized
+    buffer and sums the bias gradient, and the two matrix products of the projection's backward read it at once.
+    Without autograd no ``P`` of the whole sequence is made. Kept for the backward pass: ``x``, ``P``, ``hs``.
+    Equal to the coefficients through autograd to rounding (tests/test_min_rnn.py). Needs the compiled kernels
+    (:func:`compiled_scan_available`).
     """
-    m = P.new_empty(0) if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(P.dtype).contiguous()
-    return _FusedMinFn.apply(FUSED_KINDS[kind], P, h0, m)
+    m = x.new_empty(0) if mask is None else mask.reshape(mask.shape[0], mask.shape[1]).to(x.dtype).contiguous()
+    kind_code = FUSED_KINDS[kind]
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias, h0)):
+        return _FusedMinFn.apply(kind_code, x, weight, bias, h0, m)
+    bias_ = bias if bias is not None else weight.new_zeros(weight.shape[0])
+    return _kernels().min_layer_forward(kind_code, x.contiguous(), weight.contiguous(), bias_.contiguous(),
+                                        h0.contiguous(), m, False, _FUSED_CHUNK_VALUES)[0]  # fmt: skip
 
 
-def _exp_neg(kind: int, P: Tensor) -> Tensor:
-    """``exp(−P)`` for the fused kernels, one vectorised op. minLSTM's ratio ``(1 + e_f)/(1 + e_i)`` must stay
-    finite, so its exponents stop at ``log(max)/2`` (a gate pre-activation below −44 in float32, −354 in float64,
-    acts as that value: the gate is below 1e-19 resp. 1e-154 either way); minGRU needs no bound (``e = ∞`` gives
-    the exact limit 0)."""
-    E = torch.neg(P)  # one new tensor, then in place: this runs over (T, B, G·H) twice per training step
-    if kind != 0:
-        E.clamp_(max=math.log(torch.finfo(P.dtype).max) / 2)
-    return E.exp_()
+def fused_min_step(kind: str, x: Tensor, weights: list[Tensor], biases: list[Tensor | None], h: Tensor) -> Tensor:
+    """One streaming step of a stack of minGRU/minLSTM layers in one C++ call (no autograd; CPU).
+
+    ``x`` ``(B, I)``, ``weights[l]`` ``(G·H, I_l)``, ``biases[l]`` ``(G·H)`` or None, ``h`` ``(L, B, H)``.
+    Returns the new state ``(L, B, H)``; its last row is the top layer's output.
+    """
+    bs = [b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases, strict=True)]
+    return _kernels().min_step(FUSED_KINDS[kind], x.contiguous(), weights, bs, h.contiguous())
 
 
 class _FusedMinFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: FunctionCtx, kind: int, P: Tensor, h0: Tensor, mask: Tensor) -> Tensor:
-        P, h0 = P.contiguous(), h0.contiguous()
-        hs = _kernels().min_forward(kind, P, _exp_neg(kind, P), h0, mask)  # (T, B, H)
-        ctx.save_for_backward(P, hs, h0, mask)
+    def forward(ctx: FunctionCtx, kind: int, x: Tensor, w: Tensor, b: Tensor | None, h0: Tensor, mask: Tensor):
+        x, w, h0 = x.contiguous(), w.contiguous(), h0.contiguous()
+        bias = b.contiguous() if b is not None else w.new_zeros(w.shape[0])
+        # hs (T, B, H) and P = x W^T (T, B, G·H), kept for the backward pass
+        hs, P = _kernels().min_layer_forward(kind, x, w, bias, h0, mask, True, _FUSED_CHUNK_VALUES)
+        ctx.save_for_backward(x, w, bias, P, hs, h0, mask)
         ctx.kind = kind
+        ctx.has_bias = b is not None
         return hs
 
     @staticmethod
     def backward(ctx: FunctionCtx, g: Tensor):
-        P, hs, h0, mask = ctx.saved_tensors
-        E = _exp_neg(ctx.kind, P)  # recomputed: cheaper than keeping (T, B, G·H) more
-        dP, dh0 = _kernels().min_backward(ctx.kind, P, E, hs, h0, mask, g.contiguous())
-        return None, dP, dh0, None
+        x, w, bias, P, hs, h0, mask = ctx.saved_tensors
+        need_x, need_w = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        dx, dw, dbias, dh0 = _kernels().min_layer_backward(
+            ctx.kind, x, w, bias, P, hs, h0, mask, g.contiguous(), need_x, need_w, _FUSED_CHUNK_VALUES
+        )
+        return (None, dx if need_x else None, dw if need_w else None, dbias if ctx.has_bias else None, dh0, None)
 
 
 # ---------------------------------------------------------------------------------------------- sequential paths
@@ -224,33 +246,78 @@ class _LogScanFn(torch.autograd.Function):
         return d_log_a, dh, a[0] * dh[0], None
 
 
-def _scan(la: Tensor, b: Tensor, h0: Tensor, chunk: int) -> Tensor:
-    """Forward values of the scan (no autograd): chunks scanned in parallel, their joins by recursion."""
+class _SignedLogScanFn(torch.autograd.Function):
+    """The log-space scan for coefficients of any sign: ``log |a|`` scanned, the signs ``±1`` carried apart."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, a: Tensor, b: Tensor, h0: Tensor, chunk: int) -> Tensor:
+        floor = math.log(torch.finfo(a.dtype).tiny)  # |a| below the smallest normal number acts as that number
+        la = torch.log(a.abs()).clamp(min=floor)
+        sign = torch.where(a < 0, -1.0, 1.0).to(a.dtype)
+        hs = _scan(la, b, h0, chunk, sign)
+        ctx.save_for_backward(la, sign, hs, h0)
+        ctx.chunk = chunk
+        return hs
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, g: Tensor):
+        la, sign, hs, h0 = ctx.saved_tensors
+        # dh_t = g_t + a_{t+1} dh_{t+1}, the same signed scan backwards in time
+        la_next = torch.cat([la[1:], torch.zeros_like(la[:1])])
+        sign_next = torch.cat([sign[1:], torch.ones_like(sign[:1])])
+        dh = _scan(la_next.flip(0), g.flip(0), torch.zeros_like(h0), ctx.chunk, sign_next.flip(0)).flip(0)
+        a_used = sign * torch.exp(la)  # a as the scan used it (|a| at least the smallest normal number)
+        prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # h_{t−1}
+        return dh * prev, dh, a_used[0] * dh[0], None
+
+
+def _scan(la: Tensor, b: Tensor, h0: Tensor, chunk: int, sign: Tensor | None = None) -> Tensor:
+    """Forward values of the scan (no autograd): chunks scanned in parallel, their joins by recursion.
+
+    ``sign`` (``±1``, like ``la``) or None (every ``a > 0``): the coefficients are ``sign · e^{la}``.
+    """
     T = la.shape[0]
     if chunk >= T:
-        return _block(la.unsqueeze(0), b.unsqueeze(0), h0.unsqueeze(0))[0][0]
+        sg = None if sign is None else sign.unsqueeze(0)
+        return _block(la.unsqueeze(0), b.unsqueeze(0), h0.unsqueeze(0), sg)[0][0]
     n = -(-T // chunk)  # chunks
     pad = n * chunk - T
     if pad:  # padded steps carry the state: log a = 0, b = 0
         la = torch.cat([la, la.new_zeros((pad, *la.shape[1:]))])
         b = torch.cat([b, b.new_zeros((pad, *b.shape[1:]))])
+        if sign is not None:
+            sign = torch.cat([sign, sign.new_ones((pad, *sign.shape[1:]))])
     rest = la.shape[1:]
     la_c = la.reshape(n, chunk, *rest)  # (n, C, *S)
-    local, a_star = _block(la_c, b.reshape(n, chunk, *rest), None)  # each chunk from a zero state
-    # each chunk's end state is a linear recurrence over chunks: H_j = e^{a*_j,end} H_{j−1} + local_j,end
-    ends = _scan(a_star[:, -1], local[:, -1], h0, chunk)  # (n, *S)
+    sg_c = None if sign is None else sign.reshape(n, chunk, *rest)
+    local, a_star, s_star = _block(la_c, b.reshape(n, chunk, *rest), None, sg_c)  # each chunk from a zero state
+    # each chunk's end state is a linear recurrence over chunks: H_j = ±e^{a*_j,end} H_{j−1} + local_j,end
+    ends = _scan(a_star[:, -1], local[:, -1], h0, chunk, None if s_star is None else s_star[:, -1])  # (n, *S)
     starts = torch.cat([h0.unsqueeze(0), ends[:-1]])  # (n, *S): the state entering each chunk
-    hs = local + torch.exp(a_star) * starts.unsqueeze(1)  # (n, C, *S)
+    carried = torch.exp(a_star) if s_star is None else s_star * torch.exp(a_star)
+    hs = local + carried * starts.unsqueeze(1)  # (n, C, *S)
     return hs.reshape(n * chunk, *rest)[:T]
 
 
-def _block(la: Tensor, b: Tensor, h0: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Scan over dim 1 of ``(n, C, *S)`` blocks in log space. Returns ``(hs, a*)``, both ``(n, C, *S)``."""
-    a_star = torch.cumsum(la, dim=1)  # log Π_{j≤t} a_j within the block
+def _block(
+    la: Tensor, b: Tensor, h0: Tensor | None, sign: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Scan over dim 1 of ``(n, C, *S)`` blocks in log space. Returns ``(hs, a*, s*)``, each ``(n, C, *S)``.
+
+    With ``sign``, ``a = sign · e^{la}`` and ``s*`` is the sign of ``Π_{j≤t} a_j`` (else None): since
+    ``Π_{k<j≤t} a_j = s*_t s*_k e^{a*_t − a*_k}``, the signed scan is the positive one run on ``s*_k b_k``, times
+    ``s*_t``.
+    """
+    a_star = torch.cumsum(la, dim=1)  # log Π_{j≤t} |a_j| within the block
+    s_star = None if sign is None else torch.cumprod(sign, dim=1)
+    if s_star is not None:
+        b = b * s_star
     hs = _signed_part(b.clamp(min=0), a_star) - _signed_part((-b).clamp(min=0), a_star)
     if h0 is not None:
         hs = hs + torch.exp(a_star) * h0.unsqueeze(1)
-    return hs, a_star
+    if s_star is not None:
+        hs = hs * s_star
+    return hs, a_star, s_star
 
 
 def _signed_part(b_pos: Tensor, a_star: Tensor) -> Tensor:

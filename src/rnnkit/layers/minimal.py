@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rnnkit.engine.loop import run_loop
-from rnnkit.engine.scan import SCAN_METHODS, fused_min_scan, linear_scan, resolve_method
+from rnnkit.engine.scan import SCAN_METHODS, fused_min_scan, fused_min_step, linear_scan, resolve_method
 from rnnkit.layers.recurrent import Recurrent
 
 __all__ = [
@@ -150,10 +150,12 @@ class LinearRecurrenceCell(nn.Module):
 
     Args:
         coefficients: a module with ``forward(x (..., I)) -> (a, b)``, each ``(..., H)``, applied to whole
-            sequences at once by the layer (so it must act on the last axis only). The parallel scan takes
-            ``log a`` and needs ``a > 0`` (use ``method="compiled"``/``"sequential"`` for any sign).
+            sequences at once by the layer (so it must act on the last axis only). ``a`` may have any sign on
+            every path (the parallel scan runs on ``log |a|`` with the signs carried apart where some ``a ≤ 0``).
         hidden_size: H.
     """
+
+    log_space = False  # no stable log form: the layer gives the scan ``a`` itself (rnnkit.engine.scan.linear_scan)
 
     def __init__(self, coefficients: nn.Module, hidden_size: int) -> None:
         super().__init__()
@@ -181,7 +183,7 @@ class LinearRecurrence(Recurrent):
         num_layers, batch_first, dropout, bidirectional, device, dtype: as :class:`~rnnkit.layers.Recurrent`.
         method: ``"auto"`` (the fastest exact path for the device: compiled loop on the CPU, log-space scan on
             accelerators), ``"compiled"``, ``"sequential"`` (PyTorch loop), ``"scan"`` (log-space parallel
-            scan; needs ``a > 0``), or ``"loop"`` (autograd through the cell stepped one step at a time — the
+            scan; any sign of ``a``), or ``"loop"`` (autograd through the cell stepped one step at a time — the
             reference). See :mod:`rnnkit.engine.scan`.
 
     Shapes (time-major; swap T and B with ``batch_first``): input ``(T, B, I)``, unbatched ``(T, I)`` or a
@@ -237,16 +239,54 @@ class LinearRecurrence(Recurrent):
         fused = type(cell).__dict__.get("fused")  # the class itself: a subclass may change the gate math
         if path == "compiled" and fused is not None and not torch.compiler.is_compiling():
             # the gate math inside the C++ loop: one matrix product, then one pass forward and one backward
-            P = F.linear(x, cell.weight_ih, cell.bias_ih)  # (T, B, G·H)
-            hs = fused_min_scan(fused, P, state0, mask)  # (T, B, H)
+            hs = fused_min_scan(fused, x, cell.weight_ih, cell.bias_ih, state0, mask)  # (T, B, H)
             return hs, hs[-1]
-        log_space = path == "scan"
+        log_space = path == "scan" and getattr(cell, "log_space", True)  # else the scan takes a of any sign
         a, b = cell.coefficients(x, log_space)  # (T, B, H) each: one matrix product over all T·B rows
         if mask is not None:  # a padded step carries the state: a = 1 (log a = 0), b = 0
             a = torch.where(mask > 0, a, 0.0 if log_space else 1.0)
             b = b * mask
         hs = linear_scan(a, b, state0, path, log_a=log_space)  # (T, B, H)
         return hs, hs[-1]
+
+    def step(self, x_t: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One time step of the whole stack (unidirectional): ``x_t`` ``(B, I)``, ``state`` ``(L, B, H)`` or None.
+
+        Returns ``(y_t (B, H), state (L, B, H))``, as :meth:`Recurrent.step`. For minGRU/minLSTM on the CPU without
+        autograd (sampling, streaming under ``torch.no_grad()``) the whole stack's step is one C++ call (a matrix
+        product and the fused gates per layer), with the same numbers as the cell's step (tested).
+        """
+        fused = self._step_kind(x_t, state)
+        if fused is None:
+            return super().step(x_t, state)
+        cells = self.cells
+        if state is None:
+            state = x_t.new_zeros(self.num_layers, x_t.shape[0], self.hidden_size)
+        new = fused_min_step(fused, x_t, [c.weight_ih for c in cells], [c.bias_ih for c in cells], state)
+        return new[-1], new
+
+    def _step_kind(self, x_t: Tensor, state: Tensor | None) -> str | None:
+        """The fused kernel that can run this step, or None (the generic step: autograd, dropout, checks)."""
+        if torch.is_grad_enabled() and (x_t.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return None
+        if self.bidirectional or (self.training and self.dropout > 0 and self.num_layers > 1):
+            return None
+        kinds = {type(c).__dict__.get("fused") for c in self.cells}
+        if len(kinds) != 1 or None in kinds or self._engine == "loop" or self._method not in ("auto", "compiled"):
+            return None
+        if not isinstance(x_t, Tensor) or x_t.dim() != 2 or x_t.shape[1] != self.input_size:
+            return None  # the generic step says what is wrong
+        if x_t.dtype != self.cells[0].weight_ih.dtype or torch.compiler.is_compiling():
+            return None
+        if state is not None and (
+            not isinstance(state, Tensor)
+            or tuple(state.shape) != (self.num_layers, x_t.shape[0], self.hidden_size)
+            or state.dtype != x_t.dtype
+        ):
+            return None
+        if resolve_method("auto", x_t.device, x_t.dtype) != "compiled":
+            return None
+        return kinds.pop()
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

@@ -1,0 +1,187 @@
+"""The fused minGRU/minLSTM kernels (rnnkit.engine.scan.fused_min_scan / fused_min_step) and the signed scan.
+
+References in float64: the cell stepped one step at a time through autograd (``method="loop"``) and the
+recurrence unrolled by hand. Covered here: the chunked C++ layer (time cut into chunks whose borders must carry the
+state forward and the gradient backward), its no-autograd forward, two threads (rows and channel slices), the
+one-call streaming step of a whole stack, and the log-space scan with coefficients of any sign.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rnnkit.engine import scan
+from rnnkit.engine.scan import compiled_scan_available, linear_scan
+from rnnkit.layers import LinearRecurrence, MinGRU, MinLSTM
+
+F64 = torch.float64
+LAYERS = {"mingru": MinGRU, "minlstm": MinLSTM}
+TOL = {"rtol": 0, "atol": 1e-10}
+
+needs_compiled = pytest.mark.skipif(not compiled_scan_available(), reason="the compiled kernels are unavailable")
+
+
+def _run(layer, x, hx, lengths):
+    """Output, state and every gradient (input, initial state, parameters) of a fixed random loss."""
+    x = x.clone().requires_grad_()
+    hx = hx.clone().requires_grad_()
+    out, h_n = layer(x, hx, lengths=lengths)
+    gen = torch.Generator().manual_seed(7)
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum() + (h_n**2).sum()
+    grads = torch.autograd.grad(loss, [x, hx, *layer.parameters()])
+    return [out.detach(), h_n.detach(), *grads]
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("steps_per_chunk", [1, 3, 4])
+def test_chunk_borders_carry_state_and_gradient(monkeypatch, name: str, steps_per_chunk: int) -> None:
+    """Chunks of 1, 3 and 4 steps over T = 13 (a short last chunk) equal the cell stepped one step at a time."""
+    torch.manual_seed(1)
+    layer = LAYERS[name](3, 5, num_layers=2, bidirectional=True, batch_first=True, dtype=F64)
+    x = torch.randn(4, 13, 3, dtype=F64) * 3  # both branches of g, saturated gates
+    hx = torch.randn(4, 4, 5, dtype=F64)
+    lengths = [13, 2, 9, 6]
+    layer.method = "loop"
+    want = _run(layer, x, hx, lengths)
+    G = 2 if name == "mingru" else 3
+    monkeypatch.setattr(scan, "_FUSED_CHUNK_VALUES", steps_per_chunk * 4 * G * 5)  # B = 4 rows, G·H values each
+    layer.method = "compiled"
+    for gw, gg in zip(want, _run(layer, x, hx, lengths), strict=True):
+        torch.testing.assert_close(gg, gw, **TOL)
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_forward_without_autograd_equals_the_autograd_forward(monkeypatch, name: str) -> None:
+    """Without autograd the layer keeps no P (one chunk buffer): the same numbers, bit for bit."""
+    torch.manual_seed(2)
+    layer = LAYERS[name](4, 6, num_layers=2, dtype=F64)
+    x = torch.randn(11, 3, 4, dtype=F64)
+    monkeypatch.setattr(scan, "_FUSED_CHUNK_VALUES", 2 * 3 * 18)
+    out, h = layer(x, lengths=[11, 4, 7])
+    with torch.no_grad():
+        out2, h2 = layer(x, lengths=[11, 4, 7])
+    torch.testing.assert_close(out2, out.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(h2, h.detach(), rtol=0, atol=0)
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("B", [1, 2, 5])
+@pytest.mark.parametrize("chunk_steps", [0, 7])
+def test_two_threads_equal_one(monkeypatch, name: str, B: int, chunk_steps: int) -> None:
+    """Two threads: each owns whole rows (B ≥ 2) or channel slices of the one row (B = 1, H = 192: three 64-wide
+    slices); chunks of the default size (one here) or of 7 steps per row (borders inside the threads' rows).
+
+    T·B·H ≥ 32,768 here, so the kernels do run on both threads (smaller problems stay on one)."""
+    G = 2 if name == "mingru" else 3
+    monkeypatch.setattr(scan, "_FUSED_CHUNK_VALUES", chunk_steps * G * 192)
+    torch.manual_seed(3)
+    layer = LAYERS[name](4, 192, dtype=F64)
+    T = 60 if B > 1 else 180
+    x = torch.randn(T, B, 4, dtype=F64)
+    hx = torch.randn(1, B, 192, dtype=F64)
+    lengths = list(range(T, T - B, -1))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _run(layer, x, hx, lengths)
+        torch.set_num_threads(2)
+        two = _run(layer, x, hx, lengths)
+    finally:
+        torch.set_num_threads(threads)
+    layer.method = "loop"
+    want = _run(layer, x, hx, lengths)
+    for gw, g1, g2 in zip(want, one, two, strict=True):
+        torch.testing.assert_close(g1, gw, **TOL)
+        torch.testing.assert_close(g2, gw, **TOL)
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_one_call_step_equals_the_cells_step(name: str, dtype: torch.dtype) -> None:
+    """Under no_grad a stack's step is one C++ call; with autograd the generic step runs: the same numbers."""
+    torch.manual_seed(4)
+    layer = LAYERS[name](3, 7, num_layers=3, dtype=dtype)
+    x = torch.randn(6, 2, 3, dtype=dtype)
+    whole, h_whole = layer(x)
+    tol = TOL if dtype == F64 else {"rtol": 0, "atol": 1e-6}
+    for grad in (False, True):
+        state, ys = None, []
+        with torch.set_grad_enabled(grad):
+            assert (layer._step_kind(x[0], state) is None) == grad  # the path under test
+            for t in range(6):
+                y, state = layer.step(x[t], state)
+                ys.append(y)
+        torch.testing.assert_close(torch.stack(ys), whole.detach(), **tol)
+        torch.testing.assert_close(state, h_whole.detach(), **tol)
+    with torch.no_grad(), pytest.raises(ValueError, match="hx must have shape"):  # the generic step's clear error
+        layer.step(x[0], torch.zeros(1, 2, 7, dtype=dtype))
+
+
+# ------------------------------------------------------------------------------- the scan with any sign of a
+def _unrolled(a, b, h0):
+    hs, h = [], h0
+    for t in range(a.shape[0]):
+        h = a[t] * h + b[t]
+        hs.append(h)
+    return torch.stack(hs)
+
+
+@pytest.mark.parametrize("T", [1, 5, 16, 70])
+def test_scan_with_negative_and_zero_coefficients_equals_the_unrolled_recurrence(T: int) -> None:
+    gen = torch.Generator().manual_seed(T)
+    a = torch.rand(T, 3, 4, generator=gen, dtype=F64) * 2.4 - 1.2  # both signs, |a| up to 1.2
+    a[T // 2, 0] = 0.0  # exact zeros (log |a| = −inf: the floor)
+    b = torch.randn(T, 3, 4, generator=gen, dtype=F64)
+    h0 = torch.randn(3, 4, generator=gen, dtype=F64)
+    want_in = [t.clone().requires_grad_() for t in (a, b, h0)]
+    got_in = [t.clone().requires_grad_() for t in (a, b, h0)]
+    want = _unrolled(*want_in)
+    got = linear_scan(*got_in, method="scan", chunk=4)  # chunk 4: signs carried across recursion levels
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+    w = torch.randn_like(want)
+    for gw, gg in zip(
+        torch.autograd.grad((want * w).sum(), want_in), torch.autograd.grad((got * w).sum(), got_in), strict=True
+    ):
+        torch.testing.assert_close(gg, gw, rtol=1e-9, atol=1e-10)
+
+
+def test_signed_scan_passes_gradcheck() -> None:
+    gen = torch.Generator().manual_seed(9)
+    a = torch.rand(9, 2, 3, generator=gen, dtype=F64) * 1.6 - 0.8
+    ins = tuple(t.requires_grad_() for t in (a, torch.randn(9, 2, 3, dtype=F64), torch.randn(2, 3, dtype=F64)))
+    assert torch.autograd.gradcheck(lambda a, b, h: linear_scan(a, b, h, method="scan", chunk=4), ins)
+
+
+def test_linear_recurrence_with_negative_decay_on_every_path() -> None:
+    """A user's a_t = tanh(W x_t) of any sign: every path, the scan included, equals the step-by-step loop."""
+
+    class Coeffs(nn.Module):
+        def __init__(self, i: int, h: int, device=None, dtype=None) -> None:
+            super().__init__()
+            self.w = nn.Linear(i, h, device=device, dtype=dtype)
+            self.u = nn.Linear(i, h, device=device, dtype=dtype)
+
+        def forward(self, x):
+            return torch.tanh(self.w(x)), self.u(x)
+
+    torch.manual_seed(6)
+    layer = LinearRecurrence(3, 4, Coeffs, num_layers=2, bidirectional=True, dtype=F64)
+    x = torch.randn(20, 2, 3, dtype=F64) * 2
+    hx = torch.randn(4, 2, 4, dtype=F64)
+    layer.method = "loop"
+    want = _run(layer, x, hx, [20, 11])
+    for path in ("scan", "sequential", "compiled"):
+        if path == "compiled" and not compiled_scan_available():
+            continue
+        layer.method = path
+        got = _run(layer, x, hx, [20, 11])
+        for gw, gg in zip(want, got, strict=True):
+            assert torch.isfinite(gg).all(), path
+            torch.testing.assert_close(gg, gw, rtol=1e-9, atol=1e-10)
