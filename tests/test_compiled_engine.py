@@ -9,6 +9,7 @@ polynomial exp): outputs and states within 2e-5 of torch.nn, gradients within 1e
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pytest
 import torch
@@ -275,6 +276,47 @@ def test_failed_build_says_one_line_and_runs_the_pytorch_path(monkeypatch, capsy
     assert "Traceback" not in "\n".join(err)
     assert_close_all(got, reference)
     assert auto_engine("lstm", x) == "fused" and auto_engine("gru_before", x) == "own"
+
+
+def test_a_lock_left_by_a_killed_build_is_cleared_and_builds_are_serialised(monkeypatch, tmp_path):
+    """torch's builder waits for ever on a ``lock`` file its owner never removed (a process killed while it built):
+    rnnkit holds a kernel ``flock`` (released when a process dies) while torch builds, so a ``lock`` found under
+    it is stale and goes; and while one process holds it, another cannot take it (builds never overlap)."""
+    import fcntl
+    import subprocess
+    import sys
+
+    import torch.utils.cpp_extension as cpp
+
+    seen = {}
+
+    def fake_load(*, build_directory, **kwargs):
+        folder = Path(build_directory)
+        seen["stale lock left"] = (folder / "lock").exists()  # torch's FileBaton would wait for ever here
+        # another process cannot take the lock now: the build is ours alone
+        code = "import fcntl, sys; f = open(sys.argv[1]); fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)"
+        probe = [sys.executable, "-c", code, str(lock_file(folder))]
+        seen["other process got it"] = subprocess.run(probe, capture_output=True).returncode == 0
+        return object()
+
+    def lock_file(folder: Path) -> Path:
+        return folder.parent / f"{folder.name}.flock"
+
+    monkeypatch.setattr(build, "_LOADED", {})
+    monkeypatch.setattr(build, "_REASONS", {})
+    monkeypatch.setattr(build, "_missing_tool", lambda: None)
+    monkeypatch.setattr(build, "_cache_root", lambda: tmp_path)
+    monkeypatch.setattr(cpp, "load", fake_load)
+    # a killed build: its folder holds torch's lock file
+    digest_probe = build.load_extension("rnn", ["rnn.cpp"])  # learn the folder (a first fake build)
+    assert digest_probe is not None
+    (folder,) = [p for p in (tmp_path / "rnn").iterdir() if p.is_dir()]
+    (folder / "lock").write_text("")
+    monkeypatch.setattr(build, "_LOADED", {})
+    assert build.load_extension("rnn", ["rnn.cpp"]) is not None
+    assert seen == {"stale lock left": False, "other process got it": False}
+    with open(lock_file(folder)) as f:  # released afterwards
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 # ------------------------------------------------------------------------------------------------------ policy

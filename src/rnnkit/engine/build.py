@@ -19,17 +19,25 @@ Environment:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
+from typing import IO
 
 import torch
+
+try:  # POSIX: a lock the kernel releases when its process dies
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: torch's own lock file alone
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["compiled_enabled", "extension_status", "load_extension", "source_dir"]
 
@@ -136,13 +144,14 @@ def _load(name: str, sources: list[str], extra_cflags: list[str]) -> ModuleType 
         build_dir.mkdir(parents=True, exist_ok=True)
         from torch.utils.cpp_extension import load
 
-        module = load(
-            name=full_name,
-            sources=[str(p) for p in paths],
-            extra_cflags=cflags,
-            build_directory=str(build_dir),
-            verbose=False,
-        )
+        with _build_lock(build_dir):
+            module = load(
+                name=full_name,
+                sources=[str(p) for p in paths],
+                extra_cflags=cflags,
+                build_directory=str(build_dir),
+                verbose=False,
+            )
     except Exception as exc:  # any build or load failure falls back; the reason is kept for extension_status
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _REASONS[name] = f"build failed: {first[:200]}"
@@ -151,3 +160,25 @@ def _load(name: str, sources: list[str], extra_cflags: list[str]) -> ModuleType 
     if fresh:
         _say(f"built the compiled {name} kernels in {time.perf_counter() - start:.0f} s (cached in {build_dir})")
     return module
+
+
+@contextlib.contextmanager
+def _build_lock(build_dir: Path) -> Iterator[IO[str] | None]:
+    """Hold an exclusive ``flock`` on ``build_dir``'s lock while torch builds or loads the extension there.
+
+    torch's builder guards a build folder with a plain ``lock`` file that only its owner removes: a process killed
+    while building (Ctrl-C twice, SIGKILL, an out-of-memory kill) leaves it behind, and every later process waits
+    on it for ever. The kernel releases a ``flock`` when its holder dies, so whoever holds this one knows no build
+    is running in the folder, and a ``lock`` file found then is stale: it is removed before torch looks.
+    """
+    if fcntl is None:  # pragma: no cover - Windows
+        yield None
+        return
+    with open(build_dir.parent / f"{build_dir.name}.flock", "a+", encoding="utf-8") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)  # waits while another process builds; released on exit or death
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                (build_dir / "lock").unlink()  # left by a build killed mid-way: nobody else is building now
+            yield handle
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
