@@ -369,6 +369,26 @@ def classify_section(
             "equal_length": cs.equal_length,
             "aeon": aeon.__version__,
         }
+        row["models"] = [rnnkit_key(m) for m in models]
+        for model in models:  # the defaults (None) and every --model, one configuration at a time
+            key = rnnkit_key(model)
+            row[key] = rnnkit_seeds(
+                ["--task", "classify", "--data", str(cs.train), "--test-data", str(cs.test)]
+                + ([] if model is None else ["--model", model]),
+                out / "classify" / cs.name / key.replace(":", "-"),
+                seeds,
+                extra,
+                log,
+            )
+            row[key]["test_accuracy"] = key_stats(row[key], "test_accuracy")
+        cache = out / "classify" / cs.name / "peers.json"  # the peers are measured once per set, then read back
+        cached = _read_peers(cache, seeds, aeon.__version__)
+        if cached is not None:
+            row.update(cached)
+            row["peers_cached"] = str(cache)
+            row["winner"] = _classify_winner(row)
+            rows.append(row)
+            continue
         if not warmed:  # numba compiles the peers on first use (~20 s): keep that out of the first set's wall time
             t0 = time.perf_counter()
             for warm in ("UnitTest", "BasicMotions", "PickupGestureWiimoteZ"):  # univariate, multivariate, unequal
@@ -383,18 +403,6 @@ def classify_section(
                 KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1).fit(X_w, y_w).predict(X_w[:2])
             warmed = True
             print(f"  peers warmed up (numba compilation) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        row["models"] = [rnnkit_key(m) for m in models]
-        for model in models:  # the defaults (None) and every --model, one configuration at a time
-            key = rnnkit_key(model)
-            row[key] = rnnkit_seeds(
-                ["--task", "classify", "--data", str(cs.train), "--test-data", str(cs.test)]
-                + ([] if model is None else ["--model", model]),
-                out / "classify" / cs.name / key.replace(":", "-"),
-                seeds,
-                extra,
-                log,
-            )
-            row[key]["test_accuracy"] = key_stats(row[key], "test_accuracy")
         # MiniRocket: seeded (random kernel biases come from the training data sample); over the same seeds
         mr: dict[str, Any] = {"settings": "MiniRocketClassifier(n_kernels=10000, random_state=seed, n_jobs=1)"}
         if not cs.equal_length and not MiniRocketClassifier.get_class_tag(
@@ -424,15 +432,34 @@ def classify_section(
                 accuracies=[acc], test_accuracy=mean_spread([acc]), wall_s=mean_spread([time.perf_counter() - t0])
             )
         row["dtw"] = dtw
-        row["winner"] = winner(
-            {
-                **{key: _mean(row[key].get("test_accuracy")) for key in row["models"]},
-                "MiniRocket": _mean(mr.get("test_accuracy")),
-                "1-NN DTW": _mean(dtw.get("test_accuracy")),
-            }
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(
+            json.dumps({"aeon": aeon.__version__, "seeds": list(seeds), "minirocket": mr, "dtw": dtw}, indent=1) + "\n",
+            encoding="utf-8",
         )
+        row["winner"] = _classify_winner(row)
         rows.append(row)
     return rows
+
+
+def _read_peers(path: Path, seeds: Sequence[int], version: str) -> dict[str, Any] | None:
+    """The peers' results cached by an earlier run of the same set: MiniRocket over the same seeds, same aeon."""
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("aeon") != version or saved.get("seeds") != list(seeds):
+        return None
+    return {"minirocket": saved["minirocket"], "dtw": saved["dtw"]}
+
+
+def _classify_winner(row: dict[str, Any]) -> str:
+    return winner(
+        {
+            **{key: _mean(row[key].get("test_accuracy")) for key in row["models"]},
+            "MiniRocket": _mean(row["minirocket"].get("test_accuracy")),
+            "1-NN DTW": _mean(row["dtw"].get("test_accuracy")),
+        }
+    )
 
 
 def _mean(stats: dict[str, Any] | None) -> float | None:
@@ -807,7 +834,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--model",
         nargs="+",
         default=None,
-        help="classify: rnnkit rows with these --model choices (`default` = no --model), e.g. default lstm-fcn",
+        help="classify: rnnkit rows with these --model choices (`default` = no --model), e.g. default lstm-fcn; "
+        "`none`: the peers only (cached per set in OUT/classify/SET/peers.json)",
     )
     return p.parse_args(argv)
 
@@ -841,7 +869,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "classify" in args.only:
         sets = discover_classification_sets()
         keep = chosen("classify", [s.name for s in sets])
-        models = [None if m == "default" else m for m in (args.model or ["default"])]
+        names = args.model or ["default"]
+        models = [] if names == ["none"] else [None if m == "default" else m for m in names]
         result["sections"]["classify"] = classify_section(
             [s for s in sets if s.name in keep], seeds, extra, out, log, models
         )
