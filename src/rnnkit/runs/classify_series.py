@@ -86,8 +86,12 @@ DEFAULTS: dict[str, Any] = {
     "epochs": 60,
     "batch_size": 8,
     "lr": 5e-3,
+    "series_norm": "none",
 }
 """Defaults for short multichannel series when the user names nothing."""
+
+SERIES_NORMS = ("none", "zscore", "both")
+"""``--series-norm`` choices (:func:`model_inputs`)."""
 
 VAL_FRACTION = 0.2
 """Share of every class carved off the training file for validation (without ``--val-data``)."""
@@ -153,6 +157,7 @@ def prepare_series(
     val_data: str | None = None,
     test_data: str | None = None,
     seed: int = 0,
+    series_norm: str = "none",
 ) -> SeriesSplit:
     """Read the files, split them as the module docstring says and fit the scaler on the training part.
 
@@ -199,18 +204,60 @@ def prepare_series(
         raise ValueError(f"{full.source}: the training part has {len(present)} class(es) {present}; need at least 2")
     for part, what in ((val, "val"), (test, "test")):
         _check_part(part, full.num_channels, classes, what)
-    scaler = Standardizer.fit(as_sequences(train.X))  # the training part only: val/test never shape it
+    # the training part only: val/test never shape it
+    scaler = Standardizer.fit(model_inputs(as_sequences(train.X), series_norm))
     return SeriesSplit(train, val, test, classes, scaler, record, filled)
 
 
-def series_batch(sequences: Sequence[np.ndarray], scaler: Standardizer, labels: Sequence[int] | None = None) -> Batch:
-    """Standardize time-major series ``(L_i, C)`` and pad them into ``Batch(inputs (B, T, C) float32, ...)``."""
-    return collate_sequences(scaler.transform(sequences), targets=None if labels is None else list(labels))
+def zscore_each(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Every series ``(L_i, C)`` z-normalised on its own, per channel: ``(x − μ_i) / σ_i`` over its ``L_i`` steps.
+
+    A constant channel (``σ_i ≤ 1e-12·max(1, |μ_i|)``) is only centred, as :class:`Standardizer` does."""
+    out = []
+    for s in sequences:
+        a = np.asarray(s, dtype=np.float64)  # (L_i, C)
+        mean, std = a.mean(axis=0), a.std(axis=0)  # (C,)
+        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        out.append((a - mean) / std)
+    return out
 
 
-def _series_batches(part: SeriesSet, scaler: Standardizer, batch_size: int, seed: int, labeled: bool = True) -> Batches:
+def model_inputs(sequences: Sequence[np.ndarray], series_norm: str = "none") -> list[np.ndarray]:
+    """What the model reads before the per-channel :class:`Standardizer`: series ``(L_i, C)`` → ``(L_i, C')``.
+
+    ``series_norm`` (:data:`SERIES_NORMS`): ``"none"`` the series as they are (``C' = C``, runs saved before the
+    option); ``"zscore"`` each series z-normalised on its own (:func:`zscore_each`, ``C' = C``: shape only, the
+    level and scale of a series are dropped); ``"both"`` the z-normalised channels beside the raw ones (``C' = 2C``:
+    the shape, and the level and scale, which the per-channel standardizer then puts on one scale)."""
+    if series_norm == "none":
+        return [np.asarray(s, dtype=np.float64) for s in sequences]
+    if series_norm == "zscore":
+        return zscore_each(sequences)
+    if series_norm == "both":
+        return [
+            np.concatenate([z, np.asarray(s, dtype=np.float64)], axis=1)
+            for z, s in zip(zscore_each(sequences), sequences, strict=True)
+        ]
+    raise ValueError(f"--series-norm {series_norm!r} is unknown; choose one of: {', '.join(SERIES_NORMS)}")
+
+
+def series_batch(
+    sequences: Sequence[np.ndarray],
+    scaler: Standardizer,
+    labels: Sequence[int] | None = None,
+    series_norm: str = "none",
+) -> Batch:
+    """Normalise time-major series ``(L_i, C)`` as the run does (:func:`model_inputs`, then the standardizer) and
+    pad them into ``Batch(inputs (B, T, C') float32, ...)``."""
+    seqs = scaler.transform(model_inputs(sequences, series_norm))
+    return collate_sequences(seqs, targets=None if labels is None else list(labels))
+
+
+def _series_batches(
+    part: SeriesSet, scaler: Standardizer, batch_size: int, seed: int, labeled: bool = True, series_norm: str = "none"
+) -> Batches:
     """One part's batches: bucketed by length; the training order a function of ``(seed, epoch)``."""
-    seqs = scaler.transform(as_sequences(part.X))  # N × (L_i, C), standardized once
+    seqs = scaler.transform(model_inputs(as_sequences(part.X), series_norm))  # N × (L_i, C'), normalised once
     labels = part.label_ids() if labeled else None
 
     def collate(index: list[int]) -> Batch:
@@ -248,11 +295,23 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         "classify",
         window=m["window"],
         embed_dim=m["embed_dim"],
+        options={**opts.options, "series_norm": saved.get("series_norm", "none")},  # runs before it: "none"
     )
 
 
+def series_norm_of(opts: RunOptions) -> str:
+    """The ``--series-norm`` of this call (the default when unset), checked."""
+    norm = str(opts.resolved("series_norm", DEFAULTS))
+    if norm not in SERIES_NORMS:
+        raise ValueError(f"--series-norm {norm!r} is unknown; choose one of: {', '.join(SERIES_NORMS)}")
+    return norm
+
+
 def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelConfig:
+    """``channels``: C of the data; the model reads ``2C`` with ``--series-norm both``."""
     model = str(opts.resolved("model", DEFAULTS))
+    if series_norm_of(opts) == "both":
+        channels *= 2
     if opts.embed_dim is not None and opts.embed_dim != DEFAULTS["embed_dim"]:
         raise ValueError(
             "--embed sizes symbol embeddings; real-valued series enter the model as they are: drop --embed"
@@ -280,16 +339,17 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     own), make the batches. All data are read and checked before anything is written."""
     if opts.data is None:
         raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
-    split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed)
+    norm = series_norm_of(opts)
+    split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed, norm)
     scaler = split.scaler if saved is None else Standardizer.from_dict(saved["scaler"])
     _model_config(opts, split.train.num_channels, len(split.classes))  # bad settings fail before the batches
     if saved is not None:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
     else:
         tcfg = opts.train_config(DEFAULTS, monitor="score", patience=PATIENCE)
-    train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed)
-    val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed).ordered()
-    extra = {"split": split, "scaler": scaler, "trainer": tcfg}
+    train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed, series_norm=norm)
+    val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm).ordered()
+    extra = {"split": split, "scaler": scaler, "trainer": tcfg, "series_norm": norm}
     return Prepared(train_b.epoch, val_b, split.record, None, split.classes, extra=extra)
 
 
@@ -298,11 +358,16 @@ def _scaler(run: Run) -> Standardizer:
     return Standardizer.from_dict(run.config["scaler"])
 
 
+def _norm(run: Run) -> str:
+    """The run's ``--series-norm`` (runs saved before the option: ``"none"``)."""
+    return str(run.config.get("series_norm", "none"))
+
+
 def _readable(run: Run, part: SeriesSet) -> None:
     """Refuse series the run cannot read: another channel count, or no series."""
     if len(part) == 0:
         raise ValueError(f"{part.source}: no series")
-    C = run.config["model"]["input_features"]
+    C = run.config.get("num_channels", run.config["model"]["input_features"])  # the data's channels
     if part.num_channels != C:
         raise ValueError(f"{part.source}: its series have {part.num_channels} channels; this run reads {C}")
 
@@ -310,7 +375,7 @@ def _readable(run: Run, part: SeriesSet) -> None:
 @torch.no_grad()
 def _probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np.ndarray, list[Batch]]:
     """Class probabilities ``(N, num_classes)`` in the order of ``part``, and the batches (for the loss)."""
-    batches = _series_batches(part, _scaler(run), EVAL_BATCH, 0, labeled=labeled).indexed()
+    batches = _series_batches(part, _scaler(run), EVAL_BATCH, 0, labeled=labeled, series_norm=_norm(run)).indexed()
     probs = np.zeros((len(part), len(run.classes)))  # (N, classes)
     run.model.eval()
     for index, batch in batches:
@@ -398,6 +463,16 @@ class SeriesClassifyKind(RunKind):
     ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional")
     flags = (
         Flag(
+            "--series-norm",
+            {
+                "choices": list(SERIES_NORMS),
+                "default": None,
+                "help": "classify on series: each series z-normalised on its own (zscore), beside its raw values "
+                "(both: twice the channels), or as it is (none); then every channel standardized with the "
+                "training part's statistics (default: the task's)",
+            },
+        ),
+        Flag(
             "--ensemble",
             {
                 "type": ranged("ensemble"),
@@ -444,6 +519,7 @@ class SeriesClassifyKind(RunKind):
             "classes": split.classes,
             "scaler": prepared.extra["scaler"].to_dict(),
             "num_channels": split.train.num_channels,
+            "series_norm": prepared.extra["series_norm"],
         }
 
     def before_fit(
@@ -491,7 +567,8 @@ class SeriesClassifyKind(RunKind):
         part = saved_test_part(run)
         _readable(run, part)
         part = replace(part, classes=list(run.classes))
-        return _series_batches(part, _scaler(run), size, 0, labeled=True).collate(list(range(min(size, len(part)))))
+        batches = _series_batches(part, _scaler(run), size, 0, labeled=True, series_norm=_norm(run))
+        return batches.collate(list(range(min(size, len(part)))))
 
 
 def train_series(
