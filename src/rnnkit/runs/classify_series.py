@@ -31,6 +31,7 @@ Shape symbols: B batch, T steps, C channels (the batch's F features), N series.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -97,6 +98,12 @@ VAL_FRACTION = 0.2
 """Share of every class carved off the training file for validation (without ``--val-data``)."""
 TEST_FRACTION = 0.2
 """Share of every class held out as the test part (without ``--test-data``)."""
+STEP_BUDGET = 600_000
+"""Series-steps (training series × their mean length × epochs) a default schedule may spend: without
+``--epochs``, a run trains ``min(DEFAULTS["epochs"], ⌈STEP_BUDGET / (N·L̄)⌉)`` epochs, at least
+:data:`MIN_EPOCHS` (:func:`default_epochs`). Short and small sets keep 60 epochs (BasicMotions: 32 × 100 steps
+per epoch); long ones fit in minutes (OSULeaf 160 × 427 → 9 epochs, ACSF1 80 × 1,460 → 6)."""
+MIN_EPOCHS = 5
 PATIENCE = 20
 """Epochs without a better validation score before training stops."""
 EVAL_BATCH = 256
@@ -334,6 +341,12 @@ def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelCon
     )
 
 
+def default_epochs(train: SeriesSet) -> int:
+    """The epochs of a default schedule on the training part ``train`` (:data:`STEP_BUDGET`)."""
+    steps = sum(len(x) for x in as_sequences(train.X))  # N·L̄ series-steps per epoch
+    return int(min(DEFAULTS["epochs"], max(MIN_EPOCHS, math.ceil(STEP_BUDGET / max(1, steps)))))
+
+
 def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     """Read and split the series, restore or fit the scaler, fix the trainer settings (a resumed run keeps its
     own), make the batches. All data are read and checked before anything is written."""
@@ -346,7 +359,8 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if saved is not None:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
     else:
-        tcfg = opts.train_config(DEFAULTS, monitor="score", patience=PATIENCE)
+        defaults = {**DEFAULTS, "epochs": default_epochs(split.train)}  # --epochs, when given, wins
+        tcfg = opts.train_config(defaults, monitor="score", patience=PATIENCE)
     train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed, series_norm=norm)
     val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm).ordered()
     extra = {"split": split, "scaler": scaler, "trainer": tcfg, "series_norm": norm}
