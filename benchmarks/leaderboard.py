@@ -886,6 +886,44 @@ def render(result: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+# ---------------------------------------------------------------------------------------------------------- sweep
+def sweep_table(folders: Sequence[str | Path]) -> str:
+    """The sweep's Markdown table from run folders already on disk (nothing is trained): for every set under
+    ``FOLDER/classify/``, every rnnkit column (``rnnkit``, ``rnnkit-MODEL…``: the mean ± sample std of
+    ``test_accuracy`` over the ``seed*/metrics.json`` found, with the seeds counted) and the cached peers."""
+    cells: dict[str, dict[str, list[float]]] = {}
+    peers: dict[str, dict[str, Any]] = {}
+    columns: list[str] = []
+    for folder in folders:
+        for set_dir in sorted(Path(folder, "classify").glob("*")):
+            check_not_held_out(set_dir.name)
+            if (set_dir / "peers.json").is_file():
+                peers.setdefault(set_dir.name, json.loads((set_dir / "peers.json").read_text(encoding="utf-8")))
+            for col in sorted(p for p in set_dir.iterdir() if p.is_dir()):
+                accs = [
+                    json.loads(m.read_text(encoding="utf-8"))["test_accuracy"]
+                    for m in sorted(col.glob("seed*/metrics.json"))
+                ]
+                if accs:
+                    cells.setdefault(set_dir.name, {})[col.name] = accs
+                    if col.name not in columns:
+                        columns.append(col.name)
+    order = [s.name for s in discover_classification_sets()]
+    sets = sorted(cells, key=lambda n: order.index(n) if n in order else len(order))
+    header = ["set", *columns, "MiniRocket", "1-NN DTW"]
+    body = []
+    for name in sets:
+        row = [name]
+        for col in columns:
+            accs = cells[name].get(col)
+            row.append("–" if not accs else f"{fmt(mean_spread(accs))} (n={len(accs)})")
+        pe = peers.get(name, {})
+        row.append(_cell(pe.get("minirocket", {"na": "not run"})))
+        row.append(_cell(pe.get("dtw", {"na": "not run"})))
+        body.append(row)
+    return markdown_table(header, body)
+
+
 # ---------------------------------------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
@@ -903,6 +941,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "`none`: the peers only (cached per set in OUT/classify/SET/peers.json)",
     )
     p.add_argument(
+        "--sweep-table",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="print the classification sweep's table from the run folders under DIR/classify (trains nothing)",
+    )
+    p.add_argument(
         "--train-args",
         default="",
         help='extra options for every `rnnkit train` (one string), e.g. "--threads 1" on a shared machine, or '
@@ -913,6 +958,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.sweep_table:
+        print(sweep_table(args.sweep_table))
+        return {}
     for name in args.sets or []:
         check_not_held_out(name)
     seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))

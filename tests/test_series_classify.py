@@ -211,7 +211,7 @@ def test_train_on_ts_files_writes_a_complete_run(ts_run: Path, files: dict[str, 
     for name in ("config.json", "split.json", "model.safetensors", "metrics.json", "curve.csv", "confusion.json"):
         assert (ts_run / name).is_file(), name
     m = read_json(ts_run / "metrics.json")
-    assert m["app"] == APP and m["task"] == "classify" and m["model"] == "gru"
+    assert m["app"] == APP and m["task"] == "classify" and m["model"] == "lstm-fcn"  # the default since issue 16
     assert m["num_test"] == 9 and m["num_train"] + m["num_val"] == 24 and m["num_channels"] == 2
     assert m["missing_filled"] == 2 and m["epochs"] == 3
     for key in ("test_accuracy", "macro_f1", "majority_accuracy", "test_loss", "train_seconds"):
@@ -219,9 +219,11 @@ def test_train_on_ts_files_writes_a_complete_run(ts_run: Path, files: dict[str, 
     assert m["majority_class"] in CLASSES and m["majority_accuracy"] == pytest.approx(1 / 3, abs=1e-4)
     config = read_json(ts_run / "config.json")
     assert config["app"] == APP and config["classes"] == CLASSES
-    assert config["model"]["vocab_size"] == 0 and config["model"]["input_features"] == 2
+    # the default reads each series z-normalised beside its raw values: 2 channels in, 4 into the model
+    assert config["model"]["vocab_size"] == 0 and config["model"]["input_features"] == 4
+    assert config["series_norm"] == "both" and config["num_channels"] == 2
     assert config["model"]["bidirectional"] is True  # the app's default core
-    split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0)
+    split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm="both")
     assert Standardizer.from_dict(config["scaler"]) == split.scaler
     conf = read_json(ts_run / "confusion.json")
     assert conf["classes"] == CLASSES and sum(map(sum, conf["matrix"])) == 9
@@ -245,7 +247,9 @@ def test_evaluate_and_predict_agree_with_the_run(
     assert len(lines) == 9
     test = read_ts(files["test"])
     run = load_run(ts_run)
-    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(run.config["scaler"]))
+    batch = series_batch(
+        as_sequences(test.X), Standardizer.from_dict(run.config["scaler"]), series_norm=run.config["series_norm"]
+    )
     probs = run.model.predict_proba(batch)  # (N, classes), an independent path: one padded batch in file order
     correct = 0
     for i, line in enumerate(lines):
