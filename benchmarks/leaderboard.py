@@ -886,6 +886,29 @@ def render(result: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def merge_results(paths: Sequence[str | Path]) -> str:
+    """The tables of several runs of this script (their ``leaderboard.json``), rows of a section in the order
+    given, each run's measurement line kept (``--merge``: a board measured in parts, e.g. one section at a time)."""
+    results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    for result in results:
+        for rows in result["sections"].values():
+            for row in rows:
+                check_not_held_out(row.get("set", ""))
+    merged: dict[str, list[Any]] = {}
+    for result in results:
+        for section, rows in result["sections"].items():
+            merged.setdefault(section, []).extend(rows)
+    first = {**results[0], "sections": merged}
+    lines = [render({**r, "sections": {}}) for r in results]  # each part's measurement line
+    return (
+        render({**first, "sections": merged}).rsplit("\n\n", 1)[0]
+        + "\n\n"
+        + "\n\n".join(
+            f"Part {i + 1} (`{r['command']}`): {line}" for i, (r, line) in enumerate(zip(results, lines, strict=True))
+        )
+    )
+
+
 # ---------------------------------------------------------------------------------------------------------- sweep
 def sweep_table(folders: Sequence[str | Path]) -> str:
     """The sweep's Markdown table from run folders already on disk (nothing is trained): for every set under
@@ -948,6 +971,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="print the classification sweep's table from the run folders under DIR/classify (trains nothing)",
     )
     p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="render the tables of several leaderboard.json files (a board measured in parts; trains nothing)",
+    )
+    p.add_argument(
         "--train-args",
         default="",
         help='extra options for every `rnnkit train` (one string), e.g. "--threads 1" on a shared machine, or '
@@ -960,6 +990,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.sweep_table:
         print(sweep_table(args.sweep_table))
+        return {}
+    if args.merge:
+        tables = merge_results(args.merge)
+        if args.markdown:
+            doc = Path(args.markdown)
+            doc.write_text(replace_between_markers(doc.read_text(encoding="utf-8"), tables), encoding="utf-8")
+        print(tables)
         return {}
     for name in args.sets or []:
         check_not_held_out(name)

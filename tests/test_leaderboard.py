@@ -232,3 +232,32 @@ def test_sweep_table_reads_run_folders(tmp_path: Path) -> None:
     (tmp_path / "classify" / "GunPoint").mkdir()
     with pytest.raises(AssertionError):
         lb.sweep_table([tmp_path])
+
+
+def test_merge_renders_the_parts_of_a_board(tmp_path: Path) -> None:
+    def part(command: str, rows: list) -> Path:
+        result = {
+            "started": "2026-01-01T00:00:00+00:00",
+            "command": command,
+            "quick": False,
+            "seeds": [0],
+            "wall_s": 1.0,
+            "machine": {"cores": 2, "processor": "x", "versions": {"torch": "t", "aeon": "a", "pmdarima": "p"}},
+            "load_start": {"load_1m": 1.0, "running": "1/2"},
+            "load_end": {"load_1m": 2.0, "running": "1/2"},
+            "sections": {"classify": rows},
+        }
+        path = tmp_path / f"{command}.json"
+        path.write_text(json.dumps(result))
+        return path
+
+    def row(name: str, acc: float) -> dict:
+        entry = {"test_accuracy": lb.mean_spread([acc]), "wall_s": lb.mean_spread([1.0])}
+        return {"set": name, "n_train": 2, "n_test": 2, "length": 5, "channels": 1, "classes": 2,
+                "models": ["rnnkit"], "rnnkit": entry, "minirocket": entry, "dtw": entry, "winner": "x"}  # fmt: skip
+
+    table = lb.merge_results([part("one", [row("UnitTest", 0.5)]), part("two", [row("ACSF1", 0.7)])])
+    assert table.index("| UnitTest |") < table.index("| ACSF1 |") and table.count("### Series classification") == 1
+    assert "Part 1 (`one`): Measured" in table and "Part 2 (`two`): Measured" in table
+    with pytest.raises(AssertionError):
+        lb.merge_results([part("three", [row("GunPoint", 0.5)])])
