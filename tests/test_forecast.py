@@ -391,7 +391,7 @@ def test_choose_blend_is_the_grid_minimum_by_hand() -> None:
     model = truth + 0.5 * rng.normal(size=(20, 3))
     naive = truth + 0.5 * rng.normal(size=(20, 3))  # as good as the model, independent errors: a blend helps
     seasonal = truth + 2.0 * rng.normal(size=(20, 3))
-    w, m, mae = choose_blend(truth, model, {1: naive, 4: seasonal})
+    w, m, mae = choose_blend(truth, model, {1: naive, 4: seasonal}, margin=0.0)
     grid = {}
     for ww in (0.0, 0.25, 0.5, 0.75, 1.0):
         for mm, base in ((1, naive), (4, seasonal)):
@@ -400,8 +400,16 @@ def test_choose_blend_is_the_grid_minimum_by_hand() -> None:
     assert (w, m) == min(grid, key=grid.get) and 0 < w < 1
     assert mae == pytest.approx(grid[(w, m)], rel=1e-12)
     assert choose_blend(truth, truth.copy(), {1: naive})[:2] == (1.0, 1)  # a perfect model stays alone
+    # with the default margin: the grid's best is taken only when it beats the best baseline by 5 %
+    naive_mae = grid[(0.0, 1)]
+    want = (w, m) if mae < 0.95 * naive_mae else (0.0, 1)
+    assert choose_blend(truth, model, {1: naive, 4: seasonal})[:2] == want
+    barely = 0.99 * (naive - truth) + truth  # 1 % better than naive on every window: naive alone
+    assert choose_blend(truth, barely, {1: naive})[:2] == (0.0, 1)
+    assert choose_blend(truth, barely, {1: naive}, margin=0.0)[0] > 0
     assert choose_blend(truth, model, {1: truth.copy(), 4: truth.copy()})[:2] == (0.0, 1)  # ties: the naive one
-    assert choose_blend(truth, truth.copy(), {1: truth.copy()})[:2] == (1.0, 1)  # tie with the model: the model
+    assert choose_blend(truth, truth.copy(), {1: truth.copy()}, margin=0.0)[:2] == (1.0, 1)  # grid tie: the model
+    assert choose_blend(truth, truth.copy(), {1: truth.copy()})[:2] == (0.0, 1)  # no clear gain: the baseline
 
 
 def test_blended_forecaster_is_the_weighted_sum_by_hand(trained) -> None:
@@ -438,8 +446,12 @@ def test_the_blend_is_chosen_on_the_validation_windows(trained) -> None:
             ]
             maes[(w, s)] = sum(errs) / len(errs)
     best = min(maes.values())
-    assert maes[(fc.blend, fc.blend_season)] == pytest.approx(best, rel=1e-9)
-    assert m["val_blend_mae"] == pytest.approx(best, rel=1e-5)
+    base = min(maes[(0.0, 1)], maes[(0.0, 7)])
+    if best < 0.95 * base:  # a clear gain: the grid's best
+        assert maes[(fc.blend, fc.blend_season)] == pytest.approx(best, rel=1e-9)
+    else:  # else the best baseline alone
+        assert fc.blend == 0.0 and maes[(0.0, fc.blend_season)] == pytest.approx(base, rel=1e-9)
+    assert m["val_blend_mae"] == pytest.approx(maes[(fc.blend, fc.blend_season)], rel=1e-5)
     assert m["val_model_mae"] == pytest.approx(maes[(1.0, 1)], rel=1e-5)
 
 

@@ -209,6 +209,8 @@ def test_columns_with_options_and_the_goal_lines() -> None:
     # x ties the best peer, y beats seasonal-naive (no ARIMA) though it is 1.33× naive, z loses to ARIMA
     assert "on 2 of 3 series (x, y): met" in goals
     assert "more than 5 % worse than naive on y (1.33× naive): not met" in goals
+    flat = lb.forecast_goals([frow("p", 0.01, 0.0, 0.04, 0.0)])  # a constant test part: naive is perfect
+    assert "more than 5 % worse than naive on p (0.01 > 0): not met" in flat
 
 
 def test_peers_are_read_back_only_for_the_same_seeds_and_aeon(tmp_path: Path) -> None:

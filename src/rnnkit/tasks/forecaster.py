@@ -31,6 +31,7 @@ from rnnkit.data.series import Scaler, Windows
 from rnnkit.tasks.config import ModelConfig
 
 __all__ = [
+    "BLEND_MARGIN",
     "BLEND_WEIGHTS",
     "STRATEGIES",
     "Forecaster",
@@ -238,27 +239,40 @@ BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The model weights :func:`choose_blend` tries (0: the baseline alone, 1: the model alone)."""
 
 
-def choose_blend(truth: np.ndarray, model: np.ndarray, baselines: dict[int, np.ndarray]) -> tuple[float, int, float]:
-    """The blend ``w·model + (1 − w)·baseline`` with the lowest MAE on validation windows.
+BLEND_MARGIN = 0.05
+"""How much lower than the best baseline's a blend's validation MAE must be for the model to get any weight."""
+
+
+def choose_blend(
+    truth: np.ndarray, model: np.ndarray, baselines: dict[int, np.ndarray], margin: float = BLEND_MARGIN
+) -> tuple[float, int, float]:
+    """The blend ``w·model + (1 − w)·baseline`` with the lowest MAE on validation windows, or the best baseline
+    alone when no blend beats it clearly.
 
     Args:
         truth: ``(M, K)`` the validation targets; model: ``(M, K)`` the model's forecasts of them.
         baselines: season ``m`` → ``(M, K)`` that baseline's forecasts (``1``: naive).
+        margin: a blend with ``w > 0`` is taken only when its MAE is below ``(1 − margin)`` times the best
+            baseline's (:data:`BLEND_MARGIN`): a gain of a few percent on a short validation part is noise, and
+            a series whose best forecast is the last value (a random walk) stays forecast by the last value.
 
     Returns:
-        ``(w, m, mae)``: the weight from :data:`BLEND_WEIGHTS`, the baseline's season and the blend's validation
-        MAE. Ties go to the larger weight (the model), then the smaller season, so a model no baseline improves on
-        stays alone (``w = 1``). A random walk's validation part says the naive forecast is as good as anything:
-        then ``w`` drops toward 0 and the run forecasts (close to) the last value.
+        ``(w, m, mae)``: the weight from :data:`BLEND_WEIGHTS`, the baseline's season and the validation MAE of
+        what was chosen. Ties go to the larger weight, then the smaller season.
     """
+    if not baselines:
+        raise ValueError("choose_blend needs at least one baseline")
     best: tuple[float, int, float] | None = None
     for w in sorted(BLEND_WEIGHTS, reverse=True):
         for m in sorted(baselines):
             mae = float(np.mean(np.abs(truth - (w * model + (1.0 - w) * baselines[m]))))
             if best is None or mae < best[2] - 1e-12 * max(1.0, abs(best[2])):
                 best = (w, m, mae)
-    if best is None:
-        raise ValueError("choose_blend needs at least one baseline")
+    assert best is not None
+    base = min((float(np.mean(np.abs(truth - baselines[m]))), m) for m in sorted(baselines))  # (mae, m)
+    clear = best[2] < (1.0 - margin) * base[0] or (margin == 0.0 and best[2] <= base[0])
+    if best[0] > 0.0 and not clear:
+        return 0.0, base[1], base[0]
     return best
 
 
