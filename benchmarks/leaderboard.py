@@ -314,17 +314,54 @@ def run_rnnkit(args: Sequence[str], out: Path, log: list[str]) -> tuple[dict[str
     return json.loads((out / "metrics.json").read_text(encoding="utf-8")), None, wall
 
 
+def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | None:
+    """``--reuse``: the metrics of a finished run folder that the default series-classification command
+    ``args`` (no ``--model``) with ``seed`` would write again today, else None. Checked on its ``config.json``:
+    the same data files and seed, and every setting the kind's defaults fill (model, sizes, schedule,
+    ``--series-norm``) equal to today's defaults. Anything else is trained again."""
+    from rnnkit.runs.classify_series import DEFAULTS as SERIES_DEFAULTS
+
+    if "--model" in args or "--task" not in args or args[args.index("--task") + 1] != "classify":
+        return None
+    if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
+        return None
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    record = config.get("options") or {}
+    want = {"data": str(Path(args[args.index("--data") + 1]).resolve()), "seed": seed}
+    want["test_data"] = str(Path(args[args.index("--test-data") + 1]).resolve()) if "--test-data" in args else None
+    if any(record.get(k) != v for k, v in want.items()):
+        return None
+    for key, value in SERIES_DEFAULTS.items():
+        saved = record.get(key, (record.get("options") or {}).get(key))
+        if saved != value:
+            return None
+    return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+
 def rnnkit_seeds(
-    args: Sequence[str], out: Path, seeds: Sequence[int], extra: Sequence[str], log: list[str]
+    args: Sequence[str],
+    out: Path,
+    seeds: Sequence[int],
+    extra: Sequence[str],
+    log: list[str],
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """One rnnkit configuration over ``seeds``: every run's metrics and wall time, or the first error."""
+    """One rnnkit configuration over ``seeds``: every run's metrics and wall time, or the first error. With
+    ``reuse``, a run folder :func:`reusable` accepts is read instead of trained (its wall time: None)."""
     runs = []
     for seed in seeds:
+        cached = reusable(out / f"seed{seed}", args, seed) if reuse else None
+        if cached is not None:
+            log.append(f"reused {out / f'seed{seed}'} (same data, seed and default settings)")
+            runs.append({"seed": seed, "wall_s": None, "train_s": cached.get("train_seconds"), "metrics": cached})
+            continue
         metrics, error, wall = run_rnnkit([*args, "--seed", str(seed), *extra], out / f"seed{seed}", log)
         if error is not None:
             return {"args": list(args), "error": error, "runs": runs}
         runs.append({"seed": seed, "wall_s": round(wall, 2), "metrics": metrics})
-    return {"args": [*args, *extra], "runs": runs, "wall_s": mean_spread([r["wall_s"] for r in runs])}
+    walls = [r["wall_s"] for r in runs if r["wall_s"] is not None]
+    reused = len(runs) - len(walls)
+    return {"args": [*args, *extra], "runs": runs, "wall_s": mean_spread(walls) if walls else None, "reused": reused}
 
 
 def key_stats(row: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -355,6 +392,7 @@ def classify_section(
     out: Path,
     log: list[str],
     models: Sequence[str | None] = (None,),
+    reuse: bool = False,
 ):
     import aeon
     from aeon.classification.convolution_based import MiniRocketClassifier
@@ -388,6 +426,7 @@ def classify_section(
                 seeds,
                 extra,
                 log,
+                reuse=reuse,
             )
             row[key]["test_accuracy"] = key_stats(row[key], "test_accuracy")
         cache = out / "classify" / cs.name / "peers.json"  # the peers are measured once per set, then read back
@@ -483,6 +522,14 @@ def _cell(entry: dict[str, Any], key: str = "test_accuracy") -> str:
     return fmt(entry.get(key))
 
 
+def _wall_cell(entry: dict[str, Any]) -> str:
+    """The mean wall time; runs read back with ``--reuse`` show their training time (from metrics.json)."""
+    if entry.get("reused"):
+        train = [r["train_s"] for r in entry.get("runs", []) if r.get("train_s") is not None]
+        return f"reused (training {fmt_seconds(statistics.fmean(train))})" if train else "reused"
+    return fmt_seconds(_mean(entry.get("wall_s")))
+
+
 def classify_table(rows: list[dict[str, Any]]) -> str:
     keys = list(rows[0].get("models", ["rnnkit"])) if rows else ["rnnkit"]  # rows of one run share their models
     header = [
@@ -501,7 +548,7 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         length = r["length"] if isinstance(r["length"], int) else f"{r['length'][0]}–{r['length'][1]}"
-        walls = " / ".join(fmt_seconds(_mean(r[k].get("wall_s"))) for k in (*keys, "minirocket", "dtw"))
+        walls = " / ".join(_wall_cell(r[k]) for k in (*keys, "minirocket", "dtw"))
         body.append(
             [
                 r["set"],
@@ -751,8 +798,9 @@ def forecast_goals(rows: list[dict[str, Any]]) -> str:
         peers = [r["baselines"]["seasonal_naive_mase"], *([r["arima"]["mase"]] if "mase" in r["arima"] else [])]
         if mase is not None and mase <= min(peers):
             beats.append(r["set"])
-        if mase is not None and mase > 1.05 * r["baselines"]["naive_mase"]:
-            worse.append(f"{r['set']} ({mase / r['baselines']['naive_mase']:.2f}× naive)")
+        naive = r["baselines"]["naive_mase"]
+        if mase is not None and mase > 1.05 * naive:
+            worse.append(f"{r['set']} ({mase / naive:.2f}× naive)" if naive > 0 else f"{r['set']} ({mase:.3g} > 0)")
     majority = len(beats) > len(scored) / 2
     return (
         f"\n\nGoals: rnnkit's MASE ≤ the best of seasonal-naive and auto_arima on {len(beats)} of {len(scored)} "
@@ -971,6 +1019,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="print the classification sweep's table from the run folders under DIR/classify (trains nothing)",
     )
     p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="classify: read a finished default run folder under --out instead of training it again, when its "
+        "config.json shows the same data, seed and today's default settings (its wall time is then not known)",
+    )
+    p.add_argument(
         "--merge",
         nargs="+",
         default=None,
@@ -1028,7 +1082,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         names = args.model or ["default"]
         models = [] if names == ["none"] else [None if m == "default" else m for m in names]
         result["sections"]["classify"] = classify_section(
-            [s for s in sets if s.name in keep], seeds, extra, out, log, models
+            [s for s in sets if s.name in keep], seeds, extra, out, log, models, reuse=args.reuse
         )
     if "forecast" in args.only:
         fsets = forecast_sets()

@@ -263,3 +263,25 @@ def test_merge_renders_the_parts_of_a_board(tmp_path: Path) -> None:
     assert "Part 1 (`one`): Measured" in table and "Part 2 (`two`): Measured" in table
     with pytest.raises(AssertionError):
         lb.merge_results([part("three", [row("GunPoint", 0.5)])])
+
+
+def test_reuse_accepts_only_a_default_run_of_the_same_data_and_seed(tmp_path: Path) -> None:
+    from rnnkit.runs.classify_series import DEFAULTS
+
+    train, test = tmp_path / "A_TRAIN.ts", tmp_path / "A_TEST.ts"
+    args = ["--task", "classify", "--data", str(train), "--test-data", str(test)]
+    folder = tmp_path / "seed0"
+    folder.mkdir()
+    record = {k: v for k, v in DEFAULTS.items() if k != "series_norm"}
+    record.update(data=str(train.resolve()), test_data=str(test.resolve()), seed=0, options={"series_norm": "both"})
+    (folder / "config.json").write_text(json.dumps({"options": record}))
+    assert lb.reusable(folder, args, 0) is None  # no metrics.json: not finished
+    (folder / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "train_seconds": 3.0}))
+    assert lb.reusable(folder, args, 0) == {"test_accuracy": 0.5, "train_seconds": 3.0}
+    assert lb.reusable(folder, args, 1) is None  # another seed
+    assert lb.reusable(folder, [*args, "--model", "gru"], 0) is None  # a column with options: trained again
+    for key, other in (("epochs", 60), ("model", "gru")):
+        (folder / "config.json").write_text(json.dumps({"options": {**record, key: other}}))
+        assert lb.reusable(folder, args, 0) is None, key  # made with other defaults
+    (folder / "config.json").write_text(json.dumps({"options": {**record, "options": {"series_norm": "none"}}}))
+    assert lb.reusable(folder, args, 0) is None
