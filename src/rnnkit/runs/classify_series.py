@@ -80,10 +80,11 @@ __all__ = [
 
 APP = "classify-series"
 DEFAULTS: dict[str, Any] = {
-    # chosen by the leaderboard sweep (docs/leaderboard.md, tuning sets only): LSTM-FCN reading every series
-    # z-normalised beside its raw values matched or beat the bidirectional GRU (the default before) on every
-    # tuning set tried (BasicMotions 1.000 vs 0.917, PickupGestureWiimoteZ 0.76 vs 0.74, ArrowHead, Covid3Month_disc
-    # equal); LSTM-FCN on the raw values alone failed where series differ in scale (Covid3Month_disc 0.52)
+    # chosen by the leaderboard sweep (docs/leaderboard.md, tuning sets only): at 60 epochs, LSTM-FCN reading every
+    # series z-normalised beside its raw values matched or beat the bidirectional GRU (the default before) on the
+    # sets tried (BasicMotions 1.000 vs 0.917, PickupGestureWiimoteZ 0.76 vs 0.74, Covid3Month_disc equal); up to
+    # 200 epochs rescued ArrowHead (0.41 → 0.65, the GRU 0.28) but cost on Covid3Month_disc and Pickup (seed 0:
+    # 0.656, 0.660); LSTM-FCN on the raw values alone failed where series differ in scale (Covid3Month_disc 0.52)
     "model": "lstm-fcn",
     "embed_dim": 0,  # unused: real-valued inputs skip the embedding
     "hidden_size": 64,
