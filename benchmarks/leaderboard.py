@@ -33,6 +33,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -313,17 +314,54 @@ def run_rnnkit(args: Sequence[str], out: Path, log: list[str]) -> tuple[dict[str
     return json.loads((out / "metrics.json").read_text(encoding="utf-8")), None, wall
 
 
+def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | None:
+    """``--reuse``: the metrics of a finished run folder that the default series-classification command
+    ``args`` (no ``--model``) with ``seed`` would write again today, else None. Checked on its ``config.json``:
+    the same data files and seed, and every setting the kind's defaults fill (model, sizes, schedule,
+    ``--series-norm``) equal to today's defaults. Anything else is trained again."""
+    from rnnkit.runs.classify_series import DEFAULTS as SERIES_DEFAULTS
+
+    if "--model" in args or "--task" not in args or args[args.index("--task") + 1] != "classify":
+        return None
+    if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
+        return None
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    record = config.get("options") or {}
+    want = {"data": str(Path(args[args.index("--data") + 1]).resolve()), "seed": seed}
+    want["test_data"] = str(Path(args[args.index("--test-data") + 1]).resolve()) if "--test-data" in args else None
+    if any(record.get(k) != v for k, v in want.items()):
+        return None
+    for key, value in SERIES_DEFAULTS.items():
+        saved = record.get(key, (record.get("options") or {}).get(key))
+        if saved != value:
+            return None
+    return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+
+
 def rnnkit_seeds(
-    args: Sequence[str], out: Path, seeds: Sequence[int], extra: Sequence[str], log: list[str]
+    args: Sequence[str],
+    out: Path,
+    seeds: Sequence[int],
+    extra: Sequence[str],
+    log: list[str],
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    """One rnnkit configuration over ``seeds``: every run's metrics and wall time, or the first error."""
+    """One rnnkit configuration over ``seeds``: every run's metrics and wall time, or the first error. With
+    ``reuse``, a run folder :func:`reusable` accepts is read instead of trained (its wall time: None)."""
     runs = []
     for seed in seeds:
+        cached = reusable(out / f"seed{seed}", args, seed) if reuse else None
+        if cached is not None:
+            log.append(f"reused {out / f'seed{seed}'} (same data, seed and default settings)")
+            runs.append({"seed": seed, "wall_s": None, "train_s": cached.get("train_seconds"), "metrics": cached})
+            continue
         metrics, error, wall = run_rnnkit([*args, "--seed", str(seed), *extra], out / f"seed{seed}", log)
         if error is not None:
             return {"args": list(args), "error": error, "runs": runs}
         runs.append({"seed": seed, "wall_s": round(wall, 2), "metrics": metrics})
-    return {"args": [*args, *extra], "runs": runs, "wall_s": mean_spread([r["wall_s"] for r in runs])}
+    walls = [r["wall_s"] for r in runs if r["wall_s"] is not None]
+    reused = len(runs) - len(walls)
+    return {"args": [*args, *extra], "runs": runs, "wall_s": mean_spread(walls) if walls else None, "reused": reused}
 
 
 def key_stats(row: dict[str, Any], key: str) -> dict[str, Any] | None:
@@ -338,6 +376,15 @@ def rnnkit_key(model: str | None) -> str:
     return "rnnkit" if model is None else f"rnnkit:{model}"
 
 
+def model_args(model: str | None) -> list[str]:
+    """``rnnkit train`` options of one column: ``None`` the defaults; ``"lstm-fcn"`` → ``--model lstm-fcn``; a
+    column with more options, ``"lstm-fcn --series-norm zscore"`` (``default --lr 1e-3``: the default model)."""
+    if model is None:
+        return []
+    words = shlex.split(model)
+    return ([] if words[0] == "default" else ["--model", words[0]]) + words[1:]
+
+
 def classify_section(
     sets: list[ClassifySet],
     seeds: Sequence[int],
@@ -345,6 +392,7 @@ def classify_section(
     out: Path,
     log: list[str],
     models: Sequence[str | None] = (None,),
+    reuse: bool = False,
 ):
     import aeon
     from aeon.classification.convolution_based import MiniRocketClassifier
@@ -369,6 +417,26 @@ def classify_section(
             "equal_length": cs.equal_length,
             "aeon": aeon.__version__,
         }
+        row["models"] = [rnnkit_key(m) for m in models]
+        for model in models:  # the defaults (None) and every --model, one configuration at a time
+            key = rnnkit_key(model)
+            row[key] = rnnkit_seeds(
+                ["--task", "classify", "--data", str(cs.train), "--test-data", str(cs.test), *model_args(model)],
+                out / "classify" / cs.name / key.replace(":", "-").replace(" ", "_"),
+                seeds,
+                extra,
+                log,
+                reuse=reuse,
+            )
+            row[key]["test_accuracy"] = key_stats(row[key], "test_accuracy")
+        cache = out / "classify" / cs.name / "peers.json"  # the peers are measured once per set, then read back
+        cached = _read_peers(cache, seeds, aeon.__version__)
+        if cached is not None:
+            row.update(cached)
+            row["peers_cached"] = str(cache)
+            row["winner"] = _classify_winner(row)
+            rows.append(row)
+            continue
         if not warmed:  # numba compiles the peers on first use (~20 s): keep that out of the first set's wall time
             t0 = time.perf_counter()
             for warm in ("UnitTest", "BasicMotions", "PickupGestureWiimoteZ"):  # univariate, multivariate, unequal
@@ -383,18 +451,6 @@ def classify_section(
                 KNeighborsTimeSeriesClassifier(distance="dtw", n_neighbors=1, n_jobs=1).fit(X_w, y_w).predict(X_w[:2])
             warmed = True
             print(f"  peers warmed up (numba compilation) in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        row["models"] = [rnnkit_key(m) for m in models]
-        for model in models:  # the defaults (None) and every --model, one configuration at a time
-            key = rnnkit_key(model)
-            row[key] = rnnkit_seeds(
-                ["--task", "classify", "--data", str(cs.train), "--test-data", str(cs.test)]
-                + ([] if model is None else ["--model", model]),
-                out / "classify" / cs.name / key.replace(":", "-"),
-                seeds,
-                extra,
-                log,
-            )
-            row[key]["test_accuracy"] = key_stats(row[key], "test_accuracy")
         # MiniRocket: seeded (random kernel biases come from the training data sample); over the same seeds
         mr: dict[str, Any] = {"settings": "MiniRocketClassifier(n_kernels=10000, random_state=seed, n_jobs=1)"}
         if not cs.equal_length and not MiniRocketClassifier.get_class_tag(
@@ -424,15 +480,34 @@ def classify_section(
                 accuracies=[acc], test_accuracy=mean_spread([acc]), wall_s=mean_spread([time.perf_counter() - t0])
             )
         row["dtw"] = dtw
-        row["winner"] = winner(
-            {
-                **{key: _mean(row[key].get("test_accuracy")) for key in row["models"]},
-                "MiniRocket": _mean(mr.get("test_accuracy")),
-                "1-NN DTW": _mean(dtw.get("test_accuracy")),
-            }
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(
+            json.dumps({"aeon": aeon.__version__, "seeds": list(seeds), "minirocket": mr, "dtw": dtw}, indent=1) + "\n",
+            encoding="utf-8",
         )
+        row["winner"] = _classify_winner(row)
         rows.append(row)
     return rows
+
+
+def _read_peers(path: Path, seeds: Sequence[int], version: str) -> dict[str, Any] | None:
+    """The peers' results cached by an earlier run of the same set: MiniRocket over the same seeds, same aeon."""
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    if saved.get("aeon") != version or saved.get("seeds") != list(seeds):
+        return None
+    return {"minirocket": saved["minirocket"], "dtw": saved["dtw"]}
+
+
+def _classify_winner(row: dict[str, Any]) -> str:
+    return winner(
+        {
+            **{key: _mean(row[key].get("test_accuracy")) for key in row["models"]},
+            "MiniRocket": _mean(row["minirocket"].get("test_accuracy")),
+            "1-NN DTW": _mean(row["dtw"].get("test_accuracy")),
+        }
+    )
 
 
 def _mean(stats: dict[str, Any] | None) -> float | None:
@@ -445,6 +520,14 @@ def _cell(entry: dict[str, Any], key: str = "test_accuracy") -> str:
     if entry.get("na"):
         return f"n/a ({entry['na']})"
     return fmt(entry.get(key))
+
+
+def _wall_cell(entry: dict[str, Any]) -> str:
+    """The mean wall time; runs read back with ``--reuse`` show their training time (from metrics.json)."""
+    if entry.get("reused"):
+        train = [r["train_s"] for r in entry.get("runs", []) if r.get("train_s") is not None]
+        return f"reused (training {fmt_seconds(statistics.fmean(train))})" if train else "reused"
+    return fmt_seconds(_mean(entry.get("wall_s")))
 
 
 def classify_table(rows: list[dict[str, Any]]) -> str:
@@ -465,7 +548,7 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
     body = []
     for r in rows:
         length = r["length"] if isinstance(r["length"], int) else f"{r['length'][0]}–{r['length'][1]}"
-        walls = " / ".join(fmt_seconds(_mean(r[k].get("wall_s"))) for k in (*keys, "minirocket", "dtw"))
+        walls = " / ".join(_wall_cell(r[k]) for k in (*keys, "minirocket", "dtw"))
         body.append(
             [
                 r["set"],
@@ -488,7 +571,32 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
         if vals and all(v is not None for v in vals):
             summary.append(f"{name} {statistics.fmean(vals):.3f}")
     tail = f"\n\nMean accuracy over the {len(both)} sets every method scored: " + ", ".join(summary) if summary else ""
-    return markdown_table(header, body) + tail
+    return markdown_table(header, body) + tail + classify_goals(rows, keys)
+
+
+def classify_goals(rows: list[dict[str, Any]], keys: Sequence[str]) -> str:
+    """Issue 16's series goals for the first rnnkit column: its mean accuracy ≥ MiniRocket's over the sets
+    MiniRocket scores, and ≥ 1-NN DTW on every set."""
+    if not keys or not rows:
+        return ""
+    key = keys[0]
+    scored = [r for r in rows if _mean(r[key].get("test_accuracy")) is not None]
+    mr = [r for r in scored if _mean(r["minirocket"].get("test_accuracy")) is not None]
+    if not mr:
+        return ""
+    ours = statistics.fmean(_mean(r[key]["test_accuracy"]) for r in mr)
+    theirs = statistics.fmean(_mean(r["minirocket"]["test_accuracy"]) for r in mr)
+    below = [
+        f"{r['set']} ({_mean(r[key]['test_accuracy']):.3f} < {_mean(r['dtw']['test_accuracy']):.3f})"
+        for r in scored
+        if _mean(r["dtw"].get("test_accuracy")) is not None
+        and _mean(r[key]["test_accuracy"]) < _mean(r["dtw"]["test_accuracy"]) - 1e-9
+    ]
+    return (
+        f"\n\nGoals ({key}): mean accuracy {ours:.3f} against MiniRocket's {theirs:.3f} over the {len(mr)} sets "
+        f"MiniRocket scores: {'met' if ours >= theirs - 1e-9 else 'not met'}; below 1-NN DTW on "
+        f"{', '.join(below) if below else 'no set'}: {'not met' if below else 'met'}."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- forecast
@@ -600,12 +708,21 @@ def forecast_section(sets: list[ForecastSet], seeds: Sequence[int], extra: Seque
         if not same:
             arima["na"] = "could not reproduce rnnkit's test windows (window count, seasonal-naive MAE or MASE scale)"
         else:
-            try:
-                pred, info = arima_with_time_cap(y, train_end, origins, horizon, season)
-                mae = float(np.mean(np.abs(truth - pred)))
-                arima.update(info, mae=mae, mase=mae / scale, smape=smape(truth, pred))
-            except Exception as e:  # a failed fit is a result (recorded), not a crash of the whole board
-                arima["na"] = f"auto_arima failed: {type(e).__name__}: {e}"[:200]
+            # deterministic, so measured once per series and window layout, then read back (out/forecast/NAME)
+            cache = out / "forecast" / fs.name / "arima.json"
+            key = {"n": n, "train_end": train_end, "context": context, "horizon": horizon, "season": season}
+            saved = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+            if saved.get("key") == key:
+                arima = {**saved["arima"], "cached": str(cache)}
+            else:
+                try:
+                    pred, info = arima_with_time_cap(y, train_end, origins, horizon, season)
+                    mae = float(np.mean(np.abs(truth - pred)))
+                    arima.update(info, mae=mae, mase=mae / scale, smape=smape(truth, pred))
+                except Exception as e:  # a failed fit is a result (recorded), not a crash of the whole board
+                    arima["na"] = f"auto_arima failed: {type(e).__name__}: {e}"[:200]
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                cache.write_text(json.dumps({"key": key, "arima": arima}, default=str) + "\n", encoding="utf-8")
         row["arima"] = arima
         row["winner"] = winner(
             {
@@ -666,7 +783,30 @@ def forecast_table(rows: list[dict[str, Any]]) -> str:
                 walls,
             ]
         )
-    return markdown_table(header, body)
+    return markdown_table(header, body) + forecast_goals(rows)
+
+
+def forecast_goals(rows: list[dict[str, Any]]) -> str:
+    """Issue 16's forecasting goals, checked on the rows: rnnkit's mean MASE ≤ the best of seasonal-naive and
+    auto_arima on a majority of the series, and never above the naive MASE by more than 5 %."""
+    scored = [r for r in rows if not r["rnnkit"].get("error")]
+    if not scored:
+        return ""
+    beats, worse = [], []
+    for r in scored:
+        mase = _mean(r["rnnkit"]["test_mase"])
+        peers = [r["baselines"]["seasonal_naive_mase"], *([r["arima"]["mase"]] if "mase" in r["arima"] else [])]
+        if mase is not None and mase <= min(peers):
+            beats.append(r["set"])
+        naive = r["baselines"]["naive_mase"]
+        if mase is not None and mase > 1.05 * naive:
+            worse.append(f"{r['set']} ({mase / naive:.2f}× naive)" if naive > 0 else f"{r['set']} ({mase:.3g} > 0)")
+    majority = len(beats) > len(scored) / 2
+    return (
+        f"\n\nGoals: rnnkit's MASE ≤ the best of seasonal-naive and auto_arima on {len(beats)} of {len(scored)} "
+        f"series ({', '.join(beats) or 'none'}): {'met' if majority else 'not met'} (a majority is needed); more "
+        f"than 5 % worse than naive on {', '.join(worse) if worse else 'none'}: {'not met' if worse else 'met'}."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------- names
@@ -794,6 +934,67 @@ def render(result: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
+def merge_results(paths: Sequence[str | Path]) -> str:
+    """The tables of several runs of this script (their ``leaderboard.json``), rows of a section in the order
+    given, each run's measurement line kept (``--merge``: a board measured in parts, e.g. one section at a time)."""
+    results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    for result in results:
+        for rows in result["sections"].values():
+            for row in rows:
+                check_not_held_out(row.get("set", ""))
+    merged: dict[str, list[Any]] = {}
+    for result in results:
+        for section, rows in result["sections"].items():
+            merged.setdefault(section, []).extend(rows)
+    first = {**results[0], "sections": merged}
+    lines = [render({**r, "sections": {}}) for r in results]  # each part's measurement line
+    return (
+        render({**first, "sections": merged}).rsplit("\n\n", 1)[0]
+        + "\n\n"
+        + "\n\n".join(
+            f"Part {i + 1} (`{r['command']}`): {line}" for i, (r, line) in enumerate(zip(results, lines, strict=True))
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------- sweep
+def sweep_table(folders: Sequence[str | Path]) -> str:
+    """The sweep's Markdown table from run folders already on disk (nothing is trained): for every set under
+    ``FOLDER/classify/``, every rnnkit column (``rnnkit``, ``rnnkit-MODEL…``: the mean ± sample std of
+    ``test_accuracy`` over the ``seed*/metrics.json`` found, with the seeds counted) and the cached peers."""
+    cells: dict[str, dict[str, list[float]]] = {}
+    peers: dict[str, dict[str, Any]] = {}
+    columns: list[str] = []
+    for folder in folders:
+        for set_dir in sorted(Path(folder, "classify").glob("*")):
+            check_not_held_out(set_dir.name)
+            if (set_dir / "peers.json").is_file():
+                peers.setdefault(set_dir.name, json.loads((set_dir / "peers.json").read_text(encoding="utf-8")))
+            for col in sorted(p for p in set_dir.iterdir() if p.is_dir()):
+                accs = [
+                    json.loads(m.read_text(encoding="utf-8"))["test_accuracy"]
+                    for m in sorted(col.glob("seed*/metrics.json"))
+                ]
+                if accs:
+                    cells.setdefault(set_dir.name, {})[col.name] = accs
+                    if col.name not in columns:
+                        columns.append(col.name)
+    order = [s.name for s in discover_classification_sets()]
+    sets = sorted(cells, key=lambda n: order.index(n) if n in order else len(order))
+    header = ["set", *columns, "MiniRocket", "1-NN DTW"]
+    body = []
+    for name in sets:
+        row = [name]
+        for col in columns:
+            accs = cells[name].get(col)
+            row.append("–" if not accs else f"{fmt(mean_spread(accs))} (n={len(accs)})")
+        pe = peers.get(name, {})
+        row.append(_cell(pe.get("minirocket", {"na": "not run"})))
+        row.append(_cell(pe.get("dtw", {"na": "not run"})))
+        body.append(row)
+    return markdown_table(header, body)
+
+
 # ---------------------------------------------------------------------------------------------------------- main
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
@@ -807,17 +1008,54 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--model",
         nargs="+",
         default=None,
-        help="classify: rnnkit rows with these --model choices (`default` = no --model), e.g. default lstm-fcn",
+        help="classify: rnnkit rows with these --model choices (`default` = no --model), e.g. default lstm-fcn; "
+        "`none`: the peers only (cached per set in OUT/classify/SET/peers.json)",
+    )
+    p.add_argument(
+        "--sweep-table",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="print the classification sweep's table from the run folders under DIR/classify (trains nothing)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="classify: read a finished default run folder under --out instead of training it again, when its "
+        "config.json shows the same data, seed and today's default settings (its wall time is then not known)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="render the tables of several leaderboard.json files (a board measured in parts; trains nothing)",
+    )
+    p.add_argument(
+        "--train-args",
+        default="",
+        help='extra options for every `rnnkit train` (one string), e.g. "--threads 1" on a shared machine, or '
+        '"--epochs 10" to prune a sweep; recorded in the JSON',
     )
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.sweep_table:
+        print(sweep_table(args.sweep_table))
+        return {}
+    if args.merge:
+        tables = merge_results(args.merge)
+        if args.markdown:
+            doc = Path(args.markdown)
+            doc.write_text(replace_between_markers(doc.read_text(encoding="utf-8"), tables), encoding="utf-8")
+        print(tables)
+        return {}
     for name in args.sets or []:
         check_not_held_out(name)
     seeds = list(range(args.seeds if args.seeds is not None else (1 if args.quick else 3)))
-    extra = QUICK_ARGS if args.quick else []
+    extra = [*(QUICK_ARGS if args.quick else []), *shlex.split(args.train_args)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     log: list[str] = []
@@ -841,9 +1079,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if "classify" in args.only:
         sets = discover_classification_sets()
         keep = chosen("classify", [s.name for s in sets])
-        models = [None if m == "default" else m for m in (args.model or ["default"])]
+        names = args.model or ["default"]
+        models = [] if names == ["none"] else [None if m == "default" else m for m in names]
         result["sections"]["classify"] = classify_section(
-            [s for s in sets if s.name in keep], seeds, extra, out, log, models
+            [s for s in sets if s.name in keep], seeds, extra, out, log, models, reuse=args.reuse
         )
     if "forecast" in args.only:
         fsets = forecast_sets()

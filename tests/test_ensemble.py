@@ -110,7 +110,11 @@ def test_the_run_folder_holds_the_members_and_the_metrics_of_each(runs: dict[str
     # the ensemble's accuracy is that of the members' mean probabilities, computed here from their own files
     loaded = load_run(run)
     test = read_ts(runs["test"])
-    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(loaded.config["scaler"]))
+    batch = series_batch(
+        as_sequences(test.X),
+        Standardizer.from_dict(loaded.config["scaler"]),
+        series_norm=loaded.config.get("series_norm", "none"),  # the run's own input normalisation
+    )
     probs = sum(member.predict_proba(batch) for member in loaded.model.members) / 2  # (N, C)
     gold = [loaded.classes.index(y) for y in test.y]
     acc = float(np.mean(probs.argmax(1).numpy() == np.array(gold)))
@@ -130,7 +134,11 @@ def test_evaluate_and_predict_use_the_mean_probabilities(
     lines = capsys.readouterr().out.splitlines()
     loaded = load_run(run)
     test = read_ts(runs["test"])
-    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(loaded.config["scaler"]))
+    batch = series_batch(
+        as_sequences(test.X),
+        Standardizer.from_dict(loaded.config["scaler"]),
+        series_norm=loaded.config.get("series_norm", "none"),  # the run's own input normalisation
+    )
     probs = sum(member.predict_proba(batch) for member in loaded.model.members) / 2
     for i, line in enumerate(lines):
         cls, p = line.split(": ")[1].split(" ")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from rnnkit.runs.forecast import forecaster_of
 from rnnkit.tasks import build_model
 from rnnkit.tasks.forecaster import (
     Forecaster,
+    choose_blend,
     forecast,
     forecast_config,
     naive_forecast,
@@ -379,3 +382,94 @@ def test_bad_input_exits_2_and_keeps_the_run(trained, tmp_path: Path, capsys) ->
     assert main("predict", out, "--horizon", "4") == 2
     assert "predicts 3 steps, not 4" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+# ---------------------------------------------------------------------------------------------------------- blend
+def test_choose_blend_is_the_grid_minimum_by_hand() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(20, 3))
+    model = truth + 0.5 * rng.normal(size=(20, 3))
+    naive = truth + 0.5 * rng.normal(size=(20, 3))  # as good as the model, independent errors: a blend helps
+    seasonal = truth + 2.0 * rng.normal(size=(20, 3))
+    w, m, mae = choose_blend(truth, model, {1: naive, 4: seasonal}, margin=0.0)
+    grid = {}
+    for ww in (0.0, 0.25, 0.5, 0.75, 1.0):
+        for mm, base in ((1, naive), (4, seasonal)):
+            errs = [abs(truth[i, j] - (ww * model[i, j] + (1 - ww) * base[i, j])) for i in range(20) for j in range(3)]
+            grid[(ww, mm)] = sum(errs) / len(errs)
+    assert (w, m) == min(grid, key=grid.get) and 0 < w < 1
+    assert mae == pytest.approx(grid[(w, m)], rel=1e-12)
+    assert choose_blend(truth, truth.copy(), {1: naive})[:2] == (1.0, 1)  # a perfect model stays alone
+    # with the default margin: the grid's best is taken only when it beats the best baseline by 5 %
+    naive_mae = grid[(0.0, 1)]
+    want = (w, m) if mae < 0.95 * naive_mae else (0.0, 1)
+    assert choose_blend(truth, model, {1: naive, 4: seasonal})[:2] == want
+    barely = 0.99 * (naive - truth) + truth  # 1 % better than naive on every window: naive alone
+    assert choose_blend(truth, barely, {1: naive})[:2] == (0.0, 1)
+    assert choose_blend(truth, barely, {1: naive}, margin=0.0)[0] > 0
+    assert choose_blend(truth, model, {1: truth.copy(), 4: truth.copy()})[:2] == (0.0, 1)  # ties: the naive one
+    assert choose_blend(truth, truth.copy(), {1: truth.copy()}, margin=0.0)[:2] == (1.0, 1)  # grid tie: the model
+    assert choose_blend(truth, truth.copy(), {1: truth.copy()})[:2] == (0.0, 1)  # no clear gain: the baseline
+
+
+def test_blended_forecaster_is_the_weighted_sum_by_hand(trained) -> None:
+    out, _, values = trained
+    fc = forecaster_of(load_run(out))
+    o = np.arange(30, 60)
+    alone = replace(fc, blend=1.0).predict_at(values, o)
+    blended = replace(fc, blend=0.25, blend_season=7).predict_at(values, o)
+    y = values[:, 0]
+    for i, t in enumerate(o):
+        for j in range(1, fc.horizon + 1):
+            assert blended[i, j - 1] == pytest.approx(0.25 * alone[i, j - 1] + 0.75 * y[t + j - 7], rel=1e-12)
+
+
+def test_the_blend_is_chosen_on_the_validation_windows(trained) -> None:
+    out, _, values = trained
+    cfg, m = read_json(out / "config.json"), read_json(out / "metrics.json")
+    f = cfg["forecast"]
+    assert f["blend_choice"] is True and set(f["blend"]) == {"weight", "season"}
+    fc = forecaster_of(load_run(out))
+    assert (fc.blend, fc.blend_season) == (f["blend"]["weight"], f["blend"]["season"])
+    assert (m["blend_weight"], m["blend_season"]) == (fc.blend, fc.blend_season)
+    # by hand: every weight and both baselines (naive, and seasonal-naive m=7 ≤ context 12) on the validation windows
+    y, k, split = values[:, 0], fc.horizon, f["split"]
+    o = np.arange(split["train_end"] - 1, split["val_end"] - k)
+    model = replace(fc, blend=1.0).predict_at(values, o)
+    maes = {}
+    for w in (1.0, 0.75, 0.5, 0.25, 0.0):
+        for s in (1, 7):
+            errs = [
+                abs(y[t + j] - (w * model[i, j - 1] + (1 - w) * y[t + j - s * math.ceil(j / s)]))
+                for i, t in enumerate(o)
+                for j in range(1, k + 1)
+            ]
+            maes[(w, s)] = sum(errs) / len(errs)
+    best = min(maes.values())
+    base = min(maes[(0.0, 1)], maes[(0.0, 7)])
+    if best < 0.95 * base:  # a clear gain: the grid's best
+        assert maes[(fc.blend, fc.blend_season)] == pytest.approx(best, rel=1e-9)
+    else:  # else the best baseline alone
+        assert fc.blend == 0.0 and maes[(0.0, fc.blend_season)] == pytest.approx(base, rel=1e-9)
+    assert m["val_blend_mae"] == pytest.approx(maes[(fc.blend, fc.blend_season)], rel=1e-5)
+    assert m["val_model_mae"] == pytest.approx(maes[(1.0, 1)], rel=1e-5)
+
+
+def test_no_blend_and_runs_saved_before_the_blend_forecast_with_the_model_alone(trained, tmp_path: Path) -> None:
+    out, data, values = trained
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    cfg = read_json(old / "config.json")
+    for key in ("blend", "blend_choice"):
+        cfg["forecast"].pop(key)
+    (old / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    fc_old, fc = forecaster_of(load_run(old)), forecaster_of(load_run(out))
+    assert (fc_old.blend, fc_old.blend_season) == (1.0, 1)
+    o = np.arange(30, 60)
+    np.testing.assert_array_equal(fc_old.predict_at(values, o), replace(fc, blend=1.0).predict_at(values, o))
+    plain = tmp_path / "plain"
+    assert main("train", "--task", "forecast", "--data", data, "--target-column", "level", *TINY, "--no-blend",
+                "--out", plain) == 0  # fmt: skip
+    m = read_json(plain / "metrics.json")
+    assert read_json(plain / "config.json")["forecast"]["blend_choice"] is False and "blend_weight" not in m
+    assert forecaster_of(load_run(plain)).blend == 1.0

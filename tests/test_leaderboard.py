@@ -174,3 +174,114 @@ def test_one_rnnkit_column_per_model() -> None:
     assert "| rnnkit acc | rnnkit:lstm-fcn acc | MiniRocket acc |" in header
     assert "| 0.600 ± 0.141 | 0.900 ± 0.000 | 0.800 | 0.600 |" in line
     assert "rnnkit 0.600, rnnkit:lstm-fcn 0.900, MiniRocket 0.800, 1-NN DTW 0.600" in table
+
+
+def test_columns_with_options_and_the_goal_lines() -> None:
+    assert lb.model_args(None) == []
+    assert lb.model_args("lstm-fcn") == ["--model", "lstm-fcn"]
+    assert lb.model_args("lstm-fcn --series-norm both") == ["--model", "lstm-fcn", "--series-norm", "both"]
+    assert lb.model_args("default --lr 1e-3") == ["--lr", "1e-3"]
+
+    def entry(accs: list[float]) -> dict:
+        return {"test_accuracy": lb.mean_spread(accs)}
+
+    rows = [
+        {"set": "A", "rnnkit": entry([0.9, 0.8]), "minirocket": entry([0.8]), "dtw": entry([0.9])},  # 0.85 < DTW
+        {"set": "B", "rnnkit": entry([1.0]), "minirocket": {"na": "unequal"}, "dtw": entry([0.5])},
+        {"set": "C", "rnnkit": entry([0.7]), "minirocket": entry([0.6]), "dtw": entry([0.7])},
+    ]
+    line = lb.classify_goals(rows, ["rnnkit"])
+    # MiniRocket scores A and C: ours (0.85 + 0.7) / 2 = 0.775 ≥ (0.8 + 0.6) / 2 = 0.7; below DTW on A only
+    assert "mean accuracy 0.775 against MiniRocket's 0.700 over the 2 sets MiniRocket scores: met" in line
+    assert "below 1-NN DTW on A (0.850 < 0.900): not met" in line
+
+    def frow(name: str, ours: float, naive: float, snaive: float, arima: float | None) -> dict:
+        return {
+            "set": name,
+            "rnnkit": {"test_mase": lb.mean_spread([ours])},
+            "baselines": {"naive_mase": naive, "seasonal_naive_mase": snaive},
+            "arima": {} if arima is None else {"mase": arima},
+        }
+
+    goals = lb.forecast_goals(
+        [frow("x", 1.0, 1.0, 1.2, 1.1), frow("y", 2.0, 1.5, 2.5, None), frow("z", 0.9, 1.0, 1.0, 0.8)]
+    )
+    # x ties the best peer, y beats seasonal-naive (no ARIMA) though it is 1.33× naive, z loses to ARIMA
+    assert "on 2 of 3 series (x, y): met" in goals
+    assert "more than 5 % worse than naive on y (1.33× naive): not met" in goals
+    flat = lb.forecast_goals([frow("p", 0.01, 0.0, 0.04, 0.0)])  # a constant test part: naive is perfect
+    assert "more than 5 % worse than naive on p (0.01 > 0): not met" in flat
+
+
+def test_peers_are_read_back_only_for_the_same_seeds_and_aeon(tmp_path: Path) -> None:
+    path = tmp_path / "peers.json"
+    path.write_text(json.dumps({"aeon": "1.6.0", "seeds": [0, 1], "minirocket": {"x": 1}, "dtw": {"y": 2}}))
+    assert lb._read_peers(path, [0, 1], "1.6.0") == {"minirocket": {"x": 1}, "dtw": {"y": 2}}
+    assert lb._read_peers(path, [0, 1, 2], "1.6.0") is None
+    assert lb._read_peers(path, [0, 1], "1.7.0") is None
+    assert lb._read_peers(tmp_path / "none.json", [0], "1.6.0") is None
+
+
+def test_sweep_table_reads_run_folders(tmp_path: Path) -> None:
+    for col, accs in (("rnnkit", [0.5, 0.7]), ("rnnkit-lstm-fcn", [0.9])):
+        for seed, acc in enumerate(accs):
+            folder = tmp_path / "classify" / "UnitTest" / col / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "metrics.json").write_text(json.dumps({"test_accuracy": acc}))
+    table = lb.sweep_table([tmp_path])
+    assert "| set | rnnkit | rnnkit-lstm-fcn | MiniRocket | 1-NN DTW |" in table
+    assert "| UnitTest | 0.600 ± 0.141 (n=2) | 0.900 (n=1) | n/a (not run) | n/a (not run) |" in table
+    (tmp_path / "classify" / "GunPoint").mkdir()
+    with pytest.raises(AssertionError):
+        lb.sweep_table([tmp_path])
+
+
+def test_merge_renders_the_parts_of_a_board(tmp_path: Path) -> None:
+    def part(command: str, rows: list) -> Path:
+        result = {
+            "started": "2026-01-01T00:00:00+00:00",
+            "command": command,
+            "quick": False,
+            "seeds": [0],
+            "wall_s": 1.0,
+            "machine": {"cores": 2, "processor": "x", "versions": {"torch": "t", "aeon": "a", "pmdarima": "p"}},
+            "load_start": {"load_1m": 1.0, "running": "1/2"},
+            "load_end": {"load_1m": 2.0, "running": "1/2"},
+            "sections": {"classify": rows},
+        }
+        path = tmp_path / f"{command}.json"
+        path.write_text(json.dumps(result))
+        return path
+
+    def row(name: str, acc: float) -> dict:
+        entry = {"test_accuracy": lb.mean_spread([acc]), "wall_s": lb.mean_spread([1.0])}
+        return {"set": name, "n_train": 2, "n_test": 2, "length": 5, "channels": 1, "classes": 2,
+                "models": ["rnnkit"], "rnnkit": entry, "minirocket": entry, "dtw": entry, "winner": "x"}  # fmt: skip
+
+    table = lb.merge_results([part("one", [row("UnitTest", 0.5)]), part("two", [row("ACSF1", 0.7)])])
+    assert table.index("| UnitTest |") < table.index("| ACSF1 |") and table.count("### Series classification") == 1
+    assert "Part 1 (`one`): Measured" in table and "Part 2 (`two`): Measured" in table
+    with pytest.raises(AssertionError):
+        lb.merge_results([part("three", [row("GunPoint", 0.5)])])
+
+
+def test_reuse_accepts_only_a_default_run_of_the_same_data_and_seed(tmp_path: Path) -> None:
+    from rnnkit.runs.classify_series import DEFAULTS
+
+    train, test = tmp_path / "A_TRAIN.ts", tmp_path / "A_TEST.ts"
+    args = ["--task", "classify", "--data", str(train), "--test-data", str(test)]
+    folder = tmp_path / "seed0"
+    folder.mkdir()
+    record = {k: v for k, v in DEFAULTS.items() if k != "series_norm"}
+    record.update(data=str(train.resolve()), test_data=str(test.resolve()), seed=0, options={"series_norm": "both"})
+    (folder / "config.json").write_text(json.dumps({"options": record}))
+    assert lb.reusable(folder, args, 0) is None  # no metrics.json: not finished
+    (folder / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "train_seconds": 3.0}))
+    assert lb.reusable(folder, args, 0) == {"test_accuracy": 0.5, "train_seconds": 3.0}
+    assert lb.reusable(folder, args, 1) is None  # another seed
+    assert lb.reusable(folder, [*args, "--model", "gru"], 0) is None  # a column with options: trained again
+    for key, other in (("epochs", 60), ("model", "gru")):
+        (folder / "config.json").write_text(json.dumps({"options": {**record, key: other}}))
+        assert lb.reusable(folder, args, 0) is None, key  # made with other defaults
+    (folder / "config.json").write_text(json.dumps({"options": {**record, "options": {"series_norm": "none"}}}))
+    assert lb.reusable(folder, args, 0) is None

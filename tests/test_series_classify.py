@@ -211,7 +211,7 @@ def test_train_on_ts_files_writes_a_complete_run(ts_run: Path, files: dict[str, 
     for name in ("config.json", "split.json", "model.safetensors", "metrics.json", "curve.csv", "confusion.json"):
         assert (ts_run / name).is_file(), name
     m = read_json(ts_run / "metrics.json")
-    assert m["app"] == APP and m["task"] == "classify" and m["model"] == "gru"
+    assert m["app"] == APP and m["task"] == "classify" and m["model"] == "lstm-fcn"  # the default since issue 16
     assert m["num_test"] == 9 and m["num_train"] + m["num_val"] == 24 and m["num_channels"] == 2
     assert m["missing_filled"] == 2 and m["epochs"] == 3
     for key in ("test_accuracy", "macro_f1", "majority_accuracy", "test_loss", "train_seconds"):
@@ -219,9 +219,11 @@ def test_train_on_ts_files_writes_a_complete_run(ts_run: Path, files: dict[str, 
     assert m["majority_class"] in CLASSES and m["majority_accuracy"] == pytest.approx(1 / 3, abs=1e-4)
     config = read_json(ts_run / "config.json")
     assert config["app"] == APP and config["classes"] == CLASSES
-    assert config["model"]["vocab_size"] == 0 and config["model"]["input_features"] == 2
+    # the default reads each series z-normalised beside its raw values: 2 channels in, 4 into the model
+    assert config["model"]["vocab_size"] == 0 and config["model"]["input_features"] == 4
+    assert config["series_norm"] == "both" and config["num_channels"] == 2
     assert config["model"]["bidirectional"] is True  # the app's default core
-    split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0)
+    split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm="both")
     assert Standardizer.from_dict(config["scaler"]) == split.scaler
     conf = read_json(ts_run / "confusion.json")
     assert conf["classes"] == CLASSES and sum(map(sum, conf["matrix"])) == 9
@@ -245,7 +247,9 @@ def test_evaluate_and_predict_agree_with_the_run(
     assert len(lines) == 9
     test = read_ts(files["test"])
     run = load_run(ts_run)
-    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(run.config["scaler"]))
+    batch = series_batch(
+        as_sequences(test.X), Standardizer.from_dict(run.config["scaler"]), series_norm=run.config["series_norm"]
+    )
     probs = run.model.predict_proba(batch)  # (N, classes), an independent path: one padded batch in file order
     correct = 0
     for i, line in enumerate(lines):
@@ -357,3 +361,77 @@ def test_bad_input_is_one_line_and_leaves_runs_alone(
     for args, needles in cases:
         assert_one_line_error(*rnnkit_main(capsys, *args), *needles)
     assert snapshot(ts_run) == before
+
+
+# ---------------------------------------------------------------------------------------------------------- series norm
+def test_zscore_each_and_model_inputs_by_hand() -> None:
+    rng = np.random.default_rng(3)
+    seqs = [rng.normal(5.0, 3.0, size=(7, 2)), np.array([[2.0, 1.0], [2.0, 3.0], [2.0, 5.0]])]
+    z = series_app.zscore_each(seqs)
+    for s, out in zip(seqs, z, strict=True):
+        for c in range(2):
+            col = [float(v) for v in s[:, c]]
+            mu = sum(col) / len(col)
+            sd = math.sqrt(sum((v - mu) ** 2 for v in col) / len(col))
+            want = [(v - mu) / sd if sd > 1e-12 * max(1.0, abs(mu)) else v - mu for v in col]
+            np.testing.assert_allclose(out[:, c], want, rtol=1e-12, atol=1e-12)
+    assert z[1][:, 0].tolist() == [0.0, 0.0, 0.0]  # a constant channel is only centred
+    both = series_app.model_inputs(seqs, "both")
+    for s, zz, b in zip(seqs, z, both, strict=True):
+        assert b.shape == (len(s), 4)
+        np.testing.assert_array_equal(b[:, :2], zz)
+        np.testing.assert_array_equal(b[:, 2:], s)
+    for s, n in zip(seqs, series_app.model_inputs(seqs, "none"), strict=True):
+        np.testing.assert_array_equal(n, s)
+    with pytest.raises(ValueError, match="unknown"):
+        series_app.model_inputs(seqs, "minmax")
+
+
+def test_default_epochs_follow_the_step_budget() -> None:
+    X, y = make_series(2, seed=0)
+    small = read_ts_like(X, y)
+    assert series_app.default_epochs(small) == series_app.DEFAULTS["epochs"]  # a few short series: 60
+    steps = sum(x.shape[1] for x in X)
+    big = read_ts_like([np.tile(x, (1, 4000)) for x in X], y)  # the same series 4000 times longer
+    want = max(series_app.MIN_EPOCHS, math.ceil(series_app.STEP_BUDGET / (4000 * steps)))
+    assert series_app.default_epochs(big) == min(series_app.DEFAULTS["epochs"], want) == series_app.MIN_EPOCHS
+    mid = read_ts_like([np.tile(x, (1, 500)) for x in X], y)
+    assert series_app.default_epochs(mid) == math.ceil(series_app.STEP_BUDGET / (500 * steps))
+
+
+def read_ts_like(X: list, y: list[str]):
+    from rnnkit.data.arrays import SeriesSet
+
+    return SeriesSet(X=[np.asarray(x, dtype=np.float64) for x in X], y=list(y), classes=sorted(set(y)), source="mem")
+
+
+@pytest.mark.parametrize("norm", ["zscore", "both"])
+def test_series_norm_run_saves_it_and_every_reader_applies_it(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path], norm: str
+) -> None:
+    out = files["base"] / f"run-{norm}"
+    args = ["train", "--task", "classify", "--data", files["train"], "--test-data", files["test"], "--out", out]
+    code, _, err = rnnkit_main(capsys, *args, *TINY, "--series-norm", norm)
+    assert code == 0, err
+    config, m = read_json(out / "config.json"), read_json(out / "metrics.json")
+    assert config["series_norm"] == norm and config["num_channels"] == 2
+    assert config["model"]["input_features"] == (4 if norm == "both" else 2)
+    split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm=norm)
+    assert Standardizer.from_dict(config["scaler"]) == split.scaler
+    want = Standardizer.fit(series_app.model_inputs(as_sequences(split.train.X), norm))
+    assert split.scaler == want
+    code, out_json, err = rnnkit_main(capsys, "evaluate", out, "--json", "--data", files["test"])
+    assert code == 0, err
+    assert json.loads(out_json)["test_accuracy"] == m["test_accuracy"]
+    run = load_run(out)
+    test = read_ts(files["test"])
+    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(config["scaler"]), series_norm=norm)
+    assert batch.inputs.shape[2] == config["model"]["input_features"]
+    probs = run.model.predict_proba(batch)
+    code, out_lines, err = rnnkit_main(capsys, "predict", out, "--data", files["test"])
+    assert code == 0, err
+    assert [ln.split(" ")[1] for ln in out_lines.splitlines()] == [CLASSES[int(p.argmax())] for p in probs]
+    code, _, err = rnnkit_main(capsys, *args, *TINY, "--series-norm", norm, "--resume")  # a finished run: same
+    assert code == 0, err
+    again = read_json(out / "metrics.json")
+    assert again["test_accuracy"] == m["test_accuracy"] and read_json(out / "config.json")["series_norm"] == norm

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rnnkit import distributed, ranges
 from rnnkit import metrics as M
-from rnnkit import ranges
 from rnnkit.cliutil import ranged
 from rnnkit.data.batching import Batch
 from rnnkit.data.series import (
@@ -45,13 +45,14 @@ from rnnkit.data.series import (
     load_series,
     make_windows,
 )
-from rnnkit.runs.folder import Run
+from rnnkit.runs.folder import CONFIG_FILE, Run, write_json_atomic
 from rnnkit.runs.kind import Flag, Prepared, RunKind, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
 from rnnkit.tasks import ModelConfig, build_model
 from rnnkit.tasks.forecaster import (
     STRATEGIES,
     Forecaster,
+    choose_blend,
     forecast_config,
     naive_forecast,
     seasonal_naive_forecast,
@@ -82,6 +83,9 @@ DEFAULTS: dict[str, Any] = {
     # windows relative to their last value: the model predicts changes, so it copes with test values outside the
     # training range (msft: level-standardized GRU MAE 5.3 vs naive 0.75; relative 0.75)
     "relative": True,
+    # w·model + (1 − w)·(seasonal-)naive, w chosen on the validation windows: a series the model cannot beat the
+    # naive forecast on (a random walk: msft) is forecast (close to) naively instead of worse (docs/leaderboard.md)
+    "blend": True,
 }
 """Defaults of the forecast app for unset options."""
 
@@ -103,6 +107,7 @@ class _Setup:
     horizon: int
     strategy: str
     relative: bool
+    blend: bool
     season: int
     split: SeriesSplit
     scaler: Scaler
@@ -149,6 +154,7 @@ def _prepare(opts: RunOptions) -> _Setup:
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy {strategy!r} is unknown; choose one of: {', '.join(STRATEGIES)}")
     relative = bool(_option(opts, "relative"))
+    blend = bool(_option(opts, "blend"))
 
     series = load_series(name, date_column=opts.options.get("date_column"), value_columns=value_columns)
     target = series.column_index(target_name)
@@ -206,6 +212,7 @@ def _prepare(opts: RunOptions) -> _Setup:
         horizon=horizon,
         strategy=strategy,
         relative=relative,
+        blend=blend,
         season=season,
         split=split,
         scaler=scaler,
@@ -232,6 +239,7 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
     f = saved["forecast"]
     options = dict(saved["data"]["options"])
     options.update({key: f[key] for key in ("context", "horizon", "strategy", "relative")})
+    options["blend"] = bool(f.get("blend_choice", False))  # runs saved before the blend: the model alone
     return restore_options(saved, opts, APP, options=options)
 
 
@@ -255,11 +263,13 @@ def _scores(run: Run, prepared: Prepared, opts_seed: int) -> dict[str, Any]:
     model_name = run.config["model"]["model"]
     tcfg, result = prepared.trainer, prepared.result
     fc = forecaster_of(run)
+    values = s.series.values
     metrics: dict[str, Any] = {"app": APP, "task": APP, "model": model_name, "data": s.series.source}
+    if bool(run.config["forecast"].get("blend_choice", False)):
+        fc = _choose_blend(run, fc, s, metrics)
     metrics.update(_settings(s))
     metrics["num_train_windows"], metrics["num_val_windows"] = len(s.train), len(s.val)
     metrics["num_test_windows"] = len(s.test)
-    values = s.series.values
     scores, curves = _score(fc, values, s.test.origins, s.season, s.mase_scale)
     metrics.update(scores)
 
@@ -285,6 +295,33 @@ def _scores(run: Run, prepared: Prepared, opts_seed: int) -> dict[str, Any]:
     if window_pred is not None:
         metrics.update(_errors("window", curves["truth"], window_pred, s.mase_scale))
     return metrics
+
+
+def _choose_blend(run: Run, fc: Forecaster, s: _Setup, metrics: dict[str, Any]) -> Forecaster:
+    """Pick ``w·model + (1 − w)·baseline`` on the validation windows (:func:`choose_blend`), save it in the run's
+    ``config.json`` (``forecast.blend``) and return the forecaster that applies it.
+
+    Baselines: the naive forecast, and the seasonal-naive one when the season fits in the context (``predict``
+    reads only the context). The model alone and the blend's validation MAE go to ``metrics``
+    (``val_model_mae``, ``val_blend_mae``, ``blend_weight``, ``blend_season``)."""
+    values = s.series.values
+    y = values[:, s.target]  # (N,)
+    origins = s.val.origins
+    truth = y[origins[:, None] + np.arange(1, s.horizon + 1)]  # (M, K)
+    model = replace(fc, blend=1.0).predict_at(values, origins)  # (M, K)
+    seasons = sorted({1} | ({s.season} if 1 < s.season <= s.context else set()))
+    baselines = {m: seasonal_naive_forecast(y, origins, s.horizon, m) for m in seasons}
+    w, m, mae = choose_blend(truth, model, baselines)
+    run.config["forecast"]["blend"] = {"weight": w, "season": m}
+    if distributed.is_main() and (run.path / CONFIG_FILE).is_file():  # the run's own folder (not an ensemble member)
+        write_json_atomic(run.path / CONFIG_FILE, run.config)
+    metrics.update(
+        blend_weight=w,
+        blend_season=m,
+        val_model_mae=_num(M.mae(truth, model)),
+        val_blend_mae=_num(mae),
+    )
+    return replace(fc, blend=w, blend_season=m)
 
 
 def _settings(s: _Setup) -> dict[str, Any]:
@@ -347,6 +384,8 @@ def forecaster_of(run: Run) -> Forecaster:
         int(f["horizon"]),
         str(f["strategy"]),
         bool(f["relative"]),
+        float((f.get("blend") or {}).get("weight", 1.0)),  # runs saved before the blend: the model alone
+        int((f.get("blend") or {}).get("season", 1)),
     )
 
 
@@ -573,6 +612,15 @@ class ForecastKind(RunKind):
                 "help": "forecast: windows relative to their last value, the model predicts changes (default: on)",
             },
         ),
+        Flag(
+            "--blend",
+            {
+                "action": argparse.BooleanOptionalAction,
+                "default": None,
+                "help": "forecast: blend the model with the naive or seasonal-naive forecast, the weight chosen on "
+                "the validation windows (default: on; --no-blend: the model alone)",
+            },
+        ),
     )
 
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
@@ -623,6 +671,7 @@ class ForecastKind(RunKind):
             "horizon": s.horizon,
             "strategy": s.strategy,
             "relative": s.relative,
+            "blend_choice": s.blend,
             "season": s.season,
             "scaler": s.scaler.to_dict(),
             "split": s.split.to_dict(),

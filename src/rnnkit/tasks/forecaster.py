@@ -31,8 +31,11 @@ from rnnkit.data.series import Scaler, Windows
 from rnnkit.tasks.config import ModelConfig
 
 __all__ = [
+    "BLEND_MARGIN",
+    "BLEND_WEIGHTS",
     "STRATEGIES",
     "Forecaster",
+    "choose_blend",
     "forecast",
     "forecast_config",
     "naive_forecast",
@@ -232,6 +235,47 @@ def seasonal_naive_forecast(series: np.ndarray, origins: np.ndarray, horizon: in
     return y[idx]
 
 
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The model weights :func:`choose_blend` tries (0: the baseline alone, 1: the model alone)."""
+
+
+BLEND_MARGIN = 0.05
+"""How much lower than the best baseline's a blend's validation MAE must be for the model to get any weight."""
+
+
+def choose_blend(
+    truth: np.ndarray, model: np.ndarray, baselines: dict[int, np.ndarray], margin: float = BLEND_MARGIN
+) -> tuple[float, int, float]:
+    """The blend ``w·model + (1 − w)·baseline`` with the lowest MAE on validation windows, or the best baseline
+    alone when no blend beats it clearly.
+
+    Args:
+        truth: ``(M, K)`` the validation targets; model: ``(M, K)`` the model's forecasts of them.
+        baselines: season ``m`` → ``(M, K)`` that baseline's forecasts (``1``: naive).
+        margin: a blend with ``w > 0`` is taken only when its MAE is below ``(1 − margin)`` times the best
+            baseline's (:data:`BLEND_MARGIN`): a gain of a few percent on a short validation part is noise, and
+            a series whose best forecast is the last value (a random walk) stays forecast by the last value.
+
+    Returns:
+        ``(w, m, mae)``: the weight from :data:`BLEND_WEIGHTS`, the baseline's season and the validation MAE of
+        what was chosen. Ties go to the larger weight, then the smaller season.
+    """
+    if not baselines:
+        raise ValueError("choose_blend needs at least one baseline")
+    best: tuple[float, int, float] | None = None
+    for w in sorted(BLEND_WEIGHTS, reverse=True):
+        for m in sorted(baselines):
+            mae = float(np.mean(np.abs(truth - (w * model + (1.0 - w) * baselines[m]))))
+            if best is None or mae < best[2] - 1e-12 * max(1.0, abs(best[2])):
+                best = (w, m, mae)
+    assert best is not None
+    base = min((float(np.mean(np.abs(truth - baselines[m]))), m) for m in sorted(baselines))  # (mae, m)
+    clear = best[2] < (1.0 - margin) * base[0] or (margin == 0.0 and best[2] <= base[0])
+    if best[0] > 0.0 and not clear:
+        return 0.0, base[1], base[0]
+    return best
+
+
 # ---------------------------------------------------------------------------------------------------------- batches
 def window_batches(
     windows: Windows,
@@ -275,6 +319,9 @@ class Forecaster:
         horizon: ``K``, the steps it was trained to predict (evaluated over).
         strategy: ``"direct"`` or ``"recursive"``.
         relative: windows are taken relative to their last step.
+        blend: weight ``w`` of the model in ``w·model + (1 − w)·baseline`` (1: the model alone, as runs saved
+            before the blend existed); chosen on the validation windows by :func:`choose_blend`.
+        blend_season: the baseline's season ``m`` (1: the naive forecast, else the seasonal-naive one).
     """
 
     model: nn.Module
@@ -284,6 +331,8 @@ class Forecaster:
     horizon: int
     strategy: str = "direct"
     relative: bool = False
+    blend: float = 1.0
+    blend_season: int = 1
 
     def predict_standardized(self, inputs: np.ndarray, horizon: int | None = None, batch_size: int = 512) -> np.ndarray:
         """Forecasts ``(M, K)`` (standardized) for standardized windows ``(M, C, F)``."""
@@ -313,7 +362,12 @@ class Forecaster:
         if o.size and o.max() >= len(z):
             raise ValueError(f"origins must be steps of the {len(z)} given values, got {o.max()}")
         inputs = np.stack([z[t - self.context + 1 : t + 1] for t in o]) if o.size else z[:0, None]  # (M, C, F)
-        return self.scaler.inverse(self.predict_standardized(inputs, horizon), self.target)
+        pred = self.scaler.inverse(self.predict_standardized(inputs, horizon), self.target)  # (M, K)
+        if self.blend >= 1.0:
+            return pred
+        k = pred.shape[1]
+        base = seasonal_naive_forecast(np.asarray(values, dtype=np.float64)[:, self.target], o, k, self.blend_season)
+        return self.blend * pred + (1.0 - self.blend) * base  # (M, K)
 
     def next_values(self, values: np.ndarray, horizon: int | None = None) -> np.ndarray:
         """The ``K`` values after the end of ``values`` ``(N ≥ C, F)``, in original units: ``(K,)``."""
