@@ -500,7 +500,7 @@ class SeriesClassifyKind(RunKind):
                 "type": ranged("ensemble"),
                 "default": None,
                 "metavar": "K",
-                "help": "classify on series, forecast: train K members (seeds seed, seed+1, ...) into the one run and "
+                "help": "classify (series and text), forecast: train K members (seeds seed, seed+1, ...) into the one run and "
                 "average their probabilities or predictions (default: 1, one model)",
             },
         ),

@@ -198,7 +198,7 @@ class RunKind:
         members = ensemble_size(opts, out, resume)
         if members > 1 and not self.ensembles:
             raise ValueError(
-                f"--ensemble does not apply to {self.name} runs (series classification and forecasting only): drop it"
+                f"--ensemble does not apply to {self.name} runs (classification and forecasting only): drop it"
             )
         opts, saved, existing = begin_run(
             out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.restore
