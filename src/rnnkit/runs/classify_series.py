@@ -500,8 +500,8 @@ class SeriesClassifyKind(RunKind):
                 "type": ranged("ensemble"),
                 "default": None,
                 "metavar": "K",
-                "help": "classify (series and text), forecast: train K members (seeds seed, seed+1, ...) into the one run and "
-                "average their probabilities or predictions (default: 1, one model)",
+                "help": "classify (series and text), forecast: train K members (seeds seed, seed+1, ...) into the one "
+                "run and average their probabilities or predictions (default: 1, one model)",
             },
         ),
     )
