@@ -14,24 +14,14 @@ from torch import nn
 
 from rnnkit.engine import scan
 from rnnkit.engine.scan import compiled_scan_available, linear_scan
-from rnnkit.layers import LinearRecurrence, MinGRU, MinLSTM
+from rnnkit.layers import LinearRecurrence
+from test_min_rnn import LAYERS, _run  # the layers and the loss-and-gradients helper of the layer tests
 
 F64 = torch.float64
-LAYERS = {"mingru": MinGRU, "minlstm": MinLSTM}
+
 TOL = {"rtol": 0, "atol": 1e-10}
 
 needs_compiled = pytest.mark.skipif(not compiled_scan_available(), reason="the compiled kernels are unavailable")
-
-
-def _run(layer, x, hx, lengths):
-    """Output, state and every gradient (input, initial state, parameters) of a fixed random loss."""
-    x = x.clone().requires_grad_()
-    hx = hx.clone().requires_grad_()
-    out, h_n = layer(x, hx, lengths=lengths)
-    gen = torch.Generator().manual_seed(7)
-    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum() + (h_n**2).sum()
-    grads = torch.autograd.grad(loss, [x, hx, *layer.parameters()])
-    return [out.detach(), h_n.detach(), *grads]
 
 
 @needs_compiled

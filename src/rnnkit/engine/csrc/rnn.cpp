@@ -247,26 +247,7 @@ ROW rnn_fwd_row(T* __restrict o, const T* __restrict x, int64_t H, bool relu) {
   }
 }
 
-ROW lstm_fwd_row(T* __restrict g, const T* __restrict x, const T* __restrict c_prev, T* __restrict c,
-                 T* __restrict h, T* __restrict tc, int64_t H) {
-  for (int64_t j = 0; j < H; ++j) {
-    const T i = Act<T>::sigmoid(g[j] + x[j]);
-    const T f = Act<T>::sigmoid(g[H + j] + x[H + j]);
-    const T gg = Act<T>::tanh(g[2 * H + j] + x[2 * H + j]);
-    const T o = Act<T>::sigmoid(g[3 * H + j] + x[3 * H + j]);
-    const T cn = f * c_prev[j] + i * gg;
-    const T tn = Act<T>::tanh(cn);
-    g[j] = i;
-    g[H + j] = f;
-    g[2 * H + j] = gg;
-    g[3 * H + j] = o;
-    c[j] = cn;
-    tc[j] = tn;
-    h[j] = o * tn;
-  }
-}
-
-// the same on gate pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ (the step's GEMM accumulated into the
+// LSTM gates on pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ (the step's GEMM accumulated into the
 // projected inputs), overwritten by the activated gates
 ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
                          T* __restrict tc, int64_t H) {
