@@ -12,6 +12,7 @@ from rnnkit.data.vocab import PAD, UNK
 from rnnkit.masks import length_mask
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.modes import eval_mode
 
 __all__ = ["POOLS", "SequenceClassifier", "drop_tokens"]
 
@@ -156,9 +157,5 @@ class SequenceClassifier(RecurrentTaskModel):
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> Tensor:
         """Class probabilities ``(B, C)`` in eval mode (the module's mode is restored)."""
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return torch.softmax(self(batch)[0], dim=-1)
-        finally:
-            self.train(was)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.modes import eval_mode
 
 __all__ = ["ENSEMBLE_TASKS", "Ensemble"]
 
@@ -60,19 +61,11 @@ class Ensemble(nn.Module):
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> Tensor:
         """classify: the mean class probabilities ``(B, C)`` in eval mode (the module's mode is restored)."""
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return torch.softmax(self(batch)[0], dim=-1)
-        finally:
-            self.train(was)
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> Tensor:
         """regress / forecast: the mean predictions ``(B, K)`` in eval mode."""
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self(batch)[0]
-        finally:
-            self.train(was)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from rnnkit.data.batching import Batch
 from rnnkit.data.series import Scaler, Windows
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.modes import eval_mode
 
 __all__ = [
     "BLEND_MARGIN",
@@ -183,23 +184,18 @@ def forecast(
         pred, _ = model(Batch(inputs, lens))  # (B, K_model)
         return pred + anchor.unsqueeze(1)  # (B, K_model)
 
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            if strategy == "direct":
-                out = one_pass(x, lengths)[:, :horizon]  # (B, K)
-            else:
-                steps = []
-                for _ in range(horizon):
-                    y = one_pass(x, lengths)[:, :1]  # (B, 1)
-                    steps.append(y)
-                    x = torch.cat([x, torch.zeros_like(x[:, :1])], dim=1)  # (B, T+1, 1)
-                    x = x.scatter(1, lengths.view(-1, 1, 1), y.unsqueeze(2))  # the prediction at each row's end
-                    lengths = lengths + 1
-                out = torch.cat(steps, dim=1)  # (B, K)
-    finally:
-        model.train(was)
+    with eval_mode(model), torch.no_grad():
+        if strategy == "direct":
+            out = one_pass(x, lengths)[:, :horizon]  # (B, K)
+        else:
+            steps = []
+            for _ in range(horizon):
+                y = one_pass(x, lengths)[:, :1]  # (B, 1)
+                steps.append(y)
+                x = torch.cat([x, torch.zeros_like(x[:, :1])], dim=1)  # (B, T+1, 1)
+                x = x.scatter(1, lengths.view(-1, 1, 1), y.unsqueeze(2))  # the prediction at each row's end
+                lengths = lengths + 1
+            out = torch.cat(steps, dim=1)  # (B, K)
     return out if batched else out[0]
 
 

@@ -17,6 +17,7 @@ from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.fcn import check_summary_core
+from rnnkit.tasks.modes import eval_mode
 from rnnkit.tasks.registry import build_core
 
 __all__ = ["SequenceGenerator"]
@@ -150,9 +151,7 @@ class SequenceGenerator(nn.Module):
             raise ValueError(f"the prefix has {len(prefix)} symbols, more than max_len={max_len}")
         if any(i < 4 or i >= self.config.vocab_size for i in prefix):
             raise ValueError("prefix ids must be ordinary symbols of the vocabulary (not PAD/BOS/EOS/UNK)")
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             device = self.head.weight.device
             cond = self._sample_condition(condition, n, device)
             c = self._condition(cond, n)
@@ -177,8 +176,6 @@ class SequenceGenerator(nn.Module):
                     break
                 y, state = self.core.step(self._inputs(nxt.unsqueeze(1), c)[:, 0], state)
             return out
-        finally:
-            self.train(was)
 
     def _sample_condition(self, condition, n: int, device: torch.device) -> Tensor | None:
         if condition is None:

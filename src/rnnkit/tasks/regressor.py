@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from rnnkit.data.batching import Batch
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.modes import eval_mode
 
 __all__ = ["SequenceRegressor"]
 
@@ -48,9 +49,5 @@ class SequenceRegressor(RecurrentTaskModel):
     @torch.no_grad()
     def predict(self, batch: Batch) -> Tensor:
         """Predictions ``(B, K)`` in eval mode (the module's mode is restored)."""
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self(batch)[0]
-        finally:
-            self.train(was)

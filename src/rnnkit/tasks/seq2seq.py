@@ -30,6 +30,7 @@ from rnnkit.masks import length_mask
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.fcn import check_summary_core
 from rnnkit.tasks.inputs import InputEncoder
+from rnnkit.tasks.modes import eval_mode
 from rnnkit.tasks.registry import build_core
 
 __all__ = ["Seq2Seq", "collate_pairs"]
@@ -225,9 +226,7 @@ class Seq2Seq(nn.Module):
             at EOS; after ``max_len`` symbols EOS is the only choice.
         """
         self._check_decode("max_len", max_len)
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             memory, state = self._start(sources)
             N = memory.mask.shape[0]
             tokens = torch.full((N,), BOS, dtype=torch.long, device=memory.mask.device)  # (N,)
@@ -242,8 +241,6 @@ class Seq2Seq(nn.Module):
                 if bool(done.all()):
                     break
             return out
-        finally:
-            self.train(was)
 
     @torch.no_grad()
     def beam_search(self, sources: Sequence[Sequence[int]], beam: int, max_len: int) -> list[list[int]]:
@@ -267,12 +264,8 @@ class Seq2Seq(nn.Module):
         """
         self._check_decode("beam", beam)
         self._check_decode("max_len", max_len)
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             return self._beam_search(sources, beam, max_len)
-        finally:
-            self.train(was)
 
     @torch.no_grad()
     def beam_candidates(
@@ -285,12 +278,8 @@ class Seq2Seq(nn.Module):
         self._check_decode("beam", beam)
         self._check_decode("max_len", max_len)
         finished: list[list[tuple[list[int], float]]] = [[] for _ in sources]
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             self._beam_search(sources, beam, max_len, finished)
-        finally:
-            self.train(was)
         return [sorted(found, key=lambda c: -c[1])[:beam] for found in finished]
 
     def _beam_search(
@@ -344,17 +333,13 @@ class Seq2Seq(nn.Module):
 
         Uses :meth:`forward`, not the decoding loop, so it checks :meth:`beam_search`'s scores independently.
         """
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             batch = collate_pairs(sources, targets).to(self.head.weight.device)
             logits, _ = self(batch)  # (N, T, V')
             logp = torch.log_softmax(logits, dim=-1)
             mask = batch.targets != IGNORE_INDEX  # (N, T)
             picked = logp.gather(2, batch.targets.clamp(min=0).unsqueeze(2)).squeeze(2)  # (N, T)
             return (picked * mask).sum(dim=1)
-        finally:
-            self.train(was)
 
 
 def _select(state: State, index: Tensor) -> State:

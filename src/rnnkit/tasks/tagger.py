@@ -14,6 +14,7 @@ from rnnkit.masks import length_mask
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.fcn import check_summary_core
+from rnnkit.tasks.modes import eval_mode
 
 __all__ = ["SequenceTagger"]
 
@@ -66,13 +67,9 @@ class SequenceTagger(RecurrentTaskModel):
     @torch.no_grad()
     def predict_proba(self, batch: Batch) -> Tensor:
         """Tag probabilities ``(B, T, C)`` in eval mode, zero at padded steps (the module's mode is restored)."""
-        was = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             probs = torch.softmax(self(batch)[0], dim=-1)  # (B, T, C)
             return probs * self.valid_mask(batch).unsqueeze(2).to(probs)
-        finally:
-            self.train(was)
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[list[int]]:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from rnnkit import distributed as dist_
 from rnnkit.data.batching import IGNORE_INDEX, Batch
+from rnnkit.tasks.modes import eval_mode
 from rnnkit.train.checkpoints import Checkpoint, RunFiles
 from rnnkit.train.processes import Processes
 from rnnkit.train.progress import Progress, epoch_line, fmt, sigint_requests_stop, stderr_log
@@ -70,9 +71,7 @@ def evaluate(
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     if stateful:
         require_stateful(model)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         loss_sum, weight, correct, counted = 0.0, 0, 0, 0
         state = None
         for batch in batches:
@@ -97,8 +96,6 @@ def evaluate(
                 mask = t != IGNORE_INDEX
                 correct += int(((outputs.argmax(-1) == t) & mask).sum())
                 counted += int(mask.sum())
-    finally:
-        model.train(was_training)
     if weight == 0:
         raise ValueError("no evaluation batches (is the validation set empty?)")
     out = {"loss": loss_sum / weight}
