@@ -27,6 +27,8 @@ from safetensors.torch import load_file
 import rnnkit.runs
 import rnnkit.runs.kind
 import rnnkit.train
+from cli_helpers import assert_one_line_error as one_line_error
+from cli_helpers import snapshot
 from rnnkit import cli
 from rnnkit.demo import fresh_folder
 from rnnkit.runs import load_run, predict
@@ -89,20 +91,9 @@ def read_json(path: Path) -> dict:
 
 
 def assert_one_line_error(code: int, out: str, err: str, *needles: str) -> None:
-    """The error contract: exit 2, one line on stderr starting ``rnnkit: error:`` that names the problem."""
-    assert code == 2, (out, err)
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("rnnkit: error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, err)
+    """The error contract (:func:`cli_helpers.assert_one_line_error`), and nothing on stdout."""
+    one_line_error(code, out, err, *needles)
     assert out == ""
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` with its bytes."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # --------------------------------------------------------------------------------------------------------------
