@@ -89,6 +89,19 @@ def _metrics(run: Path) -> dict:
     return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
 
 
+def _members_mean_probs(run: Path, test_file: Path):
+    """The loaded run, the test set and the mean of its two members' probabilities ``(N, C)``, computed here from
+    the members themselves (the run's own scaler and input normalisation)."""
+    loaded = load_run(run)
+    test = read_ts(test_file)
+    batch = series_batch(
+        as_sequences(test.X),
+        Standardizer.from_dict(loaded.config["scaler"]),
+        series_norm=loaded.config.get("series_norm", "none"),
+    )
+    return loaded, test, sum(member.predict_proba(batch) for member in loaded.model.members) / 2
+
+
 def test_the_run_folder_holds_the_members_and_the_metrics_of_each(runs: dict[str, Path]) -> None:
     run = runs["ensemble"]
     config = json.loads((run / "config.json").read_text())
@@ -108,14 +121,7 @@ def test_the_run_folder_holds_the_members_and_the_metrics_of_each(runs: dict[str
     assert m["members"][0]["test_accuracy"] == _metrics(runs["single"])["test_accuracy"]
     assert m["members"][0]["test_loss"] == _metrics(runs["single"])["test_loss"]
     # the ensemble's accuracy is that of the members' mean probabilities, computed here from their own files
-    loaded = load_run(run)
-    test = read_ts(runs["test"])
-    batch = series_batch(
-        as_sequences(test.X),
-        Standardizer.from_dict(loaded.config["scaler"]),
-        series_norm=loaded.config.get("series_norm", "none"),  # the run's own input normalisation
-    )
-    probs = sum(member.predict_proba(batch) for member in loaded.model.members) / 2  # (N, C)
+    loaded, test, probs = _members_mean_probs(run, runs["test"])  # (N, C)
     gold = [loaded.classes.index(y) for y in test.y]
     acc = float(np.mean(probs.argmax(1).numpy() == np.array(gold)))
     assert m["test_accuracy"] == pytest.approx(acc, abs=1e-4)
@@ -132,14 +138,7 @@ def test_evaluate_and_predict_use_the_mean_probabilities(
     assert e["test_accuracy"] == m["test_accuracy"] and e["test_loss"] == m["test_loss"]
     assert cli.main(["predict", str(run), "--data", str(runs["test"])]) == 0
     lines = capsys.readouterr().out.splitlines()
-    loaded = load_run(run)
-    test = read_ts(runs["test"])
-    batch = series_batch(
-        as_sequences(test.X),
-        Standardizer.from_dict(loaded.config["scaler"]),
-        series_norm=loaded.config.get("series_norm", "none"),  # the run's own input normalisation
-    )
-    probs = sum(member.predict_proba(batch) for member in loaded.model.members) / 2
+    loaded, _, probs = _members_mean_probs(run, runs["test"])  # (N, C)
     for i, line in enumerate(lines):
         cls, p = line.split(": ")[1].split(" ")
         assert cls == loaded.classes[int(probs[i].argmax())] and float(p) == pytest.approx(
