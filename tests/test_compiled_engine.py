@@ -406,3 +406,33 @@ def test_step_without_grad_equals_forward(ext, kind, B):
         with torch.no_grad():
             for p in layer.parameters():
                 p.mul_(0.5)  # in place: same tensor, new _version
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pooled_buffers_are_reused_without_stale_data(ext, kind):
+    """The kernel's large buffers come from a pool (csrc/rnn.cpp, "buffer pool"): a call after another call of a
+    different shape and data gives bitwise the same results as before, its outputs are ordinary resizable
+    tensors, and warm calls stop faulting fresh pages in (glibc trimmed the freed heap top at every call)."""
+    import resource
+
+    torch.manual_seed(0)
+    layer = make_layer(kind, 16, 64, dtype=torch.float32)
+    x = torch.randn(40, 24, 16)  # (T, B, I): buffers well above the pool's 32 KB minimum
+    lengths = torch.randint(1, 41, (24,))
+    first = run_grads(layer, x, None, lengths)
+    other = make_layer(kind, 16, 64, dtype=torch.float32)
+    run_grads(other, torch.randn(30, 24, 16) * 3, None)  # frees blocks holding other data into the pool
+    again = run_grads(layer, x, None, lengths)
+    for a, b in zip(first, again, strict=True):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        out, _ = layer(x)
+    out.resize_(2 * out.numel())  # a pooled storage grows like at::empty's
+    assert out.shape == (2 * 40 * 24 * 64,)
+    for _ in range(5):
+        run_grads(layer, x, None, lengths)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        run_grads(layer, x, None, lengths)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
+    assert faults < 60, f"{faults} page faults per warm call"  # before the pool: hundreds at this shape

@@ -18,10 +18,13 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <type_traits>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
+#include <type_traits>
 #include <vector>
 
 extern "C" {
@@ -36,6 +39,78 @@ namespace {
 using at::Tensor;
 
 enum Kind : int64_t { RNN_TANH = 0, RNN_RELU = 1, LSTM = 2, GRU = 3, GRU_BEFORE = 4 };
+
+// ----------------------------------------------------------------------------------------------- buffer pool
+// The large buffers of a call (projected inputs, gates, states, their gradients: MBs at small shapes) come from a
+// pool that keeps freed blocks by size, so the next call reuses them. From the heap, glibc returns a freed heap
+// top above its trim threshold to the OS at every call, and the next call faulted every page in again: 360 page
+// faults per LSTM forward+backward at 50/16/32/64, a quarter of its time (torch's LSTM: none). Blocks under
+// POOL_MIN bytes come from at::empty; the pool keeps at most POOL_LIMIT bytes of free blocks (more are freed).
+constexpr size_t POOL_MIN = 32 << 10, POOL_LIMIT = size_t(256) << 20, POOL_HEAD = 64;
+
+struct Pool {
+  std::mutex mu;
+  std::multimap<size_t, void*> free_blocks;  // bytes (with the header) → block
+  size_t cached = 0;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: tensors may be freed during interpreter shutdown
+  return *p;
+}
+
+void pool_release(void* base) {
+  const size_t bytes = *static_cast<size_t*>(base);
+  Pool& p = pool();
+  {
+    std::lock_guard<std::mutex> g(p.mu);
+    if (p.cached + bytes <= POOL_LIMIT) {
+      p.free_blocks.emplace(bytes, base);
+      p.cached += bytes;
+      return;
+    }
+  }
+  std::free(base);
+}
+
+struct PoolAllocator final : c10::Allocator {
+  c10::DataPtr allocate(size_t n) override {
+    const size_t bytes = ((n + 4095) / 4096) * 4096 + POOL_HEAD;  // rounded, so near sizes share blocks
+    void* base = nullptr;
+    Pool& p = pool();
+    {
+      std::lock_guard<std::mutex> g(p.mu);
+      auto it = p.free_blocks.find(bytes);
+      if (it != p.free_blocks.end()) {
+        base = it->second;
+        p.free_blocks.erase(it);
+        p.cached -= bytes;
+      }
+    }
+    if (base == nullptr) {
+      base = std::aligned_alloc(POOL_HEAD, bytes);
+      if (base == nullptr) throw std::bad_alloc();
+      *static_cast<size_t*>(base) = bytes;
+    }
+    return {static_cast<char*>(base) + POOL_HEAD, base, &pool_release, c10::Device(c10::DeviceType::CPU)};
+  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+};
+
+PoolAllocator& pool_allocator() {
+  static PoolAllocator* a = new PoolAllocator();
+  return *a;
+}
+
+// at::empty(sizes, opt) for a CPU tensor, its storage from the pool when it is large
+Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& opt) {
+  const size_t bytes = size_t(c10::multiply_integers(sizes)) * c10::elementSize(c10::typeMetaToScalarType(opt.dtype()));
+  if (bytes < POOL_MIN) return at::empty(sizes, opt);
+  c10::Storage storage(c10::Storage::use_byte_size_t(), bytes, &pool_allocator(), /*resizable=*/true);
+  return at::empty({0}, opt).set_(storage, 0, sizes);
+}
 
 // ------------------------------------------------------------------------------------------------------ GEMM
 template <typename T>
@@ -171,7 +246,7 @@ struct StepWeight {
         const int m = (int)N, n = (int)M, k = (int)K, ld = (int)ldw;
         const float one = 1.0f;
         const size_t bytes = sgemm_pack_get_size("A", &m, &n, &k);
-        layout = at::empty({(int64_t)(bytes / sizeof(float)) + 16}, at::kFloat);
+        layout = pooled_empty({(int64_t)(bytes / sizeof(float)) + 16}, at::TensorOptions().dtype(at::kFloat));
         float* buf = layout.data_ptr<float>();
         sgemm_pack("A", wt ? "T" : "N", &m, &n, &k, &one, W, &ld, buf);
         packed = buf;
@@ -409,7 +484,7 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
   const T* W = w_hh.data_ptr<T>();
   const T* M = opt_ptr<T>(mask);
   const T* h0p = h0.data_ptr<T>();
-  Tensor hs = at::empty({Tn, B, H}, xp.options());
+  Tensor hs = pooled_empty({Tn, B, H}, xp.options());
   T* HS = hs.data_ptr<T>();
   auto keep = [&](int64_t t, int64_t b) { return M == nullptr || M[t * B + b] != T(0); };
   auto xrow = [&](int64_t t, int64_t b) { return X + (t * B + b) * G; };
@@ -446,8 +521,8 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
   if (kind == LSTM) {
     // xp (owned by the caller) is the gate buffer: each step's GEMM adds h W_hhᵀ into its rows and the row
     // function overwrites them with the activated gates, which the backward reads; no second (T, B, 4H) buffer
-    Tensor cs = at::empty({Tn, B, H}, xp.options());
-    Tensor tcs = at::empty({Ts, B, H}, xp.options());
+    Tensor cs = pooled_empty({Tn, B, H}, xp.options());
+    Tensor tcs = pooled_empty({Ts, B, H}, xp.options());
     T* CS = cs.data_ptr<T>();
     T* GA = const_cast<T*>(X);
     T* TC = tcs.data_ptr<T>();
@@ -472,10 +547,10 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
     return {hs, cs, xp, tcs};
   }
 
-  Tensor S = at::empty({Ts, B, 4 * H}, xp.options());
+  Tensor S = pooled_empty({Ts, B, 4 * H}, xp.options());
   T* SP = S.data_ptr<T>();
   if (kind == GRU) {
-    Tensor gh = at::empty({B, G}, xp.options());  // the step's hidden products, reused
+    Tensor gh = pooled_empty({B, G}, xp.options());  // the step's hidden products, reused
     T* GH = gh.data_ptr<T>();
     const T* bhn = b_hn.data_ptr<T>();
     for (int64_t t = 0; t < Tn; ++t) {
@@ -495,8 +570,8 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
   }
 
   // GRU_BEFORE: r, z from h_{t−1}; the candidate's product takes r ⊙ h_{t−1}
-  Tensor grz = at::empty({B, 2 * H}, xp.options());
-  Tensor gn = at::empty({B, H}, xp.options());
+  Tensor grz = pooled_empty({B, 2 * H}, xp.options());
+  Tensor gn = pooled_empty({B, H}, xp.options());
   T* GRZ = grz.data_ptr<T>();
   T* GN = gn.data_ptr<T>();
   const StepWeight<T> w2 = prep(2 * H, H);
@@ -544,9 +619,9 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
     gemm<T>(true, false, N, H, B, D, ldd, h0p, H, T(0), DW, H);
     if (Tn > 1) gemm<T>(true, false, N, H, (Tn - 1) * B, D + B * ldd, ldd, HS, H, T(1), DW, H);
   };
-  Tensor dw = at::empty({G, H}, hs.options());
+  Tensor dw = pooled_empty({G, H}, hs.options());
   T* DW = dw.data_ptr<T>();
-  Tensor da = at::empty({Tn, B, G}, hs.options());  // gradient of the gate pre-activations (= of xp)
+  Tensor da = pooled_empty({Tn, B, G}, hs.options());  // gradient of the gate pre-activations (= of xp)
   T* DA = da.data_ptr<T>();
 
   if (kind == RNN_TANH || kind == RNN_RELU) {
@@ -591,7 +666,7 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
 
   const T* SP = s1.data_ptr<T>();
   if (kind == GRU) {
-    Tensor dg = at::empty({Tn, B, G}, hs.options());  // gradient of the hidden products [d_r, d_z, d_n ⊙ r]
+    Tensor dg = pooled_empty({Tn, B, G}, hs.options());  // gradient of the hidden products [d_r, d_z, d_n ⊙ r]
     T* DG = dg.data_ptr<T>();
     for (int64_t t = Tn - 1; t >= 0; --t) {
       const T* hp = t ? HS + (t - 1) * BH : h0p;
@@ -612,7 +687,7 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
   }
 
   // GRU_BEFORE
-  Tensor drh = at::empty({B, H}, hs.options());  // gradient of r ⊙ h_{t−1}, reused
+  Tensor drh = pooled_empty({B, H}, hs.options());  // gradient of r ⊙ h_{t−1}, reused
   T* DRH = drh.data_ptr<T>();
   const StepWeight<T> wn(W + 2 * H * H, H, false, H, H, B, true, Tn);
   for (int64_t t = Tn - 1; t >= 0; --t) {
@@ -652,7 +727,7 @@ std::vector<Tensor> layer_forward_impl(int64_t kind, const Tensor& x, const Tens
                                        const Tensor& w_ih, const Tensor& w_hh, const Tensor& w_t, const Tensor& b_ih,
                                        const Tensor& b_hh, const Tensor& mask, bool train) {
   const int64_t Tn = x.size(0), B = x.size(1), I = x.size(2), G = w_hh.size(0), H = w_hh.size(1);
-  Tensor xp = at::empty({Tn, B, G}, x.options());
+  Tensor xp = pooled_empty({Tn, B, G}, x.options());
   T* XP = xp.data_ptr<T>();
   Tensor b_hn = kind == GRU ? at::zeros({H}, x.options()) : Tensor();
   const bool bias = live(b_ih);
@@ -698,11 +773,11 @@ std::vector<Tensor> layer_backward_impl(int64_t kind, const Tensor& d_hs, const 
   const T* DA = r[0].template data_ptr<T>();  // (T·B, G): the gradient of xp
   Tensor dx, dwih, dbih, dbhh;
   if (need_x) {
-    dx = at::empty({Tn, B, I}, x.options());
+    dx = pooled_empty({Tn, B, I}, x.options());
     gemm<T>(false, false, Tn * B, I, G, DA, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);
   }
   if (need_wih) {
-    dwih = at::empty({G, I}, x.options());
+    dwih = pooled_empty({G, I}, x.options());
     gemm<T>(true, false, G, I, Tn * B, DA, G, x.data_ptr<T>(), I, T(0), dwih.data_ptr<T>(), I);
   }
   if (need_bias) {
