@@ -436,3 +436,22 @@ def test_pooled_buffers_are_reused_without_stale_data(ext, kind):
         run_grads(layer, x, None, lengths)
     faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10
     assert faults < 60, f"{faults} page faults per warm call"  # before the pool: hundreds at this shape
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rows_split_over_two_threads_match_the_loop_float64(ext, kind):
+    """B·H > 8192 splits a step's gate math over torch's threads (csrc/rnn.cpp, for_rows): with two threads,
+    lengths and both directions it still agrees with the autograd loop in float64, forward and backward."""
+    torch.manual_seed(3)
+    T, B, I, H = 4, 40, 3, 256  # B·H = 10240: rows in blocks of 32
+    layer = make_layer(kind, I, H, bidirectional=True, engine="compiled")
+    x = torch.randn(T, B, I, dtype=DT)
+    lengths = torch.randint(1, T + 1, (B,)).tolist()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = run_grads(layer, x, None, lengths)
+    finally:
+        torch.set_num_threads(threads)
+    layer.engine = "loop"
+    assert_close_all(got, run_grads(layer, x, None, lengths))

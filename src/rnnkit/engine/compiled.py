@@ -180,8 +180,8 @@ def _step_layout(w_hh: Tensor, B: int) -> Tensor:
 
 
 def _c(t: Tensor | None, ref: Tensor) -> Tensor:
-    """A contiguous tensor for the kernel; an empty one stands for None."""
-    return ref.new_empty(0) if t is None else t.contiguous()
+    """A contiguous tensor for the kernel; the cached empty one stands for None."""
+    return _empty(ref) if t is None else t.contiguous()
 
 
 class _CompiledFn(torch.autograd.Function):
@@ -203,12 +203,13 @@ class _CompiledFn(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         ext = rnn_extension()
         train = any(ctx.needs_input_grad)
-        empty = x.new_empty(0)
-        inputs = [empty if t is None else t for t in (x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask)]
+        none = _empty(x)  # the kernel's "None" (cached: never an output of this function)
+        inputs = [none if t is None else t for t in (x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask)]
         x_, h0_, c0_, w_ih_, w_hh_, b_ih_, b_hh_, mask_ = (t.contiguous() for t in inputs)
-        out = ext.layer_forward(_CODES[kind], x_, h0_, c0_, w_ih_, w_hh_, empty, b_ih_, b_hh_, mask_, train)
+        out = ext.layer_forward(_CODES[kind], x_, h0_, c0_, w_ih_, w_hh_, none, b_ih_, b_hh_, mask_, train)
         hs = out[0]
         h_n = hs[-1].clone()  # its own output: its gradient enters the kernel's backward, not a (T, B, H) scatter
+        empty = x.new_empty(0)
         c_n = out[1][-1].clone() if kind == "lstm" else empty
         if kind != "lstm":
             ctx.mark_non_differentiable(c_n)

@@ -451,10 +451,12 @@ ROW grub_bwd_row2(T* __restrict a, T* __restrict d, const T* __restrict e, const
 }
 #undef ROW
 
-// Rows of a step in parallel only when a step is large enough to pay for it (torch's thread count decides).
+// Rows of a step in parallel only when a step is large enough to pay for it (torch's thread count decides): from
+// B·H > 8192 on, in blocks of at least 8192 elements (the names classifier, B = 64 and H = 256, splits its gate
+// math over two threads; until 16384 it ran it on one while MKL ran the step's product on two).
 template <typename F>
 void for_rows(int64_t B, int64_t H, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(H, 1));
+  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(H, 1));
   if (B <= grain) {
     for (int64_t b = 0; b < B; ++b) f(b);
     return;
