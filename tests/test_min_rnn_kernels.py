@@ -2,8 +2,9 @@
 
 References in float64: the cell stepped one step at a time through autograd (``method="loop"``) and the
 recurrence unrolled by hand. Covered here: the chunked C++ layer (time cut into chunks whose borders must carry the
-state forward and the gradient backward), its no-autograd forward, two threads (rows and channel slices), the
-one-call streaming step of a whole stack, and the log-space scan with coefficients of any sign.
+state forward and the gradient backward), its no-autograd forward, two threads (channel slices, bit-identical to
+one), a broadcast gradient, the one-call streaming step of a whole stack, and the log-space scan with coefficients
+of any sign.
 """
 
 from __future__ import annotations
@@ -58,36 +59,66 @@ def test_forward_without_autograd_equals_the_autograd_forward(monkeypatch, name:
     torch.testing.assert_close(h2, h.detach(), rtol=0, atol=0)
 
 
+def _one_and_two_threads(run):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(2)
+        two = run()
+    finally:
+        torch.set_num_threads(threads)
+    return one, two
+
+
 @needs_compiled
 @pytest.mark.parametrize("name", list(LAYERS))
 @pytest.mark.parametrize("B", [1, 2, 5])
 @pytest.mark.parametrize("chunk_steps", [0, 7])
-def test_two_threads_equal_one(monkeypatch, name: str, B: int, chunk_steps: int) -> None:
-    """Two threads: each owns whole rows (B ≥ 2) or channel slices of the one row (B = 1, H = 192: three 64-wide
-    slices); chunks of the default size (one here) or of 7 steps per row (borders inside the threads' rows).
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_two_threads_equal_one_bit_for_bit(monkeypatch, name: str, B: int, chunk_steps: int, dtype) -> None:
+    """Two threads split the channels (H = 200: two slices, one not a multiple of the vector width); every state and
+    gradient is bit-identical to one thread's (each channel's arithmetic, its bias gradient's order of summation
+    and the time chunks do not depend on the split), and both equal the cell stepped one step at a time. Chunks of
+    the default size (one here) or of 7 steps (borders in the middle).
 
     T·B·H ≥ 32,768 here, so the kernels do run on both threads (smaller problems stay on one)."""
     G = 2 if name == "mingru" else 3
-    monkeypatch.setattr(scan, "_FUSED_CHUNK_VALUES", chunk_steps * G * 192)
+    monkeypatch.setattr(scan, "_FUSED_CHUNK_VALUES", chunk_steps * G * 200 * B)
     torch.manual_seed(3)
-    layer = LAYERS[name](4, 192, dtype=F64)
-    T = 60 if B > 1 else 180
-    x = torch.randn(T, B, 4, dtype=F64)
-    hx = torch.randn(1, B, 192, dtype=F64)
+    layer = LAYERS[name](4, 200, dtype=dtype)
+    T = 170 if B > 1 else 180
+    x = torch.randn(T, B, 4, dtype=dtype)
+    hx = torch.randn(1, B, 200, dtype=dtype)
     lengths = list(range(T, T - B, -1))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = _run(layer, x, hx, lengths)
-        torch.set_num_threads(2)
-        two = _run(layer, x, hx, lengths)
-    finally:
-        torch.set_num_threads(threads)
+    one, two = _one_and_two_threads(lambda: _run(layer, x, hx, lengths))
+    for g1, g2 in zip(one, two, strict=True):
+        assert torch.equal(g1, g2)
+    if dtype == F64:
+        layer.method = "loop"
+        for gw, g1 in zip(_run(layer, x, hx, lengths), one, strict=True):
+            torch.testing.assert_close(g1, gw, **TOL)
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_a_broadcast_gradient_is_read_in_place(name: str) -> None:
+    """The gradient of ``out.sum()`` reaches the kernel as one value expanded over (T, B, H), read without a copy:
+    the same gradients, bit for bit, as the same values given as a contiguous tensor, and as the loop's."""
+    torch.manual_seed(5)
+    layer = LAYERS[name](3, 6, num_layers=2, dtype=F64)
+    x = torch.randn(9, 4, 3, dtype=F64, requires_grad=True)
+    params = [x, *layer.parameters()]
+    out = layer(x)[0]
+    expanded = torch.autograd.grad(out.sum(), params)  # dL/dout: stride 0 everywhere
+    ones = torch.ones_like(out)
+    dense = torch.autograd.grad(layer(x)[0], params, ones)  # the same values, contiguous
+    strided = torch.autograd.grad(layer(x)[0], params, ones[:, :1].expand_as(out))  # stride 0 over B only
+    for e, d, s in zip(expanded, dense, strided, strict=True):
+        assert torch.equal(e, d) and torch.equal(s, d)
     layer.method = "loop"
-    want = _run(layer, x, hx, lengths)
-    for gw, g1, g2 in zip(want, one, two, strict=True):
-        torch.testing.assert_close(g1, gw, **TOL)
-        torch.testing.assert_close(g2, gw, **TOL)
+    for e, w in zip(expanded, torch.autograd.grad(layer(x)[0].sum(), params), strict=True):
+        torch.testing.assert_close(e, w, **TOL)
 
 
 @needs_compiled

@@ -32,6 +32,7 @@ the PyTorch loop.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch import Tensor
@@ -53,8 +54,20 @@ three recursion levels up to T = 65,536."""
 _EXTENSION = "linear_scan"
 
 
+def _openmp_flags() -> list[str]:
+    """``-fopenmp`` where torch runs on OpenMP and the compiler is GCC-like (Linux), else nothing.
+
+    ``at::parallel_for`` is OpenMP inside torch's headers: compiled without the flag its ``#pragma omp parallel``
+    is ignored and every "parallel" loop of the kernels runs on the calling thread (the matrix products, in torch,
+    still use every thread). The OpenMP runtime itself is torch's, already loaded.
+    """
+    if sys.platform == "darwin" or not torch.backends.openmp.is_available():
+        return []  # Apple's clang has no -fopenmp: the kernels run on one thread there
+    return ["-fopenmp"]
+
+
 def _kernels():
-    return load_extension(_EXTENSION, ["linear_scan.cpp"])
+    return load_extension(_EXTENSION, ["linear_scan.cpp"], extra_cflags=_openmp_flags())
 
 
 def compiled_scan_available() -> bool:
@@ -174,9 +187,18 @@ class _FusedMinFn(torch.autograd.Function):
         x, w, bias, P, hs, h0, mask = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         dx, dw, dbias, dh0 = _kernels().min_layer_backward(
-            ctx.kind, x, w, bias, P, hs, h0, mask, g.contiguous(), need_x, need_w, _FUSED_CHUNK_VALUES
+            ctx.kind, x, w, bias, P, hs, h0, mask, _strided_grad(g), need_x, need_w, _FUSED_CHUNK_VALUES
         )
         return (None, dx if need_x else None, dw if need_w else None, dbias if ctx.has_bias else None, dh0, None)
+
+
+def _strided_grad(g: Tensor) -> Tensor:
+    """``g`` ``(T, B, H)`` as the kernel reads it: any strides over T and B, stride 1 or 0 over H, else a copy.
+
+    The gradient of ``out.sum()`` (or of a mean) is one value expanded to ``(T, B, H)``, all strides 0: read in
+    place it spares a write and a read of the whole ``(T, B, H)`` (67 MB at T = 4,096, B = 16, H = 256).
+    """
+    return g if g.stride(2) in (0, 1) else g.contiguous()
 
 
 # ---------------------------------------------------------------------------------------------- sequential paths
