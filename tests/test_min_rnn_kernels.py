@@ -101,6 +101,30 @@ def test_two_threads_equal_one_bit_for_bit(monkeypatch, name: str, B: int, chunk
 
 
 @needs_compiled
+def test_the_generic_compiled_scan_on_two_threads_equals_one_bit_for_bit() -> None:
+    """linear_scan's compiled loop (LinearRecurrence with a user's a_t, b_t) splits its N = B·H channels between
+    threads: states and gradients bit-identical to one thread's, and equal to the unrolled recurrence."""
+    gen = torch.Generator().manual_seed(8)
+    a = torch.rand(40, 4, 300, generator=gen, dtype=F64) * 2 - 1  # N = 1,200 channels: several blocks of 256
+    b = torch.randn(40, 4, 300, generator=gen, dtype=F64)
+    h0 = torch.randn(4, 300, generator=gen, dtype=F64)
+    w = torch.randn(40, 4, 300, generator=gen, dtype=F64)
+
+    def run():
+        ins = [t.clone().requires_grad_() for t in (a, b, h0)]
+        hs = linear_scan(*ins, method="compiled")
+        return [hs.detach(), *torch.autograd.grad((hs * w).sum(), ins)]
+
+    one, two = _one_and_two_threads(run)
+    for g1, g2 in zip(one, two, strict=True):
+        assert torch.equal(g1, g2)
+    ins = [t.clone().requires_grad_() for t in (a, b, h0)]
+    want = _unrolled(*ins)
+    for gw, g1 in zip([want.detach(), *torch.autograd.grad((want * w).sum(), ins)], one, strict=True):
+        torch.testing.assert_close(g1, gw, rtol=1e-12, atol=1e-12)
+
+
+@needs_compiled
 @pytest.mark.parametrize("name", list(LAYERS))
 def test_a_broadcast_gradient_is_read_in_place(name: str) -> None:
     """The gradient of ``out.sum()`` reaches the kernel as one value expanded over (T, B, H), read without a copy:
