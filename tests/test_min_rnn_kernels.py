@@ -249,3 +249,21 @@ def test_linear_recurrence_with_negative_decay_on_every_path() -> None:
         for gw, gg in zip(want, got, strict=True):
             assert torch.isfinite(gg).all(), path
             torch.testing.assert_close(gg, gw, rtol=1e-9, atol=1e-10)
+
+
+def test_a_compiler_without_openmp_falls_back_to_the_serial_build(monkeypatch) -> None:
+    """Where the -fopenmp build fails (a compiler without OpenMP), the same source is built without the flag."""
+    calls = []
+
+    def fake_load(name, sources, *, extra_cflags=None):
+        calls.append((name, list(extra_cflags or [])))
+        return None if extra_cflags else "serial kernels"
+
+    monkeypatch.setattr(scan, "_openmp_flags", lambda: ["-fopenmp"])
+    monkeypatch.setattr(scan, "load_extension", fake_load)
+    monkeypatch.setattr(scan, "extension_status", lambda name: "build failed: no omp.h")
+    assert scan._kernels() == "serial kernels"
+    assert calls == [("linear_scan", ["-fopenmp"]), ("linear_scan_serial", [])]
+    monkeypatch.setattr(scan, "extension_status", lambda name: "turned off by RNNKIT_COMPILED=0")
+    calls.clear()
+    assert scan._kernels() is None and calls == [("linear_scan", ["-fopenmp"])]  # off means off: no second try

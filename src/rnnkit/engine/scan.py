@@ -67,7 +67,12 @@ def _openmp_flags() -> list[str]:
 
 
 def _kernels():
-    return load_extension(_EXTENSION, ["linear_scan.cpp"], extra_cflags=_openmp_flags())
+    flags = _openmp_flags()
+    kernels = load_extension(_EXTENSION, ["linear_scan.cpp"], extra_cflags=flags)
+    if kernels is None and flags and extension_status(_EXTENSION).startswith("build failed"):
+        # a compiler without OpenMP (clang without libomp): the same kernels on the calling thread
+        kernels = load_extension(_EXTENSION + "_serial", ["linear_scan.cpp"])
+    return kernels
 
 
 def compiled_scan_available() -> bool:
