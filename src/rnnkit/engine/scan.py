@@ -9,7 +9,9 @@ asserts they agree, forward and backward, in float64):
 
 * ``"compiled"`` — a C++ loop (``csrc/linear_scan.cpp``, built on first use by :mod:`rnnkit.engine.build`) over
   time, vectorised over the ``B·H`` channels, with a hand-written backward (the reverse recurrence
-  ``dh_t = g_t + a_{t+1} dh_{t+1}``). CPU, float32/float64. Sequential, but each step is one fused pass.
+  ``dh_t = g_t + a_{t+1} dh_{t+1}``). CPU, float32/float64. Sequential in time, each step one fused pass; the
+  channels are split between torch's threads (compiled with ``-fopenmp``), each channel's arithmetic the same for
+  any split, so results are bit-identical for any number of threads.
 * ``"sequential"`` — the same forward and backward loops in PyTorch (``addcmul`` per step): the fallback where
   the compiled kernels are off (``RNNKIT_COMPILED=0``), missing, or the dtype/device has none.
 * ``"scan"`` — a log-space parallel scan (Heinsen's ``logcumsumexp`` form) in ``O(log T)`` depth: within chunks
