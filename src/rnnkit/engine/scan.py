@@ -63,8 +63,8 @@ def _openmp_flags() -> list[str]:
     is ignored and every "parallel" loop of the kernels runs on the calling thread (the matrix products, in torch,
     still use every thread). The OpenMP runtime itself is torch's, already loaded.
     """
-    if sys.platform == "darwin" or not torch.backends.openmp.is_available():
-        return []  # Apple's clang has no -fopenmp: the kernels run on one thread there
+    if not sys.platform.startswith("linux") or not torch.backends.openmp.is_available():
+        return []  # Apple's clang has no -fopenmp, MSVC spells it /openmp: the kernels run on one thread there
     return ["-fopenmp"]
 
 
