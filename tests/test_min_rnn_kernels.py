@@ -2,8 +2,9 @@
 
 References in float64: the cell stepped one step at a time through autograd (``method="loop"``) and the
 recurrence unrolled by hand. Covered here: the chunked C++ layer (time cut into chunks whose borders must carry the
-state forward and the gradient backward), its no-autograd forward, two threads (rows and channel slices), the
-one-call streaming step of a whole stack, and the log-space scan with coefficients of any sign.
+state forward and the gradient backward), its no-autograd forward, two threads (channel slices, bit-identical to
+one), a broadcast gradient, the one-call streaming step of a whole stack, and the log-space scan with coefficients
+of any sign.
 """
 
 from __future__ import annotations
@@ -58,36 +59,90 @@ def test_forward_without_autograd_equals_the_autograd_forward(monkeypatch, name:
     torch.testing.assert_close(h2, h.detach(), rtol=0, atol=0)
 
 
+def _one_and_two_threads(run):
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = run()
+        torch.set_num_threads(2)
+        two = run()
+    finally:
+        torch.set_num_threads(threads)
+    return one, two
+
+
 @needs_compiled
 @pytest.mark.parametrize("name", list(LAYERS))
 @pytest.mark.parametrize("B", [1, 2, 5])
 @pytest.mark.parametrize("chunk_steps", [0, 7])
-def test_two_threads_equal_one(monkeypatch, name: str, B: int, chunk_steps: int) -> None:
-    """Two threads: each owns whole rows (B ≥ 2) or channel slices of the one row (B = 1, H = 192: three 64-wide
-    slices); chunks of the default size (one here) or of 7 steps per row (borders inside the threads' rows).
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_two_threads_equal_one_bit_for_bit(monkeypatch, name: str, B: int, chunk_steps: int, dtype) -> None:
+    """Two threads split the channels (H = 200: two slices, one not a multiple of the vector width); every state and
+    gradient is bit-identical to one thread's (each channel's arithmetic, its bias gradient's order of summation
+    and the time chunks do not depend on the split), and both equal the cell stepped one step at a time. Chunks of
+    the default size (one here) or of 7 steps (borders in the middle).
 
     T·B·H ≥ 32,768 here, so the kernels do run on both threads (smaller problems stay on one)."""
     G = 2 if name == "mingru" else 3
-    monkeypatch.setattr(scan, "_FUSED_CHUNK_VALUES", chunk_steps * G * 192)
+    monkeypatch.setattr(scan, "_FUSED_CHUNK_VALUES", chunk_steps * G * 200 * B)
     torch.manual_seed(3)
-    layer = LAYERS[name](4, 192, dtype=F64)
-    T = 60 if B > 1 else 180
-    x = torch.randn(T, B, 4, dtype=F64)
-    hx = torch.randn(1, B, 192, dtype=F64)
+    layer = LAYERS[name](4, 200, dtype=dtype)
+    T = 170 if B > 1 else 180
+    x = torch.randn(T, B, 4, dtype=dtype)
+    hx = torch.randn(1, B, 200, dtype=dtype)
     lengths = list(range(T, T - B, -1))
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = _run(layer, x, hx, lengths)
-        torch.set_num_threads(2)
-        two = _run(layer, x, hx, lengths)
-    finally:
-        torch.set_num_threads(threads)
+    one, two = _one_and_two_threads(lambda: _run(layer, x, hx, lengths))
+    for g1, g2 in zip(one, two, strict=True):
+        assert torch.equal(g1, g2)
+    if dtype == F64:
+        layer.method = "loop"
+        for gw, g1 in zip(_run(layer, x, hx, lengths), one, strict=True):
+            torch.testing.assert_close(g1, gw, **TOL)
+
+
+@needs_compiled
+def test_the_generic_compiled_scan_on_two_threads_equals_one_bit_for_bit() -> None:
+    """linear_scan's compiled loop (LinearRecurrence with a user's a_t, b_t) splits its N = B·H channels between
+    threads: states and gradients bit-identical to one thread's, and equal to the unrolled recurrence."""
+    gen = torch.Generator().manual_seed(8)
+    a = torch.rand(40, 4, 300, generator=gen, dtype=F64) * 2 - 1  # N = 1,200 channels: several blocks of 256
+    b = torch.randn(40, 4, 300, generator=gen, dtype=F64)
+    h0 = torch.randn(4, 300, generator=gen, dtype=F64)
+    w = torch.randn(40, 4, 300, generator=gen, dtype=F64)
+
+    def run():
+        ins = [t.clone().requires_grad_() for t in (a, b, h0)]
+        hs = linear_scan(*ins, method="compiled")
+        return [hs.detach(), *torch.autograd.grad((hs * w).sum(), ins)]
+
+    one, two = _one_and_two_threads(run)
+    for g1, g2 in zip(one, two, strict=True):
+        assert torch.equal(g1, g2)
+    ins = [t.clone().requires_grad_() for t in (a, b, h0)]
+    want = _unrolled(*ins)
+    for gw, g1 in zip([want.detach(), *torch.autograd.grad((want * w).sum(), ins)], one, strict=True):
+        torch.testing.assert_close(g1, gw, rtol=1e-12, atol=1e-12)
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_a_broadcast_gradient_is_read_in_place(name: str) -> None:
+    """The gradient of ``out.sum()`` reaches the kernel as one value expanded over (T, B, H), read without a copy:
+    the same gradients, bit for bit, as the same values given as a contiguous tensor, and as the loop's."""
+    torch.manual_seed(5)
+    layer = LAYERS[name](3, 6, num_layers=2, dtype=F64)
+    x = torch.randn(9, 4, 3, dtype=F64, requires_grad=True)
+    params = [x, *layer.parameters()]
+    out = layer(x)[0]
+    expanded = torch.autograd.grad(out.sum(), params)  # dL/dout: stride 0 everywhere
+    ones = torch.ones_like(out)
+    dense = torch.autograd.grad(layer(x)[0], params, ones)  # the same values, contiguous
+    strided = torch.autograd.grad(layer(x)[0], params, ones[:, :1].expand_as(out))  # stride 0 over B only
+    for e, d, s in zip(expanded, dense, strided, strict=True):
+        assert torch.equal(e, d) and torch.equal(s, d)
     layer.method = "loop"
-    want = _run(layer, x, hx, lengths)
-    for gw, g1, g2 in zip(want, one, two, strict=True):
-        torch.testing.assert_close(g1, gw, **TOL)
-        torch.testing.assert_close(g2, gw, **TOL)
+    for e, w in zip(expanded, torch.autograd.grad(layer(x)[0].sum(), params), strict=True):
+        torch.testing.assert_close(e, w, **TOL)
 
 
 @needs_compiled
@@ -111,6 +166,25 @@ def test_one_call_step_equals_the_cells_step(name: str, dtype: torch.dtype) -> N
         torch.testing.assert_close(state, h_whole.detach(), **tol)
     with torch.no_grad(), pytest.raises(ValueError, match="hx must have shape"):  # the generic step's clear error
         layer.step(x[0], torch.zeros(1, 2, 7, dtype=dtype))
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_sampling_one_sequence_step_by_step_follows_the_whole_sequence_in_float32(name: str) -> None:
+    """B = 1 at the benchmark's width, float32: the one-call step (a one-row matrix product, which the BLAS may
+    compute with another kernel than the sequence's) stays within 1e-6 of the whole sequence over 200 steps: the
+    gate math and the recurrence are the same code in the same order, so no error builds up over time."""
+    torch.manual_seed(6)
+    layer = LAYERS[name](64, 256, num_layers=2)
+    x = torch.randn(200, 1, 64)
+    with torch.no_grad():
+        whole, h_whole = layer(x)
+        state, ys = None, []
+        for t in range(200):
+            y, state = layer.step(x[t], state)
+            ys.append(y)
+    torch.testing.assert_close(torch.stack(ys), whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(state, h_whole, rtol=0, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------- the scan with any sign of a
@@ -175,3 +249,21 @@ def test_linear_recurrence_with_negative_decay_on_every_path() -> None:
         for gw, gg in zip(want, got, strict=True):
             assert torch.isfinite(gg).all(), path
             torch.testing.assert_close(gg, gw, rtol=1e-9, atol=1e-10)
+
+
+def test_a_compiler_without_openmp_falls_back_to_the_serial_build(monkeypatch) -> None:
+    """Where the -fopenmp build fails (a compiler without OpenMP), the same source is built without the flag."""
+    calls = []
+
+    def fake_load(name, sources, *, extra_cflags=None):
+        calls.append((name, list(extra_cflags or [])))
+        return None if extra_cflags else "serial kernels"
+
+    monkeypatch.setattr(scan, "_openmp_flags", lambda: ["-fopenmp"])
+    monkeypatch.setattr(scan, "load_extension", fake_load)
+    monkeypatch.setattr(scan, "extension_status", lambda name: "build failed: no omp.h")
+    assert scan._kernels() == "serial kernels"
+    assert calls == [("linear_scan", ["-fopenmp"]), ("linear_scan_serial", [])]
+    monkeypatch.setattr(scan, "extension_status", lambda name: "turned off by RNNKIT_COMPILED=0")
+    calls.clear()
+    assert scan._kernels() is None and calls == [("linear_scan", ["-fopenmp"])]  # off means off: no second try

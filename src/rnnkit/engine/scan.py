@@ -9,7 +9,9 @@ asserts they agree, forward and backward, in float64):
 
 * ``"compiled"`` — a C++ loop (``csrc/linear_scan.cpp``, built on first use by :mod:`rnnkit.engine.build`) over
   time, vectorised over the ``B·H`` channels, with a hand-written backward (the reverse recurrence
-  ``dh_t = g_t + a_{t+1} dh_{t+1}``). CPU, float32/float64. Sequential, but each step is one fused pass.
+  ``dh_t = g_t + a_{t+1} dh_{t+1}``). CPU, float32/float64. Sequential in time, each step one fused pass; the
+  channels are split between torch's threads (compiled with ``-fopenmp``), each channel's arithmetic the same for
+  any split, so results are bit-identical for any number of threads.
 * ``"sequential"`` — the same forward and backward loops in PyTorch (``addcmul`` per step): the fallback where
   the compiled kernels are off (``RNNKIT_COMPILED=0``), missing, or the dtype/device has none.
 * ``"scan"`` — a log-space parallel scan (Heinsen's ``logcumsumexp`` form) in ``O(log T)`` depth: within chunks
@@ -32,6 +34,7 @@ the PyTorch loop.
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch import Tensor
@@ -53,8 +56,25 @@ three recursion levels up to T = 65,536."""
 _EXTENSION = "linear_scan"
 
 
+def _openmp_flags() -> list[str]:
+    """``-fopenmp`` where torch runs on OpenMP and the compiler is GCC-like (Linux), else nothing.
+
+    ``at::parallel_for`` is OpenMP inside torch's headers: compiled without the flag its ``#pragma omp parallel``
+    is ignored and every "parallel" loop of the kernels runs on the calling thread (the matrix products, in torch,
+    still use every thread). The OpenMP runtime itself is torch's, already loaded.
+    """
+    if not sys.platform.startswith("linux") or not torch.backends.openmp.is_available():
+        return []  # Apple's clang has no -fopenmp, MSVC spells it /openmp: the kernels run on one thread there
+    return ["-fopenmp"]
+
+
 def _kernels():
-    return load_extension(_EXTENSION, ["linear_scan.cpp"])
+    flags = _openmp_flags()
+    kernels = load_extension(_EXTENSION, ["linear_scan.cpp"], extra_cflags=flags)
+    if kernels is None and flags and extension_status(_EXTENSION).startswith("build failed"):
+        # a compiler without OpenMP (clang without libomp): the same kernels on the calling thread
+        kernels = load_extension(_EXTENSION + "_serial", ["linear_scan.cpp"])
+    return kernels
 
 
 def compiled_scan_available() -> bool:
@@ -174,9 +194,18 @@ class _FusedMinFn(torch.autograd.Function):
         x, w, bias, P, hs, h0, mask = ctx.saved_tensors
         need_x, need_w = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
         dx, dw, dbias, dh0 = _kernels().min_layer_backward(
-            ctx.kind, x, w, bias, P, hs, h0, mask, g.contiguous(), need_x, need_w, _FUSED_CHUNK_VALUES
+            ctx.kind, x, w, bias, P, hs, h0, mask, _strided_grad(g), need_x, need_w, _FUSED_CHUNK_VALUES
         )
         return (None, dx if need_x else None, dw if need_w else None, dbias if ctx.has_bias else None, dh0, None)
+
+
+def _strided_grad(g: Tensor) -> Tensor:
+    """``g`` ``(T, B, H)`` as the kernel reads it: any strides over T and B, stride 1 or 0 over H, else a copy.
+
+    The gradient of ``out.sum()`` (or of a mean) is one value expanded to ``(T, B, H)``, all strides 0: read in
+    place it spares a write and a read of the whole ``(T, B, H)`` (67 MB at T = 4,096, B = 16, H = 256).
+    """
+    return g if g.stride(2) in (0, 1) else g.contiguous()
 
 
 # ---------------------------------------------------------------------------------------------- sequential paths

@@ -6,8 +6,9 @@
 // contiguity before calling. Shapes: a, b, g, hs (T, N); h0 (N). float32 and float64.
 //
 // Channels are split between threads with at::parallel_for (each thread walks all T steps over its own block of
-// channels, so no synchronisation between steps); inside a block the channel loop has no dependencies and the
-// compiler vectorises it (-O3 -march=native).
+// channels, so no synchronisation between steps, and each channel's arithmetic is the same for any split); inside a
+// block the channel loop has no dependencies and the compiler vectorises it (-O3 -march=native). Threads need
+// -fopenmp (see the fused kernels' note below).
 
 #include <torch/extension.h>
 
@@ -120,8 +121,10 @@ std::vector<torch::Tensor> scan_backward(torch::Tensor a, torch::Tensor hs, torc
 //
 // Vectorisation: exp is the branch-free Cody-Waite + polynomial below (no libm call), every select is a
 // blend, the kind is a template parameter, so the channel loop compiles to SIMD code (-O3 -march=native).
-// Threads: at::parallel_for over blocks of (row, channel slice); each block walks all T steps, so the threads
-// never synchronise between steps.
+// Threads: at::parallel_for over slices of the channels (see Slices below); each slice walks all T steps and all
+// rows, so the threads never synchronise between steps and the results do not depend on their number. at::
+// parallel_for is OpenMP inside torch's headers: it only forks when this file is compiled with -fopenmp
+// (rnnkit/engine/scan.py asks for it), else every "parallel" loop runs on the calling thread.
 //
 // Gates: sigm(k) = 1/(1 + e^-k); g(c) = c + 1/2 for c >= 0, else sigm(c). minLSTM: with e_f = e^-k_f,
 // e_i = e^-k_i, r = i/f = (1 + e_f)/(1 + e_i), so f' = f/(f+i) = 1/(1 + r) and i' = r/(1 + r).
@@ -205,8 +208,9 @@ inline void row_forward(const scalar_t* __restrict p, const scalar_t* __restrict
 }
 
 // One row of channels [lo, hi) of one step, backward. carry holds a_{t+1} dL/dh_{t+1} on entry and a_t dL/dh_t
-// on exit; dp gets dL/dP of this step; db accumulates dL/dbias.
-template <int KIND, typename scalar_t>
+// on exit; dp gets dL/dP of this step; db accumulates dL/dbias. g is dL/dh_t of the row: g[j] when GROW, else one
+// value g[0] for every channel (a gradient broadcast along H, as that of out.sum(), read without a copy).
+template <int KIND, bool GROW, typename scalar_t>
 inline void row_backward(const scalar_t* __restrict p, const scalar_t* __restrict bias,
                          const scalar_t* __restrict prev, const scalar_t* __restrict g, scalar_t* __restrict carry,
                          scalar_t* __restrict dp, scalar_t* __restrict db, int64_t lo, int64_t hi, int64_t H) {
@@ -218,7 +222,7 @@ inline void row_backward(const scalar_t* __restrict p, const scalar_t* __restric
     const scalar_t sc = one / (one + vexp(-c));
     const scalar_t gc = c >= zero ? c + half : sc;
     const scalar_t dgc = c >= zero ? one : sc * (one - sc);
-    const scalar_t dh = g[j] + carry[j];  // dL/dh_t = dL/db_t
+    const scalar_t dh = (GROW ? g[j] : g[0]) + carry[j];  // dL/dh_t = dL/db_t
     const scalar_t da = dh * prev[j];     // dL/da_t
     if (KIND == 0) {                      // a = 1 - z, b = z g(c), z = sigm(k)
       const scalar_t z = one / (one + vexp(-(p[j] + bias[j])));
@@ -250,28 +254,25 @@ inline void row_backward(const scalar_t* __restrict p, const scalar_t* __restric
   }
 }
 
-// Work blocks: (row, channel slice) pairs. Rows alone when there are enough of them for the threads; otherwise
-// the channels of each row are cut into slices of at least kSlice (a multiple of the vector width).
-constexpr int64_t kSlice = 64;
+// Work blocks: slices of the H channels, each spanning every batch row and every step. A thread owns its slice for
+// the whole pass (no synchronisation between steps), and every value of a channel -- its state, its backward carry
+// and its bias gradient, summed over steps (last first) and rows (first first) -- is computed by one thread in the
+// same order whatever the number of threads or slices: 1-thread and n-thread results are bit-identical. Slices are
+// multiples of kSlice channels (one 64-byte cache line of float32), so threads never write to a shared line.
+constexpr int64_t kSlice = 16;
 
-struct Blocks {
-  int64_t slices, width, count;
+struct Slices {
+  int64_t count, width;
 };
 
-inline Blocks blocks(int64_t B, int64_t H, int64_t T) {
+inline Slices slices_of(int64_t T, int64_t B, int64_t H) {
   const int64_t threads = at::get_num_threads();
-  int64_t slices = 1;
-  if (threads > 1 && B < 2 * threads) {
-    const int64_t want = (2 * threads + B - 1) / B;
-    slices = std::max<int64_t>(1, std::min<int64_t>(want, H / kSlice));
-  }
-  const int64_t width = (H + slices - 1) / slices;
-  return {slices, width, B * slices};
-}
-
-// at::parallel_for's grain: a small problem (a streaming step) runs on the calling thread
-inline int64_t grain(const Blocks& q, int64_t T, int64_t H) {
-  return T * H * q.count < 32768 ? q.count : 1;
+  // a small problem (a streaming step, a short sequence) runs on the calling thread: a fork costs more
+  if (threads <= 1 || T * B * H < 32768) return {1, H};
+  const int64_t lines = (H + kSlice - 1) / kSlice;
+  const int64_t count = std::max<int64_t>(1, std::min<int64_t>(threads, lines));
+  const int64_t width = ((lines + count - 1) / count) * kSlice;
+  return {(H + width - 1) / width, width};
 }
 
 // Steps [0, T) of the recurrence over P (T, B, G*H) from h0 (B, H) into hs (T, B, H); mask (T, B) or null.
@@ -279,11 +280,11 @@ template <int KIND, typename scalar_t>
 void min_forward_kernel(const scalar_t* P, const scalar_t* bias, const scalar_t* h0, const scalar_t* mask,
                         scalar_t* hs, int64_t T, int64_t B, int64_t H) {
   constexpr int64_t G = KIND == 0 ? 2 : 3;
-  const Blocks q = blocks(B, H, T);
-  at::parallel_for(0, q.count, grain(q, T, H), [&](int64_t k0, int64_t k1) {
+  const Slices q = slices_of(T, B, H);
+  at::parallel_for(0, q.count, 1, [&](int64_t s0, int64_t s1) {
+    const int64_t lo = s0 * q.width, hi = std::min(H, s1 * q.width);
     for (int64_t t = 0; t < T; ++t) {
-      for (int64_t k = k0; k < k1; ++k) {
-        const int64_t bi = k / q.slices, lo = (k % q.slices) * q.width, hi = std::min(H, lo + q.width);
+      for (int64_t bi = 0; bi < B; ++bi) {
         const scalar_t* prev = t > 0 ? hs + ((t - 1) * B + bi) * H : h0 + bi * H;
         scalar_t* h = hs + (t * B + bi) * H;
         if (mask != nullptr && mask[t * B + bi] == scalar_t(0)) {
@@ -297,35 +298,33 @@ void min_forward_kernel(const scalar_t* P, const scalar_t* bias, const scalar_t*
 }
 
 // Steps [0, T) backwards. carry (B, H) holds a_T dL/dh_T on entry (zeroed when fresh) and a_0 dL/dh_0 on exit;
-// h0 is the state before step 0; dbias_parts (threads, G*H) accumulates the bias gradient per thread.
-template <int KIND, typename scalar_t>
+// h0 is the state before step 0; dbias (G*H) accumulates the bias gradient (each channel by its slice's thread).
+// g is read at g + t*gsT + b*gsB + j*gsH with gsH 1 or 0 (GROW): dL/dhs as autograd gives it, no copy.
+template <int KIND, bool GROW, typename scalar_t>
 void min_backward_kernel(const scalar_t* P, const scalar_t* bias, const scalar_t* hs, const scalar_t* h0,
-                         const scalar_t* mask, const scalar_t* g, scalar_t* dP, scalar_t* dbias_parts,
-                         scalar_t* carry_all, bool fresh, int64_t T, int64_t B, int64_t H) {
+                         const scalar_t* mask, const scalar_t* g, int64_t gsT, int64_t gsB, scalar_t* dP,
+                         scalar_t* dbias, scalar_t* carry_all, bool fresh, int64_t T, int64_t B, int64_t H) {
   constexpr int64_t G = KIND == 0 ? 2 : 3;
-  const Blocks q = blocks(B, H, T);
-  at::parallel_for(0, q.count, grain(q, T, H), [&](int64_t k0, int64_t k1) {
-    scalar_t* db = dbias_parts + at::get_thread_num() * G * H;  // this thread's partial sums
+  const Slices q = slices_of(T, B, H);
+  at::parallel_for(0, q.count, 1, [&](int64_t s0, int64_t s1) {
+    const int64_t lo = s0 * q.width, hi = std::min(H, s1 * q.width);
     if (fresh) {
-      for (int64_t k = k0; k < k1; ++k) {
-        const int64_t bi = k / q.slices, lo = (k % q.slices) * q.width, hi = std::min(H, lo + q.width);
+      for (int64_t bi = 0; bi < B; ++bi)
         for (int64_t j = lo; j < hi; ++j) carry_all[bi * H + j] = scalar_t(0);
-      }
     }
     for (int64_t t = T - 1; t >= 0; --t) {
-      for (int64_t k = k0; k < k1; ++k) {
-        const int64_t bi = k / q.slices, lo = (k % q.slices) * q.width, hi = std::min(H, lo + q.width);
-        const scalar_t* gt = g + (t * B + bi) * H;
+      for (int64_t bi = 0; bi < B; ++bi) {
+        const scalar_t* gt = g + t * gsT + bi * gsB;
         scalar_t* carry = carry_all + bi * H;
         scalar_t* dp = dP + (t * B + bi) * G * H;
         if (mask != nullptr && mask[t * B + bi] == scalar_t(0)) {
           for (int64_t gi = 0; gi < G; ++gi)
             for (int64_t j = lo; j < hi; ++j) dp[gi * H + j] = scalar_t(0);
-          for (int64_t j = lo; j < hi; ++j) carry[j] += gt[j];
+          for (int64_t j = lo; j < hi; ++j) carry[j] += GROW ? gt[j] : gt[0];
           continue;
         }
         const scalar_t* prev = t > 0 ? hs + ((t - 1) * B + bi) * H : h0 + bi * H;
-        row_backward<KIND, scalar_t>(P + (t * B + bi) * G * H, bias, prev, gt, carry, dp, db, lo, hi, H);
+        row_backward<KIND, GROW, scalar_t>(P + (t * B + bi) * G * H, bias, prev, gt, carry, dp, dbias, lo, hi, H);
       }
     }
   });
@@ -340,10 +339,11 @@ int gates_of(int64_t kind) {
 // products and its pass of the loop meet in the cache, so dL/dP never goes to memory and P is read from cache.
 constexpr int64_t kChunkValues = 131072;
 
-// steps per chunk; chunk_values > 0 overrides kChunkValues (tests use a few steps to cross many chunk borders)
+// steps per chunk; chunk_values > 0 overrides kChunkValues (tests use a few steps to cross many chunk borders).
+// Not a function of the number of threads: the weight gradient sums one matrix product per chunk, so the chunks
+// must be the same for every thread count for the results to be.
 int64_t chunk_steps(int64_t B, int64_t GH, int64_t chunk_values) {
-  // with threads, chunks grow with their number (each thread's share stays cache-sized, fewer barriers)
-  const int64_t v = chunk_values > 0 ? chunk_values : kChunkValues * std::max<int64_t>(1, at::get_num_threads());
+  const int64_t v = chunk_values > 0 ? chunk_values : kChunkValues;
   return std::max<int64_t>(1, v / std::max<int64_t>(1, B * GH));
 }
 
@@ -365,109 +365,6 @@ void check_layer(const torch::Tensor& x, const torch::Tensor& w, const torch::Te
   }
 }
 
-// With several threads and at least one batch row per thread, each thread owns whole rows for the whole sequence
-// instead: one parallel region per pass and single-threaded matrix products per (row, chunk) inside it. The
-// time-chunked path above synchronises the threads at every chunk (its loop and each matrix product), which a busy
-// machine turns into waits. Same arithmetic per value; only the matrix products are cut differently.
-bool by_rows(int64_t T, int64_t B, int64_t H) {
-  const int64_t threads = at::get_num_threads();
-  return threads > 1 && B >= threads && T * B * H >= 32768;
-}
-
-int64_t row_chunk(int64_t T, int64_t GH, int64_t chunk_values) {
-  return std::min(T, std::max<int64_t>(1, (chunk_values > 0 ? chunk_values : kChunkValues) / GH));
-}
-
-template <int KIND, typename scalar_t>
-void rows_forward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, const torch::Tensor& h0,
-                  const torch::Tensor& mask, torch::Tensor& hs, torch::Tensor& P, bool keep, int64_t chunk_values) {
-  constexpr int64_t G = KIND == 0 ? 2 : 3;
-  const int64_t T = x.size(0), B = x.size(1), H = h0.size(1), GH = G * H;
-  const int64_t Tc = row_chunk(T, GH, chunk_values);
-  const auto wt = w.detach().t();
-  const auto xd = x.detach();
-  const scalar_t* bp = bias.data_ptr<scalar_t>();
-  const scalar_t* h0p = h0.data_ptr<scalar_t>();
-  const scalar_t* mp = mask.numel() > 0 ? mask.data_ptr<scalar_t>() : nullptr;
-  scalar_t* hp = hs.data_ptr<scalar_t>();
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    at::NoGradGuard no_grad;
-    auto buf = torch::empty({keep ? 0 : Tc, GH}, x.options());
-    for (int64_t bi = b0; bi < b1; ++bi) {
-      const auto xb = xd.select(1, bi);  // (T, I), rows B*I apart
-      for (int64_t t0 = 0; t0 < T; t0 += Tc) {
-        const int64_t n = std::min(Tc, T - t0);
-        auto Pc = keep ? P.select(1, bi).narrow(0, t0, n) : buf.narrow(0, 0, n);  // (n, G*H)
-        at::mm_out(Pc, xb.narrow(0, t0, n), wt);
-        const scalar_t* pp = Pc.data_ptr<scalar_t>();
-        const int64_t ps = Pc.stride(0);
-        for (int64_t t = 0; t < n; ++t) {
-          const int64_t tt = t0 + t;
-          const scalar_t* prev = tt > 0 ? hp + ((tt - 1) * B + bi) * H : h0p + bi * H;
-          scalar_t* h = hp + (tt * B + bi) * H;
-          if (mp != nullptr && mp[tt * B + bi] == scalar_t(0)) {
-            for (int64_t j = 0; j < H; ++j) h[j] = prev[j];
-            continue;
-          }
-          row_forward<KIND, scalar_t>(pp + t * ps, bp, prev, h, 0, H, H);
-        }
-      }
-    }
-  });
-}
-
-template <int KIND, typename scalar_t>
-void rows_backward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& bias, const torch::Tensor& P,
-                   const torch::Tensor& hs, const torch::Tensor& h0, const torch::Tensor& mask, const torch::Tensor& g,
-                   torch::Tensor& dx, torch::Tensor& dw_parts, torch::Tensor& db_parts, torch::Tensor& dh0,
-                   bool need_dx, bool need_dw, int64_t chunk_values) {
-  constexpr int64_t G = KIND == 0 ? 2 : 3;
-  const int64_t T = x.size(0), B = x.size(1), H = h0.size(1), GH = G * H;
-  const int64_t Tc = row_chunk(T, GH, chunk_values);
-  const auto wd = w.detach();
-  const auto xd = x.detach();
-  const scalar_t* bp = bias.data_ptr<scalar_t>();
-  const scalar_t* Pp = P.data_ptr<scalar_t>();
-  const scalar_t* hp = hs.data_ptr<scalar_t>();
-  const scalar_t* h0p = h0.data_ptr<scalar_t>();
-  const scalar_t* gp = g.data_ptr<scalar_t>();
-  const scalar_t* mp = mask.numel() > 0 ? mask.data_ptr<scalar_t>() : nullptr;
-  at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-    at::NoGradGuard no_grad;
-    const int64_t tid = at::get_thread_num();
-    auto dwt = need_dw ? dw_parts[tid] : torch::Tensor();  // this thread's (G*H, I) partial sum
-    scalar_t* db = db_parts.data_ptr<scalar_t>() + tid * GH;
-    auto buf = torch::empty({Tc, GH}, x.options());
-    scalar_t* dpp = buf.data_ptr<scalar_t>();
-    for (int64_t bi = b0; bi < b1; ++bi) {
-      const auto xb = xd.select(1, bi);
-      scalar_t* carry = dh0.data_ptr<scalar_t>() + bi * H;
-      for (int64_t j = 0; j < H; ++j) carry[j] = scalar_t(0);
-      for (int64_t t0 = ((T - 1) / Tc) * Tc; t0 >= 0; t0 -= Tc) {
-        const int64_t n = std::min(Tc, T - t0);
-        for (int64_t t = n - 1; t >= 0; --t) {
-          const int64_t tt = t0 + t;
-          const scalar_t* gt = gp + (tt * B + bi) * H;
-          scalar_t* dp = dpp + t * GH;
-          if (mp != nullptr && mp[tt * B + bi] == scalar_t(0)) {
-            for (int64_t j = 0; j < GH; ++j) dp[j] = scalar_t(0);
-            for (int64_t j = 0; j < H; ++j) carry[j] += gt[j];
-            continue;
-          }
-          const scalar_t* prev = tt > 0 ? hp + ((tt - 1) * B + bi) * H : h0p + bi * H;
-          row_backward<KIND, scalar_t>(Pp + (tt * B + bi) * GH, bp, prev, gt, carry, dp, db, 0, H, H);
-        }
-        auto dPc = buf.narrow(0, 0, n);
-        if (need_dx) {
-          auto dxc = dx.select(1, bi).narrow(0, t0, n);
-          at::mm_out(dxc, dPc, wd);
-        }
-        if (need_dw) dwt.addmm_(dPc.t(), xb.narrow(0, t0, n));
-      }
-    }
-  });
-}
-
 // One minGRU (kind 0) / minLSTM (kind 1) layer direction: x (T, B, I), w (G*H, I), bias (G*H), h0 (B, H), mask
 // (T, B) or empty -> [hs (T, B, H), P = x w^T (T, B, G*H) when keep (for the backward pass), else empty].
 std::vector<torch::Tensor> min_layer_forward(int64_t kind, torch::Tensor x, torch::Tensor w, torch::Tensor bias,
@@ -478,14 +375,6 @@ std::vector<torch::Tensor> min_layer_forward(int64_t kind, torch::Tensor x, torc
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = G * H;
   const int64_t Tc = std::min(T, chunk_steps(B, GH, chunk_values));
   auto hs = torch::empty({T, B, H}, x.options());
-  if (by_rows(T, B, H)) {
-    auto Pk = torch::empty({keep ? T : 0, B, GH}, x.options());
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_rows_forward", [&] {
-      auto fn = kind == 0 ? rows_forward<0, scalar_t> : rows_forward<1, scalar_t>;
-      fn(x, w, bias, h0, mask, hs, Pk, keep, chunk_values);
-    });
-    return {hs, keep ? Pk : x.new_empty({0})};
-  }
   auto P = torch::empty({keep ? T : Tc, B, GH}, x.options());
   const auto wt = w.t();
   const bool masked = mask.numel() > 0;
@@ -507,7 +396,8 @@ std::vector<torch::Tensor> min_layer_forward(int64_t kind, torch::Tensor x, torc
 
 // Gradients of min_layer_forward given g = dL/dhs (T, B, H): [dx (T, B, I) or empty, dw (G*H, I) or empty,
 // dbias (G*H), dh0 (B, H)]. Chunks run backwards in time; each chunk's dL/dP stays in one cache-sized buffer that
-// the two matrix products read right after the loop wrote it.
+// the two matrix products read right after the loop wrote it. g may have any strides over T and B and stride 1 or
+// 0 over H (autograd's gradient of a sum is one value expanded: read in place, not copied into (T, B, H)).
 std::vector<torch::Tensor> min_layer_backward(int64_t kind, torch::Tensor x, torch::Tensor w, torch::Tensor bias,
                                               torch::Tensor P, torch::Tensor hs, torch::Tensor h0, torch::Tensor mask,
                                               torch::Tensor g, bool need_dx, bool need_dw, int64_t chunk_values) {
@@ -515,40 +405,34 @@ std::vector<torch::Tensor> min_layer_backward(int64_t kind, torch::Tensor x, tor
   check_layer(x, w, bias, h0, mask, G);
   check(P, "P", 3);
   check(hs, "hs", 3);
-  check(g, "grad", 3);
+  TORCH_CHECK(g.device().is_cpu() && g.dim() == 3 && g.scalar_type() == x.scalar_type(),
+              "min_layer_backward: grad is (T, B, H) on the CPU in x's dtype");
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = h0.size(1), GH = G * H;
+  if (g.stride(2) != 1 && g.stride(2) != 0 && H > 1) g = g.contiguous();
+  const bool grow = g.stride(2) != 0 || H == 1;
   TORCH_CHECK(P.size(0) == T && P.size(1) == B && P.size(2) == GH && hs.size(0) == T && hs.size(1) == B &&
                   hs.size(2) == H && g.sizes() == hs.sizes(),
               "min_layer_backward: shapes disagree");
   const int64_t Tc = std::min(T, chunk_steps(B, GH, chunk_values));
   auto dx = need_dx ? torch::empty({T, B, I}, x.options()) : x.new_empty({0});
-  if (by_rows(T, B, H)) {
-    const int64_t threads = at::get_num_threads();
-    auto dw_parts = torch::zeros({need_dw ? threads : 0, GH, I}, x.options());
-    auto db_parts = torch::zeros({threads, GH}, x.options());
-    auto dh0r = torch::empty_like(h0);
-    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_rows_backward", [&] {
-      auto fn = kind == 0 ? rows_backward<0, scalar_t> : rows_backward<1, scalar_t>;
-      fn(x, w, bias, P, hs, h0, mask, g, dx, dw_parts, db_parts, dh0r, need_dx, need_dw, chunk_values);
-    });
-    return {dx, need_dw ? dw_parts.sum(0) : x.new_empty({0}), db_parts.sum(0), dh0r};
-  }
   auto dw = need_dw ? torch::zeros({GH, I}, x.options()) : x.new_empty({0});
   auto dh0 = torch::empty_like(h0);
-  auto parts = torch::zeros({at::get_num_threads(), GH}, x.options());
+  auto dbias = torch::zeros({GH}, x.options());
   auto dP = torch::empty({Tc, B, GH}, x.options());
   const bool masked = mask.numel() > 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "min_layer_backward", [&] {
-    auto fn = kind == 0 ? min_backward_kernel<0, scalar_t> : min_backward_kernel<1, scalar_t>;
+    auto fn = kind == 0 ? (grow ? min_backward_kernel<0, true, scalar_t> : min_backward_kernel<0, false, scalar_t>)
+                        : (grow ? min_backward_kernel<1, true, scalar_t> : min_backward_kernel<1, false, scalar_t>);
     const scalar_t* hp = hs.data_ptr<scalar_t>();
+    const int64_t gsT = g.stride(0), gsB = g.stride(1);
     bool fresh = true;
     for (int64_t t0 = ((T - 1) / Tc) * Tc; t0 >= 0; t0 -= Tc) {
       const int64_t n = std::min(Tc, T - t0);
       auto dPc = dP.narrow(0, 0, n);
       const scalar_t* prev = t0 > 0 ? hp + (t0 - 1) * B * H : h0.data_ptr<scalar_t>();
       fn(P.data_ptr<scalar_t>() + t0 * B * GH, bias.data_ptr<scalar_t>(), hp + t0 * B * H, prev,
-         masked ? mask.data_ptr<scalar_t>() + t0 * B : nullptr, g.data_ptr<scalar_t>() + t0 * B * H,
-         dPc.data_ptr<scalar_t>(), parts.data_ptr<scalar_t>(), dh0.data_ptr<scalar_t>(), fresh, n, B, H);
+         masked ? mask.data_ptr<scalar_t>() + t0 * B : nullptr, g.data_ptr<scalar_t>() + t0 * gsT, gsT, gsB,
+         dPc.data_ptr<scalar_t>(), dbias.data_ptr<scalar_t>(), dh0.data_ptr<scalar_t>(), fresh, n, B, H);
       fresh = false;
       auto dP2 = dPc.view({n * B, GH});
       if (need_dx) {
@@ -558,7 +442,7 @@ std::vector<torch::Tensor> min_layer_backward(int64_t kind, torch::Tensor x, tor
       if (need_dw) dw.addmm_(dP2.t(), x.narrow(0, t0, n).view({n * B, I}));
     }
   });
-  return {dx, dw, parts.sum(0), dh0};
+  return {dx, dw, dbias, dh0};
 }
 
 // One streaming step of a stack of L minGRU/minLSTM layers, no autograd: x (B, I), weights[l] (G*H, I_l),
