@@ -7,7 +7,8 @@ files shipped in the aeon/sktime wheels).
 
 Splits: the test part is ``--test-data`` (for ``embedded:basicmotions`` the shipped TEST file), else
 :data:`TEST_FRACTION` of every class of ``--data``; the validation part is ``--val-data``, else
-:data:`VAL_FRACTION` of every class of what is left (:func:`~rnnkit.data.arrays.stratified_split`, seeded). The
+:data:`VAL_FRACTION` (``--val-fraction``; 0: none) of every class of what is left
+(:func:`~rnnkit.data.arrays.stratified_split`, seeded). The
 best epoch is the one with the highest validation accuracy, ties broken by the lower validation loss
 (:func:`validation_score`); training stops after :data:`PATIENCE` epochs without a better one.
 
