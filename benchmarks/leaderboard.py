@@ -317,9 +317,12 @@ def run_rnnkit(args: Sequence[str], out: Path, log: list[str]) -> tuple[dict[str
 def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | None:
     """``--reuse``: the metrics of a finished run folder that the default series-classification command
     ``args`` (no ``--model``) with ``seed`` would write again today, else None. Checked on its ``config.json``:
-    the same data files and seed, and every setting the kind's defaults fill (model, sizes, schedule,
-    ``--series-norm``) equal to today's defaults. Anything else is trained again."""
+    the same data files and seed, every setting the kind's defaults fill (model, sizes, schedule,
+    ``--series-norm``, ``--val-fraction``: 0.2 in folders from before the option) equal to today's defaults, and
+    the epochs today's default schedule gives that training part (:func:`default_epochs`). Anything else is
+    trained again."""
     from rnnkit.runs.classify_series import DEFAULTS as SERIES_DEFAULTS
+    from rnnkit.runs.classify_series import VAL_FRACTION, default_epochs, prepare_series
 
     if "--model" in args or "--task" not in args or args[args.index("--task") + 1] != "classify":
         return None
@@ -331,10 +334,15 @@ def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | N
     want["test_data"] = str(Path(args[args.index("--test-data") + 1]).resolve()) if "--test-data" in args else None
     if any(record.get(k) != v for k, v in want.items()):
         return None
+    before = {"val_fraction": VAL_FRACTION}  # options added later: what folders written before them did
     for key, value in SERIES_DEFAULTS.items():
-        saved = record.get(key, (record.get("options") or {}).get(key))
+        saved = record.get(key, (record.get("options") or {}).get(key, before.get(key)))
         if saved != value:
             return None
+    d = config["data"]
+    split = prepare_series(d["data"], d["val_data"], d["test_data"], d["seed"], val_fraction=d["val_fraction"])
+    if config["train"]["epochs"] != default_epochs(split.train):  # a schedule of an earlier step budget
+        return None
     return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 
 

@@ -266,22 +266,37 @@ def test_merge_renders_the_parts_of_a_board(tmp_path: Path) -> None:
 
 
 def test_reuse_accepts_only_a_default_run_of_the_same_data_and_seed(tmp_path: Path) -> None:
-    from rnnkit.runs.classify_series import DEFAULTS
+    from rnnkit.runs.classify_series import DEFAULTS, VAL_FRACTION
 
-    train, test = tmp_path / "A_TRAIN.ts", tmp_path / "A_TEST.ts"
+    train = lb.aeon_data_dir() / "UnitTest" / "UnitTest_TRAIN.ts"  # real files: the epochs are checked on them
+    test = train.with_name("UnitTest_TEST.ts")
     args = ["--task", "classify", "--data", str(train), "--test-data", str(test)]
     folder = tmp_path / "seed0"
     folder.mkdir()
-    record = {k: v for k, v in DEFAULTS.items() if k != "series_norm"}
-    record.update(data=str(train.resolve()), test_data=str(test.resolve()), seed=0, options={"series_norm": "both"})
-    (folder / "config.json").write_text(json.dumps({"options": record}))
+    record = {k: v for k, v in DEFAULTS.items() if k not in ("series_norm", "val_fraction")}
+    options = {"series_norm": "both", "val_fraction": VAL_FRACTION}
+    record.update(data=str(train.resolve()), test_data=str(test.resolve()), seed=0, options=options)
+    data = {"data": record["data"], "val_data": None, "test_data": record["test_data"], "seed": 0}
+    data["val_fraction"] = VAL_FRACTION
+
+    def write(options_record: dict, epochs: int = 200) -> None:  # UnitTest's 16 training series: 200 epochs
+        config = {"options": options_record, "data": data, "train": {"epochs": epochs}}
+        (folder / "config.json").write_text(json.dumps(config))
+
+    write(record)
     assert lb.reusable(folder, args, 0) is None  # no metrics.json: not finished
     (folder / "metrics.json").write_text(json.dumps({"test_accuracy": 0.5, "train_seconds": 3.0}))
     assert lb.reusable(folder, args, 0) == {"test_accuracy": 0.5, "train_seconds": 3.0}
     assert lb.reusable(folder, args, 1) is None  # another seed
     assert lb.reusable(folder, [*args, "--model", "gru"], 0) is None  # a column with options: trained again
     for key, other in (("epochs", 60), ("model", "gru")):
-        (folder / "config.json").write_text(json.dumps({"options": {**record, key: other}}))
+        write({**record, key: other})
         assert lb.reusable(folder, args, 0) is None, key  # made with other defaults
-    (folder / "config.json").write_text(json.dumps({"options": {**record, "options": {"series_norm": "none"}}}))
+    write({**record, "options": {"series_norm": "none"}})
     assert lb.reusable(folder, args, 0) is None
+    write({**record, "options": {**options, "val_fraction": 0.0}})
+    assert lb.reusable(folder, args, 0) is None  # another validation carve
+    write({**record, "options": {"series_norm": "both"}})  # a folder from before --val-fraction: it carved 0.2
+    assert lb.reusable(folder, args, 0) == {"test_accuracy": 0.5, "train_seconds": 3.0}
+    write(record, epochs=6)
+    assert lb.reusable(folder, args, 0) is None  # trained by an earlier step budget's schedule

@@ -390,13 +390,26 @@ def test_zscore_each_and_model_inputs_by_hand() -> None:
 def test_default_epochs_follow_the_step_budget() -> None:
     X, y = make_series(2, seed=0)
     small = read_ts_like(X, y)
-    assert series_app.default_epochs(small) == series_app.DEFAULTS["epochs"]  # a few short series: 60
+    assert series_app.default_epochs(small) == series_app.DEFAULTS["epochs"]  # a few short series: 200
     steps = sum(x.shape[1] for x in X)
-    big = read_ts_like([np.tile(x, (1, 4000)) for x in X], y)  # the same series 4000 times longer
-    want = max(series_app.MIN_EPOCHS, math.ceil(series_app.STEP_BUDGET / (4000 * steps)))
-    assert series_app.default_epochs(big) == min(series_app.DEFAULTS["epochs"], want) == series_app.MIN_EPOCHS
-    mid = read_ts_like([np.tile(x, (1, 500)) for x in X], y)
-    assert series_app.default_epochs(mid) == math.ceil(series_app.STEP_BUDGET / (500 * steps))
+
+    def longer(k: int) -> int:  # the default epochs of the same series k times longer, and by the rule written
+        got = series_app.default_epochs(read_ts_like([np.tile(x, (1, k)) for x in X], y))
+        per_epoch = k * steps
+        floor = max(series_app.FEWEST_EPOCHS, min(series_app.MIN_EPOCHS, series_app.MAX_STEPS // per_epoch))
+        want = min(series_app.DEFAULTS["epochs"], max(floor, math.ceil(series_app.STEP_BUDGET / per_epoch)))
+        assert got == want, (k, got, want)
+        return got
+
+    mid = longer(100)  # the step budget: fewer than 200, more than the floor
+    assert mid == math.ceil(series_app.STEP_BUDGET / (100 * steps))
+    assert series_app.MIN_EPOCHS < mid < series_app.DEFAULTS["epochs"]
+    assert longer(500) == series_app.MIN_EPOCHS  # long: the floor (the step budget alone gives fewer)
+    assert math.ceil(series_app.STEP_BUDGET / (500 * steps)) < series_app.MIN_EPOCHS
+    huge = longer(4000)  # too long for the floor within MAX_STEPS: as many as MAX_STEPS allows
+    assert huge == series_app.MAX_STEPS // (4000 * steps) and series_app.FEWEST_EPOCHS < huge < series_app.MIN_EPOCHS
+    assert huge * 4000 * steps <= series_app.MAX_STEPS
+    assert longer(40_000) == series_app.FEWEST_EPOCHS  # and never fewer than FEWEST_EPOCHS
 
 
 def read_ts_like(X: list, y: list[str]):
@@ -435,3 +448,35 @@ def test_series_norm_run_saves_it_and_every_reader_applies_it(
     assert code == 0, err
     again = read_json(out / "metrics.json")
     assert again["test_accuracy"] == m["test_accuracy"] and read_json(out / "config.json")["series_norm"] == norm
+
+
+def test_val_fraction_zero_trains_on_every_series_for_the_whole_schedule(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(30, 3, 7))
+    y = np.array(["a", "b", "c"] * 10)
+    X[y == "b"] += 2.0
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    args = ["train", "--task", "classify", "--data", tmp_path / "d.npz", "--hidden", "8", "--epochs", "3"]
+    code, _, err = rnnkit_main(capsys, *args, "--out", tmp_path / "run", "--val-fraction", "0")
+    assert code == 0, err
+    m, split = read_json(tmp_path / "run" / "metrics.json"), read_json(tmp_path / "run" / "split.json")
+    config = read_json(tmp_path / "run" / "config.json")
+    assert split["val"] == [] and sorted(split["train"] + split["test"]) == list(range(30))
+    assert [m["num_train"], m["num_val"], m["num_test"]] == [24, 0, 6]
+    assert config["data"]["val_fraction"] == 0 and config["train"]["epochs"] == 3
+    rows = (tmp_path / "run" / "curve.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert len(rows) == 3 and all(row.split(",")[3] == "" for row in rows)  # every epoch ran, none validated
+    # the same split with the default carve: the test part is the same, the validation part goes to training
+    carved = prepare_series(str(tmp_path / "d.npz"), seed=0)
+    assert split["test"] == carved.record["test"]
+    assert sorted(split["train"]) == sorted(carved.record["train"] + carved.record["val"])
+    code, out, err = rnnkit_main(capsys, "evaluate", tmp_path / "run", "--json")  # rebuilds the same test part
+    assert code == 0, err
+    assert json.loads(out)["test_accuracy"] == m["test_accuracy"]
+    code, _, err = rnnkit_main(capsys, *args, "--out", tmp_path / "run", "--val-fraction", "0", "--resume")
+    assert code == 0, err
+    assert read_json(tmp_path / "run" / "metrics.json")["test_accuracy"] == m["test_accuracy"]
+    code, out, err = rnnkit_main(capsys, *args, "--out", tmp_path / "bad", "--val-fraction", "1")
+    assert code == 2 and "--val-fraction" in err and not (tmp_path / "bad").exists()

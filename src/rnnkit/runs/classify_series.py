@@ -7,7 +7,8 @@ files shipped in the aeon/sktime wheels).
 
 Splits: the test part is ``--test-data`` (for ``embedded:basicmotions`` the shipped TEST file), else
 :data:`TEST_FRACTION` of every class of ``--data``; the validation part is ``--val-data``, else
-:data:`VAL_FRACTION` of every class of what is left (:func:`~rnnkit.data.arrays.stratified_split`, seeded). The
+:data:`VAL_FRACTION` (``--val-fraction``; 0: none) of every class of what is left
+(:func:`~rnnkit.data.arrays.stratified_split`, seeded). The
 best epoch is the one with the highest validation accuracy, ties broken by the lower validation loss
 (:func:`validation_score`); training stops after :data:`PATIENCE` epochs without a better one.
 
@@ -15,7 +16,7 @@ Defaults (:data:`DEFAULTS`, chosen by the leaderboard sweep, docs/leaderboard.md
 (:mod:`rnnkit.tasks.fcn`: a bidirectional LSTM with H = 64 beside three convolution blocks) reading every series
 z-normalised on its own beside its raw values (``--series-norm both``), dropout 0.1, batches of 8, peak lr 5e-3,
 200 epochs at most, early stopping after :data:`PATIENCE` without a better validation score (fewer epochs on
-long sets: :data:`STEP_BUDGET`). The lecture's cores stay one flag away
+long sets: :data:`STEP_BUDGET`, :data:`MIN_EPOCHS`, :data:`MAX_STEPS`). The lecture's cores stay one flag away
 (``--model gru`` with ``--series-norm none`` is the default of earlier releases).
 
 Inputs: real values skip the embedding (``ModelConfig(vocab_size=0, input_features=C)``, ``2C`` with
@@ -79,6 +80,8 @@ __all__ = [
 ]
 
 APP = "classify-series"
+VAL_FRACTION = 0.2
+"""Share of every class carved off the training file for validation (without ``--val-data``)."""
 DEFAULTS: dict[str, Any] = {
     # chosen by the leaderboard sweep (docs/leaderboard.md, tuning sets only): at 60 epochs, LSTM-FCN reading every
     # series z-normalised beside its raw values matched or beat the bidirectional GRU (the default before) on the
@@ -91,27 +94,33 @@ DEFAULTS: dict[str, Any] = {
     "num_layers": 1,
     "bidirectional": True,
     "dropout": 0.1,
-    "epochs": 200,  # at most (early stopping ends most runs sooner); long sets get fewer (STEP_BUDGET)
+    "epochs": 200,  # at most (early stopping ends most runs sooner); long sets get fewer (default_epochs)
     "batch_size": 8,
     "lr": 5e-3,
     "series_norm": "both",
+    "val_fraction": VAL_FRACTION,
 }
 """Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
 
 SERIES_NORMS = ("none", "zscore", "both")
 """``--series-norm`` choices (:func:`model_inputs`)."""
 
-VAL_FRACTION = 0.2
-"""Share of every class carved off the training file for validation (without ``--val-data``)."""
 TEST_FRACTION = 0.2
 """Share of every class held out as the test part (without ``--test-data``)."""
 STEP_BUDGET = 600_000
-"""Series-steps (training series × their mean length × epochs) a default schedule may spend: without
-``--epochs``, a run trains ``min(DEFAULTS["epochs"], ⌈STEP_BUDGET / (N·L̄)⌉)`` epochs, at least
-:data:`MIN_EPOCHS` (:func:`default_epochs`). Small sets get up to 200 epochs (BasicMotions: 32 × 100 steps per
-epoch; ArrowHead 28 × 251 → 86), long ones fit in minutes (OSULeaf 160 × 427 → 9 epochs, ACSF1 80 × 1,460 → 6).
-The sweep: 60 epochs left LSTM-FCN undertrained on ArrowHead (0.41; 200 allowed: 0.65, best epoch 98)."""
-MIN_EPOCHS = 5
+"""Series-steps (training series × their mean length × epochs) a default schedule spends on a small set: without
+``--epochs``, a run trains ``min(DEFAULTS["epochs"], ⌈STEP_BUDGET / (N·L̄)⌉)`` epochs, but at least
+:data:`MIN_EPOCHS` as far as :data:`MAX_STEPS` allows (:func:`default_epochs`). Small sets get up to 200 epochs
+(BasicMotions: 32 × 100 steps per epoch; ArrowHead 28 × 251 → 86). The sweep: 60 epochs left LSTM-FCN
+undertrained on ArrowHead (0.41; 200 allowed: 0.65, best epoch 98)."""
+MIN_EPOCHS = 40
+"""The floor for long sets (OSULeaf 160 × 427, ACSF1 80 × 1,460: :data:`STEP_BUDGET` alone gave them 9 and 6
+epochs, far too few; board6 sweep in docs/leaderboard.md), as far as :data:`MAX_STEPS` allows."""
+MAX_STEPS = 5_000_000
+"""Series-steps no default schedule exceeds (about 3 minutes of one idle core on ACSF1), and at least
+:data:`FEWEST_EPOCHS` epochs: a set too large for :data:`MIN_EPOCHS` gets fewer, so a default run stays in
+minutes whatever the set."""
+FEWEST_EPOCHS = 5
 PATIENCE = 20
 """Epochs without a better validation score before training stops."""
 EVAL_BATCH = 256
@@ -173,10 +182,13 @@ def prepare_series(
     test_data: str | None = None,
     seed: int = 0,
     series_norm: str = "none",
+    val_fraction: float = VAL_FRACTION,
 ) -> SeriesSplit:
     """Read the files, split them as the module docstring says and fit the scaler on the training part.
 
-    Deterministic in its arguments, so a run's test part can be rebuilt from its saved settings.
+    ``val_fraction`` (without ``val_data``): the share of every class carved for validation; ``0`` carves nothing
+    (the validation part is empty: train on all of it, no early stopping). Deterministic in its arguments, so a
+    run's test part can be rebuilt from its saved settings.
     """
     full = load_series(data, "train")
     if len(full) == 0:
@@ -207,8 +219,12 @@ def prepare_series(
         val.classes = classes
         record["val_data"] = absolute_path(val_data)
         train_idx = rest
+    elif val_fraction == 0:
+        train_idx = rest  # nothing carved: a fixed schedule on all of it, the last epoch's weights
+        val = full.subset([])
+        record["val"] = []
     else:
-        keep, carved = stratified_split([full.y[i] for i in rest], VAL_FRACTION, seed + 1)
+        keep, carved = stratified_split([full.y[i] for i in rest], val_fraction, seed + 1)
         train_idx = [rest[i] for i in keep]
         val = full.subset([rest[i] for i in carved])
         record["val"] = [rest[i] for i in carved]
@@ -218,6 +234,8 @@ def prepare_series(
     if len(present) < 2:
         raise ValueError(f"{full.source}: the training part has {len(present)} class(es) {present}; need at least 2")
     for part, what in ((val, "val"), (test, "test")):
+        if what == "val" and val_data is None and val_fraction == 0:
+            continue  # no validation part asked for
         _check_part(part, full.num_channels, classes, what)
     # the training part only: val/test never shape it
     scaler = Standardizer.fit(model_inputs(as_sequences(train.X), series_norm))
@@ -310,8 +328,17 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         "classify",
         window=m["window"],
         embed_dim=m["embed_dim"],
-        options={**opts.options, "series_norm": saved.get("series_norm", "none")},  # runs before it: "none"
+        options={
+            **opts.options,
+            "series_norm": saved.get("series_norm", "none"),  # runs before it: "none"
+            "val_fraction": saved["data"].get("val_fraction", VAL_FRACTION),
+        },
     )
+
+
+def val_fraction_of(opts: RunOptions) -> float:
+    """The ``--val-fraction`` of this call (the default when unset)."""
+    return float(opts.resolved("val_fraction", DEFAULTS))
 
 
 def series_norm_of(opts: RunOptions) -> str:
@@ -350,9 +377,11 @@ def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelCon
 
 
 def default_epochs(train: SeriesSet) -> int:
-    """The epochs of a default schedule on the training part ``train`` (:data:`STEP_BUDGET`)."""
-    steps = sum(len(x) for x in as_sequences(train.X))  # N·L̄ series-steps per epoch
-    return int(min(DEFAULTS["epochs"], max(MIN_EPOCHS, math.ceil(STEP_BUDGET / max(1, steps)))))
+    """The epochs of a default schedule on the training part ``train``: ``min(200, max(floor, ⌈STEP_BUDGET / s⌉))``
+    with ``s = N·L̄`` its series-steps per epoch and ``floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, ⌊MAX_STEPS / s⌋))``."""
+    steps = max(1, sum(len(x) for x in as_sequences(train.X)))  # N·L̄ series-steps per epoch
+    floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, MAX_STEPS // steps))  # long sets: MIN_EPOCHS if MAX_STEPS allows
+    return int(min(DEFAULTS["epochs"], max(floor, math.ceil(STEP_BUDGET / steps))))
 
 
 def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
@@ -361,7 +390,7 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if opts.data is None:
         raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
     norm = series_norm_of(opts)
-    split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed, norm)
+    split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed, norm, val_fraction_of(opts))
     scaler = split.scaler if saved is None else Standardizer.from_dict(saved["scaler"])
     _model_config(opts, split.train.num_channels, len(split.classes))  # bad settings fail before the batches
     if saved is not None:
@@ -370,7 +399,9 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
         defaults = {**DEFAULTS, "epochs": default_epochs(split.train)}  # --epochs, when given, wins
         tcfg = opts.train_config(defaults, monitor="score", patience=PATIENCE)
     train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed, series_norm=norm)
-    val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm).ordered()
+    val_b = None  # --val-fraction 0: no validation part, no early stopping
+    if len(split.val):
+        val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm).ordered()
     extra = {"split": split, "scaler": scaler, "trainer": tcfg, "series_norm": norm}
     return Prepared(train_b.epoch, val_b, split.record, None, split.classes, extra=extra)
 
@@ -429,7 +460,9 @@ def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None)
 def saved_test_part(run: Run) -> SeriesSet:
     """A run's own test part, rebuilt from its saved data settings (checked against ``split.json``)."""
     d = run.config["data"]
-    split = prepare_series(d["data"], d["val_data"], d["test_data"], d["seed"])
+    split = prepare_series(
+        d["data"], d["val_data"], d["test_data"], d["seed"], val_fraction=d.get("val_fraction", VAL_FRACTION)
+    )
     saved = read_split(run.path)
     if saved.get("test") != split.record.get("test") or saved.get("train") != split.record.get("train"):
         raise ValueError(
@@ -495,6 +528,17 @@ class SeriesClassifyKind(RunKind):
             },
         ),
         Flag(
+            "--val-fraction",
+            {
+                "type": ranged("val_fraction"),
+                "default": None,
+                "metavar": "F",
+                "help": "classify on series without --val-data: the share of every class of --data carved for "
+                "validation (the best epoch, early stopping); 0 carves nothing: all of it trains for the whole "
+                "schedule and the last epoch's weights are kept (default: the task's)",
+            },
+        ),
+        Flag(
             "--ensemble",
             {
                 "type": ranged("ensemble"),
@@ -531,7 +575,7 @@ class SeriesClassifyKind(RunKind):
             "val_data": absolute_path(opts.val_data),
             "test_data": absolute_path(opts.test_data),
             "seed": opts.seed,
-            "val_fraction": VAL_FRACTION,
+            "val_fraction": val_fraction_of(opts),
             "test_fraction": TEST_FRACTION,
         }
 
@@ -554,7 +598,8 @@ class SeriesClassifyKind(RunKind):
             _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
 
     def fit_options(self, prepared: Prepared) -> dict[str, Any]:
-        return {"evaluate_fn": validation_score(len(prepared.extra["split"].val))}
+        num_val = len(prepared.extra["split"].val)
+        return {"evaluate_fn": validation_score(num_val)} if num_val else {}
 
     def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
         split = prepared.extra["split"]
