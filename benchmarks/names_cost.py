@@ -36,8 +36,12 @@ def cfg(task, **kw):
 cands = {
     "classify base": cfg("classify"),
     "classify last+max": cfg("classify", pool="last+max"),
+    "classify lstm": cfg("classify", model="lstm"),
+    "classify 2 layers": cfg("classify", num_layers=2),
     "generate base": cfg("generate"),
     "generate 2 layers": cfg("generate", num_layers=2),
+    "generate 2 layers H=384": cfg("generate", num_layers=2, hidden_size=384),
+    "generate 2 layers H=512": cfg("generate", num_layers=2, hidden_size=512),
 }
 models = {k: build_model(c) for k, c in cands.items()}
 opts = {k: torch.optim.AdamW(m.parameters(), 1e-3) for k, m in models.items()}

@@ -88,6 +88,10 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"hidden_size": 512, "dropout": 0.3},
         {"extra": {"weight_decay": 0.1}},
         {"batch_size": 32},
+        {"dropout": 0.3, "epochs": 16},  # 20: issue 16, second session (base: 2 layers, dropout 0.2)
+        {"options": {"token_dropout": 0.1}, "epochs": 16},
+        {"hidden_size": 384, "dropout": 0.3, "epochs": 16},
+        {"hidden_size": 384, "dropout": 0.3, "epochs": 14},  # 23
     ],
 }
 QUICK = {"classify": [0, 1, 5, 7, 9, 13, 16, 19, 21], "generate": [0, 1, 5, 6, 8, 12, 15]}
