@@ -227,6 +227,23 @@ def test_cli_gradients_on_a_trained_run(tmp_path: Path, capsys: pytest.CaptureFi
     assert rows[0] == ["t", "gru l0", "gru l0_reverse"] and len(rows) > 2
 
 
+def test_cli_gradients_on_an_lstm_fcn_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The series default (LSTM-FCN, bidirectional): ``gradients RUN`` gives the flow through its LSTM branch."""
+    from cli_helpers import write_tiny_ts
+
+    data = write_tiny_ts(tmp_path / "TRAIN.ts", 8, 1, noise=0.3)
+    run = tmp_path / "run"
+    tiny = ["--task", "classify", "--model", "lstm-fcn", "--epochs", "1", "--hidden", "4", "--batch-size", "8"]
+    assert cli.main(["train", "--data", str(data), "--out", str(run), *tiny]) == 0
+    capsys.readouterr()
+    assert cli.main(["gradients", str(run)]) == 0
+    assert "lstm-fcn l0 " in capsys.readouterr().out
+    with open(run / "gradient_flow.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["t", "lstm-fcn l0", "lstm-fcn l0_reverse"] and len(rows) > 2
+    assert any(float(r[1]) > 0 for r in rows[1:])
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -5,6 +5,7 @@ member giving the weights of an uninterrupted run, the members' curves on one fi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -260,9 +261,7 @@ def test_kinds_without_ensembles_refuse_the_flag(capsys: pytest.CaptureFixture[s
     assert not (tmp_path / "r").exists()
 
 
-def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> None:
-    import dataclasses
-
+def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rnnkit.runs.forecast import forecaster_of
 
     t = np.arange(160)
@@ -280,6 +279,12 @@ def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> N
     series = values.reshape(-1, 1)
     each = [dataclasses.replace(fc, model=member).predict_at(series, origins) for member in run.model.members]
     np.testing.assert_allclose(fc.predict_at(series, origins), (each[0] + each[1]) / 2, rtol=1e-6, atol=1e-6)
+    # evaluate: the ensemble's test metrics of metrics.json, computed again from the folder
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    for key in ("test_mae", "test_rmse", "test_mase", "test_smape"):
+        assert e[key] == pytest.approx(m[key], rel=1e-6, abs=1e-6), key
     # served: the answer is what `rnnkit predict` prints for the same values (the ensemble's mean forecast)
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
@@ -292,3 +297,63 @@ def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> N
         resp = client.post("/runs/run/predict", json={"items": items})
     assert resp.status_code == 200, resp.text
     assert resp.json()["lines"] == predict_lines(run, items)
+
+
+def test_serve_answers_for_a_series_ensemble_as_for_a_single_run(runs: dict[str, Path]) -> None:
+    """A series run is served its report; its predict box refuses items as for a single run (series come in files,
+    ``rnnkit predict RUN --data FILE``, tested above)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rnnkit.serve import Limits, create_app
+
+    with TestClient(create_app([runs["ensemble"], runs["single"]], Limits())) as client:
+        report = client.get("/runs/ensemble")
+        assert report.status_code == 200, report.text
+        assert report.json()["metrics"]["test_accuracy"] == _metrics(runs["ensemble"])["test_accuracy"]
+        answers = [client.post(f"/runs/{name}/predict", json={"items": ["1,2,3"]}) for name in ("ensemble", "single")]
+    assert answers[0].status_code == answers[1].status_code == 400
+    assert answers[0].json() == answers[1].json()
+
+
+def test_a_text_ensemble_evaluates_predicts_and_serves_the_mean_probabilities(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from cli_helpers import make_folder
+    from rnnkit.runs import predict
+
+    data = make_folder(tmp_path / "names")
+    out = tmp_path / "run"
+    args = ["train", "--task", "classify", "--data", data, "--ensemble", "2", "--hidden", "4", "--embed", "4"]
+    code, _, err = rnnkit_main(capsys, *args, "--epochs", "1", "--out", out)
+    assert code == 0, err
+    m = _metrics(out)
+    assert m["ensemble"] == 2 and len(m["members"]) == 2
+    code, text, err = rnnkit_main(capsys, "evaluate", out, "--json")
+    assert code == 0, err
+    e = json.loads(text)
+    assert e["test_accuracy"] == m["test_accuracy"] and e["test_loss"] == m["test_loss"]
+
+    run = load_run(out)
+    items = ["Aeiou", "Bcdfg", "Abe"]
+    each = [predict(dataclasses.replace(run, model=member), items, top_k=2) for member in run.model.members]
+    want = [{c: (dict(a)[c] + dict(b)[c]) / 2 for c in run.classes} for a, b in zip(*each, strict=True)]
+    got = predict(run, items, top_k=2)
+    for row, w in zip(got, want, strict=True):
+        assert dict(row) == pytest.approx(w, abs=1e-6)
+    code, text, err = rnnkit_main(capsys, "predict", out, *items)
+    assert code == 0, err
+    for line, w in zip(text.splitlines(), want, strict=True):  # "ITEM: CLASS p, CLASS p"
+        top = line.split(": ", 1)[1].split(", ")[0].split(" ")
+        assert float(top[1]) == pytest.approx(w[top[0]], abs=5e-4) and w[top[0]] == max(w.values())
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rnnkit.serve import Limits, create_app
+
+    with TestClient(create_app([out], Limits())) as client:
+        resp = client.post("/runs/run/predict", json={"items": items, "top_k": 2})
+    assert resp.status_code == 200, resp.text
+    for pred, w in zip(resp.json()["predictions"], want, strict=True):
+        assert {t["label"]: t["prob"] for t in pred["top"]} == pytest.approx(w, abs=1e-6)
