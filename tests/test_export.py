@@ -236,6 +236,29 @@ def test_lstm_fcn_graph_equals_the_model(tmp_path: Path, model: str, kw: dict) -
         np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
 
 
+def test_pooled_classifier_graphs_equal_the_model(tmp_path: Path) -> None:
+    """``pool`` other than "last" (masked mean / max over the top layer's outputs, in the order given): the graph
+    module equals the model in float64 for each setting, and one graph in onnxruntime."""
+    torch.manual_seed(2)
+    gen = torch.Generator().manual_seed(7)
+    ids, lengths = padded_ids(4, 6, 9, gen)
+    for pool in ("mean", "max", "last+mean+max", "max+last"):
+        cfg = ModelConfig(
+            task="classify", model="gru", vocab_size=9, embed_dim=3, num_classes=3, hidden_size=4,
+            bidirectional=True, num_layers=2, pool=pool,
+        )  # fmt: skip
+        model = build_model(cfg).double().eval()
+        with torch.no_grad():
+            want = model(Batch(ids, lengths, None))[0]
+            torch.testing.assert_close(rexport._ManyToOneGraph(model)(ids, lengths), want, rtol=0, atol=1e-12)
+    model = model.float()
+    export_model(model, tmp_path / "pool.onnx")
+    ids, lengths = padded_ids(5, 9, 9, gen)
+    (got,) = session(tmp_path / "pool.onnx").run(None, {"ids": ids.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(Batch(ids, lengths, None))[0].numpy(), atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("task", ["classify", "regress"])
 def test_an_ensemble_is_one_graph_averaging_its_members(tmp_path: Path, task: str) -> None:
     torch.manual_seed(1)

@@ -11,7 +11,8 @@ real-valued ones), ``lengths`` ``(B,)`` (each in ``[1, T]``, padding on the righ
 generator ``category`` ``(B,)`` (or ``condition`` ``(B, E)``). Outputs:
 
 - classifier: ``logits`` ``(B, C)`` (regressor: ``outputs`` ``(B, K)``), from each sequence's last valid state
-  of every top-layer direction — exactly ``model(batch)``; for an LSTM-FCN / MLSTM-FCN (the series default) from
+  of every top-layer direction (or the masked mean / max of its outputs, as the classifier's ``pool`` says) —
+  exactly ``model(batch)``; for an LSTM-FCN / MLSTM-FCN (the series default) from
   that state beside the convolutional branch's pooled features; for an ensemble (``train --ensemble K``) the
   average of its K members in one graph: ``logits = log(mean_k softmax(logits_k))`` (their softmax is the mean
   of the members' probabilities, as ``rnnkit predict`` gives), ``outputs`` the mean of the members' outputs;
@@ -257,12 +258,23 @@ class _ManyToOneGraph(nn.Module):
         self.embed, _ = _input_stage(model)
         self.rec = _Recurrence(_recurrent_core(model))
         self.summary = model.core if getattr(model, "summarizes", False) else None
+        self.pools = list(getattr(model, "pools", ["last"]))  # a classifier's ``pool`` parts, in their order
 
     def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
         x = inputs if self.embed is None else self.embed(inputs)  # (B, T, I)
-        _, finals = self.rec(x.transpose(0, 1), lengths, self.rec.zeros(x[:, 0]))
+        out, finals = self.rec(x.transpose(0, 1), lengths, self.rec.zeros(x[:, 0]))  # out (T, B, D·H)
         top = finals[-self.rec.D :]  # the top layer's directions
-        h = torch.cat([s[0] if isinstance(s, tuple) else s for s in top], dim=1)  # (B, D·H)
+        last = torch.cat([s[0] if isinstance(s, tuple) else s for s in top], dim=1)  # (B, D·H)
+        parts = []
+        for name in self.pools:  # as SequenceClassifier.encode: last states, masked mean, masked max over T
+            if name == "last":
+                parts.append(last)
+            elif name == "mean":
+                parts.append(out.sum(0) / lengths.unsqueeze(1).to(out.dtype))  # (B, D·H): out is 0 past each end
+            else:
+                valid = length_mask(lengths, out.shape[0], time_major=True, device=out.device).unsqueeze(2)
+                parts.append(out.masked_fill(~valid, -float("inf")).amax(0))  # (B, D·H)
+        h = torch.cat(parts, dim=1)  # (B, P·D·H)
         if self.summary is not None:  # LSTM-FCN: the pooled convolutional features beside the LSTM's state
             mask = length_mask(lengths, x.shape[1], device=x.device)  # (B, T)
             h = torch.cat([h, self.summary.conv_features(x, mask)], dim=1)  # (B, D·H + 128)
