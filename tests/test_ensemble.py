@@ -166,6 +166,26 @@ def test_the_top_folder_plots_every_members_curve(runs: dict[str, Path]) -> None
     assert not (runs["ensemble"] / "curve.csv").exists()  # the figure is drawn from the members' own curves
 
 
+def test_plot_member_curves_draws_each_member(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from rnnkit.plots import plot_member_curves
+
+    rows = [
+        [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e + i, "val_accuracy": 0.5 + 0.1 * e} for e in (1, 2, 3)]
+        for i in range(3)
+    ]
+    both = plot_member_curves(rows, tmp_path / "both.png", title="three members")
+    train_only = [[{k: r[k] for k in ("epoch", "train_loss")} for r in m] for m in rows]
+    no_val = plot_member_curves(train_only, tmp_path / "t.png")
+    # loss and a metric: two panels side by side, twice as wide as the loss-only figure
+    assert imread(both).shape[1] == 2 * imread(no_val).shape[1]
+    with pytest.raises(ValueError, match="every member needs a training curve"):
+        plot_member_curves([rows[0], []], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_export_writes_one_graph_of_the_mean_probabilities(
     capsys: pytest.CaptureFixture[str], runs: dict[str, Path]
 ) -> None:
