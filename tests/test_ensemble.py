@@ -259,6 +259,13 @@ def test_an_interrupted_ensemble_resumes_to_the_weights_of_an_uninterrupted_one(
     assert all(torch.equal(load_file(out / "model.safetensors")[k], b[k]) for k in b)
 
 
+def test_gradients_of_an_ensemble_refuse_in_one_line(capsys: pytest.CaptureFixture[str], runs: dict[str, Path]) -> None:
+    before = snapshot(runs["ensemble"])
+    code, out, err = rnnkit_main(capsys, "gradients", runs["ensemble"])
+    assert_one_line_error(code, out, err, "an ensemble of 2 members", "gradient_flow(model.members[i], batch)")
+    assert snapshot(runs["ensemble"]) == before
+
+
 def test_resume_cannot_change_the_number_of_members(capsys: pytest.CaptureFixture[str], runs: dict[str, Path]) -> None:
     before = snapshot(runs["ensemble"])
     code, out, err = rnnkit_main(capsys, "train", "--resume", "--out", runs["ensemble"], "--ensemble", "3")

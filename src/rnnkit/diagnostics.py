@@ -240,6 +240,12 @@ def gradient_flow(
         :class:`GradientFlow`.
     """
     if not isinstance(model, Recurrent):  # a task model: its forward(batch) gives the loss
+        members = getattr(model, "members", None)
+        if isinstance(members, nn.ModuleList):
+            raise ValueError(
+                f"the model is an ensemble of {len(members)} members, each with its own recurrent core: the flow is "
+                "one model's (gradient_flow(model.members[i], batch) in Python; on the command line a single run)"
+            )
         if loss_fn is not None or lengths is not None or hx is not None:
             raise ValueError("loss_fn, lengths and hx are for bare layers; a task model takes them from the batch")
         if not isinstance(getattr(model, "core", None) or getattr(model, "encoder", None), nn.Module):
