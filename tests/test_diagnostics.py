@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit import ModelConfig, build_model, cli
-from rnnkit.data.batching import collate_classification, collate_generation
+from rnnkit.data.batching import Batch, collate_classification, collate_generation
 from rnnkit.diagnostics import TinyRNN, gradient_flow, show_grads
 from rnnkit.layers import Recurrent
 from rnnkit.plots import matplotlib_available
@@ -164,6 +164,30 @@ def test_task_model_flow_replays_the_models_own_loss(task: str, model: str) -> N
     assert all(len(v) == T and all(x >= 0 for x in v) for v in flow.norms.values())
 
 
+@pytest.mark.parametrize("model", ["lstm-fcn", "mlstm-fcn"])
+def test_lstm_fcn_flow_is_its_lstm_branchs_under_the_whole_loss(model: str) -> None:
+    """The LSTM-FCN's flow is measured at its LSTM branch's states. Reference (float64): the last step's state
+    enters the loss only through the summary ``(B, H + 128)``, so ``‖∂L/∂h_T‖`` is the norm of ``∂L/∂summary``'s
+    first ``H`` columns, averaged over the batch (all of length T here)."""
+    torch.manual_seed(3)
+    cfg = ModelConfig(task="classify", model=model, input_features=2, num_classes=3, hidden_size=5, num_layers=2)
+    net = build_model(cfg).double().eval()
+    B, T = 4, 6
+    x = torch.randn(B, T, 2, dtype=torch.float64)
+    batch = Batch(x, torch.full((B,), T), torch.tensor([0, 2, 1, 1]))
+    flow = gradient_flow(net, batch)
+    assert flow.loss == pytest.approx(float(net(batch)[1].detach()), abs=1e-12)  # the whole model's loss
+    assert set(flow.norms) == {"l0", "l1"} and all(len(v) == T for v in flow.norms.values())
+    summary = net.core.summary(x, batch.lengths).detach().requires_grad_()  # (B, H + 128)
+    loss = torch.nn.functional.cross_entropy(net.head(summary), batch.targets)
+    (g,) = torch.autograd.grad(loss, summary)
+    want = g[:, :5].norm(dim=1).mean()  # the top layer's last state
+    assert flow.norms["l1"][T - 1] == pytest.approx(float(want), rel=1e-10)
+    # unequal lengths: one norm per step of the longest series, all finite and not all zero
+    ragged = gradient_flow(net, Batch(x, torch.tensor([6, 2, 4, 1]), batch.targets))
+    assert all(len(v) == T for v in ragged.norms.values()) and max(ragged.norms["l0"]) > 0
+
+
 # ---------------------------------------------------------------------------------------------------------- CLI
 def test_cli_compare_writes_csv_and_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "flow.png"
@@ -201,6 +225,23 @@ def test_cli_gradients_on_a_trained_run(tmp_path: Path, capsys: pytest.CaptureFi
     with open(run / "gradient_flow.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["t", "gru l0", "gru l0_reverse"] and len(rows) > 2
+
+
+def test_cli_gradients_on_an_lstm_fcn_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The series default (LSTM-FCN, bidirectional): ``gradients RUN`` gives the flow through its LSTM branch."""
+    from cli_helpers import write_tiny_ts
+
+    data = write_tiny_ts(tmp_path / "TRAIN.ts", 8, 1, noise=0.3)
+    run = tmp_path / "run"
+    tiny = ["--task", "classify", "--model", "lstm-fcn", "--epochs", "1", "--hidden", "4", "--batch-size", "8"]
+    assert cli.main(["train", "--data", str(data), "--out", str(run), *tiny]) == 0
+    capsys.readouterr()
+    assert cli.main(["gradients", str(run)]) == 0
+    assert "lstm-fcn l0 " in capsys.readouterr().out
+    with open(run / "gradient_flow.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["t", "lstm-fcn l0", "lstm-fcn l0_reverse"] and len(rows) > 2
+    assert any(float(r[1]) > 0 for r in rows[1:])
 
 
 @pytest.mark.parametrize(

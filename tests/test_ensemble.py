@@ -1,9 +1,11 @@
 """``train --ensemble K`` (issue 16, point 3): the averaging module against a hand-written average in float64, and
 an ensemble run through the command line (member 0 is the single run, metrics of the ensemble and every member,
-evaluate, predict, the export and resume refusals, the run-folder format)."""
+evaluate, predict, ``export`` as one ONNX graph of the mean probabilities, ``--resume`` after an interruption in a
+member giving the weights of an uninterrupted run, the members' curves on one figure, the run-folder format)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import rnnkit.runs.kind  # noqa: F401  the built-in kinds
-from cli_helpers import write_tiny_ts
+import rnnkit.runs.kind  # the built-in kinds (and the fit the resume test interrupts)
+import rnnkit.train
+from cli_helpers import assert_one_line_error, rnnkit_main, snapshot, write_tiny_ts
 from rnnkit import cli
 from rnnkit.data.arrays import Standardizer, as_sequences, read_ts
 from rnnkit.data.batching import Batch
@@ -76,13 +79,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "val": _write_ts(base / "VAL.ts", 2, 2),
         "test": _write_ts(base / "TEST.ts", 3, 3),
     }
-    data = ["--task", "classify", "--data", files["train"], "--val-data", files["val"], "--test-data", files["test"]]
+    data = _data_args(files)
     for name, more in (("ensemble", ["--ensemble", "2"]), ("single", [])):
         out = base / name
         assert cli.main([str(a) for a in ["train", *data, *TINY, *more, "--seed", "5", "--out", out]]) == 0
         files[name] = out
     files["base"] = base
     return files
+
+
+def _data_args(files: dict[str, Path]) -> list:
+    return ["--task", "classify", "--data", files["train"], "--val-data", files["val"], "--test-data", files["test"]]
 
 
 def _metrics(run: Path) -> dict:
@@ -92,6 +99,12 @@ def _metrics(run: Path) -> dict:
 def _members_mean_probs(run: Path, test_file: Path):
     """The loaded run, the test set and the mean of its two members' probabilities ``(N, C)``, computed here from
     the members themselves (the run's own scaler and input normalisation)."""
+    loaded, test, batch = _test_batch(run, test_file)
+    return loaded, test, sum(member.predict_proba(batch) for member in loaded.model.members) / 2
+
+
+def _test_batch(run: Path, test_file: Path):
+    """The loaded run, the test set and its batch as the model reads it (standardised by the run's own scaler)."""
     loaded = load_run(run)
     test = read_ts(test_file)
     batch = series_batch(
@@ -99,7 +112,7 @@ def _members_mean_probs(run: Path, test_file: Path):
         Standardizer.from_dict(loaded.config["scaler"]),
         series_norm=loaded.config.get("series_norm", "none"),
     )
-    return loaded, test, sum(member.predict_proba(batch) for member in loaded.model.members) / 2
+    return loaded, test, batch
 
 
 def test_the_run_folder_holds_the_members_and_the_metrics_of_each(runs: dict[str, Path]) -> None:
@@ -146,22 +159,118 @@ def test_evaluate_and_predict_use_the_mean_probabilities(
         )
 
 
-@pytest.mark.parametrize(
-    ("args", "needle"),
-    [
-        (["export", "{run}", "--output", "{base}/e.onnx"], "ensemble of 2 members"),
-        (["train", "--resume", "--out", "{run}"], "ensembles are not resumed"),
-    ],
-)
-def test_export_and_resume_refuse_in_one_line(
-    capsys: pytest.CaptureFixture[str], runs: dict[str, Path], args: list[str], needle: str
+def test_the_top_folder_plots_every_members_curve(runs: dict[str, Path]) -> None:
+    pytest.importorskip("matplotlib")
+    png = runs["ensemble"] / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (runs["ensemble"] / "curve.csv").exists()  # the figure is drawn from the members' own curves
+
+
+def test_plot_member_curves_draws_each_member(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from rnnkit.plots import plot_member_curves
+
+    rows = [
+        [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e + i, "val_accuracy": 0.5 + 0.1 * e} for e in (1, 2, 3)]
+        for i in range(3)
+    ]
+    both = plot_member_curves(rows, tmp_path / "both.png", title="three members")
+    train_only = [[{k: r[k] for k in ("epoch", "train_loss")} for r in m] for m in rows]
+    no_val = plot_member_curves(train_only, tmp_path / "t.png")
+    # loss and a metric: two panels side by side, twice as wide as the loss-only figure
+    assert imread(both).shape[1] == 2 * imread(no_val).shape[1]
+    with pytest.raises(ValueError, match="every member needs a training curve"):
+        plot_member_curves([rows[0], []], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_export_writes_one_graph_of_the_mean_probabilities(
+    capsys: pytest.CaptureFixture[str], runs: dict[str, Path]
 ) -> None:
-    before = {p: p.read_bytes() for p in sorted(runs["ensemble"].rglob("*")) if p.is_file()}
-    capsys.readouterr()
-    code = cli.main([a.format(run=runs["ensemble"], base=runs["base"]) for a in args])
-    out, err = capsys.readouterr()
-    assert code == 2 and out == "" and len(err.splitlines()) == 1 and needle in err, err
-    assert {p: p.read_bytes() for p in sorted(runs["ensemble"].rglob("*")) if p.is_file()} == before
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    run, onnx_file = runs["ensemble"], runs["base"] / "e.onnx"
+    before = snapshot(run)
+    code, out, err = rnnkit_main(capsys, "export", run, "--output", onnx_file)
+    assert code == 0, err
+    assert "no step graph: an ensemble" in out and "onnxruntime check: max |ONNX - PyTorch|" in out
+    assert snapshot(run) == before  # written beside, not into the run
+    assert json.loads(onnx_file.with_suffix(".onnx.json").read_text())["ensemble"] == 2
+    _, _, probs = _members_mean_probs(run, runs["test"])  # (N, C), from the members themselves
+    _, _, batch = _test_batch(run, runs["test"])
+    sess = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    (logits,) = sess.run(None, {"inputs": batch.inputs.float().numpy(), "lengths": batch.lengths.numpy()})
+    got = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(got / got.sum(1, keepdims=True), probs.numpy(), atol=1e-5, rtol=0)
+
+
+def test_an_interrupted_ensemble_resumes_to_the_weights_of_an_uninterrupted_one(
+    capsys: pytest.CaptureFixture[str], runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[int] = []
+
+    def fit(*args, **kwargs):  # member 1 (the second fit) stops in the middle of its second epoch, as Ctrl-C would
+        calls.append(1)
+        if len(calls) == 2:
+
+            def on_step(trainer: rnnkit.train.Trainer) -> None:
+                if trainer.state["step"] == 3:
+                    trainer.request_stop()
+
+            kwargs["on_step"] = on_step
+        return rnnkit.train.fit(*args, **kwargs)
+
+    out = tmp_path / "b"
+    args = ["train", *_data_args(runs), *TINY, "--ensemble", "2", "--seed", "5", "--out", out]
+    with monkeypatch.context() as m:
+        m.setattr(rnnkit.runs.kind, "fit", fit)
+        code, stdout, err = rnnkit_main(capsys, *args)
+    # the members' progress lines, then one error line (an ensemble is scored only once every member is trained)
+    assert code == 2 and stdout == "" and "Traceback" not in err, err
+    last = err.splitlines()[-1]
+    assert last.startswith("rnnkit: error: interrupted in ensemble member 2") and "--resume" in last, err
+    assert not (out / "model.safetensors").exists() and (out / "members" / "0" / "model.safetensors").is_file()
+
+    code, _, err = rnnkit_main(capsys, "train", "--resume", "--out", out)
+    assert code == 0, err
+    assert "member 2/2 (seed 6): continuing" in err and "resuming" in err
+    a, b = load_file(runs["ensemble"] / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), f"{key} differs after --resume"
+    ma, mb = _metrics(runs["ensemble"]), _metrics(out)
+    for key in ("test_accuracy", "test_loss", "epochs", "ensemble"):
+        assert ma[key] == mb[key], key
+    for x, y in zip(ma["members"], mb["members"], strict=True):
+        assert {k: v for k, v in x.items() if k != "train_seconds"} == {
+            k: v for k, v in y.items() if k != "train_seconds"
+        }
+    for i in ("0", "1"):
+        ca = (runs["ensemble"] / "members" / i / "curve.csv").read_text().splitlines()
+        cb = (out / "members" / i / "curve.csv").read_text().splitlines()
+        assert [r.split(",")[:3] for r in ca] == [r.split(",")[:3] for r in cb]  # epoch, step, train loss
+
+    # resuming the finished ensemble again changes no weights
+    code, _, err = rnnkit_main(capsys, "train", "--resume", "--out", out)
+    assert code == 0, err
+    assert load_file(out / "model.safetensors").keys() == b.keys()
+    assert all(torch.equal(load_file(out / "model.safetensors")[k], b[k]) for k in b)
+
+
+def test_gradients_of_an_ensemble_refuse_in_one_line(capsys: pytest.CaptureFixture[str], runs: dict[str, Path]) -> None:
+    before = snapshot(runs["ensemble"])
+    code, out, err = rnnkit_main(capsys, "gradients", runs["ensemble"])
+    assert_one_line_error(code, out, err, "an ensemble of 2 members", "gradient_flow(model.members[i], batch)")
+    assert snapshot(runs["ensemble"]) == before
+
+
+def test_resume_cannot_change_the_number_of_members(capsys: pytest.CaptureFixture[str], runs: dict[str, Path]) -> None:
+    before = snapshot(runs["ensemble"])
+    code, out, err = rnnkit_main(capsys, "train", "--resume", "--out", runs["ensemble"], "--ensemble", "3")
+    assert_one_line_error(code, out, err, "an ensemble of 2", "cannot change --ensemble")
+    assert snapshot(runs["ensemble"]) == before
 
 
 def test_kinds_without_ensembles_refuse_the_flag(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -179,9 +288,7 @@ def test_kinds_without_ensembles_refuse_the_flag(capsys: pytest.CaptureFixture[s
     assert not (tmp_path / "r").exists()
 
 
-def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> None:
-    import dataclasses
-
+def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rnnkit.runs.forecast import forecaster_of
 
     t = np.arange(160)
@@ -199,6 +306,12 @@ def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> N
     series = values.reshape(-1, 1)
     each = [dataclasses.replace(fc, model=member).predict_at(series, origins) for member in run.model.members]
     np.testing.assert_allclose(fc.predict_at(series, origins), (each[0] + each[1]) / 2, rtol=1e-6, atol=1e-6)
+    # evaluate: the ensemble's test metrics of metrics.json, computed again from the folder
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out), "--json"]) == 0
+    e = json.loads(capsys.readouterr().out)
+    for key in ("test_mae", "test_rmse", "test_mase", "test_smape"):
+        assert e[key] == pytest.approx(m[key], rel=1e-6, abs=1e-6), key
     # served: the answer is what `rnnkit predict` prints for the same values (the ensemble's mean forecast)
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
@@ -211,3 +324,63 @@ def test_a_forecast_ensemble_averages_the_members_forecasts(tmp_path: Path) -> N
         resp = client.post("/runs/run/predict", json={"items": items})
     assert resp.status_code == 200, resp.text
     assert resp.json()["lines"] == predict_lines(run, items)
+
+
+def test_serve_answers_for_a_series_ensemble_as_for_a_single_run(runs: dict[str, Path]) -> None:
+    """A series run is served its report; its predict box refuses items as for a single run (series come in files,
+    ``rnnkit predict RUN --data FILE``, tested above)."""
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rnnkit.serve import Limits, create_app
+
+    with TestClient(create_app([runs["ensemble"], runs["single"]], Limits())) as client:
+        report = client.get("/runs/ensemble")
+        assert report.status_code == 200, report.text
+        assert report.json()["metrics"]["test_accuracy"] == _metrics(runs["ensemble"])["test_accuracy"]
+        answers = [client.post(f"/runs/{name}/predict", json={"items": ["1,2,3"]}) for name in ("ensemble", "single")]
+    assert answers[0].status_code == answers[1].status_code == 400
+    assert answers[0].json() == answers[1].json()
+
+
+def test_a_text_ensemble_evaluates_predicts_and_serves_the_mean_probabilities(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from cli_helpers import make_folder
+    from rnnkit.runs import predict
+
+    data = make_folder(tmp_path / "names")
+    out = tmp_path / "run"
+    args = ["train", "--task", "classify", "--data", data, "--ensemble", "2", "--hidden", "4", "--embed", "4"]
+    code, _, err = rnnkit_main(capsys, *args, "--epochs", "1", "--out", out)
+    assert code == 0, err
+    m = _metrics(out)
+    assert m["ensemble"] == 2 and len(m["members"]) == 2
+    code, text, err = rnnkit_main(capsys, "evaluate", out, "--json")
+    assert code == 0, err
+    e = json.loads(text)
+    assert e["test_accuracy"] == m["test_accuracy"] and e["test_loss"] == m["test_loss"]
+
+    run = load_run(out)
+    items = ["Aeiou", "Bcdfg", "Abe"]
+    each = [predict(dataclasses.replace(run, model=member), items, top_k=2) for member in run.model.members]
+    want = [{c: (dict(a)[c] + dict(b)[c]) / 2 for c in run.classes} for a, b in zip(*each, strict=True)]
+    got = predict(run, items, top_k=2)
+    for row, w in zip(got, want, strict=True):
+        assert dict(row) == pytest.approx(w, abs=1e-6)
+    code, text, err = rnnkit_main(capsys, "predict", out, *items)
+    assert code == 0, err
+    for line, w in zip(text.splitlines(), want, strict=True):  # "ITEM: CLASS p, CLASS p"
+        top = line.split(": ", 1)[1].split(", ")[0].split(" ")
+        assert float(top[1]) == pytest.approx(w[top[0]], abs=5e-4) and w[top[0]] == max(w.values())
+
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from rnnkit.serve import Limits, create_app
+
+    with TestClient(create_app([out], Limits())) as client:
+        resp = client.post("/runs/run/predict", json={"items": items, "top_k": 2})
+    assert resp.status_code == 200, resp.text
+    for pred, w in zip(resp.json()["predictions"], want, strict=True):
+        assert {t["label"]: t["prob"] for t in pred["top"]} == pytest.approx(w, abs=1e-6)

@@ -5,8 +5,10 @@ itself against every core's own ``forward`` in float64 (all cell kinds, two laye
 Then, in onnxruntime on random inputs of several lengths and batch sizes: a bidirectional two-layer ``gru-before``
 classifier (whole-sequence graph only), a conditional two-layer LSTM generator (sequence and step graphs; greedy
 decoding in onnxruntime equals ``model.sample(temperature=0)``), and ``rnnkit export RUN`` on a trained run
-(files, JSON, the step graph's probabilities equal ``rnnkit predict``'s), with its one-line errors.
-Exports cost a few seconds each (torch.export), so there are five graphs in all.
+(files, JSON, the step graph's probabilities equal ``rnnkit predict``'s), with its one-line errors. LSTM-FCN and
+MLSTM-FCN classifiers (the series default; the graph module first checked in float64 against the model) and
+ensembles of classifiers and regressors (the mean of the members' probabilities / outputs) as whole-sequence
+graphs. Exports cost a few seconds each (torch.export), so there are few graphs in all.
 """
 
 from __future__ import annotations
@@ -185,6 +187,103 @@ def test_conditional_lstm_generator_graphs_match_pytorch(tmp_path: Path) -> None
             out.append(tok)
             logits, h, c = step.run(None, {"ids": np.array([tok]), "category": np.array([category]), "h": h, "c": c})
         assert out == want
+
+
+# --------------------------------------------------------------------------------------------------------------
+# 3b. LSTM-FCN (the series-classification default) and ensembles: one whole-sequence graph each
+
+
+def _fcn_model(model: str, **kw) -> torch.nn.Module:
+    """An LSTM-FCN classifier whose batch norms hold running statistics of a few training batches (not 0 and 1)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(task="classify", model=model, input_features=3, num_classes=4, hidden_size=5, **kw)
+    m = build_model(cfg).train()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for _ in range(3):
+            x = torch.randn(6, 9, 3, generator=gen) * 2 + 1
+            m(Batch(x, torch.tensor([9, 4, 7, 1, 9, 3]), torch.randint(0, 4, (6,), generator=gen)))
+    return m.eval()
+
+
+def padded_reals(B: int, T: int, F: int, gen: torch.Generator, dtype=torch.float32):
+    lengths = torch.randint(1, T + 1, (B,), generator=gen)
+    lengths[0] = T
+    x = torch.randn(B, T, F, generator=gen, dtype=dtype)
+    return x * (torch.arange(T) < lengths.unsqueeze(1)).unsqueeze(2).to(dtype), lengths
+
+
+@pytest.mark.parametrize(("model", "kw"), [("lstm-fcn", {}), ("mlstm-fcn", {"num_layers": 2, "bidirectional": True})])
+def test_lstm_fcn_graph_equals_the_model(tmp_path: Path, model: str, kw: dict) -> None:
+    fcn = _fcn_model(model, **kw)
+    # the graph module itself, in PyTorch and float64, equals the model's forward (LSTM branch through scan)
+    graph = rexport._ManyToOneGraph(fcn).double()
+    x, lengths = padded_reals(4, 7, 3, torch.Generator().manual_seed(4), torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(x, lengths), fcn.double()(Batch(x, lengths, None))[0], rtol=0, atol=1e-12)
+    fcn = fcn.float()
+    info = export_model(fcn, tmp_path / "fcn.onnx")
+    assert list(info["graphs"]) == ["sequence"] and not (tmp_path / "fcn.step.onnx").exists()  # no step graph
+    assert graph_io(tmp_path / "fcn.onnx") == (["inputs", "lengths"], ["logits"])
+    sess = session(tmp_path / "fcn.onnx")
+    gen = torch.Generator().manual_seed(5)
+    for B, T in ((1, 1), (3, 4), (5, 23)):
+        x, lengths = padded_reals(B, T, 3, gen)
+        with torch.no_grad():
+            want = fcn(Batch(x, lengths, None))[0].numpy()  # (B, C)
+        (got,) = sess.run(None, {"inputs": x.numpy(), "lengths": lengths.numpy()})
+        assert np.abs(want).max() > 1e-3  # the comparison is not between zeros
+        np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
+def test_pooled_classifier_graphs_equal_the_model(tmp_path: Path) -> None:
+    """``pool`` other than "last" (masked mean / max over the top layer's outputs, in the order given): the graph
+    module equals the model in float64 for each setting, and one graph in onnxruntime."""
+    torch.manual_seed(2)
+    gen = torch.Generator().manual_seed(7)
+    ids, lengths = padded_ids(4, 6, 9, gen)
+    for pool in ("mean", "max", "last+mean+max", "max+last"):
+        cfg = ModelConfig(
+            task="classify", model="gru", vocab_size=9, embed_dim=3, num_classes=3, hidden_size=4,
+            bidirectional=True, num_layers=2, pool=pool,
+        )  # fmt: skip
+        model = build_model(cfg).double().eval()
+        with torch.no_grad():
+            want = model(Batch(ids, lengths, None))[0]
+            torch.testing.assert_close(rexport._ManyToOneGraph(model)(ids, lengths), want, rtol=0, atol=1e-12)
+    model = model.float()
+    export_model(model, tmp_path / "pool.onnx")
+    ids, lengths = padded_ids(5, 9, 9, gen)
+    (got,) = session(tmp_path / "pool.onnx").run(None, {"ids": ids.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, model(Batch(ids, lengths, None))[0].numpy(), atol=ATOL, rtol=0)
+
+
+@pytest.mark.parametrize("task", ["classify", "regress"])
+def test_an_ensemble_is_one_graph_averaging_its_members(tmp_path: Path, task: str) -> None:
+    torch.manual_seed(1)
+    kw = {"num_classes": 3} if task == "classify" else {"num_outputs": 2}
+    cfg = ModelConfig(task=task, model="gru", input_features=2, hidden_size=4, ensemble=2, **kw)
+    model = build_model(cfg).eval()
+    info = export_model(model, tmp_path / "ens.onnx")
+    assert info["ensemble"] == 2 and list(info["graphs"]) == ["sequence"]
+    name = "logits" if task == "classify" else "outputs"
+    assert graph_io(tmp_path / "ens.onnx") == (["inputs", "lengths"], [name])
+    sess = session(tmp_path / "ens.onnx")
+    gen = torch.Generator().manual_seed(6)
+    for B, T in ((1, 1), (4, 9)):
+        x, lengths = padded_reals(B, T, 2, gen)
+        (got,) = sess.run(None, {"inputs": x.numpy(), "lengths": lengths.numpy()})
+        with torch.no_grad():
+            each = [m(Batch(x, lengths, None))[0] for m in model.members]  # 2 × (B, C | K)
+        if task == "classify":  # softmax of the graph's output: the mean of the members' probabilities
+            got_p = np.exp(got - got.max(1, keepdims=True))
+            got_p /= got_p.sum(1, keepdims=True)
+            want = (sum(torch.softmax(o, -1) for o in each) / 2).numpy()
+            np.testing.assert_allclose(got_p, want, atol=ATOL, rtol=0)
+        else:
+            np.testing.assert_allclose(got, (sum(each) / 2).numpy(), atol=ATOL, rtol=0)
+        np.testing.assert_allclose(got, model(Batch(x, lengths, None))[0].detach().numpy(), atol=ATOL, rtol=0)
 
 
 def test_unsupported_models_are_refused(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """LSTM-FCN / MLSTM-FCN (rnnkit.tasks.fcn): shapes, padding invariance, float64 references for the masked batch
 norm, the squeeze-and-excitation block, the pooling and the convolution, and the model through the command line
-(train, evaluate, predict, serve, export refusal) and the scikit-learn estimator."""
+(train, evaluate, predict, serve, export) and the scikit-learn estimator."""
 
 from __future__ import annotations
 
@@ -273,12 +273,19 @@ def test_one_epoch_through_the_command_line_then_evaluate_and_predict(
     assert len(lines) == 6 and all(line.split(": ")[1].split(" ")[0] in ("up", "down") for line in lines)
 
 
-def test_export_refuses_in_one_line(capsys: pytest.CaptureFixture[str], fcn_run: dict[str, Path]) -> None:
+def test_export_writes_one_whole_series_graph(capsys: pytest.CaptureFixture[str], fcn_run: dict[str, Path]) -> None:
+    """The run exports (its graph is compared with PyTorch in tests/test_export.py): the whole-series graph, no
+    step graph (the convolutions read the whole series), and the onnxruntime check of `rnnkit export` passes."""
     pytest.importorskip("onnx")
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
     capsys.readouterr()
     code = cli.main(["export", str(fcn_run["run"]), "--output", str(fcn_run["base"] / "m.onnx")])
-    err = capsys.readouterr().err
-    assert code == 2 and len(err.splitlines()) == 1 and "LSTMFCN" in err, err
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "no step graph: the LSTM-FCN's convolutional branch reads the whole sequence" in out
+    assert "onnxruntime check: max |ONNX - PyTorch|" in out
+    assert (fcn_run["base"] / "m.onnx").is_file() and not (fcn_run["base"] / "m.step.onnx").exists()
 
 
 def test_a_text_classifier_on_lstm_fcn_is_served(tmp_path: Path) -> None:

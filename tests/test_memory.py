@@ -78,3 +78,18 @@ def test_memory_bad_input_exits_2(tmp_path, capsys):
     assert main(["memory", "--models", "transformer", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("rnnkit: error:") for line in err)
+
+
+@pytest.mark.parametrize("model", ["lstm-fcn", "mlstm-fcn"])
+def test_memory_does_not_offer_summary_cores(model, tmp_path, capsys):
+    """LSTM-FCN's convolution branch alone is far over the LSTM's parameter budget (and copy needs per-step
+    outputs): `rnnkit memory` refuses it as an unknown choice, in one line, and says why in its help."""
+    assert main(["memory", "--models", model, "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rnnkit: error:") and "invalid choice" in err[0]
+    assert not any(tmp_path.iterdir())
+    budget = sum(p.numel() for p in MemoryModel(describe_task("adding", 10), "lstm", 64).parameters())
+    from rnnkit.tasks.registry import build_core
+
+    conv = sum(p.numel() for n, p in build_core(model, 2, 1).named_parameters() if not n.startswith("lstm."))
+    assert conv > 10 * budget

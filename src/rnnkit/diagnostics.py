@@ -224,7 +224,8 @@ def gradient_flow(
         model: an rnnkit layer (:class:`~rnnkit.layers.Recurrent`: ``RNN``, ``LSTM``, ``GRU`` or one with a custom
             cell), or a task model whose ``core`` (a seq2seq model: ``encoder``) is one and whose
             ``forward(batch)`` returns ``(output, loss)``: classifier, generator, tagger, regressor (forecast),
-            language model, seq2seq.
+            language model, seq2seq; of an LSTM-FCN / MLSTM-FCN classifier or regressor the flow through its LSTM
+            branch (labels ``l0``, …) under the whole model's loss.
         batch: for a layer, its input ``(T, B, I)`` (``(B, T, I)`` with ``batch_first``); for a task model, a
             :class:`~rnnkit.data.batching.Batch` with targets.
         loss_fn: layers only: ``loss_fn(output, h_n) -> scalar`` on the layer's outputs (as ``forward`` returns
@@ -239,6 +240,12 @@ def gradient_flow(
         :class:`GradientFlow`.
     """
     if not isinstance(model, Recurrent):  # a task model: its forward(batch) gives the loss
+        members = getattr(model, "members", None)
+        if isinstance(members, nn.ModuleList):
+            raise ValueError(
+                f"the model is an ensemble of {len(members)} members, each with its own recurrent core: the flow is "
+                "one model's (gradient_flow(model.members[i], batch) in Python; on the command line a single run)"
+            )
         if loss_fn is not None or lengths is not None or hx is not None:
             raise ValueError("loss_fn, lengths and hx are for bare layers; a task model takes them from the batch")
         if not isinstance(getattr(model, "core", None) or getattr(model, "encoder", None), nn.Module):
@@ -268,10 +275,13 @@ def gradient_flow(
 
 def _core_of(model: nn.Module) -> Recurrent:
     """The recurrent core whose steps the flow is measured at: ``core`` (one-pass task models), else ``encoder``
-    (seq2seq: the flow back through the source steps)."""
+    (seq2seq: the flow back through the source steps); of an LSTM-FCN core its LSTM branch (the loss is the
+    whole model's, the convolutional branch has no state carried through time)."""
     core = getattr(model, "core", None)
     if core is None:
         core = getattr(model, "encoder", None)
+    if getattr(core, "summary_only", False) and isinstance(getattr(core, "lstm", None), Recurrent):
+        core = core.lstm
     if not isinstance(core, Recurrent):
         name = getattr(getattr(model, "config", None), "model", type(core).__name__)
         raise ValueError(f"model {name!r} has no per-step recurrent states: gradient flow needs an rnnkit layer core")

@@ -11,18 +11,22 @@ real-valued ones), ``lengths`` ``(B,)`` (each in ``[1, T]``, padding on the righ
 generator ``category`` ``(B,)`` (or ``condition`` ``(B, E)``). Outputs:
 
 - classifier: ``logits`` ``(B, C)`` (regressor: ``outputs`` ``(B, K)``), from each sequence's last valid state
-  of every top-layer direction — exactly ``model(batch)``;
+  of every top-layer direction (or the masked mean / max of its outputs, as the classifier's ``pool`` says) —
+  exactly ``model(batch)``; for an LSTM-FCN / MLSTM-FCN (the series default) from
+  that state beside the convolutional branch's pooled features; for an ensemble (``train --ensemble K``) the
+  average of its K members in one graph: ``logits = log(mean_k softmax(logits_k))`` (their softmax is the mean
+  of the members' probabilities, as ``rnnkit predict`` gives), ``outputs`` the mean of the members' outputs;
 - generator: ``logits`` ``(B, T, V)`` for the next symbol after every position, and the state after each
   sequence's last valid step, ``h_n`` ``(L, B, H)`` (LSTM: also ``c_n``). Read ``[BOS, prefix...]`` with it, then
   continue with the step graph; as ``SequenceGenerator.sample`` does, never pick PAD, BOS or UNK (ids 0, 1, 3)
   and stop at EOS (2).
 
-``model.step.onnx`` — one time step (not written for bidirectional cores: a reverse direction needs the whole
-sequence). Inputs: ``ids`` ``(B,)`` (or ``inputs`` ``(B, F)``), a generator's ``category`` / ``condition`` as
-above, ``h`` ``(L, B, H)`` (LSTM: and ``c``). Outputs: ``logits`` ``(B, V)`` of the next symbol (generator) or
-``(B, C)`` of the sequence read so far (classifier; ``outputs`` ``(B, K)`` for a regressor), and the new state
-``h_out`` (LSTM: and ``c_out``). A classifier starts from zero states; after the last element its logits equal
-the whole-sequence graph's.
+``model.step.onnx`` — one time step (not written for bidirectional cores, LSTM-FCN or ensembles: a reverse
+direction, a convolution over time and K members' average read the whole sequence). Inputs: ``ids`` ``(B,)`` (or
+``inputs`` ``(B, F)``), a generator's ``category`` / ``condition`` as above, ``h`` ``(L, B, H)`` (LSTM: and ``c``).
+Outputs: ``logits`` ``(B, V)`` of the next symbol (generator) or ``(B, C)`` of the sequence read so far (classifier;
+``outputs`` ``(B, K)`` for a regressor), and the new state ``h_out`` (LSTM: and ``c_out``). A classifier starts from
+zero states; after the last element its logits equal the whole-sequence graph's.
 
 ``model.onnx.json`` — these names, dtypes and shapes per graph, the ONNX opset, the run's vocabulary (``specials``
 are ids 0–3: PAD, BOS, EOS, UNK; ``symbols`` take ids 4, 5, ...) and classes, so the graphs can be used without
@@ -37,7 +41,13 @@ T, and its ONNX LSTM/GRU for the fused kernel fails in onnxruntime at any other 
 (``dynamo=False``) exports the fused kernel with a dynamic T, but turns rnnkit's own BPTT engine (``gru-before``)
 into a graph that is wrong even at the example's shape. ``scan`` gives every core (rnn, lstm, gru, gru-before)
 with dynamic B and T; minGRU/minLSTM cores (:mod:`rnnkit.layers.minimal`) go through the same ``scan`` with their
-cells' step form (state ``h`` only). The window model and per-step frame encoders are not exported.
+cells' step form (state ``h`` only); an LSTM-FCN's LSTM branch goes through it too, its convolutional branch
+(masked convolutions, batch norm from the running statistics, masked means) exports as it is. The window model
+and per-step frame encoders are not exported.
+
+Why one module of ~700 lines: the graph modules, their specifications, the export and its onnxruntime check share
+the private pieces above (``_Recurrence``, ``_specs``, ``_paths``); split, each part would import the others'
+privates.
 """
 
 from __future__ import annotations
@@ -63,6 +73,7 @@ from rnnkit.data.vocab import BOS
 from rnnkit.layers.minimal import MinGRU
 from rnnkit.masks import length_mask
 from rnnkit.tasks.classifier import SequenceClassifier
+from rnnkit.tasks.ensemble import Ensemble
 from rnnkit.tasks.generator import SequenceGenerator
 from rnnkit.tasks.regressor import SequenceRegressor
 
@@ -217,22 +228,75 @@ def _input_stage(model: nn.Module) -> tuple[nn.Embedding | None, int]:
     return embed, 0 if embed is not None else model.config.input_features
 
 
+def _recurrent_core(model: nn.Module) -> nn.Module:
+    """The layer whose recurrence is exported: the task model's core, or a summary core's (LSTM-FCN) LSTM branch."""
+    return model.core.lstm if getattr(model, "summarizes", False) else model.core
+
+
+def _no_step_reason(model: nn.Module) -> str | None:
+    """Why ``model`` has no step graph (None when it has one)."""
+    if isinstance(model, Ensemble):
+        return "an ensemble's graph averages its members over whole sequences"
+    if getattr(model, "summarizes", False):
+        return "the LSTM-FCN's convolutional branch reads the whole sequence"
+    if getattr(_recurrent_core(model), "bidirectional", False):
+        return "a bidirectional model reads the whole sequence"
+    return None
+
+
 class _ManyToOneGraph(nn.Module):
-    """Classifier / regressor over whole sequences: ``(inputs, lengths) -> (B, C | K)``."""
+    """Classifier / regressor over whole sequences: ``(inputs, lengths) -> (B, C | K)``.
+
+    A summary core (LSTM-FCN, :mod:`rnnkit.tasks.fcn`): its LSTM branch runs as :class:`_Recurrence`, its
+    convolutional branch as it is (eval mode: batch norm from the running statistics, padded steps masked), and
+    the head reads both, ``(B, D·H + 128)``, as :meth:`~rnnkit.tasks.fcn.LSTMFCN.summary` gives them.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.embed, _ = _input_stage(model)
-        self.rec = _Recurrence(model.core)
+        self.rec = _Recurrence(_recurrent_core(model))
+        self.summary = model.core if getattr(model, "summarizes", False) else None
+        self.pools = list(getattr(model, "pools", ["last"]))  # a classifier's ``pool`` parts, in their order
 
     def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
         x = inputs if self.embed is None else self.embed(inputs)  # (B, T, I)
-        x = x.transpose(0, 1)  # (T, B, I)
-        _, finals = self.rec(x, lengths, self.rec.zeros(x[0]))
+        out, finals = self.rec(x.transpose(0, 1), lengths, self.rec.zeros(x[:, 0]))  # out (T, B, D·H)
         top = finals[-self.rec.D :]  # the top layer's directions
-        h = torch.cat([s[0] if isinstance(s, tuple) else s for s in top], dim=1)  # (B, D·H)
+        last = torch.cat([s[0] if isinstance(s, tuple) else s for s in top], dim=1)  # (B, D·H)
+        parts = []
+        for name in self.pools:  # as SequenceClassifier.encode: last states, masked mean, masked max over T
+            if name == "last":
+                parts.append(last)
+            elif name == "mean":
+                parts.append(out.sum(0) / lengths.unsqueeze(1).to(out.dtype))  # (B, D·H): out is 0 past each end
+            else:
+                valid = length_mask(lengths, out.shape[0], time_major=True, device=out.device).unsqueeze(2)
+                parts.append(out.masked_fill(~valid, -float("inf")).amax(0))  # (B, D·H)
+        h = torch.cat(parts, dim=1)  # (B, P·D·H)
+        if self.summary is not None:  # LSTM-FCN: the pooled convolutional features beside the LSTM's state
+            mask = length_mask(lengths, x.shape[1], device=x.device)  # (B, T)
+            h = torch.cat([h, self.summary.conv_features(x, mask)], dim=1)  # (B, D·H + 128)
         return self.model.head(h)  # (B, C | K)
+
+
+class _EnsembleGraph(nn.Module):
+    """An ensemble's K members in one graph, ``(inputs, lengths) -> (B, C | K)``, as :class:`Ensemble` averages:
+    classify ``log(mean_k softmax(logits_k))`` (its softmax is the mean of the members' probabilities), regress /
+    forecast the mean of the members' outputs."""
+
+    def __init__(self, model: Ensemble) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(_ManyToOneGraph(m) for m in model.members)
+        self.classify = model.config.task == "classify"
+
+    def forward(self, inputs: Tensor, lengths: Tensor) -> Tensor:
+        outs = [g(inputs, lengths) for g in self.members]  # K × (B, C | K)
+        if self.classify:
+            logp = torch.stack([torch.log_softmax(o, dim=-1) for o in outs])  # (K, B, C)
+            return torch.logsumexp(logp, dim=0) - math.log(len(outs))  # (B, C)
+        return torch.stack(outs).mean(0)  # (B, K)
 
 
 class _ManyToOneStep(nn.Module):
@@ -312,10 +376,12 @@ def _io(name: str, dtype: str, shape: list[int | str]) -> dict[str, Any]:
 
 def _specs(model: nn.Module) -> dict[str, dict[str, Any]]:
     """Per graph (``sequence``, ``step``): inputs and outputs as ``{"name", "dtype", "shape"}`` lists."""
+    if isinstance(model, Ensemble):  # the members' inputs and outputs, one sequence graph
+        return {"sequence": _specs(model.members[0])["sequence"]}
     cfg = model.config
-    core = model.core
+    core = _recurrent_core(model)
     spec = _cell_spec(core)  # refuses cores that cannot be exported, with the reason
-    L, H, D = core.num_layers, core.hidden_size, 2 if core.bidirectional else 1
+    L, H = core.num_layers, core.hidden_size
     state_in = [_io(name, "float32", [L, "B", H]) for name in spec.state]  # h (and c for an LSTM)
     state_out = [_io(s["name"] + "_out", "float32", s["shape"]) for s in state_in]
     if isinstance(model, SequenceGenerator):
@@ -351,7 +417,7 @@ def _specs(model: nn.Module) -> dict[str, dict[str, Any]]:
             "outputs": [_io(name, "float32", ["B", size])],
         }
     }
-    if D == 1:
+    if _no_step_reason(model) is None:
         specs["step"] = {"inputs": [step_in, *state_in], "outputs": [_io(name, "float32", ["B", size]), *state_out]}
     return specs
 
@@ -431,16 +497,17 @@ def _paths(output: str | Path) -> dict[str, Path]:
 
 
 def export_model(model: nn.Module, output: str | Path, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export a :class:`SequenceClassifier`, :class:`SequenceRegressor` or :class:`SequenceGenerator` to ONNX.
+    """Export a :class:`SequenceClassifier`, :class:`SequenceRegressor`, :class:`SequenceGenerator` or an
+    :class:`~rnnkit.tasks.Ensemble` of classifiers / regressors to ONNX.
 
-    Writes ``output`` (the whole-sequence graph), ``<stem>.step.onnx`` (one-direction cores) and
-    ``<output>.json`` (the description returned; ``extra`` is merged into it, e.g. the vocabulary). The model is
-    copied to the CPU in eval mode first; the caller's module is not changed. See the module docstring for the
-    graphs' names and shapes.
+    Writes ``output`` (the whole-sequence graph), ``<stem>.step.onnx`` (one-direction recurrent cores; not for
+    LSTM-FCN or ensembles) and ``<output>.json`` (the description returned; ``extra`` is merged into it, e.g. the
+    vocabulary). The model is copied to the CPU in eval mode first; the caller's module is not changed. See the
+    module docstring for the graphs' names and shapes.
     """
-    if not isinstance(model, (SequenceClassifier, SequenceRegressor, SequenceGenerator)):
+    if not isinstance(model, (SequenceClassifier, SequenceRegressor, SequenceGenerator, Ensemble)):
         raise TypeError(
-            "export_model takes a SequenceClassifier, SequenceRegressor or SequenceGenerator, "
+            "export_model takes a SequenceClassifier, SequenceRegressor, SequenceGenerator or Ensemble, "
             f"got {type(model).__name__}"
         )
     paths = _paths(output)
@@ -449,8 +516,12 @@ def export_model(model: nn.Module, output: str | Path, *, extra: dict[str, Any] 
     vocab_size = model.config.vocab_size
     if isinstance(model, SequenceGenerator):
         graphs = {"sequence": _GeneratorGraph(model), "step": _GeneratorStep(model)}
+    elif isinstance(model, Ensemble):
+        graphs = {"sequence": _EnsembleGraph(model)}
     else:
-        graphs = {"sequence": _ManyToOneGraph(model), "step": _ManyToOneStep(model)}
+        graphs = {"sequence": _ManyToOneGraph(model)}
+        if "step" in specs:
+            graphs["step"] = _ManyToOneStep(model)
     blobs = {name: _export_graph(graphs[name], spec, vocab_size) for name, spec in specs.items()}
     opset = _opset(blobs["sequence"])
     info: dict[str, Any] = {
@@ -460,6 +531,7 @@ def export_model(model: nn.Module, output: str | Path, *, extra: dict[str, Any] 
         "opset": opset,
         "task": model.config.task,
         "model": model.config.model,
+        **({"ensemble": model.config.ensemble} if isinstance(model, Ensemble) else {}),
         "graphs": {name: {"file": paths[name].name, **spec} for name, spec in specs.items()},
         **(extra or {}),
     }
@@ -484,12 +556,6 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     The JSON beside it also holds the run's vocabulary and classes and, for a generator, which category is which.
     Returns that JSON's content with ``"paths"`` (the files written) added.
     """
-    members = getattr(getattr(run.model, "config", None), "ensemble", 1)
-    if members > 1:  # one graph per member would be K graphs and an average outside them
-        raise ValueError(
-            f"{run.path} is an ensemble of {members} members, which ONNX export does not write as one graph; "
-            "export a single run (train without --ensemble)"
-        )
     output = Path(output) if output is not None else Path(run.path) / "model.onnx"
     extra: dict[str, Any] = {"run": str(Path(run.path).resolve())}
     if run.vocab is not None:
@@ -631,7 +697,7 @@ def _cmd_export(args: Any) -> int:
         print(f"wrote {Path(info['paths'][0]).parent / spec['file']} ({name}): {_signature(spec)}")
     print(f"wrote {info['paths'][-1]} (names, shapes, vocabulary, classes)")
     if "step" not in info["graphs"]:
-        print("no step graph: a bidirectional model reads the whole sequence")
+        print(f"no step graph: {_no_step_reason(run.model)}")
     if args.check:
         try:
             import onnxruntime  # noqa: F401

@@ -1,4 +1,4 @@
-"""PNG plots of a run: training curves and a confusion matrix.
+"""PNG plots of a run: training curves (an ensemble's members on one figure) and a confusion matrix.
 
 matplotlib is an optional extra (``pip install rnnkit[plot]``). It is imported lazily, only through its
 object-oriented API with the Agg canvas (the global pyplot backend is never changed), and when it is missing every
@@ -18,7 +18,14 @@ from typing import Any
 
 from rnnkit.checkpoint import write_bytes_atomic
 
-__all__ = ["MATPLOTLIB_NOTE", "matplotlib_available", "plot_confusion", "plot_curves", "read_curve"]
+__all__ = [
+    "MATPLOTLIB_NOTE",
+    "matplotlib_available",
+    "plot_confusion",
+    "plot_curves",
+    "plot_member_curves",
+    "read_curve",
+]
 
 MATPLOTLIB_NOTE = "plots skipped: matplotlib is not installed (pip install 'rnnkit[plot]')"
 """The one-line note a caller prints when a plot function returns ``None``."""
@@ -124,6 +131,52 @@ def plot_curves(
     ax2.set_ylabel("gradient norm (before clipping)", color="tab:red")
     if ax2.get_lines():
         ax2.legend(loc="upper right")
+    from matplotlib.ticker import MaxNLocator
+
+    for a in axes:
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_member_curves(
+    curves: Sequence[str | os.PathLike[str] | Sequence[Mapping[str, Any]]],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path | None:
+    """An ensemble's members on one figure: each member's validation loss per epoch and, beside it, its first other
+    validation metric (the accuracy of a classifier, the MASE of a forecaster) when the curves have one. Members
+    without validation data are drawn by their training loss.
+
+    Args:
+        curves: one ``curve.csv`` path (or history rows) per member, member ``i`` at index ``i``.
+        path: the PNG to write.
+        title: optional figure title.
+
+    Returns:
+        The PNG's path, or ``None`` when matplotlib is not installed.
+    """
+    members = [read_curve(c) if isinstance(c, (str, os.PathLike)) else [dict(r) for r in c] for c in curves]
+    if not members or not all(members):
+        raise ValueError("every member needs a training curve with rows; nothing to plot")
+    has = {k for rows in members for r in rows for k, v in r.items() if _number(v) is not None}
+    loss = "val_loss" if "val_loss" in has else "train_loss"
+    metric = next((k for k in members[0][0] if k.startswith("val_") and k != "val_loss" and k in has), None)
+    fig = _figure(5.0 * (2 if metric else 1), 3.8)
+    if fig is None:
+        return None
+    axes = fig.subplots(1, 2 if metric else 1, squeeze=False)[0]
+    for ax, key in zip(axes, [loss, metric] if metric else [loss], strict=True):
+        for i, rows in enumerate(members):
+            pts = [(_number(r.get("epoch")), _number(r.get(key))) for r in rows]
+            pts = [(e, v) for e, v in pts if e is not None and v is not None]
+            if pts:
+                ax.plot([e for e, _ in pts], [v for _, v in pts], marker="o", markersize=3, label=f"member {i}")
+        ax.set(title=key.replace("_", " ").replace("val ", "validation "), xlabel="epoch")
+        ax.legend()
+        ax.grid(alpha=0.3)
     from matplotlib.ticker import MaxNLocator
 
     for a in axes:

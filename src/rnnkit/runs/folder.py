@@ -87,8 +87,13 @@ ENSEMBLE_FORMAT = 3
       split.json          the run's one split (all members share it); confusion.json/.png for classifiers
       members/<i>/        member i's training: curve.csv, checkpoint/, model.safetensors (its own keys)
 
+      curves.png          every member's validation curve on one figure (loss, and the first other metric)
+
 Member ``i`` is trained with seed ``seed + i`` (weights, dropout) on the run's one split and batches, each under
-its own ``--max-minutes``; the top folder has no curve of its own. An ensemble is not resumed."""
+its own ``--max-minutes``; the top folder has no ``curve.csv`` of its own. ``train --resume --out RUN`` continues
+an ensemble member by member: a member with a checkpoint from where it stopped (a finished one just gives its
+result), a member without one from its start; then the ensemble is scored again. Folders written before resume
+existed load and resume alike (the layout is unchanged)."""
 
 
 @dataclass
@@ -208,7 +213,7 @@ def claim_out(out: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | N
     if resume:
         if not (out / CONFIG_FILE).exists():
             raise ValueError(f"--resume: {out} holds no run to continue (no {CONFIG_FILE})")
-        if not has_checkpoint(out / CHECKPOINT_DIR):
+        if not has_checkpoint(out / CHECKPOINT_DIR) and not _member_checkpoints(out):
             raise ValueError(
                 f"--resume: {out} holds no checkpoint (the run stopped before its first save); "
                 "start it again with --overwrite"
@@ -229,6 +234,12 @@ def claim_out(out: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | N
                 "--overwrite only replaces a run folder: choose another folder"
             )
     return None
+
+
+def _member_checkpoints(out: Path) -> bool:
+    """Whether an ensemble's folder holds a checkpoint of any member (``members/<i>/checkpoint``): it is resumed."""
+    members = out / MEMBERS_DIR
+    return members.is_dir() and any(has_checkpoint(m / CHECKPOINT_DIR) for m in members.iterdir() if m.is_dir())
 
 
 def begin_run(
@@ -384,6 +395,13 @@ def finish_run(run: Run, metrics: dict[str, Any], result: TrainResult | None, **
         plot_curves(
             run.path / "curve.csv", run.path / "curves.png", title=f"{run.task} · {run.config['model']['model']}"
         )
+    k = int(run.config.get("model", {}).get("ensemble", 1))
+    curves = [run.path / MEMBERS_DIR / str(i) / "curve.csv" for i in range(k)]
+    if k > 1 and all(c.is_file() for c in curves):  # an ensemble: its members' curves on one figure
+        from rnnkit.plots import plot_member_curves
+
+        title = f"{run.task} · {run.config['model']['model']} · ensemble of {k}"
+        plot_member_curves(curves, run.path / "curves.png", title=title)
     return metrics
 
 

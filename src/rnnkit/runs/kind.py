@@ -59,7 +59,15 @@ from rnnkit.runs.registry import (  # re-exported: the registry is part of the r
     selectable_kinds,
 )
 from rnnkit.tasks import ModelConfig, build_model
-from rnnkit.train import TensorBoardLogger, TrainConfig, TrainResult, fit, seed_everything
+from rnnkit.train import (
+    CHECKPOINT_DIR,
+    TensorBoardLogger,
+    TrainConfig,
+    TrainResult,
+    fit,
+    has_checkpoint,
+    seed_everything,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -219,7 +227,7 @@ class RunKind:
         write_run_start(out, config, prepared.split_record, resume=resume, overwrite=overwrite and existing, lock=lock)
         self.before_fit(out, prepared, saved, log)
         if members > 1:
-            result, member_runs = self._fit_members(model, prepared, tcfg, config, opts.seed, out, log)
+            result, member_runs = self._fit_members(model, prepared, tcfg, config, opts.seed, out, log, resume)
         else:
             result = fit(
                 model,
@@ -275,31 +283,39 @@ class RunKind:
         seed: int,
         out: Path,
         log: Callable[[str], None] | None,
+        resume: bool = False,
     ) -> tuple[TrainResult, list[Run]]:
         """``train --ensemble K``: member ``i`` starts from the weights a single run of seed ``seed + i`` starts
         from and trains (trainer seed ``tcfg.seed + i``) into ``out/members/<i>``, on the run's one split and
         batches. The ensemble's weights (every member's best) go to ``out/model.safetensors``. Returns a result
-        that sums the members' training (no curve of its own) and each member as a run."""
+        that sums the members' training (no curve of its own) and each member as a run.
+
+        ``resume``: a member whose folder holds a checkpoint continues from it (a finished member just gives its
+        result, as :func:`~rnnkit.train.fit` does), one without starts as in a fresh run."""
         results, runs = [], []
         member_cfg = ModelConfig.from_dict({**config["model"], "ensemble": 1})
         for i, member in enumerate(model.members):
             seed_everything(seed + i)
             member.load_state_dict(self.build(member_cfg).state_dict())  # the init of a single run of seed + i
             folder = out / MEMBERS_DIR / str(i)
-            _note(log, f"ensemble member {i + 1}/{len(model.members)} (seed {seed + i}) into {folder}")
+            again = resume and has_checkpoint(folder / CHECKPOINT_DIR)
+            verb = "continuing" if again else "training"
+            _note(log, f"ensemble member {i + 1}/{len(model.members)} (seed {seed + i}): {verb} in {folder}")
             result = fit(
                 member,
                 prepared.train_batches,
                 prepared.val_batches,
                 replace(tcfg, seed=tcfg.seed + i),
                 folder,
+                resume=again,
                 log=log,
                 handle_sigint=True,
                 **self.fit_options(prepared),
             )
             if result.stopped_reason == "interrupted":
                 raise ValueError(
-                    f"interrupted in ensemble member {i + 1}; ensembles are not resumed: train again with --overwrite"
+                    f"interrupted in ensemble member {i + 1}; its checkpoint is saved: continue the ensemble with "
+                    f"rnnkit train --resume --out {out}"
                 )
             load_run_weights(folder, member)  # its best weights
             results.append(result)
@@ -437,18 +453,20 @@ def _flag_name(dest: str) -> str:
 
 # -------------------------------------------------------------------------------------------------- ensembles
 def ensemble_size(opts: RunOptions, out: Path, resume: bool) -> int:
-    """K of ``train --ensemble K`` (1 when the kind has no such flag). An ensemble is not resumed: ``--resume``
-    of a run folder holding one, or with ``--ensemble K > 1``, is refused in one line (train it again)."""
+    """K of ``train --ensemble K`` (1 when the kind has no such flag). On ``--resume`` the K the run in ``out``
+    was started with (an ``--ensemble`` that differs from it is refused in one line)."""
     members = int(opts.options.get("ensemble") or 1)
     if resume:
         saved_k = 1
         with contextlib.suppress(OSError, ValueError, AttributeError, TypeError):
             saved_k = int(read_json(out / CONFIG_FILE).get("model", {}).get("ensemble", 1))
-        if max(saved_k, members) > 1:
+        if members > 1 and members != saved_k:
+            what = f"an ensemble of {saved_k}" if saved_k > 1 else "a single model"
             raise ValueError(
-                f"--resume: {out} holds an ensemble (or --ensemble was given); ensembles are not resumed: "
-                "train it again with --overwrite"
+                f"--resume continues the run in {out} as it was started ({what}); it cannot change --ensemble "
+                "(leave it out, or start a new run with another --out)"
             )
+        return saved_k
     return members
 
 
