@@ -455,3 +455,48 @@ def test_rows_split_over_two_threads_match_the_loop_float64(ext, kind):
         torch.set_num_threads(threads)
     layer.engine = "loop"
     assert_close_all(got, run_grads(layer, x, None, lengths))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rows_split_over_two_threads_really_run_and_match_one_thread_float32(ext, kind):
+    """The kernels are built with -fopenmp where torch runs on OpenMP (engine/build.py, ``load_threaded_extension``):
+    without the flag ``at::parallel_for`` ran on the calling thread. Two threads really run a row loop, and the
+    float32 results agree with one thread's (MKL may sum a product in another order with two threads)."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        if build.openmp_flags() and ext.row_threads() != 2:
+            pytest.fail(f"a row loop ran on {ext.row_threads()} thread(s) with 2 set: built without -fopenmp?")
+        torch.manual_seed(4)
+        T, B, I, H = 6, 40, 3, 256  # B·H = 10240 > 8192: rows split over the threads
+        layer = make_layer(kind, I, H, bidirectional=True, engine="compiled").float()
+        x = torch.randn(T, B, I)
+        lengths = torch.randint(1, T + 1, (B,)).tolist()
+        two = run_grads(layer, x, None, lengths)
+        torch.set_num_threads(1)
+        assert ext.row_threads() == 1
+        one = run_grads(layer, x, None, lengths)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one, two, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_the_engine_is_built_with_openmp_where_torch_runs_on_it(monkeypatch):
+    """``load_threaded_extension`` adds -fopenmp where torch uses OpenMP (Linux) and, where that build fails,
+    builds the same sources without it as NAME_serial; compiled kernels turned off means no second try."""
+    calls = []
+
+    def fake_load(name, sources, *, extra_cflags=None, say_start=True, say_failure=True):
+        calls.append((name, list(extra_cflags or [])))
+        assert say_failure == (name == "rnn_serial") and say_start == (name == "rnn")  # one line each, not two
+        return None if "-fopenmp" in (extra_cflags or []) else "serial kernels"
+
+    monkeypatch.setattr(build, "openmp_flags", lambda: ["-fopenmp"])
+    monkeypatch.setattr(build, "load_extension", fake_load)
+    monkeypatch.setattr(build, "extension_status", lambda name: "build failed: no omp.h")
+    assert build.load_threaded_extension("rnn", ["rnn.cpp"], extra_cflags=["-O2"]) == "serial kernels"
+    assert calls == [("rnn", ["-O2", "-fopenmp"]), ("rnn_serial", ["-O2"])]
+    monkeypatch.setattr(build, "extension_status", lambda name: "turned off by RNNKIT_COMPILED=0")
+    calls.clear()
+    assert build.load_threaded_extension("rnn", ["rnn.cpp"]) is None and calls == [("rnn", ["-fopenmp"])]

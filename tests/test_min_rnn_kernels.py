@@ -251,19 +251,9 @@ def test_linear_recurrence_with_negative_decay_on_every_path() -> None:
             torch.testing.assert_close(gg, gw, rtol=1e-9, atol=1e-10)
 
 
-def test_a_compiler_without_openmp_falls_back_to_the_serial_build(monkeypatch) -> None:
-    """Where the -fopenmp build fails (a compiler without OpenMP), the same source is built without the flag."""
+def test_the_scan_kernels_load_through_the_threaded_loader(monkeypatch) -> None:
+    """The scan kernels are built with -fopenmp through ``build.load_threaded_extension`` (its serial fallback is
+    tested in test_compiled_engine.py)."""
     calls = []
-
-    def fake_load(name, sources, *, extra_cflags=None):
-        calls.append((name, list(extra_cflags or [])))
-        return None if extra_cflags else "serial kernels"
-
-    monkeypatch.setattr(scan, "_openmp_flags", lambda: ["-fopenmp"])
-    monkeypatch.setattr(scan, "load_extension", fake_load)
-    monkeypatch.setattr(scan, "extension_status", lambda name: "build failed: no omp.h")
-    assert scan._kernels() == "serial kernels"
-    assert calls == [("linear_scan", ["-fopenmp"]), ("linear_scan_serial", [])]
-    monkeypatch.setattr(scan, "extension_status", lambda name: "turned off by RNNKIT_COMPILED=0")
-    calls.clear()
-    assert scan._kernels() is None and calls == [("linear_scan", ["-fopenmp"])]  # off means off: no second try
+    monkeypatch.setattr(scan, "load_threaded_extension", lambda name, sources: calls.append((name, sources)) or "k")
+    assert scan._kernels() == "k" and calls == [("linear_scan", ["linear_scan.cpp"])]

@@ -39,7 +39,14 @@ try:  # POSIX: a lock the kernel releases when its process dies
 except ImportError:  # pragma: no cover - Windows: torch's own lock file alone
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["compiled_enabled", "extension_status", "load_extension", "source_dir"]
+__all__ = [
+    "compiled_enabled",
+    "extension_status",
+    "load_extension",
+    "load_threaded_extension",
+    "openmp_flags",
+    "source_dir",
+]
 
 _LOCK = threading.Lock()
 _LOADED: dict[str, ModuleType | None] = {}
@@ -101,23 +108,64 @@ def extension_status(name: str) -> str:
     return _REASONS.get(name, "not tried")
 
 
-def load_extension(name: str, sources: list[str], *, extra_cflags: list[str] | None = None) -> ModuleType | None:
+def load_extension(
+    name: str,
+    sources: list[str],
+    *,
+    extra_cflags: list[str] | None = None,
+    say_start: bool = True,
+    say_failure: bool = True,
+) -> ModuleType | None:
     """Build (first use) or load the extension ``name`` from ``sources`` (file names under :func:`source_dir`).
 
     Returns the loaded module, or None with one line on stderr saying why (compiled kernels turned off, no
     compiler, build failure); the result is remembered for the process, so the line appears once. The build
     folder is keyed by torch's version and a hash of the sources and flags, so a changed source or another torch
-    rebuilds instead of loading a stale library.
+    rebuilds instead of loading a stale library. ``say_start=False`` / ``say_failure=False`` leave out the line
+    that a build starts / failed (a caller that tries again says it once).
     """
     with _LOCK:
         if name in _LOADED:
             return _LOADED[name]
-        module = _load(name, sources, extra_cflags or [])
+        module = _load(name, sources, extra_cflags or [], say_start, say_failure)
         _LOADED[name] = module
         return module
 
 
-def _load(name: str, sources: list[str], extra_cflags: list[str]) -> ModuleType | None:
+def openmp_flags() -> list[str]:
+    """``-fopenmp`` where torch runs on OpenMP and the compiler is GCC-like (Linux), else nothing.
+
+    ``at::parallel_for`` is OpenMP inside torch's headers: compiled without the flag its ``#pragma omp parallel``
+    is ignored and every "parallel" loop of a kernel runs on the calling thread (the matrix products, in torch,
+    still use every thread). The OpenMP runtime itself is torch's, already loaded.
+    """
+    if not sys.platform.startswith("linux") or not torch.backends.openmp.is_available():
+        return []  # Apple's clang has no -fopenmp, MSVC spells it /openmp: the kernels run on one thread there
+    return ["-fopenmp"]
+
+
+def load_threaded_extension(
+    name: str, sources: list[str], *, extra_cflags: list[str] | None = None
+) -> ModuleType | None:
+    """:func:`load_extension` with :func:`openmp_flags`, so the kernels' ``at::parallel_for`` loops use torch's threads.
+
+    Where that build fails (a compiler without OpenMP, e.g. clang without libomp) the same sources are built
+    without the flag as ``NAME_serial`` (the same kernels on the calling thread) instead of falling back to the
+    PyTorch path; stderr still gets one line that the build starts and, if the second fails too, one that it
+    failed. Kernels built this way must give the same results on any number of threads.
+    """
+    flags = openmp_flags()
+    if not flags:
+        return load_extension(name, sources, extra_cflags=extra_cflags)
+    module = load_extension(name, sources, extra_cflags=[*(extra_cflags or []), *flags], say_failure=False)
+    if module is None and extension_status(name).startswith("build failed"):
+        module = load_extension(name + "_serial", sources, extra_cflags=extra_cflags, say_start=False)
+    return module
+
+
+def _load(
+    name: str, sources: list[str], extra_cflags: list[str], say_start: bool, say_failure: bool
+) -> ModuleType | None:
     if not compiled_enabled():
         _REASONS[name] = "turned off by RNNKIT_COMPILED=0"
         return None
@@ -138,7 +186,7 @@ def _load(name: str, sources: list[str], extra_cflags: list[str]) -> ModuleType 
     full_name = f"rnnkit_{name}_{digest.hexdigest()[:12]}"
     fresh = not any(build_dir.glob("*.so"))
     start = time.perf_counter()
-    if fresh:
+    if fresh and say_start:
         _say(f"building the compiled {name} kernels (first use, once per torch version; about a minute)...")
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
@@ -155,7 +203,8 @@ def _load(name: str, sources: list[str], extra_cflags: list[str]) -> ModuleType 
     except Exception as exc:  # any build or load failure falls back; the reason is kept for extension_status
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         _REASONS[name] = f"build failed: {first[:200]}"
-        _say(f"compiled {name} kernels unavailable (build failed: {first[:160]}); using the PyTorch path")
+        if say_failure:
+            _say(f"compiled {name} kernels unavailable (build failed: {first[:160]}); using the PyTorch path")
         return None
     if fresh:
         _say(f"built the compiled {name} kernels in {time.perf_counter() - start:.0f} s (cached in {build_dir})")

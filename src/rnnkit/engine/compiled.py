@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from rnnkit.engine.build import load_extension
+from rnnkit.engine.build import load_threaded_extension
 from rnnkit.engine.own import project_inputs, run_own
 
 __all__ = [
@@ -54,7 +54,7 @@ _DTYPES = (torch.float32, torch.float64)
 def rnn_extension() -> ModuleType | None:
     """The compiled recurrence kernels (built on first use, then cached), or None where they cannot be had."""
     # -fno-trapping-math lets the compiler vectorise the float exp (floor and the float→int conversion)
-    return load_extension("rnn", ["rnn.cpp"], extra_cflags=["-fno-trapping-math", "-mprefer-vector-width=512"])
+    return load_threaded_extension("rnn", ["rnn.cpp"], extra_cflags=["-fno-trapping-math", "-mprefer-vector-width=512"])
 
 
 def compiled_available() -> bool:

@@ -34,13 +34,12 @@ the PyTorch loop.
 from __future__ import annotations
 
 import math
-import sys
 
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
-from rnnkit.engine.build import extension_status, load_extension
+from rnnkit.engine.build import extension_status, load_threaded_extension
 
 __all__ = ["CHUNK", "FUSED_KINDS", "SCAN_METHODS", "compiled_scan_available", "fused_min_scan", "fused_min_step",
            "linear_scan", "resolve_method"]  # fmt: skip
@@ -56,25 +55,8 @@ three recursion levels up to T = 65,536."""
 _EXTENSION = "linear_scan"
 
 
-def _openmp_flags() -> list[str]:
-    """``-fopenmp`` where torch runs on OpenMP and the compiler is GCC-like (Linux), else nothing.
-
-    ``at::parallel_for`` is OpenMP inside torch's headers: compiled without the flag its ``#pragma omp parallel``
-    is ignored and every "parallel" loop of the kernels runs on the calling thread (the matrix products, in torch,
-    still use every thread). The OpenMP runtime itself is torch's, already loaded.
-    """
-    if not sys.platform.startswith("linux") or not torch.backends.openmp.is_available():
-        return []  # Apple's clang has no -fopenmp, MSVC spells it /openmp: the kernels run on one thread there
-    return ["-fopenmp"]
-
-
 def _kernels():
-    flags = _openmp_flags()
-    kernels = load_extension(_EXTENSION, ["linear_scan.cpp"], extra_cflags=flags)
-    if kernels is None and flags and extension_status(_EXTENSION).startswith("build failed"):
-        # a compiler without OpenMP (clang without libomp): the same kernels on the calling thread
-        kernels = load_extension(_EXTENSION + "_serial", ["linear_scan.cpp"])
-    return kernels
+    return load_threaded_extension(_EXTENSION, ["linear_scan.cpp"])
 
 
 def compiled_scan_available() -> bool:

@@ -819,6 +819,16 @@ std::vector<Tensor> layer_backward(int64_t kind, Tensor d_hs, Tensor d_hn, Tenso
 bool direct_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
 bool packed_gemm() { return sgemm_pack != nullptr && sgemm_compute != nullptr && sgemm_pack_get_size != nullptr; }
 
+// How many threads a for_rows loop of this build really runs on (1 where it was compiled without -fopenmp).
+int64_t row_threads() {
+  std::vector<int64_t> used(std::max<int64_t>(at::get_num_threads(), 1) + 1, 0);
+  const int64_t last = static_cast<int64_t>(used.size()) - 1;
+  at::parallel_for(0, 1 << 16, 1, [&](int64_t, int64_t) { used[std::min<int64_t>(at::get_thread_num(), last)] = 1; });
+  int64_t n = 0;
+  for (int64_t u : used) n += u;
+  return n;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -826,4 +836,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_backward", &layer_backward, "one layer-direction: BPTT and the input projection's gradients");
   m.def("direct_blas", &direct_blas, "whether the GEMMs call BLAS directly (else at::addmm_)");
   m.def("packed_gemm", &packed_gemm, "whether float32 per-step GEMMs use MKL's packed weights");
+  m.def("row_threads", &row_threads, "how many threads an at::parallel_for loop of this build runs on");
 }
