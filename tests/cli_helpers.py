@@ -61,3 +61,15 @@ def write_tiny_ts(path: Path, n_per_class: int, seed: int, noise: float) -> Path
             lines.append(":".join(dims) + f":{cls}")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+NAME_LETTERS = {"Alpha": "aeiou", "Beta": "bcdfg"}
+
+
+def write_names(folder: Path) -> Path:
+    """A tiny names folder (one ``CLASS.txt`` per class, ~40 made-up names each) for demo and serve tests."""
+    folder.mkdir(parents=True)
+    for i, (cls, letters) in enumerate(NAME_LETTERS.items()):
+        items = sorted({cls[0] + letters[j % 5] + letters[(j * 7) % 5] * (1 + j % 3) for j in range(40 + i)})
+        (folder / f"{cls}.txt").write_text("\n".join(items) + "\n", encoding="utf-8")
+    return folder

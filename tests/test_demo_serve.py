@@ -21,17 +21,8 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not installed")
 
+from cli_helpers import write_names  # the tiny names folder the demo tests share
 from rnnkit import cli
-
-LETTERS = {"Alpha": "aeiou", "Beta": "bcdfg"}
-
-
-def write_names(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    for i, (cls, letters) in enumerate(LETTERS.items()):
-        items = sorted({cls[0] + letters[j % 5] + letters[(j * 7) % 5] * (1 + j % 3) for j in range(40 + i)})
-        (folder / f"{cls}.txt").write_text("\n".join(items) + "\n", encoding="utf-8")
-    return folder
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:

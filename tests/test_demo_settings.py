@@ -9,18 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from cli_helpers import write_names  # the tiny names folder the demo tests share
 from rnnkit import demo
 from rnnkit.runs.text import DEFAULTS
-
-LETTERS = {"Alpha": "aeiou", "Beta": "bcdfg"}
-
-
-def write_names(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    for i, (cls, letters) in enumerate(LETTERS.items()):
-        items = sorted({cls[0] + letters[j % 5] + letters[(j * 7) % 5] * (1 + j % 3) for j in range(40 + i)})
-        (folder / f"{cls}.txt").write_text("\n".join(items) + "\n", encoding="utf-8")
-    return folder
 
 
 def _model(run: Path) -> dict:

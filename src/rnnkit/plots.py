@@ -131,6 +131,11 @@ def plot_curves(
     ax2.set_ylabel("gradient norm (before clipping)", color="tab:red")
     if ax2.get_lines():
         ax2.legend(loc="upper right")
+    return _finish_epochs(fig, axes, path, title)
+
+
+def _finish_epochs(fig: Any, axes: Sequence[Any], path: str | os.PathLike[str], title: str | None) -> Path:
+    """Whole epochs on every x axis, the optional title, a tight layout; the figure saved to ``path``."""
     from matplotlib.ticker import MaxNLocator
 
     for a in axes:
@@ -177,14 +182,7 @@ def plot_member_curves(
         ax.set(title=key.replace("_", " ").replace("val ", "validation "), xlabel="epoch")
         ax.legend()
         ax.grid(alpha=0.3)
-    from matplotlib.ticker import MaxNLocator
-
-    for a in axes:
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _finish_epochs(fig, axes, path, title)
 
 
 def plot_confusion(
