@@ -16,7 +16,7 @@ from torch import nn
 from rnnkit.engine import scan
 from rnnkit.engine.scan import compiled_scan_available, linear_scan
 from rnnkit.layers import LinearRecurrence
-from test_min_rnn import LAYERS, _run  # the layers and the loss-and-gradients helper of the layer tests
+from test_min_rnn import LAYERS, _run, _unrolled  # the layers and the loss-and-gradients helper of the layer tests
 
 F64 = torch.float64
 
@@ -188,14 +188,6 @@ def test_sampling_one_sequence_step_by_step_follows_the_whole_sequence_in_float3
 
 
 # ------------------------------------------------------------------------------- the scan with any sign of a
-def _unrolled(a, b, h0):
-    hs, h = [], h0
-    for t in range(a.shape[0]):
-        h = a[t] * h + b[t]
-        hs.append(h)
-    return torch.stack(hs)
-
-
 @pytest.mark.parametrize("T", [1, 5, 16, 70])
 def test_scan_with_negative_and_zero_coefficients_equals_the_unrolled_recurrence(T: int) -> None:
     gen = torch.Generator().manual_seed(T)
