@@ -1,266 +1,55 @@
-"""The ASGI application of ``rnnkit serve`` (FastAPI) and the uvicorn server that runs it.
+"""The ASGI application of ``rnnkit serve`` (FastAPI): :func:`create_app` builds it for one or more runs, :func:`serve`
+binds a socket and returns a :class:`~rnnkit.serve.server.Server` (uvicorn) that answers on it.
 
-:func:`create_app` builds the app for one or more runs; :func:`serve` binds a socket and returns a
-:class:`Server` (uvicorn) that answers on it. Limits live in :class:`Limits`: the request models carry the per-field
-bounds (so ``/openapi.json`` shows them), :class:`_BodyLimit` (ASGI middleware) the body's size, type and the time a
-client may take to send it, uvicorn the header size (h11), concurrent connections (``limit_concurrency``, 503
-beyond) and idle keep-alive connections (``timeout_keep_alive``).
+The package's parts: :mod:`~rnnkit.serve.schemas` (the :class:`Limits`, errors, request and answer models, the
+wording of validation errors), :mod:`~rnnkit.serve.series` (the request models and answers of series runs),
+:mod:`~rnnkit.serve.demos` (the lecture's gradient demos), :mod:`~rnnkit.serve.server` (uvicorn); this module holds
+the routes, the body checks and the run reports. Limits live in :class:`Limits`: the request models carry the
+per-field bounds (so ``/openapi.json`` shows them), :class:`_BodyLimit` (ASGI middleware) the body's size, type and
+the time a client may take to send it, uvicorn the header size (h11), concurrent connections
+(``limit_concurrency``, 503 beyond) and idle keep-alive connections (``timeout_keep_alive``).
 """
 
 import asyncio
 import csv
 import json
 import math
-import socket
 import sys
 import threading
 import traceback
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rnnkit import __version__, ranges
+from rnnkit import __version__
 from rnnkit.checkpoint import read_json
 from rnnkit.runs import Run, kind_of, load_run, sample
+from rnnkit.serve.demos import flow_curves, tiny_table
+from rnnkit.serve.schemas import (
+    JSON,
+    FlowAnswer,
+    FlowRequest,
+    HTTPError,
+    Limits,
+    PredictAnswer,
+    SampleAnswer,
+    TinyAnswer,
+    TinyRequest,
+    error_answer,
+    request_models,
+    validation_message,
+)
+from rnnkit.serve.server import Server
 
 __all__ = ["HTTPError", "Limits", "Server", "create_app", "report", "serve"]
 
 STATIC = Path(__file__).with_name("static")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for; beyond it the server answers 4xx without running the model."""
-
-    max_bytes: int = 65536  # request body (413 beyond)
-    max_items: int = 256  # items per predict request
-    max_item_chars: int = 1000  # characters per item (and per sample prefix)
-    max_num: int = 100  # samples per sample request
-    max_len: int = 200  # symbols per sample
-    max_top_k: int = 1000  # predict top_k, sample top_k
-    max_beam: int = 16  # predict beam (seq2seq runs)
-    max_horizon: int = 1000  # predict horizon (forecast steps, characters an lm run generates)
-    timeout: float = 10.0  # seconds a client may take to send its whole request body (408 beyond)
-    max_connections: int = 64  # uvicorn's limit_concurrency: more at once get 503
-
-
-class HTTPError(Exception):
-    """An answer other than 200: ``status`` and a one-line ``message`` for the client."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-class JSON(JSONResponse):
-    """Every answer: UTF-8 JSON, never cached."""
-
-    media_type = "application/json; charset=utf-8"
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False).encode("utf-8")
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSON:
-    return JSON({"error": " ".join(str(message).split()) or "error"}, status_code=status, headers=headers)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Request and response models (bounds from the limits, so /openapi.json states them)
-
-
-class Top(BaseModel):
-    label: str
-    prob: float
-
-
-class Prediction(BaseModel):
-    item: str
-    top: list[Top]
-
-
-class Candidate(BaseModel):
-    """One output the beam found, and its score: the summed log-probability of its symbols and EOS."""
-
-    output: str
-    score: float
-
-
-class Transcription(BaseModel):
-    """A seq2seq run's answer for one item: the beam's candidates, best first (the first is its line's)."""
-
-    item: str
-    candidates: list[Candidate]
-
-
-class PredictAnswer(BaseModel):
-    """A classifier's answer (``predictions``), or the lines ``rnnkit predict`` prints for other kinds; a seq2seq
-    run adds the beam's candidates per item (``outputs``)."""
-
-    predictions: list[Prediction] | None = None
-    lines: list[str] | None = None
-    outputs: list[Transcription] | None = None
-
-
-class SampleAnswer(BaseModel):
-    samples: list[str]
-
-
-def _models(limits: Limits) -> tuple[type[BaseModel], type[BaseModel]]:
-    """The predict and sample request models under ``limits``."""
-    strict = ConfigDict(extra="forbid")
-    item = Annotated[StrictStr, Field(min_length=1, max_length=limits.max_item_chars)]
-    predict = create_model(
-        "PredictRequest",
-        __config__=strict,
-        items=(list[item], Field(min_length=1, max_length=limits.max_items, examples=[["Anna"]])),
-        top_k=(StrictInt | None, Field(None, ge=1, le=limits.max_top_k)),
-        beam=(StrictInt | None, Field(None, ge=1, le=limits.max_beam, description="seq2seq runs")),
-        horizon=(StrictInt | None, Field(None, ge=1, le=limits.max_horizon, description="forecast and lm runs")),
-    )
-    sample_ = create_model(
-        "SampleRequest",
-        __config__=strict,
-        category=(StrictStr | None, Field(None, max_length=limits.max_item_chars)),
-        num=(StrictInt, Field(min(10, limits.max_num), ge=1, le=limits.max_num)),
-        # the same ranges as the command line and the library (rnnkit.ranges): 1e-300 is refused here, not later
-        temperature=(Annotated[StrictFloat, AfterValidator(ranges.validator("temperature"))], Field(0.8)),
-        seed=(Annotated[StrictInt, AfterValidator(ranges.validator("seed"))] | None, Field(None)),
-        prefix=(StrictStr, Field("", max_length=limits.max_item_chars)),
-        max_len=(StrictInt, Field(min(30, limits.max_len), ge=1, le=limits.max_len)),
-        top_k=(StrictInt | None, Field(None, ge=1, le=limits.max_top_k)),
-    )
-    return predict, sample_
-
-
-class TinyRequest(BaseModel):
-    """The lecture's TinyRNN: ``h_t = relu(w_h·h_{t−1})``, the loss gradients for each sequence length."""
-
-    model_config = ConfigDict(extra="forbid")
-    wh: StrictFloat = Field(1.0, ge=-100.0, le=100.0, allow_inf_nan=False)
-    lengths: list[Annotated[StrictInt, Field(ge=1, le=200)]] = Field([1, 2, 5, 10, 20, 50], min_length=1, max_length=20)
-    dtype: Literal["float32", "float64"] = "float32"
-
-
-class TinyRow(BaseModel):
-    length: int
-    grads: dict[str, float | None]
-
-
-class TinyAnswer(BaseModel):
-    lines: list[str]
-    rows: list[TinyRow]
-
-
-class FlowRequest(BaseModel):
-    """‖∂L/∂h_t‖ through time of fresh rnn/lstm/gru cores on one synthetic batch (``rnnkit gradients --compare``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    models: list[Literal["rnn", "lstm", "gru"]] = Field(["rnn", "lstm", "gru"], min_length=1, max_length=3)
-    length: StrictInt = Field(50, ge=1, le=200)
-    hidden: StrictInt = Field(32, ge=1, le=128)
-    seed: StrictInt = Field(0, ge=0, le=2**31 - 1)
-
-
-class FlowAnswer(BaseModel):
-    norms: dict[str, list[float | None]]
-
-
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def tiny_table(wh: float, lengths: list[int], dtype: str) -> dict[str, Any]:
-    """:func:`rnnkit.diagnostics.show_grads`: its lines, and its gradients per length at full precision."""
-    import torch
-
-    from rnnkit.diagnostics import _tiny_run, show_grads
-
-    wh = int(wh) if float(wh).is_integer() else wh  # printed as given: 1 stays 1
-    torch_dtype = getattr(torch, dtype)
-    lines = show_grads(wh, lengths, torch_dtype)
-    rows = []
-    for length in lengths:
-        rnn, _ = _tiny_run(wh, length, torch_dtype)  # the run show_grads prints one line of
-        grads = {name: _finite(float(p.grad)) for name, p in rnn.named_parameters()}
-        rows.append({"length": length, "grads": grads})
-    return {"lines": lines, "rows": rows}
-
-
-def flow_curves(models: list[str], length: int, hidden: int, seed: int) -> dict[str, Any]:
-    """:func:`rnnkit.diagnostics.compare_flow` with non-finite norms as null."""
-    from rnnkit.diagnostics import compare_flow
-
-    norms = compare_flow(models, length, hidden, seed=seed)
-    return {"norms": {k: [_finite(v) for v in vs] for k, vs in norms.items()}}
-
-
-_KIND_WORDS = {
-    "int": "an integer",
-    "float": "a finite number",
-    "finite": "a finite number",
-    "string": "a string",
-    "list": "a list of strings",
-}
-
-
-def _field_name(loc: Sequence[Any]) -> str:
-    parts = [p for p in loc if p != "body" and not (isinstance(p, str) and p.startswith(("function-", "constrained")))]
-    parts = [p for p in parts if p not in ("int", "float", "str", "none", "list[constrained-str]")]
-    if not parts:
-        return "the body"
-    name = f'"{parts[0]}"' if parts[0] == "items" else repr(parts[0])
-    return name + "".join(f"[{p}]" for p in parts[1:])
-
-
-def _validation_message(error: dict[str, Any], models: dict[str, type[BaseModel]], path: str) -> str:
-    """One line for pydantic's first error, worded for people (and like the answers of rnnkit's first server)."""
-    kind, loc, ctx = error.get("type", ""), tuple(error.get("loc", ())), error.get("ctx") or {}
-    name = _field_name(loc)
-    got = json.dumps(error.get("input"), ensure_ascii=False, default=str)[:40]
-    model = models.get(path.rsplit("/", 1)[-1])
-    if kind == "missing":
-        if name == '"items"':
-            return 'the body needs "items": a list of strings, e.g. {"items": ["Anna"]}'
-        return f"the body needs {name}"
-    if kind == "extra_forbidden":
-        allowed = ", ".join(model.model_fields) if model else ""
-        return f"unknown field(s) {name}; allowed: {allowed}"
-    if kind in ("model_attributes_type", "dict_type", "model_type"):
-        return f"the body must be a JSON object, got {type(error.get('input')).__name__}"
-    if kind in ("greater_than_equal", "less_than_equal"):
-        field = model.model_fields.get(str(loc[1])) if model and len(loc) > 1 else None
-        lo = hi = None
-        for meta in field.metadata if field else ():
-            lo = getattr(meta, "ge", lo)
-            hi = getattr(meta, "le", hi)
-        if lo is None and hi is None:  # a list's entry: its own bound only
-            bound = f"≥ {ctx['ge']}" if "ge" in ctx else f"≤ {ctx.get('le')}"
-            return f"{name} must be {bound}, got {error.get('input')}"
-        return f"{name} must lie in [{lo}, {hi}], got {error.get('input')}"
-    if kind == "too_short":
-        return f"{name} is empty" if name == '"items"' else f"{name}: {error.get('msg')}"
-    if kind == "too_long":
-        return f"{name} has {ctx.get('actual_length')} entries, more than the limit of {ctx.get('max_length')}"
-    if kind == "value_error":  # a range of rnnkit.ranges: "must be 0 or a finite number in [0.01, 100]"
-        return f"{name} {str(error.get('msg')).removeprefix('Value error, ')}, got {got}"
-    if kind == "string_too_short":
-        return f"{name} is empty"
-    if kind == "string_too_long":
-        return f"{name} has {len(error.get('input') or '')} characters, more than the limit of {ctx.get('max_length')}"
-    for stem, words in _KIND_WORDS.items():
-        if kind.startswith(stem) or kind.endswith(f"{stem}_type"):
-            return f"{name} must be {words}, got {got}"
-    return f"{name}: {error.get('msg', 'invalid')}"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -305,7 +94,7 @@ class _BodyLimit:
             body = await self._read(scope, receive)
         except HTTPError as error:
             headers = {"Connection": "close", **error.headers}
-            await _error(error.status, error.message, headers)(scope, receive, send)
+            await error_answer(error.status, error.message, headers)(scope, receive, send)
             return
         sent = False
 
@@ -455,7 +244,7 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"limit {key} must be a positive number, got {value!r}")
     served = {name: _Served(run, threading.Lock()) for name, run in zip(_names(loaded), loaded, strict=True)}
-    predict_model, sample_model = _models(limits)
+    predict_model, sample_model = request_models(limits)
     models = {"predict": predict_model, "sample": sample_model, "tiny": TinyRequest, "flow": FlowRequest}
 
     app = FastAPI(
@@ -482,7 +271,7 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
         return response
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
+    async def httperror_answer(request: Request, exc: StarletteHTTPException) -> JSON:
         path = request.url.path
         if exc.status_code == 404:
             parts = path.strip("/").split("/")
@@ -490,27 +279,27 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
                 run = served[parts[1]].run
                 mine = [e for e in endpoints() if f"/runs/{parts[1]}/" in e]
                 where = f"on the {run.task} run {parts[1]!r}"
-                return _error(404, f"no endpoint {path!r} {where}; it answers {', '.join(mine)}")
-            return _error(404, f"no endpoint {path!r}; this server answers {', '.join(endpoints())}")
+                return error_answer(404, f"no endpoint {path!r} {where}; it answers {', '.join(mine)}")
+            return error_answer(404, f"no endpoint {path!r}; this server answers {', '.join(endpoints())}")
         if exc.status_code == 405:
             allow = (exc.headers or {}).get("Allow", "")
-            return _error(405, f"{path} takes {allow}, not {request.method}", {"Allow": allow})
-        return _error(exc.status_code, str(exc.detail), exc.headers)
+            return error_answer(405, f"{path} takes {allow}, not {request.method}", {"Allow": allow})
+        return error_answer(exc.status_code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSON:
         errors = exc.errors()
         first = dict(errors[0]) if errors else {}
-        return _error(400, _validation_message(first, models, request.url.path))
+        return error_answer(400, validation_message(first, models, request.url.path))
 
     @app.exception_handler(HTTPError)
     async def refused(request: Request, exc: HTTPError) -> JSON:
-        return _error(exc.status, exc.message, exc.headers)
+        return error_answer(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSON:
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-        return _error(500, "internal error while answering the request; see the server's log")
+        return error_answer(500, "internal error while answering the request; see the server's log")
 
     def answer(name: str, call: Any) -> Any:
         """``call()`` under the run's lock: a ValueError (unknown symbol, category, ...) is a 400."""
@@ -621,63 +410,6 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
         return FileResponse(path, media_type=types.get(path.suffix, "application/octet-stream"))
 
     return app
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The server
-
-
-class Server:
-    """uvicorn serving an app on a socket bound at construction (so ``url`` is known before it serves).
-
-    ``serve_forever()`` blocks until SIGINT/SIGTERM (in the main thread) or ``shutdown()`` (from another thread);
-    ``server_close()`` frees the port.
-    """
-
-    def __init__(self, app: FastAPI, host: str, port: int, limits: Limits, quiet: bool = False) -> None:
-        import uvicorn
-
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.socket.bind((host, port))
-        except OSError:
-            self.socket.close()
-            raise
-        self.app = app
-        self.server_address = self.socket.getsockname()
-        config = uvicorn.Config(
-            app,
-            log_level="warning" if quiet else "info",
-            access_log=not quiet,
-            limit_concurrency=limits.max_connections,  # more at once: 503
-            timeout_keep_alive=max(1, int(limits.timeout)),  # idle connections close
-            timeout_graceful_shutdown=int(max(limits.timeout, 1)),
-            http="h11",
-            h11_max_incomplete_event_size=65536,  # request line and headers: larger is a 400
-            server_header=False,
-        )
-        self.server = uvicorn.Server(config)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        host = f"[{host}]" if ":" in str(host) else host
-        return f"http://{host}:{port}"
-
-    @property
-    def started(self) -> bool:
-        return bool(self.server.started)
-
-    def serve_forever(self) -> None:
-        self.server.run(sockets=[self.socket])
-
-    def shutdown(self) -> None:
-        self.server.should_exit = True
-
-    def server_close(self) -> None:
-        self.socket.close()
 
 
 def serve(
