@@ -76,6 +76,7 @@ __all__ = [
     "predict_series",
     "prepare_series",
     "series_batch",
+    "series_probabilities",
     "train_series",
 ]
 
@@ -499,6 +500,15 @@ def predict_series(run: Run, items: Sequence[str], data: str | None = None, **op
     probs, _ = _probabilities(run, part, labeled=False)
     best = probs.argmax(1)
     return [f"{i}: {run.classes[c]} {probs[i, c]:.3f}" for i, c in enumerate(best.tolist())]
+
+
+def series_probabilities(run: Run, X: Any) -> np.ndarray:
+    """Class probabilities ``(N, classes)`` of the series ``X`` (an :func:`~rnnkit.data.arrays.as_sequences`
+    layout: ``(N, C, L)``, ``(N, L)`` or a list of ``(C, L_i)``), computed as :func:`predict_series` does for a
+    file's series (``rnnkit serve`` answers with them)."""
+    part = SeriesSet([s.T for s in as_sequences(X)], source="the series given")
+    _readable(run, part)
+    return _probabilities(run, part, labeled=False)[0]
 
 
 def summary(metrics: dict[str, Any]) -> str:
