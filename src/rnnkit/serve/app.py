@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rnnkit import __version__
 from rnnkit.checkpoint import read_json
 from rnnkit.runs import Run, kind_of, load_run, sample
+from rnnkit.serve import series
 from rnnkit.serve.demos import flow_curves, tiny_table
 from rnnkit.serve.schemas import (
     JSON,
@@ -179,8 +180,15 @@ def _curve(path: Path) -> dict[str, list[float | None]]:
     return columns
 
 
-def report(run: Run) -> dict[str, Any]:
-    """What the page shows of a run: its task, model, classes, metrics, training curve and confusion matrix."""
+def _info(run: Run, limits: Limits | None) -> dict[str, Any]:
+    """The kind's serve_info, and for a series run the shape it reads (channels, steps, context, horizon)."""
+    out = kind_of(run).serve_info(run)
+    return {**out, **series.info(run, limits or Limits())} if series.is_series_run(run) else out
+
+
+def report(run: Run, limits: Limits | None = None) -> dict[str, Any]:
+    """What the page shows of a run: its task, model, classes, metrics, training curve and confusion matrix, and in
+    ``info`` what its predict or sample takes (a series run: the shape of its series under ``limits``)."""
     return {
         "run": run.path.name,
         "task": run.task,
@@ -188,7 +196,7 @@ def report(run: Run) -> dict[str, Any]:
         "model": run.config["model"]["model"],
         "classes": list(run.classes),
         "endpoints": list(kind_of(run).endpoints),
-        "info": kind_of(run).serve_info(run),
+        "info": _info(run, limits),
         "metrics": _read_json(run.path / "metrics.json") or {},
         "curve": _curve(run.path / "curve.csv"),
         "confusion": _read_json(run.path / "confusion.json"),
@@ -199,7 +207,7 @@ def report(run: Run) -> dict[str, Any]:
 # The app
 
 
-def _summary(run: Run) -> dict[str, Any]:
+def _summary(run: Run, limits: Limits) -> dict[str, Any]:
     kind = kind_of(run)
     return {
         "run": run.path.name,
@@ -207,7 +215,7 @@ def _summary(run: Run) -> dict[str, Any]:
         "app": kind.app,
         "model": run.config["model"]["model"],
         "classes": list(run.classes),
-        **kind.serve_info(run),
+        **_info(run, limits),
     }
 
 
@@ -246,6 +254,11 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
     served = {name: _Served(run, threading.Lock()) for name, run in zip(_names(loaded), loaded, strict=True)}
     predict_model, sample_model = request_models(limits)
     models = {"predict": predict_model, "sample": sample_model, "tiny": TinyRequest, "flow": FlowRequest}
+    series_models = {  # a series run's predict takes numbers in the shape it reads (rnnkit.serve.series)
+        f"/runs/{name}/predict": series.series_request_model(name, series.series_shape(s.run, limits), limits)
+        for name, s in served.items()
+        if series.is_series_run(s.run)
+    }
 
     app = FastAPI(
         title="rnnkit serve",
@@ -286,11 +299,14 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
             return error_answer(405, f"{path} takes {allow}, not {request.method}", {"Allow": allow})
         return error_answer(exc.status_code, str(exc.detail), exc.headers)
 
+    def _models_at(path: str) -> dict[str, Any]:
+        return {**models, "predict": series_models[path]} if path in series_models else models
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSON:
         errors = exc.errors()
         first = dict(errors[0]) if errors else {}
-        return error_answer(400, validation_message(first, models, request.url.path))
+        return error_answer(400, validation_message(first, _models_at(request.url.path), request.url.path))
 
     @app.exception_handler(HTTPError)
     async def refused(request: Request, exc: HTTPError) -> JSON:
@@ -318,25 +334,41 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
             "version": __version__,
             "endpoints": endpoints(),
             "limits": asdict(limits),
-            "runs": {name: _summary(s.run) for name, s in served.items()},
+            "runs": {name: _summary(s.run, limits) for name, s in served.items()},
         }
         if len(served) == 1:
-            out.update(_summary(next(iter(served.values())).run))
+            out.update(_summary(next(iter(served.values())).run, limits))
         return out
 
     @app.get("/runs", tags=["runs"])
     def run_list() -> list[dict[str, Any]]:
         """Every served run's report: task, model, classes, metrics, training curve, confusion matrix."""
-        return [report(s.run) for s in served.values()]
+        return [report(s.run, limits) for s in served.values()]
 
     for name, s in served.items():
         kind = kind_of(s.run)
 
         def one_report(name: str = name) -> dict[str, Any]:
-            return report(served[name].run)
+            return report(served[name].run, limits)
 
         app.add_api_route(f"/runs/{name}", one_report, methods=["GET"], tags=["runs"], summary=f"report of {name}")
-        if "predict" in kind.endpoints:
+        if f"/runs/{name}/predict" in series_models:
+            series_model = series_models[f"/runs/{name}/predict"]
+
+            def series_endpoint(body: series_model, name: str = name) -> PredictAnswer:  # type: ignore[valid-type]
+                run = served[name].run
+                return answer(name, lambda: series.predict_series_request(run, body))
+
+            app.add_api_route(
+                f"/runs/{name}/predict",
+                series_endpoint,
+                methods=["POST"],
+                response_model=PredictAnswer,
+                response_model_exclude_none=True,
+                tags=["runs"],
+                summary=f"predict with {name} ({s.run.task}): series as numbers",
+            )
+        elif "predict" in kind.endpoints:
 
             def predict_endpoint(body: predict_model, name: str = name) -> PredictAnswer:  # type: ignore[valid-type]
                 options = body.model_dump(exclude={"items"}, exclude_none=True)  # type: ignore[attr-defined]

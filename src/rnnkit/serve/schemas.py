@@ -20,6 +20,7 @@ __all__ = [
     "Candidate",
     "FlowAnswer",
     "FlowRequest",
+    "Forecast",
     "HTTPError",
     "Limits",
     "PredictAnswer",
@@ -48,6 +49,7 @@ class Limits:
     max_top_k: int = 1000  # predict top_k, sample top_k
     max_beam: int = 16  # predict beam (seq2seq runs)
     max_horizon: int = 1000  # predict horizon (forecast steps, characters an lm run generates)
+    max_steps: int = 10_000  # steps per series a series run's predict takes (a forecast run: its context at least)
     timeout: float = 10.0  # seconds a client may take to send its whole request body (408 beyond)
     max_connections: int = 64  # uvicorn's limit_concurrency: more at once get 503
 
@@ -85,8 +87,18 @@ class Top(BaseModel):
 
 
 class Prediction(BaseModel):
-    item: str
+    """A classifier's answer for one item: the item (a series run: its position in the request) and the most
+    probable classes, best first."""
+
+    item: str | int
     top: list[Top]
+
+
+class Forecast(BaseModel):
+    """A forecast run's answer for one series (its position in the request): the next ``K`` values."""
+
+    item: int
+    values: list[float]
 
 
 class Candidate(BaseModel):
@@ -105,11 +117,13 @@ class Transcription(BaseModel):
 
 class PredictAnswer(BaseModel):
     """A classifier's answer (``predictions``), or the lines ``rnnkit predict`` prints for other kinds; a seq2seq
-    run adds the beam's candidates per item (``outputs``)."""
+    run adds the beam's candidates per item (``outputs``), a forecast run given numbers the values (``forecasts``);
+    a series classifier gives ``predictions`` and ``lines``."""
 
     predictions: list[Prediction] | None = None
     lines: list[str] | None = None
     outputs: list[Transcription] | None = None
+    forecasts: list[Forecast] | None = None
 
 
 class SampleAnswer(BaseModel):
@@ -200,6 +214,8 @@ def validation_message(error: dict[str, Any], models: dict[str, type[BaseModel]]
     name = _field_name(loc)
     got = json.dumps(error.get("input"), ensure_ascii=False, default=str)[:40]
     model = models.get(path.rsplit("/", 1)[-1])
+    if kind == "series":  # a series run's body (rnnkit.serve.series): the message names the place
+        return str(error.get("msg"))
     if kind == "missing":
         if name == '"items"':
             return 'the body needs "items": a list of strings, e.g. {"items": ["Anna"]}'
