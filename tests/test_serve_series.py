@@ -312,3 +312,20 @@ def test_a_real_server_refuses_a_bad_series_and_answers_the_next(runs: dict[str,
         server.shutdown()
         thread.join(10)
         server.server_close()
+
+
+def test_cli_serve_passes_max_steps_and_refuses_a_bad_one(
+    runs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import rnnkit.serve as rserve
+
+    got = {}
+    monkeypatch.setattr(rserve, "serve_until_stopped", lambda runs, host, port, limits: got.update(limits=limits) or 0)
+    code, _, err = rnnkit_main(capsys, "serve", runs["series"], "--max-steps", "7", "--port", "0")
+    assert code == 0, err
+    assert got["limits"].max_steps == 7 and got["limits"].max_items == Limits().max_items
+    with TestClient(create_app([runs["series"]], got["limits"])) as c:
+        code, body = post(c, "/runs/series/predict", {"series": [[1, 2]] * 8})
+    assert code == 400 and "'series' has 8 steps, more than the limit of 7" in body["error"]
+    code, out, err = rnnkit_main(capsys, "serve", runs["series"], "--max-steps", "0")
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and "--max-steps" in err, err

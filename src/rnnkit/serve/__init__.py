@@ -10,6 +10,10 @@
     "prob": 0.91}, ...]}, ...]}``; for a run of another kind (``beam``, ``horizon`` and ``top_k`` are passed on) →
     ``{"lines": [...]}``, the lines ``rnnkit predict`` prints; a seq2seq run adds ``"outputs": [{"item": ...,
     "candidates": [{"output": ..., "score": ...}, ...]}, ...]``, the beam's candidates best first.
+    A series run (series classification, forecast) takes its series as numbers (:mod:`rnnkit.serve.series`):
+    ``{"series": [[x_1, ..., x_C], ...]}`` (one; a one-channel run also takes a list of values) or ``{"items": [S,
+    ...]}`` (several), with ``top_k`` or ``horizon`` → ``{"predictions": [{"item": 0, "top": [...]}, ...], "lines":
+    [...]}`` (a classifier) or ``{"forecasts": [{"item": 0, "values": [...]}, ...], "lines": [...]}`` (a forecast).
 ``POST /runs/NAME/sample`` (generate runs)
     ``{"category": "Alpha", "num": 10, "temperature": 0.8, "seed": 0, "prefix": "", "max_len": 30, "top_k": null}``
     (all optional but ``category`` for a conditional run) → ``{"samples": ["Anna", ...]}``.
@@ -83,7 +87,7 @@ def _port(text: str) -> int:
 
 
 def add_cli(subparsers: Any) -> None:
-    """Declare ``rnnkit serve RUN [RUN ...] [--host H] [--port P] [--max-bytes N] [--max-items N]``."""
+    """Declare ``rnnkit serve RUN [RUN ...] [--host H] [--port P] [--max-bytes N] [--max-items N] [--max-steps N]``."""
     from rnnkit.cliutil import Formatter, positive_int
 
     p = subparsers.add_parser(
@@ -91,7 +95,7 @@ def add_cli(subparsers: Any) -> None:
         help="serve trained runs over HTTP on localhost: a page at /, JSON at /runs/NAME/predict|sample, /docs",
         description=(
             "Serve run folders (FastAPI on uvicorn; extra `serve`): the page at /, GET /health,\n"
-            'POST /runs/NAME/predict {"items": [...], "top_k": 3};\n'
+            'POST /runs/NAME/predict {"items": [...], "top_k": 3} (a series run: {"series": [...]} numbers);\n'
             'POST /runs/NAME/sample {"category": ..., "num": 10} (NAME is the run folder\'s name)\n'
             '; schemas at /docs. Errors are JSON {"error": ...} with a 4xx status.\n'
             "No authentication: keep the loopback host. Ctrl-C or SIGTERM stops it."
@@ -103,6 +107,12 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--port", type=_port, default=8000, help="TCP port; 0 picks a free one")
     p.add_argument("--max-bytes", type=positive_int, default=65536, help="largest request body (413 beyond)")
     p.add_argument("--max-items", type=positive_int, default=256, help="most items per predict request")
+    p.add_argument(
+        "--max-steps",
+        type=positive_int,
+        default=10_000,
+        help="most steps per series a series run's predict takes (a forecast run: at least its context)",
+    )
     p.set_defaults(func=_cmd_serve)
 
 
@@ -115,7 +125,7 @@ def _cmd_serve(args: Any) -> int:
     from rnnkit.runs import load_run
 
     runs = [load_run(path) for path in args.run]
-    limits = web.Limits(max_bytes=args.max_bytes, max_items=args.max_items)
+    limits = web.Limits(max_bytes=args.max_bytes, max_items=args.max_items, max_steps=args.max_steps)
     return serve_until_stopped(runs, args.host, args.port, limits=limits)
 
 
