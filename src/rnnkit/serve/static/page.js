@@ -94,6 +94,57 @@ function report(run) {
 }
 
 // ------------------------------------------------------------------------------------------------ try it
+function barsOf(top) {
+  return top.map(t => el("div", { class: "bar" },
+    el("span", { class: "label" }, t.label),
+    el("span", { class: "fill", style: `width:${(t.prob * 300).toFixed(1)}px` }),
+    el("span", { class: "prob" }, t.prob.toFixed(3))));
+}
+
+function parseSeries(text, channels) {
+  // a series run's input: JSON as the API takes it, or numbers (one channel), or one step per line (C numbers);
+  // the server checks the shape and says what does not fit
+  const t = text.trim();
+  if (t.startsWith("[")) return JSON.parse(t);
+  const numbers = line => line.trim().split(/[\s,;]+/).filter(Boolean).map(Number);
+  if (channels === 1) return numbers(t);
+  return t.split("\n").filter(line => line.trim()).map(numbers);
+}
+
+function seriesChart(series, channels, extra) {
+  // every channel of a series (steps 1..L), and the forecast after it when given
+  const rows = series.map(x => (Array.isArray(x) ? x : [x]));
+  const lines = [...Array(channels).keys()].map(c => ({
+    name: channels > 1 ? `channel ${c + 1}` : "series", xs: rows.map((_, i) => i + 1), ys: rows.map(r => r[c]) }));
+  return lineChart(extra ? [...lines, extra] : lines, { cls: extra ? "forecast" : "series", xlabel: "step" });
+}
+
+function seriesClassifier(run) {
+  const channels = (run.info && run.info.channels) || 1;
+  const k = Math.min(5, Math.max(1, run.classes.length));
+  const input = el("textarea", { class: "series-input", rows: channels > 1 ? "6" : "2", cols: "60",
+    placeholder: channels > 1 ? `one step per line, ${channels} numbers each (or JSON: [[x1, ..., x${channels}], ...])`
+      : "a series: 0.1 0.5 0.9 … (or JSON: [0.1, 0.5, 0.9])" });
+  const bars = el("div", { class: "bars" });
+  const chart = el("div", { class: "series-chart" });
+  const error = el("div", { class: "error" });
+  const go = async () => {
+    let series;
+    try { series = parseSeries(input.value, channels); } catch (e) { error.textContent = `not JSON: ${e.message}`; return; }
+    if (!series.length) { bars.replaceChildren(); error.textContent = "type a series of numbers"; return; }
+    try {
+      const answer = await post(`runs/${run.run}/predict`, { series, top_k: k });
+      error.textContent = "";
+      bars.replaceChildren(...barsOf(answer.predictions[0].top));
+      chart.replaceChildren(seriesChart(series, channels));
+    } catch (e) { bars.replaceChildren(); chart.replaceChildren(); error.textContent = e.message; }
+  };
+  return el("div", { class: "controls" }, input, el("br", {}),
+    el("button", { class: "predict-button", onclick: go }, "classify"), bars, chart, error,
+    el("p", { class: "muted note" }, `${channels} channel(s) per step; files: rnnkit predict `, run.run,
+      " --data FILE.ts (or .npz)"));
+}
+
 function classifier(run) {
   const k = Math.min(5, Math.max(1, run.classes.length));
   const bars = el("div", { class: "bars" });
@@ -108,10 +159,7 @@ function classifier(run) {
         const answer = await post(`runs/${run.run}/predict`, { items: [text], top_k: k });
         if (mine !== pending) return;
         error.textContent = "";
-        bars.replaceChildren(...answer.predictions[0].top.map(t => el("div", { class: "bar" },
-          el("span", { class: "label" }, t.label),
-          el("span", { class: "fill", style: `width:${(t.prob * 300).toFixed(1)}px` }),
-          el("span", { class: "prob" }, t.prob.toFixed(3)))));
+        bars.replaceChildren(...barsOf(answer.predictions[0].top));
       } catch (e) { if (mine === pending) { bars.replaceChildren(); error.textContent = e.message; } }
     } });
   return el("div", {}, input, bars, error);
@@ -158,17 +206,26 @@ function predictor(run) {
   const lm = run.app === "lm";
   const sentence = lm || run.app === "tag";  // the whole text is one item
   const horizon = forecast || lm;  // steps to forecast, characters to generate
-  const input = el("input", { type: "text", class: "predict-input", style: "width:24em",
-    placeholder: forecast ? "a series: 1 2 3 4 5 … (at least the run's context)"
-      : lm ? "a text to continue" : sentence ? "a sentence to tag" : "one item, or several separated by spaces" });
+  const channels = (forecast && run.info && run.info.channels) || 1;
+  const input = channels > 1
+    ? el("textarea", { class: "predict-input", rows: "6", cols: "60",
+      placeholder: `one step per line: ${(run.info.columns || []).join(", ")} (at least ${run.info.context} steps)` })
+    : el("input", { type: "text", class: "predict-input", style: "width:24em",
+      placeholder: forecast ? "a series: 1 2 3 4 5 … (at least the run's context)"
+        : lm ? "a text to continue" : sentence ? "a sentence to tag" : "one item, or several separated by spaces" });
   const extra = el("input", { type: "number", class: horizon ? "horizon" : "beam", min: "1",
     max: horizon ? "1000" : "16", value: horizon ? "" : "3", placeholder: "run's", style: "width:5em" });
   const out = el("div", { class: "lines" });
   const error = el("div", { class: "error" });
   const go = async () => {
-    const items = sentence ? [input.value].filter(t => t.trim()) : input.value.trim().split(/[\s,]+/).filter(Boolean);
+    let series = [];
+    if (forecast) {
+      try { series = parseSeries(input.value, channels); } catch (e) { error.textContent = `not JSON: ${e.message}`; return; }
+    }
+    const items = forecast ? series
+      : sentence ? [input.value].filter(t => t.trim()) : input.value.trim().split(/[\s,]+/).filter(Boolean);
     if (!items.length) { out.replaceChildren(); error.textContent = forecast ? "type a series of numbers" : "type something"; return; }
-    const body = { items };
+    const body = forecast ? { series } : { items };
     if (extra.value && horizon) body.horizon = Number(extra.value);
     else if (extra.value && seq2seq) body.beam = Number(extra.value);
     try {
@@ -176,13 +233,10 @@ function predictor(run) {
       error.textContent = "";
       const lines = answer.lines || [];
       out.replaceChildren(...(answer.outputs ? answer.outputs.map(candidates) : [el("pre", {}, lines.join("\n"))]));
-      if (forecast) {
-        const ys = lines.map(l => Number(l.split(":").pop())).filter(v => isFinite(v));
-        const past = items.map(Number).filter(v => isFinite(v));
-        out.append(lineChart([
-          { name: "series", xs: past.map((_, i) => i + 1), ys: past },
-          { name: "forecast", xs: ys.map((_, i) => past.length + i + 1), ys },
-        ], { cls: "forecast", xlabel: "step" }));
+      if (forecast) {  // the series (every channel) and the forecast of the target after it
+        const ys = answer.forecasts[0].values;
+        out.append(seriesChart(series, channels,
+          { name: "forecast", xs: ys.map((_, i) => series.length + i + 1), ys }));
       }
     } catch (e) { error.textContent = e.message; }
   };
@@ -195,8 +249,7 @@ function predictor(run) {
 function card(run) {
   const tryIt = run.endpoints.includes("sample") ? generator(run)
     : run.task === "classify" && !run.app ? classifier(run)
-    : run.app === "classify-series" ? el("p", { class: "muted note" },
-      "classifies whole series read from a file: rnnkit predict ", run.run, " --data FILE.ts (or .npz)")
+    : run.app === "classify-series" ? seriesClassifier(run)
     : predictor(run);
   const details = el("details", { class: "report-toggle" }, el("summary", {}, "run report"), report(run));
   const head = Object.entries(run.metrics || {}).filter(([k]) => k.startsWith("test_")).slice(0, 3)
