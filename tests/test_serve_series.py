@@ -234,6 +234,8 @@ FORECAST = [float(v) for v in _values(12)]
         ("series", {"items": [[[1, 2]], [[1, 2], [3]]]}, '"items"[1][1] has 1 number; this run reads 2 channel(s)'),
         ("series", {"series": [1, 2, 3]}, "is a list of numbers, but this run reads 2 channels per step"),
         ("series", {"series": [[1, "2"]]}, "'series'[0][1] must be a number, got '2'"),
+        ("series", {"series": [[1, 2], 3]}, "'series' mixes numbers and lists: give every step the same way"),
+        ("forecast", {"series": [*FORECAST[:-1], "9"]}, "'series'[11] must be a number (or a list of 1), got '9'"),
         ("series", {"series": [[1, True]]}, "'series'[0][1] must be a number, got True"),
         ("series", {"series": [[1, None]]}, "'series'[0][1] must be a number, got None"),
         ("series", {"series": [[1e300, 1]]}, "the model's output is not finite for these values"),

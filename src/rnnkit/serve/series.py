@@ -129,6 +129,9 @@ def read_series(value: Any, where: str, shape: SeriesShape) -> np.ndarray:
             why = f"its context: the last {shape.min_steps} values" if shape.kind == FORECAST_APP else "at least 1"
             raise _refuse(f"{where} has {len(value)} steps; this run needs {why}")
         raise _refuse(f"{where} has {len(value)} steps, more than the limit of {shape.max_steps}")
+    odd = next((t for t, x in enumerate(value) if not _is_number(x) and not isinstance(x, list)), None)
+    if odd is not None:
+        raise _refuse(f"{where}[{odd}] must be {per_step}, got {_got(value[odd])}")
     if all(_is_number(x) for x in value):
         if C != 1:
             raise _refuse(
@@ -138,8 +141,8 @@ def read_series(value: Any, where: str, shape: SeriesShape) -> np.ndarray:
         rows = [[x] for x in value]
     else:
         for t, step in enumerate(value):
-            if not isinstance(step, list):
-                raise _refuse(f"{where}[{t}] must be {per_step}, got {_got(step)}")
+            if not isinstance(step, list):  # a number beside lists: which one was meant is not ours to guess
+                raise _refuse(f"{where} mixes numbers and lists: give every step the same way ({where}[{t}])")
             if len(step) != C:
                 numbers = "number" if len(step) == 1 else "numbers"
                 raise _refuse(f"{where}[{t}] has {len(step)} {numbers}; this run reads {C} channel(s) per step")
@@ -217,7 +220,7 @@ def series_request_model(name: str, shape: SeriesShape, limits: Limits) -> type[
     safe = re.sub(r"\W", "_", name)
     return create_model(
         f"SeriesPredictRequest_{safe}",
-        __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+        __config__=ConfigDict(extra="forbid"),
         __validators__={"_one_of": model_validator(mode="after")(_one_of)},
         **fields,
     )
