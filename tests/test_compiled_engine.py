@@ -500,3 +500,42 @@ def test_the_engine_is_built_with_openmp_where_torch_runs_on_it(monkeypatch):
     monkeypatch.setattr(build, "extension_status", lambda name: "turned off by RNNKIT_COMPILED=0")
     calls.clear()
     assert build.load_threaded_extension("rnn", ["rnn.cpp"]) is None and calls == [("rnn", ["-fopenmp"])]
+
+
+def test_two_checkouts_with_the_same_sources_build_from_the_same_paths(monkeypatch, tmp_path):
+    """torch's ``build.ninja`` names sources by path: two checkouts (or environments) of the same sources share one
+    cache folder, and built from their own paths they rebuilt each other's kernels on every switch. The build reads
+    copies inside the cache folder, so both hand torch the same paths, holding the same bytes as the shipped files."""
+    import torch.utils.cpp_extension as cpp
+
+    calls = []
+
+    def fake_load(*, sources, build_directory, **kwargs):
+        calls.append((list(sources), build_directory))
+        return object()
+
+    shipped = (build.source_dir() / "rnn.cpp").read_bytes()
+    checkouts = [tmp_path / "checkout-a", tmp_path / "checkout-b"]
+    for folder in checkouts:
+        folder.mkdir()
+        (folder / "rnn.cpp").write_bytes(shipped)
+    monkeypatch.setattr(build, "_REASONS", {})
+    monkeypatch.setattr(build, "_missing_tool", lambda: None)
+    monkeypatch.setattr(build, "_cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(cpp, "load", fake_load)
+    for folder in checkouts:
+        monkeypatch.setattr(build, "_LOADED", {})
+        monkeypatch.setattr(build, "source_dir", lambda folder=folder: folder)
+        assert build.load_extension("rnn", ["rnn.cpp"]) is not None
+    (first, first_dir), (second, second_dir) = calls
+    assert first == second and first_dir == second_dir
+    (staged,) = first
+    assert Path(staged).parent.parent == Path(first_dir)
+    assert Path(staged).read_bytes() == shipped
+    # a changed source is another cache folder, with its own copy
+    (checkouts[1] / "rnn.cpp").write_bytes(shipped + b"\n// changed\n")
+    monkeypatch.setattr(build, "_LOADED", {})
+    assert build.load_extension("rnn", ["rnn.cpp"]) is not None
+    (third,), third_dir = calls[-1]
+    assert third_dir != first_dir and Path(third).read_bytes().endswith(b"// changed\n")
+    assert Path(staged).read_bytes() == shipped

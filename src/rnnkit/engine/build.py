@@ -195,7 +195,7 @@ def _load(
         with _build_lock(build_dir):
             module = load(
                 name=full_name,
-                sources=[str(p) for p in paths],
+                sources=[str(p) for p in _stage_sources(paths, build_dir)],
                 extra_cflags=cflags,
                 build_directory=str(build_dir),
                 verbose=False,
@@ -209,6 +209,29 @@ def _load(
     if fresh:
         _say(f"built the compiled {name} kernels in {time.perf_counter() - start:.0f} s (cached in {build_dir})")
     return module
+
+
+def _stage_sources(paths: list[Path], build_dir: Path) -> list[Path]:
+    """Copies of ``paths`` inside ``build_dir`` (rewritten only when their bytes differ), for torch to build from.
+
+    torch's ``build.ninja`` names the source files by path, and ninja rebuilds when a path changes: two checkouts or
+    environments with the same sources (same cache folder: the key is the sources' hash) built from their own paths
+    would keep overwriting each other's build, each process paying a full compile. Built from copies that live in the
+    cache folder, every checkout hands ninja the same paths, and the first build serves them all. Called under
+    :func:`_build_lock`.
+    """
+    staged_dir = build_dir / "src"
+    staged_dir.mkdir(exist_ok=True)
+    staged = []
+    for path in paths:
+        copy = staged_dir / path.name
+        data = path.read_bytes()
+        if not copy.is_file() or copy.read_bytes() != data:
+            partial = copy.with_name(copy.name + ".partial")
+            partial.write_bytes(data)
+            os.replace(partial, copy)  # atomic: a reader never sees half a source
+        staged.append(copy)
+    return staged
 
 
 @contextlib.contextmanager
