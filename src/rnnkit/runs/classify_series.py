@@ -99,6 +99,8 @@ DEFAULTS: dict[str, Any] = {
     "lr": 5e-3,
     "series_norm": "both",
     "val_fraction": VAL_FRACTION,
+    "downsample": 0,  # 0: by the rule from the training length (auto_downsample)
+    "augment": 0.0,  # no augmentation of the training batches (augment_batch)
 }
 """Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
 
@@ -121,6 +123,9 @@ MAX_STEPS = 5_000_000
 :data:`FEWEST_EPOCHS` epochs: a set too large for :data:`MIN_EPOCHS` gets fewer, so a default run stays in
 minutes whatever the set."""
 FEWEST_EPOCHS = 5
+DOWNSAMPLE_TARGET = 128
+"""``--downsample 0`` (the default) averages every ``f = ⌈L̄ / DOWNSAMPLE_TARGET⌉`` steps into one
+(:func:`auto_downsample`, ``L̄`` the training part's mean length): the model reads at most about this many steps."""
 PATIENCE = 20
 """Epochs without a better validation score before training stops."""
 EVAL_BATCH = 256
@@ -160,6 +165,7 @@ class SeriesSplit:
     scaler: Standardizer
     record: dict[str, Any]
     missing_filled: int
+    downsample: int = 1
 
 
 def _check_part(part: SeriesSet, channels: int, classes: list[str], what: str) -> None:
@@ -183,11 +189,14 @@ def prepare_series(
     seed: int = 0,
     series_norm: str = "none",
     val_fraction: float = VAL_FRACTION,
+    downsample: int = 1,
 ) -> SeriesSplit:
     """Read the files, split them as the module docstring says and fit the scaler on the training part.
 
     ``val_fraction`` (without ``val_data``): the share of every class carved for validation; ``0`` carves nothing
-    (the validation part is empty: train on all of it, no early stopping). Deterministic in its arguments, so a
+    (the validation part is empty: train on all of it, no early stopping). ``downsample``: the factor ``f`` of
+    :func:`downsample_series` the model reads the series at, ``0`` chosen from the training part
+    (:func:`auto_downsample`); the scaler is fitted on what the model reads. Deterministic in its arguments, so a
     run's test part can be rebuilt from its saved settings.
     """
     full = load_series(data, "train")
@@ -238,8 +247,35 @@ def prepare_series(
             continue  # no validation part asked for
         _check_part(part, full.num_channels, classes, what)
     # the training part only: val/test never shape it
-    scaler = Standardizer.fit(model_inputs(as_sequences(train.X), series_norm))
-    return SeriesSplit(train, val, test, classes, scaler, record, filled)
+    factor = auto_downsample(train) if downsample == 0 else int(downsample)
+    scaler = Standardizer.fit(model_inputs(as_sequences(train.X), series_norm, factor))
+    return SeriesSplit(train, val, test, classes, scaler, record, filled, factor)
+
+
+def auto_downsample(train: SeriesSet) -> int:
+    """The factor ``--downsample 0`` picks: ``max(1, ⌈L̄ / DOWNSAMPLE_TARGET⌉)``, ``L̄`` the mean length of
+    ``train``'s series (ArrowHead 251 → 2, OSULeaf 427 → 4, ACSF1 1,460 → 12; series of at most
+    :data:`DOWNSAMPLE_TARGET` steps are read as they are)."""
+    seqs = as_sequences(train.X)
+    mean_len = sum(len(x) for x in seqs) / max(1, len(seqs))
+    return max(1, math.ceil(mean_len / DOWNSAMPLE_TARGET))
+
+
+def downsample_series(sequences: Sequence[np.ndarray], factor: int) -> list[np.ndarray]:
+    """Piecewise aggregate approximation: series ``(L_i, C)`` → ``(⌈L_i / f⌉, C)``, every ``f`` consecutive steps
+    averaged into one (the last window over the steps it has). ``f = 1`` returns the series unchanged (as float64)."""
+    out = []
+    for s in sequences:
+        a = np.asarray(s, dtype=np.float64)  # (L, C)
+        if factor <= 1:
+            out.append(a)
+            continue
+        n = -(-a.shape[0] // factor)  # ⌈L / f⌉ windows
+        starts = np.arange(0, a.shape[0], factor)  # (n,)
+        sums = np.add.reduceat(a, starts, axis=0)  # (n, C)
+        counts = np.minimum(starts + factor, a.shape[0]) - starts  # (n,)
+        out.append(sums / counts[:n, None])
+    return out
 
 
 def zscore_each(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -255,15 +291,19 @@ def zscore_each(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def model_inputs(sequences: Sequence[np.ndarray], series_norm: str = "none") -> list[np.ndarray]:
-    """What the model reads before the per-channel :class:`Standardizer`: series ``(L_i, C)`` → ``(L_i, C')``.
+def model_inputs(sequences: Sequence[np.ndarray], series_norm: str = "none", downsample: int = 1) -> list[np.ndarray]:
+    """What the model reads before the per-channel :class:`Standardizer`: series ``(L_i, C)`` → ``(L_i', C')``.
+
+    ``downsample`` ``f``: first every ``f`` steps averaged into one (:func:`downsample_series`, ``L_i' = ⌈L_i / f⌉``;
+    ``1``, runs saved before the option: ``L_i' = L_i``).
 
     ``series_norm`` (:data:`SERIES_NORMS`): ``"none"`` the series as they are (``C' = C``, runs saved before the
     option); ``"zscore"`` each series z-normalised on its own (:func:`zscore_each`, ``C' = C``: shape only, the
     level and scale of a series are dropped); ``"both"`` the z-normalised channels beside the raw ones (``C' = 2C``:
     the shape, and the level and scale, which the per-channel standardizer then puts on one scale)."""
+    sequences = downsample_series(sequences, downsample)
     if series_norm == "none":
-        return [np.asarray(s, dtype=np.float64) for s in sequences]
+        return sequences
     if series_norm == "zscore":
         return zscore_each(sequences)
     if series_norm == "both":
@@ -279,18 +319,25 @@ def series_batch(
     scaler: Standardizer,
     labels: Sequence[int] | None = None,
     series_norm: str = "none",
+    downsample: int = 1,
 ) -> Batch:
     """Normalise time-major series ``(L_i, C)`` as the run does (:func:`model_inputs`, then the standardizer) and
     pad them into ``Batch(inputs (B, T, C') float32, ...)``."""
-    seqs = scaler.transform(model_inputs(sequences, series_norm))
+    seqs = scaler.transform(model_inputs(sequences, series_norm, downsample))
     return collate_sequences(seqs, targets=None if labels is None else list(labels))
 
 
 def _series_batches(
-    part: SeriesSet, scaler: Standardizer, batch_size: int, seed: int, labeled: bool = True, series_norm: str = "none"
+    part: SeriesSet,
+    scaler: Standardizer,
+    batch_size: int,
+    seed: int,
+    labeled: bool = True,
+    series_norm: str = "none",
+    downsample: int = 1,
 ) -> Batches:
     """One part's batches: bucketed by length; the training order a function of ``(seed, epoch)``."""
-    seqs = scaler.transform(model_inputs(as_sequences(part.X), series_norm))  # N × (L_i, C'), normalised once
+    seqs = scaler.transform(model_inputs(as_sequences(part.X), series_norm, downsample))  # N × (L_i', C'), once
     labels = part.label_ids() if labeled else None
 
     def collate(index: list[int]) -> Batch:
@@ -302,6 +349,33 @@ def _series_batches(
 
 
 # ---------------------------------------------------------------------------------------------------------- train
+def augment_batch(batch: Batch, strength: float, generator: torch.Generator) -> Batch:
+    """A training batch with every series scaled and jittered: ``x'[b, t, c] = x[b, t, c] · a[b, c] + ε[b, t, c]``
+    with ``a ~ N(1, strength²)`` per series and channel and ``ε ~ N(0, (strength / 2)²)`` per value, padded steps
+    kept zero. ``inputs`` ``(B, T, C')`` are the normalised model inputs; ``strength = 0`` returns ``batch``."""
+    if strength == 0:
+        return batch
+    x = batch.inputs  # (B, T, C')
+    B, T, C = x.shape
+    scale = 1.0 + strength * torch.randn(B, 1, C, generator=generator, dtype=x.dtype)  # (B, 1, C')
+    noise = 0.5 * strength * torch.randn(B, T, C, generator=generator, dtype=x.dtype)  # (B, T, C')
+    mask = (torch.arange(T).unsqueeze(0) < batch.lengths.unsqueeze(1)).unsqueeze(2).to(x.dtype)  # (B, T, 1)
+    return replace(batch, inputs=(x * scale + noise) * mask)
+
+
+def augmented_epochs(epoch: Callable[[int], list[Batch]], strength: float, seed: int) -> Callable[[int], list[Batch]]:
+    """Training batches of epoch ``e`` (``epoch(e)``) passed through :func:`augment_batch`, the draws a function of
+    ``(seed, e)`` only, so a resumed run sees the batches it would have seen."""
+    if strength == 0:
+        return epoch
+
+    def batches(e: int) -> list[Batch]:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + e)
+        return [augment_batch(b, strength, g) for b in epoch(e)]
+
+    return batches
+
+
 def validation_score(num_val: int) -> Callable[[torch.nn.Module, Any], dict[str, float]]:
     """The trainer's ``evaluate_fn``: :func:`rnnkit.train.evaluate` plus ``score``, which picks the best epoch.
 
@@ -332,6 +406,8 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
             **opts.options,
             "series_norm": saved.get("series_norm", "none"),  # runs before it: "none"
             "val_fraction": saved["data"].get("val_fraction", VAL_FRACTION),
+            "downsample": saved.get("downsample", 1),  # runs before it: the series as they are
+            "augment": saved.get("augment", 0.0),  # runs before it: none
         },
     )
 
@@ -339,6 +415,16 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
 def val_fraction_of(opts: RunOptions) -> float:
     """The ``--val-fraction`` of this call (the default when unset)."""
     return float(opts.resolved("val_fraction", DEFAULTS))
+
+
+def augment_of(opts: RunOptions) -> float:
+    """The ``--augment`` strength of this call (the default when unset)."""
+    return float(opts.resolved("augment", DEFAULTS))
+
+
+def downsample_of(opts: RunOptions) -> int:
+    """The ``--downsample`` of this call (the default when unset; 0: chosen from the data)."""
+    return int(opts.resolved("downsample", DEFAULTS))
 
 
 def series_norm_of(opts: RunOptions) -> str:
@@ -376,10 +462,11 @@ def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelCon
     )
 
 
-def default_epochs(train: SeriesSet) -> int:
+def default_epochs(train: SeriesSet, downsample: int = 1) -> int:
     """The epochs of a default schedule on the training part ``train``: ``min(200, max(floor, ⌈STEP_BUDGET / s⌉))``
-    with ``s = N·L̄`` its series-steps per epoch and ``floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, ⌊MAX_STEPS / s⌋))``."""
-    steps = max(1, sum(len(x) for x in as_sequences(train.X)))  # N·L̄ series-steps per epoch
+    with ``s = N·L̄'`` the series-steps per epoch the model reads (``L̄'``: lengths after ``downsample``) and
+    ``floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, ⌊MAX_STEPS / s⌋))``."""
+    steps = max(1, sum(-(-len(x) // downsample) for x in as_sequences(train.X)))  # N·L̄' series-steps per epoch
     floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, MAX_STEPS // steps))  # long sets: MIN_EPOCHS if MAX_STEPS allows
     return int(min(DEFAULTS["epochs"], max(floor, math.ceil(STEP_BUDGET / steps))))
 
@@ -390,20 +477,24 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if opts.data is None:
         raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
     norm = series_norm_of(opts)
-    split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed, norm, val_fraction_of(opts))
+    split = prepare_series(
+        opts.data, opts.val_data, opts.test_data, opts.seed, norm, val_fraction_of(opts), downsample_of(opts)
+    )
     scaler = split.scaler if saved is None else Standardizer.from_dict(saved["scaler"])
+    factor = split.downsample
     _model_config(opts, split.train.num_channels, len(split.classes))  # bad settings fail before the batches
     if saved is not None:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
     else:
-        defaults = {**DEFAULTS, "epochs": default_epochs(split.train)}  # --epochs, when given, wins
+        defaults = {**DEFAULTS, "epochs": default_epochs(split.train, factor)}  # --epochs, when given, wins
         tcfg = opts.train_config(defaults, monitor="score", patience=PATIENCE)
-    train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed, series_norm=norm)
+    train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed, series_norm=norm, downsample=factor)
     val_b = None  # --val-fraction 0: no validation part, no early stopping
     if len(split.val):
-        val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm).ordered()
+        val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm, downsample=factor).ordered()
     extra = {"split": split, "scaler": scaler, "trainer": tcfg, "series_norm": norm}
-    return Prepared(train_b.epoch, val_b, split.record, None, split.classes, extra=extra)
+    train_data = augmented_epochs(train_b.epoch, augment_of(opts), tcfg.seed)
+    return Prepared(train_data, val_b, split.record, None, split.classes, extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------- use
@@ -414,6 +505,11 @@ def _scaler(run: Run) -> Standardizer:
 def _norm(run: Run) -> str:
     """The run's ``--series-norm`` (runs saved before the option: ``"none"``)."""
     return str(run.config.get("series_norm", "none"))
+
+
+def _factor(run: Run) -> int:
+    """The run's downsampling factor (runs saved before ``--downsample``: 1, the series as they are)."""
+    return int(run.config.get("downsample", 1))
 
 
 def _readable(run: Run, part: SeriesSet) -> None:
@@ -428,7 +524,9 @@ def _readable(run: Run, part: SeriesSet) -> None:
 @torch.no_grad()
 def _probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np.ndarray, list[Batch]]:
     """Class probabilities ``(N, num_classes)`` in the order of ``part``, and the batches (for the loss)."""
-    batches = _series_batches(part, _scaler(run), EVAL_BATCH, 0, labeled=labeled, series_norm=_norm(run)).indexed()
+    batches = _series_batches(
+        part, _scaler(run), EVAL_BATCH, 0, labeled=labeled, series_norm=_norm(run), downsample=_factor(run)
+    ).indexed()
     probs = np.zeros((len(part), len(run.classes)))  # (N, classes)
     run.model.eval()
     for index, batch in batches:
@@ -539,6 +637,28 @@ class SeriesClassifyKind(RunKind):
             },
         ),
         Flag(
+            "--downsample",
+            {
+                "type": ranged("downsample"),
+                "default": None,
+                "metavar": "F",
+                "help": "classify on series: the model reads every F steps averaged into one (piecewise aggregate "
+                "approximation, the same at evaluate and predict); 1 reads the series as they are, 0 picks F from "
+                "the training part's mean length L: ceil(L / 128) (default: the task's, 0)",
+            },
+        ),
+        Flag(
+            "--augment",
+            {
+                "type": ranged("augment"),
+                "default": None,
+                "metavar": "S",
+                "help": "classify on series: augment the training batches, every series scaled by N(1, S^2) per "
+                "channel and jittered by N(0, (S/2)^2) per value, fresh draws every epoch (0: none; evaluate and "
+                "predict read the series unchanged) (default: the task's)",
+            },
+        ),
+        Flag(
             "--ensemble",
             {
                 "type": ranged("ensemble"),
@@ -586,6 +706,8 @@ class SeriesClassifyKind(RunKind):
             "scaler": prepared.extra["scaler"].to_dict(),
             "num_channels": split.train.num_channels,
             "series_norm": prepared.extra["series_norm"],
+            "downsample": split.downsample,
+            "augment": augment_of(opts),
         }
 
     def before_fit(
@@ -634,7 +756,9 @@ class SeriesClassifyKind(RunKind):
         part = saved_test_part(run)
         _readable(run, part)
         part = replace(part, classes=list(run.classes))
-        batches = _series_batches(part, _scaler(run), size, 0, labeled=True, series_norm=_norm(run))
+        batches = _series_batches(
+            part, _scaler(run), size, 0, labeled=True, series_norm=_norm(run), downsample=_factor(run)
+        )
         return batches.collate(list(range(min(size, len(part)))))
 
 
