@@ -334,7 +334,7 @@ def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | N
     want["test_data"] = str(Path(args[args.index("--test-data") + 1]).resolve()) if "--test-data" in args else None
     if any(record.get(k) != v for k, v in want.items()):
         return None
-    before = {"val_fraction": VAL_FRACTION}  # options added later: what folders written before them did
+    before = {"val_fraction": VAL_FRACTION, "augment": 0.0}  # options added later: what earlier folders did
     for key, value in SERIES_DEFAULTS.items():
         if key == "downsample":
             continue  # compared as the factor the run read its series at, below
