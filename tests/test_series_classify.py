@@ -505,10 +505,11 @@ def test_auto_downsample_follows_the_rule() -> None:
     for k in (10, 19, 60, 200):
         longer = read_ts_like([np.tile(x, (1, k)) for x in X], y)
         mean_len = sum(x.shape[1] * k for x in X) / len(X)
-        want = max(1, math.ceil(mean_len / series_app.DOWNSAMPLE_TARGET))
-        if mean_len > series_app.DOWNSAMPLE_LONGEST:
-            want = 1  # very long recordings are read as they are
+        want = math.ceil(mean_len / series_app.DOWNSAMPLE_TARGET)
+        if not series_app.DOWNSAMPLE_SHORTEST < mean_len <= series_app.DOWNSAMPLE_LONGEST:
+            want = 1  # short series and very long recordings are read as they are
         assert series_app.auto_downsample(longer) == want, k
+    assert series_app.auto_downsample(read_ts_like([np.tile(x, (1, 10)) for x in X], y)) == 1
     assert series_app.auto_downsample(read_ts_like([np.tile(x, (1, 60)) for x in X], y)) > 1
     assert series_app.auto_downsample(read_ts_like([np.tile(x, (1, 200)) for x in X], y)) == 1
     # the default schedule counts the steps the model reads

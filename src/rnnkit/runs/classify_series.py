@@ -123,9 +123,14 @@ MAX_STEPS = 5_000_000
 :data:`FEWEST_EPOCHS` epochs: a set too large for :data:`MIN_EPOCHS` gets fewer, so a default run stays in
 minutes whatever the set."""
 FEWEST_EPOCHS = 5
-DOWNSAMPLE_TARGET = 128
+DOWNSAMPLE_TARGET = 64
 """``--downsample 0`` (the default) averages every ``f = ⌈L̄ / DOWNSAMPLE_TARGET⌉`` steps into one
-(:func:`auto_downsample`, ``L̄`` the training part's mean length): the model reads at most about this many steps."""
+(:func:`auto_downsample`, ``L̄`` the training part's mean length): the model reads at most about this many steps.
+The board7 sweep (docs/leaderboard.md, 3 seeds): ArrowHead 0.535 as it is, 0.575 at f = 2, 0.604 at f = 4;
+PickupGestureWiimoteZ 0.620, 0.660 at f = 2, 0.740 at f = 3; OSULeaf 0.664, 0.837 at f = 4, 0.825 at f = 7."""
+DOWNSAMPLE_SHORTEST = 128
+"""Series of at most this many steps (mean length) are read as they are by ``--downsample 0``: Covid3Month_disc
+(84 steps) lost at f = 2 (0.601 against 0.618, 3 seeds), BasicMotions (100) stayed at 1.000."""
 DOWNSAMPLE_LONGEST = 1000
 """Series longer than this (mean length of the training part) are read as they are by ``--downsample 0``: on ACSF1
 (1,460 steps) averaging lost accuracy (seeds 0 and 1: f = 4 0.53, 0.52; f = 12 0.53, 0.42; as they are 0.58,
@@ -257,15 +262,15 @@ def prepare_series(
 
 
 def auto_downsample(train: SeriesSet) -> int:
-    """The factor ``--downsample 0`` picks: ``max(1, ⌈L̄ / DOWNSAMPLE_TARGET⌉)``, ``L̄`` the mean length of
-    ``train``'s series, and 1 when ``L̄ > DOWNSAMPLE_LONGEST`` (ArrowHead 251 → 2, OSULeaf 427 → 4,
-    PickupGestureWiimoteZ 146 → 2; series of at most :data:`DOWNSAMPLE_TARGET` steps, and ACSF1's 1,460, are read
-    as they are)."""
+    """The factor ``--downsample 0`` picks from ``L̄``, the mean length of ``train``'s series:
+    ``⌈L̄ / DOWNSAMPLE_TARGET⌉`` when ``DOWNSAMPLE_SHORTEST < L̄ ≤ DOWNSAMPLE_LONGEST``, else 1 (PickupGestureWiimoteZ
+    146 → 3, ArrowHead 251 → 4, OSULeaf 427 → 7; UnitTest, Covid3Month_disc, BasicMotions (≤ 100 steps) and
+    ACSF1 (1,460) are read as they are)."""
     seqs = as_sequences(train.X)
     mean_len = sum(len(x) for x in seqs) / max(1, len(seqs))
-    if mean_len > DOWNSAMPLE_LONGEST:
+    if mean_len <= DOWNSAMPLE_SHORTEST or mean_len > DOWNSAMPLE_LONGEST:
         return 1
-    return max(1, math.ceil(mean_len / DOWNSAMPLE_TARGET))
+    return math.ceil(mean_len / DOWNSAMPLE_TARGET)
 
 
 def downsample_series(sequences: Sequence[np.ndarray], factor: int) -> list[np.ndarray]:
@@ -651,7 +656,7 @@ class SeriesClassifyKind(RunKind):
                 "metavar": "F",
                 "help": "classify on series: the model reads every F steps averaged into one (piecewise aggregate "
                 "approximation, the same at evaluate and predict); 1 reads the series as they are, 0 picks F from "
-                "the training part's mean length L: ceil(L / 128), 1 above 1000 steps (default: the task's, 0)",
+                "the training part's mean length L: ceil(L / 64) for 128 < L <= 1000, else 1 (default: the task's, 0)",
             },
         ),
         Flag(
