@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import rnnkit.data.series_inputs as series_inputs
 import rnnkit.runs.classify_series as series_app
 import rnnkit.runs.kind  # the series-classification kind
 import rnnkit.train
@@ -367,7 +368,7 @@ def test_bad_input_is_one_line_and_leaves_runs_alone(
 def test_zscore_each_and_model_inputs_by_hand() -> None:
     rng = np.random.default_rng(3)
     seqs = [rng.normal(5.0, 3.0, size=(7, 2)), np.array([[2.0, 1.0], [2.0, 3.0], [2.0, 5.0]])]
-    z = series_app.zscore_each(seqs)
+    z = series_inputs.zscore_each(seqs)
     for s, out in zip(seqs, z, strict=True):
         for c in range(2):
             col = [float(v) for v in s[:, c]]
@@ -376,15 +377,15 @@ def test_zscore_each_and_model_inputs_by_hand() -> None:
             want = [(v - mu) / sd if sd > 1e-12 * max(1.0, abs(mu)) else v - mu for v in col]
             np.testing.assert_allclose(out[:, c], want, rtol=1e-12, atol=1e-12)
     assert z[1][:, 0].tolist() == [0.0, 0.0, 0.0]  # a constant channel is only centred
-    both = series_app.model_inputs(seqs, "both")
+    both = series_inputs.model_inputs(seqs, "both")
     for s, zz, b in zip(seqs, z, both, strict=True):
         assert b.shape == (len(s), 4)
         np.testing.assert_array_equal(b[:, :2], zz)
         np.testing.assert_array_equal(b[:, 2:], s)
-    for s, n in zip(seqs, series_app.model_inputs(seqs, "none"), strict=True):
+    for s, n in zip(seqs, series_inputs.model_inputs(seqs, "none"), strict=True):
         np.testing.assert_array_equal(n, s)
     with pytest.raises(ValueError, match="unknown"):
-        series_app.model_inputs(seqs, "minmax")
+        series_inputs.model_inputs(seqs, "minmax")
 
 
 def test_default_epochs_follow_the_step_budget() -> None:
@@ -431,7 +432,7 @@ def test_series_norm_run_saves_it_and_every_reader_applies_it(
     assert config["model"]["input_features"] == (4 if norm == "both" else 2)
     split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm=norm)
     assert Standardizer.from_dict(config["scaler"]) == split.scaler
-    want = Standardizer.fit(series_app.model_inputs(as_sequences(split.train.X), norm))
+    want = Standardizer.fit(series_inputs.model_inputs(as_sequences(split.train.X), norm))
     assert split.scaler == want
     code, out_json, err = rnnkit_main(capsys, "evaluate", out, "--json", "--data", files["test"])
     assert code == 0, err
@@ -487,7 +488,7 @@ def test_downsample_series_is_the_mean_of_every_f_steps_by_hand() -> None:
     rng = np.random.default_rng(5)
     seqs = [rng.normal(size=(11, 2)), rng.normal(size=(3, 2)), rng.normal(size=(8, 2))]
     for f in (1, 2, 3, 4, 20):
-        out = series_app.downsample_series(seqs, f)
+        out = series_inputs.downsample_series(seqs, f)
         for s, o in zip(seqs, out, strict=True):
             want = []  # a hand loop: window k holds steps k·f … min(k·f + f, L) − 1
             for k in range(math.ceil(len(s) / f)):
@@ -495,23 +496,23 @@ def test_downsample_series_is_the_mean_of_every_f_steps_by_hand() -> None:
                 want.append([sum(float(r[c]) for r in rows) / len(rows) for c in range(2)])
             assert o.shape == (math.ceil(len(s) / f), 2)
             np.testing.assert_allclose(o, np.array(want), rtol=1e-13, atol=1e-15)
-    for s, o in zip(seqs, series_app.downsample_series(seqs, 1), strict=True):
+    for s, o in zip(seqs, series_inputs.downsample_series(seqs, 1), strict=True):
         np.testing.assert_array_equal(o, s)  # f = 1: the series as they are
 
 
 def test_auto_downsample_follows_the_rule() -> None:
     X, y = make_series(2, seed=0)  # 6–14 steps: read as they are
-    assert series_app.auto_downsample(read_ts_like(X, y)) == 1
+    assert series_inputs.auto_downsample(read_ts_like(X, y)) == 1
     for k in (10, 19, 60, 200):
         longer = read_ts_like([np.tile(x, (1, k)) for x in X], y)
         mean_len = sum(x.shape[1] * k for x in X) / len(X)
-        want = math.ceil(mean_len / series_app.DOWNSAMPLE_TARGET)
-        if not series_app.DOWNSAMPLE_SHORTEST < mean_len <= series_app.DOWNSAMPLE_LONGEST:
+        want = math.ceil(mean_len / series_inputs.DOWNSAMPLE_TARGET)
+        if not series_inputs.DOWNSAMPLE_SHORTEST < mean_len <= series_inputs.DOWNSAMPLE_LONGEST:
             want = 1  # short series and very long recordings are read as they are
-        assert series_app.auto_downsample(longer) == want, k
-    assert series_app.auto_downsample(read_ts_like([np.tile(x, (1, 10)) for x in X], y)) == 1
-    assert series_app.auto_downsample(read_ts_like([np.tile(x, (1, 60)) for x in X], y)) > 1
-    assert series_app.auto_downsample(read_ts_like([np.tile(x, (1, 200)) for x in X], y)) == 1
+        assert series_inputs.auto_downsample(longer) == want, k
+    assert series_inputs.auto_downsample(read_ts_like([np.tile(x, (1, 10)) for x in X], y)) == 1
+    assert series_inputs.auto_downsample(read_ts_like([np.tile(x, (1, 60)) for x in X], y)) > 1
+    assert series_inputs.auto_downsample(read_ts_like([np.tile(x, (1, 200)) for x in X], y)) == 1
     # the default schedule counts the steps the model reads
     long = read_ts_like([np.tile(x, (1, 200)) for x in X], y)
     steps8 = sum(math.ceil(x.shape[1] * 200 / 8) for x in X)
@@ -532,8 +533,8 @@ def test_downsample_run_saves_it_and_train_and_predict_read_the_same_inputs(
     split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm="both", downsample=3)
     assert split.downsample == 3
     assert Standardizer.from_dict(config["scaler"]) == split.scaler
-    pooled = series_app.downsample_series(as_sequences(split.train.X), 3)
-    assert split.scaler == Standardizer.fit(series_app.model_inputs(pooled, "both"))  # fitted on what the model reads
+    pooled = series_inputs.downsample_series(as_sequences(split.train.X), 3)
+    assert split.scaler == Standardizer.fit(series_inputs.model_inputs(pooled, "both"))  # on what the model reads
     # the training path's batch of the test series equals predict's batch, and both equal the hand pipeline
     test = read_ts(files["test"])
     scaler = Standardizer.from_dict(config["scaler"])
@@ -543,7 +544,8 @@ def test_downsample_run_saves_it_and_train_and_predict_read_the_same_inputs(
     b = series_batch(as_sequences(test.X), scaler, series_norm="both", downsample=3)
     torch.testing.assert_close(a.inputs, b.inputs, rtol=0, atol=0)
     assert a.lengths.tolist() == b.lengths.tolist() == [math.ceil(x.shape[1] / 3) for x in test.X]
-    hand = scaler.transform(series_app.model_inputs(series_app.downsample_series(as_sequences(test.X), 3), "both"))
+    pooled_test = series_inputs.downsample_series(as_sequences(test.X), 3)
+    hand = scaler.transform(series_inputs.model_inputs(pooled_test, "both"))
     for i, h in enumerate(hand):
         np.testing.assert_allclose(b.inputs[i, : len(h)].numpy(), h, rtol=1e-6, atol=1e-6)
     run = load_run(out)
@@ -576,8 +578,8 @@ def test_augment_batch_by_hand_and_padding_stays_zero() -> None:
     seqs = [rng.normal(size=(5, 3)), rng.normal(size=(2, 3)), rng.normal(size=(4, 3))]
     batch = collate_sequences(seqs, targets=[0, 1, 2])
     batch = type(batch)(batch.inputs.double(), batch.lengths, batch.targets)
-    assert series_app.augment_batch(batch, 0.0, torch.Generator().manual_seed(1)) is batch
-    out = series_app.augment_batch(batch, 0.3, torch.Generator().manual_seed(1))
+    assert series_inputs.augment_batch(batch, 0.0, torch.Generator().manual_seed(1)) is batch
+    out = series_inputs.augment_batch(batch, 0.3, torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(1)  # the same draws, in the documented order: scales, then jitter
     scale = 1.0 + 0.3 * torch.randn(3, 1, 3, generator=g, dtype=torch.float64)
     noise = 0.15 * torch.randn(3, 5, 3, generator=g, dtype=torch.float64)
@@ -593,9 +595,9 @@ def test_augment_batch_by_hand_and_padding_stays_zero() -> None:
 def test_augmented_epochs_depend_on_seed_and_epoch_only(files: dict[str, Path]) -> None:
     split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm="both")
     batches = series_app._series_batches(split.train, split.scaler, 4, 0, series_norm="both")
-    assert series_app.augmented_epochs(batches.epoch, 0.0, 0) == batches.epoch  # none: the plain batches
-    aug = series_app.augmented_epochs(batches.epoch, 0.2, 7)
-    again = series_app.augmented_epochs(batches.epoch, 0.2, 7)
+    assert series_inputs.augmented_epochs(batches.epoch, 0.0, 0) == batches.epoch  # none: the plain batches
+    aug = series_inputs.augmented_epochs(batches.epoch, 0.2, 7)
+    again = series_inputs.augmented_epochs(batches.epoch, 0.2, 7)
     for e in (0, 3):
         a, b, plain = aug(e), again(e), batches.epoch(e)
         assert all(torch.equal(x.inputs, y.inputs) for x, y in zip(a, b, strict=True))  # (seed, epoch) decide
