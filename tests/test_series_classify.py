@@ -530,6 +530,7 @@ def test_downsample_run_saves_it_and_train_and_predict_read_the_same_inputs(
     assert code == 0, err
     config, m = read_json(out / "config.json"), read_json(out / "metrics.json")
     assert config["downsample"] == 3 and config["series_norm"] == "both"
+    assert config["options"]["options"]["downsample"] == 3  # the factor, as every setting, written out
     split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm="both", downsample=3)
     assert split.downsample == 3
     assert Standardizer.from_dict(config["scaler"]) == split.scaler
@@ -626,3 +627,10 @@ def test_augment_run_saves_it_and_scores_unaugmented_series(
     assert code == 0, err
     assert [ln.split(" ")[1] for ln in out_lines.splitlines()] == [CLASSES[int(p.argmax())] for p in probs]
     assert_one_line_error(*rnnkit_main(capsys, *args[:-1], out.with_name("bad"), "--augment", "-1"), "--augment")
+
+
+def test_default_run_records_the_factor_the_rule_chose(ts_run: Path) -> None:
+    config = read_json(ts_run / "config.json")
+    assert config["options"]["options"]["downsample"] == 1 == config["downsample"]  # 6–14 steps: as they are
+    run = load_run(ts_run)
+    assert series_app._factor(run) == 1

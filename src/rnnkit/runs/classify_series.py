@@ -397,6 +397,9 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     )
     scaler = split.scaler if saved is None else Standardizer.from_dict(saved["scaler"])
     factor = split.downsample
+    # the options record (config.json) holds the factor the rule chose, not 0: a resume, or a later release with
+    # another rule, reads the series exactly as this run did
+    opts.options["downsample"] = factor
     _model_config(opts, split.train.num_channels, len(split.classes))  # bad settings fail before the batches
     if saved is not None:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
