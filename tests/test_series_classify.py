@@ -19,6 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import rnnkit.data.series_inputs as series_inputs
 import rnnkit.runs.classify_series as series_app
 import rnnkit.runs.kind  # the series-classification kind
 import rnnkit.train
@@ -367,7 +368,7 @@ def test_bad_input_is_one_line_and_leaves_runs_alone(
 def test_zscore_each_and_model_inputs_by_hand() -> None:
     rng = np.random.default_rng(3)
     seqs = [rng.normal(5.0, 3.0, size=(7, 2)), np.array([[2.0, 1.0], [2.0, 3.0], [2.0, 5.0]])]
-    z = series_app.zscore_each(seqs)
+    z = series_inputs.zscore_each(seqs)
     for s, out in zip(seqs, z, strict=True):
         for c in range(2):
             col = [float(v) for v in s[:, c]]
@@ -376,15 +377,15 @@ def test_zscore_each_and_model_inputs_by_hand() -> None:
             want = [(v - mu) / sd if sd > 1e-12 * max(1.0, abs(mu)) else v - mu for v in col]
             np.testing.assert_allclose(out[:, c], want, rtol=1e-12, atol=1e-12)
     assert z[1][:, 0].tolist() == [0.0, 0.0, 0.0]  # a constant channel is only centred
-    both = series_app.model_inputs(seqs, "both")
+    both = series_inputs.model_inputs(seqs, "both")
     for s, zz, b in zip(seqs, z, both, strict=True):
         assert b.shape == (len(s), 4)
         np.testing.assert_array_equal(b[:, :2], zz)
         np.testing.assert_array_equal(b[:, 2:], s)
-    for s, n in zip(seqs, series_app.model_inputs(seqs, "none"), strict=True):
+    for s, n in zip(seqs, series_inputs.model_inputs(seqs, "none"), strict=True):
         np.testing.assert_array_equal(n, s)
     with pytest.raises(ValueError, match="unknown"):
-        series_app.model_inputs(seqs, "minmax")
+        series_inputs.model_inputs(seqs, "minmax")
 
 
 def test_default_epochs_follow_the_step_budget() -> None:
@@ -431,7 +432,7 @@ def test_series_norm_run_saves_it_and_every_reader_applies_it(
     assert config["model"]["input_features"] == (4 if norm == "both" else 2)
     split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm=norm)
     assert Standardizer.from_dict(config["scaler"]) == split.scaler
-    want = Standardizer.fit(series_app.model_inputs(as_sequences(split.train.X), norm))
+    want = Standardizer.fit(series_inputs.model_inputs(as_sequences(split.train.X), norm))
     assert split.scaler == want
     code, out_json, err = rnnkit_main(capsys, "evaluate", out, "--json", "--data", files["test"])
     assert code == 0, err
@@ -480,3 +481,156 @@ def test_val_fraction_zero_trains_on_every_series_for_the_whole_schedule(
     assert read_json(tmp_path / "run" / "metrics.json")["test_accuracy"] == m["test_accuracy"]
     code, out, err = rnnkit_main(capsys, *args, "--out", tmp_path / "bad", "--val-fraction", "1")
     assert code == 2 and "--val-fraction" in err and not (tmp_path / "bad").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------- downsample
+def test_downsample_series_is_the_mean_of_every_f_steps_by_hand() -> None:
+    rng = np.random.default_rng(5)
+    seqs = [rng.normal(size=(11, 2)), rng.normal(size=(3, 2)), rng.normal(size=(8, 2))]
+    for f in (1, 2, 3, 4, 20):
+        out = series_inputs.downsample_series(seqs, f)
+        for s, o in zip(seqs, out, strict=True):
+            want = []  # a hand loop: window k holds steps k·f … min(k·f + f, L) − 1
+            for k in range(math.ceil(len(s) / f)):
+                rows = [s[j] for j in range(k * f, min(k * f + f, len(s)))]
+                want.append([sum(float(r[c]) for r in rows) / len(rows) for c in range(2)])
+            assert o.shape == (math.ceil(len(s) / f), 2)
+            np.testing.assert_allclose(o, np.array(want), rtol=1e-13, atol=1e-15)
+    for s, o in zip(seqs, series_inputs.downsample_series(seqs, 1), strict=True):
+        np.testing.assert_array_equal(o, s)  # f = 1: the series as they are
+
+
+def test_auto_downsample_follows_the_rule() -> None:
+    X, y = make_series(2, seed=0)  # 6–14 steps: read as they are
+    assert series_inputs.auto_downsample(read_ts_like(X, y)) == 1
+    for k in (10, 19, 60, 200):
+        longer = read_ts_like([np.tile(x, (1, k)) for x in X], y)
+        mean_len = sum(x.shape[1] * k for x in X) / len(X)
+        want = math.ceil(mean_len / series_inputs.DOWNSAMPLE_TARGET)
+        if not series_inputs.DOWNSAMPLE_SHORTEST < mean_len <= series_inputs.DOWNSAMPLE_LONGEST:
+            want = 1  # short series and very long recordings are read as they are
+        assert series_inputs.auto_downsample(longer) == want, k
+    assert series_inputs.auto_downsample(read_ts_like([np.tile(x, (1, 10)) for x in X], y)) == 1
+    assert series_inputs.auto_downsample(read_ts_like([np.tile(x, (1, 60)) for x in X], y)) > 1
+    assert series_inputs.auto_downsample(read_ts_like([np.tile(x, (1, 200)) for x in X], y)) == 1
+    # the default schedule counts the steps the model reads
+    long = read_ts_like([np.tile(x, (1, 200)) for x in X], y)
+    steps8 = sum(math.ceil(x.shape[1] * 200 / 8) for x in X)
+    floor = max(series_app.FEWEST_EPOCHS, min(series_app.MIN_EPOCHS, series_app.MAX_STEPS // steps8))
+    want = min(series_app.DEFAULTS["epochs"], max(floor, math.ceil(series_app.STEP_BUDGET / steps8)))
+    assert series_app.default_epochs(long, 8) == want
+
+
+def test_downsample_run_saves_it_and_train_and_predict_read_the_same_inputs(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path]
+) -> None:
+    out = files["base"] / "run-ds"
+    args = ["train", "--task", "classify", "--data", files["train"], "--test-data", files["test"], "--out", out]
+    code, _, err = rnnkit_main(capsys, *args, *TINY, "--downsample", "3")
+    assert code == 0, err
+    config, m = read_json(out / "config.json"), read_json(out / "metrics.json")
+    assert config["downsample"] == 3 and config["series_norm"] == "both"
+    assert config["options"]["options"]["downsample"] == 3  # the factor, as every setting, written out
+    split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm="both", downsample=3)
+    assert split.downsample == 3
+    assert Standardizer.from_dict(config["scaler"]) == split.scaler
+    pooled = series_inputs.downsample_series(as_sequences(split.train.X), 3)
+    assert split.scaler == Standardizer.fit(series_inputs.model_inputs(pooled, "both"))  # on what the model reads
+    # the training path's batch of the test series equals predict's batch, and both equal the hand pipeline
+    test = read_ts(files["test"])
+    scaler = Standardizer.from_dict(config["scaler"])
+    train_path = series_app._series_batches(split.test, scaler, 64, 0, series_norm="both", downsample=3)
+    idx = list(range(len(split.test)))
+    a = train_path.collate(idx)
+    b = series_batch(as_sequences(test.X), scaler, series_norm="both", downsample=3)
+    torch.testing.assert_close(a.inputs, b.inputs, rtol=0, atol=0)
+    assert a.lengths.tolist() == b.lengths.tolist() == [math.ceil(x.shape[1] / 3) for x in test.X]
+    pooled_test = series_inputs.downsample_series(as_sequences(test.X), 3)
+    hand = scaler.transform(series_inputs.model_inputs(pooled_test, "both"))
+    for i, h in enumerate(hand):
+        np.testing.assert_allclose(b.inputs[i, : len(h)].numpy(), h, rtol=1e-6, atol=1e-6)
+    run = load_run(out)
+    probs = run.model.predict_proba(b)
+    code, out_lines, err = rnnkit_main(capsys, "predict", out, "--data", files["test"])
+    assert code == 0, err
+    assert [ln.split(" ")[1] for ln in out_lines.splitlines()] == [CLASSES[int(p.argmax())] for p in probs]
+    code, out_json, err = rnnkit_main(capsys, "evaluate", out, "--json", "--data", files["test"])
+    assert code == 0, err
+    assert json.loads(out_json)["test_accuracy"] == m["test_accuracy"]
+    code, _, err = rnnkit_main(capsys, *args, *TINY, "--downsample", "3", "--resume")  # resume keeps the factor
+    assert code == 0, err
+    assert read_json(out / "config.json")["downsample"] == 3
+    # a run folder without the key (saved before --downsample) reads the series as they are
+    assert series_app._factor(type("R", (), {"config": {k: v for k, v in config.items() if k != "downsample"}})) == 1
+
+
+def test_downsample_out_of_range_is_one_line(capsys: pytest.CaptureFixture[str], files: dict[str, Path]) -> None:
+    out = files["base"] / "run-ds-bad"
+    args = ["train", "--task", "classify", "--data", files["train"], "--test-data", files["test"], "--out", out]
+    assert_one_line_error(*rnnkit_main(capsys, *args, *TINY, "--downsample", "-1"), "--downsample")
+    assert not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------------------- augment
+def test_augment_batch_by_hand_and_padding_stays_zero() -> None:
+    from rnnkit.data.batching import collate_sequences
+
+    rng = np.random.default_rng(8)
+    seqs = [rng.normal(size=(5, 3)), rng.normal(size=(2, 3)), rng.normal(size=(4, 3))]
+    batch = collate_sequences(seqs, targets=[0, 1, 2])
+    batch = type(batch)(batch.inputs.double(), batch.lengths, batch.targets)
+    assert series_inputs.augment_batch(batch, 0.0, torch.Generator().manual_seed(1)) is batch
+    out = series_inputs.augment_batch(batch, 0.3, torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)  # the same draws, in the documented order: scales, then jitter
+    scale = 1.0 + 0.3 * torch.randn(3, 1, 3, generator=g, dtype=torch.float64)
+    noise = 0.15 * torch.randn(3, 5, 3, generator=g, dtype=torch.float64)
+    for b, s in enumerate(seqs):
+        for t in range(5):
+            for c in range(3):
+                x = float(batch.inputs[b, t, c])
+                want = x * float(scale[b, 0, c]) + float(noise[b, t, c]) if t < len(s) else 0.0
+                assert float(out.inputs[b, t, c]) == pytest.approx(want, rel=1e-12, abs=1e-12)
+    assert torch.equal(out.lengths, batch.lengths) and torch.equal(out.targets, batch.targets)
+
+
+def test_augmented_epochs_depend_on_seed_and_epoch_only(files: dict[str, Path]) -> None:
+    split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm="both")
+    batches = series_app._series_batches(split.train, split.scaler, 4, 0, series_norm="both")
+    assert series_inputs.augmented_epochs(batches.epoch, 0.0, 0) == batches.epoch  # none: the plain batches
+    aug = series_inputs.augmented_epochs(batches.epoch, 0.2, 7)
+    again = series_inputs.augmented_epochs(batches.epoch, 0.2, 7)
+    for e in (0, 3):
+        a, b, plain = aug(e), again(e), batches.epoch(e)
+        assert all(torch.equal(x.inputs, y.inputs) for x, y in zip(a, b, strict=True))  # (seed, epoch) decide
+        assert not all(torch.equal(x.inputs, y.inputs) for x, y in zip(a, plain, strict=True))
+        assert all(torch.equal(x.targets, y.targets) for x, y in zip(a, plain, strict=True))
+    assert not torch.equal(aug(0)[0].inputs, aug(1)[0].inputs)  # fresh draws every epoch
+
+
+def test_augment_run_saves_it_and_scores_unaugmented_series(
+    capsys: pytest.CaptureFixture[str], files: dict[str, Path]
+) -> None:
+    out = files["base"] / "run-aug"
+    args = ["train", "--task", "classify", "--data", files["train"], "--test-data", files["test"], "--out", out]
+    code, _, err = rnnkit_main(capsys, *args, *TINY, "--augment", "0.2")
+    assert code == 0, err
+    config, m = read_json(out / "config.json"), read_json(out / "metrics.json")
+    assert config["augment"] == 0.2
+    code, out_json, err = rnnkit_main(capsys, "evaluate", out, "--json", "--data", files["test"])
+    assert code == 0, err
+    assert json.loads(out_json)["test_accuracy"] == m["test_accuracy"]
+    run = load_run(out)
+    test = read_ts(files["test"])
+    batch = series_batch(as_sequences(test.X), Standardizer.from_dict(config["scaler"]), series_norm="both")
+    probs = run.model.predict_proba(batch)  # the plain series: no augmentation outside training
+    code, out_lines, err = rnnkit_main(capsys, "predict", out, "--data", files["test"])
+    assert code == 0, err
+    assert [ln.split(" ")[1] for ln in out_lines.splitlines()] == [CLASSES[int(p.argmax())] for p in probs]
+    assert_one_line_error(*rnnkit_main(capsys, *args[:-1], out.with_name("bad"), "--augment", "-1"), "--augment")
+
+
+def test_default_run_records_the_factor_the_rule_chose(ts_run: Path) -> None:
+    config = read_json(ts_run / "config.json")
+    assert config["options"]["options"]["downsample"] == 1 == config["downsample"]  # 6–14 steps: as they are
+    run = load_run(ts_run)
+    assert series_app._factor(run) == 1

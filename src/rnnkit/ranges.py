@@ -92,6 +92,8 @@ RANGES: dict[str, Range] = {
     "label_smoothing": Range(0, 1, integer=False, hi_open=True),
     "token_dropout": Range(0, 1, integer=False, hi_open=True),
     "val_fraction": Range(0, 1, integer=False, hi_open=True),
+    "augment": Range(0, 10, integer=False),  # series classification: scale/jitter strength of training batches
+    "downsample": Range(0, 10_000),  # series classification: steps averaged into one (0: chosen from the data)
     "max_minutes": Range(0, 10**6, integer=False, lo_open=True),
     "hidden": Range(1, SIZE_CAP),
     "embed": Range(1, SIZE_CAP),

@@ -16,13 +16,17 @@ Defaults (:data:`DEFAULTS`, chosen by the leaderboard sweep, docs/leaderboard.md
 (:mod:`rnnkit.tasks.fcn`: a bidirectional LSTM with H = 64 beside three convolution blocks) reading every series
 z-normalised on its own beside its raw values (``--series-norm both``), dropout 0.1, batches of 8, peak lr 5e-3,
 200 epochs at most, early stopping after :data:`PATIENCE` without a better validation score (fewer epochs on
-long sets: :data:`STEP_BUDGET`, :data:`MIN_EPOCHS`, :data:`MAX_STEPS`). The lecture's cores stay one flag away
+long sets: :data:`STEP_BUDGET`, :data:`MIN_EPOCHS`, :data:`MAX_STEPS`), series of 129–1,000 steps read downsampled
+to about 64 steps (``--downsample 0``: :func:`auto_downsample`, :func:`downsample_series`), no augmentation
+(``--augment 0``: :func:`augment_batch`). The lecture's cores stay one flag away
 (``--model gru`` with ``--series-norm none`` is the default of earlier releases).
 
 Inputs: real values skip the embedding (``ModelConfig(vocab_size=0, input_features=C)``, ``2C`` with
 ``--series-norm both``: :func:`model_inputs`); every channel is standardized with the mean and std of the
 *training part only* (:class:`~rnnkit.data.arrays.Standardizer`), saved in ``config.json`` under ``"scaler"``
-and applied to validation, test and prediction data unchanged.
+and applied to validation, test and prediction data unchanged. Before both, every series is downsampled by the
+run's factor (``config.json`` ``"downsample"``, 1 in runs saved before the option), at training and prediction
+alike.
 
 A run folder holds what every run holds (``config.json``, ``split.json``, ``model.safetensors``, ``metrics.json``,
 ``curve.csv``, ``curves.png``, ``checkpoint/``) and ``confusion.json`` / ``confusion.png``. Metrics:
@@ -58,6 +62,12 @@ from rnnkit.data.arrays import (
     stratified_split,
 )
 from rnnkit.data.batching import Batch, Batches, collate_sequences
+from rnnkit.data.series_inputs import (
+    SERIES_NORMS,
+    augmented_epochs,
+    auto_downsample,
+    model_inputs,
+)
 from rnnkit.metrics import accuracy, confusion, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
 from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
@@ -100,11 +110,10 @@ DEFAULTS: dict[str, Any] = {
     "lr": 5e-3,
     "series_norm": "both",
     "val_fraction": VAL_FRACTION,
+    "downsample": 0,  # 0: by the rule from the training length (auto_downsample)
+    "augment": 0.0,  # no augmentation of the training batches (augment_batch)
 }
 """Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
-
-SERIES_NORMS = ("none", "zscore", "both")
-"""``--series-norm`` choices (:func:`model_inputs`)."""
 
 TEST_FRACTION = 0.2
 """Share of every class held out as the test part (without ``--test-data``)."""
@@ -161,6 +170,7 @@ class SeriesSplit:
     scaler: Standardizer
     record: dict[str, Any]
     missing_filled: int
+    downsample: int = 1
 
 
 def _check_part(part: SeriesSet, channels: int, classes: list[str], what: str) -> None:
@@ -184,11 +194,14 @@ def prepare_series(
     seed: int = 0,
     series_norm: str = "none",
     val_fraction: float = VAL_FRACTION,
+    downsample: int = 1,
 ) -> SeriesSplit:
     """Read the files, split them as the module docstring says and fit the scaler on the training part.
 
     ``val_fraction`` (without ``val_data``): the share of every class carved for validation; ``0`` carves nothing
-    (the validation part is empty: train on all of it, no early stopping). Deterministic in its arguments, so a
+    (the validation part is empty: train on all of it, no early stopping). ``downsample``: the factor ``f`` of
+    :func:`downsample_series` the model reads the series at, ``0`` chosen from the training part
+    (:func:`auto_downsample`); the scaler is fitted on what the model reads. Deterministic in its arguments, so a
     run's test part can be rebuilt from its saved settings.
     """
     full = load_series(data, "train")
@@ -239,40 +252,9 @@ def prepare_series(
             continue  # no validation part asked for
         _check_part(part, full.num_channels, classes, what)
     # the training part only: val/test never shape it
-    scaler = Standardizer.fit(model_inputs(as_sequences(train.X), series_norm))
-    return SeriesSplit(train, val, test, classes, scaler, record, filled)
-
-
-def zscore_each(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Every series ``(L_i, C)`` z-normalised on its own, per channel: ``(x − μ_i) / σ_i`` over its ``L_i`` steps.
-
-    A constant channel (``σ_i ≤ 1e-12·max(1, |μ_i|)``) is only centred, as :class:`Standardizer` does."""
-    out = []
-    for s in sequences:
-        a = np.asarray(s, dtype=np.float64)  # (L_i, C)
-        mean, std = a.mean(axis=0), a.std(axis=0)  # (C,)
-        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
-        out.append((a - mean) / std)
-    return out
-
-
-def model_inputs(sequences: Sequence[np.ndarray], series_norm: str = "none") -> list[np.ndarray]:
-    """What the model reads before the per-channel :class:`Standardizer`: series ``(L_i, C)`` → ``(L_i, C')``.
-
-    ``series_norm`` (:data:`SERIES_NORMS`): ``"none"`` the series as they are (``C' = C``, runs saved before the
-    option); ``"zscore"`` each series z-normalised on its own (:func:`zscore_each`, ``C' = C``: shape only, the
-    level and scale of a series are dropped); ``"both"`` the z-normalised channels beside the raw ones (``C' = 2C``:
-    the shape, and the level and scale, which the per-channel standardizer then puts on one scale)."""
-    if series_norm == "none":
-        return [np.asarray(s, dtype=np.float64) for s in sequences]
-    if series_norm == "zscore":
-        return zscore_each(sequences)
-    if series_norm == "both":
-        return [
-            np.concatenate([z, np.asarray(s, dtype=np.float64)], axis=1)
-            for z, s in zip(zscore_each(sequences), sequences, strict=True)
-        ]
-    raise ValueError(f"--series-norm {series_norm!r} is unknown; choose one of: {', '.join(SERIES_NORMS)}")
+    factor = auto_downsample(train) if downsample == 0 else int(downsample)
+    scaler = Standardizer.fit(model_inputs(as_sequences(train.X), series_norm, factor))
+    return SeriesSplit(train, val, test, classes, scaler, record, filled, factor)
 
 
 def series_batch(
@@ -280,18 +262,25 @@ def series_batch(
     scaler: Standardizer,
     labels: Sequence[int] | None = None,
     series_norm: str = "none",
+    downsample: int = 1,
 ) -> Batch:
     """Normalise time-major series ``(L_i, C)`` as the run does (:func:`model_inputs`, then the standardizer) and
     pad them into ``Batch(inputs (B, T, C') float32, ...)``."""
-    seqs = scaler.transform(model_inputs(sequences, series_norm))
+    seqs = scaler.transform(model_inputs(sequences, series_norm, downsample))
     return collate_sequences(seqs, targets=None if labels is None else list(labels))
 
 
 def _series_batches(
-    part: SeriesSet, scaler: Standardizer, batch_size: int, seed: int, labeled: bool = True, series_norm: str = "none"
+    part: SeriesSet,
+    scaler: Standardizer,
+    batch_size: int,
+    seed: int,
+    labeled: bool = True,
+    series_norm: str = "none",
+    downsample: int = 1,
 ) -> Batches:
     """One part's batches: bucketed by length; the training order a function of ``(seed, epoch)``."""
-    seqs = scaler.transform(model_inputs(as_sequences(part.X), series_norm))  # N × (L_i, C'), normalised once
+    seqs = scaler.transform(model_inputs(as_sequences(part.X), series_norm, downsample))  # N × (L_i', C'), once
     labels = part.label_ids() if labeled else None
 
     def collate(index: list[int]) -> Batch:
@@ -333,6 +322,8 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
             **opts.options,
             "series_norm": saved.get("series_norm", "none"),  # runs before it: "none"
             "val_fraction": saved["data"].get("val_fraction", VAL_FRACTION),
+            "downsample": saved.get("downsample", 1),  # runs before it: the series as they are
+            "augment": saved.get("augment", 0.0),  # runs before it: none
         },
     )
 
@@ -340,6 +331,16 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
 def val_fraction_of(opts: RunOptions) -> float:
     """The ``--val-fraction`` of this call (the default when unset)."""
     return float(opts.resolved("val_fraction", DEFAULTS))
+
+
+def augment_of(opts: RunOptions) -> float:
+    """The ``--augment`` strength of this call (the default when unset)."""
+    return float(opts.resolved("augment", DEFAULTS))
+
+
+def downsample_of(opts: RunOptions) -> int:
+    """The ``--downsample`` of this call (the default when unset; 0: chosen from the data)."""
+    return int(opts.resolved("downsample", DEFAULTS))
 
 
 def series_norm_of(opts: RunOptions) -> str:
@@ -377,10 +378,11 @@ def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelCon
     )
 
 
-def default_epochs(train: SeriesSet) -> int:
+def default_epochs(train: SeriesSet, downsample: int = 1) -> int:
     """The epochs of a default schedule on the training part ``train``: ``min(200, max(floor, ⌈STEP_BUDGET / s⌉))``
-    with ``s = N·L̄`` its series-steps per epoch and ``floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, ⌊MAX_STEPS / s⌋))``."""
-    steps = max(1, sum(len(x) for x in as_sequences(train.X)))  # N·L̄ series-steps per epoch
+    with ``s = N·L̄'`` the series-steps per epoch the model reads (``L̄'``: lengths after ``downsample``) and
+    ``floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, ⌊MAX_STEPS / s⌋))``."""
+    steps = max(1, sum(-(-len(x) // downsample) for x in as_sequences(train.X)))  # N·L̄' series-steps per epoch
     floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, MAX_STEPS // steps))  # long sets: MIN_EPOCHS if MAX_STEPS allows
     return int(min(DEFAULTS["epochs"], max(floor, math.ceil(STEP_BUDGET / steps))))
 
@@ -391,20 +393,27 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if opts.data is None:
         raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
     norm = series_norm_of(opts)
-    split = prepare_series(opts.data, opts.val_data, opts.test_data, opts.seed, norm, val_fraction_of(opts))
+    split = prepare_series(
+        opts.data, opts.val_data, opts.test_data, opts.seed, norm, val_fraction_of(opts), downsample_of(opts)
+    )
     scaler = split.scaler if saved is None else Standardizer.from_dict(saved["scaler"])
+    factor = split.downsample
+    # the options record (config.json) holds the factor the rule chose, not 0: a resume, or a later release with
+    # another rule, reads the series exactly as this run did
+    opts.options["downsample"] = factor
     _model_config(opts, split.train.num_channels, len(split.classes))  # bad settings fail before the batches
     if saved is not None:
         tcfg = TrainConfig.from_dict({**saved["train"], "max_minutes": opts.max_minutes, "progress": opts.progress})
     else:
-        defaults = {**DEFAULTS, "epochs": default_epochs(split.train)}  # --epochs, when given, wins
+        defaults = {**DEFAULTS, "epochs": default_epochs(split.train, factor)}  # --epochs, when given, wins
         tcfg = opts.train_config(defaults, monitor="score", patience=PATIENCE)
-    train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed, series_norm=norm)
+    train_b = _series_batches(split.train, scaler, tcfg.batch_size, tcfg.seed, series_norm=norm, downsample=factor)
     val_b = None  # --val-fraction 0: no validation part, no early stopping
     if len(split.val):
-        val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm).ordered()
+        val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm, downsample=factor).ordered()
     extra = {"split": split, "scaler": scaler, "trainer": tcfg, "series_norm": norm}
-    return Prepared(train_b.epoch, val_b, split.record, None, split.classes, extra=extra)
+    train_data = augmented_epochs(train_b.epoch, augment_of(opts), tcfg.seed)
+    return Prepared(train_data, val_b, split.record, None, split.classes, extra=extra)
 
 
 # ---------------------------------------------------------------------------------------------------------- use
@@ -415,6 +424,11 @@ def _scaler(run: Run) -> Standardizer:
 def _norm(run: Run) -> str:
     """The run's ``--series-norm`` (runs saved before the option: ``"none"``)."""
     return str(run.config.get("series_norm", "none"))
+
+
+def _factor(run: Run) -> int:
+    """The run's downsampling factor (runs saved before ``--downsample``: 1, the series as they are)."""
+    return int(run.config.get("downsample", 1))
 
 
 def _readable(run: Run, part: SeriesSet) -> None:
@@ -429,7 +443,9 @@ def _readable(run: Run, part: SeriesSet) -> None:
 @torch.no_grad()
 def _probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np.ndarray, list[Batch]]:
     """Class probabilities ``(N, num_classes)`` in the order of ``part``, and the batches (for the loss)."""
-    batches = _series_batches(part, _scaler(run), EVAL_BATCH, 0, labeled=labeled, series_norm=_norm(run)).indexed()
+    batches = _series_batches(
+        part, _scaler(run), EVAL_BATCH, 0, labeled=labeled, series_norm=_norm(run), downsample=_factor(run)
+    ).indexed()
     probs = np.zeros((len(part), len(run.classes)))  # (N, classes)
     run.model.eval()
     for index, batch in batches:
@@ -549,6 +565,28 @@ class SeriesClassifyKind(RunKind):
             },
         ),
         Flag(
+            "--downsample",
+            {
+                "type": ranged("downsample"),
+                "default": None,
+                "metavar": "F",
+                "help": "classify on series: the model reads every F steps averaged into one (piecewise aggregate "
+                "approximation, the same at evaluate and predict); 1 reads the series as they are, 0 picks F from "
+                "the training part's mean length L: ceil(L / 64) for 128 < L <= 1000, else 1 (default: the task's, 0)",
+            },
+        ),
+        Flag(
+            "--augment",
+            {
+                "type": ranged("augment"),
+                "default": None,
+                "metavar": "S",
+                "help": "classify on series: augment the training batches, every series scaled by N(1, S^2) per "
+                "channel and jittered by N(0, (S/2)^2) per value, fresh draws every epoch (0: none; evaluate and "
+                "predict read the series unchanged) (default: the task's)",
+            },
+        ),
+        Flag(
             "--ensemble",
             {
                 "type": ranged("ensemble"),
@@ -596,6 +634,8 @@ class SeriesClassifyKind(RunKind):
             "scaler": prepared.extra["scaler"].to_dict(),
             "num_channels": split.train.num_channels,
             "series_norm": prepared.extra["series_norm"],
+            "downsample": split.downsample,
+            "augment": augment_of(opts),
         }
 
     def before_fit(
@@ -644,7 +684,9 @@ class SeriesClassifyKind(RunKind):
         part = saved_test_part(run)
         _readable(run, part)
         part = replace(part, classes=list(run.classes))
-        batches = _series_batches(part, _scaler(run), size, 0, labeled=True, series_norm=_norm(run))
+        batches = _series_batches(
+            part, _scaler(run), size, 0, labeled=True, series_norm=_norm(run), downsample=_factor(run)
+        )
         return batches.collate(list(range(min(size, len(part)))))
 
 
