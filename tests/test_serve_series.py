@@ -56,6 +56,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     jobs = {
         "series": series,
         "series_ensemble": [*series, "--ensemble", "2"],
+        "series_downsampled": [*series, "--downsample", "2"],  # the server reads series as the run did
         "forecast": [*forecast, "--data", one],
         "forecast_ensemble": [*forecast, "--data", one, "--ensemble", "2"],
         "forecast_two": [*forecast, "--data", two],
@@ -69,7 +70,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def client(runs: dict[str, Path]) -> Iterator[TestClient]:
-    names = ("series", "series_ensemble", "forecast", "forecast_ensemble", "forecast_two")
+    names = ("series", "series_ensemble", "series_downsampled", "forecast", "forecast_ensemble", "forecast_two")
     with TestClient(create_app([runs[n] for n in names], LIMITS), raise_server_exceptions=False) as c:
         yield c
 
@@ -85,7 +86,8 @@ def _reference_probabilities(run_path: Path, X: list[np.ndarray]) -> np.ndarray:
     the softmax of the model (of an ensemble: the mean of its members' softmax), in float64."""
     run = load_run(run_path)
     scaler = Standardizer.from_dict(run.config["scaler"])
-    batch = series_batch(as_sequences(X), scaler, series_norm=run.config.get("series_norm", "none"))
+    norm = run.config.get("series_norm", "none")
+    batch = series_batch(as_sequences(X), scaler, series_norm=norm, downsample=run.config.get("downsample", 1))
     members = run.model.members if hasattr(run.model, "members") else [run.model]
     with torch.no_grad():
         probs = [torch.softmax(m.eval()(batch)[0].double(), -1) for m in members]  # K × (N, classes)
@@ -96,7 +98,7 @@ def _reference_probabilities(run_path: Path, X: list[np.ndarray]) -> np.ndarray:
 # Series classification
 
 
-@pytest.mark.parametrize("name", ["series", "series_ensemble"])
+@pytest.mark.parametrize("name", ["series", "series_ensemble", "series_downsampled"])
 def test_series_classification_answers_what_rnnkit_predict_prints(
     client: TestClient, runs: dict[str, Path], name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -111,6 +113,7 @@ def test_series_classification_answers_what_rnnkit_predict_prints(
     assert body["lines"] == out.splitlines()[:4]
     run = load_run(runs[name])
     assert predict_lines(run, [], data=str(runs["test"]))[:4] == body["lines"]
+    assert run.config.get("downsample", 1) == (2 if name == "series_downsampled" else 1)
     # the library's probabilities, and a reference made here (another batching; the ensemble's members' mean)
     library = series_probabilities(run, X[:4])  # (4, classes)
     reference = _reference_probabilities(runs[name], X[:4])
