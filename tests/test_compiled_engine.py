@@ -547,6 +547,7 @@ def test_fast_path_leaves_other_calls_to_the_general_path(ext, monkeypatch):
     make_layer("gru", 3, 5)(x[:, 0])  # unbatched
     make_layer("gru", 3, 5)(x, lengths=[4, 2])
     make_layer("gru", 3, 5, 2, dropout=0.5)(x)  # dropout between layers, training
+    rnnkit.layers.MinGRU(3, 5, dtype=DT)(x)  # a subclass with its own dispatch
     with pytest.raises(ValueError):
         make_layer("gru", 3, 5)(x.float())  # dtype mismatch: the general path's error
     assert calls == []

@@ -211,6 +211,9 @@ class Recurrent(nn.Module):
         dtypes, bad input: the general path raises its error)."""
         if self._engine not in ("auto", "compiled") or getattr(self, "proj_size", 0) or self.bidirectional:
             return None
+        cls = type(self)
+        if cls._run_direction is not Recurrent._run_direction or cls._run_stack is not Recurrent._run_stack:
+            return None  # a subclass with its own dispatch (rnnkit.layers.minimal) keeps it
         if not isinstance(input, Tensor) or input.dim() != 3 or input.shape[2] != self.input_size:
             return None
         L = self.num_layers
