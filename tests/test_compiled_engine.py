@@ -539,3 +539,54 @@ def test_two_checkouts_with_the_same_sources_build_from_the_same_paths(monkeypat
     (third,), third_dir = calls[-1]
     assert third_dir != first_dir and Path(third).read_bytes().endswith(b"// changed\n")
     assert Path(staged).read_bytes() == shipped
+
+
+# ------------------------------------------------------------------------------------------- the layers' fast path
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("L", [1, 2])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+def test_fast_path_equals_the_general_path_bitwise(ext, kind, L, batch_first, monkeypatch):
+    """forward(x) with no hx and no lengths takes the fast path (fewer Python steps, same kernel): its outputs,
+    states and gradients are bitwise those of the general path (hx of zeros given), with grad and without."""
+    import rnnkit.engine as engine_mod
+
+    torch.manual_seed(11)
+    layer = make_layer(kind, 3, 5, L, dtype=torch.float32, batch_first=batch_first)
+    x = torch.randn(4, 6, 3)
+    calls = []
+    real = engine_mod.run_compiled_zero
+    monkeypatch.setattr(engine_mod, "run_compiled_zero", lambda *a: calls.append(a[0]) or real(*a))
+    fast = run_grads(layer, x, None)
+    assert len(calls) == L  # the fast path ran, once per layer
+    zeros = random_hx(kind, L, 4 if batch_first else 6, 5, dtype=torch.float32)
+    zeros = tuple(torch.zeros_like(z) for z in zeros) if isinstance(zeros, tuple) else torch.zeros_like(zeros)
+    general = run_grads(layer, x, zeros)
+    n_states = 2 if kind == "lstm" else 1
+    general = general[: 1 + n_states + 1] + general[1 + n_states + 1 + n_states :]  # drop hx's gradients
+    assert len(calls) == L  # hx given: the general path
+    for a, b in zip(fast, general, strict=True):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        out, h = layer(x)
+        out2, h2 = layer(x, zeros)
+    assert torch.equal(out, out2)
+    for a, b in zip(states(h), states(h2), strict=True):
+        assert torch.equal(a, b)
+        assert a.data_ptr() != out.data_ptr()  # a state of its own, as torch.nn returns it
+
+
+def test_fast_path_leaves_other_calls_to_the_general_path(ext, monkeypatch):
+    import rnnkit.engine as engine_mod
+
+    calls = []
+    monkeypatch.setattr(engine_mod, "run_compiled_zero", lambda *a: calls.append(a[0]))
+    x = torch.randn(4, 2, 3, dtype=DT)
+    make_layer("gru", 3, 5, bidirectional=True)(x)  # two directions
+    make_layer("gru", 3, 5, engine="own")(x)  # another engine
+    make_layer("gru", 3, 5)(x[:, 0])  # unbatched
+    make_layer("gru", 3, 5)(x, lengths=[4, 2])
+    make_layer("gru", 3, 5, 2, dropout=0.5)(x)  # dropout between layers, training
+    rnnkit.layers.MinGRU(3, 5, dtype=DT)(x)  # a subclass with its own dispatch
+    with pytest.raises(ValueError):
+        make_layer("gru", 3, 5)(x.float())  # dtype mismatch: the general path's error
+    assert calls == []

@@ -38,7 +38,14 @@ log-space parallel scan), :mod:`~rnnkit.engine.build` (C++ kernels built on firs
 """
 
 from rnnkit.cells import CELLS
-from rnnkit.engine.compiled import COMPILED_KINDS, compiled_available, run_compiled, runs_compiled, step_compiled
+from rnnkit.engine.compiled import (
+    COMPILED_KINDS,
+    compiled_available,
+    run_compiled,
+    run_compiled_zero,
+    runs_compiled,
+    step_compiled,
+)
 from rnnkit.engine.fused import FUSED_KINDS, run_fused
 from rnnkit.engine.loop import bind_step, run_loop, run_stack
 from rnnkit.engine.own import OWN_KERNELS, run_own
@@ -54,6 +61,7 @@ __all__ = [
     "bind_step",
     "compiled_available",
     "run_compiled",
+    "run_compiled_zero",
     "run_fused",
     "run_loop",
     "run_own",

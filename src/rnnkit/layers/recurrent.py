@@ -187,6 +187,10 @@ class Recurrent(nn.Module):
             if lengths is not None:
                 raise ValueError("lengths must be None when input is a PackedSequence (it carries its lengths)")
             return self._forward_packed(input, hx)
+        if hx is None and lengths is None:
+            fast = self._forward_compiled(input)
+            if fast is not None:
+                return fast
         x, unbatched = self._time_major(input)
         T, B = x.shape[0], x.shape[1]
         lens = _check_lengths(lengths, T, B, x.device)
@@ -198,6 +202,41 @@ class Recurrent(nn.Module):
             out, finals = self._run_stack(x, states, lens)
             h_n = self._stack_finals(finals)
         return self._format_output(out, h_n, unbatched)
+
+    def _forward_compiled(self, input: Tensor) -> tuple[Tensor, State] | None:
+        """:meth:`forward`'s fast path on the compiled kernels for the common call — a batched ``(T, B, I)`` /
+        ``(B, T, I)`` tensor, no ``hx``, no lengths, one direction — with the Python cut to the kernel calls (no
+        state set-up, no per-direction dispatch; ``h_n`` of one layer a view, not a stack). The same kernels and
+        numbers as the general path (tested); None wherever anything else must run (other engines, CUDA, other
+        dtypes, bad input: the general path raises its error)."""
+        if self._engine not in ("auto", "compiled") or getattr(self, "proj_size", 0) or self.bidirectional:
+            return None
+        cls = type(self)
+        if cls._run_direction is not Recurrent._run_direction or cls._run_stack is not Recurrent._run_stack:
+            return None  # a subclass with its own dispatch (rnnkit.layers.minimal) keeps it
+        if not isinstance(input, Tensor) or input.dim() != 3 or input.shape[2] != self.input_size:
+            return None
+        L = self.num_layers
+        if L > 1 and self.training and self.dropout > 0:
+            return None
+        x = input.transpose(0, 1) if self.batch_first else input  # (T, B, I)
+        if x.shape[0] == 0 or torch.compiler.is_compiling():
+            return None
+        kinds = [self._builtin_kind(k, 0) for k in range(L)]
+        if None in kinds or not _engine.runs_compiled(kinds[0], x):
+            return None
+        params = [self._cell_params(k, 0) for k in range(L)]
+        if any(p[1].dtype != x.dtype for p in params):
+            return None
+        finals = []
+        for kind, p in zip(kinds, params, strict=True):
+            x, h_n, c_n = _engine.run_compiled_zero(kind, x, *p)  # x becomes hs (T, B, H): the next layer's input
+            finals.append(h_n if c_n is None else (h_n, c_n))
+        out = x.transpose(0, 1) if self.batch_first else x
+        if L == 1:
+            f = finals[0]
+            return out, (f[0].unsqueeze(0), f[1].unsqueeze(0)) if isinstance(f, tuple) else f.unsqueeze(0)
+        return out, self._stack_finals(finals)
 
     def forward_states(
         self,
