@@ -381,3 +381,62 @@ def test_cli_export_errors_are_one_line(rnnkit_main, clf_run: Path, tmp_path: Pa
         lines = err.splitlines()
         assert len(lines) == 1 and lines[0].startswith("rnnkit: error: ") and needle in lines[0], err
     assert not (tmp_path / "m.txt").exists()
+
+
+def test_a_series_run_export_says_how_a_raw_series_reaches_its_graph(rnnkit_main, tmp_path: Path) -> None:
+    """``model.onnx.json``'s ``input_steps`` (downsampling, per-series z-scores beside the raw channels, the
+    per-channel standardizer), applied by hand in NumPy to raw series and fed to onnxruntime, give the class
+    probabilities ``rnnkit predict`` computes for the same series."""
+    from cli_helpers import write_tiny_ts
+    from rnnkit.data.arrays import read_ts
+    from rnnkit.runs.classify_series import series_probabilities
+
+    train = write_tiny_ts(tmp_path / "TRAIN.ts", 8, 1, 0.3)
+    test = write_tiny_ts(tmp_path / "TEST.ts", 3, 3, 0.3)
+    run_dir = tmp_path / "run"
+    tiny = ["--hidden", "4", "--epochs", "1", "--batch-size", "8", "--threads", "1", "--downsample", "2"]
+    assert (
+        cli.main(
+            [
+                "train",
+                "--task",
+                "classify",
+                "--data",
+                str(train),
+                "--test-data",
+                str(test),
+                "--out",
+                str(run_dir),
+                *tiny,
+            ]
+        )
+        == 0
+    )
+    code, _, err = rnnkit_main("export", run_dir)
+    assert code == 0, err
+    steps = json.loads((run_dir / "model.onnx.json").read_text())["input_steps"]
+    assert [next(iter(s)) for s in steps] == ["downsample", "series_norm", "standardize"]
+    assert steps[0]["downsample"] == 2 and steps[1]["series_norm"] == "both"
+
+    def by_hand(series: np.ndarray) -> np.ndarray:  # (L, C) raw -> (L', 2C) as the graph reads it
+        f = steps[0]["downsample"]
+        x = np.stack([series[i : i + f].mean(axis=0) for i in range(0, len(series), f)])
+        std = x.std(axis=0)
+        z = (x - x.mean(axis=0)) / np.where(std > 1e-12 * np.maximum(1.0, np.abs(x.mean(axis=0))), std, 1.0)
+        x = np.concatenate([z, x], axis=1)
+        return (x - np.array(steps[2]["standardize"]["mean"])) / np.array(steps[2]["standardize"]["std"])
+
+    X = read_ts(test).X[:4]  # N × (C, L_i), unequal lengths
+    sess = session(run_dir / "model.onnx")
+    want = series_probabilities(load_run(run_dir), X)  # (4, classes)
+    for i, raw in enumerate(X):
+        x = by_hand(raw.T)[None].astype(np.float32)  # (1, L', 2C)
+        (logits,) = sess.run(None, {"inputs": x, "lengths": np.array([x.shape[1]])})
+        probs = np.exp(logits[0] - logits[0].max())
+        np.testing.assert_allclose(probs / probs.sum(), want[i], atol=ATOL, rtol=0)
+
+
+def test_input_steps_are_only_written_for_series_classifiers() -> None:
+    assert rexport.series_input_steps({"app": "classify", "classes": ["a"]}) == []
+    old = {"app": "classify-series", "scaler": {"mean": [0.5], "std": [2.0]}}  # saved before --series-norm/--downsample
+    assert rexport.series_input_steps(old) == [{"standardize": {"mean": [0.5], "std": [2.0]}}]

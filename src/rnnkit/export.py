@@ -31,7 +31,8 @@ zero states; after the last element its logits equal the whole-sequence graph's.
 ``model.onnx.json`` — these names, dtypes and shapes per graph, the ONNX opset, the run's vocabulary (``specials``
 are ids 0–3: PAD, BOS, EOS, UNK; ``symbols`` take ids 4, 5, ...) and classes, so the graphs can be used without
 rnnkit. The graphs take the model's own inputs and give its raw outputs: standardisation that a task app applies
-to real-valued data around the model is not part of them.
+to real-valued data around the model is not part of them; for a series classifier the JSON's ``input_steps`` say
+what to do to a raw series first (downsampling, per-series normalisation, per-channel standardisation).
 
 How: the recurrence is written as ``torch._higher_order_ops.scan`` over the layers' one-step functions
 (:mod:`rnnkit.cells`) and exported with ``torch.onnx.export(dynamo=True)`` to an ONNX ``Scan``; lengths mask the
@@ -550,10 +551,34 @@ def _opset(blob: bytes) -> int | None:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
+def series_input_steps(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a series classification run does to a raw series ``(L, C)`` before its graph reads it, in order — the
+    ``input_steps`` of ``model.onnx.json`` (an empty list for other runs), so the graph can be fed without rnnkit:
+
+    1. ``{"downsample": f}``: every ``f`` consecutive steps averaged into one (the last over the steps it has),
+       ``L' = ⌈L / f⌉`` (left out when ``f = 1``);
+    2. ``{"series_norm": "zscore" | "both"}``: each series z-normalised per channel over its own steps (population
+       std; a constant channel only centred); ``"both"`` puts those ``C`` channels first and the raw ones after
+       (left out for ``"none"``);
+    3. ``{"standardize": {"mean": [...], "std": [...]}}``: ``(x − mean_c) / std_c`` per channel of the result.
+    """
+    scaler = config.get("scaler")
+    if config.get("app") != "classify-series" or not isinstance(scaler, dict):
+        return []
+    steps: list[dict[str, Any]] = []
+    if int(config.get("downsample", 1)) > 1:
+        steps.append({"downsample": int(config["downsample"])})
+    if config.get("series_norm", "none") != "none":  # runs saved before --series-norm: none
+        steps.append({"series_norm": config["series_norm"]})
+    steps.append({"standardize": {"mean": list(scaler["mean"]), "std": list(scaler["std"])}})
+    return steps
+
+
 def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     """Export a loaded run (:func:`rnnkit.runs.load_run`) to ``output`` (default ``RUN/model.onnx``).
 
-    The JSON beside it also holds the run's vocabulary and classes and, for a generator, which category is which.
+    The JSON beside it also holds the run's vocabulary and classes, for a generator which category is which, and
+    for a series classifier the steps from a raw series to the graph's inputs (:func:`series_input_steps`).
     Returns that JSON's content with ``"paths"`` (the files written) added.
     """
     output = Path(output) if output is not None else Path(run.path) / "model.onnx"
@@ -562,6 +587,9 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
         extra["vocab"] = run.vocab.to_dict()  # specials (ids 0-3), then symbols from id 4 on
     if run.classes:
         extra["classes"] = list(run.classes)
+    steps = series_input_steps(run.config)
+    if steps:
+        extra["input_steps"] = steps
     info = export_model(run.model, output, extra=extra)
     paths = _paths(output)
     info["paths"] = [str(paths[g]) for g in info["graphs"]] + [str(paths["json"])]
