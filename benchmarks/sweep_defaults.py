@@ -32,8 +32,9 @@ import torch
 
 from rnnkit.runs import RunOptions, train_run
 
-# one change per entry: RunOptions fields, with "options" for the kind's own flags (--pool, --label-smoothing,
-# --token-dropout) and "extra" for further TrainConfig fields (weight_decay, schedule, clip_norm, patience, ...)
+# one change per entry: RunOptions fields (ema: --ema, the weights' moving average), with "options" for the kind's
+# own flags (--pool, --label-smoothing, --token-dropout) and "extra" for further TrainConfig fields (weight_decay,
+# schedule, clip_norm, patience, ...)
 VARIATIONS: dict[str, list[dict[str, Any]]] = {
     "classify": [
         {},
@@ -66,6 +67,11 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"batch_size": 32},
         {"batch_size": 128, "lr": 6e-3},
         {"options": {"ensemble": 3}},  # 29: three seeds on one split, mean probabilities (3x the time)
+        {"ema": 0.999},  # 30: issue 16, third session: weight averaging (--ema)
+        {"ema": 0.998},
+        {"ema": 0.999, "epochs": 16},
+        {"ema": 0.999, "num_layers": 2},
+        {"ema": 0.999, "embed_dim": 128},
     ],
     "generate": [
         {},
@@ -92,6 +98,11 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"options": {"token_dropout": 0.1}, "epochs": 16},
         {"hidden_size": 384, "dropout": 0.3, "epochs": 16},
         {"hidden_size": 384, "dropout": 0.3, "epochs": 14},  # 23
+        {"ema": 0.999},  # 24: issue 16, third session: weight averaging (--ema), base = the 2 x 384 default
+        {"ema": 0.999, "epochs": 16},
+        {"ema": 0.998, "epochs": 16},
+        {"ema": 0.9995, "epochs": 16},
+        {"ema": 0.999, "epochs": 18},
     ],
 }
 QUICK = {"classify": [0, 1, 5, 7, 9, 13, 16, 19, 21], "generate": [0, 1, 5, 6, 8, 12, 15]}

@@ -91,6 +91,7 @@ RANGES: dict[str, Range] = {
     "dropout": Range(0, 1, integer=False, hi_open=True),
     "label_smoothing": Range(0, 1, integer=False, hi_open=True),
     "token_dropout": Range(0, 1, integer=False, hi_open=True),
+    "ema": Range(0, 1, integer=False, hi_open=True),
     "val_fraction": Range(0, 1, integer=False, hi_open=True),
     "max_minutes": Range(0, 10**6, integer=False, lo_open=True),
     "hidden": Range(1, SIZE_CAP),
