@@ -242,3 +242,33 @@ def test_without_ema_nothing_changes(tmp_path: Path):
     assert trainer.average is None
     latest = json.loads((tmp_path / "checkpoint" / "latest.json").read_text())["current"]
     assert "averaged" not in json.loads((tmp_path / "checkpoint" / latest / "state.json").read_text())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the command line
+
+NAMES = Path(__file__).parent / "fixtures" / "runs" / "v0.1.0" / "data" / "names"
+
+
+def test_cli_ema_is_recorded_used_and_kept_on_resume(tmp_path: Path, capsys):
+    from rnnkit.cli import main
+    from rnnkit.runs.text import DEFAULTS
+
+    out = tmp_path / "run"
+    args = ["train", "--task", "generate", "--data", str(NAMES), "--epochs", "2", "--hidden", "8", "--seed", "1"]
+    assert main([*args, "--ema", "0.95", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["ema"] == 0.95 == config["options"]["ema"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--json"]) == 0  # the saved weights are the average the run scored
+    assert json.loads(capsys.readouterr().out)["test_nll_per_char"] == metrics["test_nll_per_char"]
+    assert main([*args, "--ema", "0.9", "--resume", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot change ema" in err
+    assert main([*args, "--ema", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "argument --ema: expected a finite number in [0, 1)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    plain = tmp_path / "plain"
+    assert main([*args, "--out", str(plain)]) == 0  # without --ema: the kind's default
+    assert json.loads((plain / "config.json").read_text())["train"]["ema"] == DEFAULTS["generate"].get("ema", 0.0)
