@@ -103,6 +103,11 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"ema": 0.998, "epochs": 16},
         {"ema": 0.9995, "epochs": 16},
         {"ema": 0.999, "epochs": 18},
+        {"hidden_size": 512, "dropout": 0.4},  # 29
+        {"hidden_size": 448, "dropout": 0.35, "epochs": 16},
+        {"hidden_size": 512, "dropout": 0.4, "ema": 0.999},
+        {"dropout": 0.4, "epochs": 16},
+        {"epochs": 16},  # 33: the 2 x 384 default with 16 epochs (the second session's VARIATIONS 22 on its base)
     ],
 }
 QUICK = {"classify": [0, 1, 5, 7, 9, 13, 16, 19, 21], "generate": [0, 1, 5, 6, 8, 12, 15]}
