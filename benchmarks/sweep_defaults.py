@@ -229,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             metrics = train_run(opts, folder, overwrite=True, log=lambda s: None)
             wall = time.perf_counter() - t0
+            val_value = best_epoch_value(folder, val_key, metrics.get("best_epoch"))
+            if metrics.get("ensemble") and args.task == "classify":  # no curve of its own: score its mean
+                val_value = combine([folder])[val_key]
             if not args.keep:
                 for heavy in folder.rglob("*.safetensors"):
                     heavy.unlink()
@@ -238,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                 "base": describe(base),
                 "seed": seed,
                 "data": args.data or "embedded",
-                val_key: best_epoch_value(folder, val_key, metrics.get("best_epoch")),
+                val_key: val_value,
                 test_key: metrics[test_key],
                 "best_epoch": metrics.get("best_epoch"),
                 "epochs": metrics.get("epochs"),
