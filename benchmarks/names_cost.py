@@ -14,6 +14,7 @@ import torch
 
 from rnnkit.data import Vocab, collate_classification, collate_generation, default_names
 from rnnkit.tasks import ModelConfig, build_model
+from rnnkit.train import WeightAverage
 
 torch.set_num_threads(1)
 data = default_names("country")
@@ -41,10 +42,15 @@ cands = {
     "generate base": cfg("generate"),
     "generate 2 layers": cfg("generate", num_layers=2),
     "generate 2 layers H=384": cfg("generate", num_layers=2, hidden_size=384),
+    "generate 2 layers H=448": cfg("generate", num_layers=2, hidden_size=448),
     "generate 2 layers H=512": cfg("generate", num_layers=2, hidden_size=512),
+    "classify base + ema": cfg("classify"),
+    "generate 2 layers H=384 + ema": cfg("generate", num_layers=2, hidden_size=384),
 }
 models = {k: build_model(c) for k, c in cands.items()}
 opts = {k: torch.optim.AdamW(m.parameters(), 1e-3) for k, m in models.items()}
+# --ema: the weight average's update after every optimizer step (rnnkit.train.WeightAverage)
+averages = {k: WeightAverage(m, 0.999) for k, m in models.items() if k.endswith("+ ema")}
 batches = []
 for j in range(0, len(ids), 64):
     batches.append(
@@ -62,6 +68,8 @@ for _rep in range(5):
             opts[k].zero_grad()
             loss.backward()
             opts[k].step()
+            if k in averages:
+                averages[k].update()
         times[k].append(time.perf_counter() - t0)
 med = {k: statistics.median(v[1:]) for k, v in times.items()}
 for k in med:

@@ -192,6 +192,14 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=ranged("batch_size"), default=None, help=f"items per batch {d}")
     p.add_argument("--lr", type=ranged("lr"), default=None, help=f"peak AdamW learning rate {d}")
     p.add_argument(
+        "--ema",
+        type=ranged("ema"),
+        default=None,
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999); "
+        f"validation, the best epoch and the saved model use it; 0: off {d}",
+    )
+    p.add_argument(
         "--seed",
         type=ranged("seed"),
         default=None,
@@ -235,6 +243,7 @@ def _options(args: argparse.Namespace, task: str, data: str | None):
         lr=args.lr,
         seed=0 if args.seed is None else args.seed,
         max_minutes=args.max_minutes,
+        ema=getattr(args, "ema", None),
         conditional=not getattr(args, "unconditional", False),
         options=_kind_options(args, task),
     )

@@ -91,6 +91,7 @@ RANGES: dict[str, Range] = {
     "dropout": Range(0, 1, integer=False, hi_open=True),
     "label_smoothing": Range(0, 1, integer=False, hi_open=True),
     "token_dropout": Range(0, 1, integer=False, hi_open=True),
+    "ema": Range(0, 1, integer=False, hi_open=True),
     "val_fraction": Range(0, 1, integer=False, hi_open=True),
     "augment": Range(0, 10, integer=False),  # series classification: scale/jitter strength of training batches
     "downsample": Range(0, 10_000),  # series classification: steps averaged into one (0: chosen from the data)

@@ -64,6 +64,7 @@ class RunOptions:
     lr: float | None = None
     seed: int = 0
     max_minutes: float | None = None
+    ema: float | None = None  # decay of the weights' moving average (TrainConfig.ema); 0: off; None: the kind's
     conditional: bool = True  # generate: condition on the category when the data has labels
     progress: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields
@@ -82,18 +83,22 @@ class RunOptions:
             lr=self.lr,
             seed=self.seed,
             max_minutes=self.max_minutes,
+            ema=self.ema,
         )
         for key in ("context", "horizon", "season", "beam", "max_len", "max_items"):
             if isinstance(self.options.get(key), (int, float)):
                 ranges.check_value(key, self.options[key])
 
     def train_config(self, defaults: dict[str, Any] | None = None, **fields: Any) -> TrainConfig:
-        """The trainer settings: epochs, batch size and learning rate (else the kind's ``defaults``), seed, time
-        budget and progress from these options, then the kind's ``fields`` (e.g. ``monitor``), then ``extra``."""
+        """The trainer settings: epochs, batch size, learning rate and weight averaging (else the kind's
+        ``defaults``; ``ema`` 0 where the kind names none), seed, time budget and progress from these options, then
+        the kind's ``fields`` (e.g. ``monitor``), then ``extra``."""
+        table = defaults if defaults is not None else DEFAULTS.get(self.task, {})
         settings = {
             "epochs": int(self.resolved("epochs", defaults)),
             "batch_size": int(self.resolved("batch_size", defaults)),
             "lr": float(self.resolved("lr", defaults)),
+            "ema": float(self.ema if self.ema is not None else table.get("ema", 0.0)),
             "seed": self.seed,
             "max_minutes": self.max_minutes,
             "progress": self.progress,
@@ -147,6 +152,7 @@ def _built_with(saved: dict[str, Any]) -> dict[str, Any]:
         "epochs": t["epochs"],
         "batch_size": t["batch_size"],
         "lr": t["lr"],
+        "ema": t.get("ema", 0.0),  # a run from before weight averaging kept none
         "seed": d["seed"],
     }
 
@@ -198,7 +204,7 @@ def restore_run_options(
 
 def changed_settings(opts: RunOptions, resumed: RunOptions) -> list[str]:
     """Every setting that ``opts`` (this call's flags) asks for and that differs from the run's ``resumed`` ones."""
-    keys = [*DEFAULTS.get(resumed.task, {}), "window"]
+    keys = [*DEFAULTS.get(resumed.task, {}), "window", "ema"]
     changed = [k for k in keys if hasattr(opts, k) and getattr(opts, k) not in (None, getattr(resumed, k))]
     changed += [k for k, v in opts.options.items() if v is not None and _plain(resumed.options.get(k)) != _plain(v)]
     for key in ("val_data", "test_data"):  # another validation or test file is another run

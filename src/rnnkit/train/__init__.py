@@ -10,7 +10,9 @@ With ``out_dir`` set, :func:`fit` writes into that run folder::
     out_dir/
       checkpoint/          resumable state after every epoch (and at a mid-epoch stop); see train.checkpoints
       curve.csv            one row per completed epoch (rewritten atomically after each epoch)
-      model.safetensors    the best weights (by the monitored validation metric), written when fit returns
+      model.safetensors    the best weights (by the monitored validation metric), written when fit returns;
+                           with TrainConfig.ema > 0 the weight average's (train.averaging), which is also what
+                           every validation scores
 
 Reproducibility: at the start of epoch ``e`` (0-based) the trainer reseeds python ``random``, numpy and torch from
 ``(seed, e)``; a mid-epoch resume restores the saved generator states instead. With the same seed on CPU, a run
@@ -39,6 +41,8 @@ The parts, one concept per module (imports point down this list, then to :mod:`r
 
 * :mod:`~rnnkit.train.loop` — :class:`Trainer` (epochs, validation, early stopping, best weights), :func:`fit`,
   :func:`evaluate`;
+* :mod:`~rnnkit.train.averaging` — the exponential moving average of the weights (``TrainConfig.ema``), which
+  validation, the best epoch and the saved weights use;
 * :mod:`~rnnkit.train.step` — one optimizer step (forward, loss, NaN/inf guards, clipping, AdamW);
 * :mod:`~rnnkit.train.checkpoints` — training checkpoints and the trainer's run folder (resume checks, curve.csv);
 * :mod:`~rnnkit.train.progress` — the progress bar or log lines, epoch summaries, Ctrl-C as a stop request;
@@ -49,6 +53,7 @@ The parts, one concept per module (imports point down this list, then to :mod:`r
 * :mod:`~rnnkit.train.settings` — :class:`TrainConfig`, :class:`TrainResult`, the lr schedule, seeding.
 """
 
+from rnnkit.train.averaging import WeightAverage, ema_decay
 from rnnkit.train.checkpoints import (
     CHECKPOINT_FORMAT,
     Checkpoint,
@@ -83,7 +88,9 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "WeightAverage",
     "capture_rng_state",
+    "ema_decay",
     "evaluate",
     "fit",
     "has_checkpoint",

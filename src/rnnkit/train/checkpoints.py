@@ -9,9 +9,11 @@ Checkpoint layout (``folder`` is usually ``<run>/checkpoint``)::
       ckpt-e0003-s000120-1a2b3c4d/     one complete checkpoint; older ones are deleted after the switch
         model.safetensors              model weights (state_dict keys)
         best_model.safetensors         best weights so far, when they differ from the current ones
-        state.safetensors              optimizer + scheduler tensors, torch (and CUDA) RNG states as uint8
+        state.safetensors              optimizer + scheduler tensors, torch (and CUDA) RNG states as uint8,
+                                       and the weight average's tensors (``TrainConfig.ema``)
         state.json                     the rest: optimizer param_groups, scheduler state, python/numpy RNG,
-                                       trainer state, and a sha256 of every file above
+                                       trainer state, the weight average's step count, and a sha256 of every
+                                       file above
 
 A checkpoint is written into a fresh sub-folder (its files and the folder fsynced) and becomes current only when
 ``latest.json`` is replaced (the commit point), so the previous checkpoint stays loadable until the new one is
@@ -28,7 +30,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -96,6 +98,8 @@ class Checkpoint:
         path: the checkpoint's sub-folder.
         rng_json, rng_tensors: the saved generator states (``None`` / empty if not saved); see
             :meth:`restore_rng`.
+        averaged: the weight average saved with the checkpoint (``{"updates": n, "tensors": {...}}``, see
+            :class:`~rnnkit.train.averaging.WeightAverage`), or ``None``.
     """
 
     state: dict[str, Any]
@@ -103,6 +107,7 @@ class Checkpoint:
     path: Path = field(default_factory=Path)
     rng_json: dict[str, Any] | None = None
     rng_tensors: dict[str, Tensor] = field(default_factory=dict)
+    averaged: dict[str, Any] | None = None
 
     def restore_rng(self) -> None:
         """Restore the python, numpy and torch generator states saved with this checkpoint (if any)."""
@@ -135,6 +140,7 @@ class CheckpointFile(BaseModel):
     optimizer: Any = None
     scheduler: Any = None
     rng: dict[str, Any] | None = None
+    averaged: dict[str, Any] | None = None  # the weight average (TrainConfig.ema); absent in older checkpoints
     state: dict[str, Any] = Field(description="the trainer state")
 
     @field_validator("version")
@@ -151,6 +157,9 @@ class CheckpointFile(BaseModel):
             raise ValueError(f"files: expected the sha256 of {' and '.join(missing)}")
         return self
 
+
+_FIELD_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+"""TrainConfig's defaults, for the settings a checkpoint written before they existed does not name."""
 
 _FIX = "the checkpoint is damaged or was not written by rnnkit: start the run again with --overwrite"
 
@@ -191,6 +200,7 @@ def save_checkpoint(
     *,
     best_weights: Mapping[str, Tensor] | None = None,
     rng: bool = True,
+    averaged: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a complete checkpoint into ``folder`` atomically and make it the current one.
 
@@ -204,6 +214,8 @@ def save_checkpoint(
         state: JSON-serialisable trainer state (epoch, step, best metric, data order, ...).
         best_weights: optional best weights so far, kept beside the current ones.
         rng: also store the python, numpy and torch generator states (restored by :func:`load_checkpoint`).
+        averaged: a weight average's ``state_dict()`` (:class:`~rnnkit.train.averaging.WeightAverage`): its
+            tensors go to ``state.safetensors``, its step count to ``state.json``.
 
     Returns:
         The new checkpoint's sub-folder. The previous checkpoint is deleted only after the new one is committed.
@@ -226,6 +238,8 @@ def save_checkpoint(
         tensors.update(rng_tensors)
     else:
         doc["rng"] = None
+    if averaged is not None:
+        doc["averaged"] = encode(dict(averaged), "averaged", tensors)
     # the trainer state must be plain JSON; _encode only guards against NaN/inf floats here
     doc["state"] = encode(dict(state), "state", tensors)
 
@@ -300,6 +314,7 @@ def load_checkpoint(
         opt_sd = decode(doc.get("optimizer"), tensors, source)
         sched_sd = decode(doc.get("scheduler"), tensors, source)
         state = decode(doc.get("state"), tensors, source)
+        averaged = decode(doc.get("averaged"), tensors, source)
     except (TypeError, ValueError, KeyError) as e:
         raise CheckpointError(f"{source}: malformed checkpoint state ({e})") from None
     if not isinstance(state, dict):
@@ -335,8 +350,12 @@ def load_checkpoint(
         if scheduler is not None:
             scheduler.load_state_dict(before[2])
         raise CheckpointError(f"{source}: the checkpoint cannot be applied ({e}); nothing was changed") from None
+    if averaged is not None and not isinstance(averaged, dict):
+        raise CheckpointError(f"{source}: the weight average is malformed")
     rng_tensors = {k: v for k, v in tensors.items() if k.startswith("rng.")}
-    ck = Checkpoint(state=state, best_weights=best, path=sub, rng_json=rng_json, rng_tensors=rng_tensors)
+    ck = Checkpoint(
+        state=state, best_weights=best, path=sub, rng_json=rng_json, rng_tensors=rng_tensors, averaged=averaged
+    )
     if restore_rng:
         ck.restore_rng()
     return ck
@@ -403,7 +422,8 @@ class RunFiles:
             raise ValueError(f"cannot resume: {where}; start the run without --resume")
         saved_state = read_checkpoint_state(ckdir)
         check_trainer_state(saved_state, _current_dir(ckdir) / _STATE_JSON)
-        saved = saved_state["config"]
+        # a setting added since a checkpoint was written (ema) was its default then
+        saved = {**_FIELD_DEFAULTS, **saved_state["config"]}
         now = asdict(config)
         diff = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in RESUME_FIELDS if saved.get(k) != now[k]]
         if diff:
@@ -427,13 +447,15 @@ class RunFiles:
         scheduler: Any,
         state: Mapping[str, Any],
         best: Mapping[str, Tensor] | None,
+        averaged: Mapping[str, Any] | None = None,
     ) -> None:
-        """Write a checkpoint (when there is a folder and this process writes)."""
+        """Write a checkpoint (when there is a folder and this process writes); ``averaged``: the weight
+        average's state, if the run keeps one."""
         ckdir = self.checkpoint_dir
         if ckdir is None or not self.writes:
             return
         assert optimizer is not None
-        save_checkpoint(ckdir, model, optimizer, scheduler, state, best_weights=best)
+        save_checkpoint(ckdir, model, optimizer, scheduler, state, best_weights=best, averaged=averaged)
 
     def write_curve(self, history: list[Mapping[str, Any]]) -> None:
         """Rewrite ``curve.csv`` atomically."""

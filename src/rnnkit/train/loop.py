@@ -10,6 +10,7 @@ shown).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -23,6 +24,7 @@ from torch import Tensor, nn
 from rnnkit import distributed as dist_
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.tasks.modes import eval_mode
+from rnnkit.train.averaging import WeightAverage
 from rnnkit.train.checkpoints import Checkpoint, RunFiles
 from rnnkit.train.processes import Processes
 from rnnkit.train.progress import Progress, epoch_line, fmt, sigint_requests_stop, stderr_log
@@ -219,8 +221,9 @@ class Trainer:
     """Trains a task model; see :func:`fit` for the arguments. Callbacks get the trainer itself.
 
     Useful attributes while training: ``model``, ``config``, ``optimizer``, ``scheduler``, ``state`` (epoch,
-    step, batch_in_epoch, best_metric, ...), ``history``. Call :meth:`request_stop` (e.g. from ``on_step``) to
-    stop at the next step boundary after saving a resumable checkpoint.
+    step, batch_in_epoch, best_metric, ...), ``history``, ``average`` (the
+    :class:`~rnnkit.train.averaging.WeightAverage` of ``config.ema``, or None). Call :meth:`request_stop` (e.g.
+    from ``on_step``) to stop at the next step boundary after saving a resumable checkpoint.
     """
 
     def __init__(
@@ -251,6 +254,8 @@ class Trainer:
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self.state: dict[str, Any] = {}
         self._best: dict[str, Tensor] | None = None
+        # the weight average of TrainConfig.ema (None: off): validated, kept as best and saved instead of the weights
+        self.average: WeightAverage | None = None
         self._stop: str | None = None
         self._files = RunFiles(self.out_dir)  # checkpoint/, curve.csv, model.safetensors
         self._processes = Processes()  # alone, or one of several under torchrun
@@ -300,13 +305,15 @@ class Trainer:
         if resume:
             ck = self._files.resume(self.model, self.optimizer, self.scheduler, cfg, steps_per_epoch)
             self.state = ck.state
+            self.average = self._restored_average(ck)
             if self.state.get("best_is_current"):
-                self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self._best = self._current_weights()
             else:
                 self._best = ck.best_weights
         else:
             self.state = fresh_state(cfg, steps_per_epoch)
             self._best = None
+            self.average = WeightAverage(self.model, cfg.ema) if cfg.ema > 0 else None
         st = self.state
         # DDP broadcasts rank 0's weights here, after every rank has loaded the same checkpoint
         self._stepper = Stepper(
@@ -342,6 +349,8 @@ class Trainer:
         self.model.train()
         for batch in it:
             stepper.step(batch, acc)
+            if self.average is not None:
+                self.average.update()
             st["step"] += 1
             st["batch_in_epoch"] += 1
             acc["seconds"] = time.monotonic() - t_epoch
@@ -440,7 +449,24 @@ class Trainer:
             # the return of the processes that do not write
             self.state["rank_rng"] = self._processes.gather_rng_states()
         best = None if self.state["best_is_current"] else self._best
-        self._files.save(self.model, self.optimizer, self.scheduler, self.state, best)
+        averaged = None if self.average is None else self.average.state_dict()
+        self._files.save(self.model, self.optimizer, self.scheduler, self.state, best, averaged)
+
+    def _current_weights(self) -> dict[str, Tensor]:
+        """A copy of the weights an epoch ending now would keep: the weight average, else the model's own."""
+        if self.average is not None:
+            return self.average.copy()
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def _restored_average(self, ck: Checkpoint) -> WeightAverage | None:
+        """The weight average of a resumed run, as its checkpoint saved it (None when the run keeps none)."""
+        if self.config.ema == 0:
+            return None
+        if ck.averaged is None:
+            raise ValueError(f"cannot resume {self.out_dir}: its checkpoint holds no weight average (ema)")
+        average = WeightAverage(self.model, self.config.ema)
+        average.load_state_dict(ck.averaged, str(ck.path))
+        return average
 
     def _diverged(self, quantity: str, value: float) -> Exception:
         epoch, step, where = self.state["epoch"] + 1, self.state["step"] + 1, self._files.where_last_good()
@@ -455,12 +481,13 @@ class Trainer:
         metrics: dict[str, float] = {}
         if self.val_data is not None:
             # every process validates on all of it, so that all take the same early-stopping decision
-            metrics = validate(self.model, self.val_data, self.evaluate_fn, cfg.tbptt is not None, monitor, cfg)
+            with self.average.swapped_in(self.model) if self.average is not None else contextlib.nullcontext():
+                metrics = validate(self.model, self.val_data, self.evaluate_fn, cfg.tbptt is not None, monitor, cfg)
         self.model.train()
         row = curve_row(e + 1, st["step"], acc, metrics, time.monotonic() - t_epoch)  # training and validation
         improved, stopped = record_epoch(st, row, cfg, validated=self.val_data is not None)
         if improved:
-            self._best = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self._best = self._current_weights()
         self._save()
         self._files.write_curve(self.history)
         progress.line(epoch_line(row, cfg.epochs, improved and self.val_data is not None))
@@ -477,6 +504,8 @@ class Trainer:
         st = self.state
         if self._best is not None:
             self.model.load_state_dict(self._best)
+        elif self.average is not None:  # no epoch completed: the average so far
+            self.model.load_state_dict(self.average.averaged)
         self._files.write_weights(self.model, self.history)
         self._processes.barrier()  # no process returns (and reads the run folder) before rank 0 has written it
         seconds = sum(float(r["seconds"]) for r in st["history"])

@@ -52,6 +52,7 @@ RESUME_FIELDS = (
     "mode",
     "seed",
     "tbptt",
+    "ema",
 )
 # reasons a run stops; the first two are final (resume returns at once), the others can be resumed
 STOP_COMPLETED, STOP_EARLY, STOP_TIME, STOP_INTERRUPTED = "completed", "early_stop", "time", "interrupted"
@@ -96,6 +97,9 @@ class TrainConfig:
     log_every: int = 50  # steps between log lines when the progress bar is off (0: one line per epoch only)
     progress: str = "auto"  # "auto": a bar on a terminal, else log lines | "bar" | "log" | "none"
     tbptt: tuple[int, int] | None = None  # truncated BPTT (K1, K2): an update every K1 steps through the last K2
+    # decay of an exponential moving average of the weights after every step (train.averaging.WeightAverage);
+    # validation, the best epoch and the saved weights use the average. 0: off (the raw weights)
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValueError:
@@ -135,6 +139,9 @@ class TrainConfig:
             torch.device(self.device)
         except (RuntimeError, TypeError):
             raise bad("device", "is not a torch device (e.g. 'cpu' or 'cuda')") from None
+        if isinstance(self.ema, bool) or not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
+            raise bad("ema", "must be a decay in [0, 1) (e.g. 0.999), or 0 for no weight averaging")
+        self.ema = float(self.ema)
         if self.tbptt is not None:
             pair = (self.tbptt, self.tbptt) if isinstance(self.tbptt, int) else tuple(self.tbptt)
             if (
