@@ -252,3 +252,18 @@ def test_single_process_helpers(monkeypatch: pytest.MonkeyPatch):
         distributed.env_world()
     with pytest.raises(ValueError, match="rank must lie in"):
         distributed.shard_rows(4, 2, 2)
+
+
+def test_shutdown_waits_for_every_process_only_after_a_normal_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaving the group after a normal end passes a barrier first (no process tears its connections down while a
+    peer still sends); after an error it leaves at once (the peers may never reach a barrier)."""
+    calls: list[str] = []
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(distributed.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: calls.append("destroy"))
+    distributed.shutdown()
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    distributed.shutdown(finished=False)
+    assert calls == ["destroy"]

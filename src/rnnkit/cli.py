@@ -917,15 +917,18 @@ def main(argv: list[str] | None = None) -> int:
         # launched by torchrun (WORLD_SIZE > 1): join the process group; a plain run does nothing here
         world = distributed.init_from_env() if args.command == "train" else None
         threads_before = _set_threads(args)
+        finished = False
         try:
-            return args.func(args)
+            code = args.func(args)
+            finished = True
+            return code
         finally:
             if threads_before is not None:  # main() may run inside another program (tests): leave it as found
                 import torch
 
                 torch.set_num_threads(threads_before)
             if world is not None:
-                distributed.shutdown()
+                distributed.shutdown(finished)  # a barrier first only when this process ended normally
     except BrokenPipeError:  # e.g. `rnnkit bench | head`: the reader left; say nothing more
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- keeps Python's exit-time flush quiet
         return 1

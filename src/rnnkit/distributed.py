@@ -111,9 +111,17 @@ def init_from_env(timeout_minutes: float = 30.0) -> World | None:
     return World(rank=dist.get_rank(), size=dist.get_world_size(), local_rank=local, backend=str(dist.get_backend()))
 
 
-def shutdown() -> None:
-    """Leave the process group (if one was joined)."""
+def shutdown(finished: bool = True) -> None:
+    """Leave the process group (if one was joined).
+
+    ``finished`` (the run ended normally on this process): first wait at a barrier until every process has ended
+    its work, so that none tears its connections down while a peer still sends — with gloo a process whose peer
+    left mid-exchange could abort at exit (``terminate called without an active exception``, SIGABRT). After an
+    error (``finished=False``) there is no barrier: the peers may never reach it, and the group is left at once.
+    """
     if dist.is_available() and dist.is_initialized():
+        if finished and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 
