@@ -521,14 +521,20 @@ def test_auto_downsample_follows_the_rule() -> None:
     assert series_app.default_epochs(long, 8) == want
 
 
+def _trained(capsys: pytest.CaptureFixture[str], files: dict[str, Path], name: str, *extra: str):
+    """Train a tiny run ``name`` on the fixture's files with ``extra`` flags: its folder, the train arguments
+    (without ``extra`` and the size flags), its config and metrics."""
+    out = files["base"] / name
+    args = ["train", "--task", "classify", "--data", files["train"], "--test-data", files["test"], "--out", out]
+    code, _, err = rnnkit_main(capsys, *args, *TINY, *extra)
+    assert code == 0, err
+    return out, args, read_json(out / "config.json"), read_json(out / "metrics.json")
+
+
 def test_downsample_run_saves_it_and_train_and_predict_read_the_same_inputs(
     capsys: pytest.CaptureFixture[str], files: dict[str, Path]
 ) -> None:
-    out = files["base"] / "run-ds"
-    args = ["train", "--task", "classify", "--data", files["train"], "--test-data", files["test"], "--out", out]
-    code, _, err = rnnkit_main(capsys, *args, *TINY, "--downsample", "3")
-    assert code == 0, err
-    config, m = read_json(out / "config.json"), read_json(out / "metrics.json")
+    out, args, config, m = _trained(capsys, files, "run-ds", "--downsample", "3")
     assert config["downsample"] == 3 and config["series_norm"] == "both"
     assert config["options"]["options"]["downsample"] == 3  # the factor, as every setting, written out
     split = prepare_series(str(files["train"]), test_data=str(files["test"]), seed=0, series_norm="both", downsample=3)
@@ -610,11 +616,7 @@ def test_augmented_epochs_depend_on_seed_and_epoch_only(files: dict[str, Path]) 
 def test_augment_run_saves_it_and_scores_unaugmented_series(
     capsys: pytest.CaptureFixture[str], files: dict[str, Path]
 ) -> None:
-    out = files["base"] / "run-aug"
-    args = ["train", "--task", "classify", "--data", files["train"], "--test-data", files["test"], "--out", out]
-    code, _, err = rnnkit_main(capsys, *args, *TINY, "--augment", "0.2")
-    assert code == 0, err
-    config, m = read_json(out / "config.json"), read_json(out / "metrics.json")
+    out, args, config, m = _trained(capsys, files, "run-aug", "--augment", "0.2")
     assert config["augment"] == 0.2
     code, out_json, err = rnnkit_main(capsys, "evaluate", out, "--json", "--data", files["test"])
     assert code == 0, err

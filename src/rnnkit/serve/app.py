@@ -352,6 +352,7 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
             return report(served[name].run, limits)
 
         app.add_api_route(f"/runs/{name}", one_report, methods=["GET"], tags=["runs"], summary=f"report of {name}")
+        endpoint, summary = None, f"predict with {name} ({s.run.task})"
         if f"/runs/{name}/predict" in series_models:
             series_model = series_models[f"/runs/{name}/predict"]
 
@@ -359,15 +360,7 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
                 run = served[name].run
                 return answer(name, lambda: series.predict_series_request(run, body))
 
-            app.add_api_route(
-                f"/runs/{name}/predict",
-                series_endpoint,
-                methods=["POST"],
-                response_model=PredictAnswer,
-                response_model_exclude_none=True,
-                tags=["runs"],
-                summary=f"predict with {name} ({s.run.task}): series as numbers",
-            )
+            endpoint, summary = series_endpoint, summary + ": series as numbers"
         elif "predict" in kind.endpoints:
 
             def predict_endpoint(body: predict_model, name: str = name) -> PredictAnswer:  # type: ignore[valid-type]
@@ -378,14 +371,16 @@ def create_app(runs: Sequence[Run | str | Path] | Run | str | Path, limits: Limi
                     raise HTTPError(400, f'"items"[{i}] is empty')
                 return answer(name, lambda: kind_of(run).serve_predict(run, list(body.items), **options))  # type: ignore[attr-defined]
 
+            endpoint = predict_endpoint
+        if endpoint is not None:
             app.add_api_route(
                 f"/runs/{name}/predict",
-                predict_endpoint,
+                endpoint,
                 methods=["POST"],
                 response_model=PredictAnswer,
                 response_model_exclude_none=True,
                 tags=["runs"],
-                summary=f"predict with {name} ({s.run.task})",
+                summary=summary,
             )
         if "sample" in kind.endpoints:
 
