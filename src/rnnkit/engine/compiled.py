@@ -118,39 +118,19 @@ def run_compiled(
 def run_compiled_zero(
     kind: str, x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """One layer-direction from the zero state with as little Python as the call allows (the layers' fast path:
-    no lengths, no ``hx``). The caller has checked :func:`runs_compiled` and that the weights have ``x``'s dtype.
+    """One layer-direction from the zero state (the layers' fast path: no lengths, no ``hx``): :func:`run_compiled`
+    with zero states, the final states made their own tensors. The caller has checked :func:`runs_compiled` and
+    that the weights have ``x``'s dtype.
 
-    ``x`` ``(T, B, I)``; returns ``(hs (T, B, H), h_T (B, H), c_T (B, H) or None)``, the final states their own
-    tensors (not views of ``hs``), as :func:`run_compiled` gives them after the layers stack them.
+    ``x`` ``(T, B, I)``; returns ``(hs (T, B, H), h_T (B, H), c_T (B, H) or None)``, the final states not views of
+    ``hs`` (without grad the kernel's finals are its last rows), as the layers' general path gives them stacked.
     """
-    B, H = x.shape[1], w_hh.shape[1]
-    zero = x.new_zeros(B, H)  # h0 and c0 alike: the kernel only reads them
+    zero = x.new_zeros(x.shape[1], w_hh.shape[1])  # (B, H), h0 and c0 alike: the kernel only reads them
     lstm = kind == "lstm"
-    if torch.is_grad_enabled() and (
-        x.requires_grad
-        or w_ih.requires_grad
-        or w_hh.requires_grad
-        or (b_ih is not None and (b_ih.requires_grad or b_hh.requires_grad))
-    ):
-        hs, h_n, c_n = _CompiledFn.apply(kind, x, zero, zero if lstm else None, w_ih, w_hh, b_ih, b_hh, None)
-        return hs, h_n, c_n if lstm else None
-    none = _empty(x)
-    out = rnn_extension().layer_forward(
-        _CODES[kind],
-        x.contiguous(),
-        zero,
-        zero if lstm else none,
-        w_ih.contiguous(),
-        w_hh.contiguous(),
-        _step_layout(w_hh, B),
-        none if b_ih is None else b_ih.contiguous(),
-        none if b_hh is None else b_hh.contiguous(),
-        none,
-        False,
-    )
-    hs = out[0]
-    return hs, hs[-1].clone(), out[1][-1].clone() if lstm else None
+    hs, final = run_compiled(kind, x, (zero, zero) if lstm else zero, w_ih, w_hh, b_ih, b_hh)
+    h_n, c_n = final if lstm else (final, None)
+    own = [None if t is None else (t.clone() if t._base is not None else t) for t in (h_n, c_n)]
+    return hs, own[0], own[1]
 
 
 def step_compiled(
