@@ -45,6 +45,7 @@ __all__ = [
     "SeriesSet",
     "Standardizer",
     "as_sequences",
+    "channel_scale",
     "check_npz_headers",
     "embedded_series_path",
     "fill_missing",
@@ -663,6 +664,12 @@ def stratified_split(labels: Sequence[str], fraction: float, seed: int = 0) -> t
 
 
 # ---------------------------------------------------------------------------------------------------------- scaling
+def channel_scale(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The divisor per channel for ``(x − mean) / scale``: ``std``, but 1.0 where a channel is constant (``std ≤
+    1e-12·max(1, |mean|)``: 0 or rounding noise), which is then only centred, its noise not blown up."""
+    return np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+
+
 @dataclass(frozen=True)
 class Standardizer:
     """Per-channel standardization ``(x - mean_c) / std_c``; fit it on the training series only.
@@ -685,8 +692,7 @@ class Standardizer:
             raise ValueError(f"Standardizer.fit takes (L_i, C) series, got a stack of shape {stacked.shape}")
         mean = stacked.mean(axis=0)  # (C,)
         std = stacked.std(axis=0)  # (C,)
-        # a constant channel has std 0 (or rounding noise): centre it, do not blow the noise up
-        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        std = channel_scale(mean, std)
         return cls(tuple(float(v) for v in mean), tuple(float(v) for v in std))
 
     @property

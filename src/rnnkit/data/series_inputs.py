@@ -19,7 +19,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from rnnkit.data.arrays import SeriesSet, as_sequences
+from rnnkit.data.arrays import SeriesSet, as_sequences, channel_scale
 from rnnkit.data.batching import Batch
 
 __all__ = [
@@ -89,7 +89,7 @@ def zscore_each(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
     for s in sequences:
         a = np.asarray(s, dtype=np.float64)  # (L_i, C)
         mean, std = a.mean(axis=0), a.std(axis=0)  # (C,)
-        std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+        std = channel_scale(mean, std)
         out.append((a - mean) / std)
     return out
 
