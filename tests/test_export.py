@@ -25,7 +25,8 @@ from rnnkit import GRU, LSTM, RNN, cli
 from rnnkit import export as rexport
 from rnnkit.data.batching import Batch
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
-from rnnkit.export import _Recurrence, export_model
+from rnnkit.export import export_model
+from rnnkit.export.recurrence import _Recurrence
 from rnnkit.runs import load_run, predict
 from rnnkit.tasks import ModelConfig, build_model
 
@@ -217,7 +218,7 @@ def padded_reals(B: int, T: int, F: int, gen: torch.Generator, dtype=torch.float
 def test_lstm_fcn_graph_equals_the_model(tmp_path: Path, model: str, kw: dict) -> None:
     fcn = _fcn_model(model, **kw)
     # the graph module itself, in PyTorch and float64, equals the model's forward (LSTM branch through scan)
-    graph = rexport._ManyToOneGraph(fcn).double()
+    graph = rexport.graphs._ManyToOneGraph(fcn).double()
     x, lengths = padded_reals(4, 7, 3, torch.Generator().manual_seed(4), torch.float64)
     with torch.no_grad():
         torch.testing.assert_close(graph(x, lengths), fcn.double()(Batch(x, lengths, None))[0], rtol=0, atol=1e-12)
@@ -250,7 +251,7 @@ def test_pooled_classifier_graphs_equal_the_model(tmp_path: Path) -> None:
         model = build_model(cfg).double().eval()
         with torch.no_grad():
             want = model(Batch(ids, lengths, None))[0]
-            torch.testing.assert_close(rexport._ManyToOneGraph(model)(ids, lengths), want, rtol=0, atol=1e-12)
+            torch.testing.assert_close(rexport.graphs._ManyToOneGraph(model)(ids, lengths), want, rtol=0, atol=1e-12)
     model = model.float()
     export_model(model, tmp_path / "pool.onnx")
     ids, lengths = padded_ids(5, 9, 9, gen)
