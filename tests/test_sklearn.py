@@ -24,7 +24,8 @@ from sklearn.preprocessing import FunctionTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from rnnkit.data.batching import Batch, collate_classification, collate_sequences
-from rnnkit.sklearn import RNNClassifier, RNNForecaster, RNNRegressor, _windows
+from rnnkit.sklearn import RNNClassifier, RNNForecaster, RNNRegressor
+from rnnkit.sklearn.forecaster import _windows
 from rnnkit.tasks.registry import MODELS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "sklearn.md"
@@ -436,7 +437,7 @@ def test_forecaster_params_clone_and_errors():
 
 
 def test_the_validation_hold_out_never_reaches_the_fitted_statistics() -> None:
-    from rnnkit.sklearn import _split
+    from rnnkit.sklearn.estimator import _split
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 6))  # (N, T)
