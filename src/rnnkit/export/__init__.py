@@ -54,8 +54,10 @@ The package, in the order its parts import one another: :mod:`~rnnkit.export.rec
 """
 
 from rnnkit.export.command import add_cli
+from rnnkit.export.recurrence import State as State
 from rnnkit.export.specs import EXPORT_FORMAT, series_input_steps
 from rnnkit.export.verify import verify_export
+from rnnkit.export.writer import ONNX_NOTE as ONNX_NOTE
 from rnnkit.export.writer import export_model, export_run
 
 __all__ = ["EXPORT_FORMAT", "add_cli", "export_model", "export_run", "series_input_steps", "verify_export"]
