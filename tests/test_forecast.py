@@ -88,7 +88,7 @@ def test_baselines_match_hand_loops() -> None:
 
 
 def test_baseline_errors_by_hand_with_zeros() -> None:
-    from rnnkit.runs.forecast import _errors
+    from rnnkit.runs.forecast.scores import _errors
 
     truth = np.array([[0.0, 2.0], [0.0, 0.0]])
     pred = np.array([[0.0, 1.0], [1.0, 0.0]])
