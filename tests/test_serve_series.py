@@ -13,6 +13,7 @@ import dataclasses
 import json
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,13 +25,16 @@ pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn) is not
 
 from fastapi.testclient import TestClient
 
+import rnnkit.serve.series
 from cli_helpers import rnnkit_main, write_tiny_ts
 from rnnkit import cli
 from rnnkit.data.arrays import Standardizer, as_sequences, read_ts
+from rnnkit.data.batching import NonFiniteValues
 from rnnkit.runs import load_run, predict_lines
 from rnnkit.runs.classify_series import series_batch, series_probabilities
 from rnnkit.runs.forecast import forecaster_of
 from rnnkit.serve import Limits, create_app, serve
+from rnnkit.serve.series import NOT_FINITE
 
 LIMITS = Limits(max_items=4, max_steps=40)
 TINY = ["--hidden", "4", "--epochs", "1", "--batch-size", "8", "--threads", "1"]
@@ -285,6 +289,41 @@ def test_values_beyond_the_float_range_and_nan_are_refused(client: TestClient) -
         resp = client.post("/runs/series/predict", content=raw, headers=headers)
         assert resp.status_code == 400 and needle in resp.json()["error"], resp.text
     assert post(client, "/runs/series/predict", GOOD)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("series", {"series": [[1e300, 1]]}),
+        ("series", {"items": [[[1, 2]], [[2, -1e300], [3, 4]]]}),
+        ("series_downsampled", {"series": [[1e300, 1]] * 2}),
+        ("forecast", {"series": [*FORECAST[:-1], 1e300]}),
+    ],
+)
+def test_values_near_1e300_are_a_400_without_a_numpy_overflow_warning(
+    client: TestClient, path: str, body: dict
+) -> None:
+    """Finite in float64 but beyond float32 once scaled: refused before the cast (data.batching), no RuntimeWarning
+    ("overflow encountered in cast") in the server's log, and the one-line 400 of a non-finite answer."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, answer = post(client, f"/runs/{path}/predict", body)
+    assert code == 400 and answer == {"error": NOT_FINITE}, answer
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+    assert post(client, f"/runs/{path}/predict", GOOD if path.startswith("series") else {"series": FORECAST})[0] == 200
+
+
+def test_values_the_scaling_takes_beyond_float32_are_the_same_400(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Values within float32 that a run's scaling takes beyond it are refused by the batch before its cast
+    (data.batching.NonFiniteValues): the server answers them as any non-finite answer."""
+
+    def beyond(run: object, X: object) -> None:
+        raise NonFiniteValues("sequence 0: a value of magnitude 1e+39 lies beyond the float32 range")
+
+    monkeypatch.setattr(rnnkit.serve.series, "series_probabilities", beyond)
+    assert post(client, "/runs/series/predict", GOOD) == (400, {"error": NOT_FINITE})
 
 
 def test_a_real_server_refuses_a_bad_series_and_answers_the_next(runs: dict[str, Path]) -> None:

@@ -20,6 +20,28 @@ from rnnkit.data.vocab import BOS, EOS, PAD
 IGNORE_INDEX = -100
 """Target value at padded positions; every loss in rnnkit ignores it (torch's cross-entropy default)."""
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The largest float32 (about 3.4e38): a real value beyond it would become inf in a batch."""
+
+
+class NonFiniteValues(ValueError):
+    """Values a float32 batch cannot hold: NaN, inf, or a magnitude beyond :data:`FLOAT32_MAX`, which the cast to
+    float32 would turn into inf. A ``ValueError`` (one line, exit code 2 on the command line); ``rnnkit serve``
+    answers it as a request whose values lie beyond what its run computes."""
+
+
+def _check_float32(a: np.ndarray, what: str) -> None:
+    """Refuse ``a`` (any shape) before its cast to float32 when a value is NaN, inf or beyond float32's range."""
+    if not np.isfinite(a).all():
+        raise NonFiniteValues(f"{what} contains NaN or inf; fill or drop those values first")
+    if a.size and np.issubdtype(a.dtype, np.floating):
+        big = np.abs(a).max()  # finite: no overflow here
+        if big > FLOAT32_MAX:
+            raise NonFiniteValues(
+                f"{what}: a value of magnitude {big:.3g} lies beyond the float32 range (|x| <= {FLOAT32_MAX:.3g}) "
+                "that batches are computed in; rescale the values"
+            )
+
 
 @dataclass
 class Batch:
@@ -187,7 +209,8 @@ def collate_sequences(
         ``Batch(inputs (B, T, F) float32 zero-padded, lengths (B,), targets, condition)``.
 
     Raises:
-        ValueError: an empty batch or sequence, mismatched feature sizes, NaN/inf values.
+        ValueError: an empty batch or sequence, mismatched feature sizes; :class:`NonFiniteValues` (a
+            ``ValueError``): NaN/inf values, or values beyond float32's range, checked before the cast.
     """
     arrays = []
     for i, s in enumerate(sequences):
@@ -202,8 +225,7 @@ def collate_sequences(
             a = a.T
         if a.shape[0] == 0:
             raise ValueError(f"sequence {i} is empty (0 steps); every sequence needs at least one")
-        if not np.isfinite(a).all():
-            raise ValueError(f"sequence {i} contains NaN or inf; fill or drop those values first")
+        _check_float32(a, f"sequence {i}")  # before the cast below: no overflow to inf in it
         arrays.append(a)
     if not arrays:
         raise ValueError("cannot collate an empty batch")
@@ -233,7 +255,8 @@ def _sequence_targets(targets: Any, lengths: list[int], t: int) -> Tensor | None
             raise ValueError(f"targets must have shape (B,) or (B, K) with B={n}, got {tuple(y.shape)}")
         if y.is_floating_point():
             if not torch.isfinite(y).all():
-                raise ValueError("targets contain NaN or inf")
+                raise NonFiniteValues("targets contain NaN or inf")
+            _check_float32(y.numpy(), "targets")
             return y.float()
         return y.long()
     ys = [np.asarray(y) for y in targets]
@@ -251,8 +274,7 @@ def _sequence_targets(targets: Any, lengths: list[int], t: int) -> Tensor | None
         raise ValueError(f"per-step targets have different shapes after the time axis: {sorted(rest)}")
     out = torch.zeros(n, t, *ys[0].shape[1:], dtype=torch.float32)  # (B, T) or (B, T, K)
     for b, y in enumerate(ys):
-        if not np.isfinite(y).all():
-            raise ValueError(f"target sequence {b} contains NaN or inf")
+        _check_float32(y, f"target sequence {b}")
         out[b, : y.shape[0]] = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
     return out
 

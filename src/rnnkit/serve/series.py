@@ -42,6 +42,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from rnnkit.data.batching import FLOAT32_MAX, NonFiniteValues
 from rnnkit.runs import Run, kind_of
 from rnnkit.runs.classify_series import APP as SERIES_APP
 from rnnkit.runs.classify_series import series_probabilities
@@ -237,16 +238,29 @@ def _one_of(body: BaseModel) -> BaseModel:
 
 
 # ---------------------------------------------------------------------------------------------------------- answers
+NOT_FINITE = "the model's output is not finite for these values: they lie far beyond what the run was trained on"
+
+
 def _finite_or_refuse(values: np.ndarray) -> None:
     if not np.isfinite(values).all():
-        raise ValueError(
-            "the model's output is not finite for these values: they lie far beyond what the run was trained on"
-        )
+        raise ValueError(NOT_FINITE)
+
+
+def _float32_or_refuse(series: Sequence[np.ndarray]) -> None:
+    """Refuse a request whose values (finite in float64: :func:`read_series`) lie beyond float32's range, before
+    any arithmetic on them: the model computes in float32, and numpy would warn of overflows (in a cast, or in
+    the squares of a per-series z-score) on the way to the same non-finite answer."""
+    if any(a.size and float(np.abs(a).max()) > FLOAT32_MAX for a in series):
+        raise ValueError(NOT_FINITE)
 
 
 def classify(run: Run, series: Sequence[np.ndarray], top_k: int | None) -> dict[str, Any]:
     """Class probabilities of ``series`` (each ``(L_i, C)``): what ``rnnkit predict RUN --data FILE`` computes."""
-    probs = series_probabilities(run, [s.T for s in series])  # (N, classes), from N × (C, L_i)
+    _float32_or_refuse(series)
+    try:
+        probs = series_probabilities(run, [s.T for s in series])  # (N, classes), from N × (C, L_i)
+    except NonFiniteValues:  # within float32, but the run's scaling took them beyond it (checked before the cast)
+        raise ValueError(NOT_FINITE) from None
     _finite_or_refuse(probs)
     k = min(3 if top_k is None else top_k, len(run.classes))
     predictions, lines = [], []
@@ -262,6 +276,7 @@ def classify(run: Run, series: Sequence[np.ndarray], top_k: int | None) -> dict[
 
 def forecast(run: Run, series: Sequence[np.ndarray], horizon: int | None, several: bool) -> dict[str, Any]:
     """The ``K`` values after each series (each ``(L, C)``): what ``rnnkit predict RUN V V ...`` computes."""
+    _float32_or_refuse(series)
     fc = forecaster_of(run)
     k = fc.horizon if horizon is None else horizon
     forecasts, lines = [], []
