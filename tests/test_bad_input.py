@@ -336,6 +336,26 @@ def test_nan_or_inf_in_real_valued_sequences() -> None:
             collate_sequences([good], conditions=[[bad, 1.0]])
 
 
+def test_values_beyond_float32_in_real_valued_sequences() -> None:
+    """1e300 is finite in float64 but inf in float32: refused with one line and no numpy overflow warning; the
+    largest float32 itself, and every value below it, is taken as it is."""
+    import warnings
+
+    from rnnkit.data import collate_sequences
+    from rnnkit.data.batching import FLOAT32_MAX, NonFiniteValues
+
+    edge = np.array([[FLOAT32_MAX], [-FLOAT32_MAX], [1.5]])
+    assert collate_sequences([edge]).inputs[0, :, 0].tolist() == [FLOAT32_MAX, -FLOAT32_MAX, 1.5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow in the cast would raise here instead of the ValueError
+        with pytest.raises(NonFiniteValues, match=r"sequence 1: a value of magnitude 1e\+300 lies beyond the float32"):
+            collate_sequences([np.ones((2, 1)), np.array([[1.0], [-1e300]])])
+        with pytest.raises(ValueError, match=r"target sequence 0: a value of magnitude 1e\+300 lies beyond"):
+            collate_sequences([np.ones((2, 1))], targets=[np.array([0.5, 1e300])])
+        with pytest.raises(ValueError, match=r"targets: a value of magnitude 1e\+300 lies beyond"):
+            collate_sequences([np.ones((2, 1))], targets=np.array([1e300]))
+
+
 def test_wrong_rank_or_feature_size() -> None:
     from rnnkit.data import collate_sequences
     from rnnkit.layers import GRU, LSTM
