@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from rnnkit.data.series_set import is_number
+
 __all__ = [
     "EMBEDDED_SERIES",
     "Scaler",
@@ -137,7 +139,7 @@ def parse_time(text: str) -> datetime | None:
     """``text`` as a datetime (ISO 8601 forms, ``YYYY-MM``, ``YYYY/MM/DD``, ``DD.MM.YYYY``, ``1991 Jul`` and the other
     month-name forms of :data:`_TIME_FORMATS`, quarters ``1970 Q1``), or None."""
     text = text.strip()
-    if not text or _is_number(text):
+    if not text or is_number(text):
         return None
     try:
         return datetime.fromisoformat(text)
@@ -181,14 +183,6 @@ def season_from_times(times: Sequence[datetime]) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------------------- CSV
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def read_series_csv(
     path: str | os.PathLike[str],
     date_column: str | None = None,
@@ -229,7 +223,7 @@ def _parse_csv(
     if not rows:
         raise ValueError(f"{source}: the file is empty; a series needs a header and at least {min_rows} rows")
     first = [c.strip() for c in rows[0][1]]
-    headerless = all(_is_number(c) or parse_time(c) is not None for c in first)
+    headerless = all(is_number(c) or parse_time(c) is not None for c in first)
     if headerless:
         n_time = sum(parse_time(c) is not None for c in first)
         n_val = len(first) - n_time

@@ -11,7 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, column_or_1d
 
 from rnnkit.sklearn.estimator import _predict_raw, _SequenceEstimator, _split
-from rnnkit.sklearn.params import _check_common_params, _check_int, _reset_fitted, _seed
+from rnnkit.sklearn.params import _seed
 from rnnkit.tasks.classifier import SequenceClassifier
 
 
@@ -55,11 +55,7 @@ class RNNClassifier(ClassifierMixin, _SequenceEstimator):
 
     def fit(self, X: Any, y: Any) -> RNNClassifier:
         """Train on sequences ``X`` (any format of the module docstring) and labels ``y`` ``(N,)``."""
-        _reset_fitted(self)
-        _check_common_params(self)
-        _check_int(self, "embed_dim", 1, "e.g. 32")
-        self._y_required(y)
-        seqs = self._read_fit_X(X)
+        seqs = self._begin_fit(X, y)
         y = check_array(y, ensure_2d=False, dtype=None, input_name="y", estimator=self)
         y = column_or_1d(y, warn=True)  # (N,)
         self._check_y_len(seqs, y)

@@ -26,7 +26,7 @@ from rnnkit.sklearn.inputs import (
     _read_X,
     _Sequences,
 )
-from rnnkit.sklearn.params import _bad, _isolated_rng, _seed
+from rnnkit.sklearn.params import _bad, _check_common_params, _check_int, _isolated_rng, _reset_fitted, _seed
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.train import TrainConfig, TrainResult, fit
 
@@ -135,6 +135,15 @@ class _SequenceEstimator(BaseEstimator):
         self.verbose = verbose
 
     # -- reading ---------------------------------------------------------------------------------------------
+
+    def _begin_fit(self, X: Any, y: Any) -> _Sequences:
+        """What ``fit`` of the classifier and the regressor does first, in this order: forget the last fit, check
+        the parameters, require ``y``, read ``X``."""
+        _reset_fitted(self)
+        _check_common_params(self)
+        _check_int(self, "embed_dim", 1, "e.g. 32")
+        self._y_required(y)
+        return self._read_fit_X(X)
 
     def _read_fit_X(self, X: Any) -> _Sequences:
         """Read training X (its kind and channel count); statistics come later from the training rows only."""

@@ -13,7 +13,7 @@ from rnnkit.sklearn.estimator import _predict_raw, _SequenceEstimator, _split
 from rnnkit.sklearn.inputs import (
     _mean_scale,
 )
-from rnnkit.sklearn.params import _check_common_params, _check_int, _reset_fitted, _seed
+from rnnkit.sklearn.params import _seed
 from rnnkit.tasks.regressor import SequenceRegressor
 
 
@@ -35,11 +35,7 @@ class RNNRegressor(RegressorMixin, _SequenceEstimator):
 
     def fit(self, X: Any, y: Any) -> RNNRegressor:
         """Train on sequences ``X`` (any format of the module docstring) and real targets ``y``."""
-        _reset_fitted(self)
-        _check_common_params(self)
-        _check_int(self, "embed_dim", 1, "e.g. 32")
-        self._y_required(y)
-        seqs = self._read_fit_X(X)
+        seqs = self._begin_fit(X, y)
         y = check_array(y, ensure_2d=False, dtype=np.float64, input_name="y", estimator=self)
         if y.ndim not in (1, 2):
             raise ValueError(f"y must have shape (N,) or (N, K), got {y.shape}")
