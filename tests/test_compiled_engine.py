@@ -122,8 +122,9 @@ def test_auto_runs_the_compiled_kernel_on_cpu(ext, kind, monkeypatch):
     torch.manual_seed(3)
     layer = make_layer(kind, 3, 4, 2, bidirectional=True)
     calls = []
-    real = ext.layer_forward
-    monkeypatch.setattr(ext, "layer_forward", lambda *a: calls.append(a[0]) or real(*a))
+    for entry in ("layer_forward", "layer_train"):  # without grad / with grad (one C++ autograd node)
+        real = getattr(ext, entry)
+        monkeypatch.setattr(ext, entry, lambda *a, real=real: calls.append(a[0]) or real(*a))
     x = torch.randn(5, 2, 3, dtype=DT)
     got = run_grads(layer, x, None)
     assert len(calls) == 4  # every layer and direction
