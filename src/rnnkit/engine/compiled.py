@@ -215,7 +215,7 @@ def _step_layout(w_hh: Tensor, B: int) -> Tensor:
     rebuilt when the weight changes (its ``_version`` or storage), so a step does not lay it out again; an empty
     tensor (the kernel lays it out itself, or packs ``W_hh``) otherwise."""
     if B > _SMALL_B:
-        return w_hh.new_empty(0)
+        return _empty(w_hh)
     key = id(w_hh)
     hit = _LAYOUTS.get(key)
     if hit is not None and hit[0]() is w_hh and hit[1] == w_hh._version and hit[2] == w_hh.data_ptr():
