@@ -584,7 +584,7 @@ def test_fast_path_equals_the_general_path_bitwise(ext, kind, L, batch_first, mo
     x = torch.randn(4, 6, 3)
     calls = []
     real = engine_mod.run_compiled_zero
-    monkeypatch.setattr(engine_mod, "run_compiled_zero", lambda *a: calls.append(a[0]) or real(*a))
+    monkeypatch.setattr(engine_mod, "run_compiled_zero", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     fast = run_grads(layer, x, None)
     assert len(calls) == L  # the fast path ran, once per layer
     zeros = random_hx(kind, L, 4 if batch_first else 6, 5, dtype=torch.float32)

@@ -122,15 +122,22 @@ def run_compiled(
 
 
 def run_compiled_zero(
-    kind: str, x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
+    kind: str,
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    *,
+    lead: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """One layer-direction from the zero state (the layers' fast path: no lengths, no ``hx``): :func:`run_compiled`
     with zero states, the final states made their own tensors. The caller has checked :func:`runs_compiled` and
     that the weights have ``x``'s dtype.
 
     ``x`` ``(T, B, I)``; returns ``(hs (T, B, H), h_T (B, H), c_T (B, H) or None)``, the final states not views of
-    ``hs``, as the layers' general path gives them stacked. With grad one C++ autograd node (the zero state made
-    inside it); without, one kernel call.
+    ``hs``, as the layers' general path gives them stacked; ``lead``: ``(1, B, H)`` each (a one-layer module's
+    ``h_n``). With grad one C++ autograd node (the zero state made inside it); without, one kernel call.
     """
     lstm = kind == "lstm"
     if torch.is_grad_enabled() and (
@@ -140,7 +147,7 @@ def run_compiled_zero(
         or (b_ih is not None and b_ih.requires_grad)
         or (b_hh is not None and b_hh.requires_grad)
     ):
-        hs, h_n, c_n = _CompiledFn.apply(kind, x, None, None, w_ih, w_hh, b_ih, b_hh, None)
+        hs, h_n, c_n = _CompiledFn.apply(kind, x, None, None, w_ih, w_hh, b_ih, b_hh, None, lead)
         return hs, h_n, c_n if lstm else None
     zero = x.new_zeros(x.shape[1], w_hh.shape[1])  # (B, H), h0 and c0 alike: the kernel only reads them
     empty = _empty(x)
@@ -158,7 +165,8 @@ def run_compiled_zero(
         False,
     )
     hs = out[0]
-    return hs, hs[-1].clone(), out[1][-1].clone() if lstm else None
+    last = slice(-1, None) if lead else -1
+    return hs, hs[last].clone(), out[1][last].clone() if lstm else None
 
 
 def step_compiled(
@@ -235,8 +243,9 @@ class _CompiledFn:
     """One layer-direction with grad as one autograd node: the C++ ``layer_train`` (forward, and a backward that
     is a C++ autograd node, so no Python runs between the autograd engine and the kernels). ``apply`` takes
     ``(kind, x (T, B, I), h0 (B, H) or None for zeros, c0 (lstm) or None, w_ih, w_hh, b_ih, b_hh, mask (T, B)
-    or None)`` and returns ``(hs (T, B, H), h_T (B, H), c_T (B, H); empty and not differentiable but for
-    lstm)``."""
+    or None, lead)`` and returns ``(hs (T, B, H), h_T (B, H), c_T (B, H); empty and not differentiable but for
+    lstm)``; with ``lead`` the finals are ``(1, B, H)`` (a one-layer module's ``h_n``, without an unsqueeze node:
+    it cost about as much as the rest of the call's autograd bookkeeping)."""
 
     @staticmethod
     def apply(
@@ -249,8 +258,9 @@ class _CompiledFn:
         b_ih: Tensor | None,
         b_hh: Tensor | None,
         mask: Tensor | None,
+        lead: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        return tuple(rnn_extension().layer_train(_CODES[kind], x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask))
+        return tuple(rnn_extension().layer_train(_CODES[kind], x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, lead))
 
 
 _KINDS = {code: kind for kind, code in _CODES.items()}

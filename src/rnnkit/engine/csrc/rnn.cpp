@@ -884,16 +884,18 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, int64_t kind, const Tensor& x,
                                                 const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                                                 const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
-                                                const Tensor& mask) {
-    const int64_t B = x.size(1), H = w_hh.size(1);
+                                                const Tensor& mask, bool lead) {
+    const int64_t B = x.size(1), H = w_hh.size(1), Tn = x.size(0);
     Tensor h0_ = live(h0) ? h0.contiguous() : at::zeros({B, H}, x.options());
     Tensor c0_ = kind != LSTM ? dense(Tensor(), x) : live(c0) ? c0.contiguous() : at::zeros({B, H}, x.options());
     Tensor x_ = x.contiguous(), w_ih_ = w_ih.contiguous(), w_hh_ = w_hh.contiguous();
     Tensor b_ih_ = dense(b_ih, x), b_hh_ = dense(b_hh, x), mask_ = dense(mask, x);
     std::vector<Tensor> out = layer_forward(kind, x_, h0_, c0_, w_ih_, w_hh_, dense(Tensor(), x), b_ih_, b_hh_, mask_, true);
     Tensor hs = out[0];
-    Tensor h_n = hs[-1].clone();
-    Tensor c_n = kind == LSTM ? out[1][-1].clone() : at::empty({0}, x.options());
+    // lead: the finals (1, B, H), as a one-layer module returns them (an unsqueeze node per call saved)
+    auto last = [&](const Tensor& t) { return (lead ? t.narrow(0, Tn - 1, 1) : t[Tn - 1]).clone(); };
+    Tensor h_n = last(hs);
+    Tensor c_n = kind == LSTM ? last(out[1]) : at::empty({0}, x.options());
     if (kind != LSTM) ctx->mark_non_differentiable({c_n});
     ctx->saved_data["kind"] = kind;
     ctx->saved_data["zero_h"] = !live(h0);
@@ -919,11 +921,13 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
     const bool need_c0 = kind == LSTM && !ctx->saved_data["zero_c"].toBool() && ctx->needs_input_grad(2);
     if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the autograd reference instead
       TORCH_CHECK(double_backward_fn != nullptr, "rnnkit: no double backward registered");
+      if (d_hn.dim() == 3) d_hn = d_hn.squeeze(0);  // lead: the reference's finals are (B, H)
+      if (d_cn.dim() == 3) d_cn = d_cn.squeeze(0);
       py::gil_scoped_acquire gil;
       py::tuple g = (*double_backward_fn)(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn);
       auto at = [&](int i) { return g[i].is_none() ? Tensor() : g[i].cast<Tensor>(); };
       return {Tensor(), at(0),         need_h0 ? at(1) : Tensor(), need_c0 ? at(2) : Tensor(), at(3), at(4),
-              bias ? at(5) : Tensor(), bias ? at(6) : Tensor(),     Tensor()};
+              bias ? at(5) : Tensor(), bias ? at(6) : Tensor(),     Tensor(), Tensor()};
     }
     if (!d_cn.defined() || d_cn.numel() == 0) {
       d_cn = kind == LSTM ? at::zeros_like(h0) : at::empty({0}, h0.options());
@@ -941,6 +945,7 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
             ctx->needs_input_grad(4) ? r[4] : Tensor(),
             bias && ctx->needs_input_grad(5) ? r[5] : Tensor(),
             bias && ctx->needs_input_grad(6) ? r[6] : Tensor(),
+            Tensor(),
             Tensor()};
   }
 };
@@ -948,11 +953,11 @@ struct LayerFn : public torch::autograd::Function<LayerFn> {
 std::vector<Tensor> layer_train(int64_t kind, const Tensor& x, const std::optional<Tensor>& h0,
                                 const std::optional<Tensor>& c0, const Tensor& w_ih, const Tensor& w_hh,
                                 const std::optional<Tensor>& b_ih, const std::optional<Tensor>& b_hh,
-                                const std::optional<Tensor>& mask) {
+                                const std::optional<Tensor>& mask, bool lead) {
   TORCH_CHECK(kind >= 0 && kind <= 4, "unknown kind");
   // torch's C++ autograd Function takes no undefined tensors: an empty one stands for None
   auto get = [&](const std::optional<Tensor>& t) { return t.has_value() ? *t : at::empty({0}, x.options()); };
-  return LayerFn::apply(kind, x, get(h0), get(c0), w_ih, w_hh, get(b_ih), get(b_hh), get(mask));
+  return LayerFn::apply(kind, x, get(h0), get(c0), w_ih, w_hh, get(b_ih), get(b_hh), get(mask), lead);
 }
 
 bool direct_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
@@ -975,7 +980,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_backward", &layer_backward, "one layer-direction: BPTT and the input projection's gradients");
   m.def("layer_train", &layer_train, "one layer-direction with grad: forward, its backward as one C++ autograd node",
         py::arg("kind"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
-        py::arg("b_ih"), py::arg("b_hh"), py::arg("mask"));
+        py::arg("b_ih"), py::arg("b_hh"), py::arg("mask"), py::arg("lead") = false);
   m.def("set_double_backward", &set_double_backward, "the Python function layer_train's backward calls under create_graph");
   m.def("direct_blas", &direct_blas, "whether the GEMMs call BLAS directly (else at::addmm_)");
   m.def("packed_gemm", &packed_gemm, "whether float32 per-step GEMMs use MKL's packed weights");
