@@ -744,8 +744,9 @@ def format_table(results: Sequence[dict[str, object]]) -> str:
     if rates:
         lines.append("mm GFLOP/s: " + ", ".join(f"{t}/{b}/{i}/{h} {g}" for t, b, i, h, g in rates))
     titles = {
-        "infer": "forward only, no grad (inference), B = 1",
-        "sample": "sampling a generator step by step (embedding → layer → linear → multinomial), ms per T steps",
+        "infer": "forward only, no grad (inference), B = 1; medians of blocks of back-to-back calls",
+        "sample": "sampling a generator step by step (embedding → layer → linear → multinomial), ms per T steps; "
+        "medians of blocks of back-to-back samplings",
         "threads": "forward+backward on 2 threads (the rows above ran on the environment's thread count)",
     }
     for mode in dict.fromkeys(r.get("mode", "train") for r in results):

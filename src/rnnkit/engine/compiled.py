@@ -3,11 +3,12 @@
 Shape symbols: T time, B batch, I input, H hidden, G gates·H (rnn H, gru 3H, lstm 4H).
 
 For ``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru`` (reset after, torch.nn) and ``gru_before`` (the lecture's), on
-CPU tensors of float32 or float64. As in :func:`rnnkit.engine.run_own`, the input projection is one matrix product
-over all ``T·B`` rows here in Python (:func:`rnnkit.engine.own.project_inputs`); the C++ kernel runs the
-recurrence: per step one GEMM into a preallocated buffer (BLAS called directly, no dispatcher per step) and the
-gate math as one loop over ``B·H`` that the compiler vectorises. Its backward stores what the forward kept,
-allocates nothing per step, and forms the recurrent weight gradient as one GEMM over all steps after the loop.
+CPU tensors of float32 or float64. One C++ call runs a layer-direction: the input projection as one matrix product
+over all ``T·B`` rows, then the recurrence: per step one GEMM into a preallocated buffer (BLAS called directly, no
+dispatcher per step) and the gate math as one loop over ``B·H`` that the compiler vectorises. With grad the call
+is one C++ autograd node (``layer_train``: no Python between autograd and the kernels); its backward stores what
+the forward kept, allocates nothing per step, and forms every weight gradient as one GEMM over all steps after
+the loop.
 
 float32 uses a polynomial ``exp`` (≈1 ulp) for sigmoid and tanh, so it agrees with torch.nn to about 1e-5 (the
 bounds are tested); float64 uses libm and agrees to rounding.
@@ -18,7 +19,8 @@ bounds are tested); float64 uses libm and agrees to rounding.
 never reach the C++ kernels: they take the own path too.
 
 **Higher-order gradients.** The C++ backward is not itself differentiable. When autograd runs the backward with
-``create_graph=True`` (grad mode on inside ``backward``), the function recomputes its forward with the autograd
+``create_graph=True`` (grad mode on inside ``backward``), the C++ node calls back into Python
+(:func:`_double_backward`, registered when the extension loads), which recomputes the forward with the autograd
 reference :func:`reference_recurrence` and differentiates that instead, so double backward works (tested with
 gradgradcheck); plain ``backward()`` always takes the C++ kernel.
 """
