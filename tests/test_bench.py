@@ -86,8 +86,27 @@ def test_extra_rows_have_the_keys_and_modes() -> None:
         if r["mode"] == "infer" or r["cell"] == "lstm":  # inference rows time torch.nn.LSTM too
             assert r["lstm_ms"] > 0 and r["ratio_lstm"] == pytest.approx(r["rnnkit_ms"] / r["lstm_ms"])
     assert rows[2]["steps_per_s"] == pytest.approx(rows[2]["T"] / (rows[2]["rnnkit_ms"] / 1e3))
+    assert all(r["timing"] == "blocks" for r in rows)  # B = 1 inference: back-to-back blocks, not interleaved
     table = bench.format_table(rows)
     assert "infer:" in table and "sample:" in table and "steps/s" in table
+
+
+def test_time_blocks_runs_each_path_back_to_back_and_alternates_the_blocks() -> None:
+    from rnnkit.bench_timing import time_blocks
+
+    calls: list[str] = []
+
+    def runner(name: str):
+        return lambda: calls.append(name) or name
+
+    times, outputs = time_blocks({"a": runner("a"), "b": runner("b")}, 0.0, rounds=4, min_block_s=0.0)
+    assert outputs == {"a": "a", "b": "b"}
+    assert [len(times["a"]), len(times["b"])] == [4, 4] and all(t > 0 for t in times["a"] + times["b"])
+    # warm-ups (each path alone), then per round one untimed and the block's calls of one path at a time
+    # (rounds a b | b a | a b | b a: adjacent blocks of one path merge into one run of calls)
+    runs = [name for k, name in enumerate(calls) if k == 0 or calls[k - 1] != name]
+    assert runs == ["a", "b", "a", "b", "a", "b", "a"]
+    assert len(calls) == calls.count("a") + calls.count("b") and calls.count("a") >= 2 + 4 * 2
 
 
 def test_measure_peers_lstm_and_gemm_share() -> None:

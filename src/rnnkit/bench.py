@@ -13,7 +13,11 @@ requiring grad) is timed for three implementations that hold the same weights:
 After a warm-up the three run interleaved, one call each per round, so that drift of the machine hits them
 alike; the order within a round cycles through all six permutations (A, B, C, then A, C, B, ...), because a call
 runs measurably faster right after a call of the same kind (warm caches): with a fixed order, two identical
-layers measured 0.89-1.13x each other, with the cycle within 2%. The report gives medians,
+layers measured 0.89-1.13x each other, with the cycle within 2%. The forward-only and sampling rows at B = 1 are
+timed instead in blocks of back-to-back calls of one implementation, the blocks alternating over rounds
+(:func:`rnnkit.bench_timing.time_blocks`, ``torch.utils.benchmark.Timer`` semantics): that is how serving and
+sampling call a model, and interleaving there measured a cold-cache call (the other layer's call in between
+evicts the weights from the core's L2) that such a loop never runs. The report gives medians,
 ``ratio = rnnkit_ms / torch_ms`` and the GEMM-bound floor: the FLOPs of the forward+backward matrix products
 divided by a torch.mm rate measured in the same run on a comparable size.
 
@@ -37,9 +41,7 @@ benchmark row producer sits in this one file, so that contributors add rows in o
 
 from __future__ import annotations
 
-import gc
 import importlib.util
-import itertools
 import math
 import os
 import platform
@@ -51,6 +53,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 from torch import nn
 
+from rnnkit.bench_timing import time_blocks
+from rnnkit.bench_timing import time_interleaved as _time_interleaved
 from rnnkit.cells import CELLS as _SPECS
 from rnnkit.cells import CellSpec
 
@@ -358,57 +362,6 @@ def _jax_runner(cell: str, ref: nn.Module, x: torch.Tensor) -> Callable[[], torc
     return call
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Timing: interleaved rounds after a warm-up, shared by every row producer
-
-
-def _time_interleaved(
-    runners: dict[str, Callable[[], object]], repeats: int | None, budget_s: float
-) -> tuple[dict[str, list[float]], dict[str, object]]:
-    """Per-call seconds of each runner, interleaved (the order cycles), and each runner's last output."""
-    names = list(runners)
-    gc_was_enabled = gc.isenabled()
-    gc.collect()
-    gc.disable()  # a collection inside one timed call would land on one implementation only
-    try:
-        # Warm-up, in rounds of one call each, until every implementation's latest call is within 15% of its
-        # fastest earlier one (at least 2 rounds and 0.2 s, at most 8 rounds or ``budget_s``). Large shapes need
-        # it: their first calls touch fresh memory and ran 3-14x slower than later ones on these machines.
-        warm: dict[str, list[float]] = {name: [] for name in names}
-        outputs: dict[str, object] = {}
-        for rounds in range(1, 9):
-            for name in names:
-                t0 = time.perf_counter()
-                outputs[name] = runners[name]()
-                warm[name].append(time.perf_counter() - t0)
-            settled = rounds >= 2 and all(ts[-1] <= 1.15 * min(ts[:-1]) for ts in warm.values())
-            spent = sum(map(sum, warm.values()))
-            if (settled and spent >= 0.2) or (rounds >= 2 and spent > budget_s):
-                break
-        auto = repeats is None
-        if repeats is None:
-            per_round = max(sum(ts[-1] for ts in warm.values()), 1e-6)
-            repeats = int(max(5, min(60, budget_s // per_round)))
-            if repeats >= 6:
-                repeats -= repeats % 6  # every order equally often (with three implementations)
-
-        orders = list(itertools.permutations(names))
-        times: dict[str, list[float]] = {name: [] for name in names}
-        start = time.perf_counter()
-        for k in range(repeats):
-            if auto and k >= 3 and time.perf_counter() - start > 2 * budget_s:
-                break  # the machine slowed down (other processes): keep the whole grid within its time
-            for name in orders[k % len(orders)]:  # interleaved; the order cycles through all permutations
-                fn = runners[name]
-                t0 = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - t0)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-    return times, outputs
-
-
 def measure(
     cell: str,
     T: int,
@@ -592,7 +545,12 @@ def _row(mode: str, cell: str, shape: Sequence[int], times: dict[str, list[float
 
 
 def measure_infer(cell: str, shape: Sequence[int] = INFER_SHAPE, *, budget_s: float = 2.0, seed: int = 0) -> dict:
-    """Forward only, no grad: rnnkit's layer against torch.nn's (and torch.nn.LSTM) at ``shape``."""
+    """Forward only, no grad: rnnkit's layer against torch.nn's (and torch.nn.LSTM) at ``shape``.
+
+    Timed as serving runs it, in blocks of back-to-back calls of one layer (:func:`rnnkit.bench_timing.time_blocks`,
+    ``torch.utils.benchmark.Timer`` semantics; the blocks of the layers alternate over rounds, medians), the same
+    method for every layer; the row says ``timing: "blocks"``.
+    """
     T, B, I, H = shape
     torch.manual_seed(seed)
     ref = _torch_layer(cell, I, H)
@@ -610,8 +568,8 @@ def measure_infer(cell: str, shape: Sequence[int] = INFER_SHAPE, *, budget_s: fl
 
         return call
 
-    times, _ = _time_interleaved({k: runner(v) for k, v in layers.items()}, None, budget_s)
-    return _row("infer", cell, shape, times)
+    times, _ = time_blocks({k: runner(v) for k, v in layers.items()}, budget_s)
+    return _row("infer", cell, shape, times, timing="blocks")
 
 
 def measure_sample(cell: str, shape: Sequence[int] = SAMPLE_SHAPE, *, budget_s: float = 2.0, seed: int = 0) -> dict:
@@ -619,6 +577,7 @@ def measure_sample(cell: str, shape: Sequence[int] = SAMPLE_SHAPE, *, budget_s: 
 
     rnnkit's layer steps with :meth:`rnnkit.layers.Recurrent.step`; torch.nn's is called on one time step at a
     time, as a torch.nn sampler does. ``rnnkit_ms``/``torch_ms`` are per ``T`` steps; ``steps_per_s`` is rnnkit's.
+    Timed in blocks of back-to-back samplings, as :func:`measure_infer` (``timing: "blocks"``).
     """
     T, B, E, H = shape
     V = 64
@@ -648,8 +607,8 @@ def measure_sample(cell: str, shape: Sequence[int] = SAMPLE_SHAPE, *, budget_s: 
                 sym = torch.multinomial(torch.softmax(head(y[0]), -1), 1, generator=gen).squeeze(1)
         return sym
 
-    times, _ = _time_interleaved({"rnnkit": rnnkit_sampler, "torch": torch_sampler}, None, budget_s)
-    row = _row("sample", cell, shape, times)
+    times, _ = time_blocks({"rnnkit": rnnkit_sampler, "torch": torch_sampler}, budget_s)
+    row = _row("sample", cell, shape, times, timing="blocks")
     row["steps_per_s"] = T / (row["rnnkit_ms"] / 1e3)
     row["torch_steps_per_s"] = T / (row["torch_ms"] / 1e3)
     return row
@@ -785,8 +744,9 @@ def format_table(results: Sequence[dict[str, object]]) -> str:
     if rates:
         lines.append("mm GFLOP/s: " + ", ".join(f"{t}/{b}/{i}/{h} {g}" for t, b, i, h, g in rates))
     titles = {
-        "infer": "forward only, no grad (inference), B = 1",
-        "sample": "sampling a generator step by step (embedding → layer → linear → multinomial), ms per T steps",
+        "infer": "forward only, no grad (inference), B = 1; medians of blocks of back-to-back calls",
+        "sample": "sampling a generator step by step (embedding → layer → linear → multinomial), ms per T steps; "
+        "medians of blocks of back-to-back samplings",
         "threads": "forward+backward on 2 threads (the rows above ran on the environment's thread count)",
     }
     for mode in dict.fromkeys(r.get("mode", "train") for r in results):

@@ -61,6 +61,9 @@ def _add_bench(subparsers: argparse._SubParsersAction) -> None:
             "Peers in the same rounds: torch.nn.LSTM at each shape and, with jax installed, a jit'd lax.scan.\n"
             "Without --shapes it also measures forward-only rows at B=1, sampling a generator step by step and\n"
             "(not with --quick) the small shapes on 2 threads. Runs on 1 thread unless --threads says otherwise.\n"
+            "Forward+backward rows interleave one call of each implementation per round; the B=1 forward-only\n"
+            "and sampling rows time blocks of back-to-back calls of one layer, the blocks alternating over rounds\n"
+            "(torch.utils.benchmark.Timer's method, as serving and sampling call a model; docs/engine.md).\n"
             f"Default shapes (T,B,I,H): {shapes}."
         ),
         formatter_class=Formatter,

@@ -3,11 +3,12 @@
 Shape symbols: T time, B batch, I input, H hidden, G gates·H (rnn H, gru 3H, lstm 4H).
 
 For ``rnn_tanh``, ``rnn_relu``, ``lstm``, ``gru`` (reset after, torch.nn) and ``gru_before`` (the lecture's), on
-CPU tensors of float32 or float64. As in :func:`rnnkit.engine.run_own`, the input projection is one matrix product
-over all ``T·B`` rows here in Python (:func:`rnnkit.engine.own.project_inputs`); the C++ kernel runs the
-recurrence: per step one GEMM into a preallocated buffer (BLAS called directly, no dispatcher per step) and the
-gate math as one loop over ``B·H`` that the compiler vectorises. Its backward stores what the forward kept,
-allocates nothing per step, and forms the recurrent weight gradient as one GEMM over all steps after the loop.
+CPU tensors of float32 or float64. One C++ call runs a layer-direction: the input projection as one matrix product
+over all ``T·B`` rows, then the recurrence: per step one GEMM into a preallocated buffer (BLAS called directly, no
+dispatcher per step) and the gate math as one loop over ``B·H`` that the compiler vectorises. With grad the call
+is one C++ autograd node (``layer_train``: no Python between autograd and the kernels); its backward stores what
+the forward kept, allocates nothing per step, and forms every weight gradient as one GEMM over all steps after
+the loop.
 
 float32 uses a polynomial ``exp`` (≈1 ulp) for sigmoid and tanh, so it agrees with torch.nn to about 1e-5 (the
 bounds are tested); float64 uses libm and agrees to rounding.
@@ -18,7 +19,8 @@ bounds are tested); float64 uses libm and agrees to rounding.
 never reach the C++ kernels: they take the own path too.
 
 **Higher-order gradients.** The C++ backward is not itself differentiable. When autograd runs the backward with
-``create_graph=True`` (grad mode on inside ``backward``), the function recomputes its forward with the autograd
+``create_graph=True`` (grad mode on inside ``backward``), the C++ node calls back into Python
+(:func:`_double_backward`, registered when the extension loads), which recomputes the forward with the autograd
 reference :func:`reference_recurrence` and differentiates that instead, so double backward works (tested with
 gradgradcheck); plain ``backward()`` always takes the C++ kernel.
 """
@@ -30,9 +32,8 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx
 
-from rnnkit.engine.build import load_threaded_extension
+from rnnkit.engine import build
 from rnnkit.engine.own import project_inputs, run_own
 
 __all__ = [
@@ -54,8 +55,15 @@ _DTYPES = (torch.float32, torch.float64)
 
 def rnn_extension() -> ModuleType | None:
     """The compiled recurrence kernels (built on first use, then cached), or None where they cannot be had."""
-    # -fno-trapping-math lets the compiler vectorise the float exp (floor and the float→int conversion)
-    return load_threaded_extension("rnn", ["rnn.cpp"], extra_cflags=["-fno-trapping-math", "-mprefer-vector-width=512"])
+    ext = build._LOADED.get("rnn")  # one dict look-up per call once loaded (it is called on every layer call)
+    if ext is None:
+        # -fno-trapping-math lets the compiler vectorise the float exp (floor and the float→int conversion)
+        flags = ["-fno-trapping-math", "-mprefer-vector-width=512"]
+        ext = build.load_threaded_extension("rnn", ["rnn.cpp"], extra_cflags=flags)
+    if ext is not None and not getattr(ext, "_rnnkit_ready", False):
+        ext.set_double_backward(_double_backward)  # what layer_train's backward runs under create_graph=True
+        ext._rnnkit_ready = True
+    return ext
 
 
 def compiled_available() -> bool:
@@ -116,21 +124,51 @@ def run_compiled(
 
 
 def run_compiled_zero(
-    kind: str, x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None, b_hh: Tensor | None
+    kind: str,
+    x: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None,
+    b_hh: Tensor | None,
+    *,
+    lead: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """One layer-direction from the zero state (the layers' fast path: no lengths, no ``hx``): :func:`run_compiled`
     with zero states, the final states made their own tensors. The caller has checked :func:`runs_compiled` and
     that the weights have ``x``'s dtype.
 
     ``x`` ``(T, B, I)``; returns ``(hs (T, B, H), h_T (B, H), c_T (B, H) or None)``, the final states not views of
-    ``hs`` (without grad the kernel's finals are its last rows), as the layers' general path gives them stacked.
+    ``hs``, as the layers' general path gives them stacked; ``lead``: ``(1, B, H)`` each (a one-layer module's
+    ``h_n``). With grad one C++ autograd node (the zero state made inside it); without, one kernel call.
     """
-    zero = x.new_zeros(x.shape[1], w_hh.shape[1])  # (B, H), h0 and c0 alike: the kernel only reads them
     lstm = kind == "lstm"
-    hs, final = run_compiled(kind, x, (zero, zero) if lstm else zero, w_ih, w_hh, b_ih, b_hh)
-    h_n, c_n = final if lstm else (final, None)
-    own = [None if t is None else (t.clone() if t._base is not None else t) for t in (h_n, c_n)]
-    return hs, own[0], own[1]
+    if torch.is_grad_enabled() and (
+        x.requires_grad
+        or w_ih.requires_grad
+        or w_hh.requires_grad
+        or (b_ih is not None and b_ih.requires_grad)
+        or (b_hh is not None and b_hh.requires_grad)
+    ):
+        hs, h_n, c_n = _CompiledFn.apply(kind, x, None, None, w_ih, w_hh, b_ih, b_hh, None, lead)
+        return hs, h_n, c_n if lstm else None
+    zero = x.new_zeros(x.shape[1], w_hh.shape[1])  # (B, H), h0 and c0 alike: the kernel only reads them
+    empty = _empty(x)
+    out = rnn_extension().layer_forward(
+        _CODES[kind],
+        x.contiguous(),
+        zero,
+        zero if lstm else empty,
+        w_ih.contiguous(),
+        w_hh.contiguous(),
+        _step_layout(w_hh, x.shape[1]),
+        empty if b_ih is None else b_ih.contiguous(),
+        empty if b_hh is None else b_hh.contiguous(),
+        empty,
+        False,
+    )
+    hs = out[0]
+    last = slice(-1, None) if lead else -1
+    return hs, hs[last].clone(), out[1][last].clone() if lstm else None
 
 
 def step_compiled(
@@ -187,7 +225,7 @@ def _step_layout(w_hh: Tensor, B: int) -> Tensor:
     rebuilt when the weight changes (its ``_version`` or storage), so a step does not lay it out again; an empty
     tensor (the kernel lays it out itself, or packs ``W_hh``) otherwise."""
     if B > _SMALL_B:
-        return w_hh.new_empty(0)
+        return _empty(w_hh)
     key = id(w_hh)
     hit = _LAYOUTS.get(key)
     if hit is not None and hit[0]() is w_hh and hit[1] == w_hh._version and hit[2] == w_hh.data_ptr():
@@ -203,82 +241,40 @@ def _c(t: Tensor | None, ref: Tensor) -> Tensor:
     return _empty(ref) if t is None else t.contiguous()
 
 
-class _CompiledFn(torch.autograd.Function):
-    """One layer-direction on ``x`` ``(T, B, I)``: returns ``(hs (T, B, H), h_T (B, H), c_T (B, H); empty but
-    for lstm)``."""
+class _CompiledFn:
+    """One layer-direction with grad as one autograd node: the C++ ``layer_train`` (forward, and a backward that
+    is a C++ autograd node, so no Python runs between the autograd engine and the kernels). ``apply`` takes
+    ``(kind, x (T, B, I), h0 (B, H) or None for zeros, c0 (lstm) or None, w_ih, w_hh, b_ih, b_hh, mask (T, B)
+    or None, lead)`` and returns ``(hs (T, B, H), h_T (B, H), c_T (B, H); empty and not differentiable but for
+    lstm)``; with ``lead`` the finals are ``(1, B, H)`` (a one-layer module's ``h_n``, without an unsqueeze node:
+    it cost about as much as the rest of the call's autograd bookkeeping)."""
 
     @staticmethod
-    def forward(
-        ctx: FunctionCtx,
+    def apply(
         kind: str,
         x: Tensor,
-        h0: Tensor,
+        h0: Tensor | None,
         c0: Tensor | None,
         w_ih: Tensor,
         w_hh: Tensor,
         b_ih: Tensor | None,
         b_hh: Tensor | None,
         mask: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
-        ext = rnn_extension()
-        train = any(ctx.needs_input_grad)
-        none = _empty(x)  # the kernel's "None" (cached: never an output of this function)
-        inputs = [none if t is None else t for t in (x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask)]
-        x_, h0_, c0_, w_ih_, w_hh_, b_ih_, b_hh_, mask_ = (t.contiguous() for t in inputs)
-        out = ext.layer_forward(_CODES[kind], x_, h0_, c0_, w_ih_, w_hh_, none, b_ih_, b_hh_, mask_, train)
-        hs = out[0]
-        h_n = hs[-1].clone()  # its own output: its gradient enters the kernel's backward, not a (T, B, H) scatter
-        empty = x.new_empty(0)
-        c_n = out[1][-1].clone() if kind == "lstm" else empty
-        if kind != "lstm":
-            ctx.mark_non_differentiable(c_n)
-        ctx.kind = kind
-        ctx.has_bias = b_ih is not None
-        if train:  # the inputs as given (the double-backward path differentiates with respect to them)
-            saved = list(out[1:]) + [empty] * (4 - len(out))
-            ctx.save_for_backward(*inputs, hs, *saved)
-        return hs, h_n, c_n
+        lead: bool = False,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        return tuple(rnn_extension().layer_train(_CODES[kind], x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, lead))
 
-    @staticmethod
-    def backward(ctx: FunctionCtx, d_hs: Tensor, d_hn: Tensor, d_cn: Tensor):
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, hs, s1, s2, s3 = ctx.saved_tensors
-        kind = ctx.kind
-        if torch.is_grad_enabled():  # create_graph=True: differentiate the autograd reference instead
-            grads = _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn)
-            return (None, *grads)
-        if d_cn is None or d_cn.numel() == 0:
-            d_cn = h0.new_zeros(h0.shape) if kind == "lstm" else h0.new_empty(0)
-        need = ctx.needs_input_grad
-        dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh = rnn_extension().layer_backward(
-            _CODES[kind],
-            d_hs.contiguous(),
-            h0.new_empty(0) if d_hn is None else d_hn.contiguous(),
-            d_cn.contiguous(),
-            x.contiguous(),
-            h0.contiguous(),
-            c0.contiguous(),
-            w_ih.contiguous(),
-            w_hh.contiguous(),
-            mask.contiguous(),
-            hs,
-            s1,
-            s2,
-            s3,
-            need[1],
-            need[4],
-            ctx.has_bias and (need[6] or need[7]),
-        )
-        return (
-            None,
-            dx,
-            dh0,
-            dc0 if kind == "lstm" else None,
-            dw_ih,
-            dw_hh,
-            db_ih if ctx.has_bias else None,
-            db_hh if ctx.has_bias else None,
-            None,
-        )
+
+_KINDS = {code: kind for kind, code in _CODES.items()}
+
+
+def _double_backward(code, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn):
+    """``layer_train``'s backward under ``create_graph=True`` (called from C++; None stands for an absent input):
+    the gradients of ``(x, h0, c0, w_ih, w_hh, b_ih, b_hh)`` as autograd functions of them."""
+    empty = x.new_empty(0)
+    args = [empty if t is None else t for t in (c0, b_ih, b_hh, mask)]
+    c0, b_ih, b_hh, mask = args
+    return _differentiable_backward(_KINDS[code], x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn)[:7]
 
 
 def _differentiable_backward(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn):

@@ -230,13 +230,11 @@ class Recurrent(nn.Module):
             return None
         finals = []
         for kind, p in zip(kinds, params, strict=True):
-            x, h_n, c_n = _engine.run_compiled_zero(kind, x, *p)  # x becomes hs (T, B, H): the next layer's input
+            # x becomes hs (T, B, H): the next layer's input; one layer: its finals come (1, B, H), as h_n
+            x, h_n, c_n = _engine.run_compiled_zero(kind, x, *p, lead=L == 1)
             finals.append(h_n if c_n is None else (h_n, c_n))
         out = x.transpose(0, 1) if self.batch_first else x
-        if L == 1:
-            f = finals[0]
-            return out, (f[0].unsqueeze(0), f[1].unsqueeze(0)) if isinstance(f, tuple) else f.unsqueeze(0)
-        return out, self._stack_finals(finals)
+        return out, finals[0] if L == 1 else self._stack_finals(finals)
 
     def forward_states(
         self,

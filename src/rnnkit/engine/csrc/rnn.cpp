@@ -16,6 +16,9 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -324,19 +327,20 @@ ROW rnn_fwd_row(T* __restrict o, const T* __restrict x, int64_t H, bool relu) {
 
 // LSTM gates on pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ (the step's GEMM accumulated into the
 // projected inputs), overwritten by the activated gates
+// (n units from the row's start; gs the stride between the four gates' blocks: H, or n for a whole row)
 ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
-                         T* __restrict tc, int64_t H) {
-  for (int64_t j = 0; j < H; ++j) {
+                         T* __restrict tc, int64_t n, int64_t gs) {
+  for (int64_t j = 0; j < n; ++j) {
     const T i = Act<T>::sigmoid(g[j]);
-    const T f = Act<T>::sigmoid(g[H + j]);
-    const T gg = Act<T>::tanh(g[2 * H + j]);
-    const T o = Act<T>::sigmoid(g[3 * H + j]);
+    const T f = Act<T>::sigmoid(g[gs + j]);
+    const T gg = Act<T>::tanh(g[2 * gs + j]);
+    const T o = Act<T>::sigmoid(g[3 * gs + j]);
     const T cn = f * c_prev[j] + i * gg;
     const T tn = Act<T>::tanh(cn);
     g[j] = i;
-    g[H + j] = f;
-    g[2 * H + j] = gg;
-    g[3 * H + j] = o;
+    g[gs + j] = f;
+    g[2 * gs + j] = gg;
+    g[3 * gs + j] = o;
     c[j] = cn;
     tc[j] = tn;
     h[j] = o * tn;
@@ -529,6 +533,38 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
     T* GA = const_cast<T*>(X);
     T* TC = tcs.data_ptr<T>();
     const T* c0p = c0.data_ptr<T>();
+#ifdef _OPENMP
+    // Without grad at a small batch (sampling, serving) on two or more threads: two threads each own half of the
+    // hidden units — their columns of the four gates, so each streams half of W_hhᵀ from its own core's cache
+    // every step instead of one core streaming all of it — and meet at one barrier per step (the next step
+    // reads the whole h). Every column is the same product in the same order as on one thread: bitwise the
+    // same results (tested). From H = 128 on, where the product (≥ 1.5 µs a step) outweighs the barrier.
+    if (!train && M == nullptr && w1.kn != nullptr && H >= 128 && H % 32 == 0 && at::get_num_threads() >= 2 &&
+        !omp_in_parallel()) {
+      const int64_t half = H / 2, ldw = w1.ldw;
+#pragma omp parallel num_threads(2)
+      {
+        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
+        for (int64_t t = 0; t < Tn; ++t) {
+          const T* hp = t ? HS + (t - 1) * BH : h0p;
+          const T* cp = t ? CS + (t - 1) * BH : c0p;
+          T* ga = GA + t * B * G;
+          for (int part = id; part < 2; part += nt) {  // one half each (both if the runtime gave one thread)
+            const int64_t off = part * half;
+            for (int q = 0; q < 4; ++q) {
+              small_mm<T>(B, half, H, hp, H, w1.kn + q * H + off, ldw, T(1), ga + q * H + off, G);
+            }
+            for (int64_t b = 0; b < B; ++b) {
+              const int64_t o = b * H + off;
+              lstm_fwd_row_inplace<T>(ga + b * G + off, cp + o, CS + t * BH + o, HS + t * BH + o, TC + o, half, H);
+            }
+          }
+#pragma omp barrier
+        }
+      }
+      return {hs, cs, xp, tcs};
+    }
+#endif
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t s = train ? t : 0;
       const T* hp = t ? HS + (t - 1) * BH : h0p;
@@ -539,7 +575,7 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
         T* c = CS + t * BH + b * H;
         T* h = HS + t * BH + b * H;
         if (keep(t, b)) {
-          lstm_fwd_row_inplace<T>(ga + b * G, cp + b * H, c, h, TC + s * BH + b * H, H);
+          lstm_fwd_row_inplace<T>(ga + b * G, cp + b * H, c, h, TC + s * BH + b * H, H, H);
         } else {  // a carried row: its gate row is never read (the backward passes the gradient through)
           std::memcpy(c, cp + b * H, H * sizeof(T));
           std::memcpy(h, hp + b * H, H * sizeof(T));
@@ -614,7 +650,7 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
   // the candidate's block separately)
   const StepWeight<T> wb(W, H, false, H, kind == GRU_BEFORE ? 2 * H : G, B, true, Tn);
   // gradient reaching h_t from later steps, updated in place; it starts as the final state's own gradient
-  Tensor dh = live(d_hn) ? d_hn.clone() : at::zeros({B, H}, hs.options());
+  Tensor dh = live(d_hn) ? d_hn.clone(at::MemoryFormat::Contiguous) : at::zeros({B, H}, hs.options());
   T* DH = dh.data_ptr<T>();
   // dW (N, H) = Σ_t D_tᵀ h_{t−1} over all steps at once (h_{−1} = h0): two GEMMs, no copy of the states
   auto weight_grad = [&](const T* D, int64_t ldd, int64_t N, T* DW) {
@@ -648,7 +684,7 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
     const T* GA = s2.data_ptr<T>();
     const T* TC = s3.data_ptr<T>();
     const T* c0p = c0.data_ptr<T>();
-    Tensor dc = d_cn.clone().contiguous();
+    Tensor dc = d_cn.clone(at::MemoryFormat::Contiguous);
     T* DC = dc.data_ptr<T>();
     for (int64_t t = Tn - 1; t >= 0; --t) {
       const T* cp = t ? CS + (t - 1) * BH : c0p;
@@ -806,7 +842,16 @@ std::vector<Tensor> layer_forward(int64_t kind, Tensor x, Tensor h0, Tensor c0, 
 std::vector<Tensor> layer_backward(int64_t kind, Tensor d_hs, Tensor d_hn, Tensor d_cn, Tensor x, Tensor h0, Tensor c0,
                                    Tensor w_ih, Tensor w_hh, Tensor mask, Tensor hs, Tensor s1, Tensor s2, Tensor s3,
                                    bool need_x, bool need_wih, bool need_bias) {
-  for (auto* p : {&d_hs, &d_hn, &d_cn, &x, &h0, &c0, &w_ih, &w_hh, &mask, &hs, &s1, &s2, &s3}) check(*p, "input");
+  for (auto* p : {&x, &h0, &c0, &w_ih, &w_hh, &mask, &hs, &s1, &s2, &s3}) check(*p, "input");
+  // the incoming gradients may have any strides (a loss's sum() hands an expanded tensor): d_hn and d_cn are cloned
+  // contiguous where they are read, d_hs is copied into a pooled buffer (not at::empty: its pages would fault in
+  // again every call, see the pool above)
+  for (auto* p : {&d_hs, &d_hn, &d_cn}) TORCH_CHECK(!p->defined() || p->device().is_cpu(), "gradients must be on the CPU");
+  if (!d_hs.is_contiguous()) {
+    Tensor dense = pooled_empty(d_hs.sizes(), d_hs.options());
+    dense.copy_(d_hs);
+    d_hs = dense;
+  }
   at::NoGradGuard no_grad;
   std::vector<Tensor> out;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_layer_backward", [&] {
@@ -814,6 +859,105 @@ std::vector<Tensor> layer_backward(int64_t kind, Tensor d_hs, Tensor d_hn, Tenso
                                         need_wih, need_bias);
   });
   return out;
+}
+
+// ------------------------------------------------------------------------------------- the autograd node, in C++
+// layer_train: one layer-direction with grad, as one C++ autograd node (no Python between the forward, the
+// autograd engine and the backward: torch.autograd.Function cost about 0.1 ms a call in Python glue). Its inputs
+// as layer_forward's, except that a None (an empty tensor inside) h0/c0 is the zero state and b_ih/b_hh/mask may
+// be None.
+// Returns {hs (T, B, H), h_T (B, H), c_T (B, H); empty and not differentiable but for lstm}; h_T and c_T are
+// their own tensors, so their gradients enter the backward as its starting dh, dc (never a (T, B, H) scatter).
+// Under create_graph=True the backward is not this kernel (it is not differentiable) but the Python function set
+// by set_double_backward (the autograd reference, rnnkit.engine.compiled), so double backward works.
+py::object* double_backward_fn = nullptr;  // leaked on purpose: never destroyed after the interpreter
+
+void set_double_backward(py::object fn) {
+  if (double_backward_fn == nullptr) double_backward_fn = new py::object();
+  *double_backward_fn = std::move(fn);
+}
+
+// a contiguous tensor for the kernels, an empty one (their "None") for an undefined one
+Tensor dense(const Tensor& t, const Tensor& like) { return t.defined() ? t.contiguous() : at::empty({0}, like.options()); }
+
+struct LayerFn : public torch::autograd::Function<LayerFn> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, int64_t kind, const Tensor& x,
+                                                const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                                                const Tensor& w_hh, const Tensor& b_ih, const Tensor& b_hh,
+                                                const Tensor& mask, bool lead) {
+    const int64_t B = x.size(1), H = w_hh.size(1), Tn = x.size(0);
+    Tensor h0_ = live(h0) ? h0.contiguous() : at::zeros({B, H}, x.options());
+    Tensor c0_ = kind != LSTM ? dense(Tensor(), x) : live(c0) ? c0.contiguous() : at::zeros({B, H}, x.options());
+    Tensor x_ = x.contiguous(), w_ih_ = w_ih.contiguous(), w_hh_ = w_hh.contiguous();
+    Tensor b_ih_ = dense(b_ih, x), b_hh_ = dense(b_hh, x), mask_ = dense(mask, x);
+    std::vector<Tensor> out = layer_forward(kind, x_, h0_, c0_, w_ih_, w_hh_, dense(Tensor(), x), b_ih_, b_hh_, mask_, true);
+    Tensor hs = out[0];
+    // lead: the finals (1, B, H), as a one-layer module returns them (an unsqueeze node per call saved)
+    auto last = [&](const Tensor& t) { return (lead ? t.narrow(0, Tn - 1, 1) : t[Tn - 1]).clone(); };
+    Tensor h_n = last(hs);
+    Tensor c_n = kind == LSTM ? last(out[1]) : at::empty({0}, x.options());
+    if (kind != LSTM) ctx->mark_non_differentiable({c_n});
+    ctx->saved_data["kind"] = kind;
+    ctx->saved_data["zero_h"] = !live(h0);
+    ctx->saved_data["zero_c"] = !live(c0);
+    ctx->saved_data["bias"] = live(b_ih);
+    while (out.size() < 4) out.push_back(dense(Tensor(), x));
+    // the inputs as given (the double backward differentiates with respect to them); made contiguous when read
+    ctx->save_for_backward({x, live(h0) ? h0 : h0_, live(c0) ? c0 : c0_, w_ih, w_hh, b_ih, b_hh, mask, hs,
+                            out[1], out[2], out[3]});
+    return {hs, h_n, c_n};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const int64_t kind = ctx->saved_data["kind"].toInt();
+    const bool bias = ctx->saved_data["bias"].toBool();
+    Tensor d_hs = grads[0], d_hn = grads[1], d_cn = grads[2];
+    const Tensor &x = saved[0], &h0 = saved[1], &c0 = saved[2], &w_ih = saved[3], &w_hh = saved[4];
+    const Tensor &b_ih = saved[5], &b_hh = saved[6], &mask = saved[7];
+    // indices among the tensor inputs: x 0, h0 1, c0 2, w_ih 3, w_hh 4, b_ih 5, b_hh 6, mask 7
+    const bool need_h0 = !ctx->saved_data["zero_h"].toBool() && ctx->needs_input_grad(1);
+    const bool need_c0 = kind == LSTM && !ctx->saved_data["zero_c"].toBool() && ctx->needs_input_grad(2);
+    if (at::GradMode::is_enabled()) {  // create_graph=True: differentiate the autograd reference instead
+      TORCH_CHECK(double_backward_fn != nullptr, "rnnkit: no double backward registered");
+      if (d_hn.dim() == 3) d_hn = d_hn.squeeze(0);  // lead: the reference's finals are (B, H)
+      if (d_cn.dim() == 3) d_cn = d_cn.squeeze(0);
+      py::gil_scoped_acquire gil;
+      py::tuple g = (*double_backward_fn)(kind, x, h0, c0, w_ih, w_hh, b_ih, b_hh, mask, d_hs, d_hn, d_cn);
+      auto at = [&](int i) { return g[i].is_none() ? Tensor() : g[i].cast<Tensor>(); };
+      return {Tensor(), at(0),         need_h0 ? at(1) : Tensor(), need_c0 ? at(2) : Tensor(), at(3), at(4),
+              bias ? at(5) : Tensor(), bias ? at(6) : Tensor(),     Tensor(), Tensor()};
+    }
+    if (!d_cn.defined() || d_cn.numel() == 0) {
+      d_cn = kind == LSTM ? at::zeros_like(h0) : at::empty({0}, h0.options());
+    }
+    const bool need_x = ctx->needs_input_grad(0), need_wih = ctx->needs_input_grad(3);
+    const bool need_bias = bias && (ctx->needs_input_grad(5) || ctx->needs_input_grad(6));
+    std::vector<Tensor> r = layer_backward(kind, d_hs, d_hn, d_cn, x.contiguous(), h0.contiguous(), dense(c0, x),
+                                           w_ih.contiguous(), w_hh.contiguous(), dense(mask, x), saved[8], saved[9],
+                                           saved[10], saved[11], need_x, need_wih, need_bias);
+    return {Tensor(),
+            need_x ? r[0] : Tensor(),
+            need_h0 ? r[1] : Tensor(),
+            need_c0 ? r[2] : Tensor(),
+            need_wih ? r[3] : Tensor(),
+            ctx->needs_input_grad(4) ? r[4] : Tensor(),
+            bias && ctx->needs_input_grad(5) ? r[5] : Tensor(),
+            bias && ctx->needs_input_grad(6) ? r[6] : Tensor(),
+            Tensor(),
+            Tensor()};
+  }
+};
+
+std::vector<Tensor> layer_train(int64_t kind, const Tensor& x, const std::optional<Tensor>& h0,
+                                const std::optional<Tensor>& c0, const Tensor& w_ih, const Tensor& w_hh,
+                                const std::optional<Tensor>& b_ih, const std::optional<Tensor>& b_hh,
+                                const std::optional<Tensor>& mask, bool lead) {
+  TORCH_CHECK(kind >= 0 && kind <= 4, "unknown kind");
+  // torch's C++ autograd Function takes no undefined tensors: an empty one stands for None
+  auto get = [&](const std::optional<Tensor>& t) { return t.has_value() ? *t : at::empty({0}, x.options()); };
+  return LayerFn::apply(kind, x, get(h0), get(c0), w_ih, w_hh, get(b_ih), get(b_hh), get(mask), lead);
 }
 
 bool direct_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
@@ -834,6 +978,10 @@ int64_t row_threads() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("layer_forward", &layer_forward, "one layer-direction: input projection and recurrence, forward");
   m.def("layer_backward", &layer_backward, "one layer-direction: BPTT and the input projection's gradients");
+  m.def("layer_train", &layer_train, "one layer-direction with grad: forward, its backward as one C++ autograd node",
+        py::arg("kind"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
+        py::arg("b_ih"), py::arg("b_hh"), py::arg("mask"), py::arg("lead") = false);
+  m.def("set_double_backward", &set_double_backward, "the Python function layer_train's backward calls under create_graph");
   m.def("direct_blas", &direct_blas, "whether the GEMMs call BLAS directly (else at::addmm_)");
   m.def("packed_gemm", &packed_gemm, "whether float32 per-step GEMMs use MKL's packed weights");
   m.def("row_threads", &row_threads, "how many threads an at::parallel_for loop of this build runs on");
