@@ -1,0 +1,142 @@
+"""The defaults of series classification (:mod:`rnnkit.runs.classify_series`): the settings a run gets when the
+user names nothing, the size rules of the default schedule, and the task's command-line flags.
+
+Chosen by the leaderboard sweeps on the tuning sets (docs/leaderboard.md; never GunPoint, ItalyPowerDemand or
+JapaneseVowels). Split out of :mod:`rnnkit.runs.classify_series` (which re-exports every name) so that the task app
+holds the data, training and scoring paths and this module the numbers and rules they start from.
+
+Shape symbols: N series, L̄ their mean length, f the downsampling factor.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rnnkit.cliutil import ranged
+from rnnkit.data.arrays import SeriesSet, as_sequences
+from rnnkit.data.series_inputs import SERIES_NORMS
+from rnnkit.runs.kind import Flag
+
+__all__ = [
+    "DEFAULTS",
+    "FEWEST_EPOCHS",
+    "FLAGS",
+    "MAX_STEPS",
+    "MIN_EPOCHS",
+    "PATIENCE",
+    "STEP_BUDGET",
+    "TEST_FRACTION",
+    "VAL_FRACTION",
+    "default_epochs",
+]
+
+VAL_FRACTION = 0.2
+"""Share of every class carved off the training file for validation (without ``--val-data``)."""
+DEFAULTS: dict[str, Any] = {
+    # chosen by the leaderboard sweep (docs/leaderboard.md, tuning sets only): at 60 epochs, LSTM-FCN reading every
+    # series z-normalised beside its raw values matched or beat the bidirectional GRU (the default before) on the
+    # sets tried (BasicMotions 1.000 vs 0.917, PickupGestureWiimoteZ 0.76 vs 0.74, Covid3Month_disc equal); up to
+    # 200 epochs rescued ArrowHead (0.41 → 0.65, the GRU 0.28) but cost on Covid3Month_disc and Pickup (seed 0:
+    # 0.656, 0.660); LSTM-FCN on the raw values alone failed where series differ in scale (Covid3Month_disc 0.52)
+    "model": "lstm-fcn",
+    "embed_dim": 0,  # unused: real-valued inputs skip the embedding
+    "hidden_size": 64,
+    "num_layers": 1,
+    "bidirectional": True,
+    "dropout": 0.1,
+    "epochs": 200,  # at most (early stopping ends most runs sooner); long sets get fewer (default_epochs)
+    "batch_size": 8,
+    "lr": 5e-3,
+    "series_norm": "both",
+    "val_fraction": VAL_FRACTION,
+    "downsample": 0,  # 0: by the rule from the training length (auto_downsample)
+    "augment": 0.0,  # no augmentation of the training batches (augment_batch)
+}
+"""Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
+
+TEST_FRACTION = 0.2
+"""Share of every class held out as the test part (without ``--test-data``)."""
+STEP_BUDGET = 600_000
+"""Series-steps (training series × their mean length × epochs) a default schedule spends on a small set: without
+``--epochs``, a run trains ``min(DEFAULTS["epochs"], ⌈STEP_BUDGET / (N·L̄)⌉)`` epochs, but at least
+:data:`MIN_EPOCHS` as far as :data:`MAX_STEPS` allows (:func:`default_epochs`). Small sets get up to 200 epochs
+(BasicMotions: 32 × 100 steps per epoch; ArrowHead 28 × 251 → 86). The sweep: 60 epochs left LSTM-FCN
+undertrained on ArrowHead (0.41; 200 allowed: 0.65, best epoch 98)."""
+MIN_EPOCHS = 40
+"""The floor for long sets (OSULeaf 160 × 427, ACSF1 80 × 1,460: :data:`STEP_BUDGET` alone gave them 9 and 6
+epochs, far too few; board6 sweep in docs/leaderboard.md), as far as :data:`MAX_STEPS` allows."""
+MAX_STEPS = 5_000_000
+"""Series-steps no default schedule exceeds (about 3 minutes of one idle core on ACSF1), and at least
+:data:`FEWEST_EPOCHS` epochs: a set too large for :data:`MIN_EPOCHS` gets fewer, so a default run stays in
+minutes whatever the set."""
+FEWEST_EPOCHS = 5
+PATIENCE = 20
+"""Epochs without a better validation score before training stops."""
+
+
+def default_epochs(train: SeriesSet, downsample: int = 1) -> int:
+    """The epochs of a default schedule on the training part ``train``: ``min(200, max(floor, ⌈STEP_BUDGET / s⌉))``
+    with ``s = N·L̄'`` the series-steps per epoch the model reads (``L̄'``: lengths after ``downsample``) and
+    ``floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, ⌊MAX_STEPS / s⌋))``."""
+    steps = max(1, sum(-(-len(x) // downsample) for x in as_sequences(train.X)))  # N·L̄' series-steps per epoch
+    floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, MAX_STEPS // steps))  # long sets: MIN_EPOCHS if MAX_STEPS allows
+    return int(min(DEFAULTS["epochs"], max(floor, math.ceil(STEP_BUDGET / steps))))
+
+
+FLAGS = (
+    Flag(
+        "--series-norm",
+        {
+            "choices": list(SERIES_NORMS),
+            "default": None,
+            "help": "classify on series: each series z-normalised on its own (zscore), beside its raw values "
+            "(both: twice the channels), or as it is (none); then every channel standardized with the "
+            "training part's statistics (default: the task's)",
+        },
+    ),
+    Flag(
+        "--val-fraction",
+        {
+            "type": ranged("val_fraction"),
+            "default": None,
+            "metavar": "F",
+            "help": "classify on series without --val-data: the share of every class of --data carved for "
+            "validation (the best epoch, early stopping); 0 carves nothing: all of it trains for the whole "
+            "schedule and the last epoch's weights are kept (default: the task's)",
+        },
+    ),
+    Flag(
+        "--downsample",
+        {
+            "type": ranged("downsample"),
+            "default": None,
+            "metavar": "F",
+            "help": "classify on series: the model reads every F steps averaged into one (piecewise aggregate "
+            "approximation, the same at evaluate and predict); 1 reads the series as they are, 0 picks F from "
+            "the training part's mean length L: ceil(L / 64) for 128 < L <= 1000, else 1 (default: the task's, 0)",
+        },
+    ),
+    Flag(
+        "--augment",
+        {
+            "type": ranged("augment"),
+            "default": None,
+            "metavar": "S",
+            "help": "classify on series: augment the training batches, every series scaled by N(1, S^2) per "
+            "channel and jittered by N(0, (S/2)^2) per value, fresh draws every epoch (0: none; evaluate and "
+            "predict read the series unchanged) (default: the task's)",
+        },
+    ),
+    Flag(
+        "--ensemble",
+        {
+            "type": ranged("ensemble"),
+            "default": None,
+            "metavar": "K",
+            "help": "classify (series and text), forecast: train K members (seeds seed, seed+1, ...) into the one "
+            "run and average their probabilities or predictions (default: 1, one model)",
+        },
+    ),
+)
+"""The flags of ``rnnkit train --task classify`` on series (``SeriesClassifyKind.flags``)."""
