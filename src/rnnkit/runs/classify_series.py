@@ -18,8 +18,12 @@ z-normalised on its own beside its raw values (``--series-norm both``), dropout 
 200 epochs at most, early stopping after :data:`PATIENCE` without a better validation score (fewer epochs on
 long sets: :data:`STEP_BUDGET`, :data:`MIN_EPOCHS`, :data:`MAX_STEPS`), series of 129–1,000 steps read downsampled
 to about 64 steps (``--downsample 0``: :func:`auto_downsample`, :func:`downsample_series`), no augmentation
-(``--augment 0``: :func:`augment_batch`). The lecture's cores stay one flag away
-(``--model gru`` with ``--series-norm none`` is the default of earlier releases).
+(``--augment 0``: :func:`augment_batch`), and an ensemble of as many members as
+:data:`~rnnkit.runs.series_defaults.ENSEMBLE_STEPS` series-steps of training hold, at most five
+(:func:`~rnnkit.runs.series_defaults.default_members`: five on every board set but ACSF1, which stays one model;
+``--ensemble 1`` trains one model, as earlier releases did by default). The numbers and rules live in
+:mod:`rnnkit.runs.series_defaults`. The lecture's cores stay one flag away (``--model gru`` with ``--series-norm
+none --ensemble 1`` is the default of earlier releases).
 
 Inputs: real values skip the embedding (``ModelConfig(vocab_size=0, input_features=C)``, ``2C`` with
 ``--series-norm both``: :func:`model_inputs`); every channel is standardized with the mean and std of the
@@ -76,6 +80,7 @@ from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and fl
     TEST_FRACTION,
     VAL_FRACTION,
     default_epochs,
+    default_members,
 )
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
@@ -92,6 +97,7 @@ __all__ = [
     "VAL_FRACTION",
     "SeriesSplit",
     "default_epochs",
+    "default_members_of",
     "evaluate_series",
     "handles",
     "predict_series",
@@ -293,6 +299,8 @@ def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
             "val_fraction": saved["data"].get("val_fraction", VAL_FRACTION),
             "downsample": saved.get("downsample", 1),  # runs before it: the series as they are
             "augment": saved.get("augment", 0.0),  # runs before it: none
+            # an ensemble's K (a default run's, by the rule, since board8); a single model sets none
+            **({"ensemble": int(saved["model"]["ensemble"])} if saved["model"].get("ensemble", 1) > 1 else {}),
         },
     )
 
@@ -345,6 +353,24 @@ def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelCon
         dropout=float(opts.resolved("dropout", DEFAULTS)),
         window=5 if opts.window is None else int(opts.window),
     )
+
+
+def default_members_of(opts: RunOptions) -> int:
+    """The ensemble size a new run of ``opts`` without ``--ensemble`` gets (:func:`default_members`): its training
+    part and factor as :func:`prepare_series` makes them, its epochs (``--epochs`` or :func:`default_epochs`)."""
+    if opts.data is None:
+        raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
+    split = prepare_series(
+        opts.data,
+        opts.val_data,
+        opts.test_data,
+        opts.seed,
+        series_norm_of(opts),
+        val_fraction_of(opts),
+        downsample_of(opts),
+    )
+    epochs = opts.epochs if opts.epochs is not None else default_epochs(split.train, split.downsample)
+    return default_members(split.train, split.downsample, epochs)
 
 
 def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
@@ -508,6 +534,25 @@ class SeriesClassifyKind(RunKind):
 
     def handles(self, opts: RunOptions) -> bool:
         return handles(opts)
+
+    def train(
+        self,
+        opts: RunOptions,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        log: Callable[[str], None] | None = None,
+        tensorboard: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`RunKind.train`; a new run without ``--ensemble`` trains :func:`default_members` members (a
+        resumed one keeps what it was started with)."""
+        if not resume and opts.options.get("ensemble") is None and opts.data is not None:
+            self.check_flags(opts)
+            members = default_members_of(opts)
+            if members > 1:
+                opts = replace(opts, options={**opts.options, "ensemble": members})
+        return super().train(opts, out, resume=resume, overwrite=overwrite, log=log, tensorboard=tensorboard)
 
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         return _options_from_config(saved, opts)

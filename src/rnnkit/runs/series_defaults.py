@@ -20,8 +20,10 @@ from rnnkit.runs.kind import Flag
 
 __all__ = [
     "DEFAULTS",
+    "ENSEMBLE_STEPS",
     "FEWEST_EPOCHS",
     "FLAGS",
+    "MAX_MEMBERS",
     "MAX_STEPS",
     "MIN_EPOCHS",
     "PATIENCE",
@@ -29,6 +31,8 @@ __all__ = [
     "TEST_FRACTION",
     "VAL_FRACTION",
     "default_epochs",
+    "default_members",
+    "series_steps",
 ]
 
 VAL_FRACTION = 0.2
@@ -75,11 +79,32 @@ PATIENCE = 20
 """Epochs without a better validation score before training stops."""
 
 
+ENSEMBLE_STEPS = 3_200_000
+"""Series-steps (members × epochs × training series × mean length read) a default run spends on an ensemble: without
+``--ensemble``, a run trains ``K = min(MAX_MEMBERS, max(1, ⌊ENSEMBLE_STEPS / (E·N·L̄')⌋))`` members
+(:func:`default_members`): five on every set whose one model costs at most 640,000 series-steps (OSULeaf read at
+61 steps: 62 epochs × 160 × 61 ≈ 605,000, about a minute of one idle core for all five), one on ACSF1 (40 × 80 ×
+1,460 ≈ 4,670,000: one model already takes about 3 idle minutes). The board8 sweep (docs/leaderboard.md)."""
+MAX_MEMBERS = 5
+
+
+def series_steps(train: SeriesSet, downsample: int = 1) -> int:
+    """``N·L̄'``: the series-steps of one epoch over ``train`` read at every ``downsample`` steps (at least 1)."""
+    return max(1, sum(-(-len(x) // downsample) for x in as_sequences(train.X)))
+
+
+def default_members(train: SeriesSet, downsample: int, epochs: int) -> int:
+    """The ensemble size of a default run (:data:`ENSEMBLE_STEPS`): ``epochs`` of one member over ``train`` read
+    at every ``downsample`` steps, as many members as the budget holds, 1 to :data:`MAX_MEMBERS`."""
+    one = series_steps(train, downsample) * max(1, int(epochs))  # one member's series-steps
+    return int(min(MAX_MEMBERS, max(1, ENSEMBLE_STEPS // one)))
+
+
 def default_epochs(train: SeriesSet, downsample: int = 1) -> int:
     """The epochs of a default schedule on the training part ``train``: ``min(200, max(floor, ⌈STEP_BUDGET / s⌉))``
     with ``s = N·L̄'`` the series-steps per epoch the model reads (``L̄'``: lengths after ``downsample``) and
     ``floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, ⌊MAX_STEPS / s⌋))``."""
-    steps = max(1, sum(-(-len(x) // downsample) for x in as_sequences(train.X)))  # N·L̄' series-steps per epoch
+    steps = series_steps(train, downsample)  # N·L̄' series-steps per epoch
     floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, MAX_STEPS // steps))  # long sets: MIN_EPOCHS if MAX_STEPS allows
     return int(min(DEFAULTS["epochs"], max(floor, math.ceil(STEP_BUDGET / steps))))
 
@@ -135,7 +160,8 @@ FLAGS = (
             "default": None,
             "metavar": "K",
             "help": "classify (series and text), forecast: train K members (seeds seed, seed+1, ...) into the one "
-            "run and average their probabilities or predictions (default: 1, one model)",
+            "run and average their probabilities or predictions (default: 1, one model; classify on series: as "
+            "many members as 3,200,000 series-steps of training hold, at most 5)",
         },
     ),
 )
