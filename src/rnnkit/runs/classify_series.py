@@ -12,18 +12,9 @@ Splits: the test part is ``--test-data`` (for ``embedded:basicmotions`` the ship
 best epoch is the one with the highest validation accuracy, ties broken by the lower validation loss
 (:func:`validation_score`); training stops after :data:`PATIENCE` epochs without a better one.
 
-Defaults (:data:`DEFAULTS`, chosen by the leaderboard sweep, docs/leaderboard.md): LSTM-FCN
-(:mod:`rnnkit.tasks.fcn`: a bidirectional LSTM with H = 64 beside three convolution blocks) reading every series
-z-normalised on its own beside its raw values (``--series-norm both``), dropout 0.1, batches of 8, peak lr 5e-3,
-200 epochs at most, early stopping after :data:`PATIENCE` without a better validation score (fewer epochs on
-long sets: :data:`STEP_BUDGET`, :data:`MIN_EPOCHS`, :data:`MAX_STEPS`), series of 129–1,000 steps read downsampled
-to about 64 steps (``--downsample 0``: :func:`auto_downsample`, :func:`downsample_series`), no augmentation
-(``--augment 0``: :func:`augment_batch`), and an ensemble of as many members as
-:data:`~rnnkit.runs.series_defaults.ENSEMBLE_STEPS` series-steps of training hold, at most five
-(:func:`~rnnkit.runs.series_defaults.default_members`: five on every board set but ACSF1, which stays one model;
-``--ensemble 1`` trains one model, as earlier releases did by default). The numbers and rules live in
-:mod:`rnnkit.runs.series_defaults`. The lecture's cores stay one flag away (``--model gru`` with ``--series-norm
-none --ensemble 1`` is the default of earlier releases).
+Defaults: LSTM-FCN reading every series z-normalised beside its raw values, downsampled to about 64 steps when
+long, early stopping within a size-dependent schedule, an ensemble of up to five members by a size rule;
+the numbers and rules are in :mod:`rnnkit.runs.series_defaults` (re-exported here).
 
 Inputs: real values skip the embedding (``ModelConfig(vocab_size=0, input_features=C)``, ``2C`` with
 ``--series-norm both``: :func:`model_inputs`); every channel is standardized with the mean and std of the
@@ -64,11 +55,11 @@ from rnnkit.data.arrays import (
     stratified_split,
 )
 from rnnkit.data.batching import Batch, Batches, collate_sequences
-from rnnkit.data.series_inputs import SERIES_NORMS, augmented_epochs, auto_downsample, model_inputs
+from rnnkit.data.series_inputs import augmented_epochs, auto_downsample, model_inputs
 from rnnkit.metrics import accuracy, confusion, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
 from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
-from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.runs.options import RunOptions, absolute_path
 from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and flags (re-exported)
     DEFAULTS,
     FEWEST_EPOCHS,
@@ -79,8 +70,13 @@ from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and fl
     STEP_BUDGET,
     TEST_FRACTION,
     VAL_FRACTION,
+    augment_of,
     default_epochs,
     default_members,
+    downsample_of,
+    options_from_config,
+    series_norm_of,
+    val_fraction_of,
 )
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
@@ -282,50 +278,6 @@ def validation_score(num_val: int) -> Callable[[torch.nn.Module, Any], dict[str,
         return out
 
     return score
-
-
-def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-    """The options a run was started with, so ``--resume`` continues exactly that run."""
-    m = saved["model"]
-    return restore_options(
-        saved,
-        opts,
-        "classify",
-        window=m["window"],
-        embed_dim=m["embed_dim"],
-        options={
-            **opts.options,
-            "series_norm": saved.get("series_norm", "none"),  # runs before it: "none"
-            "val_fraction": saved["data"].get("val_fraction", VAL_FRACTION),
-            "downsample": saved.get("downsample", 1),  # runs before it: the series as they are
-            "augment": saved.get("augment", 0.0),  # runs before it: none
-            # an ensemble's K (a default run's, by the rule, since board8); a single model sets none
-            **({"ensemble": int(saved["model"]["ensemble"])} if saved["model"].get("ensemble", 1) > 1 else {}),
-        },
-    )
-
-
-def val_fraction_of(opts: RunOptions) -> float:
-    """The ``--val-fraction`` of this call (the default when unset)."""
-    return float(opts.resolved("val_fraction", DEFAULTS))
-
-
-def augment_of(opts: RunOptions) -> float:
-    """The ``--augment`` strength of this call (the default when unset)."""
-    return float(opts.resolved("augment", DEFAULTS))
-
-
-def downsample_of(opts: RunOptions) -> int:
-    """The ``--downsample`` of this call (the default when unset; 0: chosen from the data)."""
-    return int(opts.resolved("downsample", DEFAULTS))
-
-
-def series_norm_of(opts: RunOptions) -> str:
-    """The ``--series-norm`` of this call (the default when unset), checked."""
-    norm = str(opts.resolved("series_norm", DEFAULTS))
-    if norm not in SERIES_NORMS:
-        raise ValueError(f"--series-norm {norm!r} is unknown; choose one of: {', '.join(SERIES_NORMS)}")
-    return norm
 
 
 def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelConfig:
@@ -555,7 +507,7 @@ class SeriesClassifyKind(RunKind):
         return super().train(opts, out, resume=resume, overwrite=overwrite, log=log, tensorboard=tensorboard)
 
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-        return _options_from_config(saved, opts)
+        return options_from_config(saved, opts)
 
     def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
         return _prepare(opts, saved)

@@ -1,9 +1,22 @@
 """The defaults of series classification (:mod:`rnnkit.runs.classify_series`): the settings a run gets when the
-user names nothing, the size rules of the default schedule, and the task's command-line flags.
+user names nothing, the size rules of the default schedule and ensemble, the task's command-line flags, and how a
+call's options (or a saved run's config) resolve against them.
 
 Chosen by the leaderboard sweeps on the tuning sets (docs/leaderboard.md; never GunPoint, ItalyPowerDemand or
 JapaneseVowels). Split out of :mod:`rnnkit.runs.classify_series` (which re-exports every name) so that the task app
 holds the data, training and scoring paths and this module the numbers and rules they start from.
+
+Defaults (:data:`DEFAULTS`, chosen by the leaderboard sweep, docs/leaderboard.md): LSTM-FCN
+(:mod:`rnnkit.tasks.fcn`: a bidirectional LSTM with H = 64 beside three convolution blocks) reading every series
+z-normalised on its own beside its raw values (``--series-norm both``), dropout 0.1, batches of 8, peak lr 5e-3,
+200 epochs at most, early stopping after :data:`PATIENCE` without a better validation score (fewer epochs on
+long sets: :data:`STEP_BUDGET`, :data:`MIN_EPOCHS`, :data:`MAX_STEPS`), series of 129–1,000 steps read downsampled
+to about 64 steps (``--downsample 0``: :func:`~rnnkit.data.series_inputs.auto_downsample`), no augmentation
+(``--augment 0``: :func:`~rnnkit.data.series_inputs.augment_batch`), and an ensemble of as many members as
+:data:`ENSEMBLE_STEPS` series-steps of training hold, at most five (:func:`default_members`: five on every board
+set but ACSF1, which stays one model; ``--ensemble 1`` trains one model, as earlier releases did by default). The
+lecture's cores stay one flag away (``--model gru --series-norm none --downsample 1 --ensemble 1`` is the default
+of earlier releases).
 
 Shape symbols: N series, L̄ their mean length, f the downsampling factor.
 """
@@ -17,6 +30,7 @@ from rnnkit.cliutil import ranged
 from rnnkit.data.arrays import SeriesSet, as_sequences
 from rnnkit.data.series_inputs import SERIES_NORMS
 from rnnkit.runs.kind import Flag
+from rnnkit.runs.options import RunOptions, restore_options
 
 __all__ = [
     "DEFAULTS",
@@ -30,9 +44,14 @@ __all__ = [
     "STEP_BUDGET",
     "TEST_FRACTION",
     "VAL_FRACTION",
+    "augment_of",
     "default_epochs",
     "default_members",
+    "downsample_of",
+    "options_from_config",
+    "series_norm_of",
     "series_steps",
+    "val_fraction_of",
 ]
 
 VAL_FRACTION = 0.2
@@ -107,6 +126,50 @@ def default_epochs(train: SeriesSet, downsample: int = 1) -> int:
     steps = series_steps(train, downsample)  # N·L̄' series-steps per epoch
     floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, MAX_STEPS // steps))  # long sets: MIN_EPOCHS if MAX_STEPS allows
     return int(min(DEFAULTS["epochs"], max(floor, math.ceil(STEP_BUDGET / steps))))
+
+
+def options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+    """The options a run was started with, so ``--resume`` continues exactly that run."""
+    m = saved["model"]
+    return restore_options(
+        saved,
+        opts,
+        "classify",
+        window=m["window"],
+        embed_dim=m["embed_dim"],
+        options={
+            **opts.options,
+            "series_norm": saved.get("series_norm", "none"),  # runs before it: "none"
+            "val_fraction": saved["data"].get("val_fraction", VAL_FRACTION),
+            "downsample": saved.get("downsample", 1),  # runs before it: the series as they are
+            "augment": saved.get("augment", 0.0),  # runs before it: none
+            # an ensemble's K (a default run's, by the rule, since board8); a single model sets none
+            **({"ensemble": int(saved["model"]["ensemble"])} if saved["model"].get("ensemble", 1) > 1 else {}),
+        },
+    )
+
+
+def val_fraction_of(opts: RunOptions) -> float:
+    """The ``--val-fraction`` of this call (the default when unset)."""
+    return float(opts.resolved("val_fraction", DEFAULTS))
+
+
+def augment_of(opts: RunOptions) -> float:
+    """The ``--augment`` strength of this call (the default when unset)."""
+    return float(opts.resolved("augment", DEFAULTS))
+
+
+def downsample_of(opts: RunOptions) -> int:
+    """The ``--downsample`` of this call (the default when unset; 0: chosen from the data)."""
+    return int(opts.resolved("downsample", DEFAULTS))
+
+
+def series_norm_of(opts: RunOptions) -> str:
+    """The ``--series-norm`` of this call (the default when unset), checked."""
+    norm = str(opts.resolved("series_norm", DEFAULTS))
+    if norm not in SERIES_NORMS:
+        raise ValueError(f"--series-norm {norm!r} is unknown; choose one of: {', '.join(SERIES_NORMS)}")
+    return norm
 
 
 FLAGS = (
