@@ -320,9 +320,12 @@ def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | N
     the same data files and seed, every setting the kind's defaults fill (model, sizes, schedule,
     ``--series-norm``, ``--val-fraction``: 0.2 in folders from before the option) equal to today's defaults, the
     downsampling factor today's default picks for that training part (1 in folders from before ``--downsample``),
-    and the epochs today's default schedule gives it (:func:`default_epochs`). Anything else is trained again."""
+    the epochs today's default schedule gives it (:func:`default_epochs`) and the ensemble size today's rule gives
+    it (:func:`default_members`: 1, a single model, in folders from before board8). Anything else is trained
+    again."""
     from rnnkit.runs.classify_series import DEFAULTS as SERIES_DEFAULTS
     from rnnkit.runs.classify_series import VAL_FRACTION, auto_downsample, default_epochs, prepare_series
+    from rnnkit.runs.series_defaults import default_members
 
     if "--model" in args or "--task" not in args or args[args.index("--task") + 1] != "classify":
         return None
@@ -346,7 +349,11 @@ def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | N
     factor = auto_downsample(split.train) if SERIES_DEFAULTS["downsample"] == 0 else SERIES_DEFAULTS["downsample"]
     if config.get("downsample", 1) != factor:  # folders from before --downsample read the series as they are
         return None
-    if config["train"]["epochs"] != default_epochs(split.train, factor):  # a schedule of an earlier step budget
+    epochs = default_epochs(split.train, factor)
+    if config["train"]["epochs"] != epochs:  # a schedule of an earlier step budget
+        return None
+    # the ensemble size: one model in folders from before board8
+    if config.get("model", {}).get("ensemble", 1) != default_members(split.train, factor, epochs):
         return None
     return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
 

@@ -441,6 +441,7 @@ def test_gradients_of_a_run_of_every_kind(capsys: pytest.CaptureFixture[str], tm
     run = tmp_path / "run"
     tiny = TINY if kind not in ("forecast", "series") else ["--hidden", "4", "--epochs", "1", "--batch-size", "8"]
     if kind == "series":
+        tiny = [*tiny, "--ensemble", "1"]  # one model: the default trains an ensemble, whose flow is per member
         # the series default is LSTM-FCN (issue 16): `gradients` measures its LSTM branch (one norm per step,
         # both directions; float64 reference in test_diagnostics.py); the flow of the kind below on a GRU core
         fcn = tmp_path / "fcn"

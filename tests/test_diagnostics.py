@@ -234,6 +234,7 @@ def test_cli_gradients_on_an_lstm_fcn_run(tmp_path: Path, capsys: pytest.Capture
     data = write_tiny_ts(tmp_path / "TRAIN.ts", 8, 1, noise=0.3)
     run = tmp_path / "run"
     tiny = ["--task", "classify", "--model", "lstm-fcn", "--epochs", "1", "--hidden", "4", "--batch-size", "8"]
+    tiny += ["--ensemble", "1"]  # one model: the default trains an ensemble (refused by gradients, one line)
     assert cli.main(["train", "--data", str(data), "--out", str(run), *tiny]) == 0
     capsys.readouterr()
     assert cli.main(["gradients", str(run)]) == 0

@@ -80,7 +80,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "test": _write_ts(base / "TEST.ts", 3, 3),
     }
     data = _data_args(files)
-    for name, more in (("ensemble", ["--ensemble", "2"]), ("single", [])):
+    for name, more in (("ensemble", ["--ensemble", "2"]), ("single", ["--ensemble", "1"])):
         out = base / name
         assert cli.main([str(a) for a in ["train", *data, *TINY, *more, "--seed", "5", "--out", out]]) == 0
         files[name] = out

@@ -253,7 +253,7 @@ def fcn_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     train, test = _write_ts(base / "TRAIN.ts", 8, 1), _write_ts(base / "TEST.ts", 3, 2)
     out = base / "run"
     args = ["train", "--task", "classify", "--data", train, "--test-data", test, "--model", "mlstm-fcn"]
-    args += ["--hidden", "4", "--epochs", "1", "--batch-size", "8", "--out", out]
+    args += ["--hidden", "4", "--epochs", "1", "--batch-size", "8", "--ensemble", "1", "--out", out]
     assert cli.main([str(a) for a in args]) == 0
     return {"run": out, "test": test, "base": base}
 

@@ -279,8 +279,10 @@ def test_reuse_accepts_only_a_default_run_of_the_same_data_and_seed(tmp_path: Pa
     data = {"data": record["data"], "val_data": None, "test_data": record["test_data"], "seed": 0}
     data["val_fraction"] = VAL_FRACTION
 
-    def write(options_record: dict, epochs: int = 200, **extra: object) -> None:  # UnitTest's 16 series: 200 epochs
+    def write(options_record: dict, epochs: int = 200, members: int = 5, **extra: object) -> None:
+        # UnitTest's 16 series: 200 epochs, and five members by the ensemble rule (board8)
         config = {"options": options_record, "data": data, "train": {"epochs": epochs}, **extra}
+        config["model"] = {"ensemble": members} if members > 1 else {}
         (folder / "config.json").write_text(json.dumps(config))
 
     write(record)
@@ -300,6 +302,10 @@ def test_reuse_accepts_only_a_default_run_of_the_same_data_and_seed(tmp_path: Pa
     assert lb.reusable(folder, args, 0) == {"test_accuracy": 0.5, "train_seconds": 3.0}
     write(record, epochs=6)
     assert lb.reusable(folder, args, 0) is None  # trained by an earlier step budget's schedule
+    write(record, members=1)
+    assert lb.reusable(folder, args, 0) is None  # one model: a default run from before the ensemble rule
+    write(record, members=3)
+    assert lb.reusable(folder, args, 0) is None  # another ensemble size than the rule gives
     # the factor the series were read at: UnitTest's 24 steps are read as they are (folders from before the key: 1)
     write(record, downsample=1)
     assert lb.reusable(folder, args, 0) == {"test_accuracy": 0.5, "train_seconds": 3.0}

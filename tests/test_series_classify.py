@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 import rnnkit.data.series_inputs as series_inputs
 import rnnkit.runs.classify_series as series_app
 import rnnkit.runs.kind  # the series-classification kind
+import rnnkit.runs.series_defaults as series_defaults
 import rnnkit.train
 from rnnkit import cli
 from rnnkit.data.arrays import Standardizer, as_sequences, read_ts
@@ -30,7 +31,7 @@ from rnnkit.runs.classify_series import APP, handles, prepare_series, series_bat
 from rnnkit.tasks import ModelConfig, SequenceClassifier
 
 CLASSES = ["rise", "fall", "wave"]
-TINY = ["--hidden", "8", "--epochs", "3", "--batch-size", "8"]
+TINY = ["--hidden", "8", "--epochs", "3", "--batch-size", "8", "--ensemble", "1"]  # one model (the default: 5 here)
 
 
 def make_series(n_per_class: int, seed: int, channels: int = 2, offset: float = 0.0) -> tuple[list, list[str]]:
@@ -413,6 +414,54 @@ def test_default_epochs_follow_the_step_budget() -> None:
     assert longer(40_000) == series_app.FEWEST_EPOCHS  # and never fewer than FEWEST_EPOCHS
 
 
+def test_default_members_follow_the_ensemble_budget() -> None:
+    """K = min(MAX_MEMBERS, max(1, ENSEMBLE_STEPS // (epochs · N·L̄'))), the series-steps counted at the factor."""
+    from rnnkit.runs import series_defaults as sd
+
+    X, y = make_series(2, seed=0)
+    small = read_ts_like(X, y)
+    steps = sum(x.shape[1] for x in X)
+    assert sd.series_steps(small) == steps
+    assert sd.series_steps(small, 3) == sum(-(-x.shape[1] // 3) for x in X)  # a partial window counts as a step
+    for k, epochs, f in ((1, 200, 1), (100, 40, 1), (300, 40, 1), (500, 40, 4), (4000, 5, 1)):
+        part = read_ts_like([np.tile(x, (1, k)) for x in X], y)
+        one = sd.series_steps(part, f) * epochs
+        want = min(sd.MAX_MEMBERS, max(1, sd.ENSEMBLE_STEPS // one))
+        assert sd.default_members(part, f, epochs) == want, (k, epochs, f)
+    assert sd.default_members(small, 1, 200) == sd.MAX_MEMBERS  # a small set: five members
+    long = read_ts_like([np.tile(x, (1, 4000)) for x in X], y)
+    assert sd.default_members(long, 1, 40) == 1  # a long set: one model, as before
+    # ACSF1's training part (80 series of 1,460 steps, 40 epochs) stays one model; OSULeaf's (160 of 61) gets five
+    assert sd.ENSEMBLE_STEPS // (80 * 1460 * 40) == 0 and sd.ENSEMBLE_STEPS // (160 * 61 * 62) >= sd.MAX_MEMBERS
+
+
+def test_default_run_is_an_ensemble_by_the_rule_and_ensemble_1_is_one_model(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Without --ensemble a new run trains default_members_of(opts) members; --ensemble 1 trains one model exactly
+    as the default did before (same weights), and the options record holds the K the rule chose."""
+    args = ["train", "--task", "classify", "--data", str(files["train"]), "--test-data", str(files["test"])]
+    args += ["--epochs", "2", "--threads", "1"]
+    opts = RunOptions(task="classify", data=str(files["train"]), test_data=str(files["test"]), epochs=2)
+    k = series_app.default_members_of(opts)
+    assert k == series_defaults.MAX_MEMBERS  # a tiny set
+    assert cli.main([*args, "--out", str(tmp_path / "d")]) == 0
+    config = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert config["model"]["ensemble"] == k and config["options"]["options"]["ensemble"] == k
+    metrics = json.loads((tmp_path / "d" / "metrics.json").read_text())
+    assert metrics["ensemble"] == k and len(metrics["members"]) == k
+    assert cli.main(["gradients", str(tmp_path / "d")]) == 2  # the flow is one model's: refused in one line
+    assert cli.main([*args, "--ensemble", "1", "--out", str(tmp_path / "one")]) == 0
+    one = json.loads((tmp_path / "one" / "config.json").read_text())
+    assert one["model"].get("ensemble", 1) == 1 and (tmp_path / "one" / "curve.csv").is_file()
+    # member 0 of the default ensemble is the single run of the same seed: same weights
+    single = load_file(tmp_path / "one" / "model.safetensors")
+    member = load_file(tmp_path / "d" / "members" / "0" / "model.safetensors")
+    assert single.keys() == member.keys()
+    for name in single:
+        torch.testing.assert_close(member[name], single[name], rtol=0, atol=0)
+
+
 def read_ts_like(X: list, y: list[str]):
     from rnnkit.data.arrays import SeriesSet
 
@@ -460,6 +509,7 @@ def test_val_fraction_zero_trains_on_every_series_for_the_whole_schedule(
     X[y == "b"] += 2.0
     np.savez(tmp_path / "d.npz", X=X, y=y)
     args = ["train", "--task", "classify", "--data", tmp_path / "d.npz", "--hidden", "8", "--epochs", "3"]
+    args += ["--ensemble", "1"]  # one model: its curve and schedule below
     code, _, err = rnnkit_main(capsys, *args, "--out", tmp_path / "run", "--val-fraction", "0")
     assert code == 0, err
     m, split = read_json(tmp_path / "run" / "metrics.json"), read_json(tmp_path / "run" / "split.json")

@@ -12,14 +12,9 @@ Splits: the test part is ``--test-data`` (for ``embedded:basicmotions`` the ship
 best epoch is the one with the highest validation accuracy, ties broken by the lower validation loss
 (:func:`validation_score`); training stops after :data:`PATIENCE` epochs without a better one.
 
-Defaults (:data:`DEFAULTS`, chosen by the leaderboard sweep, docs/leaderboard.md): LSTM-FCN
-(:mod:`rnnkit.tasks.fcn`: a bidirectional LSTM with H = 64 beside three convolution blocks) reading every series
-z-normalised on its own beside its raw values (``--series-norm both``), dropout 0.1, batches of 8, peak lr 5e-3,
-200 epochs at most, early stopping after :data:`PATIENCE` without a better validation score (fewer epochs on
-long sets: :data:`STEP_BUDGET`, :data:`MIN_EPOCHS`, :data:`MAX_STEPS`), series of 129–1,000 steps read downsampled
-to about 64 steps (``--downsample 0``: :func:`auto_downsample`, :func:`downsample_series`), no augmentation
-(``--augment 0``: :func:`augment_batch`). The lecture's cores stay one flag away
-(``--model gru`` with ``--series-norm none`` is the default of earlier releases).
+Defaults: LSTM-FCN reading every series z-normalised beside its raw values, downsampled to about 64 steps when
+long, early stopping within a size-dependent schedule, an ensemble of up to five members by a size rule;
+the numbers and rules are in :mod:`rnnkit.runs.series_defaults` (re-exported here).
 
 Inputs: real values skip the embedding (``ModelConfig(vocab_size=0, input_features=C)``, ``2C`` with
 ``--series-norm both``: :func:`model_inputs`); every channel is standardized with the mean and std of the
@@ -40,7 +35,6 @@ Shape symbols: B batch, T steps, C channels (the batch's F features), N series.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -51,7 +45,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from rnnkit.cliutil import ranged
 from rnnkit.data.arrays import (
     EMBEDDED_SERIES,
     SERIES_SUFFIXES,
@@ -62,25 +55,45 @@ from rnnkit.data.arrays import (
     stratified_split,
 )
 from rnnkit.data.batching import Batch, Batches, collate_sequences
-from rnnkit.data.series_inputs import (
-    SERIES_NORMS,
-    augmented_epochs,
-    auto_downsample,
-    model_inputs,
-)
+from rnnkit.data.series_inputs import augmented_epochs, auto_downsample, model_inputs
 from rnnkit.metrics import accuracy, confusion, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
-from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
-from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
+from rnnkit.runs.options import RunOptions, absolute_path
+from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and flags (re-exported)
+    DEFAULTS,
+    FEWEST_EPOCHS,
+    FLAGS,
+    MAX_STEPS,
+    MIN_EPOCHS,
+    PATIENCE,
+    STEP_BUDGET,
+    TEST_FRACTION,
+    VAL_FRACTION,
+    augment_of,
+    default_epochs,
+    default_members,
+    downsample_of,
+    options_from_config,
+    series_norm_of,
+    val_fraction_of,
+)
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
     "APP",
     "DEFAULTS",
+    "FEWEST_EPOCHS",
+    "MAX_STEPS",
+    "MIN_EPOCHS",
+    "PATIENCE",
+    "STEP_BUDGET",
     "TEST_FRACTION",
     "VAL_FRACTION",
     "SeriesSplit",
+    "default_epochs",
+    "default_members_of",
     "evaluate_series",
     "handles",
     "predict_series",
@@ -91,48 +104,6 @@ __all__ = [
 ]
 
 APP = "classify-series"
-VAL_FRACTION = 0.2
-"""Share of every class carved off the training file for validation (without ``--val-data``)."""
-DEFAULTS: dict[str, Any] = {
-    # chosen by the leaderboard sweep (docs/leaderboard.md, tuning sets only): at 60 epochs, LSTM-FCN reading every
-    # series z-normalised beside its raw values matched or beat the bidirectional GRU (the default before) on the
-    # sets tried (BasicMotions 1.000 vs 0.917, PickupGestureWiimoteZ 0.76 vs 0.74, Covid3Month_disc equal); up to
-    # 200 epochs rescued ArrowHead (0.41 → 0.65, the GRU 0.28) but cost on Covid3Month_disc and Pickup (seed 0:
-    # 0.656, 0.660); LSTM-FCN on the raw values alone failed where series differ in scale (Covid3Month_disc 0.52)
-    "model": "lstm-fcn",
-    "embed_dim": 0,  # unused: real-valued inputs skip the embedding
-    "hidden_size": 64,
-    "num_layers": 1,
-    "bidirectional": True,
-    "dropout": 0.1,
-    "epochs": 200,  # at most (early stopping ends most runs sooner); long sets get fewer (default_epochs)
-    "batch_size": 8,
-    "lr": 5e-3,
-    "series_norm": "both",
-    "val_fraction": VAL_FRACTION,
-    "downsample": 0,  # 0: by the rule from the training length (auto_downsample)
-    "augment": 0.0,  # no augmentation of the training batches (augment_batch)
-}
-"""Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
-
-TEST_FRACTION = 0.2
-"""Share of every class held out as the test part (without ``--test-data``)."""
-STEP_BUDGET = 600_000
-"""Series-steps (training series × their mean length × epochs) a default schedule spends on a small set: without
-``--epochs``, a run trains ``min(DEFAULTS["epochs"], ⌈STEP_BUDGET / (N·L̄)⌉)`` epochs, but at least
-:data:`MIN_EPOCHS` as far as :data:`MAX_STEPS` allows (:func:`default_epochs`). Small sets get up to 200 epochs
-(BasicMotions: 32 × 100 steps per epoch; ArrowHead 28 × 251 → 86). The sweep: 60 epochs left LSTM-FCN
-undertrained on ArrowHead (0.41; 200 allowed: 0.65, best epoch 98)."""
-MIN_EPOCHS = 40
-"""The floor for long sets (OSULeaf 160 × 427, ACSF1 80 × 1,460: :data:`STEP_BUDGET` alone gave them 9 and 6
-epochs, far too few; board6 sweep in docs/leaderboard.md), as far as :data:`MAX_STEPS` allows."""
-MAX_STEPS = 5_000_000
-"""Series-steps no default schedule exceeds (about 3 minutes of one idle core on ACSF1), and at least
-:data:`FEWEST_EPOCHS` epochs: a set too large for :data:`MIN_EPOCHS` gets fewer, so a default run stays in
-minutes whatever the set."""
-FEWEST_EPOCHS = 5
-PATIENCE = 20
-"""Epochs without a better validation score before training stops."""
 EVAL_BATCH = 256
 
 
@@ -309,48 +280,6 @@ def validation_score(num_val: int) -> Callable[[torch.nn.Module, Any], dict[str,
     return score
 
 
-def _options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-    """The options a run was started with, so ``--resume`` continues exactly that run."""
-    m = saved["model"]
-    return restore_options(
-        saved,
-        opts,
-        "classify",
-        window=m["window"],
-        embed_dim=m["embed_dim"],
-        options={
-            **opts.options,
-            "series_norm": saved.get("series_norm", "none"),  # runs before it: "none"
-            "val_fraction": saved["data"].get("val_fraction", VAL_FRACTION),
-            "downsample": saved.get("downsample", 1),  # runs before it: the series as they are
-            "augment": saved.get("augment", 0.0),  # runs before it: none
-        },
-    )
-
-
-def val_fraction_of(opts: RunOptions) -> float:
-    """The ``--val-fraction`` of this call (the default when unset)."""
-    return float(opts.resolved("val_fraction", DEFAULTS))
-
-
-def augment_of(opts: RunOptions) -> float:
-    """The ``--augment`` strength of this call (the default when unset)."""
-    return float(opts.resolved("augment", DEFAULTS))
-
-
-def downsample_of(opts: RunOptions) -> int:
-    """The ``--downsample`` of this call (the default when unset; 0: chosen from the data)."""
-    return int(opts.resolved("downsample", DEFAULTS))
-
-
-def series_norm_of(opts: RunOptions) -> str:
-    """The ``--series-norm`` of this call (the default when unset), checked."""
-    norm = str(opts.resolved("series_norm", DEFAULTS))
-    if norm not in SERIES_NORMS:
-        raise ValueError(f"--series-norm {norm!r} is unknown; choose one of: {', '.join(SERIES_NORMS)}")
-    return norm
-
-
 def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelConfig:
     """``channels``: C of the data; the model reads ``2C`` with ``--series-norm both``."""
     model = str(opts.resolved("model", DEFAULTS))
@@ -378,13 +307,22 @@ def _model_config(opts: RunOptions, channels: int, num_classes: int) -> ModelCon
     )
 
 
-def default_epochs(train: SeriesSet, downsample: int = 1) -> int:
-    """The epochs of a default schedule on the training part ``train``: ``min(200, max(floor, ⌈STEP_BUDGET / s⌉))``
-    with ``s = N·L̄'`` the series-steps per epoch the model reads (``L̄'``: lengths after ``downsample``) and
-    ``floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, ⌊MAX_STEPS / s⌋))``."""
-    steps = max(1, sum(-(-len(x) // downsample) for x in as_sequences(train.X)))  # N·L̄' series-steps per epoch
-    floor = max(FEWEST_EPOCHS, min(MIN_EPOCHS, MAX_STEPS // steps))  # long sets: MIN_EPOCHS if MAX_STEPS allows
-    return int(min(DEFAULTS["epochs"], max(floor, math.ceil(STEP_BUDGET / steps))))
+def default_members_of(opts: RunOptions) -> int:
+    """The ensemble size a new run of ``opts`` without ``--ensemble`` gets (:func:`default_members`): its training
+    part and factor as :func:`prepare_series` makes them, its epochs (``--epochs`` or :func:`default_epochs`)."""
+    if opts.data is None:
+        raise ValueError(f"{APP} needs --data: a .ts file, an .npz file or {', '.join(EMBEDDED_SERIES)}")
+    split = prepare_series(
+        opts.data,
+        opts.val_data,
+        opts.test_data,
+        opts.seed,
+        series_norm_of(opts),
+        val_fraction_of(opts),
+        downsample_of(opts),
+    )
+    epochs = opts.epochs if opts.epochs is not None else default_epochs(split.train, split.downsample)
+    return default_members(split.train, split.downsample, epochs)
 
 
 def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
@@ -542,69 +480,34 @@ class SeriesClassifyKind(RunKind):
     defaults = DEFAULTS
     help = "classify on series"
     ignores = ("text_column", "label_column", "unit", "fold_ascii", "conditional")
-    flags = (
-        Flag(
-            "--series-norm",
-            {
-                "choices": list(SERIES_NORMS),
-                "default": None,
-                "help": "classify on series: each series z-normalised on its own (zscore), beside its raw values "
-                "(both: twice the channels), or as it is (none); then every channel standardized with the "
-                "training part's statistics (default: the task's)",
-            },
-        ),
-        Flag(
-            "--val-fraction",
-            {
-                "type": ranged("val_fraction"),
-                "default": None,
-                "metavar": "F",
-                "help": "classify on series without --val-data: the share of every class of --data carved for "
-                "validation (the best epoch, early stopping); 0 carves nothing: all of it trains for the whole "
-                "schedule and the last epoch's weights are kept (default: the task's)",
-            },
-        ),
-        Flag(
-            "--downsample",
-            {
-                "type": ranged("downsample"),
-                "default": None,
-                "metavar": "F",
-                "help": "classify on series: the model reads every F steps averaged into one (piecewise aggregate "
-                "approximation, the same at evaluate and predict); 1 reads the series as they are, 0 picks F from "
-                "the training part's mean length L: ceil(L / 64) for 128 < L <= 1000, else 1 (default: the task's, 0)",
-            },
-        ),
-        Flag(
-            "--augment",
-            {
-                "type": ranged("augment"),
-                "default": None,
-                "metavar": "S",
-                "help": "classify on series: augment the training batches, every series scaled by N(1, S^2) per "
-                "channel and jittered by N(0, (S/2)^2) per value, fresh draws every epoch (0: none; evaluate and "
-                "predict read the series unchanged) (default: the task's)",
-            },
-        ),
-        Flag(
-            "--ensemble",
-            {
-                "type": ranged("ensemble"),
-                "default": None,
-                "metavar": "K",
-                "help": "classify (series and text), forecast: train K members (seeds seed, seed+1, ...) into the one "
-                "run and average their probabilities or predictions (default: 1, one model)",
-            },
-        ),
-    )
+    flags = FLAGS
     ensembles = True
     selectable = False  # reached through --task classify on series data
 
     def handles(self, opts: RunOptions) -> bool:
         return handles(opts)
 
+    def train(
+        self,
+        opts: RunOptions,
+        out: str | Path,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        log: Callable[[str], None] | None = None,
+        tensorboard: str | Path | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`RunKind.train`; a new run without ``--ensemble`` trains :func:`default_members` members (a
+        resumed one keeps what it was started with)."""
+        if not resume and opts.options.get("ensemble") is None and opts.data is not None:
+            self.check_flags(opts)
+            members = default_members_of(opts)
+            if members > 1:
+                opts = replace(opts, options={**opts.options, "ensemble": members})
+        return super().train(opts, out, resume=resume, overwrite=overwrite, log=log, tensorboard=tensorboard)
+
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-        return _options_from_config(saved, opts)
+        return options_from_config(saved, opts)
 
     def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
         return _prepare(opts, saved)
