@@ -244,7 +244,8 @@ def gradient_flow(
         if isinstance(members, nn.ModuleList):
             raise ValueError(
                 f"the model is an ensemble of {len(members)} members, each with its own recurrent core: the flow is "
-                "one model's (gradient_flow(model.members[i], batch) in Python; on the command line a single run)"
+                "one model's (gradient_flow(model.members[i], batch) in Python; on the command line a run trained with "
+                "--ensemble 1)"
             )
         if loss_fn is not None or lengths is not None or hx is not None:
             raise ValueError("loss_fn, lengths and hx are for bare layers; a task model takes them from the batch")
