@@ -72,6 +72,11 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"ema": 0.999, "epochs": 16},
         {"ema": 0.999, "num_layers": 2},
         {"ema": 0.999, "embed_dim": 128},
+        {"options": {"ngram_filters": 64}},  # 35: fourth session: character n-gram convolutions beside the GRU
+        {"options": {"ngram_filters": 128}},
+        {"options": {"ngram_filters": 64, "pool": "last+max"}},
+        {"options": {"ngram_filters": 64}, "epochs": 16, "ema": 0.999},
+        {"options": {"ngram_filters": 64, "label_smoothing": 0.1}},
     ],
     "generate": [
         {},

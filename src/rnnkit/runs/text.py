@@ -76,6 +76,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "pool": "last",
         "label_smoothing": 0.0,
         "token_dropout": 0.0,
+        "ngram_filters": 0,
     },
     "generate": {  # issue 16: 2 layers of 384, dropout 0.3, 16 epochs (0.1.0: 1 of 256, 0.1, 12); defaults-names.md
         "model": "lstm",
@@ -94,7 +95,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 MODEL_EXTRAS: dict[str, tuple[str, ...]] = {
-    "classify": ("pool", "label_smoothing", "token_dropout"),
+    "classify": ("pool", "label_smoothing", "token_dropout", "ngram_filters"),
     "generate": ("token_dropout",),
 }
 """Model settings of the text kinds added since rnnkit 0.1.0 (fields of :class:`~rnnkit.tasks.ModelConfig`)."""
@@ -227,6 +228,16 @@ class _TextKind(RunKind):
             },
         ),
         Flag(
+            "--ngram-filters",
+            {
+                "type": ranged("ngram_filters"),
+                "default": None,
+                "metavar": "F",
+                "help": "classify: F filters for each width 2-5 of character n-gram convolutions beside the "
+                "recurrent core, max-pooled over the name (0 = none; default: the task's)",
+            },
+        ),
+        Flag(
             "--token-dropout",
             {
                 "type": ranged("token_dropout"),
@@ -326,8 +337,14 @@ class _TextKind(RunKind):
             if key in extras:
                 extras[key] = float(extras[key])
                 ranges.check_value(key, extras[key])
+        if "ngram_filters" in extras:
+            extras["ngram_filters"] = int(extras["ngram_filters"])
         if opts.resolved("model") == "window":  # the lecture's window model stays as it is
             extras["token_dropout"] = 0.0
+            if "ngram_filters" in extras:
+                if opts.options.get("ngram_filters") not in (None, 0):
+                    raise ValueError("the window model is the lecture's as it is: leave out --ngram-filters")
+                extras["ngram_filters"] = 0
             if "label_smoothing" in extras:
                 extras["label_smoothing"] = 0.0
             if "pool" in extras:
