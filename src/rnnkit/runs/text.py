@@ -12,7 +12,6 @@ vocabulary and trains a :class:`~rnnkit.tasks.SequenceClassifier` or :class:`~rn
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import random
 import time
@@ -24,7 +23,6 @@ from typing import Any
 import torch
 
 from rnnkit import ranges
-from rnnkit.cliutil import ranged
 from rnnkit.data import (
     LabeledItems,
     Split,
@@ -42,10 +40,10 @@ from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion, macro_f1
 from rnnkit.runs.folder import Run, read_split
-from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
+from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.runs.text_flags import TEXT_FLAGS
 from rnnkit.tasks import ModelConfig
-from rnnkit.tasks.classifier import pool_names
 from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
@@ -185,77 +183,12 @@ def text_batches(task: str, ids: list[list[int]], labels: list[int] | None, batc
 
 
 # ---------------------------------------------------------------------------------------------------------- kinds
-def _pool_arg(text: str) -> str:
-    """``argparse`` type of ``--pool``: an unknown part is a usage error, one line, exit 2."""
-    try:
-        pool_names(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
 class _TextKind(RunKind):
     """Text classification and generation share data, split, vocabulary and config; the hooks differ by name."""
 
     yields_on_resume = True  # `train --resume --out RUN` (no --task: classify) continues any run
 
-    flags = (
-        Flag(
-            "--max-items",
-            {
-                "type": ranged("max_items"),
-                "default": None,
-                "help": "classify/generate: train on a sample of this many items of --data (seeded; default: all); "
-                "seq2seq/tag: use at most this many items (default: the task's)",
-            },
-        ),
-        Flag(
-            "--pool",
-            {
-                "type": _pool_arg,
-                "default": None,
-                "metavar": "P",
-                "help": "classify: what summarises a name for the head: last (the last state of each direction), "
-                "mean, max, or several joined by '+' (e.g. last+max; default: the task's)",
-            },
-        ),
-        Flag(
-            "--label-smoothing",
-            {
-                "type": ranged("label_smoothing"),
-                "default": None,
-                "help": "classify: label smoothing of the training loss (default: the task's)",
-            },
-        ),
-        Flag(
-            "--ngram-filters",
-            {
-                "type": ranged("ngram_filters"),
-                "default": None,
-                "metavar": "F",
-                "help": "classify: F filters for each width 2-5 of character n-gram convolutions beside the "
-                "recurrent core, max-pooled over the name (0 = none; default: the task's)",
-            },
-        ),
-        Flag(
-            "--token-dropout",
-            {
-                "type": ranged("token_dropout"),
-                "default": None,
-                "help": "character dropout: each training symbol becomes the unknown symbol with this probability "
-                "(default: the task's)",
-            },
-        ),
-        Flag(
-            "--max-len",
-            {
-                "type": ranged("max_len"),
-                "default": None,
-                "help": "the most symbols an item may have; longer items are refused when training, evaluating and "
-                "predicting (default: no limit)",
-            },
-        ),
-    )
+    flags = TEXT_FLAGS
 
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         d = saved["data"]
