@@ -834,12 +834,13 @@ def char_ngram_svm(name: str, seeds: Sequence[int]) -> dict[str, Any]:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.svm import LinearSVC
 
-    from rnnkit.data import default_names, split_items
+    from rnnkit.runs import RunOptions
+    from rnnkit.runs.text import prepare_split
 
     runs = []
     for seed in seeds:
         t0 = time.perf_counter()
-        split = split_items(default_names(name), val=0.1, test=0.1, seed=seed)  # as rnnkit.runs.text.prepare_split
+        split = prepare_split(RunOptions(task="classify", data=f"embedded:{name}", seed=seed))  # rnnkit's own
         vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 5), sublinear_tf=True)
         x_train = vec.fit_transform(split.train.items)
         x_val, x_test = vec.transform(split.val.items), vec.transform(split.test.items)
