@@ -126,3 +126,12 @@ def test_cli_flag_reaches_the_model_resumes_and_refuses_bad_values(tmp_path: Pat
     assert "--ngram-filters is for --task classify" in capsys.readouterr().err
     assert main(["train", *tiny, "--model", "window", "--ngram-filters", "4", "--out", str(tmp_path / "w")]) == 2
     assert "--ngram-filters" in capsys.readouterr().err
+
+
+def test_the_library_refuses_what_the_command_line_refuses(tmp_path: Path) -> None:
+    from rnnkit.runs import RunOptions, train_run
+
+    opts = RunOptions(task="classify", data=str(DATA), hidden_size=8, epochs=1, options={"ngram_filters": 5000})
+    with pytest.raises(ValueError, match=r"--ngram-filters must be an integer in \[0, 4096\]"):
+        train_run(opts, tmp_path / "big")
+    assert not (tmp_path / "big").exists()

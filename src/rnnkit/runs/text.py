@@ -272,6 +272,7 @@ class _TextKind(RunKind):
                 ranges.check_value(key, extras[key])
         if "ngram_filters" in extras:
             extras["ngram_filters"] = int(extras["ngram_filters"])
+            ranges.check_value("ngram_filters", extras["ngram_filters"])
         if opts.resolved("model") == "window":  # the lecture's window model stays as it is
             extras["token_dropout"] = 0.0
             if "ngram_filters" in extras:
