@@ -76,9 +76,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "token_dropout": 0.0,
         "ngram_filters": 0,
     },
-    "generate": {  # issue 16: 2 layers of 384, dropout 0.3, 16 epochs (0.1.0: 1 of 256, 0.1, 12); defaults-names.md
+    "generate": {  # issue 16: 2 layers of 384, E 128, dropout 0.3, 16 epochs (0.1.0: 1 of 256, E 64, 0.1, 12)
         "model": "lstm",
-        "embed_dim": 64,
+        "embed_dim": 128,
         "hidden_size": 384,
         "num_layers": 2,
         "bidirectional": False,
