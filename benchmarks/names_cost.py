@@ -5,9 +5,11 @@ one process with one torch thread, median of 4 repeats after a warm-up. Ratios o
 ``taskset -c 0``; absolute times on a shared machine mean nothing.
 
     taskset -c 0 python benchmarks/names_cost.py
+    taskset -c 0 python benchmarks/names_cost.py "classify ngram" "generate 2 layers H=384"  # these (and the bases)
 """
 
 import statistics
+import sys
 import time
 
 import torch
@@ -46,7 +48,11 @@ cands = {
     "generate 2 layers H=512": cfg("generate", num_layers=2, hidden_size=512),
     "classify base + ema": cfg("classify"),
     "generate 2 layers H=384 + ema": cfg("generate", num_layers=2, hidden_size=384),
+    "classify ngram 64": cfg("classify", ngram_filters=64),  # fourth session: the n-gram branch beside the GRU
+    "generate 2 layers H=384 E=128": cfg("generate", num_layers=2, hidden_size=384, embed_dim=128),
 }
+if sys.argv[1:]:  # names starting with one of the arguments, and the two references
+    cands = {k: c for k, c in cands.items() if k.endswith(" base") or k.startswith(tuple(sys.argv[1:]))}
 models = {k: build_model(c) for k, c in cands.items()}
 opts = {k: torch.optim.AdamW(m.parameters(), 1e-3) for k, m in models.items()}
 # --ema: the weight average's update after every optimizer step (rnnkit.train.WeightAverage)

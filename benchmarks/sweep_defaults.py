@@ -72,6 +72,11 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"ema": 0.999, "epochs": 16},
         {"ema": 0.999, "num_layers": 2},
         {"ema": 0.999, "embed_dim": 128},
+        {"options": {"ngram_filters": 64}},  # 35: fourth session: character n-gram convolutions beside the GRU
+        {"options": {"ngram_filters": 128}},
+        {"options": {"ngram_filters": 64, "pool": "last+max"}},
+        {"options": {"ngram_filters": 64}, "epochs": 16, "ema": 0.999},
+        {"options": {"ngram_filters": 64, "label_smoothing": 0.1}},
     ],
     "generate": [
         {},
@@ -108,6 +113,8 @@ VARIATIONS: dict[str, list[dict[str, Any]]] = {
         {"hidden_size": 512, "dropout": 0.4, "ema": 0.999},
         {"dropout": 0.4, "epochs": 16},
         {"epochs": 16},  # 33: the 2 x 384 default with 16 epochs (the second session's VARIATIONS 22 on its base)
+        {"dropout": 0.35},  # 34: issue 16, fourth session (base: 2 x 384, dropout 0.3, 16 epochs)
+        {"dropout": 0.35, "embed_dim": 128},
     ],
 }
 QUICK = {"classify": [0, 1, 5, 7, 9, 13, 16, 19, 21], "generate": [0, 1, 5, 6, 8, 12, 15]}

@@ -57,3 +57,10 @@ def test_epochs_and_options_override_the_demo_settings(tmp_path: Path, monkeypat
     else:
         assert epochs == 2 and (gen["hidden_size"], gen["dropout"]) == (5, 0.0)
         assert "lighter settings epochs=2;" in out  # only the settings that still apply are shown
+
+
+def test_the_demo_generator_stays_the_first_sessions_default() -> None:
+    """Whatever the task's default becomes, the demo trains the generator its README figures and time are of."""
+    merged = {**DEFAULTS["generate"], **demo.DEMO_SETTINGS["generate"]}
+    settings = [merged[k] for k in ("model", "embed_dim", "hidden_size", "num_layers", "dropout", "epochs")]
+    assert settings == ["lstm", 64, 256, 2, 0.2, 12]

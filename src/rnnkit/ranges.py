@@ -91,6 +91,7 @@ RANGES: dict[str, Range] = {
     "dropout": Range(0, 1, integer=False, hi_open=True),
     "label_smoothing": Range(0, 1, integer=False, hi_open=True),
     "token_dropout": Range(0, 1, integer=False, hi_open=True),
+    "ngram_filters": Range(0, 4096),  # classifier: filters per width of the character n-gram convolutions
     "ema": Range(0, 1, integer=False, hi_open=True),
     "val_fraction": Range(0, 1, integer=False, hi_open=True),
     "augment": Range(0, 10, integer=False),  # series classification: scale/jitter strength of training batches

@@ -12,7 +12,6 @@ vocabulary and trains a :class:`~rnnkit.tasks.SequenceClassifier` or :class:`~rn
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import random
 import time
@@ -24,7 +23,6 @@ from typing import Any
 import torch
 
 from rnnkit import ranges
-from rnnkit.cliutil import ranged
 from rnnkit.data import (
     LabeledItems,
     Split,
@@ -42,10 +40,10 @@ from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion, macro_f1
 from rnnkit.runs.folder import Run, read_split
-from rnnkit.runs.kind import Flag, Prepared, RunKind, accuracy_line, register_kind
+from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.runs.text_flags import TEXT_FLAGS
 from rnnkit.tasks import ModelConfig
-from rnnkit.tasks.classifier import pool_names
 from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
@@ -76,10 +74,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "pool": "last",
         "label_smoothing": 0.0,
         "token_dropout": 0.0,
+        "ngram_filters": 0,
     },
-    "generate": {  # issue 16: 2 layers of 384, dropout 0.3, 16 epochs (0.1.0: 1 of 256, 0.1, 12); defaults-names.md
+    "generate": {  # issue 16: 2 layers of 384, E 128, dropout 0.3, 16 epochs (0.1.0: 1 of 256, E 64, 0.1, 12)
         "model": "lstm",
-        "embed_dim": 64,
+        "embed_dim": 128,
         "hidden_size": 384,
         "num_layers": 2,
         "bidirectional": False,
@@ -94,7 +93,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 MODEL_EXTRAS: dict[str, tuple[str, ...]] = {
-    "classify": ("pool", "label_smoothing", "token_dropout"),
+    "classify": ("pool", "label_smoothing", "token_dropout", "ngram_filters"),
     "generate": ("token_dropout",),
 }
 """Model settings of the text kinds added since rnnkit 0.1.0 (fields of :class:`~rnnkit.tasks.ModelConfig`)."""
@@ -184,67 +183,12 @@ def text_batches(task: str, ids: list[list[int]], labels: list[int] | None, batc
 
 
 # ---------------------------------------------------------------------------------------------------------- kinds
-def _pool_arg(text: str) -> str:
-    """``argparse`` type of ``--pool``: an unknown part is a usage error, one line, exit 2."""
-    try:
-        pool_names(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return text
-
-
 class _TextKind(RunKind):
     """Text classification and generation share data, split, vocabulary and config; the hooks differ by name."""
 
     yields_on_resume = True  # `train --resume --out RUN` (no --task: classify) continues any run
 
-    flags = (
-        Flag(
-            "--max-items",
-            {
-                "type": ranged("max_items"),
-                "default": None,
-                "help": "classify/generate: train on a sample of this many items of --data (seeded; default: all); "
-                "seq2seq/tag: use at most this many items (default: the task's)",
-            },
-        ),
-        Flag(
-            "--pool",
-            {
-                "type": _pool_arg,
-                "default": None,
-                "metavar": "P",
-                "help": "classify: what summarises a name for the head: last (the last state of each direction), "
-                "mean, max, or several joined by '+' (e.g. last+max; default: the task's)",
-            },
-        ),
-        Flag(
-            "--label-smoothing",
-            {
-                "type": ranged("label_smoothing"),
-                "default": None,
-                "help": "classify: label smoothing of the training loss (default: the task's)",
-            },
-        ),
-        Flag(
-            "--token-dropout",
-            {
-                "type": ranged("token_dropout"),
-                "default": None,
-                "help": "character dropout: each training symbol becomes the unknown symbol with this probability "
-                "(default: the task's)",
-            },
-        ),
-        Flag(
-            "--max-len",
-            {
-                "type": ranged("max_len"),
-                "default": None,
-                "help": "the most symbols an item may have; longer items are refused when training, evaluating and "
-                "predicting (default: no limit)",
-            },
-        ),
-    )
+    flags = TEXT_FLAGS
 
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         d = saved["data"]
@@ -326,8 +270,15 @@ class _TextKind(RunKind):
             if key in extras:
                 extras[key] = float(extras[key])
                 ranges.check_value(key, extras[key])
+        if "ngram_filters" in extras:
+            extras["ngram_filters"] = int(extras["ngram_filters"])
+            ranges.check_value("ngram_filters", extras["ngram_filters"])
         if opts.resolved("model") == "window":  # the lecture's window model stays as it is
             extras["token_dropout"] = 0.0
+            if "ngram_filters" in extras:
+                if opts.options.get("ngram_filters") not in (None, 0):
+                    raise ValueError("the window model is the lecture's as it is: leave out --ngram-filters")
+                extras["ngram_filters"] = 0
             if "label_smoothing" in extras:
                 extras["label_smoothing"] = 0.0
             if "pool" in extras:

@@ -14,11 +14,43 @@ from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.modes import eval_mode
 
-__all__ = ["POOLS", "SequenceClassifier", "drop_tokens"]
+__all__ = ["NGRAM_WIDTHS", "POOLS", "NgramConvolutions", "SequenceClassifier", "drop_tokens"]
 
 _WINDOW_LOSSES = ("sum", "aggregate")
 POOLS = ("last", "mean", "max")
 """What may summarise a sequence (``ModelConfig.pool``, "+"-joined, concatenated in the order given)."""
+
+
+NGRAM_WIDTHS = (2, 3, 4, 5)
+"""Widths of the n-gram convolutions (``ModelConfig.ngram_filters`` filters each)."""
+
+
+class NgramConvolutions(nn.Module):
+    """Character n-gram detectors beside the recurrent core (a char-CNN branch, Kim 2014 / Zhang et al. 2015).
+
+    For every width ``k`` in :data:`NGRAM_WIDTHS`: a 1-D convolution of ``F`` filters over the embedded sequence,
+    zero-padded by ``k − 1`` on both sides (so the windows that overhang the first or last element see the
+    name's start and end), ReLU, then the max over the ``length + k − 1`` windows of each sequence. Elements past
+    a sequence's length are zeroed before the convolution, so padding never changes a result.
+
+    ``forward(x (B, T, I), lengths (B,)) -> (B, len(NGRAM_WIDTHS)·F)``.
+    """
+
+    def __init__(self, input_size: int, filters: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(input_size, filters, k, padding=k - 1) for k in NGRAM_WIDTHS)
+        self.size = len(NGRAM_WIDTHS) * filters
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        T = x.shape[1]
+        valid = length_mask(lengths, T, device=x.device)  # (B, T)
+        h = (x * valid.unsqueeze(2).to(x.dtype)).transpose(1, 2)  # (B, I, T), zero past each end
+        parts = []
+        for k, conv in zip(NGRAM_WIDTHS, self.convs, strict=True):
+            y = torch.relu(conv(h))  # (B, F, T + k − 1): window j reads elements j − k + 1 … j
+            windows = length_mask(lengths + (k - 1), T + k - 1, device=x.device)  # (B, T + k − 1)
+            parts.append(y.masked_fill(~windows.unsqueeze(1), -float("inf")).amax(2))  # (B, F)
+        return torch.cat(parts, dim=1)  # (B, 4·F)
 
 
 def drop_tokens(ids: Tensor, p: float) -> Tensor:
@@ -87,6 +119,14 @@ class SequenceClassifier(RecurrentTaskModel):
                 )
             # the head reads every part (built after the default head, so a "last" model's weights are unchanged)
             self.head = nn.Linear(len(self.pools) * self.directions * config.hidden_size, config.num_classes)
+        self.ngrams: NgramConvolutions | None = None
+        if config.ngram_filters < 0:
+            raise ValueError(f"ngram_filters must be >= 0, got {config.ngram_filters}")
+        if config.ngram_filters > 0:
+            if self.per_window or self.summarizes:
+                raise ValueError(f"ngram_filters needs a recurrent core, not {config.model!r}")
+            self.ngrams = NgramConvolutions(self.inputs.size, config.ngram_filters)
+            self.head = nn.Linear(self.head.in_features + self.ngrams.size, config.num_classes)
 
     def _batch(self, batch: Batch) -> Batch:
         """The batch the model reads: with character dropout while training on tokens."""
@@ -96,13 +136,21 @@ class SequenceClassifier(RecurrentTaskModel):
         return batch
 
     def encode(self, batch: Batch) -> Tensor:
-        """The sequence summary fed to the head: ``(B, P·D·H)`` (``(B, D·H)`` for the last states)."""
+        """The sequence summary fed to the head: ``(B, P·D·H)`` (``(B, D·H)`` for the last states), and with
+        ``ngram_filters`` the n-gram features after it, ``(B, P·D·H + 4·F)``."""
         batch = self._batch(batch)
-        if self.pools == ["last"]:
+        if self.pools == ["last"] and self.ngrams is None:
             return self.last_states(batch)
         x = self.inputs(batch.inputs, batch.lengths)  # (B, T, I)
-        out, h_n = self.core(x, lengths=batch.lengths)  # (B, T, D·H)
-        mask = length_mask(batch.lengths, out.shape[1], device=out.device).unsqueeze(2)  # (B, T, 1)
+        pooled = self._pool(x, batch.lengths)  # (B, P·D·H)
+        if self.ngrams is None:
+            return pooled
+        return torch.cat([pooled, self.ngrams(x, batch.lengths)], dim=1)  # (B, P·D·H + 4·F)
+
+    def _pool(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """The core's summary of the inputs ``x`` ``(B, T, I)``: the ``pool`` parts concatenated, ``(B, P·D·H)``."""
+        out, h_n = self.core(x, lengths=lengths)  # (B, T, D·H)
+        mask = length_mask(lengths, out.shape[1], device=out.device).unsqueeze(2)  # (B, T, 1)
         parts = []
         for name in self.pools:
             if name == "last":

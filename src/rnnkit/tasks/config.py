@@ -7,7 +7,7 @@ from typing import Any
 
 __all__ = ["ModelConfig"]
 
-_ORIGINAL = {"ensemble": 1, "pool": "last", "label_smoothing": 0.0, "token_dropout": 0.0}
+_ORIGINAL = {"ensemble": 1, "pool": "last", "label_smoothing": 0.0, "token_dropout": 0.0, "ngram_filters": 0}
 """Settings added after rnnkit 0.1.0 and the value every earlier model had: written to config.json only when
 another value is set, so an older rnnkit still reads the runs that do not use them."""
 
@@ -40,6 +40,7 @@ class ModelConfig:
     pool: str = "last"  # classifier: what summarises the sequence, "last" state or "+"-joined last/mean/max
     label_smoothing: float = 0.0  # classifier: label smoothing of the training loss (evaluation is plain NLL)
     token_dropout: float = 0.0  # token inputs: each symbol becomes UNK with this probability while training
+    ngram_filters: int = 0  # classifier: filters per width of the n-gram convolutions beside the core (0 = none)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
