@@ -260,6 +260,31 @@ def test_pooled_classifier_graphs_equal_the_model(tmp_path: Path) -> None:
         np.testing.assert_allclose(got, model(Batch(ids, lengths, None))[0].numpy(), atol=ATOL, rtol=0)
 
 
+def test_ngram_classifier_graph_equals_the_model(tmp_path: Path) -> None:
+    """``ngram_filters``: the n-gram convolutions' max-pooled features follow the pooled states in the graph as in
+    the model — float64 graph module against the model for "last" and a pooled setting, then onnxruntime."""
+    torch.manual_seed(3)
+    gen = torch.Generator().manual_seed(11)
+    ids, lengths = padded_ids(4, 7, 9, gen)
+    for pool in ("last", "last+max"):
+        cfg = ModelConfig(
+            task="classify", model="gru", vocab_size=9, embed_dim=3, num_classes=3, hidden_size=4,
+            bidirectional=True, pool=pool, ngram_filters=2,
+        )  # fmt: skip
+        model = build_model(cfg).double().eval()
+        with torch.no_grad():
+            want = model(Batch(ids, lengths, None))[0]
+            torch.testing.assert_close(rexport.graphs._ManyToOneGraph(model)(ids, lengths), want, rtol=0, atol=1e-12)
+    model = model.float()
+    export_model(model, tmp_path / "ngram.onnx")
+    ids, lengths = padded_ids(5, 9, 9, gen)
+    (got,) = session(tmp_path / "ngram.onnx").run(None, {"ids": ids.numpy(), "lengths": lengths.numpy()})
+    with torch.no_grad():
+        want = model(Batch(ids, lengths, None))[0].numpy()
+    assert np.abs(want).max() > 1e-3  # the comparison is not between zeros
+    np.testing.assert_allclose(got, want, atol=ATOL, rtol=0)
+
+
 @pytest.mark.parametrize("task", ["classify", "regress"])
 def test_an_ensemble_is_one_graph_averaging_its_members(tmp_path: Path, task: str) -> None:
     torch.manual_seed(1)

@@ -76,6 +76,8 @@ class _ManyToOneGraph(nn.Module):
                 valid = length_mask(lengths, out.shape[0], time_major=True, device=out.device).unsqueeze(2)
                 parts.append(out.masked_fill(~valid, -float("inf")).amax(0))  # (B, D·H)
         h = torch.cat(parts, dim=1)  # (B, P·D·H)
+        if getattr(self.model, "ngrams", None) is not None:  # --ngram-filters: the n-gram features after the pools
+            h = torch.cat([h, self.model.ngrams(x, lengths)], dim=1)  # (B, P·D·H + 4·F)
         if self.summary is not None:  # LSTM-FCN: the pooled convolutional features beside the LSTM's state
             mask = length_mask(lengths, x.shape[1], device=x.device)  # (B, T)
             h = torch.cat([h, self.summary.conv_features(x, mask)], dim=1)  # (B, D·H + 128)
