@@ -101,6 +101,29 @@ def test_compiled_equals_torch_nn_float64(ext, kind, bidirectional, lengths, car
     assert_close_all(run_grads(ours, x, hx, lengths), run_grads(ref, x, hx, lengths))
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_gru_many_rows_weight_gradients_transposed(ext, dtype):
+    """gru from T·B ≥ 2048 rows (csrc/rnn.cpp, GRU_T_ROWS) forms dW_hh and dW_ih transposed (hᵀ·D, then a
+    transpose): against torch.nn.GRU with lengths, both directions and two layers, forward and backward; float64
+    to rounding, float32 within the stated bounds (outputs 2e-5, gradients 1e-4 relative to their size)."""
+    torch.manual_seed(17)
+    T, B, I, H, L = 40, 64, 3, 6, 2  # 2560 rows
+    ref = make_torch("gru", I, H, L, bidirectional=True, dtype=torch.float64)
+    ours = make_layer("gru", I, H, L, bidirectional=True, engine="compiled", dtype=dtype)
+    ours.load_state_dict({k: v.to(dtype) for k, v in ref.state_dict().items()})
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    lengths = torch.randint(1, T + 1, (B,)).tolist()
+    hx = random_hx("gru", 2 * L, B, H)
+    got = run_grads(ours, x.to(dtype), hx.to(dtype), lengths)
+    want = run_grads(ref, x, hx, lengths)
+    if dtype == torch.float64:
+        assert_close_all(got, want)
+        return
+    for i, (a, b) in enumerate(zip(got, want, strict=True)):
+        bound = 2e-5 if i < 2 else 1e-4 * max(1.0, b.abs().max().item())
+        assert (a.double() - b).abs().max().item() <= bound, i
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])

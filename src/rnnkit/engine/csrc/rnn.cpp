@@ -347,17 +347,19 @@ ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restr
   }
 }
 
-ROW gru_fwd_row(const T* __restrict g, const T* __restrict x, const T* __restrict p, const T* __restrict bhn,
-                T* __restrict st, T* __restrict h, int64_t H) {
+// gru (reset after): the projected inputs' row x (3H) is overwritten by the activated r, z, n (as the LSTM's gates
+// are), the candidate's hidden part W_hn h + b_hn goes to its own row gn (H): the backward reads both
+ROW gru_fwd_row(const T* __restrict g, T* __restrict x, const T* __restrict p, const T* __restrict bhn,
+                T* __restrict gn, T* __restrict h, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
     const T r = Act<T>::sigmoid(x[j] + g[j]);
     const T z = Act<T>::sigmoid(x[H + j] + g[H + j]);
     const T ghn = g[2 * H + j] + bhn[j];
     const T n = Act<T>::tanh(x[2 * H + j] + r * ghn);
-    st[j] = r;
-    st[H + j] = z;
-    st[2 * H + j] = n;
-    st[3 * H + j] = ghn;
+    x[j] = r;
+    x[H + j] = z;
+    x[2 * H + j] = n;
+    gn[j] = ghn;
     h[j] = n + z * (p[j] - n);
   }
 }
@@ -416,10 +418,12 @@ ROW lstm_bwd_row(T* __restrict a, T* __restrict d, T* __restrict e, const T* __r
   }
 }
 
-ROW gru_bwd_row(T* __restrict a, T* __restrict q, T* __restrict d, const T* __restrict gin, const T* __restrict st,
-                const T* __restrict p, int64_t H) {
+// a: the row's gate gradient [d_a_r, d_a_z, d_a_n] (of xp); q: the step's hidden-product gradient [d_a_r, d_a_z,
+// d_a_n ⊙ r] (a reused (B, 3H) buffer, the per-step GEMM's operand); qn: d_a_n ⊙ r kept for dW_hn and d b_hn
+ROW gru_bwd_row(T* __restrict a, T* __restrict q, T* __restrict qn, T* __restrict d, const T* __restrict gin,
+                const T* __restrict st, const T* __restrict ghnp, const T* __restrict p, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
-    const T r = st[j], z = st[H + j], n = st[2 * H + j], ghn = st[3 * H + j];
+    const T r = st[j], z = st[H + j], n = st[2 * H + j], ghn = ghnp[j];
     const T g = gin[j] + d[j];
     const T dan = g * (T(1) - z) * (T(1) - n * n);
     const T daz = g * (p[j] - n) * z * (T(1) - z);
@@ -430,6 +434,7 @@ ROW gru_bwd_row(T* __restrict a, T* __restrict q, T* __restrict d, const T* __re
     q[j] = dar;
     q[H + j] = daz;
     q[2 * H + j] = dan * r;
+    qn[j] = dan * r;
     d[j] = g * z;
   }
 }
@@ -478,7 +483,8 @@ const T* opt_ptr(const Tensor& t) {
 }
 
 // ----------------------------------------------------------------------------------------------------- forward
-// Returns rnn: {hs}; lstm: {hs, cs, gates (i, f, g, o activated), tanh(c)}; gru: {hs, S = [r, z, n, gh_n]};
+// Returns rnn: {hs}; lstm: {hs, cs, gates (i, f, g, o activated), tanh(c)}; gru: {hs, [r, z, n] (T, B, 3H: xp
+// overwritten), gh_n = W_hn h + b_hn (T, B, H)};
 // gru-before: {hs, S = [r, z, n, r⊙h]}. Without `train` the per-step buffers (all but hs, cs) hold one step only.
 template <typename T>
 std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h0, const Tensor& c0,
@@ -585,11 +591,14 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
     return {hs, cs, xp, tcs};
   }
 
-  Tensor S = pooled_empty({Ts, B, 4 * H}, xp.options());
-  T* SP = S.data_ptr<T>();
   if (kind == GRU) {
+    // like the LSTM's, xp (the caller's) holds the activated gates afterwards; only the candidate's hidden part
+    // gets a buffer of its own (T, B, H), not a (T, B, 4H) copy of all four
     Tensor gh = pooled_empty({B, G}, xp.options());  // the step's hidden products, reused
+    Tensor ghn = pooled_empty({Ts, B, H}, xp.options());
     T* GH = gh.data_ptr<T>();
+    T* GHN = ghn.data_ptr<T>();
+    T* XA = const_cast<T*>(X);
     const T* bhn = b_hn.data_ptr<T>();
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t s = train ? t : 0;
@@ -597,15 +606,18 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
       hw(hp, H, GH, G);  // (B, 3H)
       for_rows(B, H, [&](int64_t b) {
         T* h = HS + t * BH + b * H;
-        if (keep(t, b)) {
-          gru_fwd_row<T>(GH + b * G, xrow(t, b), hp + b * H, bhn, SP + (s * B + b) * 4 * H, h, H);
+        if (keep(t, b)) {  // else the row's gates are never read (the backward passes the gradient through)
+          gru_fwd_row<T>(GH + b * G, XA + (t * B + b) * G, hp + b * H, bhn, GHN + s * BH + b * H, h, H);
         } else {
           std::memcpy(h, hp + b * H, H * sizeof(T));
         }
       });
     }
-    return {hs, S};
+    return {hs, xp, ghn};
   }
+
+  Tensor S = pooled_empty({Ts, B, 4 * H}, xp.options());
+  T* SP = S.data_ptr<T>();
 
   // GRU_BEFORE: r, z from h_{t−1}; the candidate's product takes r ⊙ h_{t−1}
   Tensor grz = pooled_empty({B, 2 * H}, xp.options());
@@ -633,6 +645,25 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
 }
 
 // ---------------------------------------------------------------------------------------------------- backward
+// out[0:n] = Σ_r A[r, 0:n] over `rows` rows (row stride n): blocks of 64 rows summed first, then the blocks, so
+// the rounding grows with 64 + rows/64 rather than with rows
+template <typename T>
+void column_sums(const T* __restrict A, int64_t rows, int64_t n, T* __restrict out) {
+  std::vector<T> part(n);
+  for (int64_t r0 = 0; r0 < rows; r0 += 64) {
+    std::fill(part.begin(), part.end(), T(0));
+    T* __restrict p = part.data();
+    for (int64_t r = r0; r < std::min(rows, r0 + 64); ++r) {
+      const T* __restrict a = A + r * n;
+      for (int64_t j = 0; j < n; ++j) p[j] += a[j];
+    }
+    for (int64_t j = 0; j < n; ++j) out[j] += p[j];
+  }
+}
+
+// gru: from this many rows (T·B) on, its weight gradients are formed transposed (see below)
+constexpr int64_t GRU_T_ROWS = 2048;
+
 // Returns {d_xp (T, B, G), dh0 (B, H), dc0 (B, H) or empty, dW_hh (G, H), d_b_hn (H,) or empty}.
 template <typename T>
 std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_hn, const Tensor& d_cn, const Tensor& h0,
@@ -704,23 +735,47 @@ std::vector<Tensor> backward_impl(int64_t kind, const Tensor& d_hs, const Tensor
 
   const T* SP = s1.data_ptr<T>();
   if (kind == GRU) {
-    Tensor dg = pooled_empty({Tn, B, G}, hs.options());  // gradient of the hidden products [d_r, d_z, d_n ⊙ r]
-    T* DG = dg.data_ptr<T>();
+    // gradient of the step's hidden products [d_a_r, d_a_z, d_a_n ⊙ r] in one reused (B, 3H) buffer (one GEMM
+    // over all three gates per step); d_a_n ⊙ r of every step kept (T, B, H) for dW_hn and d b_hn. d_a_r and
+    // d_a_z are rows of da: dW_hr, dW_hz read them from there, so no (T, B, 3H) second gradient.
+    Tensor dq = pooled_empty({B, G}, hs.options());
+    Tensor dqn = pooled_empty({Tn, B, H}, hs.options());
+    T* DQ = dq.data_ptr<T>();
+    T* DQN = dqn.data_ptr<T>();
+    const T* GHN = s2.data_ptr<T>();
     for (int64_t t = Tn - 1; t >= 0; --t) {
       const T* hp = t ? HS + (t - 1) * BH : h0p;
       for_rows(B, H, [&](int64_t b) {
         const int64_t o = t * BH + b * H, og = (t * B + b) * G;
         if (keep(t, b)) {
-          gru_bwd_row<T>(DA + og, DG + og, DH + b * H, DHS + o, SP + (t * B + b) * 4 * H, hp + b * H, H);
+          gru_bwd_row<T>(DA + og, DQ + b * G, DQN + o, DH + b * H, DHS + o, SP + og, GHN + o, hp + b * H, H);
         } else {
           carry_row<T>(DA + og, G, DH + b * H, DHS + o, H);
-          std::memset(DG + og, 0, G * sizeof(T));
+          std::memset(DQ + b * G, 0, G * sizeof(T));
+          std::memset(DQN + o, 0, H * sizeof(T));
         }
       });
-      wb.mul(DG + t * B * G, G, T(1), DH, H);  // dh += d_gh_t W_hh
+      wb.mul(DQ, G, T(1), DH, H);  // dh += d_gh_t W_hh
     }
-    weight_grad(DG, G, G, DW);
-    Tensor dbhn = dg.view({Tn * B, G}).narrow(1, 2 * H, H).sum(0);
+    // d_a_r, d_a_z are rows of da, d_a_n ⊙ r those of dqn. Over many rows (GRU_T_ROWS) dW_hhᵀ (H, 3H) =
+    // Σ_t h_{t−1}ᵀ [d_a_r, d_a_z, d_a_n ⊙ r]_t, then transposed: MKL ran hᵀ·D 10–15% faster than Dᵀ·h at
+    // 200/64/128/512 (one thread); at small shapes the transpose's copy costs more than that.
+    Tensor dbhn = at::zeros({H}, hs.options());
+    column_sums<T>(DQN, Tn * B, H, dbhn.data_ptr<T>());
+    if (Tn * B < GRU_T_ROWS) {
+      weight_grad(DA, G, 2 * H, DW);           // rows of W_hr, W_hz
+      weight_grad(DQN, H, H, DW + 2 * H * H);  // W_hn
+    } else {
+      Tensor dwt = pooled_empty({H, G}, hs.options());
+      T* DWT = dwt.data_ptr<T>();
+      auto weight_grad_t = [&](const T* D, int64_t ldd, int64_t N, T* CT) {  // CT (H, N), row stride G
+        gemm<T>(true, false, H, N, B, h0p, H, D, ldd, T(0), CT, G);
+        if (Tn > 1) gemm<T>(true, false, H, N, (Tn - 1) * B, HS, H, D + B * ldd, ldd, T(1), CT, G);
+      };
+      weight_grad_t(DA, G, 2 * H, DWT);
+      weight_grad_t(DQN, H, H, DWT + 2 * H);
+      dw.copy_(dwt.t());
+    }
     return {da, dh, Tensor(), dw, dbhn};
   }
 
@@ -784,22 +839,6 @@ std::vector<Tensor> layer_forward_impl(int64_t kind, const Tensor& x, const Tens
 
 // Returns {dx (T, B, I), dh0, dc0 or undefined, dW_ih (G, I), dW_hh (G, H), db_ih (G), db_hh (G)}; what `need`
 // (x, w_ih, bias) marks as not needed is undefined.
-// out[0:n] = Σ_r A[r, 0:n] over `rows` rows (row stride n): blocks of 64 rows summed first, then the blocks, so
-// the rounding grows with 64 + rows/64 rather than with rows
-template <typename T>
-void column_sums(const T* __restrict A, int64_t rows, int64_t n, T* __restrict out) {
-  std::vector<T> part(n);
-  for (int64_t r0 = 0; r0 < rows; r0 += 64) {
-    std::fill(part.begin(), part.end(), T(0));
-    T* __restrict p = part.data();
-    for (int64_t r = r0; r < std::min(rows, r0 + 64); ++r) {
-      const T* __restrict a = A + r * n;
-      for (int64_t j = 0; j < n; ++j) p[j] += a[j];
-    }
-    for (int64_t j = 0; j < n; ++j) out[j] += p[j];
-  }
-}
-
 template <typename T>
 std::vector<Tensor> layer_backward_impl(int64_t kind, const Tensor& d_hs, const Tensor& d_hn, const Tensor& d_cn,
                                         const Tensor& x,
@@ -814,7 +853,11 @@ std::vector<Tensor> layer_backward_impl(int64_t kind, const Tensor& d_hs, const 
     dx = pooled_empty({Tn, B, I}, x.options());
     gemm<T>(false, false, Tn * B, I, G, DA, G, w_ih.data_ptr<T>(), I, T(0), dx.data_ptr<T>(), I);
   }
-  if (need_wih) {
+  if (need_wih && kind == GRU && Tn * B >= GRU_T_ROWS) {  // as its dW_hh: xᵀ·da (I, G), then transposed
+    Tensor dwiht = pooled_empty({I, G}, x.options());
+    gemm<T>(true, false, I, G, Tn * B, x.data_ptr<T>(), I, DA, G, T(0), dwiht.data_ptr<T>(), G);
+    dwih = dwiht.t().contiguous();
+  } else if (need_wih) {
     dwih = pooled_empty({G, I}, x.options());
     gemm<T>(true, false, G, I, Tn * B, DA, G, x.data_ptr<T>(), I, T(0), dwih.data_ptr<T>(), I);
   }
