@@ -506,34 +506,6 @@ def test_rows_split_over_two_threads_really_run_and_match_one_thread_float32(ext
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("B", [1, 3])
-def test_lstm_inference_split_over_two_threads_is_bitwise_one_thread(ext, dtype, B):
-    """Without grad at B ≤ 4 and H ≥ 128 the LSTM forward splits the hidden units over two threads (each streams
-    half of W_hhᵀ, one barrier per step): bitwise one thread's results, which agree with torch.nn.LSTM."""
-    torch.manual_seed(6)
-    T, I, H = 7, 5, 128
-    ref = torch.nn.LSTM(I, H, num_layers=2).to(dtype)
-    layer = rnnkit.LSTM(I, H, num_layers=2).to(dtype)
-    layer.load_state_dict(ref.state_dict())
-    x = torch.randn(T, B, I, dtype=dtype)
-    threads = torch.get_num_threads()
-    try:
-        with torch.no_grad():
-            torch.set_num_threads(2)
-            two = [layer(x), layer.step(x[0], None)]
-            torch.set_num_threads(1)
-            one = [layer(x), layer.step(x[0], None)]
-            want = ref(x)
-    finally:
-        torch.set_num_threads(threads)
-    flat = [torch.utils._pytree.tree_leaves(r) for r in (one, two)]
-    assert all(torch.equal(a, b) for a, b in zip(*flat, strict=True))
-    tol = {"rtol": 1e-9, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-5}
-    for a, b in zip(torch.utils._pytree.tree_leaves(one[0]), torch.utils._pytree.tree_leaves(want), strict=True):
-        torch.testing.assert_close(a, b, **tol)
-
-
 def test_the_engine_is_built_with_openmp_where_torch_runs_on_it(monkeypatch):
     """``load_threaded_extension`` adds -fopenmp where torch uses OpenMP (Linux) and, where that build fails,
     builds the same sources without it as NAME_serial; compiled kernels turned off means no second try."""

@@ -16,9 +16,6 @@
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include <algorithm>
 #include <cmath>
@@ -327,20 +324,19 @@ ROW rnn_fwd_row(T* __restrict o, const T* __restrict x, int64_t H, bool relu) {
 
 // LSTM gates on pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ (the step's GEMM accumulated into the
 // projected inputs), overwritten by the activated gates
-// (n units from the row's start; gs the stride between the four gates' blocks: H, or n for a whole row)
 ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
-                         T* __restrict tc, int64_t n, int64_t gs) {
-  for (int64_t j = 0; j < n; ++j) {
+                         T* __restrict tc, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) {
     const T i = Act<T>::sigmoid(g[j]);
-    const T f = Act<T>::sigmoid(g[gs + j]);
-    const T gg = Act<T>::tanh(g[2 * gs + j]);
-    const T o = Act<T>::sigmoid(g[3 * gs + j]);
+    const T f = Act<T>::sigmoid(g[H + j]);
+    const T gg = Act<T>::tanh(g[2 * H + j]);
+    const T o = Act<T>::sigmoid(g[3 * H + j]);
     const T cn = f * c_prev[j] + i * gg;
     const T tn = Act<T>::tanh(cn);
     g[j] = i;
-    g[gs + j] = f;
-    g[2 * gs + j] = gg;
-    g[3 * gs + j] = o;
+    g[H + j] = f;
+    g[2 * H + j] = gg;
+    g[3 * H + j] = o;
     c[j] = cn;
     tc[j] = tn;
     h[j] = o * tn;
@@ -539,38 +535,6 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
     T* GA = const_cast<T*>(X);
     T* TC = tcs.data_ptr<T>();
     const T* c0p = c0.data_ptr<T>();
-#ifdef _OPENMP
-    // Without grad at a small batch (sampling, serving) on two or more threads: two threads each own half of the
-    // hidden units — their columns of the four gates, so each streams half of W_hhᵀ from its own core's cache
-    // every step instead of one core streaming all of it — and meet at one barrier per step (the next step
-    // reads the whole h). Every column is the same product in the same order as on one thread: bitwise the
-    // same results (tested). From H = 128 on, where the product (≥ 1.5 µs a step) outweighs the barrier.
-    if (!train && M == nullptr && w1.kn != nullptr && H >= 128 && H % 32 == 0 && at::get_num_threads() >= 2 &&
-        !omp_in_parallel()) {
-      const int64_t half = H / 2, ldw = w1.ldw;
-#pragma omp parallel num_threads(2)
-      {
-        const int nt = omp_get_num_threads(), id = omp_get_thread_num();
-        for (int64_t t = 0; t < Tn; ++t) {
-          const T* hp = t ? HS + (t - 1) * BH : h0p;
-          const T* cp = t ? CS + (t - 1) * BH : c0p;
-          T* ga = GA + t * B * G;
-          for (int part = id; part < 2; part += nt) {  // one half each (both if the runtime gave one thread)
-            const int64_t off = part * half;
-            for (int q = 0; q < 4; ++q) {
-              small_mm<T>(B, half, H, hp, H, w1.kn + q * H + off, ldw, T(1), ga + q * H + off, G);
-            }
-            for (int64_t b = 0; b < B; ++b) {
-              const int64_t o = b * H + off;
-              lstm_fwd_row_inplace<T>(ga + b * G + off, cp + o, CS + t * BH + o, HS + t * BH + o, TC + o, half, H);
-            }
-          }
-#pragma omp barrier
-        }
-      }
-      return {hs, cs, xp, tcs};
-    }
-#endif
     for (int64_t t = 0; t < Tn; ++t) {
       const int64_t s = train ? t : 0;
       const T* hp = t ? HS + (t - 1) * BH : h0p;
@@ -581,7 +545,7 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
         T* c = CS + t * BH + b * H;
         T* h = HS + t * BH + b * H;
         if (keep(t, b)) {
-          lstm_fwd_row_inplace<T>(ga + b * G, cp + b * H, c, h, TC + s * BH + b * H, H, H);
+          lstm_fwd_row_inplace<T>(ga + b * G, cp + b * H, c, h, TC + s * BH + b * H, H);
         } else {  // a carried row: its gate row is never read (the backward passes the gradient through)
           std::memcpy(c, cp + b * H, H * sizeof(T));
           std::memcpy(h, hp + b * H, H * sizeof(T));
