@@ -8,24 +8,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from script_helpers import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("leaderboard", ROOT / "benchmarks" / "leaderboard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["leaderboard"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lb = _load()
+lb = load_benchmark("leaderboard")
 has_aeon = importlib.util.find_spec("aeon") is not None
 needs_aeon = pytest.mark.skipif(not has_aeon, reason="aeon is not installed (its wheel ships the .ts sets)")
 

@@ -3,26 +3,17 @@ rnnkit's own split, and the table shows it (made-up numbers for the table: they 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from script_helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("sklearn")
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("leaderboard", ROOT / "benchmarks" / "leaderboard.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["leaderboard"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-lb = _load()
+lb = load_benchmark("leaderboard")
 
 
 def test_the_ngram_peer_learns_on_rnnkits_split_and_beats_the_majority_class() -> None:
