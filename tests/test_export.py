@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -284,6 +285,30 @@ def test_ngram_classifier_graph_equals_the_model(tmp_path: Path) -> None:
     _assert_onnx_equals_model(model.float(), tmp_path / "ngram.onnx", gen)
 
 
+def test_ngram_bag_classifier_graph_equals_the_model(tmp_path: Path) -> None:
+    """``ngram_buckets``: the hashed n-gram bag's logits are added in the graph as in the model (float64 graph
+    module against the model, then onnxruntime against the float32 model)."""
+    torch.manual_seed(4)
+    gen = torch.Generator().manual_seed(12)
+    ids, lengths = padded_ids(4, 7, 9, gen)
+    cfg = ModelConfig(
+        task="classify", model="gru", vocab_size=9, embed_dim=3, num_classes=3, hidden_size=4,
+        bidirectional=True, ngram_buckets=31,
+    )  # fmt: skip
+    model = build_model(cfg).double().eval()
+    torch.nn.init.normal_(model.bag.bag.weight)  # zero at the start: random so that the bag counts
+    with torch.no_grad():
+        want = model(Batch(ids, lengths, None))[0]
+        got = rexport.graphs._ManyToOneGraph(model)(ids, lengths)
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+        assert (want - model.head(model.encode(Batch(ids, lengths, None)))).abs().max() > 0.1
+    _assert_onnx_equals_model(model.float(), tmp_path / "bag.onnx", gen)
+    one_way = build_model(replace(cfg, bidirectional=False)).eval()  # the bag reads whole names: no step graph
+    info = export_model(one_way, tmp_path / "one.onnx")
+    assert list(info["graphs"]) == ["sequence"] and not (tmp_path / "one.step.onnx").exists()
+    assert "n-gram bag" in rexport.graphs._no_step_reason(one_way)
+
+
 @pytest.mark.parametrize("task", ["classify", "regress"])
 def test_an_ensemble_is_one_graph_averaging_its_members(tmp_path: Path, task: str) -> None:
     torch.manual_seed(1)
@@ -362,7 +387,7 @@ def clf_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (data / f"{cls}.txt").write_text("\n".join(sorted(items)) + "\n", encoding="utf-8")
     out = base / "run"
     tiny = ["--hidden", "6", "--embed", "4", "--epochs", "1", "--batch-size", "8"]
-    args = [*tiny, "--model", "rnn", "--no-bidirectional"]
+    args = [*tiny, "--model", "rnn", "--no-bidirectional", "--ngram-buckets", "0"]  # the bag has no step graph
     assert cli.main(["train", "--task", "classify", "--data", str(data), "--out", str(out), *args]) == 0
     return out
 

@@ -71,6 +71,16 @@ def _one_and_two_threads(run):
     return one, two
 
 
+def _blas_depends_on_threads(rows: int, k: int, n: int, dtype: torch.dtype) -> bool:
+    """Whether torch's matrix product of a (rows, k) by (k, n) problem differs in any bit between 1 and 2 threads
+    here (the same product the min-RNN layers make for their input projection)."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(rows, k, generator=gen, dtype=dtype)
+    w = torch.randn(n, k, generator=gen, dtype=dtype)
+    one, two = _one_and_two_threads(lambda: torch.nn.functional.linear(a, w))
+    return not torch.equal(one, two)
+
+
 @needs_compiled
 @pytest.mark.parametrize("name", list(LAYERS))
 @pytest.mark.parametrize("B", [1, 2, 5])
@@ -92,6 +102,14 @@ def test_two_threads_equal_one_bit_for_bit(monkeypatch, name: str, B: int, chunk
     hx = torch.randn(1, B, 200, dtype=dtype)
     lengths = list(range(T, T - B, -1))
     one, two = _one_and_two_threads(lambda: _run(layer, x, hx, lengths))
+    rows = chunk_steps * B or T * B  # the input projection's rows per product (a chunk's, or every step's)
+    if _blas_depends_on_threads(rows, 4, G * 200, dtype):
+        # torch's own matrix product (the projection P = x Wᵀ, and dW) gives other last bits on 2 threads than on 1
+        # on some CPUs (seen on an AMD EPYC with MKL for 7 rows); the kernels' part is still split-invariant, so
+        # the results agree to the product's rounding
+        for g1, g2 in zip(one, two, strict=True):
+            torch.testing.assert_close(g1, g2, rtol=1e-5, atol=1e-5)
+        pytest.skip("bit-identity not checked: torch's matrix product on this CPU depends on the thread count")
     for g1, g2 in zip(one, two, strict=True):
         assert torch.equal(g1, g2)
     if dtype == F64:

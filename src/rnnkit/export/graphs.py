@@ -40,6 +40,10 @@ def _no_step_reason(model: nn.Module) -> str | None:
         return "an ensemble's graph averages its members over whole sequences"
     if getattr(model, "summarizes", False):
         return "the LSTM-FCN's convolutional branch reads the whole sequence"
+    if getattr(model, "ngrams", None) is not None:
+        return "the n-gram convolutions (--ngram-filters) read the whole sequence"
+    if getattr(model, "bag", None) is not None:
+        return "the n-gram bag (--ngram-buckets) reads the whole sequence"
     if getattr(_recurrent_core(model), "bidirectional", False):
         return "a bidirectional model reads the whole sequence"
     return None
@@ -81,7 +85,10 @@ class _ManyToOneGraph(nn.Module):
         if self.summary is not None:  # LSTM-FCN: the pooled convolutional features beside the LSTM's state
             mask = length_mask(lengths, x.shape[1], device=x.device)  # (B, T)
             h = torch.cat([h, self.summary.conv_features(x, mask)], dim=1)  # (B, D·H + 128)
-        return self.model.head(h)  # (B, C | K)
+        logits = self.model.head(h)  # (B, C | K)
+        if getattr(self.model, "bag", None) is not None:  # --ngram-buckets: the hashed n-gram bag's logits
+            logits = logits + self.model.bag(inputs, lengths)
+        return logits
 
 
 class _EnsembleGraph(nn.Module):

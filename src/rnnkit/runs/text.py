@@ -75,6 +75,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "label_smoothing": 0.0,
         "token_dropout": 0.0,
         "ngram_filters": 0,
+        "ngram_buckets": 32768,  # issue 16, fifth session: the hashed n-gram bag beside the GRU
+        "ngram_dropout": 0.5,
     },
     "generate": {  # issue 16: 2 layers of 384, E 128, dropout 0.3, 16 epochs (0.1.0: 1 of 256, E 64, 0.1, 12)
         "model": "lstm",
@@ -93,7 +95,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 MODEL_EXTRAS: dict[str, tuple[str, ...]] = {
-    "classify": ("pool", "label_smoothing", "token_dropout", "ngram_filters"),
+    "classify": ("pool", "label_smoothing", "token_dropout", "ngram_filters", "ngram_buckets", "ngram_dropout"),
     "generate": ("token_dropout",),
 }
 """Model settings of the text kinds added since rnnkit 0.1.0 (fields of :class:`~rnnkit.tasks.ModelConfig`)."""
@@ -266,19 +268,22 @@ class _TextKind(RunKind):
         for key in MODEL_EXTRAS["classify"]:
             if key not in extras and opts.options.get(key) is not None:
                 raise ValueError(f"--{key.replace('_', '-')} is for --task classify: leave it out")
-        for key in ("label_smoothing", "token_dropout"):
+        for key in ("label_smoothing", "token_dropout", "ngram_dropout"):
             if key in extras:
                 extras[key] = float(extras[key])
                 ranges.check_value(key, extras[key])
-        if "ngram_filters" in extras:
-            extras["ngram_filters"] = int(extras["ngram_filters"])
-            ranges.check_value("ngram_filters", extras["ngram_filters"])
+        for key in ("ngram_filters", "ngram_buckets"):
+            if key in extras:
+                extras[key] = int(extras[key])
+                ranges.check_value(key, extras[key])
         if opts.resolved("model") == "window":  # the lecture's window model stays as it is
             extras["token_dropout"] = 0.0
-            if "ngram_filters" in extras:
-                if opts.options.get("ngram_filters") not in (None, 0):
-                    raise ValueError("the window model is the lecture's as it is: leave out --ngram-filters")
-                extras["ngram_filters"] = 0
+            for key in ("ngram_filters", "ngram_buckets"):
+                if key in extras:
+                    if opts.options.get(key) not in (None, 0):
+                        flag = "--" + key.replace("_", "-")
+                        raise ValueError(f"the window model is the lecture's as it is: leave out {flag}")
+                    extras[key] = 0
             if "label_smoothing" in extras:
                 extras["label_smoothing"] = 0.0
             if "pool" in extras:

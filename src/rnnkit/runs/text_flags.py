@@ -63,6 +63,26 @@ TEXT_FLAGS: tuple[Flag, ...] = (
         },
     ),
     Flag(
+        "--ngram-buckets",
+        {
+            "type": ranged("ngram_buckets"),
+            "default": None,
+            "metavar": "N",
+            "help": "classify on text: a linear model over the name's character 1-5-grams hashed into N rows, "
+            "trained with the recurrent core and added to its logits (0 = none; default: the task's, 32768)",
+        },
+    ),
+    Flag(
+        "--ngram-dropout",
+        {
+            "type": ranged("ngram_dropout"),
+            "default": None,
+            "metavar": "P",
+            "help": "classify: probability of dropping each n-gram of --ngram-buckets while training "
+            "(default: the task's)",
+        },
+    ),
+    Flag(
         "--token-dropout",
         {
             "type": ranged("token_dropout"),

@@ -8,13 +8,22 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
-from rnnkit.data.vocab import PAD, UNK
+from rnnkit.data.vocab import BOS, EOS, PAD, UNK
 from rnnkit.masks import length_mask
 from rnnkit.tasks.base import RecurrentTaskModel
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.modes import eval_mode
 
-__all__ = ["NGRAM_WIDTHS", "POOLS", "NgramConvolutions", "SequenceClassifier", "drop_tokens"]
+__all__ = [
+    "NGRAM_ORDERS",
+    "NGRAM_WIDTHS",
+    "POOLS",
+    "HashedNgrams",
+    "NgramConvolutions",
+    "SequenceClassifier",
+    "drop_tokens",
+    "ngram_hash",
+]
 
 _WINDOW_LOSSES = ("sum", "aggregate")
 POOLS = ("last", "mean", "max")
@@ -51,6 +60,78 @@ class NgramConvolutions(nn.Module):
             windows = length_mask(lengths + (k - 1), T + k - 1, device=x.device)  # (B, T + k − 1)
             parts.append(y.masked_fill(~windows.unsqueeze(1), -float("inf")).amax(2))  # (B, F)
         return torch.cat(parts, dim=1)  # (B, 4·F)
+
+
+NGRAM_ORDERS = (1, 2, 3, 4, 5)
+"""Lengths of the hashed character n-grams (``ModelConfig.ngram_buckets``), as the practitioner's linear model
+(TF-IDF of character 1–5-grams) reads them."""
+
+_HASH_PRIME = 1_000_003
+
+
+def ngram_hash(windows: Tensor, buckets: int) -> Tensor:
+    """The bucket of every n-gram: ``windows`` ``(..., n)`` int64 token ids → ``(...)`` int64 in ``[0, buckets)``.
+
+    A polynomial hash reduced after every element, ``h ← (h·P + id) mod buckets`` from ``h = n`` (P = 1,000,003),
+    so n-grams of different orders hash apart and no intermediate exceeds 2⁶³ (buckets ≤ 2²⁴, ids < 2³¹): the
+    same buckets on every platform and in an exported graph."""
+    n = windows.shape[-1]
+    h = torch.full(windows.shape[:-1], n, dtype=torch.int64, device=windows.device)
+    for k in range(n):
+        h = torch.remainder(h * _HASH_PRIME + windows[..., k], buckets)
+    return h
+
+
+class HashedNgrams(nn.Module):
+    """A linear model over the hashed character n-grams of a token sequence, added to the classifier's logits
+    (the bag of n-grams of fastText, Joulin et al. 2017, trained jointly with the recurrent core).
+
+    Each sequence is framed as ``BOS x_1 … x_len EOS``; every n-gram of it (n in :data:`NGRAM_ORDERS`, windows
+    inside the frame) is hashed to one of ``buckets`` rows by :func:`ngram_hash`, and the logits are
+    ``Σ_g W[bucket(g)] / √N`` over the ``N`` n-grams of the sequence (``W`` ``(buckets, C)``, zero at the start so
+    a new model begins as the recurrent classifier alone). While training each n-gram is dropped with probability
+    ``dropout`` and ``N`` counts the kept ones: without it the bag memorises the training names' rare 4- and
+    5-grams within an epoch and the recurrent core stops learning (docs/defaults-names.md).
+
+    ``forward(ids (B, T) int64, lengths (B,)) -> (B, C)``; ids past a sequence's length never change a result.
+    """
+
+    def __init__(self, buckets: int, num_classes: int, dropout: float = 0.5) -> None:
+        super().__init__()
+        if not 1 <= buckets <= 2**24:
+            raise ValueError(f"ngram_buckets must lie in [1, 2**24], got {buckets}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"ngram_dropout must lie in [0, 1), got {dropout}")
+        self.buckets, self.dropout = buckets, dropout
+        self.bag = nn.EmbeddingBag(buckets, num_classes, mode="sum")
+        nn.init.zeros_(self.bag.weight)
+
+    def grams(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The buckets ``(B, N)`` of every window of every order and whether each lies inside its sequence's
+        frame ``(B, N)`` bool, ``N = Σ_n (T + 3 − n)``."""
+        B, T = ids.shape
+        framed = torch.cat([ids.new_full((B, 1), BOS), ids.long(), ids.new_full((B, 1), PAD)], dim=1)  # (B, T+2)
+        rows = torch.arange(B, device=ids.device)
+        framed = framed.index_put((rows, lengths.long() + 1), framed.new_tensor(EOS))  # EOS after each end
+        last = lengths.long().unsqueeze(1) + 1  # (B, 1) the frame's last index
+        hashed, inside = [], []
+        for n in NGRAM_ORDERS:
+            if n > T + 2:
+                break
+            windows = framed.unfold(1, n, 1)  # (B, T + 3 − n, n): window j reads frame j … j + n − 1
+            start = torch.arange(windows.shape[1], device=ids.device).unsqueeze(0)  # (1, T + 3 − n)
+            hashed.append(ngram_hash(windows, self.buckets))
+            inside.append(start + (n - 1) <= last)
+        return torch.cat(hashed, dim=1), torch.cat(inside, dim=1)
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        buckets, inside = self.grams(ids, lengths)
+        keep = inside
+        if self.training and self.dropout > 0:
+            keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.dropout)
+        weight = keep.to(self.bag.weight.dtype)
+        weight = weight / weight.sum(1, keepdim=True).clamp(min=1).sqrt()  # (B, N): 1/√N on each kept n-gram
+        return self.bag(buckets, per_sample_weights=weight)  # (B, C)
 
 
 def drop_tokens(ids: Tensor, p: float) -> Tensor:
@@ -127,6 +208,14 @@ class SequenceClassifier(RecurrentTaskModel):
                 raise ValueError(f"ngram_filters needs a recurrent core, not {config.model!r}")
             self.ngrams = NgramConvolutions(self.inputs.size, config.ngram_filters)
             self.head = nn.Linear(self.head.in_features + self.ngrams.size, config.num_classes)
+        self.bag: HashedNgrams | None = None
+        if config.ngram_buckets:
+            if self.per_window or not self.inputs.tokens:
+                raise ValueError(
+                    f"ngram_buckets needs token inputs and a recurrent core (model {config.model!r}"
+                    f"{', real-valued inputs' if not self.inputs.tokens else ''})"
+                )
+            self.bag = HashedNgrams(config.ngram_buckets, config.num_classes, config.ngram_dropout)
 
     def _batch(self, batch: Batch) -> Batch:
         """The batch the model reads: with character dropout while training on tokens."""
@@ -196,6 +285,8 @@ class SequenceClassifier(RecurrentTaskModel):
         if self.per_window:
             return self._forward_windows(batch)
         logits = self.head(self.drop(self.encode(batch)))  # (B, C)
+        if self.bag is not None:  # the n-grams of the batch as given (character dropout is the core's)
+            logits = logits + self.bag(batch.inputs, batch.lengths)
         loss = None
         if batch.targets is not None:
             smooth = self.config.label_smoothing if self.training else 0.0

@@ -7,7 +7,15 @@ from typing import Any
 
 __all__ = ["ModelConfig"]
 
-_ORIGINAL = {"ensemble": 1, "pool": "last", "label_smoothing": 0.0, "token_dropout": 0.0, "ngram_filters": 0}
+_ORIGINAL = {
+    "ensemble": 1,
+    "pool": "last",
+    "label_smoothing": 0.0,
+    "token_dropout": 0.0,
+    "ngram_filters": 0,
+    "ngram_buckets": 0,
+    "ngram_dropout": 0.5,
+}
 """Settings added after rnnkit 0.1.0 and the value every earlier model had: written to config.json only when
 another value is set, so an older rnnkit still reads the runs that do not use them."""
 
@@ -41,6 +49,8 @@ class ModelConfig:
     label_smoothing: float = 0.0  # classifier: label smoothing of the training loss (evaluation is plain NLL)
     token_dropout: float = 0.0  # token inputs: each symbol becomes UNK with this probability while training
     ngram_filters: int = 0  # classifier: filters per width of the n-gram convolutions beside the core (0 = none)
+    ngram_buckets: int = 0  # classifier on tokens: rows of the hashed n-gram bag added to the logits (0 = none)
+    ngram_dropout: float = 0.5  # classifier: probability of dropping each n-gram of the bag while training
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
