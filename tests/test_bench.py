@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -116,6 +118,35 @@ def test_measure_peers_lstm_and_gemm_share() -> None:
     assert r["mode"] == "train" and r["threads"] >= 1
     if r["jax_ms"] is not None:  # only with the `bench` extra
         assert r["jax_ratio"] == pytest.approx(r["rnnkit_ms"] / r["jax_ms"])
+
+
+_PINNED_JAX = """
+import json, os, torch
+from rnnkit import bench
+torch.set_num_threads(1)
+def tasks():
+    return set(os.listdir("/proc/self/task"))
+before = tasks()
+bench._import_jax()
+new = tasks() - before
+def allowed(tid):
+    for line in open(f"/proc/self/task/{tid}/status"):
+        if line.startswith("Cpus_allowed_list"):
+            return line.split(":")[1].strip()
+print(json.dumps([sorted({allowed(t) for t in new}), len(os.sched_getaffinity(0))]))
+"""
+
+
+def test_the_jax_column_runs_on_one_cpu_with_one_torch_thread() -> None:
+    """On one torch thread, every thread XLA starts may use one CPU only (its products would otherwise run on all
+    cores while torch's run on one), and the process's own affinity is as before."""
+    pytest.importorskip("jax", reason="jax is optional (the bench extra)")
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2 or not Path("/proc/self/task").is_dir():
+        pytest.skip("needs Linux with at least two CPUs")
+    out = subprocess.run([sys.executable, "-c", _PINNED_JAX], capture_output=True, text=True, check=True).stdout
+    allowed, process_cpus = json.loads(out)  # the new threads' Cpus_allowed_list values, e.g. ["0"]
+    assert allowed and all(a.isdigit() for a in allowed), out  # each new thread: one CPU
+    assert process_cpus == len(os.sched_getaffinity(0))
 
 
 def test_jax_column_matches_the_cell_when_installed() -> None:

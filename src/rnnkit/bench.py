@@ -293,14 +293,26 @@ def jax_available() -> bool:
 
 
 def _import_jax():
+    """Import jax for the CPU. On one torch thread, XLA's CPU client (and the thread pool its products run on) is
+    started while this process may use one CPU only: its threads keep that affinity, so the JAX column runs on one
+    core as torch does. (``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` no longer limits it: jax 0.10's products
+    ran on both cores of a 2-core machine with it, 150 GFLOP/s against 83 on one, until session 9 of issue 15.)
+    The process's own affinity is restored at once."""
     if "jax" not in sys.modules:
-        # as many threads as torch: XLA's CPU backend reads its thread count once, at import
-        flags = os.environ.get("XLA_FLAGS", "")
-        if torch.get_num_threads() == 1 and "multi_thread_eigen" not in flags:
-            os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        pin = torch.get_num_threads() == 1 and hasattr(os, "sched_getaffinity")
+        saved = os.sched_getaffinity(0) if pin else set()
+        try:
+            if pin and len(saved) > 1:
+                os.sched_setaffinity(0, {min(saved)})
+            import jax
+
+            jax.config.update("jax_platforms", "cpu")
+            jax.devices()  # the CPU client and its thread pool start here, inheriting the affinity
+        finally:
+            if pin and len(saved) > 1:
+                os.sched_setaffinity(0, saved)
     import jax
 
-    jax.config.update("jax_platforms", "cpu")
     return jax
 
 
