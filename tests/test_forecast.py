@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 import rnnkit.runs.forecast  # noqa: F401  (registers the forecast kind)
 from rnnkit import cli
 from rnnkit import metrics as M
-from rnnkit.data.batching import Batch
+from rnnkit.data.batching import Batch, NonFiniteValues
 from rnnkit.data.series import Scaler, chronological_split, make_windows
 from rnnkit.runs import load_run
 from rnnkit.runs.forecast import forecaster_of
@@ -309,6 +309,27 @@ def test_evaluate_and_predict_on_other_data(trained, tmp_path: Path, capsys) -> 
     assert main("predict", out, "--data", path) == 0
     got = [float(ln.split(":")[1]) for ln in capsys.readouterr().out.splitlines()]
     np.testing.assert_allclose(got, fc.next_values(other, 3), rtol=1e-5)
+
+
+def test_values_beyond_float32_after_scaling_are_one_line_not_nan(trained, tmp_path: Path, capsys) -> None:
+    """A series whose values the run's scaling takes beyond float32 (the model's dtype) is refused in one line with
+    exit code 2 by predict and evaluate, instead of forecasts of nan or inf; values inside the range still work."""
+    out, _, _ = trained
+    huge = wave(60, seed=4)
+    huge[-1] = 1e300
+    path = write_csv(tmp_path / "huge.csv", huge)
+    capsys.readouterr()
+    for command in (("predict", out, "--data", path), ("evaluate", out, "--data", path)):
+        assert main(*command) == 2
+        err = capsys.readouterr().err
+        assert "beyond the float32 range" in err and "1e+300" in err and len(err.strip().splitlines()) == 1
+        assert "Traceback" not in err
+    with pytest.raises(NonFiniteValues, match="after the run's scaling"):
+        forecaster_of(load_run(out)).next_values(huge)
+    big = wave(60, seed=4) * 1e20  # large, but within float32 after scaling
+    assert main("predict", out, "--data", write_csv(tmp_path / "big.csv", big)) == 0
+    got = [float(ln.split(":")[1]) for ln in capsys.readouterr().out.splitlines()]
+    assert all(np.isfinite(got))
 
 
 def test_univariate_recursive_window_run_and_predict_from_values(tmp_path: Path, capsys) -> None:

@@ -389,6 +389,20 @@ def test_zscore_each_and_model_inputs_by_hand() -> None:
         series_inputs.model_inputs(seqs, "minmax")
 
 
+def test_zscore_each_of_huge_values_equals_that_of_the_scaled_series() -> None:
+    """Values whose squares pass float64's range (a variance would be inf and every z 0) z-normalise as the same
+    series at ordinary scale does; values at ordinary scale take the plain path, bit for bit as before."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(5.0, 3.0, size=(9, 2))
+    (want,) = series_inputs.zscore_each([base])
+    for scale in (1e200, 1e160, 1e300):
+        (got,) = series_inputs.zscore_each([base * scale])
+        assert np.isfinite(got).all() and np.abs(got).max() > 1
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    mean, std = base.mean(axis=0), base.std(axis=0)
+    np.testing.assert_array_equal(series_inputs.zscore_each([base])[0], (base - mean) / std)
+
+
 def test_default_epochs_follow_the_step_budget() -> None:
     X, y = make_series(2, seed=0)
     small = read_ts_like(X, y)

@@ -81,6 +81,10 @@ def downsample_series(sequences: Sequence[np.ndarray], factor: int) -> list[np.n
     return out
 
 
+_SQUARE_SAFE = 1e150
+"""Magnitudes up to which squaring (a variance) stays inside float64's range with room to sum many steps."""
+
+
 def zscore_each(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Every series ``(L_i, C)`` z-normalised on its own, per channel: ``(x − μ_i) / σ_i`` over its ``L_i`` steps.
 
@@ -88,7 +92,13 @@ def zscore_each(sequences: Sequence[np.ndarray]) -> list[np.ndarray]:
     out = []
     for s in sequences:
         a = np.asarray(s, dtype=np.float64)  # (L_i, C)
-        mean, std = a.mean(axis=0), a.std(axis=0)  # (C,)
+        big = np.abs(a).max(axis=0, initial=0.0)  # (C,)
+        if np.isfinite(big).all() and (big > _SQUARE_SAFE).any():
+            # the variance would square values past float64's range (std inf, every z 0): moments of a / big
+            unit = np.where(big > 0, big, 1.0)
+            mean, std = (a / unit).mean(axis=0) * unit, (a / unit).std(axis=0) * unit
+        else:
+            mean, std = a.mean(axis=0), a.std(axis=0)  # (C,)
         std = channel_scale(mean, std)
         out.append((a - mean) / std)
     return out

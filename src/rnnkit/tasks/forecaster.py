@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data.batching import Batch
+from rnnkit.data.batching import FLOAT32_MAX, Batch, NonFiniteValues
 from rnnkit.data.series import Scaler, Windows
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.modes import eval_mode
@@ -352,6 +352,12 @@ class Forecaster:
     def predict_at(self, values: np.ndarray, origins: np.ndarray, horizon: int | None = None) -> np.ndarray:
         """Forecasts ``(M, K)`` in original units from the ``C`` raw steps ending at each origin of ``values``."""
         z = self.scaler.transform(values)  # (N, F)
+        if z.size and not float(np.abs(z).max()) <= FLOAT32_MAX:  # NaN too: the model computes in float32
+            raw = float(np.abs(np.asarray(values, dtype=np.float64)).max())
+            raise NonFiniteValues(
+                f"the series: values up to {raw:.3g} are {float(np.abs(z).max()):.3g} after the run's scaling, "
+                f"beyond the float32 range (|x| <= {FLOAT32_MAX:.3g}) the model computes in; rescale the values"
+            )
         o = np.asarray(origins, dtype=np.int64)
         if o.size and o.min() < self.context - 1:
             raise ValueError(f"every origin needs {self.context} steps of context; the first is at {o.min()}")
