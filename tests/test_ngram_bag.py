@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from rnnkit.data import collate_classification
 from rnnkit.data.batching import Batch
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.tasks import ModelConfig, build_model
@@ -24,11 +25,8 @@ BUCKETS = 97  # small, so that n-grams share rows as they do in a real bag
 
 
 def _batch() -> Batch:
-    seqs = [[5, 6, 7], [8], [9, 10, 11, 4, 5, 6, 7]]
-    inputs = torch.zeros(3, 8, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        inputs[i, : len(s)] = torch.tensor(s)
-    return Batch(inputs, torch.tensor([len(s) for s in seqs]), torch.tensor([0, 2, 1]))
+    """Three names of 3, 1 and 7 symbols, padded to 7 (the 1-symbol one is shorter than most n-grams)."""
+    return collate_classification([[5, 6, 7], [8], [9, 10, 11, 4, 5, 6, 7]], [0, 2, 1])
 
 
 def _hash(gram: list[int]) -> int:
