@@ -487,24 +487,9 @@ class SeriesClassifyKind(RunKind):
     def handles(self, opts: RunOptions) -> bool:
         return handles(opts)
 
-    def train(
-        self,
-        opts: RunOptions,
-        out: str | Path,
-        *,
-        resume: bool = False,
-        overwrite: bool = False,
-        log: Callable[[str], None] | None = None,
-        tensorboard: str | Path | None = None,
-    ) -> dict[str, Any]:
-        """:meth:`RunKind.train`; a new run without ``--ensemble`` trains :func:`default_members` members (a
-        resumed one keeps what it was started with)."""
-        if not resume and opts.options.get("ensemble") is None and opts.data is not None:
-            self.check_flags(opts)
-            members = default_members_of(opts)
-            if members > 1:
-                opts = replace(opts, options={**opts.options, "ensemble": members})
-        return super().train(opts, out, resume=resume, overwrite=overwrite, log=log, tensorboard=tensorboard)
+    def default_ensemble(self, opts: RunOptions) -> int:
+        """A new run without ``--ensemble`` trains :func:`default_members` members (by the data's size)."""
+        return default_members_of(opts) if opts.data is not None else 1
 
     def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         return options_from_config(saved, opts)

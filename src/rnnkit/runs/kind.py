@@ -186,6 +186,10 @@ class RunKind:
         """
         out = Path(out)
         self.check_flags(opts)
+        if not resume and opts.options.get("ensemble") is None:
+            members = self.default_ensemble(opts)
+            if members > 1:
+                opts = replace(opts, options={**opts.options, "ensemble": members})
         opts = self.check_options(opts)
         with contextlib.ExitStack() as stack:
             tb = None if tensorboard is None else stack.enter_context(TensorBoardLogger(tensorboard))
@@ -272,6 +276,11 @@ class RunKind:
     def check_options(self, opts: RunOptions) -> RunOptions:
         """Refuse (or normalise) this call's options before ``out`` is claimed (default: as they are)."""
         return opts
+
+    def default_ensemble(self, opts: RunOptions) -> int:
+        """Members a new run without ``--ensemble`` trains (default: 1, one model); a resumed run keeps what it
+        was started with."""
+        return 1
 
     # ---------------------------------------------------------------------------------------------- ensembles
     def _fit_members(
