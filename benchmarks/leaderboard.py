@@ -449,6 +449,11 @@ def classify_section(
                 reuse=reuse,
             )
             row[key]["test_accuracy"] = key_stats(row[key], "test_accuracy")
+            runs = row[key].get("runs") or []
+            if runs and all("kernels_accuracy" in r["metrics"] for r in runs):  # the default's two parts, alone
+                for part in ("networks_accuracy", "kernels_accuracy"):
+                    row[key][part] = key_stats(row[key], part)
+                row[key]["kernels_weights"] = [r["metrics"]["kernels_weight"] for r in runs]
         cache = out / "classify" / cs.name / "peers.json"  # the peers are measured once per set, then read back
         cached = _read_peers(cache, seeds, aeon.__version__)
         if cached is not None:
@@ -550,6 +555,15 @@ def _wall_cell(entry: dict[str, Any]) -> str:
     return fmt_seconds(_mean(entry.get("wall_s")))
 
 
+def _parts_cell(entry: dict[str, Any]) -> str:
+    """A run with a kernel ridge (``--kernels``): its networks' and its ridge's test accuracy alone, and the weight
+    ``w`` of the ridge each seed chose on its validation part; ``–`` for runs without one."""
+    if entry.get("kernels_accuracy") is None:
+        return "–"
+    weights = ", ".join(f"{w:g}" for w in entry.get("kernels_weights", []))
+    return f"{fmt(entry.get('networks_accuracy'))} / {fmt(entry.get('kernels_accuracy'))} ({weights})"
+
+
 def classify_table(rows: list[dict[str, Any]]) -> str:
     keys = list(rows[0].get("models", ["rnnkit"])) if rows else ["rnnkit"]  # rows of one run share their models
     header = [
@@ -560,6 +574,7 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
         "channels",
         "classes",
         *[f"{k} acc" for k in keys],
+        f"{keys[0]}'s parts alone: networks / kernel ridge (w per seed)",
         "MiniRocket acc",
         "1-NN DTW acc",
         "wins",
@@ -578,6 +593,7 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
                 r["channels"],
                 r["classes"],
                 *[_cell(r[k]) for k in keys],
+                _parts_cell(r[keys[0]]),
                 _cell(r["minirocket"]),
                 _cell(r["dtw"]),
                 r["winner"],

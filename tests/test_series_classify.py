@@ -31,7 +31,7 @@ from rnnkit.runs.classify_series import APP, handles, prepare_series, series_bat
 from rnnkit.tasks import ModelConfig, SequenceClassifier
 
 CLASSES = ["rise", "fall", "wave"]
-TINY = ["--hidden", "8", "--epochs", "3", "--batch-size", "8", "--ensemble", "1"]  # one model (the default: 5 here)
+TINY = ["--hidden", "8", "--epochs", "3", "--batch-size", "8", "--ensemble", "1", "--kernels", "0"]  # one network
 
 
 def make_series(n_per_class: int, seed: int, channels: int = 2, offset: float = 0.0) -> tuple[list, list[str]]:

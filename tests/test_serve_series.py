@@ -56,6 +56,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     rows = [f"{v:.5f},{np.cos(i / 4):.5f}" for i, v in enumerate(_values())]
     two.write_text("a,b\n" + "\n".join(rows) + "\n", encoding="utf-8")
     series = ["--task", "classify", "--data", files["train"], "--test-data", files["test"]]
+    series += ["--kernels", "0"]  # the networks' path (tests/test_kernels.py: the ridge beside them)
     forecast = ["--task", "forecast", "--context", str(CONTEXT), "--horizon", str(HORIZON)]
     jobs = {
         "series": series,

@@ -30,7 +30,7 @@ class NonFiniteValues(ValueError):
     answers it as a request whose values lie beyond what its run computes."""
 
 
-def _check_float32(a: np.ndarray, what: str) -> None:
+def check_float32(a: np.ndarray, what: str) -> None:
     """Refuse ``a`` (any shape) before its cast to float32 when a value is NaN, inf or beyond float32's range."""
     if not np.isfinite(a).all():
         raise NonFiniteValues(f"{what} contains NaN or inf; fill or drop those values first")
@@ -225,7 +225,7 @@ def collate_sequences(
             a = a.T
         if a.shape[0] == 0:
             raise ValueError(f"sequence {i} is empty (0 steps); every sequence needs at least one")
-        _check_float32(a, f"sequence {i}")  # before the cast below: no overflow to inf in it
+        check_float32(a, f"sequence {i}")  # before the cast below: no overflow to inf in it
         arrays.append(a)
     if not arrays:
         raise ValueError("cannot collate an empty batch")
@@ -256,7 +256,7 @@ def _sequence_targets(targets: Any, lengths: list[int], t: int) -> Tensor | None
         if y.is_floating_point():
             if not torch.isfinite(y).all():
                 raise NonFiniteValues("targets contain NaN or inf")
-            _check_float32(y.numpy(), "targets")
+            check_float32(y.numpy(), "targets")
             return y.float()
         return y.long()
     ys = [np.asarray(y) for y in targets]
@@ -274,7 +274,7 @@ def _sequence_targets(targets: Any, lengths: list[int], t: int) -> Tensor | None
         raise ValueError(f"per-step targets have different shapes after the time axis: {sorted(rest)}")
     out = torch.zeros(n, t, *ys[0].shape[1:], dtype=torch.float32)  # (B, T) or (B, T, K)
     for b, y in enumerate(ys):
-        _check_float32(y, f"target sequence {b}")
+        check_float32(y, f"target sequence {b}")
         out[b, : y.shape[0]] = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
     return out
 

@@ -28,6 +28,11 @@ Outputs: ``logits`` ``(B, V)`` of the next symbol (generator) or ``(B, C)`` of t
 ``outputs`` ``(B, K)`` for a regressor), and the new state ``h_out`` (LSTM: and ``c_out``). A classifier starts from
 zero states; after the last element its logits equal the whole-sequence graph's.
 
+``model.kernels.onnx`` — only for a series classifier with a kernel ridge (``train --kernels``, the default):
+inputs ``series`` ``(B, T, C)`` (each series as it is, in its own units, zero-padded; not ``input_steps``) and
+``lengths`` ``(B,)``; output ``logits`` ``(B, K)`` of the ridge. The run's probabilities are
+``(1 − w) · softmax(model.onnx logits) + w · softmax(kernels logits)``, ``w`` the JSON's ``kernels.weight``.
+
 ``model.onnx.json`` — these names, dtypes and shapes per graph, the ONNX opset, the run's vocabulary (``specials``
 are ids 0–3: PAD, BOS, EOS, UNK; ``symbols`` take ids 4, 5, ...) and classes, so the graphs can be used without
 rnnkit. The graphs take the model's own inputs and give its raw outputs: standardisation that a task app applies

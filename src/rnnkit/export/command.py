@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rnnkit.export.graphs import _no_step_reason
-from rnnkit.export.verify import verify_export
+from rnnkit.export.verify import verify_export, verify_kernels
 from rnnkit.export.writer import export_run
 
 
@@ -66,6 +66,10 @@ def _cmd_export(args: Any) -> int:
             return 0
         lengths = (1, 5, 12)
         worst = verify_export(run.model, info["paths"][0], lengths=lengths)
+        if "kernels" in info["graphs"]:
+            from rnnkit.runs.series_kernels import load_kernels
+
+            worst = max(worst, verify_kernels(load_kernels(run), info["paths"][0], lengths=lengths))
         if not math.isfinite(worst) or worst > 1e-4:
             raise ValueError(f"the exported graphs differ from PyTorch by {worst:.2e} (more than 1e-4): please report")
         Ts = ", ".join(map(str, lengths))

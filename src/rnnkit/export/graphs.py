@@ -16,6 +16,7 @@ from rnnkit.export.recurrence import State, _Recurrence
 from rnnkit.masks import length_mask
 from rnnkit.tasks.ensemble import Ensemble
 from rnnkit.tasks.generator import SequenceGenerator
+from rnnkit.tasks.kernels import KernelRidge
 
 
 def _input_stage(model: nn.Module) -> tuple[nn.Embedding | None, int]:
@@ -107,6 +108,23 @@ class _EnsembleGraph(nn.Module):
             logp = torch.stack([torch.log_softmax(o, dim=-1) for o in outs])  # (K, B, C)
             return torch.logsumexp(logp, dim=0) - math.log(len(outs))  # (B, C)
         return torch.stack(outs).mean(0)  # (B, K)
+
+
+class _KernelGraph(nn.Module):
+    """A series run's kernel ridge (``--kernels``), ``(series (B, T, C), lengths (B,)) -> logits (B, K)``: the raw
+    series standardized per channel, MiniRocket's features over each one's valid steps, the ridge's scores times
+    its temperature (float32 throughout; :class:`~rnnkit.tasks.kernels.KernelRidge` computes them in float64)."""
+
+    def __init__(self, ridge: KernelRidge) -> None:
+        super().__init__()
+        self.ridge = ridge.float()
+        self.plan = ridge.kernels.plan()  # Python ints: the dilation loop is fixed in the graph
+
+    def forward(self, series: Tensor, lengths: Tensor) -> Tensor:
+        r = self.ridge
+        x = (series - r.channel_mean) / r.channel_std  # (B, T, C)
+        z = (r.kernels.features(x, lengths, self.plan) - r.mean) / r.scale  # (B, F)
+        return r.temperature * (z @ r.coef + r.intercept)  # (B, K)
 
 
 class _ManyToOneStep(nn.Module):

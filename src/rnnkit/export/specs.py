@@ -80,6 +80,15 @@ def _example(spec: dict[str, Any], vocab_size: int) -> Tensor:
     return torch.zeros(shape)
 
 
+def kernel_spec(ridge: Any) -> dict[str, Any]:
+    """The kernel graph of a series run with a ridge (``--kernels``): raw series and lengths in, logits out."""
+    C, K = ridge.kernels.channels, int(ridge.coef.shape[1])
+    return {
+        "inputs": [_io("series", "float32", ["B", "T", C]), _io("lengths", "int64", ["B"])],
+        "outputs": [_io("logits", "float32", ["B", K])],
+    }
+
+
 def series_input_steps(config: dict[str, Any]) -> list[dict[str, Any]]:
     """What a series classification run does to a raw series ``(L, C)`` before its graph reads it, in order — the
     ``input_steps`` of ``model.onnx.json`` (an empty list for other runs), so the graph can be fed without rnnkit:

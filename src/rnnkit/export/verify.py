@@ -15,6 +15,29 @@ from rnnkit.masks import length_mask
 from rnnkit.tasks.generator import SequenceGenerator
 
 
+def verify_kernels(ridge: nn.Module, output: str | Path, *, lengths: tuple[int, ...] = (1, 5, 12), seed: int = 0):
+    """Max ``|ONNX − PyTorch|`` of a series run's kernel graph (``<stem>.kernels.onnx``) on random series of each
+    length in ``lengths`` (in the data's units, one padded batch), against the ridge's own logits."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from rnnkit.tasks.kernels import padded_chunks
+
+    gen = np.random.default_rng(seed)
+    C = ridge.kernels.channels
+    mean, std = ridge.channel_mean.numpy(), ridge.channel_std.numpy()
+    series = [gen.standard_normal((n, C)).cumsum(0) * std + mean for n in lengths]  # (L_i, C) each
+    x, lens = padded_chunks(series, C, mean, std)[0]  # standardized, as the run reads them
+    with torch.no_grad():
+        ref = ridge(x, lens).numpy()  # (B, K)
+    raw = np.zeros((len(series), max(lengths), C), np.float32)
+    for i, s in enumerate(series):
+        raw[i, : len(s)] = s
+    sess = ort.InferenceSession(str(_paths(output)["kernels"]), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"series": raw, "lengths": lens.numpy()})[0]
+    return float(np.abs(got - ref).max())
+
+
 def verify_export(model: nn.Module, output: str | Path, *, lengths: tuple[int, ...] = (1, 5, 12), seed: int = 0):
     """Max ``|ONNX − PyTorch|`` of the graphs at ``output`` on random inputs of each length in ``lengths``.
 

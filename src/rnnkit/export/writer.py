@@ -18,8 +18,15 @@ from torch import nn
 
 from rnnkit import __version__
 from rnnkit.checkpoint import write_bytes_atomic, write_json_atomic
-from rnnkit.export.graphs import _EnsembleGraph, _GeneratorGraph, _GeneratorStep, _ManyToOneGraph, _ManyToOneStep
-from rnnkit.export.specs import EXPORT_FORMAT, _example, _specs, series_input_steps
+from rnnkit.export.graphs import (
+    _EnsembleGraph,
+    _GeneratorGraph,
+    _GeneratorStep,
+    _KernelGraph,
+    _ManyToOneGraph,
+    _ManyToOneStep,
+)
+from rnnkit.export.specs import EXPORT_FORMAT, _example, _specs, kernel_spec, series_input_steps
 from rnnkit.tasks.classifier import SequenceClassifier
 from rnnkit.tasks.ensemble import Ensemble
 from rnnkit.tasks.generator import SequenceGenerator
@@ -85,7 +92,12 @@ def _paths(output: str | Path) -> dict[str, Path]:
     if out.is_dir():
         raise ValueError(f"--output {output} is a folder; name the .onnx file to write")
     stem = out.with_suffix("")
-    return {"sequence": out, "step": Path(f"{stem}.step.onnx"), "json": Path(f"{out}.json")}
+    return {
+        "sequence": out,
+        "step": Path(f"{stem}.step.onnx"),
+        "kernels": Path(f"{stem}.kernels.onnx"),
+        "json": Path(f"{out}.json"),
+    }
 
 
 def export_model(model: nn.Module, output: str | Path, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -149,6 +161,9 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     for a series classifier the steps from a raw series to the graph's inputs (:func:`series_input_steps`).
     Returns that JSON's content with ``"paths"`` (the files written) added.
     """
+    from rnnkit.runs.series_kernels import load_kernels
+
+    ridge = load_kernels(run)  # a series run's kernel ridge (--kernels), or None
     output = Path(output) if output is not None else Path(run.path) / "model.onnx"
     extra: dict[str, Any] = {"run": str(Path(run.path).resolve())}
     if run.vocab is not None:
@@ -160,5 +175,29 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
         extra["input_steps"] = steps
     info = export_model(run.model, output, extra=extra)
     paths = _paths(output)
+    if ridge is not None:
+        info = _add_kernel_graph(info, ridge, paths)
+    elif paths["kernels"].exists():
+        paths["kernels"].unlink()  # a stale kernel graph of an earlier export would not match this run
     info["paths"] = [str(paths[g]) for g in info["graphs"]] + [str(paths["json"])]
+    return info
+
+
+def _add_kernel_graph(info: dict[str, Any], ridge: Any, paths: dict[str, Path]) -> dict[str, Any]:
+    """Write a series run's kernel ridge as ``<stem>.kernels.onnx`` and describe it, and how the run averages it
+    with the networks, in the JSON (:mod:`rnnkit.export`)."""
+    spec = kernel_spec(ridge)
+    blob = _export_graph(_KernelGraph(copy.deepcopy(ridge).cpu().eval()), spec, 0)
+    weight = float(ridge.weight)
+    info = {
+        **info,
+        "graphs": {**info["graphs"], "kernels": {"file": paths["kernels"].name, **spec}},
+        "kernels": {
+            "weight": weight,
+            "reads": "each series as it is, (L, C) in its own units, zero-padded to T; not input_steps",
+            "combine": "probabilities = (1 - weight) * softmax(sequence logits) + weight * softmax(kernels logits)",
+        },
+    }
+    write_bytes_atomic(paths["kernels"], blob)
+    write_json_atomic(paths["json"], info)
     return info

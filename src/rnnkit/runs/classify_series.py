@@ -14,7 +14,10 @@ best epoch is the one with the highest validation accuracy, ties broken by the l
 
 Defaults: LSTM-FCN reading every series z-normalised beside its raw values, downsampled to about 64 steps when
 long, early stopping within a size-dependent schedule, an ensemble of up to five members by a size rule;
-the numbers and rules are in :mod:`rnnkit.runs.series_defaults` (re-exported here).
+the numbers and rules are in :mod:`rnnkit.runs.series_defaults` (re-exported here). Beside the networks, a ridge
+classifier on random convolution features of the series at full resolution (``--kernels``, default 10,000;
+:mod:`rnnkit.runs.series_kernels`), fitted after them; the run averages the two parts' probabilities with a weight
+chosen on the validation part.
 
 Inputs: real values skip the embedding (``ModelConfig(vocab_size=0, input_features=C)``, ``2C`` with
 ``--series-norm both``: :func:`model_inputs`); every channel is standardized with the mean and std of the
@@ -24,7 +27,8 @@ run's factor (``config.json`` ``"downsample"``, 1 in runs saved before the optio
 alike.
 
 A run folder holds what every run holds (``config.json``, ``split.json``, ``model.safetensors``, ``metrics.json``,
-``curve.csv``, ``curves.png``, ``checkpoint/``) and ``confusion.json`` / ``confusion.png``. Metrics:
+``curve.csv``, ``curves.png``, ``checkpoint/``) and ``confusion.json`` / ``confusion.png``, and with a ridge
+``kernels.safetensors``. Metrics:
 ``test_accuracy``, ``macro_f1``, ``majority_accuracy`` and ``majority_class`` (the training part's most common
 class), ``test_loss``, ``num_train`` / ``num_val`` / ``num_test``, ``num_channels``, ``missing_filled``.
 ``rnnkit evaluate RUN [--data F]`` scores a run; ``rnnkit predict RUN --data F.ts|F.npz`` prints ``i: CLASS p``
@@ -64,6 +68,7 @@ from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and fl
     DEFAULTS,
     FEWEST_EPOCHS,
     FLAGS,
+    KERNEL_WEIGHT,
     MAX_STEPS,
     MIN_EPOCHS,
     PATIENCE,
@@ -74,11 +79,20 @@ from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and fl
     default_epochs,
     default_members,
     downsample_of,
+    kernels_of,
     options_from_config,
     series_norm_of,
     val_fraction_of,
 )
+from rnnkit.runs.series_kernels import (
+    combine,
+    fit_member,
+    kernel_probabilities,
+    kernels_record,
+    save_kernels,
+)
 from rnnkit.tasks import ModelConfig
+from rnnkit.tasks.kernels import RandomKernels
 from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
@@ -350,6 +364,8 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if len(split.val):
         val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm, downsample=factor).ordered()
     extra = {"split": split, "scaler": scaler, "trainer": tcfg, "series_norm": norm}
+    if kernels_of(opts) > 0:
+        RandomKernels(split.train.num_channels, kernels_of(opts))  # a bad --kernels fails before anything is written
     train_data = augmented_epochs(train_b.epoch, augment_of(opts), tcfg.seed)
     return Prepared(train_data, val_b, split.record, None, split.classes, extra=extra)
 
@@ -379,8 +395,8 @@ def _readable(run: Run, part: SeriesSet) -> None:
 
 
 @torch.no_grad()
-def _probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np.ndarray, list[Batch]]:
-    """Class probabilities ``(N, num_classes)`` in the order of ``part``, and the batches (for the loss)."""
+def _network_probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np.ndarray, list[Batch]]:
+    """The networks' class probabilities ``(N, num_classes)`` in the order of ``part``, and the batches."""
     batches = _series_batches(
         part, _scaler(run), EVAL_BATCH, 0, labeled=labeled, series_norm=_norm(run), downsample=_factor(run)
     ).indexed()
@@ -392,11 +408,20 @@ def _probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np.ndarray
     return probs, [b for _, b in batches]
 
 
+def _probabilities(run: Run, part: SeriesSet) -> np.ndarray:
+    """The run's class probabilities ``(N, num_classes)``: the networks', averaged with its kernel ridge's when it
+    has one (:func:`~rnnkit.runs.series_kernels.combine`)."""
+    networks, _ = _network_probabilities(run, part, labeled=False)
+    return combine(run, networks, kernel_probabilities(run, part))
+
+
 def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None) -> dict[str, Any]:
     _readable(run, part)
     part = replace(part, classes=list(run.classes))
     gold = part.label_ids()
-    probs, batches = _probabilities(run, part, labeled=True)
+    networks, batches = _network_probabilities(run, part, labeled=True)
+    kernels = kernel_probabilities(run, part)
+    probs = combine(run, networks, kernels)
     pred = probs.argmax(1).tolist()
     conf = confusion(gold, pred, len(run.classes))
     metrics: dict[str, Any] = {
@@ -407,7 +432,13 @@ def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None)
         majority = Counter(train.y).most_common(1)[0][0]
         metrics["majority_accuracy"] = round(sum(lab == majority for lab in part.y or []) / len(part), 4)
         metrics["majority_class"] = majority
-    metrics["test_loss"] = round(evaluate(run.model, batches)["loss"], 4)
+    if kernels is None:
+        metrics["test_loss"] = round(evaluate(run.model, batches)["loss"], 4)
+    else:  # the mean cross-entropy of the combined probabilities, and each part's accuracy
+        metrics["test_loss"] = round(float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean()), 4)
+        metrics["networks_accuracy"] = round(accuracy(gold, networks.argmax(1).tolist()), 4)
+        metrics["kernels_accuracy"] = round(accuracy(gold, kernels.argmax(1).tolist()), 4)
+        metrics["kernels_weight"] = float(run.parts["kernels"].weight)
     metrics["confusion"] = conf
     return metrics
 
@@ -451,7 +482,7 @@ def predict_series(run: Run, items: Sequence[str], data: str | None = None, **op
         raise ValueError("give the series to classify with --data FILE.ts or FILE.npz")
     part = load_series(data, "test")
     _readable(run, part)
-    probs, _ = _probabilities(run, part, labeled=False)
+    probs = _probabilities(run, part)
     best = probs.argmax(1)
     return [f"{i}: {run.classes[c]} {probs[i, c]:.3f}" for i, c in enumerate(best.tolist())]
 
@@ -462,7 +493,7 @@ def series_probabilities(run: Run, X: Any) -> np.ndarray:
     file's series (``rnnkit serve`` answers with them)."""
     part = SeriesSet([s.T for s in as_sequences(X)], source="the series given")
     _readable(run, part)
-    return _probabilities(run, part, labeled=False)[0]
+    return _probabilities(run, part)
 
 
 def summary(metrics: dict[str, Any]) -> str:
@@ -524,6 +555,7 @@ class SeriesClassifyKind(RunKind):
             "series_norm": prepared.extra["series_norm"],
             "downsample": split.downsample,
             "augment": augment_of(opts),
+            **({"kernels": kernels_record(kernels_of(opts), opts.seed)} if kernels_of(opts) > 0 else {}),
         }
 
     def before_fit(
@@ -534,13 +566,35 @@ class SeriesClassifyKind(RunKind):
             raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
         if split.missing_filled:
             _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
+        prepared.extra["log"] = log
 
     def fit_options(self, prepared: Prepared) -> dict[str, Any]:
         num_val = len(prepared.extra["split"].val)
         return {"evaluate_fn": validation_score(num_val)} if num_val else {}
 
+    def _score_member(self, member: tuple[Run, Any], prepared: Prepared, seed: int) -> dict[str, Any]:
+        """A member is one network: scored without the run's kernel ridge."""
+        run, result = member
+        alone = replace(run, config={k: v for k, v in run.config.items() if k != "kernels"}, parts={})
+        return super()._score_member((alone, result), prepared, seed)
+
     def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
         split = prepared.extra["split"]
+        record = run.config.get("kernels")
+        if record:  # the networks are trained: fit the ridge member and choose its weight (series_kernels)
+            networks = _network_probabilities(run, split.val, labeled=False)[0] if len(split.val) else None
+            ridge = fit_member(
+                (split.train, split.val), split.classes, int(record["features"]), int(record["seed"]), networks,
+                KERNEL_WEIGHT,
+            )  # fmt: skip
+            save_kernels(run.path, ridge)
+            run.parts.pop("kernels", None)
+            _say(
+                prepared.extra.get("log"),
+                f"kernel ridge: {ridge.kernels.num_features} random-kernel features, alpha {float(ridge.alpha):g}, "
+                f"weight {float(ridge.weight):g} beside the networks"
+                + (" (chosen on the validation part)" if networks is not None else " (no validation part)"),
+            )
         metrics: dict[str, Any] = {"app": APP, "task": "classify", "model": run.config["model"]["model"]}
         metrics.update(_classify_metrics(run, split.test, train=split.train))
         confusion = metrics.pop("confusion")

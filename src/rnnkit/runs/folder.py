@@ -24,7 +24,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +105,8 @@ class Run:
     model: nn.Module
     vocab: Vocab | None  # token inputs; None for real-valued ones
     classes: list[str]
+    parts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Further parts a run kind loads on first use (a series run's kernel ridge: ``"kernels"``)."""
 
     @property
     def task(self) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "ENSEMBLE_STEPS",
     "FEWEST_EPOCHS",
     "FLAGS",
+    "KERNEL_WEIGHT",
     "MAX_MEMBERS",
     "MAX_STEPS",
     "MIN_EPOCHS",
@@ -48,6 +49,7 @@ __all__ = [
     "default_epochs",
     "default_members",
     "downsample_of",
+    "kernels_of",
     "options_from_config",
     "series_norm_of",
     "series_steps",
@@ -75,9 +77,12 @@ DEFAULTS: dict[str, Any] = {
     "val_fraction": VAL_FRACTION,
     "downsample": 0,  # 0: by the rule from the training length (auto_downsample)
     "augment": 0.0,  # no augmentation of the training batches (augment_batch)
+    "kernels": 10_000,  # the random-kernel ridge member beside the networks (rnnkit.runs.series_kernels)
 }
 """Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
 
+KERNEL_WEIGHT = 0.5
+"""The weight ``w`` of the kernel ridge's probabilities in a run's average with the networks' (``--kernels``)."""
 TEST_FRACTION = 0.2
 """Share of every class held out as the test part (without ``--test-data``)."""
 STEP_BUDGET = 600_000
@@ -143,6 +148,7 @@ def options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
             "val_fraction": saved["data"].get("val_fraction", VAL_FRACTION),
             "downsample": saved.get("downsample", 1),  # runs before it: the series as they are
             "augment": saved.get("augment", 0.0),  # runs before it: none
+            "kernels": int((saved.get("kernels") or {}).get("features", 0)),  # runs before it: none
             # an ensemble's K (a default run's, by the rule, since board8); a single model sets none
             **({"ensemble": int(saved["model"]["ensemble"])} if saved["model"].get("ensemble", 1) > 1 else {}),
         },
@@ -157,6 +163,11 @@ def val_fraction_of(opts: RunOptions) -> float:
 def augment_of(opts: RunOptions) -> float:
     """The ``--augment`` strength of this call (the default when unset)."""
     return float(opts.resolved("augment", DEFAULTS))
+
+
+def kernels_of(opts: RunOptions) -> int:
+    """The ``--kernels`` of this call (the default when unset; 0: no kernel ridge)."""
+    return int(opts.resolved("kernels", DEFAULTS))
 
 
 def downsample_of(opts: RunOptions) -> int:
@@ -214,6 +225,18 @@ FLAGS = (
             "help": "classify on series: augment the training batches, every series scaled by N(1, S^2) per "
             "channel and jittered by N(0, (S/2)^2) per value, fresh draws every epoch (0: none; evaluate and "
             "predict read the series unchanged) (default: the task's)",
+        },
+    ),
+    Flag(
+        "--kernels",
+        {
+            "type": ranged("kernels"),
+            "default": None,
+            "metavar": "N",
+            "help": "classify on series: beside the networks, a ridge classifier on about N random convolution "
+            "features (MiniRocket's transform) of the training and validation series at full resolution; the run "
+            "averages its class probabilities with the networks' (weight in config.json); 0: the networks alone "
+            "(default: the task's, 10000)",
         },
     ),
     Flag(

@@ -1,0 +1,136 @@
+"""The random-kernel ridge member of a series classifier run (``--kernels N``, :mod:`rnnkit.tasks.kernels`).
+
+A run with ``--kernels N > 0`` (the default: :data:`~rnnkit.runs.series_defaults.DEFAULTS` ``"kernels"``)
+classifies with the average of class probabilities ``p = (1 − w) · p_networks + w · p_kernels``. After its
+networks are trained (:func:`fit_member`):
+
+1. a :class:`~rnnkit.tasks.kernels.KernelRidge` fitted on the training part alone scores the validation part,
+   and ``w`` is the value of :data:`WEIGHTS` whose average has the lowest validation cross-entropy (without a
+   validation part: :data:`~rnnkit.runs.series_defaults.KERNEL_WEIGHT`);
+2. the member kept is fitted again on the training *and* validation parts (all the labeled series the run has;
+   never the test part), at full resolution and in the series' own units (the networks read them downsampled and
+   normalised), seeded by the run's seed.
+
+Run folder: ``kernels.safetensors`` (the fitted module's buffers, ``w`` included; ``"format": "rnnkit-kernels"``)
+and the top-level ``config.json`` key ``"kernels"``: ``{"features", "seed", "file"}``; ``metrics.json`` adds
+``kernels_weight``, ``kernels_accuracy`` and ``networks_accuracy``. Runs without the key (every run before the
+option, and ``--kernels 0``) classify with the networks alone, as before.
+
+Shape symbols: N series, K classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnnkit.checkpoint import CheckpointError, load_safetensors, save_safetensors_atomic
+from rnnkit.data.arrays import SeriesSet, as_sequences
+from rnnkit.runs.folder import Run
+from rnnkit.tasks.kernels import KernelRidge, RandomKernels
+
+__all__ = [
+    "KERNELS_FILE",
+    "WEIGHTS",
+    "choose_weight",
+    "combine",
+    "combined",
+    "fit_kernels",
+    "fit_member",
+    "kernel_probabilities",
+    "kernels_record",
+    "load_kernels",
+    "save_kernels",
+]
+
+KERNELS_FILE = "kernels.safetensors"
+
+
+WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The weights ``w`` of the ridge's probabilities a run chooses from on its validation part."""
+
+
+def fit_kernels(parts: list[SeriesSet], classes: list[str], features: int, seed: int) -> KernelRidge:
+    """A :class:`KernelRidge` of about ``features`` features fitted on the labeled series of ``parts``, seeded."""
+    series = [x for part in parts for x in as_sequences(part.X)]  # N × (L_i, C)
+    labels = [i for part in parts for i in part.label_ids()]
+    return KernelRidge(RandomKernels(parts[0].num_channels, features), len(classes)).fit(series, labels, seed)
+
+
+def choose_weight(networks: np.ndarray, kernels: np.ndarray, gold: Sequence[int]) -> float:
+    """The ``w`` of :data:`WEIGHTS` whose average ``(1 − w)·networks + w·kernels`` ``(N, K)`` has the lowest mean
+    cross-entropy against ``gold`` ``(N,)`` (the first of equals)."""
+    rows = np.arange(len(gold))
+    losses = [float(-np.log(np.maximum(combined(networks, kernels, w)[rows, gold], 1e-300)).mean()) for w in WEIGHTS]
+    return WEIGHTS[int(np.argmin(losses))]
+
+
+def fit_member(
+    split_parts: tuple[SeriesSet, SeriesSet],
+    classes: list[str],
+    features: int,
+    seed: int,
+    val_networks: np.ndarray | None,
+    default_weight: float,
+) -> KernelRidge:
+    """The run's ridge (module docstring): ``split_parts`` = (training part, validation part), ``val_networks``
+    ``(N_val, K)`` the networks' probabilities of the validation part (None when it is empty)."""
+    train, val = split_parts
+    weight = default_weight
+    if len(val) and val_networks is not None:
+        trial = fit_kernels([train], classes, features, seed)
+        weight = choose_weight(val_networks, trial.probabilities(as_sequences(val.X)), val.label_ids())
+    ridge = fit_kernels([train, val] if len(val) else [train], classes, features, seed)
+    ridge.weight.fill_(weight)
+    return ridge
+
+
+def kernels_record(features: int, seed: int) -> dict[str, Any]:
+    """The ``config.json`` ``"kernels"`` entry of a run with a ridge of about ``features`` features."""
+    return {"features": RandomKernels(1, features).per_kernel * 84, "seed": int(seed), "file": KERNELS_FILE}
+
+
+def save_kernels(folder: Path, ridge: KernelRidge) -> None:
+    """Write ``folder/kernels.safetensors`` atomically."""
+    save_safetensors_atomic(folder / KERNELS_FILE, ridge.state_dict(), metadata={"format": "rnnkit-kernels"})
+
+
+def load_kernels(run: Run) -> KernelRidge | None:
+    """The run's fitted ridge (loaded once, kept in ``run.parts``), or None for a run without one."""
+    record = run.config.get("kernels")
+    if not record:
+        return None
+    if "kernels" not in run.parts:
+        path = run.path / str(record.get("file", KERNELS_FILE))
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing; this run's config names a kernel ridge (--kernels): retrain it")
+        state = load_safetensors(path)
+        try:
+            ridge = KernelRidge.from_state(state)
+            ridge.load_state_dict(state)
+        except (KeyError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"{path}: not a kernel ridge this release reads ({exc.__class__.__name__})") from None
+        run.parts["kernels"] = ridge
+    return run.parts["kernels"]
+
+
+def kernel_probabilities(run: Run, part: SeriesSet) -> np.ndarray | None:
+    """The ridge's class probabilities ``(N, K)`` of ``part``'s series, or None for a run without one."""
+    ridge = load_kernels(run)
+    return None if ridge is None else ridge.probabilities(as_sequences(part.X))
+
+
+def combined(networks: np.ndarray, kernels: np.ndarray, weight: float) -> np.ndarray:
+    """``(1 − w) · networks + w · kernels`` ``(N, K)``."""
+    return (1.0 - weight) * networks + weight * kernels
+
+
+def combine(run: Run, networks: np.ndarray, kernels: np.ndarray | None) -> np.ndarray:
+    """:func:`combined` with the run's ridge's ``w``; ``networks`` as they are for a run without a ridge."""
+    ridge = load_kernels(run)
+    if kernels is None or ridge is None:
+        return networks
+    return combined(networks, kernels, float(ridge.weight))

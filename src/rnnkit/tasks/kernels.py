@@ -1,0 +1,341 @@
+"""Random convolution kernels and a closed-form ridge classifier on them: the member a series classifier adds
+beside its recurrent networks (``--kernels N``).
+
+The transform is MiniRocket's (Dempster, Schmidt and Webb, "MINIROCKET", KDD 2021), written here from the
+paper's description:
+
+- **84 kernels** of length 9 whose weights are −1 except three that are 2 (every choice of 3 of the 9 positions),
+  so each kernel sums to zero and a feature does not move when a series is shifted by a constant;
+- **dilations** ``⌊2^e⌋`` for ``e`` evenly spaced in ``[0, log2((L̄ − 1) / 8)]`` (at most 32 values, repeats
+  merged and counted), ``L̄`` the mean training length; the ``F / 84`` features of a kernel are shared among its
+  dilations in proportion to those counts;
+- **padding**: half of the (dilation, kernel) pairs, alternating, see the series padded with zeros so that the
+  output has one value per step ("same"); the others only the positions where the kernel fits inside the series;
+- **channels** (multichannel series): each (dilation, kernel) pair reads the sum of a random subset of
+  ``⌊2^u⌋`` channels, ``u ~ U(0, log2(min(C, 9) + 1))``;
+- **biases** ``b``: quantiles of the convolution output of one random training series (its channel subset), at the
+  low-discrepancy levels ``(j · φ) mod 1`` (φ the golden ratio, ``j = 1, 2, …`` over all features);
+- **features**: the proportion of positive values ``PPV = mean_t [conv_t − b > 0]`` over the output positions
+  that lie in the series (unequal lengths: a padded series gives the features it gives alone).
+
+The classifier is a ridge regression onto ``±1`` one-hot targets on the standardized features, the penalty ``α``
+chosen from ``10^-3 … 10^3`` (10 values, as MiniRocket's ``RidgeClassifierCV``) by the exact leave-one-out
+squared error (tested against N refits with one series left out), the intercept unpenalised. Its scores become
+probabilities ``softmax(τ · s)`` with ``τ`` fitted to the leave-one-out scores by cross-entropy, so that they can be
+averaged with the networks' probabilities.
+
+Shape symbols: B batch, T steps, C channels, N series, F features, K classes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rnnkit.data.batching import check_float32
+
+__all__ = [
+    "ALPHAS",
+    "KERNEL_LENGTH",
+    "KernelRidge",
+    "RandomKernels",
+    "kernel_weights",
+    "padded_chunks",
+    "ridge_loo",
+]
+
+KERNEL_LENGTH = 9
+NUM_KERNELS = 84  # C(9, 3)
+MAX_DILATIONS = 32
+ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 10))
+"""The ridge penalties tried (scikit-learn's ``RidgeClassifierCV`` as MiniRocket uses it)."""
+_PHI = (math.sqrt(5.0) + 1.0) / 2.0
+_CHUNK = 32  # series per transform batch: bounds the (B, 84, T, n) comparison tensor
+
+
+def padded_chunks(
+    series: Sequence[np.ndarray], channels: int, shift: np.ndarray | None = None, scale: np.ndarray | None = None
+) -> list[tuple[Tensor, Tensor]]:
+    """``series`` ``N × (L_i, C)`` as float32 batches of at most 32: ``(x (B, T, C) zero-padded, lengths (B,))``,
+    each channel first mapped to ``(x − shift) / scale`` in float64 (when given). A value the cast to float32
+    cannot hold is refused (:class:`~rnnkit.data.batching.NonFiniteValues`, a ``ValueError``)."""
+    out = []
+    for i in range(0, len(series), _CHUNK):
+        part = [np.asarray(s, dtype=np.float64).reshape(len(s), channels) for s in series[i : i + _CHUNK]]
+        if shift is not None and scale is not None:
+            part = [(s - shift) / scale for s in part]
+        for j, s in enumerate(part):
+            check_float32(s, f"series {i + j} (scaled as the kernel ridge reads it)")
+        x = torch.zeros(len(part), max(len(s) for s in part), channels)
+        for j, s in enumerate(part):
+            x[j, : len(s)] = torch.from_numpy(s.astype(np.float32))
+        out.append((x, torch.tensor([len(s) for s in part])))
+    return out
+
+
+def kernel_weights(dtype: torch.dtype = torch.float32) -> Tensor:
+    """The 84 kernels ``(84, 1, 9)``: −1 everywhere, 2 at the three positions of each ``itertools.combinations``."""
+    w = torch.full((NUM_KERNELS, 1, KERNEL_LENGTH), -1.0, dtype=dtype)
+    for k, pos in enumerate(itertools.combinations(range(KERNEL_LENGTH), 3)):
+        w[k, 0, list(pos)] = 2.0
+    return w
+
+
+def _dilations(length: float, per_kernel: int) -> tuple[list[int], list[int]]:
+    """Dilations and the features of each (per kernel): ``per_kernel`` shared in proportion to the counts."""
+    top = math.log2(max(1.0, (length - 1) / (KERNEL_LENGTH - 1)))
+    n = min(MAX_DILATIONS, per_kernel)
+    values = np.floor(2.0 ** np.linspace(0.0, top, n)).astype(np.int64)
+    dil, counts = np.unique(values, return_counts=True)
+    feats = counts * (per_kernel // n)
+    for i in range(per_kernel - int(feats.sum())):  # the remainder, one each from the smallest dilation up
+        feats[i % len(feats)] += 1
+    return [int(d) for d in dil], [int(f) for f in feats]
+
+
+class RandomKernels(nn.Module):
+    """MiniRocket's transform (module docstring): ``forward(x (B, T, C), lengths (B,) | None) -> (B, F)``.
+
+    Built empty for ``channels`` and about ``features`` features (rounded down to a multiple of 84); :meth:`fit`
+    draws the dilations, channel subsets and biases from training series, seeded. All of it lives in buffers, so
+    ``state_dict`` saves and restores a fitted transform (:meth:`from_state` rebuilds the module's shapes).
+    """
+
+    def __init__(self, channels: int, features: int = 10_000) -> None:
+        super().__init__()
+        if features < NUM_KERNELS:
+            raise ValueError(f"random kernels need at least {NUM_KERNELS} features, got {features}")
+        self.channels = int(channels)
+        self.per_kernel = int(features) // NUM_KERNELS
+        self.register_buffer("weight", kernel_weights())
+        self.register_buffer("dilations", torch.zeros(0, dtype=torch.long))  # (D,)
+        self.register_buffer("counts", torch.zeros(0, dtype=torch.long))  # (D,): features per kernel at each
+        self.register_buffer("channel_mask", torch.zeros(0, NUM_KERNELS, self.channels))  # (D, 84, C)
+        self.register_buffer("biases", torch.zeros(0))  # (Σ_d 84·n_d,), dilation by dilation, kernel-major
+
+    @property
+    def num_features(self) -> int:
+        """F = 84 · Σ_d n_d (0 before :meth:`fit`)."""
+        return int(self.biases.numel())
+
+    @classmethod
+    def from_state(cls, state: dict[str, Tensor]) -> RandomKernels:
+        """A module shaped for a saved ``state_dict`` (then ``load_state_dict`` fills it)."""
+        mod = cls(int(state["channel_mask"].shape[2]), NUM_KERNELS * int(state["counts"].sum().item()))
+        D = int(state["dilations"].numel())
+        mod.dilations = torch.zeros(D, dtype=torch.long)
+        mod.counts = torch.zeros(D, dtype=torch.long)
+        mod.channel_mask = torch.zeros(D, NUM_KERNELS, mod.channels)
+        mod.biases = torch.zeros(int(state["biases"].numel()))
+        return mod
+
+    def plan(self) -> list[tuple[int, int]]:
+        """``[(dilation, n_d), ...]``: each dilation and the features per kernel it has (Python ints)."""
+        return list(zip(self.dilations.tolist(), self.counts.tolist(), strict=True))
+
+    def _conv(self, x: Tensor, d_index: int, d: int) -> Tensor:
+        """The 84 kernels at one dilation over each pair's channel sum: ``x`` ``(B, C, T)`` → ``(B, 84, T)``, the
+        output at step t centred on t ("same" zero padding). An unpadded pair's outputs are the same values at the
+        positions where the kernel fits; :meth:`_valid` tells which positions each pair keeps."""
+        B, C, T = x.shape
+        pad = (KERNEL_LENGTH - 1) // 2 * d
+        per_channel = nn.functional.conv1d(x.reshape(B * C, 1, T), self.weight.to(x.dtype), padding=pad, dilation=d)
+        per_channel = per_channel.view(B, C, NUM_KERNELS, T)
+        mask = self.channel_mask[d_index].to(x.dtype)  # (84, C)
+        return torch.einsum("bckt,kc->bkt", per_channel, mask)
+
+    def _valid(self, lengths: Tensor, T: int, d_index: int, d: int) -> Tensor:
+        """``(B, 84, T)`` bool: the positions each (kernel) keeps at this dilation — padded pairs every step of the
+        series, unpadded pairs the steps where the kernel lies inside it."""
+        half = (KERNEL_LENGTH - 1) // 2 * d
+        t = torch.arange(T, device=lengths.device).view(1, T)
+        inside = t < lengths.view(-1, 1)  # (B, T)
+        fits = (t >= half) & (t < lengths.view(-1, 1) - half)  # (B, T)
+        padded = ((d_index + torch.arange(NUM_KERNELS, device=lengths.device)) % 2 == 0).view(1, -1, 1)  # (1, 84, 1)
+        return (padded & inside.unsqueeze(1)) | (~padded & fits.unsqueeze(1))  # (B, 84, T) (no bool Where: ONNX)
+
+    @torch.no_grad()
+    def fit(self, series: Sequence[np.ndarray], seed: int = 0) -> RandomKernels:
+        """Draw the transform from training ``series`` (each ``(L_i, C)``), seeded; returns ``self``."""
+        if not series:
+            raise ValueError("random kernels need at least one training series")
+        g = np.random.default_rng(seed)
+        mean_len = float(np.mean([len(s) for s in series]))
+        dil, feats = _dilations(mean_len, self.per_kernel)
+        C = self.channels
+        masks = torch.zeros(len(dil), NUM_KERNELS, C)
+        top = math.log2(min(C, KERNEL_LENGTH) + 1)
+        for i in range(len(dil)):
+            for k in range(NUM_KERNELS):
+                n = min(C, int(2.0 ** g.uniform(0.0, top)))
+                masks[i, k, g.choice(C, size=max(1, n), replace=False)] = 1.0
+        self.dilations = torch.tensor(dil, dtype=torch.long)
+        self.counts = torch.tensor(feats, dtype=torch.long)
+        self.channel_mask = masks
+        biases, level = [], 1
+        for i, n in enumerate(feats):
+            pick = g.integers(len(series), size=NUM_KERNELS)  # one training series per kernel
+            rows = []
+            for k in range(NUM_KERNELS):
+                s = torch.as_tensor(np.asarray(series[pick[k]], dtype=np.float32))  # (L, C)
+                out = self._conv(s.T.unsqueeze(0), i, dil[i])  # (1, 84, L)
+                valid = self._valid(torch.tensor([s.shape[0]]), s.shape[0], i, dil[i])[0, k]  # (L,)
+                values = out[0, k][valid] if bool(valid.any()) else out[0, k]
+                q = torch.tensor([((level + j) * _PHI) % 1.0 for j in range(n)], dtype=values.dtype)
+                rows.append(torch.quantile(values, q))
+                level += n
+            biases.append(torch.stack(rows).reshape(-1))  # (84·n,) kernel-major
+        self.biases = torch.cat(biases)
+        return self
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """PPV features ``(B, F)`` of ``x`` ``(B, T, C)`` (steps past ``lengths`` ignored)."""
+        if self.num_features == 0:
+            raise RuntimeError("RandomKernels.fit has not run: the transform has no biases")
+        return self.features(x, lengths, self.plan())
+
+    def features(self, x: Tensor, lengths: Tensor | None, plan: list[tuple[int, int]]) -> Tensor:
+        """:meth:`forward` with the dilations given as Python ints (:meth:`plan`), so that ``torch.export`` sees
+        a fixed loop (the ONNX export of a run's ridge)."""
+        B, T, _ = x.shape
+        if lengths is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=x.device)
+        inside = (torch.arange(T, device=x.device).view(1, T) < lengths.view(-1, 1)).unsqueeze(1)  # (B, 1, T)
+        xs = x.transpose(1, 2) * inside.to(x.dtype)  # (B, C, T): steps past a series' end read as zeros
+        out, start = [], 0
+        for i, (d, n) in enumerate(plan):
+            conv = self._conv(xs, i, d)  # (B, 84, T)
+            valid = self._valid(lengths, T, i, d)  # (B, 84, T)
+            b = self.biases[start : start + NUM_KERNELS * n].view(1, NUM_KERNELS, 1, n).to(x.dtype)
+            start += NUM_KERNELS * n
+            positive = (conv.unsqueeze(-1) > b) & valid.unsqueeze(-1)  # (B, 84, T, n)
+            count = valid.sum(2).clamp(min=1).unsqueeze(-1).to(x.dtype)  # (B, 84, 1)
+            out.append((positive.sum(2).to(x.dtype) / count).reshape(B, -1))  # (B, 84·n)
+        return torch.cat(out, dim=1)  # (B, F)
+
+    @torch.no_grad()
+    def transform(self, series: Sequence[np.ndarray]) -> Tensor:
+        """Features ``(N, F)`` float64 of ``series`` (each ``(L_i, C)``), in chunks of 32 padded series."""
+        return torch.cat([self(x, lengths).double() for x, lengths in padded_chunks(series, self.channels)])
+
+
+def ridge_loo(Z: Tensor, Y: Tensor, alphas: Sequence[float] = ALPHAS) -> tuple[float, Tensor, Tensor]:
+    """Ridge with an unpenalised intercept on centered features ``Z`` ``(N, F)`` and targets ``Y`` ``(N, K)``,
+    ``α`` by the exact leave-one-out squared error.
+
+    With ``Z Zᵀ = Q diag(λ) Qᵀ`` the hat matrix is ``H_α = 11ᵀ/N + Q diag(λ/(λ+α)) Qᵀ`` and the leave-one-out
+    residual of series ``i`` is ``(y_i − (H_α y)_i) / (1 − (H_α)_ii)``. Returns ``(α, c, loo)``: the chosen
+    penalty, the dual coefficients ``c = Q diag(1/(λ+α)) Qᵀ (Y − Ȳ)`` ``(N, K)`` (weights ``Zᵀ c``) and the
+    leave-one-out predictions ``(N, K)`` at that ``α``. float64 throughout."""
+    N = Z.shape[0]
+    lam, Q = torch.linalg.eigh(Z @ Z.T)  # (N,), (N, N)
+    lam = lam.clamp(min=0.0)
+    ybar = Y.mean(0, keepdim=True)  # (1, K)
+    Qy = Q.T @ (Y - ybar)  # (N, K)
+    best: tuple[float, float, Tensor, Tensor] | None = None
+    for a in alphas:
+        shrink = lam / (lam + a)  # (N,)
+        fitted = ybar + Q @ (shrink.view(-1, 1) * Qy)  # (N, K)
+        h = 1.0 / N + (Q * Q) @ shrink  # (N,): diag(H_α)
+        loo = Y - (Y - fitted) / (1.0 - h).clamp(min=1e-12).view(-1, 1)  # (N, K)
+        err = float(((Y - loo) ** 2).mean())
+        if best is None or err < best[1]:
+            coef = Q @ (Qy / (lam + a).view(-1, 1))  # (N, K)
+            best = (float(a), err, coef, loo)
+    assert best is not None
+    return best[0], best[2], best[3]
+
+
+def _temperature(scores: Tensor, labels: Tensor) -> float:
+    """``τ`` minimising the cross-entropy of ``softmax(τ · scores)`` against ``labels`` (a grid over log τ)."""
+    grid = torch.exp(torch.linspace(math.log(0.1), math.log(100.0), 121, dtype=scores.dtype))
+    losses = [float(nn.functional.cross_entropy(t * scores, labels)) for t in grid]
+    return float(grid[int(np.argmin(losses))])
+
+
+class KernelRidge(nn.Module):
+    """Random kernels → standardized features → ridge scores ``(B, K)`` → logits ``τ · scores``.
+
+    ``forward(x (B, T, C), lengths (B,) | None) -> (B, K)`` logits (their ``softmax``: the class probabilities) of
+    series already standardized per channel (``(x − channel_mean) / channel_std``, as :meth:`probabilities` does).
+    :meth:`fit` fits everything from training series and integer labels; the fitted module is saved and loaded as
+    a ``state_dict`` (:meth:`from_state`). The ridge is solved in float64; the weights are kept in float64.
+    """
+
+    def __init__(self, kernels: RandomKernels, num_classes: int) -> None:
+        super().__init__()
+        self.kernels = kernels
+        F = kernels.num_features
+        C = kernels.channels
+        self.register_buffer("channel_mean", torch.zeros(C, dtype=torch.float64))
+        self.register_buffer("channel_std", torch.ones(C, dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(F, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(F, dtype=torch.float64))
+        self.register_buffer("coef", torch.zeros(F, num_classes, dtype=torch.float64))
+        self.register_buffer("intercept", torch.zeros(num_classes, dtype=torch.float64))
+        self.register_buffer("temperature", torch.ones((), dtype=torch.float64))
+        self.register_buffer("alpha", torch.ones((), dtype=torch.float64))
+        self.register_buffer("weight", torch.ones((), dtype=torch.float64))
+        """``w``: the share of this member's probabilities where a run averages them with its networks'."""
+
+    @classmethod
+    def from_state(cls, state: dict[str, Tensor]) -> KernelRidge:
+        """A module shaped for a saved ``state_dict`` (keys ``kernels.*`` and the ridge's)."""
+        sub = {k[len("kernels.") :]: v for k, v in state.items() if k.startswith("kernels.")}
+        return cls(RandomKernels.from_state(sub), int(state["coef"].shape[1]))
+
+    @torch.no_grad()
+    def fit(self, series: Sequence[np.ndarray], labels: Sequence[int], seed: int = 0) -> KernelRidge:
+        """Fit the channels' standardization, the transform (seeded), the features' scaling, ``α``, the ridge and
+        ``τ`` on ``series`` ``N × (L_i, C)`` with class ids ``labels`` ``(N,)``; returns ``self``.
+
+        Each channel is standardized by its mean and standard deviation over every training step before the
+        kernels read it (the kernels sum to zero and their biases come from the same scaled series, so a
+        univariate series' features are the same either way; it keeps large values inside float32)."""
+        K = self.coef.shape[1]
+        y = torch.as_tensor(list(labels), dtype=torch.long)
+        if len(series) != len(y) or len(y) < 2:
+            raise ValueError(f"the kernel ridge needs at least 2 labeled series, got {len(y)}")
+        steps = np.concatenate([np.asarray(s, dtype=np.float64).reshape(len(s), -1) for s in series])  # (ΣL, C)
+        std = steps.std(0)
+        self.channel_mean = torch.from_numpy(steps.mean(0))
+        self.channel_std = torch.from_numpy(np.where(std > 0, std, 1.0))
+        scaled = [x[:l] for x, lengths in self._chunks(series) for x, l in zip(x, lengths.tolist(), strict=True)]
+        self.kernels.fit([x.numpy() for x in scaled], seed)
+        X = torch.cat([self.kernels(x, lengths).double() for x, lengths in self._chunks(series)])  # (N, F)
+        F = X.shape[1]
+        mean, std = X.mean(0), X.std(0, unbiased=False)
+        scale = torch.where(std > 0, std, torch.ones_like(std))
+        Z = (X - mean) / scale  # (N, F)
+        Y = -torch.ones(len(y), K, dtype=torch.float64)
+        Y[torch.arange(len(y)), y] = 1.0
+        alpha, coef, loo = ridge_loo(Z, Y)
+        self.mean, self.scale = mean, scale
+        self.coef = (Z.T @ coef).reshape(F, K)  # (F, K)
+        self.intercept = Y.mean(0)
+        self.alpha = torch.tensor(alpha, dtype=torch.float64)
+        self.temperature = torch.tensor(_temperature(loo, y), dtype=torch.float64)
+        return self
+
+    def _chunks(self, series: Sequence[np.ndarray]) -> list[tuple[Tensor, Tensor]]:
+        shift, scale = self.channel_mean.numpy(), self.channel_std.numpy()
+        return padded_chunks(series, self.kernels.channels, shift, scale)
+
+    def scores(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """The ridge's decision values ``(B, K)`` float64."""
+        z = (self.kernels(x, lengths).double() - self.mean) / self.scale  # (B, F)
+        return z @ self.coef + self.intercept
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return self.temperature * self.scores(x, lengths)  # (B, K) logits
+
+    @torch.no_grad()
+    def probabilities(self, series: Sequence[np.ndarray]) -> np.ndarray:
+        """Class probabilities ``(N, K)`` float64 of ``series`` ``N × (L_i, C)`` in their own units (standardized
+        here as in :meth:`fit`; chunks of 32)."""
+        return np.concatenate([torch.softmax(self(x, n), dim=-1).numpy() for x, n in self._chunks(series)])

@@ -1,0 +1,292 @@
+"""The random-kernel ridge (rnnkit.tasks.kernels) against references: N leave-one-out refits, scikit-learn's ridge,
+a hand loop over MiniRocket's features; and its part in a series run (--kernels)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cli_helpers import assert_one_line_error, rnnkit_main
+from rnnkit import cli
+from rnnkit.runs.folder import load_run
+from rnnkit.tasks.kernels import (
+    ALPHAS,
+    KERNEL_LENGTH,
+    KernelRidge,
+    RandomKernels,
+    kernel_weights,
+    padded_chunks,
+    ridge_loo,
+)
+
+sklearn = pytest.importorskip("sklearn")
+
+
+def _series(n: int, channels: int, lengths: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
+    g = np.random.default_rng(seed)
+    return [g.standard_normal((int(g.integers(*lengths)), channels)).cumsum(0) for _ in range(n)]
+
+
+def test_kernels_are_minirockets_84():
+    w = kernel_weights()
+    assert w.shape == (84, 1, KERNEL_LENGTH)
+    assert torch.all(w.sum(2) == 0)  # -6 + 3·2: every kernel sums to zero
+    twos = {tuple(torch.nonzero(w[k, 0] == 2).flatten().tolist()) for k in range(84)}
+    assert twos == set(itertools.combinations(range(9), 3))
+
+
+def test_ridge_leave_one_out_equals_refits_and_sklearn():
+    from sklearn.linear_model import Ridge, RidgeClassifier
+
+    g = torch.Generator().manual_seed(0)
+    N, F, K = 14, 40, 3
+    X = torch.randn(N, F, generator=g, dtype=torch.float64)
+    Z = X - X.mean(0)
+    y = torch.arange(N) % K
+    Y = -torch.ones(N, K, dtype=torch.float64)
+    Y[torch.arange(N), y] = 1.0
+    for alpha in (0.01, 0.5, 30.0):
+        a, coef, loo = ridge_loo(Z, Y, alphas=[alpha])
+        assert a == alpha
+        for i in range(N):  # leave series i out, refit with an unpenalised intercept, predict it
+            keep = [j for j in range(N) if j != i]
+            ref = Ridge(alpha=alpha).fit(Z[keep].numpy(), Y[keep].numpy()).predict(Z[i : i + 1].numpy())[0]
+            np.testing.assert_allclose(loo[i].numpy(), ref, rtol=1e-7, atol=1e-8)
+        ref = RidgeClassifier(alpha=alpha).fit(Z.numpy(), y.numpy()).decision_function(Z.numpy())
+        np.testing.assert_allclose((Z @ (Z.T @ coef) + Y.mean(0)).numpy(), ref, rtol=1e-7, atol=1e-8)
+    # the chosen penalty is the one with the lowest leave-one-out squared error
+    errors = {a: float(((Y - ridge_loo(Z, Y, alphas=[a])[2]) ** 2).mean()) for a in ALPHAS}
+    assert ridge_loo(Z, Y)[0] == min(errors, key=errors.get)
+
+
+def _hand_features(mod: RandomKernels, s: np.ndarray) -> np.ndarray:
+    """MiniRocket's PPV by explicit loops over dilations, kernels, biases and positions (float64)."""
+    L = len(s)
+    w = mod.weight[:, 0].double().numpy()  # (84, 9)
+    out, start = [], 0
+    for i, (d, n) in enumerate(zip(mod.dilations.tolist(), mod.counts.tolist(), strict=True)):
+        half = 4 * d
+        for k in range(84):
+            x = s @ mod.channel_mask[i, k].double().numpy()  # (L,): the pair's channel sum
+            padded = (i + k) % 2 == 0
+            conv = []
+            for t in range(L) if padded else range(half, L - half):
+                conv.append(sum(w[k, j] * (x[t + (j - 4) * d] if 0 <= t + (j - 4) * d < L else 0.0) for j in range(9)))
+            conv = np.array(conv)
+            for b in mod.biases[start + k * n : start + (k + 1) * n].double().numpy():
+                out.append(float((conv > b).mean()) if len(conv) else 0.0)
+        start += 84 * n
+    return np.array(out)
+
+
+def test_features_equal_a_hand_loop_and_padding_changes_nothing():
+    series = _series(6, 2, (30, 60))
+    mod = RandomKernels(2, 84 * 5).fit(series, seed=3)
+    assert mod.num_features == 84 * 5
+    feats = mod.transform(series).numpy()  # one padded batch: lengths 30..59
+    for s, f in zip(series, feats, strict=True):
+        alone = mod(torch.from_numpy(s).unsqueeze(0), None).numpy()[0]  # float64 input, no padding
+        np.testing.assert_array_equal(np.round(alone, 12), np.round(_hand_features(mod, s), 12))
+        np.testing.assert_allclose(f, alone, atol=0.0)
+
+
+def test_fit_is_seeded_and_state_round_trips():
+    series = _series(8, 1, (40, 41))
+    labels = [i % 2 for i in range(8)]
+    a = KernelRidge(RandomKernels(1, 840), 2).fit(series, labels, seed=1)
+    b = KernelRidge(RandomKernels(1, 840), 2).fit(series, labels, seed=1)
+    c = KernelRidge(RandomKernels(1, 840), 2).fit(series, labels, seed=2)
+    assert torch.equal(a.kernels.biases, b.kernels.biases) and not torch.equal(a.kernels.biases, c.kernels.biases)
+    state = a.state_dict()
+    again = KernelRidge.from_state(state)
+    again.load_state_dict(state)
+    np.testing.assert_array_equal(again.probabilities(series), a.probabilities(series))
+    p = a.probabilities(series)
+    np.testing.assert_allclose(p.sum(1), 1.0)
+    assert a.alpha.item() in ALPHAS and a.temperature.item() > 0
+
+
+def test_channels_are_standardized_in_float64_and_huge_values_refused():
+    series = _series(6, 1, (30, 31))
+    labels = [i % 2 for i in range(6)]
+    ridge = KernelRidge(RandomKernels(1, 168), 2).fit(series, labels)
+    scaled = KernelRidge(RandomKernels(1, 168), 2).fit([s * 1e30 + 7 for s in series], labels)
+    # the kernels sum to zero and the biases come from the same scaled series: a univariate set's features and
+    # probabilities do not depend on its units
+    np.testing.assert_allclose(scaled.probabilities([s * 1e30 + 7 for s in series]), ridge.probabilities(series))
+    with pytest.raises(ValueError, match="float32"):
+        padded_chunks([np.full((5, 1), 1e300)], 1)
+
+
+def test_too_few_features_or_series_are_refused():
+    with pytest.raises(ValueError, match="at least 84"):
+        RandomKernels(1, 50)
+    with pytest.raises(ValueError, match="at least 2 labeled"):
+        KernelRidge(RandomKernels(1, 84), 2).fit(_series(1, 1, (20, 21)), [0])
+
+
+# ------------------------------------------------------------------------------------------------- in a run
+TINY = ["--hidden", "8", "--epochs", "1", "--batch-size", "8", "--ensemble", "1"]
+
+
+@pytest.fixture(scope="module")
+def series_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    from test_series_classify import make_series, write_ts
+
+    base = tmp_path_factory.mktemp("kernels")
+    X, y = make_series(8, seed=20)
+    Xt, yt = make_series(3, seed=21)
+    return str(write_ts(base / "TRAIN.ts", X, y)), str(write_ts(base / "TEST.ts", Xt, yt))
+
+
+@pytest.fixture(scope="module")
+def kernel_run(tmp_path_factory: pytest.TempPathFactory, series_files: tuple[str, str]) -> Path:
+    out = tmp_path_factory.mktemp("kr") / "run"
+    train, test = series_files
+    args = ["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--kernels", "840"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_run_averages_the_ridge_with_the_networks(kernel_run: Path, series_files: tuple[str, str]) -> None:
+    from rnnkit.runs import classify_series as cs
+    from rnnkit.runs.series_kernels import KERNELS_FILE, WEIGHTS, load_kernels
+
+    config = json.loads((kernel_run / "config.json").read_text())
+    record = config["kernels"]
+    assert record == {"features": 840, "seed": 0, "file": KERNELS_FILE}
+    assert config["options"]["options"]["kernels"] == 840
+    assert (kernel_run / KERNELS_FILE).is_file()
+    run = load_run(kernel_run)
+    part = cs.load_series(series_files[1], "test")
+    networks, _ = cs._network_probabilities(run, part, labeled=False)
+    ridge = load_kernels(run)
+    assert ridge is not None and ridge.kernels.num_features == 840
+    kernels = ridge.probabilities([x.T for x in part.X])
+    w = float(ridge.weight)
+    assert w in WEIGHTS
+    expected = (1 - w) * networks + w * kernels
+    np.testing.assert_allclose(cs.series_probabilities(run, part.X), expected, rtol=1e-12)
+    metrics = json.loads((kernel_run / "metrics.json").read_text())
+    gold = np.array(part.label_ids())
+    assert metrics["test_accuracy"] == round(float((expected.argmax(1) == gold).mean()), 4)
+    assert metrics["kernels_accuracy"] == round(float((kernels.argmax(1) == gold).mean()), 4)
+    assert metrics["networks_accuracy"] == round(float((networks.argmax(1) == gold).mean()), 4)
+    assert metrics["kernels_weight"] == w
+    nll = -np.log(expected[np.arange(len(gold)), gold]).mean()
+    assert metrics["test_loss"] == pytest.approx(round(float(nll), 4), abs=1e-4)
+    # without the config key the same folder is the networks alone (what runs before --kernels are)
+    alone = replace(run, config={k: v for k, v in run.config.items() if k != "kernels"}, parts={})
+    np.testing.assert_allclose(cs.series_probabilities(alone, part.X), networks, rtol=1e-12)
+
+
+def test_the_weight_is_chosen_on_validation_and_the_ridge_refit_on_train_and_validation(
+    kernel_run: Path, series_files: tuple[str, str]
+) -> None:
+    from rnnkit.runs import classify_series as cs
+    from rnnkit.runs.series_kernels import choose_weight, fit_kernels, load_kernels
+
+    split = cs.prepare_series(series_files[0], test_data=series_files[1], seed=0, series_norm="both")
+    assert len(split.val) > 0
+    run = load_run(kernel_run)
+    ridge = load_kernels(run)
+    assert ridge is not None
+    # the weight: the trial ridge (training part only) and the networks on the validation part
+    trial = fit_kernels([split.train], split.classes, 840, seed=0)
+    networks, _ = cs._network_probabilities(run, split.val, labeled=False)
+    gold = split.val.label_ids()
+    assert float(ridge.weight) == choose_weight(networks, trial.probabilities([x.T for x in split.val.X]), gold)
+    # the member kept: refit on training and validation series (never the test part)
+    again = fit_kernels([split.train, split.val], split.classes, 840, seed=0)
+    for key, value in again.state_dict().items():
+        if key != "weight":
+            assert torch.equal(value, ridge.state_dict()[key]), key
+
+
+def test_choose_weight_takes_the_lowest_cross_entropy() -> None:
+    from rnnkit.runs.series_kernels import choose_weight
+
+    gold = [0, 1, 1]
+    right = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7]])
+    wrong = right[:, ::-1].copy()
+    assert choose_weight(right, wrong, gold) == 0.0
+    assert choose_weight(wrong, right, gold) == 1.0
+    assert choose_weight(right, right, gold) == 0.0  # equals: the first
+    half = np.array([[0.6, 0.4], [0.4, 0.6], [0.45, 0.55]])
+    losses = {w: -np.log(((1 - w) * half + w * right)[[0, 1, 2], gold]).mean() for w in (0, 0.25, 0.5, 0.75, 1)}
+    assert choose_weight(half, right, gold) == min(losses, key=losses.get)
+
+
+def test_kernels_zero_writes_no_ridge(tmp_path: Path, series_files: tuple[str, str]) -> None:
+    train, test = series_files
+    out = tmp_path / "r0"
+    args = ["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--kernels", "0"]
+    assert cli.main([*args, "--out", str(out)]) == 0
+    assert "kernels" not in json.loads((out / "config.json").read_text())
+    assert not (out / "kernels.safetensors").exists()
+    assert "kernels_accuracy" not in json.loads((out / "metrics.json").read_text())
+
+
+def test_bad_kernel_settings_and_files_get_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kernel_run: Path, series_files: tuple[str, str]
+) -> None:
+    train, test = series_files
+    for value, words in (("-1", "--kernels"), ("50", "at least 84")):
+        out = tmp_path / f"bad{value}"
+        code, o, err = rnnkit_main(capsys, "train", "--task", "classify", "--data", train, "--kernels", value,
+                                   "--out", out)  # fmt: skip
+        assert_one_line_error(code, o, err, words)
+        assert not out.exists()
+    broken = tmp_path / "broken"
+    shutil.copytree(kernel_run, broken)
+    (broken / "kernels.safetensors").write_bytes(b"not a safetensors file")
+    assert_one_line_error(*rnnkit_main(capsys, "predict", broken, "--data", test), "kernels.safetensors")
+    (broken / "kernels.safetensors").unlink()
+    assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "kernels.safetensors: missing")
+
+
+def test_export_writes_the_ridge_graph_and_the_two_graphs_give_the_runs_probabilities(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kernel_run: Path, series_files: tuple[str, str]
+) -> None:
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from rnnkit.data.arrays import Standardizer
+    from rnnkit.runs import classify_series as cs
+
+    output = tmp_path / "m.onnx"
+    code, out, err = rnnkit_main(capsys, "export", kernel_run, "--output", output, "--check")
+    assert code == 0, err
+    assert "m.kernels.onnx (kernels): series (B, T, 2) float32, lengths (B,) int64 -> logits (B, 3)" in out
+    assert "onnxruntime check" in out
+    info = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert set(info["graphs"]) == {"sequence", "kernels"} and info["graphs"]["kernels"]["file"] == "m.kernels.onnx"
+    run = load_run(kernel_run)
+    part = cs.load_series(series_files[1], "test")
+    series = [x.T for x in part.X]  # (L_i, C)
+    batch = cs.series_batch(series, Standardizer.from_dict(run.config["scaler"]), series_norm=run.config["series_norm"])
+    seq = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    net = seq.run(None, {"inputs": batch.inputs.numpy(), "lengths": batch.lengths.numpy()})[0]
+    raw = np.zeros((len(series), max(len(x) for x in series), 2), np.float32)
+    for i, x in enumerate(series):
+        raw[i, : len(x)] = x
+    ker = ort.InferenceSession(str(tmp_path / "m.kernels.onnx"), providers=["CPUExecutionProvider"])
+    logits = ker.run(None, {"series": raw, "lengths": batch.lengths.numpy()})[0]
+    w = info["kernels"]["weight"]
+    probs = (1 - w) * torch.softmax(torch.from_numpy(net), -1) + w * torch.softmax(torch.from_numpy(logits), -1)
+    np.testing.assert_allclose(probs.numpy(), cs.series_probabilities(run, part.X), atol=1e-5)
+    # a later export of a run without a ridge to the same name removes the stale kernel graph
+    plain = tmp_path / "plain"
+    train, test = series_files
+    args = ["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--kernels", "0"]
+    assert cli.main([*args, "--out", str(plain)]) == 0
+    code, out, err = rnnkit_main(capsys, "export", plain, "--output", output)
+    assert code == 0, err
+    assert not (tmp_path / "m.kernels.onnx").exists()
+    assert "kernels" not in json.loads((tmp_path / "m.onnx.json").read_text())
