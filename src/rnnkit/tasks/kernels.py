@@ -209,13 +209,15 @@ class RandomKernels(nn.Module):
         xs = x.transpose(1, 2) * inside.to(x.dtype)  # (B, C, T): steps past a series' end read as zeros
         out, start = [], 0
         for i, (d, n) in enumerate(plan):
-            conv = self._conv(xs, i, d)  # (B, 84, T)
             valid = self._valid(lengths, T, i, d)  # (B, 84, T)
-            b = self.biases[start : start + NUM_KERNELS * n].view(1, NUM_KERNELS, 1, n).to(x.dtype)
+            conv = self._conv(xs, i, d).masked_fill(~valid, -math.inf)  # (B, 84, T): a step outside never counts
+            b = self.biases[start : start + NUM_KERNELS * n].view(1, NUM_KERNELS, n, 1).to(x.dtype)
             start += NUM_KERNELS * n
-            positive = (conv.unsqueeze(-1) > b) & valid.unsqueeze(-1)  # (B, 84, T, n)
+            # the steps above each bias: conv − b > 0 exactly where conv > b (IEEE subtraction of two different
+            # floats is never 0), as floats, so the sum needs no cast of a (B, 84, n, T) tensor (2× faster)
+            positive = (conv.unsqueeze(2) - b).gt_(0).sum(3)  # (B, 84, n)
             count = valid.sum(2).clamp(min=1).unsqueeze(-1).to(x.dtype)  # (B, 84, 1)
-            out.append((positive.sum(2).to(x.dtype) / count).reshape(B, -1))  # (B, 84·n)
+            out.append((positive / count).reshape(B, -1))  # (B, 84·n)
         return torch.cat(out, dim=1)  # (B, F)
 
     @torch.no_grad()
