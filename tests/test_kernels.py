@@ -250,6 +250,10 @@ def test_bad_kernel_settings_and_files_get_one_line(
     assert_one_line_error(*rnnkit_main(capsys, "predict", broken, "--data", test), "kernels.safetensors")
     (broken / "kernels.safetensors").unlink()
     assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "kernels.safetensors: missing")
+    config = json.loads((broken / "config.json").read_text())
+    config["kernels"]["file"] = "../elsewhere.safetensors"  # a path out of the folder is not a run's file
+    (broken / "config.json").write_text(json.dumps(config))
+    assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "kernels.file")
 
 
 def test_export_writes_the_ridge_graph_and_the_two_graphs_give_the_runs_probabilities(

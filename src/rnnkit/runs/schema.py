@@ -116,6 +116,14 @@ class ForecastSection(_Open):
         return self
 
 
+class KernelsSection(_Open):
+    """A series classifier's kernel ridge (``--kernels``): its features, seed and file in the run folder."""
+
+    features: int = Field(ge=84)
+    seed: int
+    file: str = Field(pattern=r"^[A-Za-z0-9_.-]+\.safetensors$")  # a file name inside the run folder, no path
+
+
 class RunConfigFile(_Open):
     """``config.json`` of a run folder."""
 
@@ -130,6 +138,7 @@ class RunConfigFile(_Open):
     target_vocab: VocabSection | None = None  # seq2seq: the outputs' symbols
     classes: list[str] | None = None
     forecast: ForecastSection | None = None  # forecast runs
+    kernels: KernelsSection | None = None  # series classifiers with a kernel ridge
 
     @field_validator("classes")
     @classmethod
