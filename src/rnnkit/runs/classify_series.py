@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rnnkit import distributed
 from rnnkit.data.arrays import (
     EMBEDDED_SERIES,
     SERIES_SUFFIXES,
@@ -587,8 +588,9 @@ class SeriesClassifyKind(RunKind):
                 (split.train, split.val), split.classes, int(record["features"]), int(record["seed"]), networks,
                 KERNEL_WEIGHT,
             )  # fmt: skip
-            save_kernels(run.path, ridge)
-            run.parts.pop("kernels", None)
+            if distributed.is_main():  # under torchrun every rank fits the same ridge; rank 0 writes it
+                save_kernels(run.path, ridge)
+            run.parts["kernels"] = ridge
             _say(
                 prepared.extra.get("log"),
                 f"kernel ridge: {ridge.kernels.num_features} random-kernel features, alpha {float(ridge.alpha):g}, "

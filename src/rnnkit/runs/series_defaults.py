@@ -82,7 +82,8 @@ DEFAULTS: dict[str, Any] = {
 """Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
 
 KERNEL_WEIGHT = 0.5
-"""The weight ``w`` of the kernel ridge's probabilities in a run's average with the networks' (``--kernels``)."""
+"""The weight ``w`` of the kernel ridge's probabilities beside the networks' in a run *without* a validation part
+(``--val-fraction 0``); with one, ``w`` is chosen on it (:func:`rnnkit.runs.series_kernels.fit_member`)."""
 TEST_FRACTION = 0.2
 """Share of every class held out as the test part (without ``--test-data``)."""
 STEP_BUDGET = 600_000
