@@ -566,6 +566,7 @@ def _parts_cell(entry: dict[str, Any]) -> str:
 
 def classify_table(rows: list[dict[str, Any]]) -> str:
     keys = list(rows[0].get("models", ["rnnkit"])) if rows else ["rnnkit"]  # rows of one run share their models
+    parts = any(r[keys[0]].get("kernels_accuracy") is not None for r in rows)  # a column only for runs with a ridge
     header = [
         "set",
         "n_train",
@@ -574,7 +575,7 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
         "channels",
         "classes",
         *[f"{k} acc" for k in keys],
-        f"{keys[0]}'s parts alone: networks / kernel ridge (w per seed)",
+        *([f"{keys[0]}'s parts alone: networks / kernel ridge (w per seed)"] if parts else []),
         "MiniRocket acc",
         "1-NN DTW acc",
         "wins",
@@ -593,7 +594,7 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
                 r["channels"],
                 r["classes"],
                 *[_cell(r[k]) for k in keys],
-                _parts_cell(r[keys[0]]),
+                *([_parts_cell(r[keys[0]])] if parts else []),
                 _cell(r["minirocket"]),
                 _cell(r["dtw"]),
                 r["winner"],

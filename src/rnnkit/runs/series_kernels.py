@@ -89,8 +89,9 @@ def fit_member(
 
 
 def kernels_record(features: int, seed: int) -> dict[str, Any]:
-    """The ``config.json`` ``"kernels"`` entry of a run with a ridge of about ``features`` features."""
-    return {"features": RandomKernels(1, features).per_kernel * 84, "seed": int(seed), "file": KERNELS_FILE}
+    """The ``config.json`` ``"kernels"`` entry of a run with a ridge of about ``features`` features (``--kernels``
+    as given: the transform keeps ``84 · ⌊features / 84⌋``, and a resumed run reads the option back from here)."""
+    return {"features": int(features), "seed": int(seed), "file": KERNELS_FILE}
 
 
 def save_kernels(folder: Path, ridge: KernelRidge) -> None:
