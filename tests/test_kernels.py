@@ -320,3 +320,17 @@ def test_serve_answers_with_the_ridge_and_the_networks_averaged(
         # beyond float32 once scaled: one JSON 400 line (the networks' batch refuses it first), the server stays up
         assert bad.status_code == 400 and set(bad.json()) == {"error"} and "\n" not in bad.json()["error"]
         assert client.post(f"/runs/{kernel_run.name}/predict", json={"items": items[:1]}).status_code == 200
+
+
+def test_without_a_validation_part_the_weight_is_the_fallback(tmp_path: Path, series_files: tuple[str, str]) -> None:
+    from rnnkit.runs.series_defaults import KERNEL_WEIGHT
+    from rnnkit.runs.series_kernels import load_kernels
+
+    train, test = series_files
+    out = tmp_path / "noval"
+    args = ["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--kernels", "168"]
+    assert cli.main([*args, "--val-fraction", "0", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_val"] == 0 and metrics["kernels_weight"] == KERNEL_WEIGHT
+    ridge = load_kernels(load_run(out))
+    assert ridge is not None and float(ridge.weight) == KERNEL_WEIGHT and ridge.kernels.num_features == 168
