@@ -28,13 +28,11 @@ def verify_kernels(ridge: nn.Module, output: str | Path, *, lengths: tuple[int, 
     mean, std = ridge.channel_mean.numpy(), ridge.channel_std.numpy()
     series = [gen.standard_normal((n, C)).cumsum(0) * std + mean for n in lengths]  # (L_i, C) each
     x, lens = padded_chunks(series, C, mean, std)[0]  # standardized, as the run reads them
+    raw, _ = padded_chunks(series, C)[0]  # in the data's units, as the graph reads them
     with torch.no_grad():
         ref = ridge(x, lens).numpy()  # (B, K)
-    raw = np.zeros((len(series), max(lengths), C), np.float32)
-    for i, s in enumerate(series):
-        raw[i, : len(s)] = s
     sess = ort.InferenceSession(str(_paths(output)["kernels"]), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"series": raw, "lengths": lens.numpy()})[0]
+    got = sess.run(None, {"series": raw.numpy(), "lengths": lens.numpy()})[0]
     return float(np.abs(got - ref).max())
 
 

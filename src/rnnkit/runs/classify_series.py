@@ -567,7 +567,6 @@ class SeriesClassifyKind(RunKind):
             raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
         if split.missing_filled:
             _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
-        prepared.extra["log"] = log
 
     def fit_options(self, prepared: Prepared) -> dict[str, Any]:
         num_val = len(prepared.extra["split"].val)
@@ -592,7 +591,7 @@ class SeriesClassifyKind(RunKind):
                 save_kernels(run.path, ridge)
             run.parts["kernels"] = ridge
             _say(
-                prepared.extra.get("log"),
+                prepared.log,
                 f"kernel ridge: {ridge.kernels.num_features} random-kernel features, alpha {float(ridge.alpha):g}, "
                 f"weight {float(ridge.weight):g} beside the networks"
                 + (" (chosen on the validation part)" if networks is not None else " (no validation part)"),

@@ -125,6 +125,7 @@ class Prepared:
     extra: dict[str, Any] = field(default_factory=dict)  # whatever the kind's own hooks need
     trainer: TrainConfig | None = None  # set by the skeleton: the trainer settings used
     result: TrainResult | None = None  # set by the skeleton after fit, before score
+    log: Callable[[str], None] | None = None  # set by the skeleton: where the hooks' notes go (stderr lines)
 
 
 class RunKind:
@@ -216,6 +217,7 @@ class RunKind:
             out, opts, resume=resume, overwrite=overwrite, app=self.app, options_from=self.restore
         )
         prepared = self.prepare(opts, saved)
+        prepared.log = log
         mcfg = self.model_config(opts, prepared)
         if members > 1:
             mcfg = replace(mcfg, ensemble=members)
