@@ -432,6 +432,68 @@ def test_step_without_grad_equals_forward(ext, kind, B):
                 p.mul_(0.5)  # in place: same tensor, new _version
 
 
+# ------------------------------------------------------------------------------- B = 1 LSTM panels (float32)
+def test_lstm_panels_are_w_hh_regrouped(ext):
+    """``step_layout`` for a float32 LSTM at B = 1: panel q, row k holds W_hh[g·H + 16q + u, k] at g·16 + u; other
+    kinds, batches and dtypes get W_hhᵀ (H, G); H not a multiple of 16 gets W_hhᵀ too."""
+    H = 48
+    w = torch.randn(4 * H, H)
+    panels = ext.step_layout(2, w, 1)
+    assert panels.shape == (H // 16, H, 64)
+    for q in range(H // 16):
+        for k in (0, 17, H - 1):
+            for g in range(4):
+                for u in (0, 5, 15):
+                    assert panels[q, k, g * 16 + u] == w[g * H + 16 * q + u, k]
+    assert torch.equal(ext.step_layout(2, w, 2), w.t())
+    assert ext.step_layout(3, torch.randn(3 * H, H), 1).shape == (H, 3 * H)
+    assert ext.step_layout(2, w.double(), 1).shape == (H, 4 * H)
+    assert ext.step_layout(2, torch.randn(4 * 40, 40), 1).shape == (40, 160)
+
+
+@pytest.mark.parametrize("lengths", [None, [9]], ids=["full", "lengths"])
+def test_lstm_panels_equal_the_row_path_bitwise(ext, lengths):
+    """A float32 sequence alone (B = 1: W_hh in panels, gate math after each panel) gives bitwise the outputs and
+    final states it gets as a row of a batch of two (the row path: the product into a (2, 4H) row, then the gate
+    loop) — the same sums in the same order and the same gate function. (Its gradients: the float32 test above,
+    B1 with H = 80, runs the panels against float64.)"""
+    torch.manual_seed(21)
+    T, I, H = 12, 5, 48
+    layer = make_layer("lstm", I, H, 2, dtype=torch.float32, engine="compiled")
+    x = torch.randn(T, 1, I)
+    pair = torch.cat([x, torch.randn(T, 1, I)], 1)
+    alone = run_grads(layer, x, None, lengths)
+    both = run_grads(layer, pair, None, None if lengths is None else [*lengths, T])
+    for i in range(3):  # output, h_n, c_n
+        assert torch.equal(alone[i], both[i][:, :1]), i
+    with torch.no_grad():
+        assert torch.equal(layer(x, lengths=lengths)[0], alone[0])  # no grad: panels from the step cache
+
+
+def test_lstm_panels_step_equals_forward_and_follows_weight_updates(ext):
+    """Sampling at B = 1 in float32 (one kernel call per step, the panels cached per weight tensor) gives the
+    whole-sequence forward to float32 rounding (the input projection is a GEMM of one row per call instead of one
+    over all steps), also after an in-place weight update (the cache is keyed by the weight's version)."""
+    torch.manual_seed(22)
+    T, I, H = 7, 6, 32
+    layer = make_layer("lstm", I, H, 2, dtype=torch.float32)
+    x = torch.randn(T, 1, I)
+    for _ in range(2):
+        with torch.no_grad():
+            out, (h_n, c_n) = layer(x)
+            state, ys = None, []
+            for t in range(T):
+                y, state = layer.step(x[t], state)
+                ys.append(y)
+            torch.testing.assert_close(torch.stack(ys), out, rtol=1e-6, atol=1e-7)
+            torch.testing.assert_close(state, (h_n, c_n), rtol=1e-6, atol=1e-7)
+            layer.engine = "loop"
+            torch.testing.assert_close(layer(x)[0], out, rtol=1e-5, atol=2e-6)
+            layer.engine = "auto"
+            for p in layer.parameters():
+                p.mul_(0.5)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_pooled_buffers_are_reused_without_stale_data(ext, kind):
     """The kernel's large buffers come from a pool (csrc/rnn.cpp, "buffer pool"): a call after another call of a

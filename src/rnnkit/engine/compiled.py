@@ -109,7 +109,7 @@ def run_compiled(
             _c(c0, x),
             w_ih.contiguous(),
             w_hh.contiguous(),
-            _step_layout(w_hh, x.shape[1]),
+            _step_layout(w_hh, x.shape[1], kind),
             _c(b_ih, x),
             _c(b_hh, x),
             _c(m, x),
@@ -160,7 +160,7 @@ def run_compiled_zero(
         zero if lstm else empty,
         w_ih.contiguous(),
         w_hh.contiguous(),
-        _step_layout(w_hh, x.shape[1]),
+        _step_layout(w_hh, x.shape[1], kind),
         empty if b_ih is None else b_ih.contiguous(),
         empty if b_hh is None else b_hh.contiguous(),
         empty,
@@ -192,7 +192,7 @@ def step_compiled(
         c0.contiguous(),
         w_ih,
         w_hh,
-        _step_layout(w_hh, x_t.shape[0]),
+        _step_layout(w_hh, x_t.shape[0], kind),
         empty if b_ih is None else b_ih,
         empty if b_hh is None else b_hh,
         empty,
@@ -216,21 +216,23 @@ def _empty(ref: Tensor) -> Tensor:
 _SMALL_B = 4
 """Batches up to this size multiply by ``W_hhᵀ`` laid out ``(H, G)`` (``SMALL_B`` in csrc/rnn.cpp)."""
 
-_LAYOUTS: dict[int, tuple[weakref.ref, int, int, Tensor]] = {}
-"""id(W_hh) → (a weak reference to it, its ``_version`` and storage address, ``W_hhᵀ`` laid out)."""
+_LAYOUTS: dict[tuple[int, bool], tuple[weakref.ref, int, int, Tensor]] = {}
+"""(id(W_hh), panels) → (a weak reference to it, its ``_version`` and storage address, its layout)."""
 
 
-def _step_layout(w_hh: Tensor, B: int) -> Tensor:
-    """``W_hhᵀ`` ``(H, G)`` for a small batch without grad (sampling, serving), cached per weight tensor and
-    rebuilt when the weight changes (its ``_version`` or storage), so a step does not lay it out again; an empty
-    tensor (the kernel lays it out itself, or packs ``W_hh``) otherwise."""
+def _step_layout(w_hh: Tensor, B: int, kind: str) -> Tensor:
+    """What the kernel multiplies by at a small batch without grad (sampling, serving), cached per weight tensor and
+    rebuilt when the weight changes (its ``_version`` or storage), so a step does not lay it out again: a float32
+    LSTM at B = 1 gets ``W_hh`` in panels ``(H/16, H, 64)``, other small batches ``W_hhᵀ`` ``(H, G)``
+    (``step_layout`` in csrc/rnn.cpp); an empty tensor (the kernel lays it out itself, or packs ``W_hh``) for larger
+    batches."""
     if B > _SMALL_B:
         return _empty(w_hh)
-    key = id(w_hh)
+    key = (id(w_hh), kind == "lstm" and B == 1)
     hit = _LAYOUTS.get(key)
     if hit is not None and hit[0]() is w_hh and hit[1] == w_hh._version and hit[2] == w_hh.data_ptr():
         return hit[3]
-    layout = w_hh.detach().t().contiguous()  # (H, G)
+    layout = rnn_extension().step_layout(_CODES[kind], w_hh.detach().contiguous(), B)
     ref = weakref.ref(w_hh, lambda _ref, k=key: _LAYOUTS.pop(k, None))
     _LAYOUTS[key] = (ref, w_hh._version, w_hh.data_ptr(), layout)
     return layout

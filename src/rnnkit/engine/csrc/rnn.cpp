@@ -324,27 +324,30 @@ ROW rnn_fwd_row(T* __restrict o, const T* __restrict x, int64_t H, bool relu) {
 
 // LSTM gates on pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ (the step's GEMM accumulated into the
 // projected inputs), overwritten by the activated gates
-ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
-                         T* __restrict tc, int64_t H) {
-  for (int64_t j = 0; j < H; ++j) {
-    const T i = Act<T>::sigmoid(g[j]);
-    const T f = Act<T>::sigmoid(g[H + j]);
-    const T gg = Act<T>::tanh(g[2 * H + j]);
-    const T o = Act<T>::sigmoid(g[3 * H + j]);
-    const T cn = f * c_prev[j] + i * gg;
-    const T tn = Act<T>::tanh(cn);
-    g[j] = i;
-    g[H + j] = f;
-    g[2 * H + j] = gg;
-    g[3 * H + j] = o;
-    c[j] = cn;
-    tc[j] = tn;
-    h[j] = o * tn;
-  }
+// unit j: gate q at g[q·gs + j] (gs = H in a row of the gate buffer, 16 in a panel's accumulators)
+template <typename T>
+inline __attribute__((always_inline)) void lstm_unit(T* __restrict g, int64_t gs, const T* __restrict c_prev,
+                                                     T* __restrict c, T* __restrict h, T* __restrict tc, int64_t j) {
+  const T i = Act<T>::sigmoid(g[j]);
+  const T f = Act<T>::sigmoid(g[gs + j]);
+  const T gg = Act<T>::tanh(g[2 * gs + j]);
+  const T o = Act<T>::sigmoid(g[3 * gs + j]);
+  const T cn = f * c_prev[j] + i * gg;
+  const T tn = Act<T>::tanh(cn);
+  g[j] = i;
+  g[gs + j] = f;
+  g[2 * gs + j] = gg;
+  g[3 * gs + j] = o;
+  c[j] = cn;
+  tc[j] = tn;
+  h[j] = o * tn;
 }
 
-// gru (reset after): the projected inputs' row x (3H) is overwritten by the activated r, z, n (as the LSTM's gates
-// are), the candidate's hidden part W_hn h + b_hn goes to its own row gn (H): the backward reads both
+ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
+                         T* __restrict tc, int64_t H) {
+  for (int64_t j = 0; j < H; ++j) lstm_unit<T>(g, H, c_prev, c, h, tc, j);
+}
+
 ROW gru_fwd_row(const T* __restrict g, T* __restrict x, const T* __restrict p, const T* __restrict bhn,
                 T* __restrict gn, T* __restrict h, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
@@ -456,6 +459,44 @@ ROW grub_bwd_row2(T* __restrict a, T* __restrict d, const T* __restrict e, const
 }
 #undef ROW
 
+// ------------------------------------------------------------------------------------------ B = 1 LSTM panels
+// One sequence at a time (sampling, serving, a batch of one): W_hh laid out in panels of PANEL hidden units —
+// panel q holds, for every k, the 4·PANEL weights of units PANEL·q … PANEL·q + PANEL − 1 of the gates i, f, g, o
+// (H/PANEL, H, 4·PANEL) — so W_hh streams through once per step, in address order, and each panel ends with all
+// four gates of its units in registers: their gate math runs right after (on an AVX2 core the step takes about
+// the time of reading W_hh from L2, against 1.3× that for the product into a (1, 4H) row and a pass over it).
+// The sums are the small-batch product's (from the projected inputs, k in order) and the gate math the same
+// function: the numbers are bitwise those of the row path (tested).
+constexpr int64_t PANEL = 16;
+
+bool lstm_panels_apply(int64_t kind, at::ScalarType dtype, int64_t B, int64_t H) {
+  return kind == LSTM && dtype == at::kFloat && B == 1 && H > 0 && H % PANEL == 0;
+}
+
+// W_hh (4H, H) → panels (H/PANEL, H, 4·PANEL)
+Tensor lstm_panels(const Tensor& w_hh) {
+  const int64_t H = w_hh.size(1);
+  return w_hh.reshape({4, H / PANEL, PANEL, H}).permute({1, 3, 0, 2}).contiguous().reshape({H / PANEL, H, 4 * PANEL});
+}
+
+template <typename T>
+__attribute__((noinline)) void lstm_panel_step(const T* __restrict P, const T* __restrict hp, int64_t H,
+                                               T* __restrict g, const T* __restrict cp, T* __restrict c,
+                                               T* __restrict h, T* __restrict tc) {
+  constexpr int64_t N = 4 * PANEL;
+  T acc[N];
+  for (int q = 0; q < 4; ++q)
+    for (int u = 0; u < PANEL; ++u) acc[q * PANEL + u] = g[q * H + u];
+  for (int64_t k = 0; k < H; ++k) {
+    const T s = hp[k];
+    const T* w = P + k * N;
+    for (int j = 0; j < N; ++j) acc[j] = std::fma(s, w[j], acc[j]);
+  }
+  for (int u = 0; u < PANEL; ++u) lstm_unit<T>(acc, PANEL, cp, c, h, tc, u);
+  for (int q = 0; q < 4; ++q)
+    for (int u = 0; u < PANEL; ++u) g[q * H + u] = acc[q * PANEL + u];  // the activated gates, for the backward
+}
+
 // Rows of a step in parallel only when a step is large enough to pay for it (torch's thread count decides): from
 // B·H > 8192 on, in blocks of at least 8192 elements (the names classifier, B = 64 and H = 256, splits its gate
 // math over two threads; until 16384 it ran it on one while MKL ran the step's product on two).
@@ -506,6 +547,35 @@ std::vector<Tensor> forward_impl(int64_t kind, const Tensor& xp, const Tensor& h
     }
     return StepWeight<T>(W + rows0 * H, H, true, n, H, B, small_ok, Tn);
   };
+  if (lstm_panels_apply(kind, xp.scalar_type(), B, H) && (w_t.dim() == 3 || (!live(w_t) && Tn >= 4))) {
+    // B = 1 LSTM: panels given by the caller's cache, or made here for a sequence (about one step's reading)
+    const Tensor panels = w_t.dim() == 3 ? w_t : lstm_panels(w_hh);
+    const T* P = panels.data_ptr<T>();
+    Tensor cs = pooled_empty({Tn, 1, H}, xp.options());
+    Tensor tcs = pooled_empty({Ts, 1, H}, xp.options());
+    T* CS = cs.data_ptr<T>();
+    T* GA = const_cast<T*>(X);
+    T* TC = tcs.data_ptr<T>();
+    for (int64_t t = 0; t < Tn; ++t) {
+      const T* hp = t ? HS + (t - 1) * H : h0p;
+      const T* cp = t ? CS + (t - 1) * H : c0.data_ptr<T>();
+      T* c = CS + t * H;
+      T* h = HS + t * H;
+      if (!keep(t, 0)) {  // a carried step: its gate row is never read
+        std::memcpy(c, cp, H * sizeof(T));
+        std::memcpy(h, hp, H * sizeof(T));
+        continue;
+      }
+      T* ga = GA + t * G;
+      T* tc = TC + (train ? t : 0) * H;
+      for (int64_t q = 0; q < H / PANEL; ++q) {
+        const int64_t u = q * PANEL;
+        lstm_panel_step<T>(P + q * H * 4 * PANEL, hp, H, ga + u, cp + u, c + u, h + u, tc + u);
+      }
+    }
+    return {hs, cs, xp, tcs};
+  }
+  TORCH_CHECK(w_t.dim() < 3, "panels are for a one-row float LSTM");
   const StepWeight<T> w1 = prep(0, G1);
   auto hw = [&](const T* a, int64_t lda, T* c, int64_t ldc) { w1.mul(a, lda, T(0), c, ldc); };
 
@@ -967,6 +1037,14 @@ std::vector<Tensor> layer_train(int64_t kind, const Tensor& x, const std::option
   return LayerFn::apply(kind, x, get(h0), get(c0), w_ih, w_hh, get(b_ih), get(b_hh), get(mask), lead);
 }
 
+// What forward_impl multiplies by at a small batch, made once by the caller's cache (sampling: a call per step):
+// LSTM panels for one float row, else W_hhᵀ (H, G)
+Tensor step_layout(int64_t kind, const Tensor& w_hh, int64_t B) {
+  at::NoGradGuard no_grad;
+  if (lstm_panels_apply(kind, w_hh.scalar_type(), B, w_hh.size(1))) return lstm_panels(w_hh.contiguous());
+  return w_hh.t().contiguous();
+}
+
 bool direct_blas() { return sgemm_ != nullptr && dgemm_ != nullptr; }
 bool packed_gemm() { return sgemm_pack != nullptr && sgemm_compute != nullptr && sgemm_pack_get_size != nullptr; }
 
@@ -989,6 +1067,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("kind"), py::arg("x"), py::arg("h0"), py::arg("c0"), py::arg("w_ih"), py::arg("w_hh"),
         py::arg("b_ih"), py::arg("b_hh"), py::arg("mask"), py::arg("lead") = false);
   m.def("set_double_backward", &set_double_backward, "the Python function layer_train's backward calls under create_graph");
+  m.def("step_layout", &step_layout, "W_hh laid out for a small batch's per-step product (see forward_impl)");
   m.def("direct_blas", &direct_blas, "whether the GEMMs call BLAS directly (else at::addmm_)");
   m.def("packed_gemm", &packed_gemm, "whether float32 per-step GEMMs use MKL's packed weights");
   m.def("row_threads", &row_threads, "how many threads an at::parallel_for loop of this build runs on");
