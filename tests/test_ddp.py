@@ -9,6 +9,9 @@ One ``torchrun --standalone --nproc-per-node 2`` launch (gloo) runs :func:`worke
    step), then resumed — the carried TBPTT state of both ranks is gathered into rank 0's checkpoint;
 4. ``cli``: ``rnnkit train --task lm`` through :func:`rnnkit.cli.main`.
 
+A second launch runs :func:`series_worker`: ``rnnkit train --task classify`` on a small ``.ts`` with the kernel
+ridge (``--kernels 168``).
+
 Checks: both ranks end with identical weights; each equals a single-process run on the same global batches (within
 1e-10 in float64: each rank's mean loss is scaled by ``W·n_r/N`` so that DDP's gradient average is the global
 batch's mean-loss gradient even for unequal shards); the resumed run equals the uninterrupted one; only rank 0
@@ -23,6 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -129,6 +133,23 @@ def worker(out: Path) -> None:
     assert code == 0
 
 
+def series_worker(out: Path) -> None:
+    """What each process of the second launch runs: ``rnnkit train --task classify`` on a small ``.ts`` with the
+    kernel ridge (its own launch: a process initialises its process group once, as the command line does)."""
+    from rnnkit import cli
+    from test_series_classify import make_series, write_ts
+
+    r = int(os.environ["RANK"])
+    X, y = make_series(8, seed=20)
+    Xt, yt = make_series(3, seed=21)
+    train, test = write_ts(out / f"TRAIN-{r}.ts", X, y), write_ts(out / f"TEST-{r}.ts", Xt, yt)  # no shared file
+    code = cli.main(
+        ["train", "--task", "classify", "--data", str(train), "--test-data", str(test), "--hidden", "8", "--epochs",
+         "1", "--batch-size", "8", "--ensemble", "1", "--kernels", "168", "--out", str(out / "series-run")]
+    )  # fmt: skip
+    assert code == 0
+
+
 def single_process(kind: str) -> dict[str, torch.Tensor]:
     model = make_model()
     if kind == "plain":
@@ -139,16 +160,15 @@ def single_process(kind: str) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-@pytest.fixture(scope="module")
-def launched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    out = tmp_path_factory.mktemp("ddp")
+def _launch(out: Path, worker: str) -> str:
+    """``torchrun --standalone --nproc-per-node 2`` of ``test_ddp.<worker>(out)``; returns its stdout and stderr."""
     script = out / "launch.py"
     script.write_text(
         "import sys\n"
         f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
         "from pathlib import Path\n"
         "import test_ddp\n"
-        "test_ddp.worker(Path(sys.argv[1]))\n"
+        f"test_ddp.{worker}(Path(sys.argv[1]))\n"
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RNNKIT_DEBUG", None)
@@ -164,7 +184,19 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out, proc.stdout
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("ddp")
+    return out, _launch(out, "worker")
+
+
+@pytest.fixture(scope="module")
+def launched_series(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("ddp_series")
+    return out, _launch(out, "series_worker")
 
 
 def ranks(out: Path, name: str) -> list[dict[str, torch.Tensor]]:
@@ -215,6 +247,31 @@ def test_cli_under_torchrun_writes_once_without_ddp_prefix(launched):
     assert isinstance(run.model, LanguageModel)
     leftovers = [p.name for p in run_dir.rglob("*.tmp")]
     assert not leftovers
+
+
+def test_series_run_with_the_kernel_ridge_under_torchrun(launched_series):
+    """Every rank fits the same ridge after the networks (same data, seed and validation probabilities); rank 0
+    alone writes it, and what it wrote equals a refit in this process on the run's training + validation series."""
+    from rnnkit.runs import classify_series as cs
+    from rnnkit.runs.series_kernels import KERNELS_FILE, fit_kernels, load_kernels
+
+    out, output = launched_series
+    run_dir = out / "series-run"
+    assert output.count("kernel ridge:") == 1 and output.count("classify · ") == 1, output  # rank 0 alone reports
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert "kernels_weight" in metrics and metrics["kernels_weight"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert (run_dir / KERNELS_FILE).is_file() and not list(run_dir.rglob("*.tmp"))
+    run = load_run(run_dir)
+    ridge = load_kernels(run)
+    assert ridge is not None and ridge.kernels.num_features == 168
+    split = cs.prepare_series(str(out / "TRAIN-0.ts"), test_data=str(out / "TEST-0.ts"), seed=0)  # rank 0's files
+    again = fit_kernels([split.train, split.val], split.classes, 168, int(run.config["kernels"]["seed"]))
+    for name, value in again.state_dict().items():
+        if name != "weight":  # the weight is the run's choice, not part of the fit
+            torch.testing.assert_close(ridge.state_dict()[name], value, rtol=1e-12, atol=1e-12, msg=name)
+    gold = np.array(split.test.label_ids())
+    accuracy = float((cs.series_probabilities(run, split.test.X).argmax(1) == gold).mean())
+    assert metrics["test_accuracy"] == round(accuracy, 4)
 
 
 # ---------------------------------------------------------------------------------------------------------- sharding

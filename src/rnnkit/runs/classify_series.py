@@ -39,7 +39,6 @@ Shape symbols: B batch, T steps, C channels (the batch's F features), N series.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -63,7 +62,7 @@ from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.data.series_inputs import augmented_epochs, auto_downsample, model_inputs
 from rnnkit.metrics import accuracy, confusion, macro_f1
 from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
-from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
+from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, note, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path
 from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and flags (re-exported)
     DEFAULTS,
@@ -127,13 +126,6 @@ def handles(opts: RunOptions) -> bool:
     if opts.task != "classify" or opts.data is None:
         return False
     return opts.data in EMBEDDED_SERIES or Path(opts.data).suffix.lower() in SERIES_SUFFIXES
-
-
-def _say(log: Callable[[str], None] | None, line: str) -> None:
-    if log is not None:
-        log(line)
-    else:
-        print(line, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------------------------- data
@@ -566,7 +558,7 @@ class SeriesClassifyKind(RunKind):
         if saved is not None and read_split(out) != split.record:
             raise ValueError(f"--resume: the data of the run in {out} changed since it started (its split differs)")
         if split.missing_filled:
-            _say(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
+            note(log, f"filled {split.missing_filled} missing values by linear interpolation within their channels")
 
     def fit_options(self, prepared: Prepared) -> dict[str, Any]:
         num_val = len(prepared.extra["split"].val)
@@ -590,7 +582,7 @@ class SeriesClassifyKind(RunKind):
             if distributed.is_main():  # under torchrun every rank fits the same ridge; rank 0 writes it
                 save_kernels(run.path, ridge)
             run.parts["kernels"] = ridge
-            _say(
+            note(
                 prepared.log,
                 f"kernel ridge: {ridge.kernels.num_features} random-kernel features, alpha {float(ridge.alpha):g}, "
                 f"weight {float(ridge.weight):g} beside the networks"

@@ -81,6 +81,7 @@ __all__ = [
     "kind_of",
     "kind_of_config",
     "load_kinds",
+    "note",
     "predict_lines",
     "register_kind",
     "sample_run",
@@ -311,7 +312,7 @@ class RunKind:
             folder = out / MEMBERS_DIR / str(i)
             again = resume and has_checkpoint(folder / CHECKPOINT_DIR)
             verb = "continuing" if again else "training"
-            _note(log, f"ensemble member {i + 1}/{len(model.members)} (seed {seed + i}): {verb} in {folder}")
+            note(log, f"ensemble member {i + 1}/{len(model.members)} (seed {seed + i}): {verb} in {folder}")
             result = fit(
                 member,
                 prepared.train_batches,
@@ -481,7 +482,8 @@ def ensemble_size(opts: RunOptions, out: Path, resume: bool) -> int:
     return members
 
 
-def _note(log: Callable[[str], None] | None, line: str) -> None:
+def note(log: Callable[[str], None] | None, line: str) -> None:
+    """Say ``line`` through ``log``, else on stderr — from rank 0 only under torchrun (the others stay quiet)."""
     if log is not None:
         log(line)
     elif distributed.is_main():
