@@ -23,6 +23,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 TOYKIND = '''
 """The ``last-digit`` run kind: strings of digits -> "even" or "odd" (their last digit's parity)."""
 
+import json
 import random
 
 import torch
@@ -115,9 +116,15 @@ class LastDigitKind(RunKind):
         out = evaluate(run.model, ordered)
         return {"test_accuracy": round(out["accuracy"], 4), "test_loss": round(out["loss"], 4)}
 
+    def after_fit(self, run, prepared):  # a part fitted after the network: here, the validation accuracy it reached
+        part = {"epochs": prepared.result.epochs_run, **self._metrics(run, *prepared.extra["parts"]["val"])}
+        (run.path / "after_fit.json").write_text(json.dumps(part))
+        run.parts["after_fit"] = part
+
     def score(self, run, prepared):
         metrics = {"app": self.name, "task": self.name, "model": run.config["model"]["model"]}
         metrics.update(self._metrics(run, *prepared.extra["parts"]["test"]))
+        metrics["val_accuracy_after_fit"] = run.parts["after_fit"]["test_accuracy"]  # after_fit ran first
         return metrics, {}
 
     def evaluate(self, run, path, **columns):
@@ -177,6 +184,8 @@ def test_a_kind_of_another_package_trains_evaluates_and_predicts(plugin_env: dic
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["app"] == "last-digit" and metrics["epochs"] == 6
     assert metrics["test_accuracy"] >= 0.9, metrics  # the parity of the last digit: a trivially learnable problem
+    part = json.loads((out / "after_fit.json").read_text())  # the after_fit hook: after training, before scoring
+    assert part["epochs"] == 6 and metrics["val_accuracy_after_fit"] == part["test_accuracy"]
 
     evaluated = rnnkit(plugin_env, "evaluate", out, "--json")
     assert evaluated.returncode == 0, evaluated.stderr

@@ -570,10 +570,11 @@ class SeriesClassifyKind(RunKind):
         alone = replace(run, config={k: v for k, v in run.config.items() if k != "kernels"}, parts={})
         return super()._score_member((alone, result), prepared, seed)
 
-    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+    def after_fit(self, run: Run, prepared: Prepared) -> None:
+        """The networks are trained: fit the ridge member and choose its weight (:mod:`rnnkit.runs.series_kernels`)."""
         split = prepared.extra["split"]
         record = run.config.get("kernels")
-        if record:  # the networks are trained: fit the ridge member and choose its weight (series_kernels)
+        if record:
             networks = _network_probabilities(run, split.val, labeled=False)[0] if len(split.val) else None
             ridge = fit_member(
                 (split.train, split.val), split.classes, int(record["features"]), int(record["seed"]), networks,
@@ -588,6 +589,9 @@ class SeriesClassifyKind(RunKind):
                 f"weight {float(ridge.weight):g} beside the networks"
                 + (" (chosen on the validation part)" if networks is not None else " (no validation part)"),
             )
+
+    def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
+        split = prepared.extra["split"]
         metrics: dict[str, Any] = {"app": APP, "task": "classify", "model": run.config["model"]["model"]}
         metrics.update(_classify_metrics(run, split.test, train=split.train))
         confusion = metrics.pop("confusion")

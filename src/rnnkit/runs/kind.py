@@ -251,6 +251,7 @@ class RunKind:
             )
         prepared.trainer, prepared.result = tcfg, result
         run = Run(out, config, model.eval(), prepared.vocab, prepared.classes)
+        self.after_fit(run, prepared)
         if members > 1:
             member_metrics = [self._score_member(m, prepared, opts.seed + i) for i, m in enumerate(member_runs)]
         metrics, files = self.score(run, prepared)
@@ -409,6 +410,11 @@ class RunKind:
     def fit_options(self, prepared: Prepared) -> dict[str, Any]:
         """Further keyword arguments of :func:`rnnkit.train.fit`, e.g. ``evaluate_fn`` (default: none)."""
         return {}
+
+    def after_fit(self, run: Run, prepared: Prepared) -> None:
+        """After training (every member of an ensemble), before anything is scored: fit what the run adds beside
+        its networks — the series kind's kernel ridge — write it into the run folder (rank 0 only under torchrun)
+        and keep it in ``run.parts`` for :meth:`score` (default: nothing)."""
 
     def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
         """Test metrics of the trained run, and further ``NAME.json`` files to write beside metrics.json."""
