@@ -86,7 +86,6 @@ def _add_gradients(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cmd_gradients(args: argparse.Namespace) -> int:
-
     import torch
 
     from rnnkit import diagnostics as dg
