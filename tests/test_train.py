@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from rnnkit.checkpoint import load_run_weights
@@ -348,55 +348,6 @@ def test_lr_schedule_warmup_then_decay():
     assert lr_factor(50, total, "constant", 0.1, 0.1) == 1.0
     assert lr_factor(99, total, "linear", 0.0, 0.0) == pytest.approx(0.0101, abs=1e-3)
     assert lr_factor(0, total, "cosine", 0.0, 0.5) == 1.0
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_the_optimizer_is_fused_adamw_with_the_decay_groups_and_equals_the_reference(dtype):
-    """build_optimizer: AdamW with torch's fused kernel where it exists (CPU and CUDA), weight decay on matrices only;
-    its steps equal torch's reference AdamW (one op per tensor, the default) on the same groups to rounding."""
-    from rnnkit.train.settings import build_optimizer
-
-    def trained(fused: bool) -> list[Tensor]:
-        torch.manual_seed(3)
-        model = nn.Sequential(nn.Linear(6, 9), nn.Tanh(), nn.Linear(9, 3)).to(dtype)
-        config = TrainConfig(lr=0.01, weight_decay=0.1, schedule="constant", warmup=0.0)  # the LR stays 0.01
-        if fused:
-            opt, _ = build_optimizer(model, config, 40)
-            assert opt.defaults["fused"] is True
-            assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
-            assert [p.dim() for p in opt.param_groups[0]["params"]] == [2, 2]
-        else:
-            decay = [p for p in model.parameters() if p.dim() >= 2]
-            rest = [p for p in model.parameters() if p.dim() < 2]
-            opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                                    lr=0.01)  # fmt: skip
-        g = torch.Generator().manual_seed(4)
-        for _ in range(40):
-            x, y = torch.randn(16, 6, generator=g, dtype=dtype), torch.randint(0, 3, (16,), generator=g)
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-        return [p.detach().clone() for p in model.parameters()]
-
-    tol = 1e-5 if dtype == torch.float32 else 1e-12
-    for a, b in zip(trained(True), trained(False), strict=True):
-        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
-
-
-def test_the_optimizer_falls_back_to_the_reference_without_a_fused_kernel(monkeypatch):
-    """Where torch has no fused AdamW for the parameters' device or dtype, the reference AdamW runs instead."""
-    from rnnkit.train.settings import build_optimizer
-
-    real = torch.optim.AdamW
-
-    def no_fused(params, **kwargs):
-        if kwargs.get("fused"):
-            raise RuntimeError("`fused=True` requires all the params to be floating point Tensors of supported devices")
-        return real(params, **kwargs)
-
-    monkeypatch.setattr(torch.optim, "AdamW", no_fused)
-    opt, _ = build_optimizer(nn.Linear(2, 2), TrainConfig(), 10)
-    assert isinstance(opt, real) and not opt.defaults["fused"]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -250,11 +250,7 @@ def build_optimizer(
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    groups = [g for g in groups if g["params"]]
-    try:  # one fused kernel per step instead of several ops per tensor: 6× less optimizer time on CPU (docs)
-        optimizer = torch.optim.AdamW(groups, lr=config.lr, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        optimizer = torch.optim.AdamW(groups, lr=config.lr)
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
 
     def factor(step: int) -> float:
         return lr_factor(step, total_steps, config.schedule, config.warmup, config.min_lr_ratio)
