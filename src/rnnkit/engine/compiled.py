@@ -232,7 +232,7 @@ def _step_layout(w_hh: Tensor, B: int, kind: str) -> Tensor:
     hit = _LAYOUTS.get(key)
     if hit is not None and hit[0]() is w_hh and hit[1] == w_hh._version and hit[2] == w_hh.data_ptr():
         return hit[3]
-    layout = rnn_extension().step_layout(_CODES[kind], w_hh.detach().contiguous(), B)
+    layout = rnn_extension().step_layout(_CODES[kind], w_hh.detach(), B)  # a new tensor: W_hhᵀ or panels
     ref = weakref.ref(w_hh, lambda _ref, k=key: _LAYOUTS.pop(k, None))
     _LAYOUTS[key] = (ref, w_hh._version, w_hh.data_ptr(), layout)
     return layout

@@ -322,9 +322,8 @@ ROW rnn_fwd_row(T* __restrict o, const T* __restrict x, int64_t H, bool relu) {
   }
 }
 
-// LSTM gates on pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ (the step's GEMM accumulated into the
-// projected inputs), overwritten by the activated gates
-// unit j: gate q at g[q·gs + j] (gs = H in a row of the gate buffer, 16 in a panel's accumulators)
+// One LSTM unit j on pre-activations that already hold x W_ihᵀ + b + h W_hhᵀ, overwritten by the activated gates:
+// gate q at g[q·gs + j] (gs = H in a row of the gate buffer, PANEL in a B = 1 panel's sums)
 template <typename T>
 inline __attribute__((always_inline)) void lstm_unit(T* __restrict g, int64_t gs, const T* __restrict c_prev,
                                                      T* __restrict c, T* __restrict h, T* __restrict tc, int64_t j) {
@@ -343,11 +342,14 @@ inline __attribute__((always_inline)) void lstm_unit(T* __restrict g, int64_t gs
   h[j] = o * tn;
 }
 
+// LSTM gates of one row (the step's GEMM accumulated into the projected inputs), overwritten by the activated gates
 ROW lstm_fwd_row_inplace(T* __restrict g, const T* __restrict c_prev, T* __restrict c, T* __restrict h,
                          T* __restrict tc, int64_t H) {
   for (int64_t j = 0; j < H; ++j) lstm_unit<T>(g, H, c_prev, c, h, tc, j);
 }
 
+// gru (reset after): the projected inputs' row x (3H) is overwritten by the activated r, z, n (as the LSTM's gates
+// are), the candidate's hidden part W_hn h + b_hn goes to its own row gn (H): the backward reads both
 ROW gru_fwd_row(const T* __restrict g, T* __restrict x, const T* __restrict p, const T* __restrict bhn,
                 T* __restrict gn, T* __restrict h, int64_t H) {
   for (int64_t j = 0; j < H; ++j) {
