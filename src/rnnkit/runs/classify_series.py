@@ -89,6 +89,7 @@ from rnnkit.runs.series_kernels import (
     fit_member,
     kernel_probabilities,
     kernels_record,
+    mean_nll,
     save_kernels,
 )
 from rnnkit.tasks import ModelConfig
@@ -428,7 +429,7 @@ def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None)
     if kernels is None:
         metrics["test_loss"] = round(evaluate(run.model, batches)["loss"], 4)
     else:  # the mean cross-entropy of the combined probabilities, and each part's accuracy
-        metrics["test_loss"] = round(float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean()), 4)
+        metrics["test_loss"] = round(mean_nll(probs, gold), 4)
         metrics["networks_accuracy"] = round(accuracy(gold, networks.argmax(1).tolist()), 4)
         metrics["kernels_accuracy"] = round(accuracy(gold, kernels.argmax(1).tolist()), 4)
         metrics["kernels_weight"] = float(run.parts["kernels"].weight)

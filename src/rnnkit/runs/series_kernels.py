@@ -43,6 +43,7 @@ __all__ = [
     "kernel_probabilities",
     "kernels_record",
     "load_kernels",
+    "mean_nll",
     "save_kernels",
 ]
 
@@ -60,11 +61,15 @@ def fit_kernels(parts: list[SeriesSet], classes: list[str], features: int, seed:
     return KernelRidge(RandomKernels(parts[0].num_channels, features), len(classes)).fit(series, labels, seed)
 
 
+def mean_nll(probs: np.ndarray, gold: Sequence[int]) -> float:
+    """The mean cross-entropy of class probabilities ``probs`` ``(N, K)`` against ``gold`` ``(N,)``."""
+    return float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean())
+
+
 def choose_weight(networks: np.ndarray, kernels: np.ndarray, gold: Sequence[int]) -> float:
     """The ``w`` of :data:`WEIGHTS` whose average ``(1 − w)·networks + w·kernels`` ``(N, K)`` has the lowest mean
     cross-entropy against ``gold`` ``(N,)`` (the first of equals)."""
-    rows = np.arange(len(gold))
-    losses = [float(-np.log(np.maximum(combined(networks, kernels, w)[rows, gold], 1e-300)).mean()) for w in WEIGHTS]
+    losses = [mean_nll(combined(networks, kernels, w), gold) for w in WEIGHTS]
     return WEIGHTS[int(np.argmin(losses))]
 
 
