@@ -161,7 +161,7 @@ def test_a_run_averages_the_ridge_with_the_networks(kernel_run: Path, series_fil
 
     config = json.loads((kernel_run / "config.json").read_text())
     record = config["kernels"]
-    assert record == {"features": 840, "seed": 0, "file": KERNELS_FILE}
+    assert record == {"features": 840, "seed": 0, "hydra": 64, "file": KERNELS_FILE}  # --hydra: the default
     assert config["options"]["options"]["kernels"] == 840
     assert (kernel_run / KERNELS_FILE).is_file()
     run = load_run(kernel_run)
@@ -169,6 +169,7 @@ def test_a_run_averages_the_ridge_with_the_networks(kernel_run: Path, series_fil
     networks, _ = cs._network_probabilities(run, part, labeled=False)
     ridge = load_kernels(run)
     assert ridge is not None and ridge.kernels.num_features == 840
+    assert ridge.competing is not None and ridge.competing.groups == 64
     kernels = ridge.probabilities([x.T for x in part.X])
     w = float(ridge.weight)
     assert w in WEIGHTS
@@ -199,12 +200,12 @@ def test_the_weight_is_chosen_on_validation_and_the_ridge_refit_on_train_and_val
     ridge = load_kernels(run)
     assert ridge is not None
     # the weight: the trial ridge (training part only) and the networks on the validation part
-    trial = fit_kernels([split.train], split.classes, 840, seed=0)
+    trial = fit_kernels([split.train], split.classes, 840, seed=0, hydra=64)
     networks, _ = cs._network_probabilities(run, split.val, labeled=False)
     gold = split.val.label_ids()
     assert float(ridge.weight) == choose_weight(networks, trial.probabilities([x.T for x in split.val.X]), gold)
     # the member kept: refit on training and validation series (never the test part)
-    again = fit_kernels([split.train, split.val], split.classes, 840, seed=0)
+    again = fit_kernels([split.train, split.val], split.classes, 840, seed=0, hydra=64)
     for key, value in again.state_dict().items():
         if key != "weight":
             assert torch.equal(value, ridge.state_dict()[key]), key

@@ -112,18 +112,20 @@ class _EnsembleGraph(nn.Module):
 
 class _KernelGraph(nn.Module):
     """A series run's kernel ridge (``--kernels``), ``(series (B, T, C), lengths (B,)) -> logits (B, K)``: the raw
-    series standardized per channel, MiniRocket's features over each one's valid steps, the ridge's scores times
+    series standardized per channel, MiniRocket's features (and Hydra's, for a member with them) over each one's
+    valid steps, the ridge's scores times
     its temperature (float32 throughout; :class:`~rnnkit.tasks.kernels.KernelRidge` computes them in float64)."""
 
     def __init__(self, ridge: KernelRidge) -> None:
         super().__init__()
         self.ridge = ridge.float()
-        self.plan = ridge.kernels.plan()  # Python ints: the dilation loop is fixed in the graph
+        # Python ints: the dilation loops are fixed in the graph
+        self.plans = (ridge.kernels.plan(), None if ridge.competing is None else ridge.competing.plan())
 
     def forward(self, series: Tensor, lengths: Tensor) -> Tensor:
         r = self.ridge
         x = (series - r.channel_mean) / r.channel_std  # (B, T, C)
-        z = (r.kernels.features(x, lengths, self.plan) - r.mean) / r.scale  # (B, F)
+        z = (r.transform_features(x, lengths, self.plans) - r.mean) / r.scale  # (B, F)
         return r.temperature * (z @ r.coef + r.intercept)  # (B, K)
 
 

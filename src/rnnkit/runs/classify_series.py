@@ -79,6 +79,7 @@ from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and fl
     default_epochs,
     default_members,
     downsample_of,
+    hydra_of,
     kernels_of,
     options_from_config,
     series_norm_of,
@@ -358,8 +359,9 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if len(split.val):
         val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm, downsample=factor).ordered()
     extra = {"split": split, "scaler": scaler, "trainer": tcfg, "series_norm": norm}
-    if kernels_of(opts) > 0:
-        RandomKernels(split.train.num_channels, kernels_of(opts))  # a bad --kernels fails before anything is written
+    if kernels_of(opts) > 0:  # a bad --kernels or --hydra fails before anything is written
+        RandomKernels(split.train.num_channels, kernels_of(opts))
+        hydra_of(opts)
     train_data = augmented_epochs(train_b.epoch, augment_of(opts), tcfg.seed)
     return Prepared(train_data, val_b, split.record, None, split.classes, extra=extra)
 
@@ -549,7 +551,9 @@ class SeriesClassifyKind(RunKind):
             "series_norm": prepared.extra["series_norm"],
             "downsample": split.downsample,
             "augment": augment_of(opts),
-            **({"kernels": kernels_record(kernels_of(opts), opts.seed)} if kernels_of(opts) > 0 else {}),
+            **(
+                {"kernels": kernels_record(kernels_of(opts), opts.seed, hydra_of(opts))} if kernels_of(opts) > 0 else {}
+            ),
         }
 
     def before_fit(
@@ -579,14 +583,16 @@ class SeriesClassifyKind(RunKind):
             networks = _network_probabilities(run, split.val, labeled=False)[0] if len(split.val) else None
             ridge = fit_member(
                 (split.train, split.val), split.classes, int(record["features"]), int(record["seed"]), networks,
-                KERNEL_WEIGHT,
+                KERNEL_WEIGHT, int(record.get("hydra", 0)),
             )  # fmt: skip
             if distributed.is_main():  # under torchrun every rank fits the same ridge; rank 0 writes it
                 save_kernels(run.path, ridge)
             run.parts["kernels"] = ridge
             note(
                 prepared.log,
-                f"kernel ridge: {ridge.kernels.num_features} random-kernel features, alpha {float(ridge.alpha):g}, "
+                f"kernel ridge: {ridge.kernels.num_features} random-kernel features"
+                + ("" if ridge.competing is None else f" and {ridge.competing.num_features} competing-kernel ones")
+                + f", alpha {float(ridge.alpha):g}, "
                 f"weight {float(ridge.weight):g} beside the networks"
                 + (" (chosen on the validation part)" if networks is not None else " (no validation part)"),
             )

@@ -49,6 +49,7 @@ __all__ = [
     "default_epochs",
     "default_members",
     "downsample_of",
+    "hydra_of",
     "kernels_of",
     "options_from_config",
     "series_norm_of",
@@ -78,6 +79,7 @@ DEFAULTS: dict[str, Any] = {
     "downsample": 0,  # 0: by the rule from the training length (auto_downsample)
     "augment": 0.0,  # no augmentation of the training batches (augment_batch)
     "kernels": 10_000,  # the random-kernel ridge member beside the networks (rnnkit.runs.series_kernels)
+    "hydra": 64,  # and Hydra's competing kernels in that ridge (rnnkit.tasks.hydra; board12 sweep)
 }
 """Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
 
@@ -150,6 +152,7 @@ def options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
             "downsample": saved.get("downsample", 1),  # runs before it: the series as they are
             "augment": saved.get("augment", 0.0),  # runs before it: none
             "kernels": int((saved.get("kernels") or {}).get("features", 0)),  # runs before it: none
+            "hydra": int((saved.get("kernels") or {}).get("hydra", 0)),  # runs before it: none
             # an ensemble's K (a default run's, by the rule, since board8); a single model sets none
             **({"ensemble": int(saved["model"]["ensemble"])} if saved["model"].get("ensemble", 1) > 1 else {}),
         },
@@ -169,6 +172,14 @@ def augment_of(opts: RunOptions) -> float:
 def kernels_of(opts: RunOptions) -> int:
     """The ``--kernels`` of this call (the default when unset; 0: no kernel ridge)."""
     return int(opts.resolved("kernels", DEFAULTS))
+
+
+def hydra_of(opts: RunOptions) -> int:
+    """The ``--hydra`` of this call (the default when unset; 0: no competing kernels), checked to be even."""
+    groups = int(opts.resolved("hydra", DEFAULTS))
+    if groups % 2:
+        raise ValueError(f"--hydra {groups}: half the groups read the series, half its difference; give an even number")
+    return groups
 
 
 def downsample_of(opts: RunOptions) -> int:
@@ -238,6 +249,17 @@ FLAGS = (
             "features (MiniRocket's transform) of the training and validation series at full resolution; the run "
             "averages its class probabilities with the networks' (weight in config.json); 0: the networks alone "
             "(default: the task's, 10000)",
+        },
+    ),
+    Flag(
+        "--hydra",
+        {
+            "type": ranged("hydra"),
+            "default": None,
+            "metavar": "G",
+            "help": "classify on series: beside the random kernels of --kernels, G groups of 8 competing kernels "
+            "(Hydra's transform: per step the kernel of a group that responds most, and least, is counted), half "
+            "on the series, half on its first difference; an even number, 0: none (default: the task's, 64)",
         },
     ),
     Flag(

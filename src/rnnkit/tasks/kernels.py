@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.batching import check_float32
+from rnnkit.tasks.hydra import CompetingKernels
 
 __all__ = [
     "ALPHAS",
@@ -269,10 +270,11 @@ class KernelRidge(nn.Module):
     a ``state_dict`` (:meth:`from_state`). The ridge is solved in float64; the weights are kept in float64.
     """
 
-    def __init__(self, kernels: RandomKernels, num_classes: int) -> None:
+    def __init__(self, kernels: RandomKernels, num_classes: int, competing: CompetingKernels | None = None) -> None:
         super().__init__()
         self.kernels = kernels
-        F = kernels.num_features
+        self.competing = competing
+        F = kernels.num_features + (0 if competing is None else competing.num_features)
         C = kernels.channels
         self.register_buffer("channel_mean", torch.zeros(C, dtype=torch.float64))
         self.register_buffer("channel_std", torch.ones(C, dtype=torch.float64))
@@ -289,7 +291,9 @@ class KernelRidge(nn.Module):
     def from_state(cls, state: dict[str, Tensor]) -> KernelRidge:
         """A module shaped for a saved ``state_dict`` (keys ``kernels.*`` and the ridge's)."""
         sub = {k[len("kernels.") :]: v for k, v in state.items() if k.startswith("kernels.")}
-        return cls(RandomKernels.from_state(sub), int(state["coef"].shape[1]))
+        rival = {k[len("competing.") :]: v for k, v in state.items() if k.startswith("competing.")}
+        competing = CompetingKernels.from_state(rival) if rival else None  # runs before --hydra: none
+        return cls(RandomKernels.from_state(sub), int(state["coef"].shape[1]), competing)
 
     @torch.no_grad()
     def fit(self, series: Sequence[np.ndarray], labels: Sequence[int], seed: int = 0) -> KernelRidge:
@@ -309,7 +313,12 @@ class KernelRidge(nn.Module):
         self.channel_std = torch.from_numpy(np.where(std > 0, std, 1.0))
         scaled = [x[:l] for x, lengths in self._chunks(series) for x, l in zip(x, lengths.tolist(), strict=True)]
         self.kernels.fit([x.numpy() for x in scaled], seed)
-        X = torch.cat([self.kernels(x, lengths).double() for x, lengths in self._chunks(series)])  # (N, F)
+        if self.competing is not None:
+            self.competing.draw([x.numpy() for x in scaled], seed)  # its scaling from the features below
+        X = torch.cat([self.transform_features(x, lengths) for x, lengths in self._chunks(series)])  # (N, F)
+        if self.competing is not None:  # one pass over the series: the competing part's scaling fitted on it
+            split = self.kernels.num_features
+            X = torch.cat([X[:, :split], self.competing.fit_scaling(X[:, split:])], dim=1)
         F = X.shape[1]
         mean, std = X.mean(0), X.std(0, unbiased=False)
         scale = torch.where(std > 0, std, torch.ones_like(std))
@@ -328,9 +337,20 @@ class KernelRidge(nn.Module):
         shift, scale = self.channel_mean.numpy(), self.channel_std.numpy()
         return padded_chunks(series, self.kernels.channels, shift, scale)
 
+    def transform_features(self, x: Tensor, lengths: Tensor | None = None, plans: tuple | None = None) -> Tensor:
+        """The features ``(B, F)`` float64 the ridge reads: the random kernels', then the competing kernels' (when
+        the member has them) of standardized ``x`` ``(B, T, C)``. ``plans``: both transforms' dilations as Python
+        ints (the export's fixed loop); None reads them from the buffers. In ``x``'s dtype for an export."""
+        plan_r, plan_c = plans if plans is not None else (self.kernels.plan(), None)
+        parts = [self.kernels.features(x, lengths, plan_r)]
+        if self.competing is not None:
+            parts.append(self.competing.features(x, lengths, self.competing.plan() if plan_c is None else plan_c))
+        out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return out if plans is not None else out.double()
+
     def scores(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The ridge's decision values ``(B, K)`` float64."""
-        z = (self.kernels(x, lengths).double() - self.mean) / self.scale  # (B, F)
+        z = (self.transform_features(x, lengths) - self.mean) / self.scale  # (B, F)
         return z @ self.coef + self.intercept
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
