@@ -297,6 +297,27 @@ def test_export_writes_the_ridge_graph_and_the_two_graphs_give_the_runs_probabil
     assert "kernels" not in json.loads((tmp_path / "m.onnx.json").read_text())
 
 
+def test_an_export_whose_kernel_graph_fails_leaves_the_earlier_export_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, kernel_run: Path
+) -> None:
+    pytest.importorskip("onnx")
+    from cli_helpers import snapshot
+    from rnnkit.export import writer
+
+    output = tmp_path / "m.onnx"
+    info = writer.export_run(load_run(kernel_run), output)
+    assert set(info["graphs"]) == {"sequence", "kernels"}
+    before = snapshot(tmp_path)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("kernel graph failed")
+
+    monkeypatch.setattr(writer, "_KernelGraph", broken)
+    with pytest.raises(RuntimeError, match="kernel graph failed"):
+        writer.export_run(load_run(kernel_run), output)
+    assert snapshot(tmp_path) == before  # every graph is made before any file is written, the JSON last
+
+
 def test_serve_answers_with_the_ridge_and_the_networks_averaged(
     kernel_run: Path, series_files: tuple[str, str]
 ) -> None:

@@ -109,6 +109,15 @@ def export_model(model: nn.Module, output: str | Path, *, extra: dict[str, Any] 
     vocabulary). The model is copied to the CPU in eval mode first; the caller's module is not changed. See the
     module docstring for the graphs' names and shapes.
     """
+    info, blobs = _model_blobs(model, output, extra)
+    _write_export(info, blobs, _paths(output), stale=("step",))
+    return info
+
+
+def _model_blobs(
+    model: nn.Module, output: str | Path, extra: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """The ONNX graphs of ``model`` (graph name → bytes) and the JSON describing them, nothing written yet."""
     if not isinstance(model, (SequenceClassifier, SequenceRegressor, SequenceGenerator, Ensemble)):
         raise TypeError(
             "export_model takes a SequenceClassifier, SequenceRegressor, SequenceGenerator or Ensemble, "
@@ -127,24 +136,29 @@ def export_model(model: nn.Module, output: str | Path, *, extra: dict[str, Any] 
         if "step" in specs:
             graphs["step"] = _ManyToOneStep(model)
     blobs = {name: _export_graph(graphs[name], spec, vocab_size) for name, spec in specs.items()}
-    opset = _opset(blobs["sequence"])
     info: dict[str, Any] = {
         "format": EXPORT_FORMAT,
         "rnnkit_version": __version__,
         "torch_version": torch.__version__,
-        "opset": opset,
+        "opset": _opset(blobs["sequence"]),
         "task": model.config.task,
         "model": model.config.model,
         **({"ensemble": model.config.ensemble} if isinstance(model, Ensemble) else {}),
         "graphs": {name: {"file": paths[name].name, **spec} for name, spec in specs.items()},
         **(extra or {}),
     }
+    return info, blobs
+
+
+def _write_export(info: dict[str, Any], blobs: dict[str, bytes], paths: dict[str, Path], stale: tuple[str, ...]):
+    """Write every graph, remove the ``stale`` graphs this export does not have (an earlier export's would not
+    match), then the JSON once, last."""
     for name, blob in blobs.items():
         write_bytes_atomic(paths[name], blob)
-    if "step" not in blobs and paths["step"].exists():
-        paths["step"].unlink()  # a stale step graph of an earlier export would not match this model
+    for name in stale:
+        if name not in blobs and paths[name].exists():
+            paths[name].unlink()
     write_json_atomic(paths["json"], info)
-    return info
 
 
 def _opset(blob: bytes) -> int | None:
@@ -173,23 +187,23 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     steps = series_input_steps(run.config)
     if steps:
         extra["input_steps"] = steps
-    info = export_model(run.model, output, extra=extra)
     paths = _paths(output)
+    info, blobs = _model_blobs(run.model, output, extra)
     if ridge is not None:
-        info = _add_kernel_graph(info, ridge, paths)
-    elif paths["kernels"].exists():
-        paths["kernels"].unlink()  # a stale kernel graph of an earlier export would not match this run
+        info = _add_kernel_graph(info, blobs, ridge, paths)
+    _write_export(info, blobs, paths, stale=("step", "kernels"))  # every file, then the JSON once
     info["paths"] = [str(paths[g]) for g in info["graphs"]] + [str(paths["json"])]
     return info
 
 
-def _add_kernel_graph(info: dict[str, Any], ridge: Any, paths: dict[str, Path]) -> dict[str, Any]:
-    """Write a series run's kernel ridge as ``<stem>.kernels.onnx`` and describe it, and how the run averages it
-    with the networks, in the JSON (:mod:`rnnkit.export`)."""
+def _add_kernel_graph(info: dict[str, Any], blobs: dict[str, bytes], ridge: Any, paths: dict[str, Path]) -> dict:
+    """A series run's kernel ridge as the graph ``kernels`` (added to ``blobs``, written as
+    ``<stem>.kernels.onnx``) and ``info`` with it described, and how the run averages it with the networks
+    (:mod:`rnnkit.export`)."""
     spec = kernel_spec(ridge)
-    blob = _export_graph(_KernelGraph(copy.deepcopy(ridge).cpu().eval()), spec, 0)
+    blobs["kernels"] = _export_graph(_KernelGraph(copy.deepcopy(ridge).cpu().eval()), spec, 0)
     weight = float(ridge.weight)
-    info = {
+    return {
         **info,
         "graphs": {**info["graphs"], "kernels": {"file": paths["kernels"].name, **spec}},
         "kernels": {
@@ -198,6 +212,3 @@ def _add_kernel_graph(info: dict[str, Any], ridge: Any, paths: dict[str, Path]) 
             "combine": "probabilities = (1 - weight) * softmax(sequence logits) + weight * softmax(kernels logits)",
         },
     }
-    write_bytes_atomic(paths["kernels"], blob)
-    write_json_atomic(paths["json"], info)
-    return info
