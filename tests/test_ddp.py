@@ -259,6 +259,7 @@ def test_series_run_with_the_kernel_ridge_under_torchrun(launched_series):
     run_dir = out / "series-run"
     assert output.count("kernel ridge:") == 1 and output.count("classify · ") == 1, output  # rank 0 alone reports
     metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["processes"] == 2  # every kind reports it, not the lm kind alone
     assert "kernels_weight" in metrics and metrics["kernels_weight"] in (0.0, 0.25, 0.5, 0.75, 1.0)
     assert (run_dir / KERNELS_FILE).is_file() and not list(run_dir.rglob("*.tmp"))
     run = load_run(run_dir)

@@ -181,6 +181,7 @@ def test_a_run_averages_the_ridge_with_the_networks(kernel_run: Path, series_fil
     assert metrics["kernels_accuracy"] == round(float((kernels.argmax(1) == gold).mean()), 4)
     assert metrics["networks_accuracy"] == round(float((networks.argmax(1) == gold).mean()), 4)
     assert metrics["kernels_weight"] == w
+    assert metrics["processes"] == 1  # one process (torchrun's two: tests/test_ddp.py)
     nll = -np.log(expected[np.arange(len(gold)), gold]).mean()
     assert metrics["test_loss"] == pytest.approx(round(float(nll), 4), abs=1e-4)
     # without the config key the same folder is the networks alone (what runs before --kernels are)

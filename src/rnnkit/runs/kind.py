@@ -257,6 +257,7 @@ class RunKind:
         metrics, files = self.score(run, prepared)
         if members > 1:
             metrics.update(ensemble=members, members=member_metrics)
+        metrics.setdefault("processes", distributed.world_size())  # every kind: how many torchrun processes trained
         metrics = finish_run(run, metrics, result, **files)
         self.finish(run, metrics, prepared)
         return metrics

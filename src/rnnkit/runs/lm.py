@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnkit import distributed as dist_
 from rnnkit import ranges
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.datasets import _existing, _read_text
@@ -439,8 +438,7 @@ class LanguageModelKind(RunKind):
             num_test_chars=len(parts["test"]),
             vocab_size=len(run.vocab),
             tbptt=f"{k1},{k2}",
-            processes=dist_.world_size(),
-        )
+        )  # "processes" is added by RunKind.run for every kind
         return metrics, {}
 
     def evaluate(self, run: Run, path: str | None, **columns: Any) -> dict[str, Any]:
