@@ -87,10 +87,16 @@ class CompetingKernels(nn.Module):
     def fit(self, series: Sequence[np.ndarray], seed: int = 0) -> CompetingKernels:
         """Draw the kernels (:meth:`draw`) and fit the scaling on the training ``series`` (each ``(L_i, C)``,
         already standardized as the transform will read them); returns ``self``."""
-        from rnnkit.tasks.kernels import padded_chunks  # (kernels imports this module)
-
         self.draw(series, seed)
-        self.fit_scaling(torch.cat([self(x, n) for x, n in padded_chunks(series, self.channels)]))
+        raw = []
+        for i in range(0, len(series), _CHUNK):  # zero-padded float32 batches of the series, their lengths
+            part = [
+                torch.as_tensor(np.asarray(s, dtype=np.float32).reshape(len(s), self.channels))
+                for s in series[i : i + _CHUNK]
+            ]
+            lengths = torch.tensor([len(s) for s in part])
+            raw.append(self(nn.utils.rnn.pad_sequence(part, batch_first=True), lengths))
+        self.fit_scaling(torch.cat(raw))
         return self
 
     @torch.no_grad()
