@@ -116,12 +116,9 @@ TINY = ["--hidden", "8", "--epochs", "1", "--batch-size", "8", "--ensemble", "1"
 
 @pytest.fixture(scope="module")
 def series_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    from test_series_classify import make_series, write_ts
+    from test_series_classify import train_test_files
 
-    base = tmp_path_factory.mktemp("hydra")
-    X, y = make_series(8, seed=30)
-    Xt, yt = make_series(3, seed=31)
-    return str(write_ts(base / "TRAIN.ts", X, y)), str(write_ts(base / "TEST.ts", Xt, yt))
+    return train_test_files(tmp_path_factory.mktemp("hydra"), seed=30)
 
 
 def test_hydra_zero_is_the_random_kernels_alone_as_runs_before_the_option(

@@ -138,12 +138,9 @@ TINY = ["--hidden", "8", "--epochs", "1", "--batch-size", "8", "--ensemble", "1"
 
 @pytest.fixture(scope="module")
 def series_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    from test_series_classify import make_series, write_ts
+    from test_series_classify import train_test_files
 
-    base = tmp_path_factory.mktemp("kernels")
-    X, y = make_series(8, seed=20)
-    Xt, yt = make_series(3, seed=21)
-    return str(write_ts(base / "TRAIN.ts", X, y)), str(write_ts(base / "TEST.ts", Xt, yt))
+    return train_test_files(tmp_path_factory.mktemp("kernels"), seed=20)
 
 
 @pytest.fixture(scope="module")

@@ -69,6 +69,13 @@ def write_ts(path: Path, X: list, y: list[str], missing: set[tuple[int, int, int
     return path
 
 
+def train_test_files(base: Path, seed: int, n_train: int = 8, n_test: int = 3) -> tuple[str, str]:
+    """A TRAIN and a TEST ``.ts`` file of :func:`make_series` (seeds ``seed`` and ``seed + 1``) under ``base``."""
+    X, y = make_series(n_train, seed=seed)
+    Xt, yt = make_series(n_test, seed=seed + 1)
+    return str(write_ts(base / "TRAIN.ts", X, y)), str(write_ts(base / "TEST.ts", Xt, yt))
+
+
 def rnnkit_main(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
     capsys.readouterr()
     code = cli.main([str(a) for a in args])
