@@ -144,11 +144,13 @@ def test_hydra_zero_is_the_random_kernels_alone_as_runs_before_the_option(
     assert cli.main(["evaluate", str(out)]) == 0
 
 
-def test_odd_groups_get_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path, series_files: tuple[str, str]):
+def test_odd_groups_or_hydra_without_kernels_get_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, series_files: tuple[str, str]
+) -> None:
     train, _ = series_files
-    for value, words in (("3", "even number"), ("-2", "--hydra")):
-        out = tmp_path / f"odd{value}"
-        code, o, err = rnnkit_main(capsys, "train", "--task", "classify", "--data", train, *TINY, "--hydra", value,
-                                   "--out", out)  # fmt: skip
+    for value, words in (("3", "even number"), ("-2", "--hydra"), ("8 --kernels 0", "--kernels 0 turns off")):
+        out = tmp_path / f"odd{value.split()[0]}"
+        code, o, err = rnnkit_main(capsys, "train", "--task", "classify", "--data", train, *TINY, "--hydra",
+                                   *value.split(), "--out", out)  # fmt: skip
         assert_one_line_error(code, o, err, words)
         assert not out.exists()

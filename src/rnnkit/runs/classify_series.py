@@ -362,6 +362,8 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if kernels_of(opts) > 0:  # a bad --kernels or --hydra fails before anything is written
         RandomKernels(split.train.num_channels, kernels_of(opts))
         hydra_of(opts)
+    elif saved is None and opts.options.get("hydra"):  # (a resumed run's options hold the default it resolved)
+        raise ValueError("--hydra adds kernels to the kernel ridge, which --kernels 0 turns off: leave one out")
     train_data = augmented_epochs(train_b.epoch, augment_of(opts), tcfg.seed)
     return Prepared(train_data, val_b, split.record, None, split.classes, extra=extra)
 
