@@ -119,8 +119,7 @@ class _KernelGraph(nn.Module):
     def __init__(self, ridge: KernelRidge) -> None:
         super().__init__()
         self.ridge = ridge.float()
-        # Python ints: the dilation loops are fixed in the graph
-        self.plans = (ridge.kernels.plan(), None if ridge.competing is None else ridge.competing.plan())
+        self.plans = ridge.plans()  # Python ints: the dilation loops are fixed in the graph
 
     def forward(self, series: Tensor, lengths: Tensor) -> Tensor:
         r = self.ridge

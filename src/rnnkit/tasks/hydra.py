@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnkit.tasks.kernel_inputs import KERNEL_LENGTH, padded_chunks, random_channels
+
 __all__ = ["CompetingKernels"]
 
-KERNEL_LENGTH = 9
 PER_GROUP = 8
-_CHUNK = 32  # series per transform batch while fitting the scaling
 
 
 class CompetingKernels(nn.Module):
@@ -88,14 +88,7 @@ class CompetingKernels(nn.Module):
         """Draw the kernels (:meth:`draw`) and fit the scaling on the training ``series`` (each ``(L_i, C)``,
         already standardized as the transform will read them); returns ``self``."""
         self.draw(series, seed)
-        raw = []
-        for i in range(0, len(series), _CHUNK):  # zero-padded float32 batches of the series, their lengths
-            part = [
-                torch.as_tensor(np.asarray(s, dtype=np.float32).reshape(len(s), self.channels))
-                for s in series[i : i + _CHUNK]
-            ]
-            lengths = torch.tensor([len(s) for s in part])
-            raw.append(self(nn.utils.rnn.pad_sequence(part, batch_first=True), lengths))
+        raw = [self(x, n) for x, n in padded_chunks(series, self.channels)]
         self.fit_scaling(torch.cat(raw))
         return self
 
@@ -114,11 +107,9 @@ class CompetingKernels(nn.Module):
         w = w / w.abs().sum(-1, keepdim=True)
         rng = np.random.default_rng([int(seed), 1])
         mask = torch.zeros(2 * D, h, C)
-        top_u = math.log2(min(C, KERNEL_LENGTH) + 1)
         for i in range(2 * D):
             for g in range(h):
-                n = min(C, max(1, int(2.0 ** rng.uniform(0.0, top_u))))
-                mask[i, g, rng.choice(C, size=n, replace=False)] = 1.0
+                mask[i, g, random_channels(rng, C)] = 1.0
         self.dilations = 2 ** torch.arange(D, dtype=torch.long)
         self.weight = w.float()
         self.channel_mask = mask

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rnnkit.data.batching import check_float32
 from rnnkit.tasks.hydra import CompetingKernels
+from rnnkit.tasks.kernel_inputs import KERNEL_LENGTH, padded_chunks, random_channels
 
 __all__ = [
     "ALPHAS",
@@ -50,33 +50,11 @@ __all__ = [
     "ridge_loo",
 ]
 
-KERNEL_LENGTH = 9
 NUM_KERNELS = 84  # C(9, 3)
 MAX_DILATIONS = 32
 ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 10))
 """The ridge penalties tried (scikit-learn's ``RidgeClassifierCV`` as MiniRocket uses it)."""
 _PHI = (math.sqrt(5.0) + 1.0) / 2.0
-_CHUNK = 32  # series per transform batch: bounds the (B, 84, T, n) comparison tensor
-
-
-def padded_chunks(
-    series: Sequence[np.ndarray], channels: int, shift: np.ndarray | None = None, scale: np.ndarray | None = None
-) -> list[tuple[Tensor, Tensor]]:
-    """``series`` ``N × (L_i, C)`` as float32 batches of at most 32: ``(x (B, T, C) zero-padded, lengths (B,))``,
-    each channel first mapped to ``(x − shift) / scale`` in float64 (when given). A value the cast to float32
-    cannot hold is refused (:class:`~rnnkit.data.batching.NonFiniteValues`, a ``ValueError``)."""
-    out = []
-    for i in range(0, len(series), _CHUNK):
-        part = [np.asarray(s, dtype=np.float64).reshape(len(s), channels) for s in series[i : i + _CHUNK]]
-        if shift is not None and scale is not None:
-            part = [(s - shift) / scale for s in part]
-        for j, s in enumerate(part):
-            check_float32(s, f"series {i + j} (scaled as the kernel ridge reads it)")
-        x = torch.zeros(len(part), max(len(s) for s in part), channels)
-        for j, s in enumerate(part):
-            x[j, : len(s)] = torch.from_numpy(s.astype(np.float32))
-        out.append((x, torch.tensor([len(s) for s in part])))
-    return out
 
 
 def kernel_weights(dtype: torch.dtype = torch.float32) -> Tensor:
@@ -170,11 +148,9 @@ class RandomKernels(nn.Module):
         dil, feats = _dilations(mean_len, self.per_kernel)
         C = self.channels
         masks = torch.zeros(len(dil), NUM_KERNELS, C)
-        top = math.log2(min(C, KERNEL_LENGTH) + 1)
         for i in range(len(dil)):
             for k in range(NUM_KERNELS):
-                n = min(C, int(2.0 ** g.uniform(0.0, top)))
-                masks[i, k, g.choice(C, size=max(1, n), replace=False)] = 1.0
+                masks[i, k, random_channels(g, C)] = 1.0
         self.dilations = torch.tensor(dil, dtype=torch.long)
         self.counts = torch.tensor(feats, dtype=torch.long)
         self.channel_mask = masks
@@ -315,7 +291,7 @@ class KernelRidge(nn.Module):
         self.kernels.fit([x.numpy() for x in scaled], seed)
         if self.competing is not None:
             self.competing.draw([x.numpy() for x in scaled], seed)  # its scaling from the features below
-        X = torch.cat([self.transform_features(x, lengths) for x, lengths in self._chunks(series)])  # (N, F)
+        X = torch.cat([self.transform_features(x, lengths).double() for x, lengths in self._chunks(series)])  # (N, F)
         if self.competing is not None:  # one pass over the series: the competing part's scaling fitted on it
             split = self.kernels.num_features
             X = torch.cat([X[:, :split], self.competing.fit_scaling(X[:, split:])], dim=1)
@@ -337,20 +313,23 @@ class KernelRidge(nn.Module):
         shift, scale = self.channel_mean.numpy(), self.channel_std.numpy()
         return padded_chunks(series, self.kernels.channels, shift, scale)
 
+    def plans(self) -> tuple[list, list | None]:
+        """Both transforms' dilations as Python ints (a fixed loop for ``torch.export``); None without Hydra's."""
+        return self.kernels.plan(), None if self.competing is None else self.competing.plan()
+
     def transform_features(self, x: Tensor, lengths: Tensor | None = None, plans: tuple | None = None) -> Tensor:
-        """The features ``(B, F)`` float64 the ridge reads: the random kernels', then the competing kernels' (when
-        the member has them) of standardized ``x`` ``(B, T, C)``. ``plans``: both transforms' dilations as Python
-        ints (the export's fixed loop); None reads them from the buffers. In ``x``'s dtype for an export."""
-        plan_r, plan_c = plans if plans is not None else (self.kernels.plan(), None)
-        parts = [self.kernels.features(x, lengths, plan_r)]
-        if self.competing is not None:
-            parts.append(self.competing.features(x, lengths, self.competing.plan() if plan_c is None else plan_c))
-        out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-        return out if plans is not None else out.double()
+        """The features ``(B, F)`` the ridge reads, in ``x``'s dtype: the random kernels', then the competing
+        kernels' (when the member has them) of standardized ``x`` ``(B, T, C)``; ``plans`` as :meth:`plans`
+        gives them (read from the buffers when None)."""
+        plan_r, plan_c = self.plans() if plans is None else plans
+        out = self.kernels.features(x, lengths, plan_r)
+        if self.competing is None:
+            return out
+        return torch.cat([out, self.competing.features(x, lengths, plan_c)], dim=1)
 
     def scores(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """The ridge's decision values ``(B, K)`` float64."""
-        z = (self.transform_features(x, lengths) - self.mean) / self.scale  # (B, F)
+        z = (self.transform_features(x, lengths).double() - self.mean) / self.scale  # (B, F)
         return z @ self.coef + self.intercept
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
