@@ -130,15 +130,16 @@ def test_hydra_zero_is_the_random_kernels_alone_as_runs_before_the_option(
     train, test = series_files
     out = tmp_path / "h0"
     assert cli.main(["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--hydra", "0",
-                     "--out", str(out)]) == 0  # fmt: skip
+                     "--kernel-pooling", "ppv", "--out", str(out)]) == 0  # fmt: skip
     config = json.loads((out / "config.json").read_text())
-    assert config["kernels"]["hydra"] == 0
+    assert config["kernels"]["hydra"] == 0 and config["kernels"]["pooling"] == "ppv"
     run = load_run(out)
-    assert load_kernels(run).competing is None
+    assert load_kernels(run).competing is None and load_kernels(run).kernels.pools == 1
     part = cs.load_series(test, "test")
     before = cs.series_probabilities(run, part.X)
-    # a folder an earlier release wrote has no "hydra" key: it reads as no competing kernels
-    del config["kernels"]["hydra"]
+    # a folder an earlier release wrote has no "hydra" and no "pooling" key (and its kernels.safetensors no
+    # "kernels.stretch", as a PPV-only state here): it reads as no competing kernels, PPV alone
+    del config["kernels"]["hydra"], config["kernels"]["pooling"]
     (out / "config.json").write_text(json.dumps(config))
     np.testing.assert_array_equal(cs.series_probabilities(load_run(out), part.X), before)
     assert cli.main(["evaluate", str(out)]) == 0

@@ -24,6 +24,8 @@ from rnnkit.tasks.kernels import (
     kernel_weights,
     padded_chunks,
     ridge_loo,
+    stretch_scan,
+    stretch_scatter,
 )
 
 sklearn = pytest.importorskip("sklearn")
@@ -66,13 +68,24 @@ def test_ridge_leave_one_out_equals_refits_and_sklearn():
     assert ridge_loo(Z, Y)[0] == min(errors, key=errors.get)
 
 
+def _longest_stretch(above: np.ndarray) -> int:
+    """The longest run of True in ``above`` ``(L,)``, step by step."""
+    best = run = 0
+    for a in above:
+        run = run + 1 if a else 0
+        best = max(best, run)
+    return best
+
+
 def _hand_features(mod: RandomKernels, s: np.ndarray) -> np.ndarray:
-    """MiniRocket's PPV by explicit loops over dilations, kernels, biases and positions (float64)."""
+    """MiniRocket's PPV (and with ``stretch`` MultiRocket's LSPV after it, dilation by dilation) by explicit loops
+    over dilations, kernels, biases and positions (float64)."""
     L = len(s)
     w = mod.weight[:, 0].double().numpy()  # (84, 9)
     out, start = [], 0
     for i, (d, n) in enumerate(zip(mod.dilations.tolist(), mod.counts.tolist(), strict=True)):
         half = 4 * d
+        ppv, lspv = [], []
         for k in range(84):
             x = s @ mod.channel_mask[i, k].double().numpy()  # (L,): the pair's channel sum
             padded = (i + k) % 2 == 0
@@ -81,7 +94,9 @@ def _hand_features(mod: RandomKernels, s: np.ndarray) -> np.ndarray:
                 conv.append(sum(w[k, j] * (x[t + (j - 4) * d] if 0 <= t + (j - 4) * d < L else 0.0) for j in range(9)))
             conv = np.array(conv)
             for b in mod.biases[start + k * n : start + (k + 1) * n].double().numpy():
-                out.append(float((conv > b).mean()) if len(conv) else 0.0)
+                ppv.append(float((conv > b).mean()) if len(conv) else 0.0)
+                lspv.append(_longest_stretch(conv > b) / len(conv) if len(conv) else 0.0)
+        out += ppv + (lspv if mod.pools == 2 else [])
         start += 84 * n
     return np.array(out)
 
@@ -95,6 +110,49 @@ def test_features_equal_a_hand_loop_and_padding_changes_nothing():
         alone = mod(torch.from_numpy(s).unsqueeze(0), None).numpy()[0]  # float64 input, no padding
         np.testing.assert_array_equal(np.round(alone, 12), np.round(_hand_features(mod, s), 12))
         np.testing.assert_allclose(f, alone, atol=0.0)
+
+
+def test_longest_stretch_equals_a_hand_loop_and_padding_changes_nothing():
+    series = _series(5, 2, (25, 50), seed=4)
+    mod = RandomKernels(2, 2 * 84 * 3, stretch=True).fit(series, seed=5)
+    assert mod.num_features == 2 * 84 * 3 and mod.biases.numel() == 84 * 3  # the features shared by PPV and LSPV
+    feats = mod.transform(series).numpy()
+    for s, f in zip(series, feats, strict=True):
+        alone = mod(torch.from_numpy(s).unsqueeze(0), None).numpy()[0]
+        np.testing.assert_array_equal(np.round(alone, 12), np.round(_hand_features(mod, s), 12))
+        np.testing.assert_allclose(f, alone, atol=0.0)
+    plain = RandomKernels(2, 84 * 3).fit(series, seed=5)  # the same draw: its PPV are the first half of each block
+    assert torch.equal(plain.biases, mod.biases)
+
+
+def test_the_exported_form_of_the_longest_stretch_equals_the_scan():
+    g = torch.Generator().manual_seed(1)
+    conv = torch.randn(3, 84, 41, generator=g, dtype=torch.float64).cumsum(2)
+    conv[1, :, 30:] = -torch.inf  # steps a kernel does not keep end a run
+    conv[2, :7, :] = -torch.inf  # no step kept: 0
+    b = torch.randn(1, 84, 4, 1, generator=g, dtype=torch.float64) * 3
+    scan, scatter = stretch_scan(conv, b), stretch_scatter(conv, b)
+    assert scan.shape == (3, 84, 4) and torch.equal(scan, scatter)
+    for i, k, j in itertools.product(range(3), range(84), range(4)):
+        assert scan[i, k, j] == _longest_stretch((conv[i, k] - b[0, k, j, 0] > 0).numpy())
+    assert torch.all(scan[2, :7] == 0)
+
+
+def test_a_state_says_whether_it_has_stretches_and_one_without_reads_as_ppv_alone():
+    series = _series(8, 1, (40, 41))
+    labels = [i % 2 for i in range(8)]
+    both = KernelRidge(RandomKernels(1, 336, stretch=True), 2).fit(series, labels, seed=1)
+    assert "kernels.stretch" in both.state_dict()
+    again = KernelRidge.from_state(both.state_dict())
+    again.load_state_dict(both.state_dict())
+    assert again.kernels.pools == 2
+    np.testing.assert_array_equal(again.probabilities(series), both.probabilities(series))
+    ppv = KernelRidge(RandomKernels(1, 168), 2).fit(series, labels, seed=1)  # as every state before the option
+    assert "kernels.stretch" not in ppv.state_dict()
+    alone = KernelRidge.from_state(ppv.state_dict())
+    alone.load_state_dict(ppv.state_dict())
+    assert alone.kernels.pools == 1 and alone.kernels.num_features == 168
+    np.testing.assert_array_equal(alone.probabilities(series), ppv.probabilities(series))
 
 
 def test_fit_is_seeded_and_state_round_trips():
@@ -128,6 +186,8 @@ def test_channels_are_standardized_in_float64_and_huge_values_refused():
 def test_too_few_features_or_series_are_refused():
     with pytest.raises(ValueError, match="at least 84"):
         RandomKernels(1, 50)
+    with pytest.raises(ValueError, match="at least 168"):
+        RandomKernels(1, 100, stretch=True)
     with pytest.raises(ValueError, match="at least 2 labeled"):
         KernelRidge(RandomKernels(1, 84), 2).fit(_series(1, 1, (20, 21)), [0])
 
@@ -158,14 +218,15 @@ def test_a_run_averages_the_ridge_with_the_networks(kernel_run: Path, series_fil
 
     config = json.loads((kernel_run / "config.json").read_text())
     record = config["kernels"]
-    assert record == {"features": 840, "seed": 0, "hydra": 64, "file": KERNELS_FILE}  # --hydra: the default
+    # --hydra and --kernel-pooling: the defaults
+    assert record == {"features": 840, "seed": 0, "hydra": 64, "pooling": "ppv+lspv", "file": KERNELS_FILE}
     assert config["options"]["options"]["kernels"] == 840
     assert (kernel_run / KERNELS_FILE).is_file()
     run = load_run(kernel_run)
     part = cs.load_series(series_files[1], "test")
     networks, _ = cs._network_probabilities(run, part, labeled=False)
     ridge = load_kernels(run)
-    assert ridge is not None and ridge.kernels.num_features == 840
+    assert ridge is not None and ridge.kernels.num_features == 840 and ridge.kernels.pools == 2
     assert ridge.competing is not None and ridge.competing.groups == 64
     kernels = ridge.probabilities([x.T for x in part.X])
     w = float(ridge.weight)
@@ -198,12 +259,12 @@ def test_the_weight_is_chosen_on_validation_and_the_ridge_refit_on_train_and_val
     ridge = load_kernels(run)
     assert ridge is not None
     # the weight: the trial ridge (training part only) and the networks on the validation part
-    trial = fit_kernels([split.train], split.classes, 840, seed=0, hydra=64)
+    trial = fit_kernels([split.train], split.classes, 840, seed=0, hydra=64, pooling="ppv+lspv")
     networks, _ = cs._network_probabilities(run, split.val, labeled=False)
     gold = split.val.label_ids()
     assert float(ridge.weight) == choose_weight(networks, trial.probabilities([x.T for x in split.val.X]), gold)
     # the member kept: refit on training and validation series (never the test part)
-    again = fit_kernels([split.train, split.val], split.classes, 840, seed=0, hydra=64)
+    again = fit_kernels([split.train, split.val], split.classes, 840, seed=0, hydra=64, pooling="ppv+lspv")
     for key, value in again.state_dict().items():
         if key != "weight":
             assert torch.equal(value, ridge.state_dict()[key]), key
@@ -233,14 +294,30 @@ def test_kernels_zero_writes_no_ridge(tmp_path: Path, series_files: tuple[str, s
     assert "kernels_accuracy" not in json.loads((out / "metrics.json").read_text())
 
 
+def test_a_resumed_run_keeps_its_pooling_and_one_without_the_key_had_ppv_alone(kernel_run: Path) -> None:
+    from rnnkit.runs.options import RunOptions
+    from rnnkit.runs.series_defaults import kernel_pooling_of, options_from_config
+
+    config = json.loads((kernel_run / "config.json").read_text())
+    assert kernel_pooling_of(options_from_config(config, RunOptions())) == "ppv+lspv"
+    del config["kernels"]["pooling"]  # a run an earlier release wrote
+    assert kernel_pooling_of(options_from_config(config, RunOptions())) == "ppv"
+
+
 def test_bad_kernel_settings_and_files_get_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, kernel_run: Path, series_files: tuple[str, str]
 ) -> None:
     train, test = series_files
-    for value, words in (("-1", "--kernels"), ("50", "at least 84")):
-        out = tmp_path / f"bad{value}"
-        code, o, err = rnnkit_main(capsys, "train", "--task", "classify", "--data", train, "--kernels", value,
-                                   "--out", out)  # fmt: skip
+    for value, words in (
+        ("-1", "--kernels"),
+        ("50", "at least 168"),
+        ("50 --kernel-pooling ppv", "at least 84"),
+        ("840 --kernel-pooling max", "--kernel-pooling"),
+        ("0 --kernel-pooling ppv", "--kernels 0"),
+    ):
+        out = tmp_path / f"bad{value.replace(' ', '_')}"
+        code, o, err = rnnkit_main(capsys, "train", "--task", "classify", "--data", train, "--kernels",
+                                   *value.split(), "--out", out)  # fmt: skip
         assert_one_line_error(code, o, err, words)
         assert not out.exists()
     broken = tmp_path / "broken"

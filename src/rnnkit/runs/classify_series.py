@@ -15,7 +15,7 @@ best epoch is the one with the highest validation accuracy, ties broken by the l
 Defaults: LSTM-FCN reading every series z-normalised beside its raw values, downsampled to about 64 steps when
 long, early stopping within a size-dependent schedule, an ensemble of up to five members by a size rule;
 the numbers and rules are in :mod:`rnnkit.runs.series_defaults` (re-exported here). Beside the networks, a ridge
-classifier on random convolution features of the series at full resolution (``--kernels``, default 10,000;
+classifier on random convolution features of the series at full resolution (``--kernels``, default 20,000;
 :mod:`rnnkit.runs.series_kernels`), fitted after them; the run averages the two parts' probabilities with a weight
 chosen on the validation part.
 
@@ -80,6 +80,7 @@ from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and fl
     default_members,
     downsample_of,
     hydra_of,
+    kernel_pooling_of,
     kernels_of,
     options_from_config,
     series_norm_of,
@@ -359,11 +360,15 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     if len(split.val):
         val_b = _series_batches(split.val, scaler, EVAL_BATCH, tcfg.seed, series_norm=norm, downsample=factor).ordered()
     extra = {"split": split, "scaler": scaler, "trainer": tcfg, "series_norm": norm}
-    if kernels_of(opts) > 0:  # a bad --kernels or --hydra fails before anything is written
-        RandomKernels(split.train.num_channels, kernels_of(opts))
+    if kernels_of(opts) > 0:  # a bad --kernels, --hydra or --kernel-pooling fails before anything is written
+        RandomKernels(split.train.num_channels, kernels_of(opts), stretch=kernel_pooling_of(opts) == "ppv+lspv")
         hydra_of(opts)
     elif saved is None and opts.options.get("hydra"):  # (a resumed run's options hold the default it resolved)
         raise ValueError("--hydra adds kernels to the kernel ridge, which --kernels 0 turns off: leave one out")
+    elif saved is None and opts.options.get("kernel_pooling"):
+        raise ValueError(
+            "--kernel-pooling sets what the kernel ridge reads, which --kernels 0 turns off: leave one out"
+        )
     train_data = augmented_epochs(train_b.epoch, augment_of(opts), tcfg.seed)
     return Prepared(train_data, val_b, split.record, None, split.classes, extra=extra)
 
@@ -554,7 +559,9 @@ class SeriesClassifyKind(RunKind):
             "downsample": split.downsample,
             "augment": augment_of(opts),
             **(
-                {"kernels": kernels_record(kernels_of(opts), opts.seed, hydra_of(opts))} if kernels_of(opts) > 0 else {}
+                {"kernels": kernels_record(kernels_of(opts), opts.seed, hydra_of(opts), kernel_pooling_of(opts))}
+                if kernels_of(opts) > 0
+                else {}
             ),
         }
 
@@ -585,7 +592,7 @@ class SeriesClassifyKind(RunKind):
             networks = _network_probabilities(run, split.val, labeled=False)[0] if len(split.val) else None
             ridge = fit_member(
                 (split.train, split.val), split.classes, int(record["features"]), int(record["seed"]), networks,
-                KERNEL_WEIGHT, int(record.get("hydra", 0)),
+                KERNEL_WEIGHT, int(record.get("hydra", 0)), str(record.get("pooling", "ppv")),
             )  # fmt: skip
             if distributed.is_main():  # under torchrun every rank fits the same ridge; rank 0 writes it
                 save_kernels(run.path, ridge)
@@ -593,6 +600,7 @@ class SeriesClassifyKind(RunKind):
             note(
                 prepared.log,
                 f"kernel ridge: {ridge.kernels.num_features} random-kernel features"
+                + (" (PPV and LSPV)" if ridge.kernels.pools == 2 else "")
                 + ("" if ridge.competing is None else f" and {ridge.competing.num_features} competing-kernel ones")
                 + f", alpha {float(ridge.alpha):g}, "
                 f"weight {float(ridge.weight):g} beside the networks"

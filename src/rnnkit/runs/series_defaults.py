@@ -37,6 +37,7 @@ __all__ = [
     "ENSEMBLE_STEPS",
     "FEWEST_EPOCHS",
     "FLAGS",
+    "KERNEL_POOLINGS",
     "KERNEL_WEIGHT",
     "MAX_MEMBERS",
     "MAX_STEPS",
@@ -50,6 +51,7 @@ __all__ = [
     "default_members",
     "downsample_of",
     "hydra_of",
+    "kernel_pooling_of",
     "kernels_of",
     "options_from_config",
     "series_norm_of",
@@ -78,8 +80,10 @@ DEFAULTS: dict[str, Any] = {
     "val_fraction": VAL_FRACTION,
     "downsample": 0,  # 0: by the rule from the training length (auto_downsample)
     "augment": 0.0,  # no augmentation of the training batches (augment_batch)
-    "kernels": 10_000,  # the random-kernel ridge member beside the networks (rnnkit.runs.series_kernels)
+    "kernels": 20_000,  # the random-kernel ridge member beside the networks (rnnkit.runs.series_kernels); half
+    # of them PPV, half LSPV (board13 sweep: 10,000 biases as before, each also giving its longest stretch)
     "hydra": 64,  # and Hydra's competing kernels in that ridge (rnnkit.tasks.hydra; board12 sweep)
+    "kernel_pooling": "ppv+lspv",  # and MultiRocket's longest stretch beside MiniRocket's PPV (board13 sweep)
 }
 """Defaults of series classification when the user names nothing (``--model gru`` etc. still work)."""
 
@@ -153,6 +157,7 @@ def options_from_config(saved: dict[str, Any], opts: RunOptions) -> RunOptions:
             "augment": saved.get("augment", 0.0),  # runs before it: none
             "kernels": int((saved.get("kernels") or {}).get("features", 0)),  # runs before it: none
             "hydra": int((saved.get("kernels") or {}).get("hydra", 0)),  # runs before it: none
+            "kernel_pooling": str((saved.get("kernels") or {}).get("pooling", "ppv")),  # runs before it: PPV alone
             # an ensemble's K (a default run's, by the rule, since board8); a single model sets none
             **({"ensemble": int(saved["model"]["ensemble"])} if saved["model"].get("ensemble", 1) > 1 else {}),
         },
@@ -180,6 +185,20 @@ def hydra_of(opts: RunOptions) -> int:
     if groups % 2:
         raise ValueError(f"--hydra {groups}: half the groups read the series, half its difference; give an even number")
     return groups
+
+
+KERNEL_POOLINGS = ("ppv", "ppv+lspv")
+"""What the random kernels' outputs are pooled into (``--kernel-pooling``): MiniRocket's proportion of positive
+values alone, or beside it MultiRocket's longest stretch of positive values (:class:`~rnnkit.tasks.kernels.
+RandomKernels` ``stretch``; the features are shared between the two)."""
+
+
+def kernel_pooling_of(opts: RunOptions) -> str:
+    """The ``--kernel-pooling`` of this call (the default when unset), checked."""
+    pooling = str(opts.resolved("kernel_pooling", DEFAULTS))
+    if pooling not in KERNEL_POOLINGS:
+        raise ValueError(f"--kernel-pooling {pooling!r} is unknown; choose one of: {', '.join(KERNEL_POOLINGS)}")
+    return pooling
 
 
 def downsample_of(opts: RunOptions) -> int:
@@ -246,9 +265,10 @@ FLAGS = (
             "default": None,
             "metavar": "N",
             "help": "classify on series: beside the networks, a ridge classifier on about N random convolution "
-            "features (MiniRocket's transform) of the training and validation series at full resolution; the run "
-            "averages its class probabilities with the networks' (weight in config.json); 0: the networks alone "
-            "(default: the task's, 10000)",
+            "features (MiniRocket's kernels; with --kernel-pooling ppv+lspv half of them the proportion of "
+            "positive values, half the longest stretch of them) of the training and validation series at full "
+            "resolution; the run averages its class probabilities with the networks' (weight in config.json); 0: "
+            "the networks alone (default: the task's, 20000)",
         },
     ),
     Flag(
@@ -260,6 +280,17 @@ FLAGS = (
             "help": "classify on series: beside the random kernels of --kernels, G groups of 8 competing kernels "
             "(Hydra's transform: per step the kernel of a group that responds most, and least, is counted), half "
             "on the series, half on its first difference; an even number, 0: none (default: the task's, 64)",
+        },
+    ),
+    Flag(
+        "--kernel-pooling",
+        {
+            "choices": list(KERNEL_POOLINGS),
+            "default": None,
+            "help": "classify on series: what the ridge reads of each random kernel's output and bias: the "
+            "proportion of positive values (ppv, MiniRocket's), or beside it the longest stretch of positive "
+            "values (ppv+lspv, MultiRocket's; the --kernels features shared between the two) (default: the "
+            "task's, ppv+lspv)",
         },
     ),
     Flag(

@@ -12,8 +12,9 @@ networks are trained (:func:`fit_member`):
    normalised), seeded by the run's seed.
 
 Run folder: ``kernels.safetensors`` (the fitted module's buffers, ``w`` included; ``"format": "rnnkit-kernels"``)
-and the top-level ``config.json`` key ``"kernels"``: ``{"features", "seed", "hydra", "file"}`` (``"hydra"``: the
-groups of competing kernels beside the random ones, :mod:`rnnkit.tasks.hydra`; absent before ``--hydra``: none);
+and the top-level ``config.json`` key ``"kernels"``: ``{"features", "seed", "hydra", "pooling", "file"}``
+(``"hydra"``: the groups of competing kernels beside the random ones, :mod:`rnnkit.tasks.hydra`; absent before
+``--hydra``: none; ``"pooling"``: ``"ppv"`` or ``"ppv+lspv"``, ``--kernel-pooling``; absent before it: ``"ppv"``);
 ``metrics.json`` adds ``kernels_weight``, ``kernels_accuracy`` and ``networks_accuracy``. Runs without the key
 (every run before the option, and ``--kernels 0``) classify with the networks alone, as before.
 
@@ -56,14 +57,18 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The weights ``w`` of the ridge's probabilities a run chooses from on its validation part."""
 
 
-def fit_kernels(parts: list[SeriesSet], classes: list[str], features: int, seed: int, hydra: int = 0) -> KernelRidge:
-    """A :class:`KernelRidge` of about ``features`` random-kernel features (and ``hydra`` groups of competing
-    kernels beside them, 0: none) fitted on the labeled series of ``parts``, seeded."""
+def fit_kernels(
+    parts: list[SeriesSet], classes: list[str], features: int, seed: int, hydra: int = 0, pooling: str = "ppv"
+) -> KernelRidge:
+    """A :class:`KernelRidge` of about ``features`` random-kernel features pooled as ``pooling`` names
+    (``"ppv"``, ``"ppv+lspv"``), and ``hydra`` groups of competing kernels beside them (0: none), fitted on the
+    labeled series of ``parts``, seeded."""
     series = [x for part in parts for x in as_sequences(part.X)]  # N × (L_i, C)
     labels = [i for part in parts for i in part.label_ids()]
     C = parts[0].num_channels
     competing = CompetingKernels(C, hydra) if hydra else None
-    return KernelRidge(RandomKernels(C, features), len(classes), competing).fit(series, labels, seed)
+    kernels = RandomKernels(C, features, stretch=pooling == "ppv+lspv")
+    return KernelRidge(kernels, len(classes), competing).fit(series, labels, seed)
 
 
 def mean_nll(probs: np.ndarray, gold: Sequence[int]) -> float:
@@ -86,24 +91,33 @@ def fit_member(
     val_networks: np.ndarray | None,
     default_weight: float,
     hydra: int = 0,
+    pooling: str = "ppv",
 ) -> KernelRidge:
     """The run's ridge (module docstring): ``split_parts`` = (training part, validation part), ``val_networks``
     ``(N_val, K)`` the networks' probabilities of the validation part (None when it is empty)."""
     train, val = split_parts
     weight = default_weight
     if len(val) and val_networks is not None:
-        trial = fit_kernels([train], classes, features, seed, hydra)
+        trial = fit_kernels([train], classes, features, seed, hydra, pooling)
         weight = choose_weight(val_networks, trial.probabilities(as_sequences(val.X)), val.label_ids())
-    ridge = fit_kernels([train, val] if len(val) else [train], classes, features, seed, hydra)
+    ridge = fit_kernels([train, val] if len(val) else [train], classes, features, seed, hydra, pooling)
     ridge.weight.fill_(weight)
     return ridge
 
 
-def kernels_record(features: int, seed: int, hydra: int = 0) -> dict[str, Any]:
+def kernels_record(features: int, seed: int, hydra: int = 0, pooling: str = "ppv") -> dict[str, Any]:
     """The ``config.json`` ``"kernels"`` entry of a run with a ridge of about ``features`` features (``--kernels``
-    as given: the transform keeps ``84 · ⌊features / 84⌋``) and ``hydra`` groups of competing kernels (``--hydra``;
-    a record without the key, written before the option, has none); a resumed run reads the options back here."""
-    return {"features": int(features), "seed": int(seed), "hydra": int(hydra), "file": KERNELS_FILE}
+    as given: the transform keeps ``84 · ⌊features / 84⌋``, half of it per pooling with ``"ppv+lspv"``), ``hydra``
+    groups of competing kernels (``--hydra``; a record without the key, written before the option, has none) and
+    the kernels' ``pooling`` (``--kernel-pooling``; without the key: ``"ppv"``); a resumed run reads the options
+    back here."""
+    return {
+        "features": int(features),
+        "seed": int(seed),
+        "hydra": int(hydra),
+        "pooling": str(pooling),
+        "file": KERNELS_FILE,
+    }
 
 
 def save_kernels(folder: Path, ridge: KernelRidge) -> None:
