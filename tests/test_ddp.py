@@ -267,8 +267,10 @@ def test_series_run_with_the_kernel_ridge_under_torchrun(launched_series):
     assert ridge is not None and ridge.kernels.num_features == 168
     split = cs.prepare_series(str(out / "TRAIN-0.ts"), test_data=str(out / "TEST-0.ts"), seed=0)  # rank 0's files
     record = run.config["kernels"]
-    again = fit_kernels([split.train, split.val], split.classes, 168, int(record["seed"]), int(record["hydra"]))
-    assert ridge.competing is not None and record["hydra"] == 64  # the default beside --kernels 168
+    again = fit_kernels([split.train, split.val], split.classes, 168, int(record["seed"]), int(record["hydra"]),
+                        str(record["pooling"]))  # fmt: skip
+    assert ridge.competing is not None and record["hydra"] == 64  # the defaults beside --kernels 168
+    assert record["pooling"] == "ppv+lspv" and ridge.kernels.pools == 2
     for name, value in again.state_dict().items():
         if name != "weight":  # the weight is the run's choice, not part of the fit
             torch.testing.assert_close(ridge.state_dict()[name], value, rtol=1e-12, atol=1e-12, msg=name)

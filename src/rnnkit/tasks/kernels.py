@@ -86,9 +86,11 @@ def _dilations(length: float, per_kernel: int) -> tuple[list[int], list[int]]:
 class RandomKernels(nn.Module):
     """MiniRocket's transform (module docstring): ``forward(x (B, T, C), lengths (B,) | None) -> (B, F)``.
 
-    Built empty for ``channels`` and about ``features`` features (rounded down to a multiple of 84); :meth:`fit`
-    draws the dilations, channel subsets and biases from training series, seeded. All of it lives in buffers, so
-    ``state_dict`` saves and restores a fitted transform (:meth:`from_state` rebuilds the module's shapes).
+    Built empty for ``channels`` and about ``features`` features (rounded down to a multiple of 84, or of 168 with
+    ``stretch``: ``features / 2`` kernel-bias pairs, each giving its PPV and its LSPV); :meth:`fit` draws the
+    dilations, channel subsets and biases from training series, seeded. All of it lives in buffers (``stretch`` as
+    the buffer ``stretch``, absent without it), so ``state_dict`` saves and restores a fitted transform
+    (:meth:`from_state` rebuilds the module's shapes).
     """
 
     def __init__(self, channels: int, features: int = 10_000, stretch: bool = False) -> None:
@@ -224,8 +226,9 @@ def stretch_scan(conv: Tensor, b: Tensor) -> Tensor:
 
     Bias by bias: at each step the distance to the last step at or before it that is not positive (−1 before the
     first), whose maximum is the longest run; one ``(B, 84, T)`` tensor at a time (on the AMD EPYC, 32 series of
-    1,460 steps: 0.34 s against 1.9 s for all 15 biases at once, whose tensors do not fit in its caches). ``torch.cummax`` has no ONNX export: :func:`stretch_scatter` is the
-    exported graph's form (a test asserts they agree)."""
+    1,460 steps: 0.34 s against 1.9 s for all 15 biases at once, whose tensors do not fit in its caches).
+    ``torch.cummax`` has no ONNX export: :func:`stretch_scatter` is the exported graph's form (a test asserts they
+    agree)."""
     T = conv.shape[-1]
     t = torch.arange(T, device=conv.device, dtype=conv.dtype)  # (T,)
     runs = []
