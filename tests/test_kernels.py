@@ -431,3 +431,23 @@ def test_without_a_validation_part_the_weight_is_the_fallback(tmp_path: Path, se
     assert metrics["num_val"] == 0 and metrics["kernels_weight"] == KERNEL_WEIGHT
     ridge = load_kernels(load_run(out))
     assert ridge is not None and float(ridge.weight) == KERNEL_WEIGHT and ridge.kernels.num_features == 168
+
+
+def test_the_kernel_graph_keeps_the_ridge_in_float64_and_leaves_the_runs_module_as_it_was() -> None:
+    from rnnkit.export.graphs import _KernelGraph
+    from rnnkit.tasks.hydra import CompetingKernels
+
+    series = _series(10, 2, (30, 45), seed=6)
+    labels = [i % 3 for i in range(10)]
+    ridge = KernelRidge(RandomKernels(2, 336, stretch=True), 3, CompetingKernels(2, 4)).fit(series, labels, seed=2)
+    ridge.scale[:50] *= 1e-4  # features whose training spread is tiny: their z-scores run into thousands
+    graph = _KernelGraph(ridge)
+    assert ridge.coef.dtype == ridge.mean.dtype == ridge.channel_mean.dtype == torch.float64  # not cast in place
+    x, lengths = padded_chunks(series, 2)[0]  # in the data's units, as the graph reads them
+    scaled, _ = padded_chunks(series, 2, ridge.channel_mean.numpy(), ridge.channel_std.numpy())[0]
+    with torch.no_grad():
+        ref = ridge(scaled, lengths)  # (B, K) float64
+        got = graph(x, lengths)  # (B, K) float32
+    assert got.dtype == torch.float32 and float(ref.abs().max()) > 10  # logits large enough to show the rounding
+    # float32 features, then the ridge in float64 as the module computes it: only the last cast rounds the logits
+    torch.testing.assert_close(got.double(), ref, rtol=2e-7, atol=0.0)  # float32 end to end: 1.2e-6 here

@@ -7,6 +7,7 @@ graphs with explicit state (:class:`_ManyToOneStep`, :class:`_GeneratorStep`), a
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -113,19 +114,24 @@ class _EnsembleGraph(nn.Module):
 class _KernelGraph(nn.Module):
     """A series run's kernel ridge (``--kernels``), ``(series (B, T, C), lengths (B,)) -> logits (B, K)``: the raw
     series standardized per channel, MiniRocket's features (and Hydra's, for a member with them) over each one's
-    valid steps, the ridge's scores times
-    its temperature (float32 throughout; :class:`~rnnkit.tasks.kernels.KernelRidge` computes them in float64)."""
+    valid steps in float32, then, as :class:`~rnnkit.tasks.kernels.KernelRidge` computes them, the standardized
+    features, the ridge's scores and its temperature in float64 (cast to float32 at the end): a feature whose
+    training spread is tiny multiplies a float32 rounding of the standardization by thousands, which on 20,000
+    features moved the logits by 1e-4 (ACSF1)."""
 
     def __init__(self, ridge: KernelRidge) -> None:
         super().__init__()
-        self.ridge = ridge.float()
+        self.ridge = copy.deepcopy(ridge)  # the run's own module keeps its dtypes
+        self.ridge.kernels.float()
+        if self.ridge.competing is not None:
+            self.ridge.competing.float()
         self.plans = ridge.plans()  # Python ints: the dilation loops are fixed in the graph
 
     def forward(self, series: Tensor, lengths: Tensor) -> Tensor:
         r = self.ridge
-        x = (series - r.channel_mean) / r.channel_std  # (B, T, C)
-        z = (r.transform_features(x, lengths, self.plans) - r.mean) / r.scale  # (B, F)
-        return r.temperature * (z @ r.coef + r.intercept)  # (B, K)
+        x = (series - r.channel_mean.float()) / r.channel_std.float()  # (B, T, C)
+        z = (r.transform_features(x, lengths, self.plans).double() - r.mean) / r.scale  # (B, F) float64
+        return (r.temperature * (z @ r.coef + r.intercept)).float()  # (B, K)
 
 
 class _ManyToOneStep(nn.Module):
