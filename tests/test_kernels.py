@@ -313,7 +313,7 @@ def test_bad_kernel_settings_and_files_get_one_line(
         ("50", "at least 168"),
         ("50 --kernel-pooling ppv", "at least 84"),
         ("840 --kernel-pooling max", "--kernel-pooling"),
-        ("0 --kernel-pooling ppv", "--kernels 0"),
+        ("0 --kernel-pooling ppv", "shapes the kernel ridge, which --kernels 0 turns off"),
     ):
         out = tmp_path / f"bad{value.replace(' ', '_')}"
         code, o, err = rnnkit_main(capsys, "train", "--task", "classify", "--data", train, "--kernels",

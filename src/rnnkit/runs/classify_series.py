@@ -366,9 +366,7 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
     elif saved is None and opts.options.get("hydra"):  # (a resumed run's options hold the default it resolved)
         raise ValueError("--hydra adds kernels to the kernel ridge, which --kernels 0 turns off: leave one out")
     elif saved is None and opts.options.get("kernel_pooling"):
-        raise ValueError(
-            "--kernel-pooling sets what the kernel ridge reads, which --kernels 0 turns off: leave one out"
-        )
+        raise ValueError("--kernel-pooling shapes the kernel ridge, which --kernels 0 turns off: leave one out")
     train_data = augmented_epochs(train_b.epoch, augment_of(opts), tcfg.seed)
     return Prepared(train_data, val_b, split.record, None, split.classes, extra=extra)
 
