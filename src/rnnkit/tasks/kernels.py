@@ -225,8 +225,8 @@ def stretch_scan(conv: Tensor, b: Tensor) -> Tensor:
     ``(B, 84, T)`` (−inf at the steps a kernel does not keep: they end a run) and biases ``b`` ``(1, 84, n, 1)``.
 
     Bias by bias: at each step the distance to the last step at or before it that is not positive (−1 before the
-    first), whose maximum is the longest run; one ``(B, 84, T)`` tensor at a time (on the AMD EPYC, 32 series of
-    1,460 steps: 0.34 s against 1.9 s for all 15 biases at once, whose tensors do not fit in its caches).
+    first), whose maximum is the longest run; one ``(B, 84, T)`` tensor at a time (idle AMD EPYC, one thread, 32
+    series of 1,460 steps: 0.32 s against 1.21 s for all 15 biases at once, whose tensors do not fit its caches).
     ``torch.cummax`` has no ONNX export: :func:`stretch_scatter` is the exported graph's form (a test asserts they
     agree)."""
     T = conv.shape[-1]
