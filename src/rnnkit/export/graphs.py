@@ -121,7 +121,7 @@ class _KernelGraph(nn.Module):
 
     def __init__(self, ridge: KernelRidge) -> None:
         super().__init__()
-        self.ridge = copy.deepcopy(ridge)  # the run's own module keeps its dtypes
+        self.ridge = copy.deepcopy(ridge).cpu().eval()  # the run's own module keeps its device and dtypes
         self.ridge.kernels.float()
         if self.ridge.competing is not None:
             self.ridge.competing.float()

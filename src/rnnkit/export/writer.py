@@ -201,7 +201,7 @@ def _add_kernel_graph(info: dict[str, Any], blobs: dict[str, bytes], ridge: Any,
     ``<stem>.kernels.onnx``) and ``info`` with it described, and how the run averages it with the networks
     (:mod:`rnnkit.export`)."""
     spec = kernel_spec(ridge)
-    blobs["kernels"] = _export_graph(_KernelGraph(copy.deepcopy(ridge).cpu().eval()), spec, 0)
+    blobs["kernels"] = _export_graph(_KernelGraph(ridge), spec, 0)
     weight = float(ridge.weight)
     return {
         **info,

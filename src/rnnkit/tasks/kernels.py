@@ -204,13 +204,16 @@ class RandomKernels(nn.Module):
             conv = self._conv(xs, i, d).masked_fill(~valid, -math.inf)  # (B, 84, T): a step outside never counts
             b = self.biases[start : start + NUM_KERNELS * n].view(1, NUM_KERNELS, n, 1).to(x.dtype)
             start += NUM_KERNELS * n
-            # the steps above each bias: conv − b > 0 exactly where conv > b (IEEE subtraction of two different
-            # floats is never 0), as floats, so the sum needs no cast of a (B, 84, n, T) tensor (2× faster)
-            positive = (conv.unsqueeze(2) - b).gt_(0).sum(3)  # (B, 84, n)
             count = valid.sum(2).clamp(min=1).unsqueeze(-1).to(x.dtype)  # (B, 84, 1)
+            if self.pools == 2 and not torch.compiler.is_exporting():  # one pass over the biases gives both
+                positive, longest = _positive_and_longest(conv, b)
+            else:
+                # the steps above each bias: conv − b > 0 exactly where conv > b (IEEE subtraction of two different
+                # floats is never 0), as floats, so the sum needs no cast of a (B, 84, n, T) tensor (2× faster)
+                positive = (conv.unsqueeze(2) - b).gt_(0).sum(3)  # (B, 84, n)
+                longest = stretch_scatter(conv, b) if self.pools == 2 else None
             out.append((positive / count).reshape(B, -1))  # (B, 84·n)
-            if self.pools == 2:
-                longest = stretch_scatter(conv, b) if torch.compiler.is_exporting() else stretch_scan(conv, b)
+            if longest is not None:
                 out.append((longest / count).reshape(B, -1))  # (B, 84·n)
         return torch.cat(out, dim=1)  # (B, F)
 
@@ -229,14 +232,21 @@ def stretch_scan(conv: Tensor, b: Tensor) -> Tensor:
     series of 1,460 steps: 0.32 s against 1.21 s for all 15 biases at once, whose tensors do not fit its caches).
     ``torch.cummax`` has no ONNX export: :func:`stretch_scatter` is the exported graph's form (a test asserts they
     agree)."""
+    return _positive_and_longest(conv, b)[1]
+
+
+def _positive_and_longest(conv: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`stretch_scan`'s loop, which also counts the positive steps of each bias on the way (the PPV's
+    numerator, the same integers as the vectorized count): ``((B, 84, n), (B, 84, n))``."""
     T = conv.shape[-1]
     t = torch.arange(T, device=conv.device, dtype=conv.dtype)  # (T,)
-    runs = []
+    counts, runs = [], []
     for j in range(b.shape[2]):
         above = (conv - b[:, :, j]).gt_(0)  # (B, 84, T) 0/1 as in the PPV
+        counts.append(above.sum(2))
         last_low = torch.where(above > 0, -1.0, t).cummax(2).values  # (B, 84, T)
         runs.append((t - last_low).amax(2))  # 0 where a step is not positive
-    return torch.stack(runs, dim=2)  # (B, 84, n)
+    return torch.stack(counts, dim=2), torch.stack(runs, dim=2)  # (B, 84, n) each
 
 
 def stretch_scatter(conv: Tensor, b: Tensor) -> Tensor:
