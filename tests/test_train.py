@@ -350,6 +350,40 @@ def test_lr_schedule_warmup_then_decay():
     assert lr_factor(0, total, "cosine", 0.0, 0.5) == 1.0
 
 
+def test_optimizer_is_fused_adamw_equal_to_the_loop_form_in_float64():
+    """build_optimizer takes PyTorch's fused AdamW on CPU; its steps equal torch.optim.AdamW's loop form in
+    float64 (same groups: decay on matrices only), and either one's state_dict loads into the other."""
+    from rnnkit.train.settings import build_optimizer
+
+    torch.manual_seed(0)
+    model = TinyClassifier(dropout=0.0).double()  # no dropout: both models see the same forward
+    ref = TinyClassifier(dropout=0.0).double()
+    ref.load_state_dict(model.state_dict())
+    config = cfg(lr=1e-2, weight_decay=0.1)
+    opt, _ = build_optimizer(model, config, total_steps=10)
+    assert opt.defaults["fused"] is True
+    params = list(ref.parameters())
+    loop = torch.optim.AdamW(
+        [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=1e-2,
+        foreach=False,
+    )
+    batch = collate(TRAIN[:16])
+    for _ in range(4):
+        for m, o in ((model, opt), (ref, loop)):
+            o.zero_grad()
+            m(batch)[1].backward()
+            o.step()
+    for (name, a), b in zip(model.state_dict().items(), ref.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14, msg=name)
+    loop.load_state_dict(opt.state_dict())
+    opt.load_state_dict(loop.state_dict())
+    assert float(opt.state_dict()["state"][0]["step"]) == 4
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # plots
 

@@ -237,6 +237,18 @@ def lr_factor(step: int, total_steps: int, schedule: str, warmup: float, min_lr_
     return 1.0 - (1.0 - min_lr_ratio) * p
 
 
+def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
+    """``torch.optim.AdamW(groups, lr)`` on PyTorch's fused kernel where every parameter allows it (CPU and CUDA
+    floating point): one pass over each parameter per step instead of about ten elementwise ops per tensor, 5% of
+    a default generate step on 2 cores. The same update (float64: equal; float32: to rounding) and the same
+    ``state_dict``, so checkpoints move between the two; the loop form where the fused one refuses the params.
+    """
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(groups, lr=lr)
+
+
 def build_optimizer(
     model: nn.Module, config: TrainConfig, total_steps: int
 ) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
@@ -250,7 +262,7 @@ def build_optimizer(
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=config.lr)
+    optimizer = adamw([g for g in groups if g["params"]], config.lr)
 
     def factor(step: int) -> float:
         return lr_factor(step, total_steps, config.schedule, config.warmup, config.min_lr_ratio)
