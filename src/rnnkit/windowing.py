@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rnnkit.dropout import Dropout
 from rnnkit.masks import length_mask
 
 __all__ = ["WindowCore", "split"]
@@ -337,7 +338,7 @@ class WindowCore(nn.Module):
         act = nn.Tanh if nonlinearity == "tanh" else nn.ReLU
         layers: list[nn.Module] = [nn.Linear(self.window * input_size, hidden_size), act()]
         for _ in range(self.num_layers - 1):
-            layers += [nn.Dropout(dropout), nn.Linear(hidden_size, hidden_size), act()]
+            layers += [Dropout(dropout), nn.Linear(hidden_size, hidden_size), act()]
         layers.append(nn.Linear(hidden_size, hidden_size))
         self.f = nn.Sequential(*layers)
 

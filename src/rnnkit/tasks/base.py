@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from rnnkit.data.batching import Batch
+from rnnkit.dropout import Dropout
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.inputs import InputEncoder
 from rnnkit.tasks.registry import build_core
@@ -40,7 +41,7 @@ class RecurrentTaskModel(nn.Module):
             window=config.window,
         )
         self.directions = 2 if config.bidirectional else 1  # D
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         # a summary core (LSTM-FCN) gives its own (B, S) summary instead of the last recurrent state
         self.summarizes = bool(getattr(self.core, "summary_only", False))
         size = self.core.summary_size if self.summarizes else self.directions * config.hidden_size

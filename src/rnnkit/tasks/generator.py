@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from rnnkit import ranges
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
+from rnnkit.dropout import Dropout
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.fcn import check_summary_core
 from rnnkit.tasks.modes import eval_mode
@@ -67,7 +68,7 @@ class SequenceGenerator(nn.Module):
                 f"the {config.model!r} model has no recurrent state to start from: a conditional generator on it "
                 f"needs condition_mode='input' (got {config.condition_mode!r})"
             )
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.head = nn.Linear(H, config.vocab_size)
 
     # ------------------------------------------------------------------ pieces shared by forward and sample

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from rnnkit.data.vocab import PAD
+from rnnkit.dropout import Dropout
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.frames import PerStepEncoder, build_frame_encoder
 
@@ -51,7 +52,7 @@ class InputEncoder(nn.Module):
                 "set vocab_size (token inputs), input_features (real-valued inputs) or frame_encoder (per-step "
                 "tensors such as frames)"
             )
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
 
     def forward(self, inputs: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``inputs`` → ``(B, T, I)``; ``lengths`` ``(B,)`` lets a per-step encoder skip padded steps."""

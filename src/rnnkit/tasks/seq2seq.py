@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from rnnkit.data.batching import IGNORE_INDEX, Batch, collate_classification, collate_generation
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
+from rnnkit.dropout import Dropout
 from rnnkit.masks import length_mask
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.fcn import check_summary_core
@@ -124,7 +125,7 @@ class Seq2Seq(nn.Module):
         if config.attention:
             self.attn_key = nn.Linear(D * H, H, bias=False)  # W_a
             self.attn_out = nn.Linear(D * H + H, H)  # W_c
-        self.drop = nn.Dropout(config.dropout)
+        self.drop = Dropout(config.dropout)
         self.head = nn.Linear(H, config.target_vocab_size)
         self.directions = D
 
