@@ -503,22 +503,21 @@ def bigram_nll(
     as ``[BOS] + s + [EOS]`` exactly like the generator's inputs and targets.
     """
     V = vocab_size
-    counts = torch.zeros(V, V, dtype=torch.float64)
-    for s in train:
-        seq = [BOS, *s, EOS]
-        for a, b in itertools.pairwise(seq):
-            counts[a, b] += 1
+
+    def pairs(seqs) -> torch.Tensor:  # the flat index a·V + b of every (symbol, next symbol) pair, (N,)
+        flat = [i for s in seqs for i in (BOS, *s, EOS)]
+        ends = list(itertools.accumulate(len(s) + 2 for s in seqs))
+        x = torch.tensor(flat, dtype=torch.long)
+        keep = torch.ones(len(flat) - 1, dtype=torch.bool)
+        keep[[e - 1 for e in ends[:-1]]] = False  # EOS of one sequence → BOS of the next is not a pair
+        return (x[:-1] * V + x[1:])[keep] if len(flat) > 1 else x[:0]
+
+    counts = torch.bincount(pairs(train), minlength=V * V).to(torch.float64).view(V, V)
 
     def nll(alpha: float, seqs) -> float:
-        probs = (counts + alpha) / (counts + alpha).sum(1, keepdim=True)
-        logp = probs.log()
-        total, n = 0.0, 0
-        for s in seqs:
-            seq = [BOS, *s, EOS]
-            for a, b in itertools.pairwise(seq):
-                total -= float(logp[a, b])
-                n += 1
-        return total / n
+        logp = ((counts + alpha) / (counts + alpha).sum(1, keepdim=True)).log().view(-1)
+        idx = pairs(seqs)
+        return float(-logp[idx].sum() / len(idx))
 
     alpha = min((0.01, 0.03, 0.1, 0.3, 1.0), key=lambda a: nll(a, val))
     return nll(alpha, test)
