@@ -11,6 +11,7 @@ interruption gives bitwise the same weights as an uninterrupted run; the one-lin
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import random
@@ -724,3 +725,67 @@ def test_resume_refuses_a_trainer_state_with_a_missing_field(
     code, _, err = rnnkit_main(capsys, "train", "--resume", "--out", run)
     assert code == 2 and "has no 'batch_in_epoch'" in err and len(err.strip().splitlines()) == 1, err
     assert (run / "model.safetensors").read_bytes() == weights
+
+
+def test_weight_decay_flag_is_recorded_used_and_kept_on_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """--weight-decay sets AdamW's decay of the matrices; unset, the kind's default (else PyTorch's 0.01); a resume
+    keeps the run's own value (config.json's train section; a folder from before the flag has none in "options")
+    and refuses another; out of range: one line, exit 2, nothing written."""
+    from rnnkit.runs.options import WEIGHT_DECAY, restore_run_options
+    from rnnkit.runs.text import DEFAULTS
+
+    names = make_folder(tmp_path / "names")
+    args = ["train", "--data", str(names), *TINY, "--seed", "3"]
+    out = tmp_path / "wd"
+    assert cli.main([*args, "--weight-decay", "0.25", "--out", str(out)]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["weight_decay"] == 0.25 == config["options"]["weight_decay"]
+    capsys.readouterr()
+    assert cli.main([*args, "--weight-decay", "0.5", "--resume", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "cannot change weight_decay" in err
+    older = {**config, "options": {k: v for k, v in config["options"].items() if k != "weight_decay"}}
+    legacy = lambda saved, opts: pytest.fail("a folder with options is not read as 0.1.0's")  # noqa: E731
+    assert restore_run_options(older, rnnkit.runs.RunOptions(), legacy).weight_decay == 0.25
+    assert cli.main([*args, "--weight-decay", "-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "argument --weight-decay" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    plain = tmp_path / "plain"
+    assert cli.main([*args, "--out", str(plain)]) == 0
+    expected = DEFAULTS["classify"].get("weight_decay", WEIGHT_DECAY)
+    assert json.loads((plain / "config.json").read_text())["train"]["weight_decay"] == expected
+    # the decay reaches the optimizer: two runs that differ only in it end with different weights
+    assert not torch.equal(
+        load_file(out / "model.safetensors")["head.weight"], load_file(plain / "model.safetensors")["head.weight"]
+    )
+
+
+def test_bigram_nll_equals_a_hand_count():
+    """The generate runs' bigram baseline (counted with bincount) against a loop over every pair of every
+    [BOS] + s + [EOS], add-α smoothing chosen on the validation part."""
+    from rnnkit.data.vocab import BOS, EOS
+    from rnnkit.runs.text import bigram_nll
+
+    rng = random.Random(0)
+    V = 9
+    seqs = {
+        k: [[rng.randrange(4, V) for _ in range(rng.randint(0, 6))] for _ in range(n)]
+        for k, n in (("tr", 40), ("va", 9), ("te", 11))
+    }
+
+    def hand(alpha: float, part: str) -> float:
+        counts = [[0.0] * V for _ in range(V)]
+        for s in seqs["tr"]:
+            seq = [BOS, *s, EOS]
+            for a, b in itertools.pairwise(seq):
+                counts[a][b] += 1
+        total, n = 0.0, 0
+        for s in seqs[part]:
+            seq = [BOS, *s, EOS]
+            for a, b in itertools.pairwise(seq):
+                total -= math.log((counts[a][b] + alpha) / (sum(counts[a]) + alpha * V))
+                n += 1
+        return total / n
+
+    alpha = min((0.01, 0.03, 0.1, 0.3, 1.0), key=lambda a: hand(a, "va"))
+    assert bigram_nll(seqs["tr"], seqs["va"], seqs["te"], V) == pytest.approx(hand(alpha, "te"), rel=1e-12)

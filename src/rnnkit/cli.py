@@ -58,6 +58,13 @@ def _add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=ranged("batch_size"), default=None, help=f"items per batch {d}")
     p.add_argument("--lr", type=ranged("lr"), default=None, help=f"peak AdamW learning rate {d}")
     p.add_argument(
+        "--weight-decay",
+        type=ranged("weight_decay"),
+        default=None,
+        metavar="WD",
+        help=f"AdamW's decoupled weight decay on weight matrices and embeddings (biases are not decayed) {d}",
+    )
+    p.add_argument(
         "--ema",
         type=ranged("ema"),
         default=None,
@@ -110,6 +117,7 @@ def _options(args: argparse.Namespace, task: str, data: str | None):
         seed=0 if args.seed is None else args.seed,
         max_minutes=args.max_minutes,
         ema=getattr(args, "ema", None),
+        weight_decay=getattr(args, "weight_decay", None),
         conditional=not getattr(args, "unconditional", False),
         options=_kind_options(args, task),
     )

@@ -95,6 +95,7 @@ RANGES: dict[str, Range] = {
     "ngram_buckets": Range(0, 2**24),  # classifier on tokens: rows of the hashed n-gram bag (0: none)
     "ngram_dropout": Range(0, 1, integer=False, hi_open=True),
     "ema": Range(0, 1, integer=False, hi_open=True),
+    "weight_decay": Range(0, 10, integer=False),
     "val_fraction": Range(0, 1, integer=False, hi_open=True),
     "augment": Range(0, 10, integer=False),  # series classification: scale/jitter strength of training batches
     "kernels": Range(0, 1_000_000),  # series classification: random-kernel features of the ridge member (0: none)

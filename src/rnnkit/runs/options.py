@@ -20,6 +20,9 @@ from typing import Any
 from rnnkit import ranges
 from rnnkit.train import TrainConfig
 
+WEIGHT_DECAY: float = TrainConfig.weight_decay
+"""AdamW's decoupled weight decay where neither the flag nor the kind's defaults name one (0.01, PyTorch's)."""
+
 __all__ = [
     "DEFAULTS",
     "OPTIONS_KEY",
@@ -65,6 +68,7 @@ class RunOptions:
     seed: int = 0
     max_minutes: float | None = None
     ema: float | None = None  # decay of the weights' moving average (TrainConfig.ema); 0: off; None: the kind's
+    weight_decay: float | None = None  # AdamW's decoupled weight decay (TrainConfig.weight_decay); None: the kind's
     conditional: bool = True  # generate: condition on the category when the data has labels
     progress: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict)  # further TrainConfig fields
@@ -84,6 +88,7 @@ class RunOptions:
             seed=self.seed,
             max_minutes=self.max_minutes,
             ema=self.ema,
+            weight_decay=self.weight_decay,
         )
         for key in ("context", "horizon", "season", "beam", "max_len", "max_items"):
             if isinstance(self.options.get(key), (int, float)):
@@ -99,6 +104,9 @@ class RunOptions:
             "batch_size": int(self.resolved("batch_size", defaults)),
             "lr": float(self.resolved("lr", defaults)),
             "ema": float(self.ema if self.ema is not None else table.get("ema", 0.0)),
+            "weight_decay": float(
+                self.weight_decay if self.weight_decay is not None else table.get("weight_decay", WEIGHT_DECAY)
+            ),
             "seed": self.seed,
             "max_minutes": self.max_minutes,
             "progress": self.progress,
@@ -153,6 +161,7 @@ def _built_with(saved: dict[str, Any]) -> dict[str, Any]:
         "batch_size": t["batch_size"],
         "lr": t["lr"],
         "ema": t.get("ema", 0.0),  # a run from before weight averaging kept none
+        "weight_decay": t.get("weight_decay", WEIGHT_DECAY),
         "seed": d["seed"],
     }
 
@@ -204,7 +213,7 @@ def restore_run_options(
 
 def changed_settings(opts: RunOptions, resumed: RunOptions) -> list[str]:
     """Every setting that ``opts`` (this call's flags) asks for and that differs from the run's ``resumed`` ones."""
-    keys = [*DEFAULTS.get(resumed.task, {}), "window", "ema"]
+    keys = [*DEFAULTS.get(resumed.task, {}), "window", "ema", "weight_decay"]
     changed = [k for k in keys if hasattr(opts, k) and getattr(opts, k) not in (None, getattr(resumed, k))]
     changed += [k for k, v in opts.options.items() if v is not None and _plain(resumed.options.get(k)) != _plain(v)]
     for key in ("val_data", "test_data"):  # another validation or test file is another run
