@@ -6,6 +6,7 @@ C classes or condition size, V vocabulary size.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -95,11 +96,13 @@ def _check_ids(encoded_items: Sequence[Sequence[int]], allow_empty: bool) -> lis
 
 def _pad_ids(seqs: Sequence[Sequence[int]], pad: int, length: int | None = None) -> Tensor:
     """Right-pad id lists into a ``(B, T)`` long tensor, ``T = max length`` unless given."""
-    t = max(len(s) for s in seqs) if length is None else length
+    lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)  # (B,)
+    t = int(lens.max()) if length is None else length
+    if int(lens.max()) > t:
+        raise ValueError(f"an item has {int(lens.max())} elements, more than the batch's length {t}")
     out = torch.full((len(seqs), t), pad, dtype=torch.long)  # (B, T)
-    for b, s in enumerate(seqs):
-        if s:
-            out[b, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    # one tensor of every id, written through the padding mask (row-major: each row's ids in order)
+    out[torch.arange(t) < lens.unsqueeze(1)] = torch.tensor(list(itertools.chain.from_iterable(seqs)), dtype=torch.long)
     return out
 
 
