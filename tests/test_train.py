@@ -384,6 +384,33 @@ def test_optimizer_is_fused_adamw_equal_to_the_loop_form_in_float64():
     assert float(opt.state_dict()["state"][0]["step"]) == 4
 
 
+def test_optimizer_steps_are_seen_by_caches_keyed_on_the_version():
+    """The fused kernel writes parameters without bumping their versions; the trainer's optimizer bumps them, so
+    the compiled engine's cached layout of W_hh follows: after a step, eval output = a fresh copy's."""
+    import copy
+
+    from rnnkit.tasks import ModelConfig, build_model
+    from rnnkit.train.settings import build_optimizer
+
+    torch.manual_seed(0)
+    config = ModelConfig(task="generate", model="lstm", vocab_size=12, embed_dim=4, hidden_size=8, num_layers=2)
+    model = build_model(config)
+    opt, _ = build_optimizer(model, cfg(lr=1e-2), total_steps=4)
+    batch = Batch(torch.randint(4, 12, (3, 5)), torch.tensor([5, 3, 2]), torch.randint(4, 12, (3, 5)))
+    model.eval()
+    with torch.no_grad():
+        model(batch)  # the engine lays W_hh out for the eval path
+    versions = [p._version for p in model.parameters()]
+    model.train()
+    opt.zero_grad()
+    model(batch)[1].backward()
+    opt.step()
+    assert all(p._version > v for p, v in zip(model.parameters(), versions, strict=True))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch)[0], copy.deepcopy(model)(batch)[0], rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # plots
 

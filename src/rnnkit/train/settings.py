@@ -242,11 +242,24 @@ def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.AdamW:
     floating point): one pass over each parameter per step instead of about ten elementwise ops per tensor, 5% of
     a default generate step on 2 cores. The same update (float64: equal; float32: to rounding) and the same
     ``state_dict``, so checkpoints move between the two; the loop form where the fused one refuses the params.
+
+    The fused kernel writes the parameters without bumping their version counters (PyTorch 2.13 on CPU), so a
+    step hook bumps them: whatever is cached per ``(tensor, _version)`` — the compiled engine's layout of
+    ``W_hh``, autograd's checks of saved tensors — sees every update.
     """
     try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
+        optimizer = torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
         return torch.optim.AdamW(groups, lr=lr)
+    optimizer.register_step_post_hook(_bump_versions)
+    return optimizer
+
+
+def _bump_versions(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Mark every parameter of ``optimizer`` as modified in place (after a step of the fused kernel)."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            torch.autograd.graph.increment_version(p)
 
 
 def build_optimizer(
