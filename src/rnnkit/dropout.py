@@ -11,6 +11,8 @@ draws its masks with Philox at memory speed) and ``p`` of 0 or 1 use PyTorch's o
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -22,9 +24,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.devic
 
     Drawn from the default generator of ``device`` as full-range 64-bit integers, each split into two 32-bit words.
     """
-    n = 1
-    for s in shape:
-        n *= int(s)
+    n = math.prod(shape)
     words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_(-(2**63), None)
     threshold = round(p * 2**32) - 2**31  # P(word ≥ threshold) = 1 − round(p·2³²)/2³²
     return words.view(torch.int32)[:n].view(shape) >= threshold

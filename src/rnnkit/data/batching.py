@@ -97,9 +97,10 @@ def _check_ids(encoded_items: Sequence[Sequence[int]], allow_empty: bool) -> lis
 def _pad_ids(seqs: Sequence[Sequence[int]], pad: int, length: int | None = None) -> Tensor:
     """Right-pad id lists into a ``(B, T)`` long tensor, ``T = max length`` unless given."""
     lens = torch.tensor([len(s) for s in seqs], dtype=torch.long)  # (B,)
-    t = int(lens.max()) if length is None else length
-    if int(lens.max()) > t:
-        raise ValueError(f"an item has {int(lens.max())} elements, more than the batch's length {t}")
+    longest = int(lens.max())
+    t = longest if length is None else length
+    if longest > t:
+        raise ValueError(f"an item has {longest} elements, more than the batch's length {t}")
     out = torch.full((len(seqs), t), pad, dtype=torch.long)  # (B, T)
     # one tensor of every id, written through the padding mask (row-major: each row's ids in order)
     out[torch.arange(t) < lens.unsqueeze(1)] = torch.tensor(list(itertools.chain.from_iterable(seqs)), dtype=torch.long)

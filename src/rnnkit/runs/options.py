@@ -23,6 +23,10 @@ from rnnkit.train import TrainConfig
 WEIGHT_DECAY: float = TrainConfig.weight_decay
 """AdamW's decoupled weight decay where neither the flag nor the kind's defaults name one (0.01, PyTorch's)."""
 
+OPTIONAL_TRAINER: dict[str, float] = {"ema": 0.0, "weight_decay": WEIGHT_DECAY}
+"""Trainer settings a kind's defaults may leave out: the value then (and that of a run folder written before the
+setting existed, whose ``train`` section has none)."""
+
 __all__ = [
     "DEFAULTS",
     "OPTIONS_KEY",
@@ -103,10 +107,10 @@ class RunOptions:
             "epochs": int(self.resolved("epochs", defaults)),
             "batch_size": int(self.resolved("batch_size", defaults)),
             "lr": float(self.resolved("lr", defaults)),
-            "ema": float(self.ema if self.ema is not None else table.get("ema", 0.0)),
-            "weight_decay": float(
-                self.weight_decay if self.weight_decay is not None else table.get("weight_decay", WEIGHT_DECAY)
-            ),
+            **{
+                key: float(getattr(self, key) if getattr(self, key) is not None else table.get(key, fallback))
+                for key, fallback in OPTIONAL_TRAINER.items()
+            },
             "seed": self.seed,
             "max_minutes": self.max_minutes,
             "progress": self.progress,
@@ -160,8 +164,7 @@ def _built_with(saved: dict[str, Any]) -> dict[str, Any]:
         "epochs": t["epochs"],
         "batch_size": t["batch_size"],
         "lr": t["lr"],
-        "ema": t.get("ema", 0.0),  # a run from before weight averaging kept none
-        "weight_decay": t.get("weight_decay", WEIGHT_DECAY),
+        **{key: t.get(key, fallback) for key, fallback in OPTIONAL_TRAINER.items()},
         "seed": d["seed"],
     }
 
@@ -213,7 +216,7 @@ def restore_run_options(
 
 def changed_settings(opts: RunOptions, resumed: RunOptions) -> list[str]:
     """Every setting that ``opts`` (this call's flags) asks for and that differs from the run's ``resumed`` ones."""
-    keys = [*DEFAULTS.get(resumed.task, {}), "window", "ema", "weight_decay"]
+    keys = [*DEFAULTS.get(resumed.task, {}), "window", *OPTIONAL_TRAINER]
     changed = [k for k in keys if hasattr(opts, k) and getattr(opts, k) not in (None, getattr(resumed, k))]
     changed += [k for k, v in opts.options.items() if v is not None and _plain(resumed.options.get(k)) != _plain(v)]
     for key in ("val_data", "test_data"):  # another validation or test file is another run
