@@ -451,3 +451,51 @@ def test_the_kernel_graph_keeps_the_ridge_in_float64_and_leaves_the_runs_module_
     assert got.dtype == torch.float32 and float(ref.abs().max()) > 10  # logits large enough to show the rounding
     # float32 features, then the ridge in float64 as the module computes it: only the last cast rounds the logits
     torch.testing.assert_close(got.double(), ref, rtol=2e-7, atol=0.0)  # float32 end to end: 1.2e-6 here
+
+
+def test_ridge_sample_keeps_every_class_in_its_share() -> None:
+    from collections import Counter
+
+    from rnnkit.runs.series_kernels import RIDGE_MAX_SERIES, ridge_sample
+
+    labels = [0] * 30 + [1] * 10 + [2]
+    assert ridge_sample(labels, 0) == list(range(41))  # under the limit: every series
+    assert RIDGE_MAX_SERIES >= 1000
+    keep = ridge_sample(labels, 0, limit=20)
+    assert keep == sorted(set(keep))
+    # each class keeps round(share · n), at least one: 30 → 15, 10 → 5, the single series of class 2 stays
+    assert Counter(labels[i] for i in keep) == {0: 15, 1: 5, 2: 1}
+    assert ridge_sample(labels, 0, limit=20) == keep  # seeded
+    assert ridge_sample(labels, 1, limit=20) != keep
+
+
+def test_the_ridge_is_fitted_on_a_sample_above_the_limit(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, series_files: tuple[str, str]
+) -> None:
+    from test_series_classify import rnnkit_main
+
+    from rnnkit.data.arrays import as_sequences
+    from rnnkit.runs import classify_series as cs
+    from rnnkit.runs import series_kernels as sk
+    from rnnkit.tasks.hydra import CompetingKernels
+    from rnnkit.tasks.kernels import KernelRidge, RandomKernels
+
+    split = cs.prepare_series(series_files[0], test_data=series_files[1], seed=0)
+    parts = [split.train, split.val]
+    series = [x for part in parts for x in as_sequences(part.X)]
+    labels = [i for part in parts for i in part.label_ids()]
+    monkeypatch.setattr(sk, "RIDGE_MAX_SERIES", len(labels) // 2)
+    keep = sk.ridge_sample(labels, 3)
+    assert len(keep) < len(labels) and len({labels[i] for i in keep}) == len(split.classes)
+    ridge = sk.fit_kernels(parts, split.classes, 840, 3, hydra=8, pooling="ppv+lspv")
+    C, K = split.train.num_channels, len(split.classes)
+    direct = KernelRidge(RandomKernels(C, 840, stretch=True), K, CompetingKernels(C, 8))
+    direct.fit([series[i] for i in keep], [labels[i] for i in keep], 3)
+    for key, value in direct.state_dict().items():
+        assert torch.equal(value, ridge.state_dict()[key]), key
+    # a run fits its ridge on the sample and says so; the networks read every series
+    train, test = series_files
+    args = ["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--kernels", "168"]
+    code, out, err = rnnkit_main(capsys, *args, "--out", tmp_path / "run")
+    assert code == 0, err
+    assert f"fitted on about {len(labels) // 2:,} of the {len(labels):,} labeled series" in out + err

@@ -61,6 +61,7 @@ from rnnkit.data.arrays import (
 from rnnkit.data.batching import Batch, Batches, collate_sequences
 from rnnkit.data.series_inputs import augmented_epochs, auto_downsample, model_inputs
 from rnnkit.metrics import accuracy, confusion, macro_f1
+from rnnkit.runs import series_kernels
 from rnnkit.runs.folder import SPLIT_FILE, Run, read_split
 from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, note, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path
@@ -409,6 +410,17 @@ def _network_probabilities(run: Run, part: SeriesSet, labeled: bool) -> tuple[np
     return probs, [b for _, b in batches]
 
 
+def _sample_note(labeled: int) -> str:
+    """The ridge's log line's note when it was fitted on a sample of the ``labeled`` series (empty otherwise)."""
+    limit = series_kernels.RIDGE_MAX_SERIES
+    if labeled <= limit:
+        return ""
+    return (
+        f"; fitted on about {limit:,} of the {labeled:,} labeled series (a stratified sample: the "
+        "ridge's cost grows as N²; the networks read them all)"
+    )
+
+
 def _probabilities(run: Run, part: SeriesSet) -> np.ndarray:
     """The run's class probabilities ``(N, num_classes)``: the networks', averaged with its kernel ridge's when it
     has one (:func:`~rnnkit.runs.series_kernels.combine`)."""
@@ -602,7 +614,8 @@ class SeriesClassifyKind(RunKind):
                 + ("" if ridge.competing is None else f" and {ridge.competing.num_features} competing-kernel ones")
                 + f", alpha {float(ridge.alpha):g}, "
                 f"weight {float(ridge.weight):g} beside the networks"
-                + (" (chosen on the validation part)" if networks is not None else " (no validation part)"),
+                + (" (chosen on the validation part)" if networks is not None else " (no validation part)")
+                + _sample_note(len(split.train) + len(split.val)),
             )
 
     def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -30,13 +30,14 @@ from typing import Any
 import numpy as np
 
 from rnnkit.checkpoint import CheckpointError, load_safetensors, save_safetensors_atomic
-from rnnkit.data.arrays import SeriesSet, as_sequences
+from rnnkit.data.arrays import SeriesSet, as_sequences, stratified_split
 from rnnkit.runs.folder import Run
 from rnnkit.tasks.hydra import CompetingKernels
 from rnnkit.tasks.kernels import KernelRidge, RandomKernels
 
 __all__ = [
     "KERNELS_FILE",
+    "RIDGE_MAX_SERIES",
     "WEIGHTS",
     "choose_weight",
     "combine",
@@ -47,6 +48,7 @@ __all__ = [
     "kernels_record",
     "load_kernels",
     "mean_nll",
+    "ridge_sample",
     "save_kernels",
 ]
 
@@ -57,14 +59,35 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """The weights ``w`` of the ridge's probabilities a run chooses from on its validation part."""
 
 
+RIDGE_MAX_SERIES = 5_000
+"""The most series the ridge is fitted on: above it, a seeded sample of about this many, every class in its share
+(:func:`ridge_sample`). The fit holds an ``(N, F)`` float64 feature matrix and ``N × N`` eigenvectors and costs
+``O(N²·F + N³)``: at 10,000 series of 100 steps about 4.5 GB and minutes on 2 cores, at 25,000 about 20 GB.
+The networks always train on every series."""
+
+
+def ridge_sample(labels: Sequence[int], seed: int, limit: int | None = None) -> list[int]:
+    """The indices (sorted) of the series the ridge is fitted on: all of them when there are at most ``limit``
+    (default :data:`RIDGE_MAX_SERIES`), else about ``limit``, each class keeping its share (at least one series),
+    drawn from ``seed``."""
+    limit = RIDGE_MAX_SERIES if limit is None else limit
+    if len(labels) <= limit:
+        return list(range(len(labels)))
+    kept, _ = stratified_split([str(i) for i in labels], 1.0 - limit / len(labels), seed)
+    return kept
+
+
 def fit_kernels(
     parts: list[SeriesSet], classes: list[str], features: int, seed: int, hydra: int = 0, pooling: str = "ppv"
 ) -> KernelRidge:
     """A :class:`KernelRidge` of about ``features`` random-kernel features pooled as ``pooling`` names
     (``"ppv"``, ``"ppv+lspv"``), and ``hydra`` groups of competing kernels beside them (0: none), fitted on the
-    labeled series of ``parts``, seeded."""
+    labeled series of ``parts`` (at most about :data:`RIDGE_MAX_SERIES` of them, :func:`ridge_sample`), seeded."""
     series = [x for part in parts for x in as_sequences(part.X)]  # N × (L_i, C)
     labels = [i for part in parts for i in part.label_ids()]
+    keep = ridge_sample(labels, seed)
+    if len(keep) < len(labels):
+        series, labels = [series[i] for i in keep], [labels[i] for i in keep]
     C = parts[0].num_channels
     competing = CompetingKernels(C, hydra) if hydra else None
     kernels = RandomKernels(C, features, stretch=pooling == "ppv+lspv")

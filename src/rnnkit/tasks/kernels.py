@@ -347,14 +347,20 @@ class KernelRidge(nn.Module):
         self.kernels.fit([x.numpy() for x in scaled], seed)
         if self.competing is not None:
             self.competing.draw([x.numpy() for x in scaled], seed)  # its scaling from the features below
-        X = torch.cat([self.transform_features(x, lengths).double() for x, lengths in self._chunks(series)])  # (N, F)
+        # one (N, F) float64 matrix, written chunk by chunk and standardized in place: the features are the fit's
+        # largest object (N × ≈ 24,000 × 8 bytes), so no second copy of them is made
+        F = self.kernels.num_features + (0 if self.competing is None else self.competing.num_features)
+        X = torch.empty(len(series), F, dtype=torch.float64)  # (N, F)
+        row = 0
+        for x, lengths in self._chunks(series):
+            X[row : row + len(x)] = self.transform_features(x, lengths)
+            row += len(x)
         if self.competing is not None:  # one pass over the series: the competing part's scaling fitted on it
             split = self.kernels.num_features
-            X = torch.cat([X[:, :split], self.competing.fit_scaling(X[:, split:])], dim=1)
-        F = X.shape[1]
+            X[:, split:] = self.competing.fit_scaling(X[:, split:])
         mean, std = X.mean(0), X.std(0, unbiased=False)
         scale = torch.where(std > 0, std, torch.ones_like(std))
-        Z = (X - mean) / scale  # (N, F)
+        Z = X.sub_(mean).div_(scale)  # (N, F), in place
         Y = -torch.ones(len(y), K, dtype=torch.float64)
         Y[torch.arange(len(y)), y] = 1.0
         alpha, coef, loo = ridge_loo(Z, Y)
