@@ -417,7 +417,7 @@ def _sample_note(labeled: int) -> str:
         return ""
     return (
         f"; fitted on about {limit:,} of the {labeled:,} labeled series (a stratified sample: the "
-        "ridge's cost grows as N²; the networks read them all)"
+        "ridge's fit grows as N²·F + N³; the networks read them all)"
     )
 
 
