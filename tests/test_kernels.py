@@ -472,13 +472,12 @@ def test_ridge_sample_keeps_every_class_in_its_share() -> None:
 def test_the_ridge_is_fitted_on_a_sample_above_the_limit(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, series_files: tuple[str, str]
 ) -> None:
-    from test_series_classify import rnnkit_main
-
     from rnnkit.data.arrays import as_sequences
     from rnnkit.runs import classify_series as cs
     from rnnkit.runs import series_kernels as sk
     from rnnkit.tasks.hydra import CompetingKernels
     from rnnkit.tasks.kernels import KernelRidge, RandomKernels
+    from test_series_classify import rnnkit_main
 
     split = cs.prepare_series(series_files[0], test_data=series_files[1], seed=0)
     parts = [split.train, split.val]
@@ -499,3 +498,84 @@ def test_the_ridge_is_fitted_on_a_sample_above_the_limit(
     code, out, err = rnnkit_main(capsys, *args, "--out", tmp_path / "run")
     assert code == 0, err
     assert f"fitted on about {len(labels) // 2:,} of the {len(labels):,} labeled series" in out + err
+
+
+def test_feature_groups_cover_every_column_once_in_order() -> None:
+    from rnnkit.tasks.hydra import CompetingKernels
+    from rnnkit.tasks.kernels import feature_groups
+
+    series = _series(12, 2, (30, 50))
+    for stretch, hydra in ((False, 0), (True, 0), (False, 8), (True, 8)):
+        kernels = RandomKernels(2, 1000, stretch=stretch).fit(series)
+        competing = CompetingKernels(2, hydra) if hydra else None
+        if competing is not None:
+            competing.draw(series, 0)
+        groups = feature_groups(kernels, competing)
+        expected = ["ppv"] + (["lspv"] if stretch else []) + (["hydra"] if hydra else [])
+        assert list(groups) == expected
+        F = kernels.num_features + (competing.num_features if competing else 0)
+        owner = np.full(F, "", dtype=object)
+        for name, cols in groups.items():
+            for c in cols:
+                assert (owner[c] == "").all()
+                owner[c] = name
+        assert (owner != "").all()  # every column in exactly one group
+        # the proportions and the stretches alternate per dilation, as RandomKernels.features writes them
+        x, lengths = padded_chunks(series[:3], 2)[0]
+        feats = kernels(x, lengths)
+        for c in groups["ppv"]:
+            assert torch.all((feats[:, c] >= 0) & (feats[:, c] <= 1))
+        if stretch:  # a stretch of positive steps never exceeds their proportion
+            for p, s in zip(groups["ppv"], groups["lspv"], strict=True):
+                assert torch.all(feats[:, s] <= feats[:, p] + 1e-6)
+
+
+def test_the_ridge_reads_the_feature_groups_with_the_lowest_leave_one_out_error() -> None:
+    from rnnkit.tasks.hydra import CompetingKernels
+    from rnnkit.tasks.kernels import feature_groups, gram_loo
+
+    series = _series(40, 1, (40, 60), seed=3)
+    labels = [i % 3 for i in range(40)]
+    series = [
+        x + 0.5 * (lab + 1) * np.sin(np.arange(len(x)) / (2 + lab))[:, None]
+        for x, lab in zip(series, labels, strict=True)
+    ]
+    ridge = KernelRidge(RandomKernels(1, 840, stretch=True), 3, CompetingKernels(1, 8)).fit(series, labels, 0)
+    # the standardized features and targets the fit solved on
+    X = torch.cat([ridge.transform_features(x, n).double() for x, n in ridge._chunks(series)])
+    Z = (X - ridge.mean) / ridge.scale
+    Y = -torch.ones(40, 3, dtype=torch.float64)
+    Y[torch.arange(40), labels] = 1.0
+    groups = feature_groups(ridge.kernels, ridge.competing)
+
+    def columns(combo):
+        return torch.tensor(sorted(i for name in combo for c in groups[name] for i in range(c.start, c.stop)))
+
+    combos = [("ppv",), ("ppv", "lspv"), ("ppv", "hydra"), ("ppv", "lspv", "hydra")]
+    errors = {}
+    for combo in combos:  # each combination solved on its own columns, by the reference ridge_loo
+        Zs = Z[:, columns(combo)]
+        alpha, dual, loo = ridge_loo(Zs, Y)
+        errors[combo] = (float(((Y - loo) ** 2).mean()), alpha, Zs.T @ dual)
+        # the Gram form gives the same solution
+        a2, err2, dual2, _ = gram_loo(Zs @ Zs.T, Y)
+        assert a2 == alpha and err2 == pytest.approx(errors[combo][0], rel=1e-12)
+        torch.testing.assert_close(dual2, dual, rtol=1e-9, atol=1e-12)
+    best = min(errors, key=lambda c: errors[c][0])
+    assert ridge.chosen_groups() == best
+    assert float(ridge.alpha) == errors[best][1]
+    cols = columns(best)
+    scale = float(errors[best][2].abs().max())  # the Gram summed per group rounds apart from Zs Zsᵀ at α = 10⁻³
+    torch.testing.assert_close(ridge.coef[cols], errors[best][2], rtol=1e-6, atol=1e-7 * scale)
+    left_out = torch.ones(Z.shape[1], dtype=torch.bool)
+    left_out[cols] = False
+    assert torch.all(ridge.coef[left_out] == 0)  # the groups left out weigh nothing
+    # one group only (MiniRocket's features): nothing to choose, the ridge on all of them
+    plain = KernelRidge(RandomKernels(1, 840), 3).fit(series, labels, 0)
+    assert plain.chosen_groups() == ("ppv",)
+    Xp = torch.cat([plain.transform_features(x, n).double() for x, n in plain._chunks(series)])
+    Zp = (Xp - plain.mean) / plain.scale
+    alpha, dual, _ = ridge_loo(Zp, Y)
+    assert float(plain.alpha) == alpha
+    ref = Zp.T @ dual
+    torch.testing.assert_close(plain.coef, ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))

@@ -612,7 +612,8 @@ class SeriesClassifyKind(RunKind):
                 f"kernel ridge: {ridge.kernels.num_features} random-kernel features"
                 + (" (PPV and LSPV)" if ridge.kernels.pools == 2 else "")
                 + ("" if ridge.competing is None else f" and {ridge.competing.num_features} competing-kernel ones")
-                + f", alpha {float(ridge.alpha):g}, "
+                + f", reading {'+'.join(ridge.chosen_groups()).upper()} (chosen by leave-one-out), "
+                f"alpha {float(ridge.alpha):g}, "
                 f"weight {float(ridge.weight):g} beside the networks"
                 + (" (chosen on the validation part)" if networks is not None else " (no validation part)")
                 + _sample_note(len(split.train) + len(split.val)),

@@ -28,6 +28,16 @@ squared error (tested against N refits with one series left out), the intercept 
 probabilities ``softmax(τ · s)`` with ``τ`` fitted to the leave-one-out scores by cross-entropy, so that they can be
 averaged with the networks' probabilities.
 
+**Feature groups chosen by leave-one-out** (board15 sweep, docs/leaderboard.md): the features come in groups —
+MiniRocket's proportions (PPV), MultiRocket's longest stretches (LSPV, with ``stretch=True``) and Hydra's counts
+(with competing kernels) — that help some data and cost on other data (the stretches on ArrowHead and ACSF1 +2
+points, on Covid3Month_disc −2; Hydra's on OSULeaf +3, on Covid3Month_disc −1). :meth:`KernelRidge.fit` solves
+the ridge on PPV alone and with every combination of the other groups, and keeps the combination (and its ``α``)
+with the lowest exact leave-one-out squared error, the criterion that already chooses ``α``; the features of the
+groups left out get zero weights (the transform, the saved buffers and the exported graph are as before). The
+``N × N`` Gram matrix of each group is formed once and summed per combination, so the extra cost is one
+eigendecomposition per combination (``N³``).
+
 Shape symbols: B batch, T steps, C channels, N series, F features, K classes.
 """
 
@@ -49,6 +59,7 @@ __all__ = [
     "KERNEL_LENGTH",
     "KernelRidge",
     "RandomKernels",
+    "feature_groups",
     "kernel_weights",
     "padded_chunks",
     "ridge_loo",
@@ -267,8 +278,15 @@ def ridge_loo(Z: Tensor, Y: Tensor, alphas: Sequence[float] = ALPHAS) -> tuple[f
     residual of series ``i`` is ``(y_i − (H_α y)_i) / (1 − (H_α)_ii)``. Returns ``(α, c, loo)``: the chosen
     penalty, the dual coefficients ``c = Q diag(1/(λ+α)) Qᵀ (Y − Ȳ)`` ``(N, K)`` (weights ``Zᵀ c``) and the
     leave-one-out predictions ``(N, K)`` at that ``α``. float64 throughout."""
-    N = Z.shape[0]
-    lam, Q = torch.linalg.eigh(Z @ Z.T)  # (N,), (N, N)
+    alpha, _, coef, loo = gram_loo(Z @ Z.T, Y, alphas)
+    return alpha, coef, loo
+
+
+def gram_loo(G: Tensor, Y: Tensor, alphas: Sequence[float] = ALPHAS) -> tuple[float, float, Tensor, Tensor]:
+    """:func:`ridge_loo` from the Gram matrix ``G = Z Zᵀ`` ``(N, N)`` of the centered features; returns
+    ``(α, loo_error, c, loo)``: also the mean squared leave-one-out error at the chosen ``α``."""
+    N = G.shape[0]
+    lam, Q = torch.linalg.eigh(G)  # (N,), (N, N)
     lam = lam.clamp(min=0.0)
     ybar = Y.mean(0, keepdim=True)  # (1, K)
     Qy = Q.T @ (Y - ybar)  # (N, K)
@@ -283,7 +301,25 @@ def ridge_loo(Z: Tensor, Y: Tensor, alphas: Sequence[float] = ALPHAS) -> tuple[f
             coef = Q @ (Qy / (lam + a).view(-1, 1))  # (N, K)
             best = (float(a), err, coef, loo)
     assert best is not None
-    return best[0], best[2], best[3]
+    return best[0], best[1], best[2], best[3]
+
+
+def feature_groups(kernels: RandomKernels, competing: CompetingKernels | None = None) -> dict[str, list[slice]]:
+    """The columns of each group of the ridge's features ``[kernels' | competing kernels']``: ``"ppv"`` and, with
+    ``stretch``, ``"lspv"`` (a block of each per dilation, as :meth:`RandomKernels.features` writes them), and
+    ``"hydra"`` (the competing kernels' features, last). Groups without features are left out."""
+    groups: dict[str, list[slice]] = {"ppv": [], "lspv": [], "hydra": []}
+    start = 0
+    for _, n in kernels.plan():
+        width = NUM_KERNELS * n
+        groups["ppv"].append(slice(start, start + width))
+        start += width
+        if kernels.pools == 2:
+            groups["lspv"].append(slice(start, start + width))
+            start += width
+    if competing is not None and competing.num_features:
+        groups["hydra"].append(slice(start, start + competing.num_features))
+    return {name: cols for name, cols in groups.items() if cols}
 
 
 def _temperature(scores: Tensor, labels: Tensor) -> float:
@@ -363,13 +399,43 @@ class KernelRidge(nn.Module):
         Z = X.sub_(mean).div_(scale)  # (N, F), in place
         Y = -torch.ones(len(y), K, dtype=torch.float64)
         Y[torch.arange(len(y)), y] = 1.0
-        alpha, coef, loo = ridge_loo(Z, Y)
+        alpha, _, weights, loo = self._select(Z, Y)
         self.mean, self.scale = mean, scale
-        self.coef = (Z.T @ coef).reshape(F, K)  # (F, K)
+        self.coef = weights  # (F, K): zero on the groups left out
         self.intercept = Y.mean(0)
         self.alpha = torch.tensor(alpha, dtype=torch.float64)
         self.temperature = torch.tensor(_temperature(loo, y), dtype=torch.float64)
         return self
+
+    def _select(self, Z: Tensor, Y: Tensor) -> tuple[float, tuple[str, ...], Tensor, Tensor]:
+        """The ridge on the combination of feature groups (PPV and any of the others) with the lowest leave-one-out
+        error (the module docstring): ``(α, groups, weights (F, K), loo (N, K))``; equals go to the larger
+        combination (all groups first)."""
+        groups = feature_groups(self.kernels, self.competing)
+        grams = {name: sum(Z[:, c] @ Z[:, c].T for c in cols) for name, cols in groups.items()}  # (N, N) each
+        others = [name for name in groups if name != "ppv"]
+        combos = [("ppv", *c) for r in range(len(others), -1, -1) for c in itertools.combinations(others, r)]
+        best = None
+        for combo in combos:
+            alpha, err, dual, loo = gram_loo(sum(grams[name] for name in combo), Y)
+            if best is None or err < best[1]:
+                best = (alpha, err, combo, dual, loo)
+        assert best is not None
+        alpha, _, combo, dual, loo = best
+        weights = torch.zeros(Z.shape[1], Y.shape[1], dtype=torch.float64)
+        for name in combo:
+            for c in groups[name]:
+                weights[c] = Z[:, c].T @ dual
+        return alpha, combo, weights, loo
+
+    def chosen_groups(self) -> tuple[str, ...]:
+        """The feature groups the fitted ridge reads (those with a nonzero weight), in :func:`feature_groups`'
+        order; a ridge fitted before the selection reads them all."""
+        return tuple(
+            name
+            for name, cols in feature_groups(self.kernels, self.competing).items()
+            if any(bool(self.coef[c].any()) for c in cols)
+        )
 
     def _chunks(self, series: Sequence[np.ndarray]) -> list[tuple[Tensor, Tensor]]:
         shift, scale = self.channel_mean.numpy(), self.channel_std.numpy()
