@@ -2,8 +2,9 @@
 
 The default ridge (20,000 random-kernel features, PPV and LSPV, and Hydra's 64 groups) fitted on N synthetic
 univariate series of L steps in 3 classes (random walks plus a class-dependent sine), in a fresh process per N so
-that the peak resident memory is that fit's. What ``RIDGE_MAX_SERIES`` in ``rnnkit.runs.series_kernels`` is set
-from: the fit costs ``O(N²·F + N³)`` (the ``N × N`` Gram matrix and its eigendecomposition). Run it alone.
+that the peak resident memory is that fit's. What ``RIDGE_MAX_SERIES`` in ``rnnkit.runs.series_kernels`` and
+``SELECT_MAX_SERIES`` in ``rnnkit.tasks.kernels`` are set from: the fit costs ``O(N²·F + N³)`` (the ``N × N`` Gram
+matrices and their eigendecompositions, one per combination of feature groups). Run it alone.
 
     python benchmarks/ridge_scale.py                 # N = 1,000, 2,000, 5,000; L = 100
     python benchmarks/ridge_scale.py --n 10000 --length 100
@@ -28,7 +29,7 @@ def one(n: int, length: int, threads: int) -> dict[str, float]:
 
     torch.set_num_threads(threads)
     spent = {"ridge_loo_s": 0.0}
-    solve = kernels.ridge_loo
+    solve = kernels.KernelRidge._select  # the Gram matrices, the choice of feature groups and the solve
 
     def timed(*args):
         t = time.perf_counter()
@@ -36,7 +37,7 @@ def one(n: int, length: int, threads: int) -> dict[str, float]:
         spent["ridge_loo_s"] += time.perf_counter() - t
         return out
 
-    kernels.ridge_loo = timed
+    kernels.KernelRidge._select = timed
     rng = np.random.default_rng(0)
     y = rng.integers(0, 3, n)
     wave = np.sin(np.arange(length) / 5)[:, None]

@@ -579,3 +579,36 @@ def test_the_ridge_reads_the_feature_groups_with_the_lowest_leave_one_out_error(
     assert float(plain.alpha) == alpha
     ref = Zp.T @ dual
     torch.testing.assert_close(plain.coef, ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))
+
+
+def test_above_the_limit_the_groups_are_chosen_on_a_sample_and_solved_on_every_series(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import rnnkit.tasks.kernels as kernels_module
+    from rnnkit.tasks.hydra import CompetingKernels
+    from rnnkit.tasks.kernels import feature_groups
+
+    series = _series(40, 1, (40, 60), seed=5)
+    labels = [i % 2 for i in range(40)]
+    series = [x + lab * np.cos(np.arange(len(x)) / 3)[:, None] for x, lab in zip(series, labels, strict=True)]
+    monkeypatch.setattr(kernels_module, "SELECT_MAX_SERIES", 24)
+    ridge = KernelRidge(RandomKernels(1, 840, stretch=True), 2, CompetingKernels(1, 8)).fit(series, labels, 0)
+    X = torch.cat([ridge.transform_features(x, n).double() for x, n in ridge._chunks(series)])
+    Z = (X - ridge.mean) / ridge.scale
+    Y = -torch.ones(40, 2, dtype=torch.float64)
+    Y[torch.arange(40), labels] = 1.0
+    rows = torch.from_numpy(np.sort(np.random.default_rng(0).choice(40, 24, replace=False)))
+    Zs = Z[rows] - Z[rows].mean(0)  # the sample, centered on its own
+    groups = feature_groups(ridge.kernels, ridge.competing)
+
+    def columns(combo):
+        return torch.tensor(sorted(i for name in combo for c in groups[name] for i in range(c.start, c.stop)))
+
+    combos = [("ppv", "lspv", "hydra"), ("ppv", "lspv"), ("ppv", "hydra"), ("ppv",)]
+    errors = {c: float(((Y[rows] - ridge_loo(Zs[:, columns(c)], Y[rows])[2]) ** 2).mean()) for c in combos}
+    best = min(combos, key=lambda c: errors[c])  # the first of equals: the larger combination
+    assert ridge.chosen_groups() == best
+    alpha, dual, _ = ridge_loo(Z[:, columns(best)], Y)  # solved on all 40 series
+    assert float(ridge.alpha) == alpha
+    ref = Z[:, columns(best)].T @ dual
+    torch.testing.assert_close(ridge.coef[columns(best)], ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))

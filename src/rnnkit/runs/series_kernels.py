@@ -62,9 +62,9 @@ WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 RIDGE_MAX_SERIES = 5_000
 """The most series the ridge is fitted on: above it, a seeded sample of about this many, every class in its share
 (:func:`ridge_sample`). The fit holds an ``(N, F)`` float64 feature matrix and ``N × N`` eigenvectors and costs
-``O(N²·F + N³)``: one fit on 10,000 series of 100 steps took 5 min 26 s and 5.4 GB on 2 idle cores, on 5,000
-73 s and 2.1 GB (``benchmarks/ridge_scale.py``), and a run fits it twice (the trial on the training part, then
-the kept one). The networks always train on every series."""
+``O(N²·F + N³)``: one fit on 5,000 series of 100 steps took 71 s and 2.5 GB on 2 idle cores, on 10,000 (before
+the choice of feature groups) 5 min 26 s and 5.4 GB (``benchmarks/ridge_scale.py``), and a run fits it twice (the
+trial on the training part, then the kept one). The networks always train on every series."""
 
 
 def ridge_sample(labels: Sequence[int], seed: int, limit: int | None = None) -> list[int]:
