@@ -30,8 +30,9 @@ averaged with the networks' probabilities.
 
 **Feature groups chosen by leave-one-out** (board15 sweep, docs/leaderboard.md): the features come in groups —
 MiniRocket's proportions (PPV), MultiRocket's longest stretches (LSPV, with ``stretch=True``) and Hydra's counts
-(with competing kernels) — that help some data and cost on other data (the stretches on ArrowHead and ACSF1 +2
-points, on Covid3Month_disc −2; Hydra's on OSULeaf +3, on Covid3Month_disc −1). :meth:`KernelRidge.fit` solves
+(with competing kernels) — that help some data and cost on other data (the ridge alone on board14's folders: the
+stretches on ArrowHead and ACSF1 +2.5 points, on Covid3Month_disc −4; Hydra's on OSULeaf +3, on Covid3Month_disc
+−1). :meth:`KernelRidge.fit` solves
 the ridge on PPV alone and with every combination of the other groups, and keeps the combination (and its ``α``)
 with the lowest exact leave-one-out squared error, the criterion that already chooses ``α``; the features of the
 groups left out get zero weights (the transform, the saved buffers and the exported graph are as before). The
