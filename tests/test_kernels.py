@@ -612,3 +612,11 @@ def test_above_the_limit_the_groups_are_chosen_on_a_sample_and_solved_on_every_s
     assert float(ridge.alpha) == alpha
     ref = Z[:, columns(best)].T @ dual
     torch.testing.assert_close(ridge.coef[columns(best)], ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))
+    # one group only: nothing to choose, so no sample either; the ridge on every series
+    plain = KernelRidge(RandomKernels(1, 840), 2).fit(series, labels, 0)
+    Xp = torch.cat([plain.transform_features(x, n).double() for x, n in plain._chunks(series)])
+    Zp = (Xp - plain.mean) / plain.scale
+    alpha, dual, _ = ridge_loo(Zp, Y)
+    assert float(plain.alpha) == alpha
+    ref = Zp.T @ dual
+    torch.testing.assert_close(plain.coef, ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))

@@ -420,16 +420,17 @@ class KernelRidge(nn.Module):
         combination (all groups first). Above :data:`SELECT_MAX_SERIES` series the combination is chosen on a
         seeded sample of that many (re-centered), then solved on every series."""
         groups = feature_groups(self.kernels, self.competing)
+        others = [name for name in groups if name != "ppv"]
+        combos = [("ppv", *c) for r in range(len(others), -1, -1) for c in itertools.combinations(others, r)]
         N = Z.shape[0]
-        if N > SELECT_MAX_SERIES:
+        sampled = N > SELECT_MAX_SERIES and len(combos) > 1  # one combination: nothing to choose
+        if sampled:
             rows = torch.from_numpy(np.sort(np.random.default_rng(0).choice(N, SELECT_MAX_SERIES, replace=False)))
             Zc, Yc = Z[rows], Y[rows]
             Zc -= Zc.mean(0)
         else:
             Zc, Yc = Z, Y
         grams = {name: sum(Zc[:, c] @ Zc[:, c].T for c in cols) for name, cols in groups.items()}  # (n, n) each
-        others = [name for name in groups if name != "ppv"]
-        combos = [("ppv", *c) for r in range(len(others), -1, -1) for c in itertools.combinations(others, r)]
         best = None
         for combo in combos:
             alpha, err, dual, loo = gram_loo(sum(grams[name] for name in combo), Yc)
@@ -437,7 +438,7 @@ class KernelRidge(nn.Module):
                 best = (alpha, err, combo, dual, loo)
         assert best is not None
         alpha, _, combo, dual, loo = best
-        if N > SELECT_MAX_SERIES:  # the chosen combination on every series
+        if sampled:  # the chosen combination on every series
             del grams
             alpha, _, dual, loo = gram_loo(sum(Z[:, c] @ Z[:, c].T for name in combo for c in groups[name]), Y)
         weights = torch.zeros(Z.shape[1], Y.shape[1], dtype=torch.float64)
