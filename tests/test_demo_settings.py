@@ -39,6 +39,10 @@ def test_the_demo_trains_with_its_settings_and_prints_them(tmp_path: Path, monke
         assert clf[key] == DEFAULTS["classify"][key], key
     # the window baselines keep rnnkit 0.1.0's settings
     assert _model(tmp_path / "d" / "generate-window")["dropout"] == demo.BASELINE_SETTINGS["generate"]["dropout"]
+    # both generators are the lecture's networks alone: no count member (--ngram-order, the task default)
+    for folder in ("generate", "generate-window"):
+        assert "ngram" not in json.loads((tmp_path / "d" / folder / "config.json").read_text()), folder
+        assert not (tmp_path / "d" / folder / "ngram.safetensors").exists(), folder
 
 
 @pytest.mark.parametrize("given", [{"epochs": 1}, {"options": {"hidden_size": 5, "dropout": 0.0}}])

@@ -96,6 +96,7 @@ def _paths(output: str | Path) -> dict[str, Path]:
         "sequence": out,
         "step": Path(f"{stem}.step.onnx"),
         "kernels": Path(f"{stem}.kernels.onnx"),
+        "ngram": Path(f"{stem}.ngram.safetensors"),
         "json": Path(f"{out}.json"),
     }
 
@@ -176,8 +177,10 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     Returns that JSON's content with ``"paths"`` (the files written) added.
     """
     from rnnkit.runs.series_kernels import load_kernels
+    from rnnkit.runs.text_counts import load_counts
 
     ridge = load_kernels(run)  # a series run's kernel ridge (--kernels), or None
+    counts = load_counts(run) if run.task == "generate" else None  # a generate run's count member, or None
     output = Path(output) if output is not None else Path(run.path) / "model.onnx"
     extra: dict[str, Any] = {"run": str(Path(run.path).resolve())}
     if run.vocab is not None:
@@ -191,9 +194,35 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     info, blobs = _model_blobs(run.model, output, extra)
     if ridge is not None:
         info = _add_kernel_graph(info, blobs, ridge, paths)
-    _write_export(info, blobs, paths, stale=("step", "kernels"))  # every file, then the JSON once
+    if counts is not None:
+        info = _add_counts(info, blobs, counts, paths)
+    _write_export(info, blobs, paths, stale=("step", "kernels", "ngram"))  # every file, then the JSON once
     info["paths"] = [str(paths[g]) for g in info["graphs"]] + [str(paths["json"])]
+    if counts is not None:
+        info["paths"].insert(-1, str(paths["ngram"]))
     return info
+
+
+def _add_counts(info: dict[str, Any], blobs: dict[str, bytes], counts: Any, paths: dict[str, Path]) -> dict:
+    """A generate run's count member as ``<stem>.ngram.safetensors`` (added to ``blobs``) and ``info`` with the
+    mixture described (:mod:`rnnkit.export`, :mod:`rnnkit.tasks.counts`)."""
+    from safetensors.torch import save
+
+    blobs["ngram"] = save(counts.state_dict(), metadata={"format": "rnnkit-ngram"})
+    return {
+        **info,
+        "ngram": {
+            "file": paths["ngram"].name,
+            "order": counts.order,
+            "weight": float(counts.weight),
+            "combine": "probabilities = (1 - weight) * softmax(logits) + weight * p_counts",
+            "p_counts": "interpolated Witten-Bell over the trie of contexts (category, x[t-1], x[t-2], ...): "
+            "p_k = (count_k + types_k * p_(k-1)) / (total_k + types_k) from a uniform p over the vocabulary, "
+            "down to the longest context seen; level k's rows are the sorted level{k}.keys = "
+            "parent_row * width + column (width = max(vocab size, categories)), its counts the CSR table "
+            "level{k}.indptr / .symbols / .counts (rnnkit.tasks.counts)",
+        },
+    }
 
 
 def _add_kernel_graph(info: dict[str, Any], blobs: dict[str, bytes], ridge: Any, paths: dict[str, Path]) -> dict:

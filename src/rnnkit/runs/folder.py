@@ -11,6 +11,8 @@ Layout (DESIGN.md §2)::
       curve.csv           the training curve, one row per epoch
       curves.png          training curves; confusion.png for classifiers (with the ``plot`` extra)
       checkpoint/         resumable state (``--resume``)
+      kernels.safetensors a series classifier's kernel ridge (``--kernels``); ngram.safetensors a generator's count
+                          member (``--ngram-order``), each named by its config.json record
 
 ``config.json`` carries ``format_version`` (:data:`FORMAT_VERSION`); folders written before it existed have none
 and read as version 1. A folder of a newer format than this rnnkit knows is refused with one line.

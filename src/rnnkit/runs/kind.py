@@ -506,9 +506,13 @@ def accuracy_line(metrics: dict[str, Any]) -> str:
             f"(majority-class baseline {metrics['majority_accuracy']:.3f})"
         )
     s = f"test NLL {metrics['test_nll_per_char']:.3f} nats/char"
+    notes = []
+    if "network_nll_per_char" in metrics:  # a generator with its count member: the parts alone
+        alone = metrics["network_nll_per_char"], metrics["ngram_nll_per_char"]
+        notes.append(f"network alone {alone[0]:.3f}, counts alone {alone[1]:.3f}")
     if "bigram_nll_per_char" in metrics:
-        s += f" (bigram baseline {metrics['bigram_nll_per_char']:.3f})"
-    return s
+        notes.append(f"bigram baseline {metrics['bigram_nll_per_char']:.3f}")
+    return s + (f" ({'; '.join(notes)})" if notes else "")
 
 
 # -------------------------------------------------------------------------------------------------- commands

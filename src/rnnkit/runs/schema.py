@@ -124,6 +124,13 @@ class KernelsSection(_Open):
     file: str = Field(pattern=r"^[A-Za-z0-9_.-]+\.safetensors$")  # a file name inside the run folder, no path
 
 
+class NgramSection(_Open):
+    """A generator's count member (``--ngram-order``): the longest context of symbols and its file in the folder."""
+
+    order: int = Field(ge=1, le=8)
+    file: str = Field(pattern=r"^[A-Za-z0-9_.-]+\.safetensors$")  # a file name inside the run folder, no path
+
+
 class RunConfigFile(_Open):
     """``config.json`` of a run folder."""
 
@@ -139,6 +146,7 @@ class RunConfigFile(_Open):
     classes: list[str] | None = None
     forecast: ForecastSection | None = None  # forecast runs
     kernels: KernelsSection | None = None  # series classifiers with a kernel ridge
+    ngram: NgramSection | None = None  # generators with a count member
 
     @field_validator("classes")
     @classmethod

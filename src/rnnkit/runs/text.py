@@ -40,8 +40,9 @@ from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
 from rnnkit.metrics import confusion, macro_f1
 from rnnkit.runs.folder import Run, read_split
-from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, register_kind
+from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, note, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
+from rnnkit.runs.text_counts import fit_member, load_counts, ngram_record, save_counts, target_nll
 from rnnkit.runs.text_flags import TEXT_FLAGS
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
@@ -90,6 +91,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lr": 4e-3,
         "weight_decay": 0.1,
         "token_dropout": 0.0,
+        "ngram_order": 4,  # eighth session: the count member over the category and the last 4 symbols
     },
 }
 """The text kinds' defaults for the model and the trainer when the user names nothing."""
@@ -266,6 +268,8 @@ class _TextKind(RunKind):
     def model_extras(self, opts: RunOptions) -> dict[str, Any]:
         """The model settings added since rnnkit 0.1.0 that this kind reads (:data:`MODEL_EXTRAS`), resolved."""
         extras = {key: opts.resolved(key) for key in MODEL_EXTRAS[self.name]}
+        if self.name == "classify" and opts.options.get("ngram_order") is not None:
+            raise ValueError("--ngram-order is for --task generate: leave it out")
         for key in MODEL_EXTRAS["classify"]:
             if key not in extras and opts.options.get(key) is not None:
                 raise ValueError(f"--{key.replace('_', '-')} is for --task classify: leave it out")
@@ -427,6 +431,56 @@ class GenerateKind(_TextKind):
     def sample(self, run: Run, **options: Any) -> list[str]:
         return sample(run, **options)
 
+    def ngram_order(self, opts: RunOptions) -> int:
+        """The ``--ngram-order`` of this call (the default when unset; 0: no count member). The lecture's window
+        model stays as it is: it takes none."""
+        order = int(opts.resolved("ngram_order"))
+        ranges.check_value("ngram_order", order)
+        if opts.resolved("model") == "window":
+            if opts.options.get("ngram_order") not in (None, 0):
+                raise ValueError("the window model is the lecture's as it is: leave out --ngram-order")
+            return 0
+        return order
+
+    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
+        restored = super().options_from_config(saved, opts)
+        order = int((saved.get("ngram") or {}).get("order", 0))  # runs before the member: none
+        return replace(restored, options={**restored.options, "ngram_order": order})
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        order = self.ngram_order(opts)
+        return {**super().config_extra(opts, prepared), **({"ngram": ngram_record(order)} if order else {})}
+
+    def after_fit(self, run: Run, prepared: Prepared) -> None:
+        """The network is trained: fit the count member and choose its share (:mod:`rnnkit.runs.text_counts`)."""
+        record = run.config.get("ngram")
+        if not record:
+            return
+        from rnnkit import distributed
+
+        split = prepared.extra["split"]
+        conditional = bool(run.config["data"]["conditional"])
+
+        def part(data: LabeledItems) -> tuple[list[list[int]], list[int] | None]:
+            ids, kept = _encode(run.vocab, data)
+            return ids, (_label_ids(run, data, kept) if conditional else None)
+
+        counts, chosen = fit_member(
+            run.model, int(record["order"]), len(run.vocab), len(run.classes) if conditional else 0,
+            part(split.train), part(split.val),
+        )  # fmt: skip
+        if distributed.is_main():
+            save_counts(run.path, counts)
+        run.parts["ngram"] = counts
+        note(
+            prepared.log,
+            f"count member: {int(record['order'])}-symbol contexts"
+            + (" and the category" if conditional else "")
+            + f", share {chosen['weight']:g} chosen on the validation part (NLL per symbol there: network "
+            f"{chosen['network_val_nll']:.4f}, counts {chosen['counts_val_nll']:.4f}, mixed "
+            f"{chosen['mixed_val_nll']:.4f}); then counted on training and validation names",
+        )
+
 
 # ---------------------------------------------------------------------------------------------------------- metrics
 def evaluate_run(
@@ -486,8 +540,15 @@ def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
 def _generate_metrics(run, data, ids, kept, train, val) -> dict[str, Any]:
     conditional = run.config["data"]["conditional"]
     y = _label_ids(run, data, kept) if conditional else None
-    out = evaluate(run.model, text_batches("generate", ids, y, 256, 0).ordered())
-    metrics: dict[str, Any] = {"test_nll_per_char": round(out["loss"], 4), "test_loss": round(out["loss"], 4)}
+    mixed = target_nll(run, ids, y)
+    if mixed is None:  # the network alone
+        loss = evaluate(run.model, text_batches("generate", ids, y, 256, 0).ordered())["loss"]
+        metrics: dict[str, Any] = {}
+    else:  # with its count member (rnnkit.runs.text_counts)
+        loss, parts = mixed
+        metrics = {key: round(value, 4) for key, value in parts.items()}
+        metrics["ngram_weight"] = float(run.parts["ngram"].weight)
+    metrics = {"test_nll_per_char": round(loss, 4), "test_loss": round(loss, 4), **metrics}
     if train is not None:
         tr_ids, _ = _encode(run.vocab, train)
         va_ids = _encode(run.vocab, val)[0] if val is not None and len(val) else tr_ids
@@ -585,7 +646,14 @@ def sample(
     pre = run.vocab.encode(prefix, strict=True) if prefix else []
     gen = torch.Generator().manual_seed(seed if seed is not None else int(time.time_ns() % 2**31))
     seqs = run.model.sample(
-        cond, n=num, temperature=temperature, top_k=top_k, prefix=pre, max_len=max_len, generator=gen
+        cond,
+        n=num,
+        temperature=temperature,
+        top_k=top_k,
+        prefix=pre,
+        max_len=max_len,
+        generator=gen,
+        counts=load_counts(run),
     )
     return [run.vocab.decode(s) for s in seqs]
 

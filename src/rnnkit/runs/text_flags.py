@@ -83,6 +83,17 @@ TEXT_FLAGS: tuple[Flag, ...] = (
         },
     ),
     Flag(
+        "--ngram-order",
+        {
+            "type": ranged("ngram_order"),
+            "default": None,
+            "metavar": "N",
+            "help": "generate: a count model of the next symbol given the category and the last N symbols "
+            "(interpolated Witten-Bell), mixed with the network's probabilities with a share chosen on the "
+            "validation part (0 = none; default: the task's, 4)",
+        },
+    ),
+    Flag(
         "--token-dropout",
         {
             "type": ranged("token_dropout"),

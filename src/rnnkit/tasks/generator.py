@@ -17,6 +17,7 @@ from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
 from rnnkit.dropout import Dropout
 from rnnkit.tasks.config import ModelConfig
+from rnnkit.tasks.counts import NgramCounts
 from rnnkit.tasks.fcn import check_summary_core
 from rnnkit.tasks.modes import eval_mode
 from rnnkit.tasks.registry import build_core
@@ -127,6 +128,7 @@ class SequenceGenerator(nn.Module):
         prefix: Sequence[int] = (),
         max_len: int = 30,
         generator: torch.Generator | None = None,
+        counts: NgramCounts | None = None,
     ) -> list[list[int]]:
         """Draw ``n`` sequences symbol by symbol with the core's ``step``.
 
@@ -137,6 +139,9 @@ class SequenceGenerator(nn.Module):
             top_k: sample among the k most likely symbols only.
             prefix: symbol ids every sample starts with (no BOS; it is added).
             max_len: the most symbols in a sample, prefix included.
+            counts: a run's count member (:class:`~rnnkit.tasks.counts.NgramCounts`): each step draws from
+                ``(1 − w) · softmax(logits) + w · p_counts`` (``w = counts.weight``), temperature and ``top_k``
+                applied to the mixture's log-probabilities.
         Returns:
             ``n`` lists of symbol ids: the prefix and what followed, without BOS/EOS.
         """
@@ -165,6 +170,8 @@ class SequenceGenerator(nn.Module):
                 y, state = self.core.step(self._inputs(ids, c)[:, 0], state)  # (n, H)
             for _ in range(max_len - len(prefix)):
                 logits = self.head(y)  # (n, V)
+                if counts is not None and counts.weight > 0:
+                    logits = self._mix(logits, counts, out, cond)
                 # PAD, BOS and UNK are never targets, but an undertrained model still gives them some mass
                 logits[:, [PAD, BOS, UNK]] = -float("inf")
                 nxt = self._choose(logits, temperature, top_k, generator)  # (n,)
@@ -177,6 +184,18 @@ class SequenceGenerator(nn.Module):
                     break
                 y, state = self.core.step(self._inputs(nxt.unsqueeze(1), c)[:, 0], state)
             return out
+
+    @staticmethod
+    def _mix(logits: Tensor, counts: NgramCounts, out: list[list[int]], cond: Tensor | None) -> Tensor:
+        """log((1 − w) · softmax(logits) + w · p_counts) ``(n, V)`` after the histories ``[BOS, *out[i]]``."""
+        if counts.vocab_size != logits.shape[-1]:
+            raise ValueError(f"the count member has {counts.vocab_size} symbols, the model {logits.shape[-1]}")
+        conditions = None if cond is None else cond.tolist()
+        columns = counts.step_columns([[BOS, *row] for row in out], conditions if counts.num_conditions else None)
+        p_counts = counts.distribution(columns).to(logits.device)  # (n, V) float64
+        w = float(counts.weight)
+        mixed = (1.0 - w) * torch.softmax(logits.double(), dim=-1) + w * p_counts
+        return mixed.log().to(logits.dtype)
 
     def _sample_condition(self, condition, n: int, device: torch.device) -> Tensor | None:
         if condition is None:

@@ -1,0 +1,139 @@
+"""A generate run's count member (``--ngram-order N``, :class:`~rnnkit.tasks.counts.NgramCounts`): fitted after
+the network, mixed with it wherever the run gives probabilities (test metrics, ``evaluate``, ``sample``, ``serve``).
+
+1. The counts of the training part's names give, on the validation part, a probability of every next symbol;
+   the share ``w`` of the mixture ``(1 − w) · network + w · counts`` is the one of
+   :data:`~rnnkit.tasks.counts.WEIGHTS` with the lowest validation NLL (0 when the counts do not help);
+2. the member kept counts the training *and* validation parts (all the names the run has), as a series run's
+   kernel ridge is refitted on both (:mod:`rnnkit.runs.series_kernels`).
+
+Stored in ``ngram.safetensors`` (the counts and ``w``), named by ``config.json``'s ``"ngram"`` record; a run
+without the record (``--ngram-order 0``, or written before this member existed) is its network alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from rnnkit.checkpoint import CheckpointError, load_safetensors, save_safetensors_atomic
+from rnnkit.data.batching import IGNORE_INDEX, Batches, collate_generation
+from rnnkit.runs.folder import Run
+from rnnkit.tasks.counts import NgramCounts, choose_weight, mixed_nll
+
+__all__ = [
+    "NGRAM_FILE",
+    "fit_member",
+    "load_counts",
+    "network_target_probabilities",
+    "ngram_record",
+    "save_counts",
+    "target_nll",
+]
+
+NGRAM_FILE = "ngram.safetensors"
+
+
+def ngram_record(order: int) -> dict[str, Any]:
+    """The ``config.json`` ``"ngram"`` entry of a run whose count member reads the last ``order`` symbols."""
+    return {"order": int(order), "file": NGRAM_FILE}
+
+
+def network_target_probabilities(
+    model: nn.Module, ids: Sequence[Sequence[int]], conditions: Sequence[int] | None, batch_size: int = 256
+) -> np.ndarray:
+    """The generator's probability of every target of ``[BOS, *s, EOS]`` (symbols, then EOS), sequence after
+    sequence in the order of ``ids`` ``(Σ (L_i + 1),)`` float64 — the order of
+    :meth:`NgramCounts.target_probabilities`."""
+
+    def collate(index: list[int]):
+        conds = None if conditions is None else [conditions[i] for i in index]
+        return collate_generation([ids[i] for i in index], conds)
+
+    per_item: list[np.ndarray] = [np.empty(0)] * len(ids)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for index, batch in Batches([len(s) for s in ids], collate, batch_size, 0).indexed():
+                logits, _ = model(batch)
+                logp = torch.log_softmax(logits.double(), dim=-1)  # (B, T, V)
+                targets = batch.targets
+                valid = targets != IGNORE_INDEX
+                got = logp.gather(2, targets.clamp(min=0).unsqueeze(2)).squeeze(2).exp()  # (B, T)
+                for row, i in enumerate(index):
+                    per_item[i] = got[row][valid[row]].numpy()
+    finally:
+        model.train(was_training)
+    return np.concatenate(per_item) if per_item else np.zeros(0)
+
+
+def fit_member(
+    model: nn.Module,
+    order: int,
+    vocab_size: int,
+    num_conditions: int,
+    train: tuple[list[list[int]], list[int] | None],
+    val: tuple[list[list[int]], list[int] | None],
+) -> tuple[NgramCounts, dict[str, float]]:
+    """The run's count member (module docstring) and what choosing it measured on the validation part:
+    ``network_val_nll``, ``counts_val_nll``, ``mixed_val_nll`` (nats per symbol) and ``weight``.
+    ``train``/``val``: the parts' token ids and category ids (None for an unconditional run)."""
+    trial = NgramCounts(order, vocab_size, num_conditions).fit(*train)
+    network = network_target_probabilities(model, *val)
+    counts = trial.target_probabilities(*val)
+    weight = choose_weight(network, counts)
+    seqs = list(train[0]) + list(val[0])
+    conds = None if train[1] is None else list(train[1]) + list(val[1] or [])
+    member = NgramCounts(order, vocab_size, num_conditions).fit(seqs, conds)
+    member.weight = weight
+    chosen = {
+        "network_val_nll": mixed_nll(network, counts, 0.0),
+        "counts_val_nll": mixed_nll(network, counts, 1.0),
+        "mixed_val_nll": mixed_nll(network, counts, weight),
+        "weight": weight,
+    }
+    return member, chosen
+
+
+def target_nll(
+    run: Run, ids: Sequence[Sequence[int]], conditions: Sequence[int] | None
+) -> tuple[float, dict[str, float]] | None:
+    """The run's mean NLL per target symbol on ``ids`` with its count member, and the parts alone
+    (``network_nll_per_char``, ``ngram_nll_per_char``); None for a run without a member."""
+    counts = load_counts(run)
+    if counts is None:
+        return None
+    network = network_target_probabilities(run.model, ids, conditions)
+    mine = counts.target_probabilities(ids, conditions)
+    parts = {"network_nll_per_char": mixed_nll(network, mine, 0.0), "ngram_nll_per_char": mixed_nll(network, mine, 1.0)}
+    return mixed_nll(network, mine, counts.weight), parts
+
+
+def save_counts(folder: Path, counts: NgramCounts) -> None:
+    """Write ``folder/ngram.safetensors`` atomically."""
+    save_safetensors_atomic(folder / NGRAM_FILE, counts.state_dict(), metadata={"format": "rnnkit-ngram"})
+
+
+def load_counts(run: Run) -> NgramCounts | None:
+    """The run's count member (loaded once, kept in ``run.parts``), or None for a run without one."""
+    record = run.config.get("ngram")
+    if not record:
+        return None
+    if "ngram" not in run.parts:
+        path = run.path / str(record.get("file", NGRAM_FILE))
+        if not path.is_file():
+            raise CheckpointError(
+                f"{path}: missing; this run's config names a count member (--ngram-order): retrain it"
+            )
+        try:
+            counts = NgramCounts.from_state(load_safetensors(path))
+        except (KeyError, ValueError, RuntimeError, IndexError) as exc:
+            raise CheckpointError(f"{path}: not a count member this release reads ({exc.__class__.__name__})") from None
+        run.parts["ngram"] = counts
+    return run.parts["ngram"]

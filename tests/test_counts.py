@@ -1,0 +1,320 @@
+"""A generate run's count member (``--ngram-order N``; :mod:`rnnkit.tasks.counts`, :mod:`rnnkit.runs.text_counts`;
+issue 16, eighth session).
+
+The count model is checked in float64 against a hand-written interpolated Witten–Bell model (dictionaries of
+counts, the recursion written out), conditional and not, on seen and unseen contexts; the network's per-symbol
+probabilities against the trainer's evaluation loss; a run's metrics, ``evaluate``, ``sample`` and export against
+the model and the member computed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cli_helpers import assert_one_line_error, make_folder, rnnkit_main
+from rnnkit.checkpoint import load_safetensors
+from rnnkit.data.vocab import BOS, EOS, PAD, UNK
+from rnnkit.tasks.counts import WEIGHTS, NgramCounts, choose_weight, mixed_nll
+
+V = 9  # ids 4..8 are symbols
+
+
+def corpus(seed: int, n: int = 40, conditions: int = 3) -> tuple[list[list[int]], list[int]]:
+    rng = random.Random(seed)
+    seqs = [[rng.randrange(4, V) for _ in range(rng.randint(1, 7))] for _ in range(n)]
+    return seqs, [rng.randrange(conditions) for _ in range(n)]
+
+
+class ReferenceWB:
+    """Interpolated Witten–Bell written out with dictionaries: contexts (category, x_{t-1}, ..., x_{t-n})."""
+
+    def __init__(self, seqs, conds, order):
+        self.order, self.cond = order, conds is not None
+        self.count = defaultdict(lambda: defaultdict(int))
+        for i, s in enumerate(seqs):
+            full = [BOS, *s, EOS]
+            for t in range(1, len(full)):
+                for ctx in self.contexts(None if conds is None else conds[i], full[:t]):
+                    self.count[ctx][full[t]] += 1
+
+    def contexts(self, c, history):
+        out = [()]
+        if self.cond:
+            out.append((c,))
+        back = history[::-1]
+        for n in range(1, self.order + 1):
+            if n > len(back):
+                break
+            out.append(((c,) if self.cond else ()) + tuple(back[:n]))
+        return out
+
+    def prob(self, c, history, x):
+        p = 1.0 / V
+        for ctx in self.contexts(c, history):
+            seen = self.count.get(ctx)
+            if not seen:
+                break
+            total, types = sum(seen.values()), len(seen)
+            p = (seen.get(x, 0) + types * p) / (total + types)
+        return p
+
+
+@pytest.mark.parametrize("conditional", [True, False])
+@pytest.mark.parametrize("order", [1, 2, 4])
+def test_counts_equal_a_hand_written_witten_bell_model(conditional: bool, order: int) -> None:
+    seqs, conds = corpus(0)
+    conds = conds if conditional else None
+    model = NgramCounts(order, V, 3 if conditional else 0).fit(seqs, conds)
+    ref = ReferenceWB(seqs, conds, order)
+    # seen and unseen histories (another corpus), every symbol of the vocabulary
+    test, test_conds = corpus(1, n=15)
+    histories, cats = [], []
+    for s, c in zip(test, test_conds, strict=True):
+        full = [BOS, *s]
+        for t in range(1, len(full) + 1):
+            histories.append(full[:t])
+            cats.append(c)
+    dist = model.distribution(model.step_columns(histories, cats if conditional else None))
+    want = torch.tensor(
+        [[ref.prob(c, h, x) for x in range(V)] for h, c in zip(histories, cats, strict=True)], dtype=torch.float64
+    )
+    torch.testing.assert_close(dist, want, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(dist.sum(1), torch.ones(len(histories), dtype=torch.float64))
+    # the targets of whole sequences, in order
+    got = model.target_probabilities(test, test_conds if conditional else None)
+    expect = [
+        ref.prob(c, [BOS, *s][:t], ([*s, EOS])[t - 1])
+        for s, c in zip(test, test_conds, strict=True)
+        for t in range(1, len(s) + 2)
+    ]
+    np.testing.assert_allclose(got, expect, rtol=1e-12)
+    # chunked evaluation gives the same
+    np.testing.assert_array_equal(model.target_probabilities(test, test_conds if conditional else None, chunk=3), got)
+
+
+def test_state_round_trip_and_refusals(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    seqs, conds = corpus(2)
+    model = NgramCounts(3, V, 3).fit(seqs, conds)
+    model.weight = 0.275
+    save_file(model.state_dict(), tmp_path / "n.safetensors")
+    back = NgramCounts.from_state(load_file(tmp_path / "n.safetensors"))
+    assert (back.order, back.vocab_size, back.num_conditions, back.weight) == (3, V, 3, 0.275)
+    cols = model.step_columns([[BOS, 4, 5], [BOS], [BOS, 8, 8, 8, 8]], [0, 1, 2])
+    torch.testing.assert_close(back.distribution(cols), model.distribution(cols), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="ngram_order"):
+        NgramCounts(0, V)
+    with pytest.raises(ValueError, match="categories"):
+        NgramCounts(2, V, 3).fit(seqs)  # conditional without categories
+    with pytest.raises(ValueError, match="beyond"):
+        NgramCounts(2, 5, 0).fit([[7]])
+    broken = model.state_dict()
+    broken["level1.indptr"] = broken["level1.indptr"][:-1]
+    with pytest.raises(ValueError, match="indptr"):
+        NgramCounts.from_state(broken)
+
+
+def test_choose_weight_takes_the_lowest_mixed_nll() -> None:
+    rng = np.random.default_rng(0)
+    net, cnt = rng.uniform(0.05, 1, 200), rng.uniform(0.05, 1, 200)
+    w = choose_weight(net, cnt)
+    losses = [float(-np.log((1 - v) * net + v * cnt).mean()) for v in WEIGHTS]
+    assert w == WEIGHTS[int(np.argmin(losses))]
+    assert mixed_nll(net, cnt, w) == pytest.approx(min(losses), rel=1e-12)
+    assert choose_weight(np.full(5, 0.9), np.full(5, 0.1)) == 0.0  # counts that never help get no share
+
+
+# ------------------------------------------------------------------------------------------------ a run
+TINY = ["--hidden", "8", "--embed", "4", "--epochs", "1", "--batch-size", "8", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def names(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("data") / "names", n=30)
+
+
+@pytest.fixture(scope="module")
+def counted(tmp_path_factory: pytest.TempPathFactory, names: Path) -> Path:
+    from rnnkit import cli
+
+    out = tmp_path_factory.mktemp("runs") / "gen"
+    assert cli.main(["train", "--task", "generate", "--data", str(names), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def _parts(run, part: str):
+    """A part of the run's saved split: token ids and category ids."""
+    from rnnkit.data import apply_split
+    from rnnkit.runs.folder import read_split
+    from rnnkit.runs.options import RunOptions
+    from rnnkit.runs.text import _encode, _label_ids, _read
+
+    data = apply_split(_read(run.config["data"]["data"], RunOptions()), read_split(run.path))
+    ids, kept = _encode(run.vocab, getattr(data, part))
+    return ids, _label_ids(run, getattr(data, part), kept)
+
+
+def test_network_probabilities_agree_with_the_trainers_loss(counted: Path) -> None:
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text import text_batches
+    from rnnkit.runs.text_counts import network_target_probabilities
+    from rnnkit.train import evaluate
+
+    run = load_run(counted)
+    ids, y = _parts(run, "test")
+    probs = network_target_probabilities(run.model, ids, y, batch_size=5)
+    assert len(probs) == sum(len(s) + 1 for s in ids)
+    loss = evaluate(run.model, text_batches("generate", ids, y, 256, 0).ordered())["loss"]
+    assert float(-np.log(probs).mean()) == pytest.approx(loss, rel=1e-5)
+
+
+def test_a_default_run_mixes_its_count_member_everywhere(counted: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text_counts import load_counts, network_target_probabilities
+
+    config = json.loads((counted / "config.json").read_text())
+    assert config["ngram"] == {"order": 4, "file": "ngram.safetensors"}
+    run = load_run(counted)
+    counts = load_counts(run)
+    assert counts is not None and counts.order == 4 and counts.num_conditions == 2 and 0 <= counts.weight <= 1
+    # the member counts the training and validation names (not the test ones)
+    train_ids, train_y = _parts(run, "train")
+    val_ids, val_y = _parts(run, "val")
+    again = NgramCounts(4, len(run.vocab), 2).fit(train_ids + val_ids, train_y + val_y)
+    for a, b in zip(again.counts, counts.counts, strict=True):
+        torch.testing.assert_close(a, b)
+    # metrics.json: the mixture, and each part alone, computed here by hand
+    ids, y = _parts(run, "test")
+    net = network_target_probabilities(run.model, ids, y)
+    mine = counts.target_probabilities(ids, y)
+    metrics = json.loads((counted / "metrics.json").read_text())
+    w = counts.weight
+    assert metrics["ngram_weight"] == w
+    assert metrics["test_nll_per_char"] == pytest.approx(float(-np.log((1 - w) * net + w * mine).mean()), abs=6e-5)
+    assert metrics["network_nll_per_char"] == pytest.approx(float(-np.log(net).mean()), abs=6e-5)
+    assert metrics["ngram_nll_per_char"] == pytest.approx(float(-np.log(mine).mean()), abs=6e-5)
+    # `rnnkit evaluate RUN` gives the same figures
+    code, out, _ = rnnkit_main(capsys, "evaluate", counted)
+    assert code == 0 and f"test_nll_per_char: {metrics['test_nll_per_char']}" in out
+    assert f"ngram_weight: {w}" in out
+
+
+def test_the_weight_is_the_validation_choice(counted: Path) -> None:
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text_counts import fit_member, load_counts
+
+    run = load_run(counted)
+    member, chosen = fit_member(run.model, 4, len(run.vocab), 2, _parts(run, "train"), _parts(run, "val"))
+    assert member.weight == chosen["weight"] == load_counts(run).weight
+    assert chosen["mixed_val_nll"] <= min(chosen["network_val_nll"], chosen["counts_val_nll"]) + 1e-12
+
+
+def test_sampling_draws_from_the_mixture(counted: Path) -> None:
+    """Greedy samples (temperature 0): with the share 1 they are the counts' argmax path, with 0 the network's."""
+    from rnnkit.runs import load_run
+
+    run = load_run(counted)
+    counts = NgramCounts.from_state(load_safetensors(counted / "ngram.safetensors"))
+
+    def greedy_counts(c: int) -> list[int]:
+        out: list[int] = []
+        for _ in range(12):
+            p = counts.distribution(counts.step_columns([[BOS, *out]], [c]))[0]
+            p[[PAD, BOS, UNK]] = -1
+            nxt = int(p.argmax())
+            if nxt == EOS:
+                break
+            out.append(nxt)
+        return out
+
+    counts.weight = 1.0
+    got = run.model.sample(torch.tensor([0, 1]), n=2, temperature=0, max_len=12, counts=counts)
+    assert got == [greedy_counts(0), greedy_counts(1)]
+    counts.weight = 0.0
+    assert run.model.sample(1, n=2, temperature=0, max_len=12, counts=counts) == run.model.sample(
+        1, n=2, temperature=0, max_len=12
+    )
+    # the run's own share: `rnnkit sample` goes through it, seeded
+    from rnnkit.runs.text import sample
+
+    first = sample(run, category="Alpha", num=5, seed=3)
+    assert first == sample(run, category="Alpha", num=5, seed=3) and len(first) == 5
+
+
+def test_no_member_with_order_0_and_runs_before_it(tmp_path: Path, names: Path) -> None:
+    from rnnkit import cli
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text_counts import load_counts
+
+    out = tmp_path / "plain"
+    argv = ["train", "--task", "generate", "--data", str(names), "--out", str(out), "--ngram-order", "0", *TINY]
+    assert cli.main(argv) == 0
+    assert not (out / "ngram.safetensors").exists() and "ngram" not in json.loads((out / "config.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "ngram_weight" not in metrics and "network_nll_per_char" not in metrics
+    assert load_counts(load_run(out)) is None
+    # a folder of rnnkit 0.1.0 has no record: its network alone, as it was
+    old = Path(__file__).parent / "fixtures" / "runs" / "v0.1.0" / "generate"
+    assert load_counts(load_run(old)) is None
+
+
+def test_resume_keeps_the_runs_order(counted: Path) -> None:
+    from rnnkit.runs import load_run
+    from rnnkit.runs.kind import kind_of
+    from rnnkit.runs.options import RunOptions
+
+    run = load_run(counted)
+    restored = kind_of(run).options_from_config(run.config, RunOptions(task="generate", options={"ngram_order": 2}))
+    assert restored.options["ngram_order"] == 4
+    old = {k: v for k, v in run.config.items() if k != "ngram"}
+    assert kind_of(run).options_from_config(old, RunOptions(task="generate")).options["ngram_order"] == 0
+
+
+def test_bad_order_and_a_missing_member_are_one_line(
+    tmp_path: Path, names: Path, counted: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    for extra, needle in (
+        (["--task", "classify", "--ngram-order", "3"], "--ngram-order is for --task generate"),
+        (["--task", "generate", "--model", "window", "--ngram-order", "3"], "leave out --ngram-order"),
+        (["--task", "generate", "--ngram-order", "9"], "[0, 8]"),
+        (["--task", "generate", "--ngram-order", "-1"], "[0, 8]"),
+    ):
+        out = tmp_path / "bad"
+        assert_one_line_error(*rnnkit_main(capsys, "train", "--data", names, "--out", out, *extra, *TINY), needle)
+        assert not out.exists()
+    broken = tmp_path / "broken"
+    shutil.copytree(counted, broken)
+    (broken / "ngram.safetensors").unlink()
+    assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "ngram.safetensors", "missing")
+    (broken / "ngram.safetensors").write_bytes(b"not safetensors")
+    assert_one_line_error(*rnnkit_main(capsys, "sample", broken, "--category", "Alpha"), "ngram.safetensors")
+    config = json.loads((broken / "config.json").read_text())
+    for record, needle in (({"order": 4, "file": "../x.safetensors"}, "ngram.file"), ({"order": 12}, "ngram.order")):
+        (broken / "config.json").write_text(json.dumps({**config, "ngram": {"file": "ngram.safetensors", **record}}))
+        assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), needle)
+
+
+def test_export_writes_the_member_beside_the_graphs(tmp_path: Path, counted: Path) -> None:
+    pytest.importorskip("onnx")
+    from rnnkit.export import export_run
+    from rnnkit.runs import load_run
+
+    run = load_run(counted)
+    info = export_run(run, tmp_path / "m.onnx")
+    assert info["ngram"]["file"] == "m.ngram.safetensors" and info["ngram"]["weight"] == run.parts["ngram"].weight
+    assert str(tmp_path / "m.ngram.safetensors") in info["paths"]
+    exported = NgramCounts.from_state(load_safetensors(tmp_path / "m.ngram.safetensors"))
+    mine = run.parts["ngram"]
+    cols = mine.step_columns([[BOS], [BOS, 4, 5, 6]], [0, 1])
+    torch.testing.assert_close(exported.distribution(cols), mine.distribution(cols), rtol=0, atol=0)
+    assert json.loads((tmp_path / "m.onnx.json").read_text())["ngram"]["order"] == 4
