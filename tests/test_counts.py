@@ -1,5 +1,6 @@
-"""A generate run's count member (``--ngram-order N``; :mod:`rnnkit.tasks.counts`, :mod:`rnnkit.runs.text_counts`;
-issue 16, eighth session).
+"""A text run's count member (``--ngram-order N``; :mod:`rnnkit.tasks.counts`, :mod:`rnnkit.runs.text_counts`;
+issue 16, eighth session): next-symbol counts beside a generator, a count classifier (Bayes' rule) beside a
+classifier.
 
 The count model is checked in float64 against a hand-written interpolated Witten–Bell model (dictionaries of
 counts, the recursion written out), conditional and not, on seen and unseen contexts; the network's per-symbol
@@ -261,9 +262,9 @@ def test_no_member_with_order_0_and_runs_before_it(tmp_path: Path, names: Path) 
     metrics = json.loads((out / "metrics.json").read_text())
     assert "ngram_weight" not in metrics and "network_nll_per_char" not in metrics
     assert load_counts(load_run(out)) is None
-    # a folder of rnnkit 0.1.0 has no record: its network alone, as it was
-    old = Path(__file__).parent / "fixtures" / "runs" / "v0.1.0" / "generate"
-    assert load_counts(load_run(old)) is None
+    # folders of rnnkit 0.1.0 have no record: their networks alone, as they were
+    for kind in ("generate", "classify"):
+        assert load_counts(load_run(Path(__file__).parent / "fixtures" / "runs" / "v0.1.0" / kind)) is None
 
 
 def test_resume_keeps_the_runs_order(counted: Path) -> None:
@@ -284,7 +285,7 @@ def test_bad_order_and_a_missing_member_are_one_line(
     import shutil
 
     for extra, needle in (
-        (["--task", "classify", "--ngram-order", "3"], "--ngram-order is for --task generate"),
+        (["--task", "classify", "--model", "window", "--ngram-order", "3"], "leave out --ngram-order"),
         (["--task", "generate", "--model", "window", "--ngram-order", "3"], "leave out --ngram-order"),
         (["--task", "generate", "--ngram-order", "9"], "[0, 8]"),
         (["--task", "generate", "--ngram-order", "-1"], "[0, 8]"),
@@ -318,3 +319,117 @@ def test_export_writes_the_member_beside_the_graphs(tmp_path: Path, counted: Pat
     cols = mine.step_columns([[BOS], [BOS, 4, 5, 6]], [0, 1])
     torch.testing.assert_close(exported.distribution(cols), mine.distribution(cols), rtol=0, atol=0)
     assert json.loads((tmp_path / "m.onnx.json").read_text())["ngram"]["order"] == 4
+
+
+# ------------------------------------------------------------------------------------------------ classify
+def test_the_count_classifier_is_bayes_rule_over_the_hand_written_model() -> None:
+    from rnnkit.tasks.counts import CountClassifier, tempered_softmax
+
+    seqs, labels = corpus(3, n=60)
+    clf = CountClassifier.fit(3, V, 3, seqs, labels)
+    ref = ReferenceWB(seqs, labels, 3)
+    test, _ = corpus(4, n=12)
+    prior = np.log((np.bincount(labels, minlength=3) + 1.0) / (len(labels) + 3))
+    want = np.array(
+        [
+            [
+                prior[c] + sum(np.log(ref.prob(c, [BOS, *s][:t], [*s, EOS][t - 1])) for t in range(1, len(s) + 2))
+                for c in range(3)
+            ]
+            for s in test
+        ]
+    )
+    np.testing.assert_allclose(clf.scores(test), want, rtol=1e-12)
+    for tau in (0.3, 1.0):
+        e = np.exp(tau * (want - want.max(1, keepdims=True)))
+        np.testing.assert_allclose(clf.probabilities(test, tau), e / e.sum(1, keepdims=True), rtol=1e-12)
+        np.testing.assert_allclose(tempered_softmax(want, tau), e / e.sum(1, keepdims=True), rtol=1e-12)
+    assert clf.scores([]).shape == (0, 3)
+    back = CountClassifier.from_state(clf.state_dict())
+    np.testing.assert_array_equal(back.scores(test), clf.scores(test))
+
+
+def test_choose_class_mixture_takes_the_lowest_nll_of_the_grid() -> None:
+    from rnnkit.tasks.counts import TEMPERATURES, choose_class_mixture, mixed_class_nll, tempered_softmax
+
+    rng = np.random.default_rng(1)
+    net = rng.dirichlet(np.ones(4), 50)
+    scores = rng.normal(0, 5, (50, 4))
+    gold = rng.integers(0, 4, 50)
+    tau, w = choose_class_mixture(net, scores, gold)
+    grid = {(t, v): mixed_class_nll(net, tempered_softmax(scores, t), v, gold) for t in TEMPERATURES for v in WEIGHTS}
+    assert grid[(tau, w)] == min(grid.values())
+
+
+@pytest.fixture(scope="module")
+def classified(tmp_path_factory: pytest.TempPathFactory, names: Path) -> Path:
+    from rnnkit import cli
+
+    out = tmp_path_factory.mktemp("runs") / "clf"
+    assert cli.main(["train", "--task", "classify", "--data", str(names), "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_a_classify_run_mixes_its_count_classifier(classified: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text import _network_probabilities, predict
+    from rnnkit.runs.text_counts import load_counts
+    from rnnkit.tasks.counts import CountClassifier
+
+    run = load_run(classified)
+    member = load_counts(run)
+    assert isinstance(member, CountClassifier) and member.counts.order == 4
+    train_ids, train_y = _parts(run, "train")
+    val_ids, val_y = _parts(run, "val")
+    again = CountClassifier.fit(4, len(run.vocab), 2, train_ids + val_ids, train_y + val_y)
+    torch.testing.assert_close(again.class_counts, member.class_counts)
+    ids, y = _parts(run, "test")
+    network = _network_probabilities(run.model, ids)
+    counts = member.probabilities(ids)
+    probs = (1 - member.weight) * network + member.weight * counts
+    metrics = json.loads((classified / "metrics.json").read_text())
+    gold = np.asarray(y)
+    assert metrics["test_accuracy"] == round(float((probs.argmax(1) == gold).mean()), 4)
+    assert metrics["network_accuracy"] == round(float((network.argmax(1) == gold).mean()), 4)
+    assert metrics["ngram_accuracy"] == round(float((counts.argmax(1) == gold).mean()), 4)
+    assert metrics["test_loss"] == pytest.approx(float(-np.log(probs[np.arange(len(gold)), gold]).mean()), abs=6e-5)
+    assert (metrics["ngram_weight"], metrics["ngram_temperature"]) == (member.weight, member.temperature)
+    # predict gives the mixture's probabilities; evaluate the test figures again
+    data_items = [run.vocab.decode(s) for s in ids[:4]]
+    top = predict(run, data_items, top_k=2)
+    for row, p in zip(top, probs[:4], strict=True):
+        assert row[0] == (run.classes[int(p.argmax())], pytest.approx(float(p.max()), rel=1e-5))
+    code, out, _ = rnnkit_main(capsys, "evaluate", classified)
+    assert code == 0 and f"test_accuracy: {metrics['test_accuracy']}" in out
+
+
+def test_a_classify_ensemble_mixes_the_mean_and_scores_members_alone(tmp_path: Path, names: Path) -> None:
+    from rnnkit import cli
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text import _network_probabilities
+    from rnnkit.runs.text_counts import load_counts
+
+    out = tmp_path / "ens"
+    argv = ["train", "--task", "classify", "--data", str(names), "--out", str(out), "--ensemble", "2", *TINY]
+    assert cli.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["members"]) == 2 and all("network_accuracy" not in m for m in metrics["members"])
+    run = load_run(out)
+    member = load_counts(run)
+    ids, y = _parts(run, "test")
+    probs = (1 - member.weight) * _network_probabilities(run.model, ids) + member.weight * member.probabilities(ids)
+    assert metrics["test_accuracy"] == round(float((probs.argmax(1) == np.asarray(y)).mean()), 4)
+
+
+def test_export_of_a_classify_run_describes_its_temperature(tmp_path: Path, classified: Path) -> None:
+    pytest.importorskip("onnx")
+    from rnnkit.export import export_run
+    from rnnkit.runs import load_run
+    from rnnkit.tasks.counts import CountClassifier
+
+    run = load_run(classified)
+    info = export_run(run, tmp_path / "m.onnx")
+    assert info["ngram"]["temperature"] == run.parts["ngram"].temperature and "softmax_c" in info["ngram"]["combine"]
+    back = CountClassifier.from_state(load_safetensors(tmp_path / "m.ngram.safetensors"))
+    ids, _ = _parts(run, "test")
+    np.testing.assert_array_equal(back.probabilities(ids), run.parts["ngram"].probabilities(ids))

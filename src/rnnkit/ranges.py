@@ -92,7 +92,7 @@ RANGES: dict[str, Range] = {
     "label_smoothing": Range(0, 1, integer=False, hi_open=True),
     "token_dropout": Range(0, 1, integer=False, hi_open=True),
     "ngram_filters": Range(0, 4096),  # classifier: filters per width of the character n-gram convolutions
-    "ngram_order": Range(0, 8),  # generator: the count member's longest context of symbols (0: none)
+    "ngram_order": Range(0, 8),  # text classify/generate: the count member's longest context of symbols (0: none)
     "ngram_buckets": Range(0, 2**24),  # classifier on tokens: rows of the hashed n-gram bag (0: none)
     "ngram_dropout": Range(0, 1, integer=False, hi_open=True),
     "ema": Range(0, 1, integer=False, hi_open=True),

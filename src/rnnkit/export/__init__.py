@@ -33,10 +33,12 @@ inputs ``series`` ``(B, T, C)`` (each series as it is, in its own units, zero-pa
 ``lengths`` ``(B,)``; output ``logits`` ``(B, K)`` of the ridge. The run's probabilities are
 ``(1 − w) · softmax(model.onnx logits) + w · softmax(kernels logits)``, ``w`` the JSON's ``kernels.weight``.
 
-``model.ngram.safetensors`` — only for a generate run with a count member (``train --ngram-order N``, the
-default): its counts (:class:`rnnkit.tasks.counts.NgramCounts`, the tensors and the formula described in the JSON's
-``ngram``). The run's next-symbol probabilities are ``(1 − w) · softmax(logits) + w · p_counts``, ``w`` the JSON's
-``ngram.weight``, ``p_counts`` from the category and the symbols read so far (``BOS`` first).
+``model.ngram.safetensors`` — only for a text classify or generate run with a count member (``train
+--ngram-order N``, the default): its counts (:mod:`rnnkit.tasks.counts`; the tensors and the formula described in
+the JSON's ``ngram``). A generator's next-symbol probabilities are ``(1 − w) · softmax(logits) + w · p_counts``,
+``p_counts`` from the category and the symbols read so far (``BOS`` first); a classifier's class probabilities
+``(1 − w) · softmax(logits) + w · softmax_c(τ · (log p(c) + Σ_t log p_counts(x_t | c, x_<t)))``; ``w`` and ``τ``
+the JSON's ``ngram.weight`` and ``ngram.temperature``.
 
 ``model.onnx.json`` — these names, dtypes and shapes per graph, the ONNX opset, the run's vocabulary (``specials``
 are ids 0–3: PAD, BOS, EOS, UNK; ``symbols`` take ids 4, 5, ...) and classes, so the graphs can be used without

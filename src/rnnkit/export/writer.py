@@ -180,7 +180,7 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     from rnnkit.runs.text_counts import load_counts
 
     ridge = load_kernels(run)  # a series run's kernel ridge (--kernels), or None
-    counts = load_counts(run) if run.task == "generate" else None  # a generate run's count member, or None
+    counts = load_counts(run) if run.task in ("classify", "generate") else None  # a text run's count member
     output = Path(output) if output is not None else Path(run.path) / "model.onnx"
     extra: dict[str, Any] = {"run": str(Path(run.path).resolve())}
     if run.vocab is not None:
@@ -204,25 +204,33 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
 
 
 def _add_counts(info: dict[str, Any], blobs: dict[str, bytes], counts: Any, paths: dict[str, Path]) -> dict:
-    """A generate run's count member as ``<stem>.ngram.safetensors`` (added to ``blobs``) and ``info`` with the
+    """A text run's count member as ``<stem>.ngram.safetensors`` (added to ``blobs``) and ``info`` with the
     mixture described (:mod:`rnnkit.export`, :mod:`rnnkit.tasks.counts`)."""
     from safetensors.torch import save
 
     blobs["ngram"] = save(counts.state_dict(), metadata={"format": "rnnkit-ngram"})
-    return {
-        **info,
-        "ngram": {
-            "file": paths["ngram"].name,
-            "order": counts.order,
-            "weight": float(counts.weight),
-            "combine": "probabilities = (1 - weight) * softmax(logits) + weight * p_counts",
-            "p_counts": "interpolated Witten-Bell over the trie of contexts (category, x[t-1], x[t-2], ...): "
-            "p_k = (count_k + types_k * p_(k-1)) / (total_k + types_k) from a uniform p over the vocabulary, "
-            "down to the longest context seen; level k's rows are the sorted level{k}.keys = "
-            "parent_row * width + column (width = max(vocab size, categories)), its counts the CSR table "
-            "level{k}.indptr / .symbols / .counts (rnnkit.tasks.counts)",
-        },
+    classify = hasattr(counts, "temperature")  # a CountClassifier
+    model = counts.counts if classify else counts
+    described = {
+        "file": paths["ngram"].name,
+        "order": model.order,
+        "weight": float(counts.weight),
+        "p_counts": "p_counts(x | context): interpolated Witten-Bell over the trie of contexts (category or class, "
+        "x[t-1], x[t-2], ...): p_k = (count_k + types_k * p_(k-1)) / (total_k + types_k) from a uniform p over "
+        "the vocabulary, down to the longest context seen; level k's rows are the sorted level{k}.keys = "
+        "parent_row * width + column (width = max(vocab size, categories)), its counts the CSR table "
+        "level{k}.indptr / .symbols / .counts (rnnkit.tasks.counts)",
     }
+    if classify:
+        described.update(
+            temperature=float(counts.temperature),
+            combine="probabilities = (1 - weight) * softmax(logits) + weight * softmax_c(temperature * "
+            "(log(class_counts[c] / sum(class_counts)) + sum_t log p_counts(x[t] | c, x[<t]))), "
+            "the targets x of [BOS, symbols..., EOS]",
+        )
+    else:
+        described["combine"] = "probabilities = (1 - weight) * softmax(logits) + weight * p_counts"
+    return {**info, "ngram": described}
 
 
 def _add_kernel_graph(info: dict[str, Any], blobs: dict[str, bytes], ridge: Any, paths: dict[str, Path]) -> dict:

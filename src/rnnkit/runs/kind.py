@@ -501,9 +501,12 @@ def note(log: Callable[[str], None] | None, line: str) -> None:
 def accuracy_line(metrics: dict[str, Any]) -> str:
     """One human line of a classifier's or generator's headline metrics (shared by the kinds that report them)."""
     if "test_accuracy" in metrics:
+        parts = ""
+        if "network_accuracy" in metrics:  # a text classifier with its count member: the parts alone
+            parts = f"network alone {metrics['network_accuracy']:.3f}, counts alone {metrics['ngram_accuracy']:.3f}; "
         return (
             f"test accuracy {metrics['test_accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} "
-            f"(majority-class baseline {metrics['majority_accuracy']:.3f})"
+            f"({parts}majority-class baseline {metrics['majority_accuracy']:.3f})"
         )
     s = f"test NLL {metrics['test_nll_per_char']:.3f} nats/char"
     notes = []

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from rnnkit import ranges
@@ -42,7 +43,14 @@ from rnnkit.metrics import confusion, macro_f1
 from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, note, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
-from rnnkit.runs.text_counts import fit_member, load_counts, ngram_record, save_counts, target_nll
+from rnnkit.runs.text_counts import (
+    fit_class_member,
+    fit_member,
+    load_counts,
+    ngram_record,
+    save_counts,
+    target_nll,
+)
 from rnnkit.runs.text_flags import TEXT_FLAGS
 from rnnkit.tasks import ModelConfig
 from rnnkit.train import TrainConfig, evaluate
@@ -78,6 +86,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ngram_filters": 0,
         "ngram_buckets": 32768,  # issue 16, fifth session: the hashed n-gram bag beside the GRU
         "ngram_dropout": 0.5,
+        "ngram_order": 4,  # eighth session: the count member (a 4-symbol count model per class, Bayes' rule)
     },
     "generate": {  # issue 16: 2 layers of 384, E 128, dropout 0.3 (0.1.0: 1 of 256, E 64, 0.1, 12 epochs)
         "model": "lstm",
@@ -209,7 +218,68 @@ class _TextKind(RunKind):
             embed_dim=saved["model"]["embed_dim"],
             conditional=d["conditional"],
         )
-        return _with_model_extras(restored, saved, self.name)
+        restored = _with_model_extras(restored, saved, self.name)
+        order = int((saved.get("ngram") or {}).get("order", 0))  # runs before the count member: none
+        return replace(restored, options={**restored.options, "ngram_order": order})
+
+    def ngram_order(self, opts: RunOptions) -> int:
+        """The ``--ngram-order`` of this call (the default when unset; 0: no count member). The lecture's window
+        model stays as it is: it takes none."""
+        order = int(opts.resolved("ngram_order"))
+        ranges.check_value("ngram_order", order)
+        if opts.resolved("model") == "window":
+            if opts.options.get("ngram_order") not in (None, 0):
+                raise ValueError("the window model is the lecture's as it is: leave out --ngram-order")
+            return 0
+        return order
+
+    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
+        order = self.ngram_order(opts)
+        return {**super().config_extra(opts, prepared), **({"ngram": ngram_record(order)} if order else {})}
+
+    def after_fit(self, run: Run, prepared: Prepared) -> None:
+        """The network is trained: fit the count member and choose its share (:mod:`rnnkit.runs.text_counts`)."""
+        record = run.config.get("ngram")
+        if not record:
+            return
+        from rnnkit import distributed
+
+        split, order = prepared.extra["split"], int(record["order"])
+        labeled = run.task == "classify" or bool(run.config["data"]["conditional"])
+
+        def part(data: LabeledItems) -> tuple[list[list[int]], list[int] | None]:
+            ids, kept = _encode(run.vocab, data)
+            return ids, (_label_ids(run, data, kept) if labeled else None)
+
+        train, val = part(split.train), part(split.val)
+        if run.task == "classify":
+            network = _network_probabilities(run.model, val[0])
+            member, chosen = fit_class_member(network, order, len(run.vocab), len(run.classes), train, val)
+            line = (
+                f"count member: a {order}-symbol count model per class (Bayes' rule, temperature "
+                f"{chosen['temperature']:g}), share {chosen['weight']:g} chosen on the validation part (accuracy "
+                f"there: network {chosen['network_val_accuracy']:.4f}, counts {chosen['counts_val_accuracy']:.4f}, "
+                f"mixed {chosen['mixed_val_accuracy']:.4f})"
+            )
+        else:
+            classes = len(run.classes) if labeled else 0
+            member, chosen = fit_member(run.model, order, len(run.vocab), classes, train, val)
+            line = (
+                f"count member: {order}-symbol contexts" + (" and the category" if labeled else "")
+                + f", share {chosen['weight']:g} chosen on the validation part (NLL per symbol there: network "
+                f"{chosen['network_val_nll']:.4f}, counts {chosen['counts_val_nll']:.4f}, mixed "
+                f"{chosen['mixed_val_nll']:.4f})"
+            )  # fmt: skip
+        if distributed.is_main():
+            save_counts(run.path, member)
+        run.parts["ngram"] = member
+        note(prepared.log, line + "; then counted on training and validation names")
+
+    def _score_member(self, member: tuple[Run, Any], prepared: Prepared, seed: int) -> dict[str, Any]:
+        """A member of an ensemble is one network: scored without the run's count member."""
+        run, result = member
+        alone = replace(run, config={k: v for k, v in run.config.items() if k != "ngram"}, parts={})
+        return super()._score_member((alone, result), prepared, seed)
 
     def prepare(self, opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
         split = prepare_split(opts)
@@ -268,8 +338,6 @@ class _TextKind(RunKind):
     def model_extras(self, opts: RunOptions) -> dict[str, Any]:
         """The model settings added since rnnkit 0.1.0 that this kind reads (:data:`MODEL_EXTRAS`), resolved."""
         extras = {key: opts.resolved(key) for key in MODEL_EXTRAS[self.name]}
-        if self.name == "classify" and opts.options.get("ngram_order") is not None:
-            raise ValueError("--ngram-order is for --task generate: leave it out")
         for key in MODEL_EXTRAS["classify"]:
             if key not in extras and opts.options.get(key) is not None:
                 raise ValueError(f"--{key.replace('_', '-')} is for --task classify: leave it out")
@@ -431,56 +499,6 @@ class GenerateKind(_TextKind):
     def sample(self, run: Run, **options: Any) -> list[str]:
         return sample(run, **options)
 
-    def ngram_order(self, opts: RunOptions) -> int:
-        """The ``--ngram-order`` of this call (the default when unset; 0: no count member). The lecture's window
-        model stays as it is: it takes none."""
-        order = int(opts.resolved("ngram_order"))
-        ranges.check_value("ngram_order", order)
-        if opts.resolved("model") == "window":
-            if opts.options.get("ngram_order") not in (None, 0):
-                raise ValueError("the window model is the lecture's as it is: leave out --ngram-order")
-            return 0
-        return order
-
-    def options_from_config(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
-        restored = super().options_from_config(saved, opts)
-        order = int((saved.get("ngram") or {}).get("order", 0))  # runs before the member: none
-        return replace(restored, options={**restored.options, "ngram_order": order})
-
-    def config_extra(self, opts: RunOptions, prepared: Prepared) -> dict[str, Any]:
-        order = self.ngram_order(opts)
-        return {**super().config_extra(opts, prepared), **({"ngram": ngram_record(order)} if order else {})}
-
-    def after_fit(self, run: Run, prepared: Prepared) -> None:
-        """The network is trained: fit the count member and choose its share (:mod:`rnnkit.runs.text_counts`)."""
-        record = run.config.get("ngram")
-        if not record:
-            return
-        from rnnkit import distributed
-
-        split = prepared.extra["split"]
-        conditional = bool(run.config["data"]["conditional"])
-
-        def part(data: LabeledItems) -> tuple[list[list[int]], list[int] | None]:
-            ids, kept = _encode(run.vocab, data)
-            return ids, (_label_ids(run, data, kept) if conditional else None)
-
-        counts, chosen = fit_member(
-            run.model, int(record["order"]), len(run.vocab), len(run.classes) if conditional else 0,
-            part(split.train), part(split.val),
-        )  # fmt: skip
-        if distributed.is_main():
-            save_counts(run.path, counts)
-        run.parts["ngram"] = counts
-        note(
-            prepared.log,
-            f"count member: {int(record['order'])}-symbol contexts"
-            + (" and the category" if conditional else "")
-            + f", share {chosen['weight']:g} chosen on the validation part (NLL per symbol there: network "
-            f"{chosen['network_val_nll']:.4f}, counts {chosen['counts_val_nll']:.4f}, mixed "
-            f"{chosen['mixed_val_nll']:.4f}); then counted on training and validation names",
-        )
-
 
 # ---------------------------------------------------------------------------------------------------------- metrics
 def evaluate_run(
@@ -514,8 +532,22 @@ def _label_ids(run: Run, data: LabeledItems, kept: list[int]) -> list[int]:
     return [index[data.labels[i]] for i in kept]
 
 
+def _network_probabilities(model: torch.nn.Module, ids: list[list[int]]) -> np.ndarray:
+    """A classifier's (or an ensemble's mean) class probabilities ``(N, C)`` float64, in the order of ``ids``."""
+    out: np.ndarray | None = None
+    with torch.no_grad():
+        for index, batch in text_batches("classify", ids, [0] * len(ids), 256, 0).indexed():
+            probs = torch.softmax(model(batch)[0].double(), dim=-1).numpy()
+            if out is None:
+                out = np.empty((len(ids), probs.shape[1]), dtype=np.float64)
+            out[index] = probs
+    return out if out is not None else np.zeros((0, 0))
+
+
 def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
     y = _label_ids(run, data, kept)
+    if load_counts(run) is not None:
+        return _mixed_classify_metrics(run, data, ids, kept, train, y)
     batches = text_batches("classify", ids, y, 256, 0).ordered()
     out = evaluate(run.model, batches)
     preds, golds = [], []
@@ -533,6 +565,31 @@ def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
         "majority_accuracy": round(sum(1 for i in kept if data.labels[i] == majority) / len(kept), 4),
         "majority_class": majority,
         "test_loss": round(out["loss"], 4),
+        "confusion": conf,
+    }
+
+
+def _mixed_classify_metrics(run, data, ids, kept, train, y) -> dict[str, Any]:
+    """:func:`_classify_metrics` of a run with a count member: the mixture's, and each part's accuracy alone."""
+    member = load_counts(run)
+    network = _network_probabilities(run.model, ids)
+    counts = member.probabilities(ids)
+    probs = (1 - member.weight) * network + member.weight * counts
+    gold = np.asarray(y)
+    preds = probs.argmax(1)
+    conf = confusion(gold.tolist(), preds.tolist(), len(run.classes))
+    ref = train if train is not None and train.is_labeled else data
+    majority = Counter(ref.labels).most_common(1)[0][0]
+    return {
+        "test_accuracy": round(float((preds == gold).mean()), 4),
+        "macro_f1": round(macro_f1(conf), 4),
+        "majority_accuracy": round(sum(1 for i in kept if data.labels[i] == majority) / len(kept), 4),
+        "majority_class": majority,
+        "test_loss": round(float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean()), 4),
+        "network_accuracy": round(float((network.argmax(1) == gold).mean()), 4),
+        "ngram_accuracy": round(float((counts.argmax(1) == gold).mean()), 4),
+        "ngram_weight": float(member.weight),
+        "ngram_temperature": float(member.temperature),
         "confusion": conf,
     }
 
@@ -612,6 +669,10 @@ def predict(run: Run, items: Sequence[str], top_k: int = 3) -> list[list[tuple[s
         ids.append(run.vocab.encode(item, strict=True))
     k = max(1, min(top_k, len(run.classes)))
     probs = run.model.predict_proba(collate_classification(ids))
+    member = load_counts(run)
+    if member is not None:  # the run's count member (rnnkit.runs.text_counts)
+        counts = torch.from_numpy(member.probabilities(ids)).to(probs.dtype)
+        probs = (1 - member.weight) * probs + member.weight * counts
     top = torch.topk(probs, k, dim=1)
     return [
         [(run.classes[c], float(p)) for p, c in zip(pv.tolist(), cv.tolist(), strict=True)]

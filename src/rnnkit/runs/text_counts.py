@@ -1,9 +1,14 @@
-"""A generate run's count member (``--ngram-order N``, :class:`~rnnkit.tasks.counts.NgramCounts`): fitted after
-the network, mixed with it wherever the run gives probabilities (test metrics, ``evaluate``, ``sample``, ``serve``).
+"""A text run's count member (``--ngram-order N``, :mod:`rnnkit.tasks.counts`): fitted after the network, mixed
+with it wherever the run gives probabilities (test metrics, ``evaluate``, ``predict``, ``sample``, ``serve``).
 
-1. The counts of the training part's names give, on the validation part, a probability of every next symbol;
-   the share ``w`` of the mixture ``(1 − w) · network + w · counts`` is the one of
-   :data:`~rnnkit.tasks.counts.WEIGHTS` with the lowest validation NLL (0 when the counts do not help);
+- generate: :class:`~rnnkit.tasks.counts.NgramCounts` over the category and the last ``N`` symbols, a probability
+  of every next symbol;
+- classify: :class:`~rnnkit.tasks.counts.CountClassifier`, the same counts conditioned on the class and Bayes'
+  rule, a probability of every class, tempered by ``τ``.
+
+1. Counted on the training part's names, the member gives probabilities on the validation part; the share ``w`` of
+   the mixture ``(1 − w) · network + w · counts`` (with ``τ``) is the one with the lowest validation NLL (0 when
+   the counts do not help);
 2. the member kept counts the training *and* validation parts (all the names the run has), as a series run's
    kernel ridge is refitted on both (:mod:`rnnkit.runs.series_kernels`).
 
@@ -24,10 +29,20 @@ from torch import nn
 from rnnkit.checkpoint import CheckpointError, load_safetensors, save_safetensors_atomic
 from rnnkit.data.batching import IGNORE_INDEX, Batches, collate_generation
 from rnnkit.runs.folder import Run
-from rnnkit.tasks.counts import NgramCounts, choose_weight, mixed_nll
+from rnnkit.tasks.counts import (
+    CountClassifier,
+    NgramCounts,
+    choose_class_mixture,
+    choose_weight,
+    mixed_class_nll,
+    mixed_nll,
+    tempered_softmax,
+)
 
 __all__ = [
     "NGRAM_FILE",
+    "class_probabilities",
+    "fit_class_member",
     "fit_member",
     "load_counts",
     "network_target_probabilities",
@@ -101,6 +116,43 @@ def fit_member(
     return member, chosen
 
 
+def fit_class_member(
+    network_val: np.ndarray,
+    order: int,
+    vocab_size: int,
+    num_classes: int,
+    train: tuple[list[list[int]], list[int]],
+    val: tuple[list[list[int]], list[int]],
+) -> tuple[CountClassifier, dict[str, float]]:
+    """A classify run's count member (module docstring) and what choosing it measured on the validation part
+    (``network_val_accuracy``, ``counts_val_accuracy``, ``mixed_val_accuracy``, ``weight``, ``temperature``).
+    ``network_val`` ``(N_val, C)``: the network's probabilities of the validation part."""
+    gold = np.asarray(val[1])
+    scores = CountClassifier.fit(order, vocab_size, num_classes, *train).scores(val[0])
+    temperature, weight = choose_class_mixture(network_val, scores, gold)
+    member = CountClassifier.fit(
+        order, vocab_size, num_classes, list(train[0]) + list(val[0]), list(train[1]) + list(val[1])
+    )
+    member.temperature, member.weight = temperature, weight
+    alone = tempered_softmax(scores, temperature)
+    mixed = (1 - weight) * network_val + weight * alone
+    chosen = {
+        "network_val_accuracy": float((network_val.argmax(1) == gold).mean()),
+        "counts_val_accuracy": float((alone.argmax(1) == gold).mean()),
+        "mixed_val_accuracy": float((mixed.argmax(1) == gold).mean()),
+        "mixed_val_nll": mixed_class_nll(network_val, alone, weight, gold),
+        "weight": weight,
+        "temperature": temperature,
+    }
+    return member, chosen
+
+
+def class_probabilities(run: Run, ids: Sequence[Sequence[int]]) -> np.ndarray | None:
+    """The count member's class probabilities ``(N, C)`` of ``ids``, or None for a run without one."""
+    member = load_counts(run)
+    return None if member is None else member.probabilities(ids)
+
+
 def target_nll(
     run: Run, ids: Sequence[Sequence[int]], conditions: Sequence[int] | None
 ) -> tuple[float, dict[str, float]] | None:
@@ -115,13 +167,14 @@ def target_nll(
     return mixed_nll(network, mine, counts.weight), parts
 
 
-def save_counts(folder: Path, counts: NgramCounts) -> None:
+def save_counts(folder: Path, counts: NgramCounts | CountClassifier) -> None:
     """Write ``folder/ngram.safetensors`` atomically."""
     save_safetensors_atomic(folder / NGRAM_FILE, counts.state_dict(), metadata={"format": "rnnkit-ngram"})
 
 
-def load_counts(run: Run) -> NgramCounts | None:
-    """The run's count member (loaded once, kept in ``run.parts``), or None for a run without one."""
+def load_counts(run: Run) -> Any:
+    """The run's count member (loaded once, kept in ``run.parts``): an :class:`NgramCounts` (generate), a
+    :class:`CountClassifier` (classify), or None for a run without one."""
     record = run.config.get("ngram")
     if not record:
         return None
@@ -132,7 +185,8 @@ def load_counts(run: Run) -> NgramCounts | None:
                 f"{path}: missing; this run's config names a count member (--ngram-order): retrain it"
             )
         try:
-            counts = NgramCounts.from_state(load_safetensors(path))
+            state = load_safetensors(path)
+            counts = (CountClassifier if run.task == "classify" else NgramCounts).from_state(state)
         except (KeyError, ValueError, RuntimeError, IndexError) as exc:
             raise CheckpointError(f"{path}: not a count member this release reads ({exc.__class__.__name__})") from None
         run.parts["ngram"] = counts

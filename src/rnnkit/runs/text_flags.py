@@ -88,9 +88,9 @@ TEXT_FLAGS: tuple[Flag, ...] = (
             "type": ranged("ngram_order"),
             "default": None,
             "metavar": "N",
-            "help": "generate: a count model of the next symbol given the category and the last N symbols "
-            "(interpolated Witten-Bell), mixed with the network's probabilities with a share chosen on the "
-            "validation part (0 = none; default: the task's, 4)",
+            "help": "classify/generate: a count model of the next symbol given the class or category and the "
+            "last N symbols (interpolated Witten-Bell; classify: per class, by Bayes' rule), mixed with the "
+            "network's probabilities with a share chosen on the validation part (0 = none; default: the task's, 4)",
         },
     ),
     Flag(

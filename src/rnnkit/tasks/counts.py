@@ -34,7 +34,17 @@ from torch import Tensor
 
 from rnnkit.data.vocab import BOS, EOS
 
-__all__ = ["WEIGHTS", "NgramCounts", "choose_weight", "mixed_nll"]
+__all__ = [
+    "TEMPERATURES",
+    "WEIGHTS",
+    "CountClassifier",
+    "NgramCounts",
+    "choose_class_mixture",
+    "choose_weight",
+    "mixed_class_nll",
+    "mixed_nll",
+    "tempered_softmax",
+]
 
 WEIGHTS: tuple[float, ...] = tuple(i / 40 for i in range(41))
 """The count model's share ``w`` a run chooses from (0: the network alone, 1: the counts alone)."""
@@ -270,3 +280,101 @@ def choose_weight(network: np.ndarray, counts: np.ndarray) -> float:
     """The ``w`` of :data:`WEIGHTS` with the lowest :func:`mixed_nll` (the first of equals)."""
     losses = [mixed_nll(network, counts, w) for w in WEIGHTS]
     return WEIGHTS[int(np.argmin(losses))]
+
+
+TEMPERATURES: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+"""The temperatures ``τ`` a classify run chooses from for :class:`CountClassifier`'s posterior."""
+
+
+class CountClassifier:
+    """Bayes' rule over class-conditional count models (the character n-gram language-model classifier of
+    language identification): ``p(c | s) = softmax_c(τ · (log p(c) + Σ_t log p_counts(x_t | c, x_<t)))``, the
+    targets of ``[BOS, *s, EOS]``, ``p_counts`` an :class:`NgramCounts` conditioned on the class, ``p(c)`` the
+    classes' shares of the counted names (+1 each). ``τ`` (:data:`TEMPERATURES`) tempers a product of many
+    per-symbol probabilities, which is far too confident as it stands; a run chooses it, and the share ``weight``
+    of these probabilities beside its network's, on its validation part.
+    """
+
+    def __init__(self, counts: NgramCounts, class_counts: Tensor, temperature: float = 1.0) -> None:
+        if counts.num_conditions < 1 or class_counts.shape != (counts.num_conditions,):
+            raise ValueError("a count classifier needs a model conditioned on its classes and one count per class")
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.counts, self.class_counts, self.temperature = counts, class_counts.to(torch.float64), float(temperature)
+
+    @classmethod
+    def fit(
+        cls, order: int, vocab_size: int, num_classes: int, sequences: Sequence[Sequence[int]], labels: Sequence[int]
+    ) -> CountClassifier:
+        """Count ``sequences`` ``N × (L_i,)`` with their class ids ``labels`` ``(N,)``."""
+        counts = NgramCounts(order, vocab_size, num_classes).fit(sequences, labels)
+        class_counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.long), minlength=num_classes)
+        return cls(counts, class_counts.to(torch.float64) + 1.0)
+
+    @property
+    def weight(self) -> float:
+        """The share of these probabilities in the run's mixture."""
+        return self.counts.weight
+
+    @weight.setter
+    def weight(self, value: float) -> None:
+        self.counts.weight = float(value)
+
+    def scores(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """``log p(c) + log p_counts(s | c)`` of every sequence and class ``(N, C)`` float64."""
+        C = self.counts.num_conditions
+        if len(sequences) == 0:
+            return np.zeros((0, C), dtype=np.float64)
+        cols, targets = _history_columns(sequences, [0] * len(sequences), self.counts.order)
+        starts = np.concatenate([[0], np.cumsum([len(s) + 1 for s in sequences])[:-1]]).astype(np.int64)
+        out = np.empty((len(sequences), C), dtype=np.float64)
+        prior = torch.log(self.class_counts / self.class_counts.sum()).numpy()
+        for c in range(C):
+            cols[:, 0] = c
+            logp = np.log(self.counts.probabilities(torch.from_numpy(cols), torch.from_numpy(targets)).numpy())
+            out[:, c] = np.add.reduceat(logp, starts) + prior[c]
+        return out
+
+    def probabilities(self, sequences: Sequence[Sequence[int]], temperature: float | None = None) -> np.ndarray:
+        """``p(c | s)`` ``(N, C)`` at ``temperature`` (default: the chosen one)."""
+        return tempered_softmax(self.scores(sequences), self.temperature if temperature is None else temperature)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """:meth:`NgramCounts.state_dict` with ``class_counts`` ``(C,)`` and ``temperature``."""
+        return {
+            **self.counts.state_dict(),
+            "class_counts": self.class_counts,
+            "temperature": torch.tensor(self.temperature, dtype=torch.float64),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Tensor]) -> CountClassifier:
+        """The classifier :meth:`state_dict` wrote (KeyError / ValueError when it is not one)."""
+        return cls(NgramCounts.from_state(state), state["class_counts"], float(state["temperature"]))
+
+
+def tempered_softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(τ · scores)`` over the last axis of ``scores`` ``(N, C)``."""
+    z = temperature * (scores - scores.max(axis=1, keepdims=True))
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def mixed_class_nll(network: np.ndarray, counts: np.ndarray, weight: float, gold: np.ndarray) -> float:
+    """Mean NLL of ``gold`` ``(N,)`` under ``(1 − w) · network + w · counts`` (class probabilities ``(N, C)``)."""
+    p = (1.0 - weight) * network + weight * counts
+    return float(-np.log(np.maximum(p[np.arange(len(gold)), gold], 1e-300)).mean())
+
+
+def choose_class_mixture(network: np.ndarray, scores: np.ndarray, gold: np.ndarray) -> tuple[float, float]:
+    """``(τ, w)`` of :data:`TEMPERATURES` × :data:`WEIGHTS` with the lowest :func:`mixed_class_nll` of the
+    network's probabilities and ``softmax(τ · scores)`` (the first of equals)."""
+    best: tuple[float, float, float] | None = None
+    for tau in TEMPERATURES:
+        counts = tempered_softmax(scores, tau)
+        for w in WEIGHTS:
+            loss = mixed_class_nll(network, counts, w, gold)
+            if best is None or loss < best[0]:
+                best = (loss, tau, w)
+    assert best is not None
+    return best[1], best[2]
