@@ -546,50 +546,40 @@ def _network_probabilities(model: torch.nn.Module, ids: list[list[int]]) -> np.n
 
 def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
     y = _label_ids(run, data, kept)
-    if load_counts(run) is not None:
-        return _mixed_classify_metrics(run, data, ids, kept, train, y)
-    batches = text_batches("classify", ids, y, 256, 0).ordered()
-    out = evaluate(run.model, batches)
-    preds, golds = [], []
-    with torch.no_grad():
-        for b in batches:
-            logits, _ = run.model(b)
-            preds += logits.argmax(-1).tolist()
-            golds += b.targets.tolist()
+    member = load_counts(run)
+    parts: dict[str, Any] = {}
+    if member is None:  # the network alone, scored by the trainer's evaluation
+        batches = text_batches("classify", ids, y, 256, 0).ordered()
+        out = evaluate(run.model, batches)
+        accuracy, loss, preds, golds = out["accuracy"], out["loss"], [], []
+        with torch.no_grad():
+            for b in batches:
+                logits, _ = run.model(b)
+                preds += logits.argmax(-1).tolist()
+                golds += b.targets.tolist()
+    else:  # with its count member (rnnkit.runs.text_counts): the mixture, and each part's accuracy alone
+        network, counts = _network_probabilities(run.model, ids), member.probabilities(ids)
+        probs = (1 - member.weight) * network + member.weight * counts
+        gold = np.asarray(y)
+        preds, golds = probs.argmax(1).tolist(), y
+        accuracy = float((probs.argmax(1) == gold).mean())
+        loss = float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean())
+        parts = {
+            "network_accuracy": round(float((network.argmax(1) == gold).mean()), 4),
+            "ngram_accuracy": round(float((counts.argmax(1) == gold).mean()), 4),
+            "ngram_weight": float(member.weight),
+            "ngram_temperature": float(member.temperature),
+        }
     conf = confusion(golds, preds, len(run.classes))
     ref = train if train is not None and train.is_labeled else data
     majority = Counter(ref.labels).most_common(1)[0][0]
     return {
-        "test_accuracy": round(out["accuracy"], 4),
+        "test_accuracy": round(accuracy, 4),
         "macro_f1": round(macro_f1(conf), 4),
         "majority_accuracy": round(sum(1 for i in kept if data.labels[i] == majority) / len(kept), 4),
         "majority_class": majority,
-        "test_loss": round(out["loss"], 4),
-        "confusion": conf,
-    }
-
-
-def _mixed_classify_metrics(run, data, ids, kept, train, y) -> dict[str, Any]:
-    """:func:`_classify_metrics` of a run with a count member: the mixture's, and each part's accuracy alone."""
-    member = load_counts(run)
-    network = _network_probabilities(run.model, ids)
-    counts = member.probabilities(ids)
-    probs = (1 - member.weight) * network + member.weight * counts
-    gold = np.asarray(y)
-    preds = probs.argmax(1)
-    conf = confusion(gold.tolist(), preds.tolist(), len(run.classes))
-    ref = train if train is not None and train.is_labeled else data
-    majority = Counter(ref.labels).most_common(1)[0][0]
-    return {
-        "test_accuracy": round(float((preds == gold).mean()), 4),
-        "macro_f1": round(macro_f1(conf), 4),
-        "majority_accuracy": round(sum(1 for i in kept if data.labels[i] == majority) / len(kept), 4),
-        "majority_class": majority,
-        "test_loss": round(float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean()), 4),
-        "network_accuracy": round(float((network.argmax(1) == gold).mean()), 4),
-        "ngram_accuracy": round(float((counts.argmax(1) == gold).mean()), 4),
-        "ngram_weight": float(member.weight),
-        "ngram_temperature": float(member.temperature),
+        "test_loss": round(loss, 4),
+        **parts,
         "confusion": conf,
     }
 
