@@ -152,7 +152,7 @@ def counted(tmp_path_factory: pytest.TempPathFactory, names: Path) -> Path:
 
 
 def _parts(run, part: str):
-    """A part of the run's saved split: token ids and category ids."""
+    """A part of the run's saved split: token ids and category ids (None for an unconditional generator)."""
     from rnnkit.data import apply_split
     from rnnkit.runs.folder import read_split
     from rnnkit.runs.options import RunOptions
@@ -160,7 +160,8 @@ def _parts(run, part: str):
 
     data = apply_split(_read(run.config["data"]["data"], RunOptions()), read_split(run.path))
     ids, kept = _encode(run.vocab, getattr(data, part))
-    return ids, _label_ids(run, getattr(data, part), kept)
+    labeled = run.task == "classify" or run.config["data"]["conditional"]
+    return ids, (_label_ids(run, getattr(data, part), kept) if labeled else None)
 
 
 def test_network_probabilities_agree_with_the_trainers_loss(counted: Path) -> None:
@@ -433,3 +434,28 @@ def test_export_of_a_classify_run_describes_its_temperature(tmp_path: Path, clas
     back = CountClassifier.from_state(load_safetensors(tmp_path / "m.ngram.safetensors"))
     ids, _ = _parts(run, "test")
     np.testing.assert_array_equal(back.probabilities(ids), run.parts["ngram"].probabilities(ids))
+
+
+def test_an_unconditional_generate_run_counts_without_categories(tmp_path: Path) -> None:
+    """One item per line (makemore's names.txt): the member's contexts are the symbols alone."""
+    from rnnkit import cli
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text import sample
+    from rnnkit.runs.text_counts import load_counts, network_target_probabilities
+
+    rng = random.Random(0)
+    data = tmp_path / "names.txt"
+    data.write_text(
+        "\n".join(sorted({"".join(rng.choice("abcdef") for _ in range(rng.randint(2, 6))) for _ in range(200)}))
+    )
+    out = tmp_path / "plain"
+    assert cli.main(["train", "--task", "generate", "--data", str(data), "--out", str(out), *TINY]) == 0
+    run = load_run(out)
+    member = load_counts(run)
+    assert member.num_conditions == 0 and member.levels == 5  # the root, then 4 symbols back
+    ids, _ = _parts(run, "test")
+    net = network_target_probabilities(run.model, ids, None)
+    mine = member.target_probabilities(ids)
+    want = float(-np.log((1 - member.weight) * net + member.weight * mine).mean())
+    assert json.loads((out / "metrics.json").read_text())["test_nll_per_char"] == pytest.approx(want, abs=6e-5)
+    assert len(sample(run, num=3, seed=0)) == 3
