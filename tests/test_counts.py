@@ -115,12 +115,27 @@ def test_state_round_trip_and_refusals(tmp_path: Path) -> None:
         NgramCounts(0, V)
     with pytest.raises(ValueError, match="categories"):
         NgramCounts(2, V, 3).fit(seqs)  # conditional without categories
-    with pytest.raises(ValueError, match="beyond"):
+    with pytest.raises(ValueError, match="symbol ids"):
         NgramCounts(2, 5, 0).fit([[7]])
-    broken = model.state_dict()
-    broken["level1.indptr"] = broken["level1.indptr"][:-1]
-    with pytest.raises(ValueError, match="indptr"):
-        NgramCounts.from_state(broken)
+    with pytest.raises(ValueError, match="category ids"):
+        NgramCounts(2, V, 3).fit([[4]], [3])
+    # stored tables fit cannot have written are refused, whatever part is damaged
+    for key, damage, needle in (
+        ("level1.indptr", lambda t: t[:-1], "indptr"),
+        ("level2.symbols", lambda t: torch.cat([t[:-1], t.new_tensor([V])]), "symbols outside"),
+        ("level2.keys", lambda t: t.flip(0), "keys not increasing"),
+        ("level3.counts", lambda t: -t, "counts must be finite"),
+        ("level0.counts", lambda t: t * float("nan"), "counts must be finite"),
+    ):
+        broken = model.state_dict()
+        broken[key] = damage(broken[key])
+        with pytest.raises(ValueError, match=needle):
+            NgramCounts.from_state(broken)
+    # columns beyond the model's ids are unseen contexts, not another context's key
+    cols = model.step_columns([[BOS, 5]], [0])
+    far = cols.clone()
+    far[0, 1] = model.width + 5  # would alias row + 1's key without the check
+    torch.testing.assert_close(model.distribution(far), model.distribution(torch.tensor([[0, -1, -1, -1]])))
 
 
 def test_choose_weight_takes_the_lowest_mixed_nll() -> None:
@@ -268,16 +283,35 @@ def test_no_member_with_order_0_and_runs_before_it(tmp_path: Path, names: Path) 
         assert load_counts(load_run(Path(__file__).parent / "fixtures" / "runs" / "v0.1.0" / kind)) is None
 
 
-def test_resume_keeps_the_runs_order(counted: Path) -> None:
+def test_resume_keeps_the_runs_order(counted: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A resumed run keeps its member's order; a run started before the member (its config's options have no
+    ngram_order, its config no record) is resumed without one, whatever the default is now."""
+    import shutil
+
     from rnnkit.runs import load_run
     from rnnkit.runs.kind import kind_of
     from rnnkit.runs.options import RunOptions
 
     run = load_run(counted)
-    restored = kind_of(run).options_from_config(run.config, RunOptions(task="generate", options={"ngram_order": 2}))
-    assert restored.options["ngram_order"] == 4
+    kind = kind_of(run)
+    assert kind.restore(run.config, RunOptions(task="generate")).options["ngram_order"] == 4
     old = {k: v for k, v in run.config.items() if k != "ngram"}
-    assert kind_of(run).options_from_config(old, RunOptions(task="generate")).options["ngram_order"] == 0
+    kept = {k: v for k, v in old["options"]["options"].items() if k != "ngram_order"}
+    old["options"] = {**old["options"], "options": kept}
+    assert kind.restore(old, RunOptions(task="generate")).options["ngram_order"] == 0
+    # end to end: such a folder, resumed, writes no member and scores its network alone, as evaluate does
+    before = tmp_path / "before"
+    shutil.copytree(counted, before)
+    (before / "ngram.safetensors").unlink()
+    (before / "config.json").write_text(json.dumps(old))
+    code, _, err = rnnkit_main(capsys, "train", "--resume", "--out", before, "--threads", "1")
+    assert code == 0, err
+    assert not (before / "ngram.safetensors").exists()
+    assert "ngram" not in json.loads((before / "config.json").read_text())
+    metrics = json.loads((before / "metrics.json").read_text())
+    assert "ngram_weight" not in metrics
+    code, out, _ = rnnkit_main(capsys, "evaluate", before)
+    assert code == 0 and f"test_nll_per_char: {metrics['test_nll_per_char']}" in out
 
 
 def test_bad_order_and_a_missing_member_are_one_line(
@@ -300,6 +334,17 @@ def test_bad_order_and_a_missing_member_are_one_line(
     assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "ngram.safetensors", "missing")
     (broken / "ngram.safetensors").write_bytes(b"not safetensors")
     assert_one_line_error(*rnnkit_main(capsys, "sample", broken, "--category", "Alpha"), "ngram.safetensors")
+    # a member that loads but is not this run's (another order, vocabulary or set of categories), or damaged inside
+    from safetensors.torch import save_file
+
+    state = load_safetensors(counted / "ngram.safetensors")
+    for change, needle in (
+        ({"sizes": torch.tensor([3, *state["sizes"][1:].tolist()])}, "belongs to another run"),
+        ({"level0.counts": -state["level0.counts"]}, "counts must be finite"),
+        ({"weight": torch.tensor(1.5, dtype=torch.float64)}, "weight"),
+    ):
+        save_file({**state, **change}, broken / "ngram.safetensors")
+        assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "ngram.safetensors", needle)
     config = json.loads((broken / "config.json").read_text())
     for record, needle in (({"order": 4, "file": "../x.safetensors"}, "ngram.file"), ({"order": 12}, "ngram.order")):
         (broken / "config.json").write_text(json.dumps({**config, "ngram": {"file": "ngram.safetensors", **record}}))
@@ -459,3 +504,48 @@ def test_an_unconditional_generate_run_counts_without_categories(tmp_path: Path)
     want = float(-np.log((1 - member.weight) * net + member.weight * mine).mean())
     assert json.loads((out / "metrics.json").read_text())["test_nll_per_char"] == pytest.approx(want, abs=6e-5)
     assert len(sample(run, num=3, seed=0)) == 3
+
+
+def test_sampling_mixes_at_any_share(counted: Path) -> None:
+    """``_mix`` is log((1 − w) · softmax(logits) + w · p_counts) for 0 < w < 1; top_k = 1 then draws its argmax."""
+    from rnnkit.runs import load_run
+    from rnnkit.tasks.generator import SequenceGenerator
+
+    run = load_run(counted)
+    counts = NgramCounts.from_state(load_safetensors(counted / "ngram.safetensors"))
+    counts.weight = 0.4
+    logits = torch.randn(3, len(run.vocab), generator=torch.Generator().manual_seed(0))
+    out = [[], [5], [5, 6, 7, 8, 9]]
+    cond = torch.tensor([0, 1, 0])
+    got = SequenceGenerator._mix(logits, counts, out, cond)
+    p = counts.distribution(counts.step_columns([[BOS, *o] for o in out], [0, 1, 0]))
+    want = (0.6 * torch.softmax(logits.double(), -1) + 0.4 * p).log().float()
+    torch.testing.assert_close(got, want)
+    greedy = run.model.sample(0, n=2, temperature=0, max_len=10, counts=counts)
+    assert run.model.sample(0, n=2, temperature=0.7, top_k=1, max_len=10, counts=counts) == greedy
+    with pytest.raises(ValueError, match="symbols"):
+        SequenceGenerator._mix(logits[:, :-1], counts, out, cond)
+
+
+def test_the_share_is_chosen_with_counts_of_the_training_names_only(counted: Path) -> None:
+    from rnnkit.runs import load_run
+    from rnnkit.runs.text_counts import load_counts, network_target_probabilities
+
+    run = load_run(counted)
+    train, val = _parts(run, "train"), _parts(run, "val")
+    trial = NgramCounts(4, len(run.vocab), 2).fit(*train)
+    w = choose_weight(network_target_probabilities(run.model, *val), trial.target_probabilities(*val))
+    assert load_counts(run).weight == w
+
+
+def test_a_class_without_counted_names_gets_no_share_from_the_counts() -> None:
+    from rnnkit.tasks.counts import CountClassifier
+
+    seqs, labels = corpus(5, n=30, conditions=2)  # classes 0 and 1 only; class 2 has no name
+    clf = CountClassifier.fit(2, V, 3, seqs, labels)
+    probs = clf.probabilities(seqs[:5])
+    assert np.all(probs[:, 2] == 0) and np.allclose(probs.sum(1), 1)
+    with pytest.raises(ValueError, match="temperature"):
+        CountClassifier(clf.counts, clf.class_counts, float("inf"))
+    with pytest.raises(ValueError, match="class_counts"):
+        CountClassifier(clf.counts, torch.zeros(3))

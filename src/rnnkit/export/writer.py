@@ -225,8 +225,8 @@ def _add_counts(info: dict[str, Any], blobs: dict[str, bytes], counts: Any, path
         described.update(
             temperature=float(counts.temperature),
             combine="probabilities = (1 - weight) * softmax(logits) + weight * softmax_c(temperature * "
-            "(log(class_counts[c] / sum(class_counts)) + sum_t log p_counts(x[t] | c, x[<t]))), "
-            "the targets x of [BOS, symbols..., EOS]",
+            "(log((class_counts[c] + 1) / (sum(class_counts) + C)) + sum_t log p_counts(x[t] | c, x[<t]))), "
+            "the targets x of [BOS, symbols..., EOS]; a class with class_counts 0 scores -inf",
         )
     else:
         described["combine"] = "probabilities = (1 - weight) * softmax(logits) + weight * p_counts"

@@ -53,6 +53,7 @@ from rnnkit.runs.text_counts import (
 )
 from rnnkit.runs.text_flags import TEXT_FLAGS
 from rnnkit.tasks import ModelConfig
+from rnnkit.tasks.modes import eval_mode
 from rnnkit.train import TrainConfig, evaluate
 
 __all__ = [
@@ -218,9 +219,7 @@ class _TextKind(RunKind):
             embed_dim=saved["model"]["embed_dim"],
             conditional=d["conditional"],
         )
-        restored = _with_model_extras(restored, saved, self.name)
-        order = int((saved.get("ngram") or {}).get("order", 0))  # runs before the count member: none
-        return replace(restored, options={**restored.options, "ngram_order": order})
+        return _with_model_extras(restored, saved, self.name)
 
     def ngram_order(self, opts: RunOptions) -> int:
         """The ``--ngram-order`` of this call (the default when unset; 0: no count member). The lecture's window
@@ -367,8 +366,12 @@ class _TextKind(RunKind):
 
     def restore(self, saved: dict[str, Any], opts: RunOptions) -> RunOptions:
         """The run's options, with the model settings added since 0.1.0 read from its saved model (a run that
-        predates them has none there and built its model without them)."""
-        return _with_model_extras(super().restore(saved, opts), saved, self.name)
+        predates them has none there and built its model without them), and its count member's order from its
+        ``"ngram"`` record (a run that has none — 0.1.0's, or one started before the member — has no member, and
+        a resume does not add one)."""
+        restored = _with_model_extras(super().restore(saved, opts), saved, self.name)
+        order = int((saved.get("ngram") or {}).get("order", 0))
+        return replace(restored, options={**restored.options, "ngram_order": order})
 
     def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
         # a classifier keeps the epoch that classifies best: validation loss turns up (over-confidence) while
@@ -535,9 +538,10 @@ def _label_ids(run: Run, data: LabeledItems, kept: list[int]) -> list[int]:
 def _network_probabilities(model: torch.nn.Module, ids: list[list[int]]) -> np.ndarray:
     """A classifier's (or an ensemble's mean) class probabilities ``(N, C)`` float64, in the order of ``ids``."""
     out: np.ndarray | None = None
-    with torch.no_grad():
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with eval_mode(model), torch.no_grad():
         for index, batch in text_batches("classify", ids, [0] * len(ids), 256, 0).indexed():
-            probs = torch.softmax(model(batch)[0].double(), dim=-1).numpy()
+            probs = torch.softmax(model(batch.to(device))[0].double(), dim=-1).cpu().numpy()
             if out is None:
                 out = np.empty((len(ids), probs.shape[1]), dtype=np.float64)
             out[index] = probs

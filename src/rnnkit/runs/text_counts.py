@@ -38,6 +38,7 @@ from rnnkit.tasks.counts import (
     mixed_nll,
     tempered_softmax,
 )
+from rnnkit.tasks.modes import eval_mode
 
 __all__ = [
     "NGRAM_FILE",
@@ -71,20 +72,16 @@ def network_target_probabilities(
         return collate_generation([ids[i] for i in index], conds)
 
     per_item: list[np.ndarray] = [np.empty(0)] * len(ids)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for index, batch in Batches([len(s) for s in ids], collate, batch_size, 0).indexed():
-                logits, _ = model(batch)
-                logp = torch.log_softmax(logits.double(), dim=-1)  # (B, T, V)
-                targets = batch.targets
-                valid = targets != IGNORE_INDEX
-                got = logp.gather(2, targets.clamp(min=0).unsqueeze(2)).squeeze(2).exp()  # (B, T)
-                for row, i in enumerate(index):
-                    per_item[i] = got[row][valid[row]].numpy()
-    finally:
-        model.train(was_training)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    with eval_mode(model), torch.no_grad():
+        for index, batch in Batches([len(s) for s in ids], collate, batch_size, 0).indexed():
+            logits, _ = model(batch.to(device))
+            logp = torch.log_softmax(logits.double(), dim=-1).cpu()  # (B, T, V)
+            targets = batch.targets
+            valid = targets != IGNORE_INDEX
+            got = logp.gather(2, targets.clamp(min=0).unsqueeze(2)).squeeze(2).exp()  # (B, T)
+            for row, i in enumerate(index):
+                per_item[i] = got[row][valid[row]].numpy()
     return np.concatenate(per_item) if per_item else np.zeros(0)
 
 
@@ -184,10 +181,20 @@ def load_counts(run: Run) -> Any:
             raise CheckpointError(
                 f"{path}: missing; this run's config names a count member (--ngram-order): retrain it"
             )
+        state = load_safetensors(path)
         try:
-            state = load_safetensors(path)
             counts = (CountClassifier if run.task == "classify" else NgramCounts).from_state(state)
         except (KeyError, ValueError, RuntimeError, IndexError) as exc:
-            raise CheckpointError(f"{path}: not a count member this release reads ({exc.__class__.__name__})") from None
+            why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise CheckpointError(f"{path}: not a count member this release reads ({why})") from None
+        model = counts.counts if isinstance(counts, CountClassifier) else counts
+        classes = len(run.classes) if run.task == "classify" or run.config["data"].get("conditional") else 0
+        want = (int(record["order"]), len(run.vocab), classes)
+        if (model.order, model.vocab_size, model.num_conditions) != want:
+            raise CheckpointError(
+                f"{path}: a count member of order {model.order} over {model.vocab_size} symbols and "
+                f"{model.num_conditions} categories, but the run has order {want[0]}, {want[1]} symbols and "
+                f"{want[2]} categories: it belongs to another run; retrain this one"
+            )
         run.parts["ngram"] = counts
     return run.parts["ngram"]

@@ -30,6 +30,7 @@ table: ``indptr`` ``(K + 1,)``, ``symbols`` and ``counts`` ``(nnz,)``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -113,8 +114,11 @@ class NgramCounts:
         cols, targets = _history_columns(sequences, conditions, self.order)
         if len(targets) == 0:
             raise ValueError("no sequence to count")
-        if targets.max() >= self.vocab_size or (cols >= self.width).any():
-            raise ValueError("symbol or category ids beyond the model's vocab_size / num_conditions")
+        symbols = cols[:, 1:] if self.num_conditions else cols
+        if targets.min() < 0 or targets.max() >= self.vocab_size or (symbols >= self.vocab_size).any():
+            raise ValueError(f"symbol ids must lie in [0, {self.vocab_size}) (the model's vocab_size)")
+        if self.num_conditions and (cols[:, 0].min() < 0 or cols[:, 0].max() >= self.num_conditions):
+            raise ValueError(f"category ids must lie in [0, {self.num_conditions}) (the model's num_conditions)")
         V, W = self.vocab_size, self.width
         self.keys, self.indptr, self.symbols, self.counts = [], [], [], []
         rows = np.zeros(len(targets), dtype=np.int64)
@@ -167,9 +171,10 @@ class NgramCounts:
                 if len(keys) == 0:
                     return
                 col = columns[:, level - 1]
-                key = rows * self.width + col.clamp(min=0)
+                inside = (col >= 0) & (col < self.width)  # −1 (no history) and ids beyond the model: unseen
+                key = rows * self.width + torch.where(inside, col, 0)
                 rows = torch.searchsorted(keys, key).clamp(max=len(keys) - 1)
-                alive = alive & (col >= 0) & (keys[rows] == key)
+                alive = alive & inside & (keys[rows] == key)
             live = alive.nonzero().squeeze(1)
             if len(live) == 0:
                 return
@@ -267,11 +272,32 @@ class NgramCounts:
             model.indptr.append(state[f"level{level}.indptr"].long())
             model.symbols.append(state[f"level{level}.symbols"].long())
             model.counts.append(state[f"level{level}.counts"].to(torch.float64))
-        for level in range(model.levels):
-            if len(model.indptr[level]) != (len(model.keys[level - 1]) if level else 1) + 1:
-                raise ValueError(f"level {level}: indptr does not match its keys")
+        model._check()
         model._derive()
         return model
+
+    def _check(self) -> None:
+        """Refuse stored tables that :meth:`fit` cannot have written (ValueError naming the level)."""
+        if not (1 <= self.order <= MAX_ORDER and self.vocab_size >= 1 and self.num_conditions >= 0):
+            raise ValueError("sizes out of range")
+        parents = 1
+        for level in range(self.levels):
+            indptr, symbols, counts = self.indptr[level], self.symbols[level], self.counts[level]
+            K = 1
+            if level:
+                keys = self.keys[level - 1]
+                K = len(keys)
+                if K and (keys[0] < 0 or keys[-1] >= parents * self.width or not bool((keys[1:] > keys[:-1]).all())):
+                    raise ValueError(f"level {level}: keys not increasing inside [0, parents · width)")
+            if len(indptr) != K + 1 or int(indptr[0]) != 0 or bool((indptr.diff() < 0).any()):
+                raise ValueError(f"level {level}: indptr does not match its keys")
+            if int(indptr[-1]) != len(symbols) or len(symbols) != len(counts):
+                raise ValueError(f"level {level}: indptr, symbols and counts disagree in length")
+            if len(symbols) and (int(symbols.min()) < 0 or int(symbols.max()) >= self.vocab_size):
+                raise ValueError(f"level {level}: symbols outside [0, {self.vocab_size})")
+            if not bool(torch.isfinite(counts).all()) or bool((counts <= 0).any()):
+                raise ValueError(f"level {level}: counts must be finite and > 0")
+            parents = K
 
 
 def mixed_nll(network: np.ndarray, counts: np.ndarray, weight: float) -> float:
@@ -294,7 +320,8 @@ class CountClassifier:
     """Bayes' rule over class-conditional count models (the character n-gram language-model classifier of
     language identification): ``p(c | s) = softmax_c(τ · (log p(c) + Σ_t log p_counts(x_t | c, x_<t)))``, the
     targets of ``[BOS, *s, EOS]``, ``p_counts`` an :class:`NgramCounts` conditioned on the class, ``p(c)`` the
-    classes' shares of the counted names (+1 each). ``τ`` (:data:`TEMPERATURES`) tempers a product of many
+    classes' shares of the counted names (+1 each; a class with no counted name scores −∞: the counts know nothing
+    of it, and the run's network alone speaks for it). ``τ`` (:data:`TEMPERATURES`) tempers a product of many
     per-symbol probabilities, which is far too confident as it stands; a run chooses it, and the share ``weight``
     of these probabilities beside its network's, on its validation part. Scoring reads every symbol once per
     class: ``C`` lookups of ``order + 2`` levels per symbol (0.12 s for 18 classes and 2,706 names on an idle
@@ -302,11 +329,14 @@ class CountClassifier:
     """
 
     def __init__(self, counts: NgramCounts, class_counts: Tensor, temperature: float = 1.0) -> None:
-        if counts.num_conditions < 1 or class_counts.shape != (counts.num_conditions,):
+        if counts.num_conditions < 1 or tuple(class_counts.shape) != (counts.num_conditions,):
             raise ValueError("a count classifier needs a model conditioned on its classes and one count per class")
-        if not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.counts, self.class_counts, self.temperature = counts, class_counts.to(torch.float64), float(temperature)
+        class_counts = class_counts.to(torch.float64)
+        if not bool(torch.isfinite(class_counts).all()) or bool((class_counts < 0).any()) or class_counts.sum() <= 0:
+            raise ValueError("class_counts must be finite, ≥ 0 and not all 0")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+        self.counts, self.class_counts, self.temperature = counts, class_counts, float(temperature)
 
     @classmethod
     def fit(
@@ -315,7 +345,7 @@ class CountClassifier:
         """Count ``sequences`` ``N × (L_i,)`` with their class ids ``labels`` ``(N,)``."""
         counts = NgramCounts(order, vocab_size, num_classes).fit(sequences, labels)
         class_counts = torch.bincount(torch.as_tensor(list(labels), dtype=torch.long), minlength=num_classes)
-        return cls(counts, class_counts.to(torch.float64) + 1.0)
+        return cls(counts, class_counts.to(torch.float64))
 
     @property
     def weight(self) -> float:
@@ -334,7 +364,9 @@ class CountClassifier:
         cols, targets = _history_columns(sequences, [0] * len(sequences), self.counts.order)
         starts = np.concatenate([[0], np.cumsum([len(s) + 1 for s in sequences])[:-1]]).astype(np.int64)
         out = np.empty((len(sequences), C), dtype=np.float64)
-        prior = torch.log(self.class_counts / self.class_counts.sum()).numpy()
+        # the classes' shares (+1 each); a class with no counted name has no count model of its own: −inf
+        prior = torch.log((self.class_counts + 1) / (self.class_counts.sum() + C)).numpy()
+        prior[self.class_counts.numpy() == 0] = -np.inf
         for c in range(C):
             cols[:, 0] = c
             logp = np.log(self.counts.probabilities(torch.from_numpy(cols), torch.from_numpy(targets)).numpy())
