@@ -123,6 +123,12 @@ def _with_model_extras(opts: RunOptions, saved: dict[str, Any], task: str) -> Ru
     return replace(opts, options={**opts.options, **built})
 
 
+def _with_ngram_order(opts: RunOptions, saved: dict[str, Any]) -> RunOptions:
+    """``opts`` with the count member's order of the saved run: its ``"ngram"`` record's, 0 without one."""
+    order = int((saved.get("ngram") or {}).get("order", 0))
+    return replace(opts, options={**opts.options, "ngram_order": order})
+
+
 # ---------------------------------------------------------------------------------------------------------- data
 EMBEDDED = {"embedded:country": "country", "embedded:gender": "gender"}
 """``--data`` names of the embedded first-name dictionary: name → country or region (the default), name → gender."""
@@ -219,7 +225,7 @@ class _TextKind(RunKind):
             embed_dim=saved["model"]["embed_dim"],
             conditional=d["conditional"],
         )
-        return _with_model_extras(restored, saved, self.name)
+        return _with_ngram_order(_with_model_extras(restored, saved, self.name), saved)
 
     def ngram_order(self, opts: RunOptions) -> int:
         """The ``--ngram-order`` of this call (the default when unset; 0: no count member). The lecture's window
@@ -369,9 +375,7 @@ class _TextKind(RunKind):
         predates them has none there and built its model without them), and its count member's order from its
         ``"ngram"`` record (a run that has none — 0.1.0's, or one started before the member — has no member, and
         a resume does not add one)."""
-        restored = _with_model_extras(super().restore(saved, opts), saved, self.name)
-        order = int((saved.get("ngram") or {}).get("order", 0))
-        return replace(restored, options={**restored.options, "ngram_order": order})
+        return _with_ngram_order(_with_model_extras(super().restore(saved, opts), saved, self.name), saved)
 
     def trainer_settings(self, opts: RunOptions, prepared: Prepared) -> TrainConfig:
         # a classifier keeps the epoch that classifies best: validation loss turns up (over-confidence) while
