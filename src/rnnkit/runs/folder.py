@@ -31,10 +31,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from rnnkit import __version__, distributed
-from rnnkit.checkpoint import check_weights_file, fsync_dir, load_run_weights, make_dirs, read_json
+from rnnkit.checkpoint import (
+    CheckpointError,
+    check_weights_file,
+    fsync_dir,
+    load_run_weights,
+    load_safetensors,
+    make_dirs,
+    read_json,
+)
 from rnnkit.checkpoint import write_json_atomic as write_json_atomic
 from rnnkit.data import Vocab
 from rnnkit.runs.options import RunOptions, absolute_path, check_resume_options
@@ -108,7 +116,28 @@ class Run:
     vocab: Vocab | None  # token inputs; None for real-valued ones
     classes: list[str]
     parts: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    """Further parts a run kind loads on first use (a series run's kernel ridge: ``"kernels"``)."""
+    """Further parts a run kind loads on first use (a series run's kernel ridge: ``"kernels"``; a text run's count
+    member: ``"ngram"``)."""
+
+    def part(self, key: str, default_file: str, what: str, flag: str, build: Callable[[dict[str, Tensor]], Any]) -> Any:
+        """The member named by ``config.json``'s ``key`` record (loaded once with ``build(state)`` from its
+        safetensors file, kept in :attr:`parts`), or None for a run without the record. A missing file, or one
+        ``build`` refuses (KeyError, ValueError, RuntimeError, IndexError), is a :class:`CheckpointError` of one
+        line naming the file, ``what`` the member is and the ``flag`` that makes it."""
+        record = self.config.get(key)
+        if not record:
+            return None
+        if key not in self.parts:
+            path = self.path / str(record.get("file", default_file))
+            if not path.is_file():
+                raise CheckpointError(f"{path}: missing; this run's config names {what} ({flag}): retrain it")
+            state = load_safetensors(path)
+            try:
+                self.parts[key] = build(state)
+            except (KeyError, ValueError, RuntimeError, IndexError) as exc:
+                why = f"no {exc}" if isinstance(exc, KeyError) else str(exc) or exc.__class__.__name__
+                raise CheckpointError(f"{path}: not {what} this release reads ({why})") from None
+        return self.parts[key]
 
     @property
     def task(self) -> str:

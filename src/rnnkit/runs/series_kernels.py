@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from rnnkit.checkpoint import CheckpointError, load_safetensors, save_safetensors_atomic
+from rnnkit.checkpoint import save_safetensors_atomic
 from rnnkit.data.arrays import SeriesSet, as_sequences, stratified_split
 from rnnkit.runs.folder import Run
 from rnnkit.tasks.hydra import CompetingKernels
@@ -151,21 +151,13 @@ def save_kernels(folder: Path, ridge: KernelRidge) -> None:
 
 def load_kernels(run: Run) -> KernelRidge | None:
     """The run's fitted ridge (loaded once, kept in ``run.parts``), or None for a run without one."""
-    record = run.config.get("kernels")
-    if not record:
-        return None
-    if "kernels" not in run.parts:
-        path = run.path / str(record.get("file", KERNELS_FILE))
-        if not path.is_file():
-            raise CheckpointError(f"{path}: missing; this run's config names a kernel ridge (--kernels): retrain it")
-        state = load_safetensors(path)
-        try:
-            ridge = KernelRidge.from_state(state)
-            ridge.load_state_dict(state)
-        except (KeyError, RuntimeError, IndexError) as exc:
-            raise CheckpointError(f"{path}: not a kernel ridge this release reads ({exc.__class__.__name__})") from None
-        run.parts["kernels"] = ridge
-    return run.parts["kernels"]
+
+    def build(state: dict[str, Any]) -> KernelRidge:
+        ridge = KernelRidge.from_state(state)
+        ridge.load_state_dict(state)
+        return ridge
+
+    return run.part("kernels", KERNELS_FILE, "a kernel ridge", "--kernels", build)
 
 
 def kernel_probabilities(run: Run, part: SeriesSet) -> np.ndarray | None:

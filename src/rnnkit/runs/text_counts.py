@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rnnkit.checkpoint import CheckpointError, load_safetensors, save_safetensors_atomic
+from rnnkit.checkpoint import save_safetensors_atomic
 from rnnkit.data.batching import IGNORE_INDEX, Batches, collate_generation
 from rnnkit.runs.folder import Run
 from rnnkit.tasks.counts import (
@@ -172,29 +172,19 @@ def save_counts(folder: Path, counts: NgramCounts | CountClassifier) -> None:
 def load_counts(run: Run) -> Any:
     """The run's count member (loaded once, kept in ``run.parts``): an :class:`NgramCounts` (generate), a
     :class:`CountClassifier` (classify), or None for a run without one."""
-    record = run.config.get("ngram")
-    if not record:
-        return None
-    if "ngram" not in run.parts:
-        path = run.path / str(record.get("file", NGRAM_FILE))
-        if not path.is_file():
-            raise CheckpointError(
-                f"{path}: missing; this run's config names a count member (--ngram-order): retrain it"
-            )
-        state = load_safetensors(path)
-        try:
-            counts = (CountClassifier if run.task == "classify" else NgramCounts).from_state(state)
-        except (KeyError, ValueError, RuntimeError, IndexError) as exc:
-            why = f"no {exc}" if isinstance(exc, KeyError) else str(exc)
-            raise CheckpointError(f"{path}: not a count member this release reads ({why})") from None
+    record = run.config.get("ngram") or {}
+    classes = len(run.classes) if run.task == "classify" or run.config["data"].get("conditional") else 0
+    want = (int(record.get("order", 0)), len(run.vocab) if run.vocab is not None else 0, classes)
+
+    def build(state: dict[str, torch.Tensor]) -> NgramCounts | CountClassifier:
+        counts = (CountClassifier if run.task == "classify" else NgramCounts).from_state(state)
         model = counts.counts if isinstance(counts, CountClassifier) else counts
-        classes = len(run.classes) if run.task == "classify" or run.config["data"].get("conditional") else 0
-        want = (int(record["order"]), len(run.vocab), classes)
         if (model.order, model.vocab_size, model.num_conditions) != want:
-            raise CheckpointError(
-                f"{path}: a count member of order {model.order} over {model.vocab_size} symbols and "
+            raise ValueError(
+                f"a count member of order {model.order} over {model.vocab_size} symbols and "
                 f"{model.num_conditions} categories, but the run has order {want[0]}, {want[1]} symbols and "
                 f"{want[2]} categories: it belongs to another run; retrain this one"
             )
-        run.parts["ngram"] = counts
-    return run.parts["ngram"]
+        return counts
+
+    return run.part("ngram", NGRAM_FILE, "a count member", "--ngram-order", build)
