@@ -530,6 +530,23 @@ def test_feature_groups_cover_every_column_once_in_order() -> None:
                 assert torch.all(feats[:, s] <= feats[:, p] + 1e-6)
 
 
+def _standardized(ridge: KernelRidge, series: list[np.ndarray]) -> torch.Tensor:
+    """The standardized features ``(N, F)`` float64 a fitted ridge solved on."""
+    X = torch.cat([ridge.transform_features(x, n).double() for x, n in ridge._chunks(series)])
+    return (X - ridge.mean) / ridge.scale
+
+
+def _assert_one_group_ridge_is_the_reference(series: list[np.ndarray], labels: list[int], Y: torch.Tensor) -> None:
+    """With MiniRocket's features alone there is nothing to choose (and no sample): the ridge on all of them, on
+    every series, equals ``ridge_loo``'s."""
+    plain = KernelRidge(RandomKernels(1, 840), Y.shape[1]).fit(series, labels, 0)
+    assert plain.chosen_groups() == ("ppv",)
+    alpha, dual, _ = ridge_loo(Zp := _standardized(plain, series), Y)
+    assert float(plain.alpha) == alpha
+    ref = Zp.T @ dual
+    torch.testing.assert_close(plain.coef, ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))
+
+
 def test_the_ridge_reads_the_feature_groups_with_the_lowest_leave_one_out_error() -> None:
     from rnnkit.tasks.hydra import CompetingKernels
     from rnnkit.tasks.kernels import feature_groups, gram_loo
@@ -542,8 +559,7 @@ def test_the_ridge_reads_the_feature_groups_with_the_lowest_leave_one_out_error(
     ]
     ridge = KernelRidge(RandomKernels(1, 840, stretch=True), 3, CompetingKernels(1, 8)).fit(series, labels, 0)
     # the standardized features and targets the fit solved on
-    X = torch.cat([ridge.transform_features(x, n).double() for x, n in ridge._chunks(series)])
-    Z = (X - ridge.mean) / ridge.scale
+    Z = _standardized(ridge, series)
     Y = -torch.ones(40, 3, dtype=torch.float64)
     Y[torch.arange(40), labels] = 1.0
     groups = feature_groups(ridge.kernels, ridge.competing)
@@ -577,15 +593,7 @@ def test_the_ridge_reads_the_feature_groups_with_the_lowest_leave_one_out_error(
     left_out = torch.ones(Z.shape[1], dtype=torch.bool)
     left_out[cols] = False
     assert torch.all(ridge.coef[left_out] == 0)  # the groups left out weigh nothing
-    # one group only (MiniRocket's features): nothing to choose, the ridge on all of them
-    plain = KernelRidge(RandomKernels(1, 840), 3).fit(series, labels, 0)
-    assert plain.chosen_groups() == ("ppv",)
-    Xp = torch.cat([plain.transform_features(x, n).double() for x, n in plain._chunks(series)])
-    Zp = (Xp - plain.mean) / plain.scale
-    alpha, dual, _ = ridge_loo(Zp, Y)
-    assert float(plain.alpha) == alpha
-    ref = Zp.T @ dual
-    torch.testing.assert_close(plain.coef, ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))
+    _assert_one_group_ridge_is_the_reference(series, labels, Y)  # one group only: nothing to choose
 
 
 def test_above_the_limit_the_groups_are_chosen_on_a_sample_and_solved_on_every_series(
@@ -600,8 +608,7 @@ def test_above_the_limit_the_groups_are_chosen_on_a_sample_and_solved_on_every_s
     series = [x + lab * np.cos(np.arange(len(x)) / 3)[:, None] for x, lab in zip(series, labels, strict=True)]
     monkeypatch.setattr(kernels_module, "SELECT_MAX_SERIES", 24)
     ridge = KernelRidge(RandomKernels(1, 840, stretch=True), 2, CompetingKernels(1, 8)).fit(series, labels, 0)
-    X = torch.cat([ridge.transform_features(x, n).double() for x, n in ridge._chunks(series)])
-    Z = (X - ridge.mean) / ridge.scale
+    Z = _standardized(ridge, series)
     Y = -torch.ones(40, 2, dtype=torch.float64)
     Y[torch.arange(40), labels] = 1.0
     rows = torch.from_numpy(np.sort(np.random.default_rng(0).choice(40, 24, replace=False)))
@@ -619,11 +626,4 @@ def test_above_the_limit_the_groups_are_chosen_on_a_sample_and_solved_on_every_s
     assert float(ridge.alpha) == alpha
     ref = Z[:, columns(best)].T @ dual
     torch.testing.assert_close(ridge.coef[columns(best)], ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))
-    # one group only: nothing to choose, so no sample either; the ridge on every series
-    plain = KernelRidge(RandomKernels(1, 840), 2).fit(series, labels, 0)
-    Xp = torch.cat([plain.transform_features(x, n).double() for x, n in plain._chunks(series)])
-    Zp = (Xp - plain.mean) / plain.scale
-    alpha, dual, _ = ridge_loo(Zp, Y)
-    assert float(plain.alpha) == alpha
-    ref = Zp.T @ dual
-    torch.testing.assert_close(plain.coef, ref, rtol=1e-6, atol=1e-7 * float(ref.abs().max()))
+    _assert_one_group_ridge_is_the_reference(series, labels, Y)  # one group only: no sample either
