@@ -46,6 +46,17 @@ def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
     return sum(int(a == b) for a, b in zip(y_true, y_pred, strict=True)) / len(y_true)
 
 
+def mean_nll(probs: np.ndarray, gold: Sequence[int]) -> float:
+    """The mean cross-entropy of class probabilities ``probs`` ``(N, K)`` against ``gold`` ``(N,)``."""
+    return float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean())
+
+
+def mixture(first: Any, second: Any, weight: float) -> Any:
+    """``(1 − w) · first + w · second``: the probabilities of two members of a run averaged with the second's share
+    ``w`` (arrays or tensors of one shape; a series run's kernel ridge, a text run's count member)."""
+    return (1.0 - weight) * first + weight * second
+
+
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], num_classes: int) -> list[list[int]]:
     """``C × C`` counts, rows the true class and columns the predicted one."""
     _same_length(y_true, y_pred)

@@ -31,6 +31,7 @@ import numpy as np
 
 from rnnkit.checkpoint import save_safetensors_atomic
 from rnnkit.data.arrays import SeriesSet, as_sequences, stratified_split
+from rnnkit.metrics import mean_nll, mixture
 from rnnkit.runs.folder import Run
 from rnnkit.tasks.hydra import CompetingKernels
 from rnnkit.tasks.kernels import KernelRidge, RandomKernels
@@ -93,11 +94,6 @@ def fit_kernels(
     competing = CompetingKernels(C, hydra) if hydra else None
     kernels = RandomKernels(C, features, stretch=pooling == "ppv+lspv")
     return KernelRidge(kernels, len(classes), competing).fit(series, labels, seed)
-
-
-def mean_nll(probs: np.ndarray, gold: Sequence[int]) -> float:
-    """The mean cross-entropy of class probabilities ``probs`` ``(N, K)`` against ``gold`` ``(N,)``."""
-    return float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean())
 
 
 def choose_weight(networks: np.ndarray, kernels: np.ndarray, gold: Sequence[int]) -> float:
@@ -167,8 +163,8 @@ def kernel_probabilities(run: Run, part: SeriesSet) -> np.ndarray | None:
 
 
 def combined(networks: np.ndarray, kernels: np.ndarray, weight: float) -> np.ndarray:
-    """``(1 − w) · networks + w · kernels`` ``(N, K)``."""
-    return (1.0 - weight) * networks + weight * kernels
+    """``(1 − w) · networks + w · kernels`` ``(N, K)`` (:func:`rnnkit.metrics.mixture`)."""
+    return mixture(networks, kernels, weight)
 
 
 def combine(run: Run, networks: np.ndarray, kernels: np.ndarray | None) -> np.ndarray:

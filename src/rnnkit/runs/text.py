@@ -39,7 +39,7 @@ from rnnkit.data import (
 )
 from rnnkit.data.batching import Batch, Batches
 from rnnkit.data.vocab import BOS, EOS
-from rnnkit.metrics import confusion, macro_f1
+from rnnkit.metrics import confusion, macro_f1, mean_nll, mixture
 from rnnkit.runs.folder import Run, read_split
 from rnnkit.runs.kind import Prepared, RunKind, accuracy_line, note, register_kind
 from rnnkit.runs.options import RunOptions, absolute_path, restore_options
@@ -567,11 +567,11 @@ def _classify_metrics(run, data, ids, kept, train) -> dict[str, Any]:
                 golds += b.targets.tolist()
     else:  # with its count member (rnnkit.runs.text_counts): the mixture, and each part's accuracy alone
         network, counts = _network_probabilities(run.model, ids), member.probabilities(ids)
-        probs = (1 - member.weight) * network + member.weight * counts
+        probs = mixture(network, counts, member.weight)
         gold = np.asarray(y)
         preds, golds = probs.argmax(1).tolist(), y
         accuracy = float((probs.argmax(1) == gold).mean())
-        loss = float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean())
+        loss = mean_nll(probs, y)
         parts = {
             "network_accuracy": round(float((network.argmax(1) == gold).mean()), 4),
             "ngram_accuracy": round(float((counts.argmax(1) == gold).mean()), 4),
@@ -670,7 +670,7 @@ def predict(run: Run, items: Sequence[str], top_k: int = 3) -> list[list[tuple[s
     member = load_counts(run)
     if member is not None:  # the run's count member (rnnkit.runs.text_counts)
         counts = torch.from_numpy(member.probabilities(ids)).to(probs.dtype)
-        probs = (1 - member.weight) * probs + member.weight * counts
+        probs = mixture(probs, counts, member.weight)
     top = torch.topk(probs, k, dim=1)
     return [
         [(run.classes[c], float(p)) for p, c in zip(pv.tolist(), cv.tolist(), strict=True)]

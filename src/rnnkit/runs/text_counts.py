@@ -28,6 +28,7 @@ from torch import nn
 
 from rnnkit.checkpoint import save_safetensors_atomic
 from rnnkit.data.batching import IGNORE_INDEX, Batches, collate_generation
+from rnnkit.metrics import mixture
 from rnnkit.runs.folder import Run
 from rnnkit.tasks.counts import (
     CountClassifier,
@@ -132,7 +133,7 @@ def fit_class_member(
     )
     member.temperature, member.weight = temperature, weight
     alone = tempered_softmax(scores, temperature)
-    mixed = (1 - weight) * network_val + weight * alone
+    mixed = mixture(network_val, alone, weight)
     chosen = {
         "network_val_accuracy": float((network_val.argmax(1) == gold).mean()),
         "counts_val_accuracy": float((alone.argmax(1) == gold).mean()),

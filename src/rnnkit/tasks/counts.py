@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from rnnkit.data.vocab import BOS, EOS
+from rnnkit.metrics import mean_nll, mixture
 
 __all__ = [
     "TEMPERATURES",
@@ -302,8 +303,7 @@ class NgramCounts:
 
 def mixed_nll(network: np.ndarray, counts: np.ndarray, weight: float) -> float:
     """Mean NLL of the mixture ``(1 − w) · network + w · counts`` of per-target probabilities ``(E,)``."""
-    p = (1.0 - weight) * network + weight * counts
-    return float(-np.log(np.maximum(p, 1e-300)).mean())
+    return float(-np.log(np.maximum(mixture(network, counts, weight), 1e-300)).mean())
 
 
 def choose_weight(network: np.ndarray, counts: np.ndarray) -> float:
@@ -400,8 +400,7 @@ def tempered_softmax(scores: np.ndarray, temperature: float) -> np.ndarray:
 
 def mixed_class_nll(network: np.ndarray, counts: np.ndarray, weight: float, gold: np.ndarray) -> float:
     """Mean NLL of ``gold`` ``(N,)`` under ``(1 − w) · network + w · counts`` (class probabilities ``(N, C)``)."""
-    p = (1.0 - weight) * network + weight * counts
-    return float(-np.log(np.maximum(p[np.arange(len(gold)), gold], 1e-300)).mean())
+    return mean_nll(mixture(network, counts, weight), gold)
 
 
 def choose_class_mixture(network: np.ndarray, scores: np.ndarray, gold: np.ndarray) -> tuple[float, float]:

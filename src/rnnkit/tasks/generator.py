@@ -16,6 +16,7 @@ from rnnkit import ranges
 from rnnkit.data.batching import IGNORE_INDEX, Batch
 from rnnkit.data.vocab import BOS, EOS, PAD, UNK
 from rnnkit.dropout import Dropout
+from rnnkit.metrics import mixture
 from rnnkit.tasks.config import ModelConfig
 from rnnkit.tasks.counts import NgramCounts
 from rnnkit.tasks.fcn import check_summary_core
@@ -194,7 +195,7 @@ class SequenceGenerator(nn.Module):
         columns = counts.step_columns([[BOS, *row] for row in out], conditions if counts.num_conditions else None)
         p_counts = counts.distribution(columns).to(logits.device)  # (n, V) float64
         w = float(counts.weight)
-        mixed = (1.0 - w) * torch.softmax(logits.double(), dim=-1) + w * p_counts
+        mixed = mixture(torch.softmax(logits.double(), dim=-1), p_counts, w)
         return mixed.log().to(logits.dtype)
 
     def _sample_condition(self, condition, n: int, device: torch.device) -> Tensor | None:
