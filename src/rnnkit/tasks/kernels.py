@@ -62,6 +62,7 @@ __all__ = [
     "KernelRidge",
     "RandomKernels",
     "feature_groups",
+    "fit_temperature",
     "gram_loo",
     "kernel_weights",
     "padded_chunks",
@@ -329,7 +330,7 @@ def feature_groups(kernels: RandomKernels, competing: CompetingKernels | None = 
     return {name: cols for name, cols in groups.items() if cols}
 
 
-def _temperature(scores: Tensor, labels: Tensor) -> float:
+def fit_temperature(scores: Tensor, labels: Tensor) -> float:
     """``τ`` minimising the cross-entropy of ``softmax(τ · scores)`` against ``labels`` (a grid over log τ)."""
     grid = torch.exp(torch.linspace(math.log(0.1), math.log(100.0), 121, dtype=scores.dtype))
     losses = [float(nn.functional.cross_entropy(t * scores, labels)) for t in grid]
@@ -361,6 +362,8 @@ class KernelRidge(nn.Module):
         self.register_buffer("alpha", torch.ones((), dtype=torch.float64))
         self.register_buffer("weight", torch.ones((), dtype=torch.float64))
         """``w``: the share of this member's probabilities where a run averages them with its networks'."""
+        self.loo_probabilities: np.ndarray | None = None
+        """After :meth:`fit`: the fitting series' leave-one-out probabilities ``(N, K)`` (not saved)."""
 
     @classmethod
     def from_state(cls, state: dict[str, Tensor]) -> KernelRidge:
@@ -411,7 +414,8 @@ class KernelRidge(nn.Module):
         self.coef = weights  # (F, K): zero on the groups left out
         self.intercept = Y.mean(0)
         self.alpha = torch.tensor(alpha, dtype=torch.float64)
-        self.temperature = torch.tensor(_temperature(loo, y), dtype=torch.float64)
+        self.temperature = torch.tensor(fit_temperature(loo, y), dtype=torch.float64)
+        self.loo_probabilities = torch.softmax(self.temperature * loo, dim=-1).numpy()
         return self
 
     def _select(self, Z: Tensor, Y: Tensor) -> tuple[float, tuple[str, ...], Tensor, Tensor]:
