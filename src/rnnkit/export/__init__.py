@@ -33,6 +33,11 @@ inputs ``series`` ``(B, T, C)`` (each series as it is, in its own units, zero-pa
 ``lengths`` ``(B,)``; output ``logits`` ``(B, K)`` of the ridge. The run's probabilities are
 ``(1 − w) · softmax(model.onnx logits) + w · softmax(kernels logits)``, ``w`` the JSON's ``kernels.weight``.
 
+``model.dtw.safetensors`` — only for a series classifier with a DTW member beside its ridge (``train --dtw-steps
+N``): its reference series, labels, scaling and temperature (:mod:`rnnkit.tasks.elastic`; the formula
+in the JSON's ``dtw``). The ridge's part of the run's probabilities above is then
+``(1 − v) · softmax(kernels logits) + v · p_dtw``, ``v`` the JSON's ``dtw.weight``.
+
 ``model.ngram.safetensors`` — only for a text classify or generate run with a count member (``train
 --ngram-order N``, the default): its counts (:mod:`rnnkit.tasks.counts`; the tensors and the formula described in
 the JSON's ``ngram``). A generator's next-symbol probabilities are ``(1 − w) · softmax(logits) + w · p_counts``,

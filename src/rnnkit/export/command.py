@@ -57,6 +57,8 @@ def _cmd_export(args: Any) -> int:
         print(f"wrote {Path(info['paths'][0]).parent / spec['file']} ({name}): {_signature(spec)}")
     if "ngram" in info:
         print(f"wrote {info['paths'][-2]} (the count member, mixed with weight {info['ngram']['weight']:g})")
+    if "dtw" in info:
+        print(f"wrote {info['paths'][-2]} (the DTW member, mixed with the ridge with weight {info['dtw']['weight']:g})")
     print(f"wrote {info['paths'][-1]} (names, shapes, vocabulary, classes)")
     if "step" not in info["graphs"]:
         print(f"no step graph: {_no_step_reason(run.model)}")

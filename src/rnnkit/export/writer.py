@@ -97,6 +97,7 @@ def _paths(output: str | Path) -> dict[str, Path]:
         "step": Path(f"{stem}.step.onnx"),
         "kernels": Path(f"{stem}.kernels.onnx"),
         "ngram": Path(f"{stem}.ngram.safetensors"),
+        "dtw": Path(f"{stem}.dtw.safetensors"),
         "json": Path(f"{out}.json"),
     }
 
@@ -176,10 +177,11 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     for a series classifier the steps from a raw series to the graph's inputs (:func:`series_input_steps`).
     Returns that JSON's content with ``"paths"`` (the files written) added.
     """
-    from rnnkit.runs.series_kernels import load_kernels
+    from rnnkit.runs.series_kernels import load_kernels, load_nearest
     from rnnkit.runs.text_counts import load_counts
 
     ridge = load_kernels(run)  # a series run's kernel ridge (--kernels), or None
+    nearest = load_nearest(run) if ridge is not None else None  # and its DTW member (--dtw-steps), or None
     counts = load_counts(run) if run.task in ("classify", "generate") else None  # a text run's count member
     output = Path(output) if output is not None else Path(run.path) / "model.onnx"
     extra: dict[str, Any] = {"run": str(Path(run.path).resolve())}
@@ -194,13 +196,41 @@ def export_run(run: Any, output: str | Path | None = None) -> dict[str, Any]:
     info, blobs = _model_blobs(run.model, output, extra)
     if ridge is not None:
         info = _add_kernel_graph(info, blobs, ridge, paths)
+    if nearest is not None:
+        info = _add_nearest(info, blobs, nearest, paths)
     if counts is not None:
         info = _add_counts(info, blobs, counts, paths)
-    _write_export(info, blobs, paths, stale=("step", "kernels", "ngram"))  # every file, then the JSON once
+    _write_export(info, blobs, paths, stale=("step", "kernels", "ngram", "dtw"))  # every file, then the JSON once
     info["paths"] = [str(paths[g]) for g in info["graphs"]] + [str(paths["json"])]
-    if counts is not None:
-        info["paths"].insert(-1, str(paths["ngram"]))
+    for member in ("dtw", "ngram"):  # the members' tables, before the JSON
+        if member in info:
+            info["paths"].insert(-1, str(paths[member]))
     return info
+
+
+def _add_nearest(info: dict[str, Any], blobs: dict[str, bytes], nearest: Any, paths: dict[str, Path]) -> dict:
+    """A series run's DTW member as ``<stem>.dtw.safetensors`` (added to ``blobs``) and ``info`` with how the run
+    averages it with the kernel ridge described (:mod:`rnnkit.tasks.elastic`)."""
+    from safetensors.torch import save
+
+    blobs["dtw"] = save(nearest.state_dict(), metadata={"format": "rnnkit-dtw"})
+    kernels = dict(info["kernels"])
+    kernels["combine"] = (
+        "probabilities = (1 - weight) * softmax(sequence logits) + weight * ((1 - dtw.weight) * "
+        "softmax(kernels logits) + dtw.weight * p_dtw)"
+    )
+    return {
+        **info,
+        "kernels": kernels,
+        "dtw": {
+            "file": paths["dtw"].name,
+            "weight": float(nearest.weight),
+            "p_dtw": "p_dtw = softmax(temperature * (-d_k / scale)), d_k the DTW distance (squared differences "
+            "summed over channels per cell, no window) from the series - standardized as (x - channel_mean) / "
+            "channel_std, then every `factor` steps averaged into one - to the nearest reference[i, :lengths[i]] "
+            "of class k (labels[i] == k); -inf for a class without one (rnnkit.tasks.elastic)",
+        },
+    }
 
 
 def _add_counts(info: dict[str, Any], blobs: dict[str, bytes], counts: Any, paths: dict[str, Path]) -> dict:

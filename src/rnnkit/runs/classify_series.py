@@ -16,8 +16,10 @@ Defaults: LSTM-FCN reading every series z-normalised beside its raw values, down
 long, early stopping within a size-dependent schedule, an ensemble of up to five members by a size rule;
 the numbers and rules are in :mod:`rnnkit.runs.series_defaults` (re-exported here). Beside the networks, a ridge
 classifier on random convolution features of the series at full resolution (``--kernels``, default 20,000;
-:mod:`rnnkit.runs.series_kernels`), fitted after them; the run averages the two parts' probabilities with a weight
-chosen on the validation part.
+:mod:`rnnkit.runs.series_kernels`) fitted after them (with ``--dtw-steps N``
+also a nearest-series DTW member beside the ridge, the two averaged by a share chosen by their leave-one-out
+probabilities); the run averages that with the networks' probabilities by a weight chosen on the validation
+part.
 
 Inputs: real values skip the embedding (``ModelConfig(vocab_size=0, input_features=C)``, ``2C`` with
 ``--series-norm both``: :func:`model_inputs`); every channel is standardized with the mean and std of the
@@ -28,7 +30,7 @@ alike.
 
 A run folder holds what every run holds (``config.json``, ``split.json``, ``model.safetensors``, ``metrics.json``,
 ``curve.csv``, ``curves.png``, ``checkpoint/``) and ``confusion.json`` / ``confusion.png``, and with a ridge
-``kernels.safetensors``. Metrics:
+``kernels.safetensors`` (with a DTW member also ``dtw.safetensors``). Metrics:
 ``test_accuracy``, ``macro_f1``, ``majority_accuracy`` and ``majority_class`` (the training part's most common
 class), ``test_loss``, ``num_train`` / ``num_val`` / ``num_test``, ``num_channels``, ``missing_filled``.
 ``rnnkit evaluate RUN [--data F]`` scores a run; ``rnnkit predict RUN --data F.ts|F.npz`` prints ``i: CLASS p``
@@ -80,6 +82,7 @@ from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and fl
     default_epochs,
     default_members,
     downsample_of,
+    dtw_steps_of,
     hydra_of,
     kernel_pooling_of,
     kernels_of,
@@ -89,11 +92,14 @@ from rnnkit.runs.series_defaults import (  # the defaults, schedule rules and fl
 )
 from rnnkit.runs.series_kernels import (
     combine,
+    dtw_record,
     fit_member,
     kernel_probabilities,
     kernels_record,
     mean_nll,
+    nearest_probabilities,
     save_kernels,
+    save_nearest,
 )
 from rnnkit.tasks import ModelConfig
 from rnnkit.tasks.kernels import RandomKernels
@@ -368,6 +374,10 @@ def _prepare(opts: RunOptions, saved: dict[str, Any] | None) -> Prepared:
         raise ValueError("--hydra adds kernels to the kernel ridge, which --kernels 0 turns off: leave one out")
     elif saved is None and opts.options.get("kernel_pooling"):
         raise ValueError("--kernel-pooling shapes the kernel ridge, which --kernels 0 turns off: leave one out")
+    elif saved is None and opts.options.get("dtw_steps"):
+        raise ValueError(
+            "--dtw-steps adds a DTW member beside the kernel ridge, which --kernels 0 turns off: leave one out"
+        )
     train_data = augmented_epochs(train_b.epoch, augment_of(opts), tcfg.seed)
     return Prepared(train_data, val_b, split.record, None, split.classes, extra=extra)
 
@@ -425,7 +435,7 @@ def _probabilities(run: Run, part: SeriesSet) -> np.ndarray:
     """The run's class probabilities ``(N, num_classes)``: the networks', averaged with its kernel ridge's when it
     has one (:func:`~rnnkit.runs.series_kernels.combine`)."""
     networks, _ = _network_probabilities(run, part, labeled=False)
-    return combine(run, networks, kernel_probabilities(run, part))
+    return combine(run, networks, kernel_probabilities(run, part), nearest_probabilities(run, part))
 
 
 def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None) -> dict[str, Any]:
@@ -434,7 +444,8 @@ def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None)
     gold = part.label_ids()
     networks, batches = _network_probabilities(run, part, labeled=True)
     kernels = kernel_probabilities(run, part)
-    probs = combine(run, networks, kernels)
+    nearest = nearest_probabilities(run, part)
+    probs = combine(run, networks, kernels, nearest)
     pred = probs.argmax(1).tolist()
     conf = confusion(gold, pred, len(run.classes))
     metrics: dict[str, Any] = {
@@ -452,6 +463,9 @@ def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None)
         metrics["networks_accuracy"] = round(accuracy(gold, networks.argmax(1).tolist()), 4)
         metrics["kernels_accuracy"] = round(accuracy(gold, kernels.argmax(1).tolist()), 4)
         metrics["kernels_weight"] = float(run.parts["kernels"].weight)
+        if nearest is not None:
+            metrics["dtw_accuracy"] = round(accuracy(gold, nearest.argmax(1).tolist()), 4)
+            metrics["dtw_weight"] = float(run.parts["dtw"].weight)
     metrics["confusion"] = conf
     return metrics
 
@@ -573,6 +587,7 @@ class SeriesClassifyKind(RunKind):
                 if kernels_of(opts) > 0
                 else {}
             ),
+            **({"dtw": dtw_record(dtw_steps_of(opts))} if kernels_of(opts) > 0 and dtw_steps_of(opts) > 0 else {}),
         }
 
     def before_fit(
@@ -589,9 +604,9 @@ class SeriesClassifyKind(RunKind):
         return {"evaluate_fn": validation_score(num_val)} if num_val else {}
 
     def _score_member(self, member: tuple[Run, Any], prepared: Prepared, seed: int) -> dict[str, Any]:
-        """A member is one network: scored without the run's kernel ridge."""
+        """A member is one network: scored without the run's kernel ridge and DTW member."""
         run, result = member
-        alone = replace(run, config={k: v for k, v in run.config.items() if k != "kernels"}, parts={})
+        alone = replace(run, config={k: v for k, v in run.config.items() if k not in ("kernels", "dtw")}, parts={})
         return super()._score_member((alone, result), prepared, seed)
 
     def after_fit(self, run: Run, prepared: Prepared) -> None:
@@ -600,13 +615,18 @@ class SeriesClassifyKind(RunKind):
         record = run.config.get("kernels")
         if record:
             networks = _network_probabilities(run, split.val, labeled=False)[0] if len(split.val) else None
-            ridge = fit_member(
+            steps = int((run.config.get("dtw") or {}).get("steps", 0))
+            ridge, nearest = fit_member(
                 (split.train, split.val), split.classes, int(record["features"]), int(record["seed"]), networks,
-                KERNEL_WEIGHT, int(record.get("hydra", 0)), str(record.get("pooling", "ppv")),
+                KERNEL_WEIGHT, int(record.get("hydra", 0)), str(record.get("pooling", "ppv")), steps,
             )  # fmt: skip
-            if distributed.is_main():  # under torchrun every rank fits the same ridge; rank 0 writes it
+            if distributed.is_main():  # under torchrun every rank fits the same members; rank 0 writes them
                 save_kernels(run.path, ridge)
+                if nearest is not None:
+                    save_nearest(run.path, nearest)
             run.parts["kernels"] = ridge
+            if nearest is not None:
+                run.parts["dtw"] = nearest
             note(
                 prepared.log,
                 f"kernel ridge: {ridge.kernels.num_features} random-kernel features"
@@ -618,6 +638,13 @@ class SeriesClassifyKind(RunKind):
                 + (" (chosen on the validation part)" if networks is not None else " (no validation part)")
                 + _sample_note(len(split.train) + len(split.val)),
             )
+            if nearest is not None:
+                note(
+                    prepared.log,
+                    f"DTW member: {len(nearest.labels)} reference series"
+                    + (f" read at every {int(nearest.factor)} steps averaged" if int(nearest.factor) > 1 else "")
+                    + f", share {float(nearest.weight):g} beside the ridge (chosen by leave-one-out)",
+                )
 
     def score(self, run: Run, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
         split = prepared.extra["split"]

@@ -124,6 +124,13 @@ class KernelsSection(_Open):
     file: str = Field(pattern=r"^[A-Za-z0-9_.-]+\.safetensors$")  # a file name inside the run folder, no path
 
 
+class DtwSection(_Open):
+    """A series classifier's DTW member (``--dtw-steps``): the length it reads series at and its file."""
+
+    steps: int = Field(ge=1)
+    file: str = Field(pattern=r"^[A-Za-z0-9_.-]+\.safetensors$")  # a file name inside the run folder, no path
+
+
 class NgramSection(_Open):
     """A generator's count member (``--ngram-order``): the longest context of symbols and its file in the folder."""
 
@@ -146,6 +153,7 @@ class RunConfigFile(_Open):
     classes: list[str] | None = None
     forecast: ForecastSection | None = None  # forecast runs
     kernels: KernelsSection | None = None  # series classifiers with a kernel ridge
+    dtw: DtwSection | None = None  # series classifiers with a DTW member beside the ridge
     ngram: NgramSection | None = None  # generators with a count member
 
     @field_validator("classes")
