@@ -337,7 +337,7 @@ def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | N
     want["test_data"] = str(Path(args[args.index("--test-data") + 1]).resolve()) if "--test-data" in args else None
     if any(record.get(k) != v for k, v in want.items()):
         return None
-    before = {"val_fraction": VAL_FRACTION, "augment": 0.0}  # options added later: what earlier folders did
+    before = {"val_fraction": VAL_FRACTION, "augment": 0.0, "dtw_steps": 0}  # options added later: earlier folders
     for key, value in SERIES_DEFAULTS.items():
         if key == "downsample":
             continue  # compared as the factor the run read its series at, below
@@ -454,6 +454,9 @@ def classify_section(
                 for part in ("networks_accuracy", "kernels_accuracy"):
                     row[key][part] = key_stats(row[key], part)
                 row[key]["kernels_weights"] = [r["metrics"]["kernels_weight"] for r in runs]
+            if runs and all("dtw_accuracy" in r["metrics"] for r in runs):  # and its DTW member (board17)
+                row[key]["dtw_accuracy"] = key_stats(row[key], "dtw_accuracy")
+                row[key]["dtw_weights"] = [r["metrics"]["dtw_weight"] for r in runs]
         cache = out / "classify" / cs.name / "peers.json"  # the peers are measured once per set, then read back
         cached = _read_peers(cache, seeds, aeon.__version__)
         if cached is not None:
@@ -556,12 +559,23 @@ def _wall_cell(entry: dict[str, Any]) -> str:
 
 
 def _parts_cell(entry: dict[str, Any]) -> str:
-    """A run with a kernel ridge (``--kernels``): its networks' and its ridge's test accuracy alone, and the weight
-    ``w`` of the ridge each seed chose on its validation part; ``–`` for runs without one."""
+    """A run with a kernel ridge (``--kernels``): its networks' and its ridge's test accuracy alone (and its DTW
+    member's, ``--dtw-steps``), the weight ``w`` of the ridge (with the DTW member) each seed chose on its
+    validation part, and the DTW member's share ``v`` beside the ridge; ``–`` for runs without one."""
     if entry.get("kernels_accuracy") is None:
         return "–"
     weights = ", ".join(f"{w:g}" for w in entry.get("kernels_weights", []))
-    return f"{fmt(entry.get('networks_accuracy'))} / {fmt(entry.get('kernels_accuracy'))} ({weights})"
+    cell = f"{fmt(entry.get('networks_accuracy'))} / {fmt(entry.get('kernels_accuracy'))}"
+    if entry.get("dtw_accuracy") is None:
+        return f"{cell} ({weights})"
+    shares = ", ".join(f"{v:g}" for v in entry.get("dtw_weights", []))
+    return f"{cell} / {fmt(entry.get('dtw_accuracy'))} (w {weights}; v {shares})"
+
+
+def _parts_header(key: str, rows: list[dict[str, Any]]) -> str:
+    if any(r[key].get("dtw_accuracy") is not None for r in rows):
+        return f"{key}'s parts alone: networks / kernel ridge / DTW member (w, v per seed)"
+    return f"{key}'s parts alone: networks / kernel ridge (w per seed)"
 
 
 def classify_table(rows: list[dict[str, Any]]) -> str:
@@ -575,7 +589,7 @@ def classify_table(rows: list[dict[str, Any]]) -> str:
         "channels",
         "classes",
         *[f"{k} acc" for k in keys],
-        *([f"{keys[0]}'s parts alone: networks / kernel ridge (w per seed)"] if parts else []),
+        *([_parts_header(keys[0], rows)] if parts else []),
         "MiniRocket acc",
         "1-NN DTW acc",
         "wins",

@@ -305,3 +305,21 @@ def test_reuse_accepts_only_a_default_run_of_the_same_data_and_seed(tmp_path: Pa
     assert lb.reusable(folder, args, 0) is None  # read at another factor than today's default picks
     write({**record, "augment": 0.1})
     assert lb.reusable(folder, args, 0) is None  # trained on augmented batches
+    write({k: v for k, v in record.items() if k != "dtw_steps"})
+    assert lb.reusable(folder, args, 0) == {"test_accuracy": 0.5, "train_seconds": 3.0}  # before --dtw-steps: none
+    write({**record, "dtw_steps": 128})
+    assert lb.reusable(folder, args, 0) is None  # with a DTW member beside the ridge
+
+
+def test_the_parts_cell_names_the_dtw_member_when_the_runs_have_one() -> None:
+    stats = {"mean": 0.9, "std": 0.01}
+    ridge_only = {"networks_accuracy": stats, "kernels_accuracy": stats, "kernels_weights": [0.5, 1.0]}
+    assert lb._parts_cell(ridge_only) == f"{lb.fmt(stats)} / {lb.fmt(stats)} (0.5, 1)"
+    with_dtw = {**ridge_only, "dtw_accuracy": {"mean": 0.7, "std": 0.0}, "dtw_weights": [0.25, 0.0]}
+    assert (
+        lb._parts_cell(with_dtw)
+        == f"{lb.fmt(stats)} / {lb.fmt(stats)} / {lb.fmt(with_dtw['dtw_accuracy'])} (w 0.5, 1; v 0.25, 0)"
+    )
+    assert lb._parts_cell({}) == "–"
+    assert "DTW member" in lb._parts_header("rnnkit", [{"rnnkit": with_dtw}])
+    assert "DTW" not in lb._parts_header("rnnkit", [{"rnnkit": ridge_only}])
