@@ -311,6 +311,19 @@ def test_bad_dtw_settings_and_files_get_one_line(
     shutil.copytree(dtw_run, broken)
     (broken / "dtw.safetensors").write_bytes(b"not a safetensors file")
     assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "dtw.safetensors")
+    from safetensors.torch import load_file, save_file
+
+    good = load_file(str(dtw_run / "dtw.safetensors"))
+    for key, change, needle in (
+        ("labels", lambda t: t + 100, "labels outside"),
+        ("lengths", lambda t: t * 0, "lengths outside"),
+        ("class_count", lambda t: t + 1, "class_count"),
+        ("temperature", lambda t: t * float("nan"), "finite"),
+        ("channel_std", lambda t: -t, "stds > 0"),
+        ("class_count", lambda t: torch.cat([t, torch.zeros(1, dtype=t.dtype)]), "belongs to another run"),
+    ):
+        save_file({**good, key: change(good[key])}, str(broken / "dtw.safetensors"))
+        assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "dtw.safetensors", needle)
     (broken / "dtw.safetensors").unlink()
     assert_one_line_error(*rnnkit_main(capsys, "evaluate", broken), "dtw.safetensors", "--dtw-steps")
 

@@ -239,9 +239,18 @@ def save_nearest(folder: Path, nearest: NearestSeries) -> None:
 def load_nearest(run: Run) -> NearestSeries | None:
     """The run's DTW member (loaded once, kept in ``run.parts``), or None for a run without one."""
 
+    want = (len(run.classes), int(run.config.get("num_channels", 0)))
+
     def build(state: dict[str, Any]) -> NearestSeries:
         nearest = NearestSeries.from_state(state)
         nearest.load_state_dict(state)
+        nearest.check()
+        got = (nearest.num_classes, int(nearest.channel_mean.shape[0]))
+        if got != want:
+            raise ValueError(
+                f"a DTW member of {got[0]} classes and {got[1]} channels, but the run has {want[0]} classes and "
+                f"{want[1]} channels: it belongs to another run; retrain this one"
+            )
         return nearest
 
     return run.part("dtw", DTW_FILE, "a DTW member", "--dtw-steps", build)

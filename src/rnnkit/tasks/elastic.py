@@ -134,6 +134,33 @@ class NearestSeries(nn.Module):
         N, L, C = state["reference"].shape
         return cls(int(C), int(state["class_count"].shape[0]), int(N), int(L))
 
+    def check(self) -> NearestSeries:
+        """Refuse loaded buffers that :meth:`fit` cannot have written (ValueError saying which); returns ``self``."""
+        N, L, C = self.reference.shape
+        if N < 2 or self.lengths.shape != (N,) or self.labels.shape != (N,):
+            raise ValueError(
+                f"{N} reference series with {tuple(self.lengths.shape)} lengths and {tuple(self.labels.shape)} labels"
+            )
+        if int(self.lengths.min()) < 1 or int(self.lengths.max()) > L:
+            raise ValueError(f"lengths outside [1, {L}]")
+        if int(self.labels.min()) < 0 or int(self.labels.max()) >= self.num_classes:
+            raise ValueError(f"labels outside [0, {self.num_classes})")
+        if not torch.equal(self.class_count, torch.bincount(self.labels, minlength=self.num_classes)):
+            raise ValueError("class_count does not count the labels")
+        if self.channel_mean.shape != (C,) or self.channel_std.shape != (C,) or bool((self.channel_std <= 0).any()):
+            raise ValueError(f"channel_mean and channel_std must hold {C} values, the stds > 0")
+        if int(self.factor) < 1:
+            raise ValueError("factor must be at least 1")
+        numbers = torch.stack([self.scale, self.temperature, self.weight])
+        finite = bool(torch.isfinite(self.reference).all()) and bool(torch.isfinite(self.channel_mean).all())
+        if not (
+            finite and bool(torch.isfinite(numbers).all()) and float(self.scale) > 0 and float(self.temperature) > 0
+        ):
+            raise ValueError("reference, scale and temperature must be finite, scale and temperature > 0")
+        if not 0.0 <= float(self.weight) <= 1.0:
+            raise ValueError(f"weight {float(self.weight):g} outside [0, 1]")
+        return self
+
     @property
     def num_classes(self) -> int:
         return int(self.class_count.shape[0])
