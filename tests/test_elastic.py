@@ -218,6 +218,15 @@ def test_a_run_averages_the_dtw_member_with_the_ridge(dtw_run: Path, series_file
     assert (metrics["dtw_weight"], metrics["kernels_weight"]) == (v, w)
     code = cli.main(["evaluate", str(dtw_run)])
     assert code == 0
+    # the fixture's own shares may sit at the ends (v = 0, w = 1): with both at ½ every part shows
+    # (and a softer member: on these easy series both static members are all but one-hot and agree)
+    ridge.weight.fill_(0.5)
+    nearest.weight.fill_(0.5)
+    nearest.temperature.fill_(1e-3)
+    dtw = nearest.probabilities(series)
+    assert np.abs(dtw - kernels).max() > 0.05  # the member moves the probabilities
+    half = 0.5 * networks + 0.5 * (0.5 * kernels + 0.5 * dtw)
+    np.testing.assert_allclose(cs.series_probabilities(run, part.X), half, rtol=1e-12)
     # without the config key the same folder is the networks and the ridge alone (runs before --dtw-steps)
     before = replace(run, config={k: val for k, val in run.config.items() if k != "dtw"}, parts={})
     np.testing.assert_allclose(cs.series_probabilities(before, part.X), (1 - w) * networks + w * kernels, rtol=1e-12)
@@ -307,6 +316,10 @@ def test_bad_dtw_settings_and_files_get_one_line(
         out = tmp_path / "bad"
         assert_one_line_error(*rnnkit_main(capsys, *base, *extra, "--out", out), needle)
         assert not out.exists()
+    resumed = tmp_path / "resumed"  # --resume continues the run as it was started: its member too
+    shutil.copytree(dtw_run, resumed)
+    again = ["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--resume"]
+    assert_one_line_error(*rnnkit_main(capsys, *again, "--dtw-steps", "32", "--out", resumed), "dtw_steps")
     broken = tmp_path / "broken"
     shutil.copytree(dtw_run, broken)
     (broken / "dtw.safetensors").write_bytes(b"not a safetensors file")
@@ -320,6 +333,7 @@ def test_bad_dtw_settings_and_files_get_one_line(
         ("class_count", lambda t: t + 1, "class_count"),
         ("temperature", lambda t: t * float("nan"), "finite"),
         ("channel_std", lambda t: -t, "stds > 0"),
+        ("channel_std", lambda t: t * float("nan"), "finite"),
         ("class_count", lambda t: torch.cat([t, torch.zeros(1, dtype=t.dtype)]), "belongs to another run"),
     ):
         save_file({**good, key: change(good[key])}, str(broken / "dtw.safetensors"))
@@ -333,11 +347,18 @@ def test_export_writes_the_dtw_member_and_its_formula_gives_the_runs_probabiliti
 ) -> None:
     pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, save_file
 
     from rnnkit.data.arrays import Standardizer
     from rnnkit.runs import classify_series as cs
 
+    halves = tmp_path / "halves"  # both shares at ½ and a softer member, so that every graph and the member count
+    shutil.copytree(dtw_run, halves)
+    for name in ("kernels.safetensors", "dtw.safetensors"):
+        state = load_file(str(halves / name))
+        soft = {"temperature": torch.tensor(1e-3, dtype=torch.float64)} if name == "dtw.safetensors" else {}
+        save_file({**state, "weight": torch.tensor(0.5, dtype=torch.float64), **soft}, str(halves / name))
+    dtw_run = halves
     output = tmp_path / "m.onnx"
     code, out, err = rnnkit_main(capsys, "export", dtw_run, "--output", output, "--check")
     assert code == 0, err
@@ -368,6 +389,7 @@ def test_export_writes_the_dtw_member_and_its_formula_gives_the_runs_probabiliti
         scores = np.array([-d[y == k].min() / float(t["scale"]) for k in range(len(run.classes))])
         p_dtw.append(torch.softmax(torch.from_numpy(float(t["temperature"]) * scores), -1).numpy())
     w, v = info["kernels"]["weight"], info["dtw"]["weight"]
+    assert (w, v) == (0.5, 0.5)
     static = (1 - v) * torch.softmax(torch.from_numpy(logits).double(), -1).numpy() + v * np.array(p_dtw)
     probs = (1 - w) * torch.softmax(torch.from_numpy(net).double(), -1).numpy() + w * static
     np.testing.assert_allclose(probs, cs.series_probabilities(run, part.X), atol=1e-5)

@@ -101,7 +101,7 @@ RANGES: dict[str, Range] = {
     "augment": Range(0, 10, integer=False),  # series classification: scale/jitter strength of training batches
     "kernels": Range(0, 1_000_000),  # series classification: random-kernel features of the ridge member (0: none)
     "hydra": Range(0, 4096),  # series classification: competing-kernel groups of the ridge member (0: none; even)
-    "dtw_steps": Range(0, 10_000),  # series classification: the DTW member's longest read length (0: none)
+    "dtw_steps": Range(0, 10_000),  # series classification: the DTW member's mean read length (0: none)
     "downsample": Range(0, 10_000),  # series classification: steps averaged into one (0: chosen from the data)
     "max_minutes": Range(0, 10**6, integer=False, lo_open=True),
     "hidden": Range(1, SIZE_CAP),

@@ -225,6 +225,8 @@ def _add_nearest(info: dict[str, Any], blobs: dict[str, bytes], nearest: Any, pa
         "dtw": {
             "file": paths["dtw"].name,
             "weight": float(nearest.weight),
+            "reads": "each series alone at its own length (L, C), in its own units, unpadded (padding would change "
+            "its distances); the last window of `factor` steps averages the steps it has",
             "p_dtw": "p_dtw = softmax(temperature * (-d_k / scale)), d_k the DTW distance (squared differences "
             "summed over channels per cell, no window) from the series - standardized as (x - channel_mean) / "
             "channel_std, then every `factor` steps averaged into one - to the nearest reference[i, :lengths[i]] "

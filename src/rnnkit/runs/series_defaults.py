@@ -312,8 +312,8 @@ FLAGS = (
             "metavar": "N",
             "help": "classify on series: beside the kernel ridge, a nearest-neighbour member by dynamic time "
             "warping (1-NN DTW's distances as class probabilities) on the training and validation series, read "
-            "with steps averaged so that they are about N steps long at most; its share beside the ridge is chosen "
-            "by leave-one-out; 0: none (default: the task's, 0; 128 in the board17 study)",
+            "with every ceil(L/N) steps averaged into one when their mean length L exceeds N; its share beside "
+            "the ridge is chosen by leave-one-out; 0: none (default: the task's, 0; 128 in the board17 study)",
         },
     ),
     Flag(

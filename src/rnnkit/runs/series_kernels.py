@@ -90,9 +90,10 @@ trial on the training part, then the kept one). The networks always train on eve
 
 
 DTW_MAX_SERIES = 500
-"""The most reference series the DTW member keeps (a seeded sample of about this many above it, every class in
-its share, :func:`ridge_sample`): its fit aligns every pair of them (``N²`` distances of up to ``steps²`` cells
-each; 500 series of 128 steps take about a minute of one core) and every series it scores is aligned with all."""
+"""The reference series the DTW member keeps at most (a seeded sample of about this many above it, every class in
+its share and at least one series each, :func:`ridge_sample`: with hundreds of classes a few more): its fit aligns
+every pair of them (``N²`` distances of about ``steps²`` cells each; 500 series of 128 steps take about a minute
+of one core) and every series it scores is aligned with all."""
 
 
 def ridge_sample(labels: Sequence[int], seed: int, limit: int | None = None) -> list[int]:

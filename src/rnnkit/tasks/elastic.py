@@ -11,13 +11,17 @@ and ``b`` ``(Lb, C)`` by the cheapest monotone path through their cost matrix
 (the squared-cost sum, as aeon's ``dtw_distance`` returns it). One row is a min-plus scan: with
 ``r[j] = c[i, j] + min(D[i−1, j−1], D[i−1, j])`` and ``S`` the prefix sums of ``c[i, :]``,
 ``D[i, j] = S[j] + min_{k ≤ j} (r[k] − S[k])``, so a row is a ``cumsum`` and a ``cummin`` over every pair of a
-batch at once (:func:`dtw_distances`, float64; a loop over the rows of the longer side only).
+batch at once (:func:`dtw_distances`, float64; a Python loop over the rows of the first argument's series only).
+The subtraction of prefix sums costs precision where one cell dwarfs the rest of its row: the absolute error is
+about 1e-16 × the row's total cost (fine for standardized series; a shared spike of 10⁷ standard deviations
+would hide differences below about 10⁻²).
 
 **The member** (:class:`NearestSeries`): every series is standardized per channel (the reference series'
-statistics) and, when the reference series are longer than ``steps`` on average, read with every
-``f = ⌈L̄ / steps⌉`` steps averaged into one (piecewise aggregate approximation, which bounds a distance's cost at
-about ``steps²`` cells). A series' score for class ``k`` is minus its DTW distance to the nearest reference
-series of that class, over the median nearest-neighbour distance of the references; the probabilities are
+statistics) and, when the reference series are longer than ``steps`` on average (``L̄``), read with every
+``f = ⌈L̄ / steps⌉`` steps averaged into one (piecewise aggregate approximation: the *mean* length read is then
+at most about ``steps``, so a distance costs about ``steps²`` cells on average; longer series stay longer).
+A series' score for class ``k`` is minus its DTW distance to the nearest reference series of that class, over
+the median nearest-neighbour distance of the references; the probabilities are
 ``softmax(τ · scores)`` with ``τ`` fitted to the references' leave-one-out scores (each scored against the
 others) by cross-entropy, as the kernel ridge fits its own. Its argmax is 1-NN DTW's prediction.
 
@@ -107,9 +111,10 @@ def class_minima(distances: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 class NearestSeries(nn.Module):
     """The nearest reference series by DTW, as class probabilities (the module docstring).
 
-    :meth:`fit` keeps the (standardized, averaged) reference series and fits the scale and ``τ``;
-    :meth:`probabilities` scores new series in their own units. Saved and loaded as a ``state_dict``
-    (:meth:`from_state`); every buffer is float64 except the lengths and labels.
+        :meth:`fit` keeps the (standardized, averaged) reference series and fits the scale and ``τ``;
+        :meth:`probabilities` scores new series in their own units. Saved and loaded as a ``state_dict``
+        (:meth:`from_state`); the series, statistics, scale, ``τ`` and share are float64, the lengths, labels,
+    class counts and factor integers.
     """
 
     def __init__(self, channels: int, num_classes: int, num_series: int = 0, length: int = 1) -> None:
@@ -152,7 +157,7 @@ class NearestSeries(nn.Module):
         if int(self.factor) < 1:
             raise ValueError("factor must be at least 1")
         numbers = torch.stack([self.scale, self.temperature, self.weight])
-        finite = bool(torch.isfinite(self.reference).all()) and bool(torch.isfinite(self.channel_mean).all())
+        finite = all(bool(torch.isfinite(t).all()) for t in (self.reference, self.channel_mean, self.channel_std))
         if not (
             finite and bool(torch.isfinite(numbers).all()) and float(self.scale) > 0 and float(self.temperature) > 0
         ):
@@ -218,7 +223,10 @@ class NearestSeries(nn.Module):
     def distances(self, series: Sequence[np.ndarray]) -> Tensor:
         """DTW distances ``(n, N)`` of ``series`` ``n × (L_i, C)`` (their own units) to the references."""
         x, lengths = self.prepare(series)
-        return dtw_distances(x, lengths, self.reference, self.lengths)
+        D = dtw_distances(x, lengths, self.reference, self.lengths)
+        if bool(torch.isnan(D).any()):  # a cost beyond float64 (inf − inf in the scan)
+            raise ValueError("a series is too large for the DTW member once standardized (its costs overflow)")
+        return D
 
     @torch.no_grad()
     def probabilities(self, series: Sequence[np.ndarray]) -> np.ndarray:
