@@ -176,20 +176,14 @@ def test_class_minima_and_bad_fits() -> None:
 TINY = ["--epochs", "2", "--hidden", "8", "--batch-size", "8", "--ensemble", "1", "--kernels", "168", "--hydra", "8"]
 
 
-@pytest.fixture(scope="module")
-def series_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    from test_series_classify import train_test_files
-
-    return train_test_files(tmp_path_factory.mktemp("dtw"), seed=21)
+SERIES_SEED = 21  # the data of the conftest's series_files fixture
 
 
 @pytest.fixture(scope="module")
 def dtw_run(tmp_path_factory: pytest.TempPathFactory, series_files: tuple[str, str]) -> Path:
-    out = tmp_path_factory.mktemp("dtw") / "run"
-    train, test = series_files
-    args = ["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--dtw-steps", "16"]
-    assert cli.main([*args, "--out", str(out)]) == 0
-    return out
+    from test_series_classify import train_run
+
+    return train_run(tmp_path_factory.mktemp("dtw") / "run", series_files, *TINY, "--dtw-steps", "16")
 
 
 def test_a_run_averages_the_dtw_member_with_the_ridge(dtw_run: Path, series_files: tuple[str, str]) -> None:

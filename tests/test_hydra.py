@@ -114,11 +114,7 @@ def test_bad_groups_are_refused() -> None:
 TINY = ["--hidden", "8", "--epochs", "1", "--batch-size", "8", "--ensemble", "1", "--kernels", "168"]
 
 
-@pytest.fixture(scope="module")
-def series_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    from test_series_classify import train_test_files
-
-    return train_test_files(tmp_path_factory.mktemp("hydra"), seed=30)
+SERIES_SEED = 30  # the data of the conftest's series_files fixture
 
 
 def test_hydra_zero_is_the_random_kernels_alone_as_runs_before_the_option(

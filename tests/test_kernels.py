@@ -196,20 +196,14 @@ def test_too_few_features_or_series_are_refused():
 TINY = ["--hidden", "8", "--epochs", "1", "--batch-size", "8", "--ensemble", "1"]
 
 
-@pytest.fixture(scope="module")
-def series_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    from test_series_classify import train_test_files
-
-    return train_test_files(tmp_path_factory.mktemp("kernels"), seed=20)
+SERIES_SEED = 20  # the data of the conftest's series_files fixture
 
 
 @pytest.fixture(scope="module")
 def kernel_run(tmp_path_factory: pytest.TempPathFactory, series_files: tuple[str, str]) -> Path:
-    out = tmp_path_factory.mktemp("kr") / "run"
-    train, test = series_files
-    args = ["train", "--task", "classify", "--data", train, "--test-data", test, *TINY, "--kernels", "840"]
-    assert cli.main([*args, "--out", str(out)]) == 0
-    return out
+    from test_series_classify import train_run
+
+    return train_run(tmp_path_factory.mktemp("kr") / "run", series_files, *TINY, "--kernels", "840")
 
 
 def test_a_run_averages_the_ridge_with_the_networks(kernel_run: Path, series_files: tuple[str, str]) -> None:

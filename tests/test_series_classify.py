@@ -69,6 +69,16 @@ def write_ts(path: Path, X: list, y: list[str], missing: set[tuple[int, int, int
     return path
 
 
+def train_run(out: Path, files: tuple[str, str], *args: str) -> Path:
+    """``rnnkit train --task classify`` on the TRAIN and TEST ``files`` (:func:`train_test_files`) with ``args``,
+    into ``out``; returns ``out``."""
+    train, test = files
+    assert (
+        cli.main(["train", "--task", "classify", "--data", train, "--test-data", test, *args, "--out", str(out)]) == 0
+    )
+    return out
+
+
 def train_test_files(base: Path, seed: int, n_train: int = 8, n_test: int = 3) -> tuple[str, str]:
     """A TRAIN and a TEST ``.ts`` file of :func:`make_series` (seeds ``seed`` and ``seed + 1``) under ``base``."""
     X, y = make_series(n_train, seed=seed)
