@@ -472,3 +472,77 @@ def test_window_forecaster_reads_its_whole_context() -> None:
     f = RNNForecaster(model="window", bidirectional=False, context=12, horizon=2, hidden_size=4, epochs=1)
     f.fit(np.sin(np.arange(80) / 4.0))
     assert f.config_.window == 12
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the count member beside the network (ngram_order)
+
+
+def _names(n: int = 90, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Three classes of made-up names told apart by their endings and letters."""
+    g = np.random.default_rng(seed)
+    stems = {"it": ("ino", "etta", "ella"), "de": ("mann", "berg", "hardt"), "jp": ("moto", "kawa", "yama")}
+    names, labels = [], []
+    for i in range(n):
+        label = list(stems)[i % 3]
+        head = "".join(g.choice(list("abdeghiklmnorstu"), size=int(g.integers(2, 5))))
+        names.append(head + stems[label][int(g.integers(3))])
+        labels.append(label)
+    return names, labels
+
+
+def test_ngram_order_mixes_a_count_member_chosen_on_the_hold_out():
+    from rnnkit.sklearn.estimator import _predict_raw, _split
+    from rnnkit.sklearn.inputs import _Sequences
+    from rnnkit.tasks.counts import CountClassifier, choose_class_mixture, tempered_softmax
+
+    names, labels = _names()
+    params = {**TINY, "random_state": 0, "validation_fraction": 0.25}
+    clf = RNNClassifier(**params, ngram_order=3).fit(names, labels)
+    plain = RNNClassifier(**params).fit(names, labels)
+    assert plain.counts_ is None and isinstance(clf.counts_, CountClassifier)
+    # the same network either way (the member is fitted after it)
+    for a, b in zip(clf.model_.parameters(), plain.model_.parameters(), strict=True):
+        assert torch.equal(a, b)
+    y = np.searchsorted(clf.classes_, labels)
+    train_idx, val_idx = _split(clf, len(names), y, 0)
+    ids = [clf.vocab_.encode(s) for s in names]
+
+    def network(texts: list[str]) -> np.ndarray:
+        return _softmax(_predict_raw(clf.model_, clf._encode(_Sequences("strings", None, texts, False), torch.float64)))
+
+    # τ and w: the counts of the training rows alone against the network on the hold-out
+    trial = CountClassifier.fit(3, len(clf.vocab_), 3, [ids[i] for i in train_idx], [int(y[i]) for i in train_idx])
+    scores = trial.scores([ids[i] for i in val_idx])
+    tau, w = choose_class_mixture(network([names[i] for i in val_idx]), scores, y[val_idx])
+    assert (clf.counts_.temperature, clf.counts_.weight) == (tau, w)
+    # the member kept counts every training string
+    kept = CountClassifier.fit(3, len(clf.vocab_), 3, ids, [int(i) for i in y])
+    queries = ["lomoto", "bergella", "zzq"]  # 'z', 'q' unseen: UNK
+    q_ids = [clf.vocab_.encode(s) for s in queries]
+    np.testing.assert_allclose(tempered_softmax(kept.scores(q_ids), tau), clf.counts_.probabilities(q_ids), rtol=1e-12)
+    expected = (1 - w) * network(queries) + w * clf.counts_.probabilities(q_ids)
+    np.testing.assert_allclose(clf.predict_proba(queries), expected, rtol=1e-12)
+    np.testing.assert_array_equal(clf.predict(queries), clf.classes_[expected.argmax(1)])
+    # a member with a share moves the probabilities (with w = 0 the check above says nothing about it)
+    clf.counts_.weight = 0.5
+    assert not np.allclose(clf.predict_proba(queries), network(queries))
+    # the parameter round-trips through clone and pickle
+    assert clone(clf).get_params()["ngram_order"] == 3
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(queries), clf.predict_proba(queries))
+
+
+@pytest.mark.parametrize(
+    ("params", "X", "match"),
+    [
+        ({"ngram_order": 3}, "strings", "ngram_order=3.*validation_fraction > 0"),
+        ({"ngram_order": 9, "validation_fraction": 0.2}, "strings", r"ngram_order=9.*\[0, 8\]"),
+        ({"ngram_order": 2.5, "validation_fraction": 0.2}, "strings", "ngram_order=2.5"),
+        ({"ngram_order": 3, "validation_fraction": 0.2}, "values", "string input only"),
+    ],
+)
+def test_bad_ngram_orders_are_rejected_before_training(params, X, match):
+    names, labels = _names(30)
+    data = names if X == "strings" else np.random.default_rng(0).standard_normal((30, 6))
+    with pytest.raises(ValueError, match=match):
+        RNNClassifier(**TINY, **params).fit(data, labels)

@@ -28,16 +28,15 @@ from torch import nn
 
 from rnnkit.checkpoint import save_safetensors_atomic
 from rnnkit.data.batching import IGNORE_INDEX, Batches, collate_generation
-from rnnkit.metrics import mixture
 from rnnkit.runs.folder import Run
+
+# fit_class_member: re-exported (it lived here before the scikit-learn wrapper shared it)
 from rnnkit.tasks.counts import (
     CountClassifier,
     NgramCounts,
-    choose_class_mixture,
     choose_weight,
-    mixed_class_nll,
+    fit_class_member,
     mixed_nll,
-    tempered_softmax,
 )
 from rnnkit.tasks.modes import eval_mode
 
@@ -110,37 +109,6 @@ def fit_member(
         "counts_val_nll": mixed_nll(network, counts, 1.0),
         "mixed_val_nll": mixed_nll(network, counts, weight),
         "weight": weight,
-    }
-    return member, chosen
-
-
-def fit_class_member(
-    network_val: np.ndarray,
-    order: int,
-    vocab_size: int,
-    num_classes: int,
-    train: tuple[list[list[int]], list[int]],
-    val: tuple[list[list[int]], list[int]],
-) -> tuple[CountClassifier, dict[str, float]]:
-    """A classify run's count member (module docstring) and what choosing it measured on the validation part
-    (``network_val_accuracy``, ``counts_val_accuracy``, ``mixed_val_accuracy``, ``weight``, ``temperature``).
-    ``network_val`` ``(N_val, C)``: the network's probabilities of the validation part."""
-    gold = np.asarray(val[1])
-    scores = CountClassifier.fit(order, vocab_size, num_classes, *train).scores(val[0])
-    temperature, weight = choose_class_mixture(network_val, scores, gold)
-    member = CountClassifier.fit(
-        order, vocab_size, num_classes, list(train[0]) + list(val[0]), list(train[1]) + list(val[1])
-    )
-    member.temperature, member.weight = temperature, weight
-    alone = tempered_softmax(scores, temperature)
-    mixed = mixture(network_val, alone, weight)
-    chosen = {
-        "network_val_accuracy": float((network_val.argmax(1) == gold).mean()),
-        "counts_val_accuracy": float((alone.argmax(1) == gold).mean()),
-        "mixed_val_accuracy": float((mixed.argmax(1) == gold).mean()),
-        "mixed_val_nll": mixed_class_nll(network_val, alone, weight, gold),
-        "weight": weight,
-        "temperature": temperature,
     }
     return member, chosen
 

@@ -47,6 +47,7 @@ __all__ = [
     "NgramCounts",
     "choose_class_mixture",
     "choose_weight",
+    "fit_class_member",
     "mixed_class_nll",
     "mixed_nll",
     "tempered_softmax",
@@ -415,3 +416,37 @@ def choose_class_mixture(network: np.ndarray, scores: np.ndarray, gold: np.ndarr
                 best = (loss, tau, w)
     assert best is not None
     return best[1], best[2]
+
+
+def fit_class_member(
+    network_val: np.ndarray,
+    order: int,
+    vocab_size: int,
+    num_classes: int,
+    train: tuple[list[list[int]], list[int]],
+    val: tuple[list[list[int]], list[int]],
+) -> tuple[CountClassifier, dict[str, float]]:
+    """A classifier's count member and what choosing it measured on the validation part (``network_val_accuracy``,
+    ``counts_val_accuracy``, ``mixed_val_accuracy``, ``mixed_val_nll``, ``weight``, ``temperature``):
+    ``τ`` and ``w`` by :func:`choose_class_mixture` with counts of the training part alone, then the member kept
+    counts the training *and* validation parts. ``train``/``val``: token ids ``N × (L_i,)`` (no BOS/EOS) and class
+    ids ``(N,)``; ``network_val`` ``(N_val, C)``: the network's probabilities of the validation part. A text
+    classify run (:mod:`rnnkit.runs.text_counts`) and :class:`rnnkit.sklearn.RNNClassifier` both fit it here."""
+    gold = np.asarray(val[1])
+    scores = CountClassifier.fit(order, vocab_size, num_classes, *train).scores(val[0])
+    temperature, weight = choose_class_mixture(network_val, scores, gold)
+    member = CountClassifier.fit(
+        order, vocab_size, num_classes, list(train[0]) + list(val[0]), list(train[1]) + list(val[1])
+    )
+    member.temperature, member.weight = temperature, weight
+    alone = tempered_softmax(scores, temperature)
+    mixed = mixture(network_val, alone, weight)
+    chosen = {
+        "network_val_accuracy": float((network_val.argmax(1) == gold).mean()),
+        "counts_val_accuracy": float((alone.argmax(1) == gold).mean()),
+        "mixed_val_accuracy": float((mixed.argmax(1) == gold).mean()),
+        "mixed_val_nll": mixed_class_nll(network_val, alone, weight, gold),
+        "weight": weight,
+        "temperature": temperature,
+    }
+    return member, chosen
