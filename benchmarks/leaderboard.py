@@ -314,6 +314,12 @@ def run_rnnkit(args: Sequence[str], out: Path, log: list[str]) -> tuple[dict[str
     return json.loads((out / "metrics.json").read_text(encoding="utf-8")), None, wall
 
 
+REUSE_FLAGS = frozenset({"--task", "--data", "--test-data", "--threads"})
+"""The options of a command whose finished folder ``--reuse`` may read: the data and the thread count (not
+checked: a folder trained with other threads can differ by rounding, so reuse folders of the same
+``--train-args``); any other option (``--train-args "--epochs 5"``) changes the run, which is trained again."""
+
+
 def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | None:
     """``--reuse``: the metrics of a finished run folder that the default series-classification command
     ``args`` (no ``--model``) with ``seed`` would write again today, else None. Checked on its ``config.json``:
@@ -328,6 +334,8 @@ def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | N
     from rnnkit.runs.series_defaults import default_members
 
     if "--model" in args or "--task" not in args or args[args.index("--task") + 1] != "classify":
+        return None
+    if any(a.startswith("--") and a not in REUSE_FLAGS for a in args):  # e.g. --train-args "--dtw-steps 128"
         return None
     if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
         return None
@@ -370,7 +378,7 @@ def rnnkit_seeds(
     ``reuse``, a run folder :func:`reusable` accepts is read instead of trained (its wall time: None)."""
     runs = []
     for seed in seeds:
-        cached = reusable(out / f"seed{seed}", args, seed) if reuse else None
+        cached = reusable(out / f"seed{seed}", [*args, *extra], seed) if reuse else None
         if cached is not None:
             log.append(f"reused {out / f'seed{seed}'} (same data, seed and default settings)")
             runs.append({"seed": seed, "wall_s": None, "train_s": cached.get("train_seconds"), "metrics": cached})

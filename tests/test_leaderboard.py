@@ -309,6 +309,9 @@ def test_reuse_accepts_only_a_default_run_of_the_same_data_and_seed(tmp_path: Pa
     assert lb.reusable(folder, args, 0) == {"test_accuracy": 0.5, "train_seconds": 3.0}  # before --dtw-steps: none
     write({**record, "dtw_steps": 128})
     assert lb.reusable(folder, args, 0) is None  # with a DTW member beside the ridge
+    write(record)
+    assert lb.reusable(folder, [*args, "--threads", "1"], 0) is not None  # --train-args "--threads 1"
+    assert lb.reusable(folder, [*args, "--dtw-steps", "128"], 0) is None  # other settings: trained again
 
 
 def test_the_parts_cell_names_the_dtw_member_when_the_runs_have_one() -> None:
