@@ -1121,7 +1121,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--reuse",
         action="store_true",
         help="classify: read a finished default run folder under --out instead of training it again, when its "
-        "config.json shows the same data, seed and today's default settings (its wall time is then not known)",
+        "config.json shows the same data, seed and today's default settings and --train-args set nothing but "
+        "--threads (its wall time is then not known)",
     )
     p.add_argument(
         "--merge",
