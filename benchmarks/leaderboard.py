@@ -314,28 +314,39 @@ def run_rnnkit(args: Sequence[str], out: Path, log: list[str]) -> tuple[dict[str
     return json.loads((out / "metrics.json").read_text(encoding="utf-8")), None, wall
 
 
-REUSE_FLAGS = frozenset({"--task", "--data", "--test-data", "--threads"})
-"""The options of a command whose finished folder ``--reuse`` may read: the data and the thread count (not
-checked: a folder trained with other threads can differ by rounding, so reuse folders of the same
-``--train-args``); any other option (``--train-args "--epochs 5"``) changes the run, which is trained again."""
+def _only_threads(extra: Sequence[str]) -> bool:
+    """True when ``--train-args`` hold nothing but ``--threads N`` (or ``--threads=N``): the one option ``--reuse``
+    lets through (not checked against the folder: one trained with other threads can differ by rounding, so reuse
+    folders of the same ``--train-args``); any other option (``--epochs 5``, ``--dtw-steps 128``, a second
+    ``--test-data``, ``--quick``'s settings) changes the run, which is trained again."""
+    rest = list(extra)
+    while rest:
+        head = rest.pop(0)
+        if head.startswith("--threads="):
+            continue
+        if head != "--threads" or not rest:
+            return False
+        rest.pop(0)
+    return True
 
 
-def reusable(folder: Path, args: Sequence[str], seed: int) -> dict[str, Any] | None:
+def reusable(folder: Path, args: Sequence[str], seed: int, extra: Sequence[str] = ()) -> dict[str, Any] | None:
     """``--reuse``: the metrics of a finished run folder that the default series-classification command
-    ``args`` (no ``--model``) with ``seed`` would write again today, else None. Checked on its ``config.json``:
-    the same data files and seed, every setting the kind's defaults fill (model, sizes, schedule,
-    ``--series-norm``, ``--val-fraction``: 0.2 in folders from before the option) equal to today's defaults, the
-    downsampling factor today's default picks for that training part (1 in folders from before ``--downsample``),
-    the epochs today's default schedule gives it (:func:`default_epochs`) and the ensemble size today's rule gives
-    it (:func:`default_members`: 1, a single model, in folders from before board8). Anything else is trained
-    again."""
+        ``args`` (no ``--model``) with ``seed`` and ``extra`` (``--train-args``: nothing but ``--threads``,
+    :func:`_only_threads`) would write again today, else None. Checked on its ``config.json``:
+        the same data files and seed, every setting the kind's defaults fill (model, sizes, schedule,
+        ``--series-norm``, ``--val-fraction``: 0.2 in folders from before the option) equal to today's defaults, the
+        downsampling factor today's default picks for that training part (1 in folders from before ``--downsample``),
+        the epochs today's default schedule gives it (:func:`default_epochs`) and the ensemble size today's rule gives
+        it (:func:`default_members`: 1, a single model, in folders from before board8). Anything else is trained
+        again."""
     from rnnkit.runs.classify_series import DEFAULTS as SERIES_DEFAULTS
     from rnnkit.runs.classify_series import VAL_FRACTION, auto_downsample, default_epochs, prepare_series
     from rnnkit.runs.series_defaults import default_members
 
     if "--model" in args or "--task" not in args or args[args.index("--task") + 1] != "classify":
         return None
-    if any(a.startswith("--") and a not in REUSE_FLAGS for a in args):  # e.g. --train-args "--dtw-steps 128"
+    if not _only_threads(extra):  # e.g. --train-args "--dtw-steps 128"
         return None
     if not (folder / "metrics.json").is_file() or not (folder / "config.json").is_file():
         return None
@@ -378,7 +389,7 @@ def rnnkit_seeds(
     ``reuse``, a run folder :func:`reusable` accepts is read instead of trained (its wall time: None)."""
     runs = []
     for seed in seeds:
-        cached = reusable(out / f"seed{seed}", [*args, *extra], seed) if reuse else None
+        cached = reusable(out / f"seed{seed}", args, seed, extra) if reuse else None
         if cached is not None:
             log.append(f"reused {out / f'seed{seed}'} (same data, seed and default settings)")
             runs.append({"seed": seed, "wall_s": None, "train_s": cached.get("train_seconds"), "metrics": cached})
@@ -1122,7 +1133,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="classify: read a finished default run folder under --out instead of training it again, when its "
         "config.json shows the same data, seed and today's default settings and --train-args set nothing but "
-        "--threads (its wall time is then not known)",
+        "--threads (so --quick never reuses; its wall time is then not known)",
     )
     p.add_argument(
         "--merge",

@@ -310,8 +310,15 @@ def test_reuse_accepts_only_a_default_run_of_the_same_data_and_seed(tmp_path: Pa
     write({**record, "dtw_steps": 128})
     assert lb.reusable(folder, args, 0) is None  # with a DTW member beside the ridge
     write(record)
-    assert lb.reusable(folder, [*args, "--threads", "1"], 0) is not None  # --train-args "--threads 1"
-    assert lb.reusable(folder, [*args, "--dtw-steps", "128"], 0) is None  # other settings: trained again
+    for extra in (["--threads", "1"], ["--threads=2"]):  # --train-args "--threads 1": reused
+        assert lb.reusable(folder, args, 0, extra) is not None, extra
+    for extra in (
+        ["--dtw-steps", "128"],
+        ["--test-data", "other.ts"],
+        ["--threads"],
+        ["--epochs", "1", "--threads", "1"],
+    ):
+        assert lb.reusable(folder, args, 0, extra) is None, extra  # other settings (or a second --test-data): retrained
 
 
 def test_the_parts_cell_names_the_dtw_member_when_the_runs_have_one() -> None:

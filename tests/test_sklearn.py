@@ -546,3 +546,11 @@ def test_bad_ngram_orders_are_rejected_before_training(params, X, match):
     data = names if X == "strings" else np.random.default_rng(0).standard_normal((30, 6))
     with pytest.raises(ValueError, match=match):
         RNNClassifier(**TINY, **params).fit(data, labels)
+
+
+def test_the_classifier_repeats_the_shared_defaults_of_the_base():
+    """RNNClassifier lists every parameter in its own __init__ (scikit-learn reads the signature): the shared ones
+    keep the base's defaults."""
+    shared = RNNRegressor().get_params()
+    mine = RNNClassifier().get_params()
+    assert mine == {**shared, "ngram_order": 0}

@@ -120,10 +120,14 @@ class RNNClassifier(ClassifierMixin, _SequenceEstimator):
         self.counts_ = self._fit_counts(seqs, y_idx, split) if self.ngram_order else None
         return self
 
-    def _check_ngram_order(self, kind: str) -> int:
+    def _check_own_params(self) -> None:
         order = self.ngram_order
         if not _is_int(order) or not 0 <= order <= MAX_ORDER:
             raise _bad(self, "ngram_order", f"must be an integer in [0, {MAX_ORDER}] (0: the network alone; e.g. 4)")
+
+    def _check_ngram_order(self, kind: str) -> int:
+        """``ngram_order`` against the input read (strings only) and the hold-out it needs."""
+        order = self.ngram_order
         if order and kind != "strings":
             raise _bad(self, "ngram_order", "counts characters: it applies to string input only; set it to 0")
         if order and not self.validation_fraction > 0:

@@ -142,8 +142,12 @@ class _SequenceEstimator(BaseEstimator):
         _reset_fitted(self)
         _check_common_params(self)
         _check_int(self, "embed_dim", 1, "e.g. 32")
+        self._check_own_params()
         self._y_required(y)
         return self._read_fit_X(X)
+
+    def _check_own_params(self) -> None:
+        """The parameters only a subclass has, checked before X is read (none here)."""
 
     def _read_fit_X(self, X: Any) -> _Sequences:
         """Read training X (its kind and channel count); statistics come later from the training rows only."""
