@@ -435,8 +435,7 @@ def _probabilities(run: Run, part: SeriesSet) -> np.ndarray:
     """The run's class probabilities ``(N, num_classes)``: the networks', averaged with its kernel ridge's when it
     has one (:func:`~rnnkit.runs.series_kernels.combine`)."""
     networks, _ = _network_probabilities(run, part, labeled=False)
-    kernels = kernel_probabilities(run, part)
-    return combine(run, networks, kernels, None if kernels is None else nearest_probabilities(run, part))
+    return combine(run, networks, kernel_probabilities(run, part), nearest_probabilities(run, part))
 
 
 def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None) -> dict[str, Any]:
@@ -445,7 +444,7 @@ def _classify_metrics(run: Run, part: SeriesSet, train: SeriesSet | None = None)
     gold = part.label_ids()
     networks, batches = _network_probabilities(run, part, labeled=True)
     kernels = kernel_probabilities(run, part)
-    nearest = None if kernels is None else nearest_probabilities(run, part)  # the DTW member sits beside the ridge
+    nearest = nearest_probabilities(run, part)
     probs = combine(run, networks, kernels, nearest)
     pred = probs.argmax(1).tolist()
     conf = confusion(gold, pred, len(run.classes))

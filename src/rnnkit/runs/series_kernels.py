@@ -107,14 +107,18 @@ def ridge_sample(labels: Sequence[int], seed: int, limit: int | None = None) -> 
     return kept
 
 
+def _labeled(parts: list[SeriesSet]) -> tuple[list[np.ndarray], list[int]]:
+    """The series ``N × (L_i, C)`` of ``parts``, one after the other, and their class ids ``(N,)``."""
+    return [x for part in parts for x in as_sequences(part.X)], [i for part in parts for i in part.label_ids()]
+
+
 def fit_kernels(
     parts: list[SeriesSet], classes: list[str], features: int, seed: int, hydra: int = 0, pooling: str = "ppv"
 ) -> KernelRidge:
     """A :class:`KernelRidge` of about ``features`` random-kernel features pooled as ``pooling`` names
     (``"ppv"``, ``"ppv+lspv"``), and ``hydra`` groups of competing kernels beside them (0: none), fitted on the
     labeled series of ``parts`` (at most about :data:`RIDGE_MAX_SERIES` of them, :func:`ridge_sample`), seeded."""
-    series = [x for part in parts for x in as_sequences(part.X)]  # N × (L_i, C)
-    labels = [i for part in parts for i in part.label_ids()]
+    series, labels = _labeled(parts)
     keep = ridge_sample(labels, seed)
     if len(keep) < len(labels):
         series, labels = [series[i] for i in keep], [labels[i] for i in keep]
@@ -127,8 +131,7 @@ def fit_kernels(
 def fit_nearest(parts: list[SeriesSet], classes: list[str], steps: int, seed: int) -> NearestSeries:
     """A :class:`NearestSeries` on the labeled series of ``parts`` (at most about :data:`DTW_MAX_SERIES` of them,
     :func:`ridge_sample`, seeded), averaged to about ``steps`` steps."""
-    series = [x for part in parts for x in as_sequences(part.X)]  # N × (L_i, C)
-    labels = [i for part in parts for i in part.label_ids()]
+    series, labels = _labeled(parts)
     keep = ridge_sample(labels, seed, DTW_MAX_SERIES)
     return NearestSeries(parts[0].num_channels, len(classes)).fit(
         [series[i] for i in keep], [labels[i] for i in keep], steps
@@ -190,8 +193,7 @@ def fit_member(
     nearest = None
     if dtw_steps:
         nearest = fit_nearest(parts, classes, dtw_steps, seed)
-        labels = [i for part in parts for i in part.label_ids()]
-        nearest.weight.fill_(static_share(ridge, nearest, labels, seed))
+        nearest.weight.fill_(static_share(ridge, nearest, _labeled(parts)[1], seed))
     return ridge, nearest
 
 
@@ -258,8 +260,9 @@ def load_nearest(run: Run) -> NearestSeries | None:
 
 
 def nearest_probabilities(run: Run, part: SeriesSet) -> np.ndarray | None:
-    """The DTW member's class probabilities ``(N, K)`` of ``part``'s series, or None for a run without one."""
-    nearest = load_nearest(run)
+    """The DTW member's class probabilities ``(N, K)`` of ``part``'s series, or None for a run without one (or
+    without the ridge it sits beside: nothing would read it)."""
+    nearest = load_nearest(run) if load_kernels(run) is not None else None
     return None if nearest is None else nearest.probabilities(as_sequences(part.X))
 
 
