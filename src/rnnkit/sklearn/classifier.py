@@ -125,14 +125,13 @@ class RNNClassifier(ClassifierMixin, _SequenceEstimator):
         if not _is_int(order) or not 0 <= order <= MAX_ORDER:
             raise _bad(self, "ngram_order", f"must be an integer in [0, {MAX_ORDER}] (0: the network alone; e.g. 4)")
 
-    def _check_ngram_order(self, kind: str) -> int:
+    def _check_ngram_order(self, kind: str) -> None:
         """``ngram_order`` against the input read (strings only) and the hold-out it needs."""
         order = self.ngram_order
         if order and kind != "strings":
             raise _bad(self, "ngram_order", "counts characters: it applies to string input only; set it to 0")
         if order and not self.validation_fraction > 0:
             raise _bad(self, "ngram_order", "needs validation_fraction > 0 (the counts' share is chosen there)")
-        return int(order)
 
     def _fit_counts(self, seqs: _Sequences, y_idx: np.ndarray, split: tuple[np.ndarray, np.ndarray]) -> Any:
         """The count member beside the trained network (``ngram_order``), its share chosen on the hold-out."""
