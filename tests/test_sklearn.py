@@ -265,6 +265,17 @@ def test_pickle_round_trip():
     np.testing.assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
 
 
+def test_a_pickle_from_before_ngram_order_keeps_its_params():
+    X, y = _sign_of_sum(30, 4, seed=11)
+    clf = RNNClassifier(**TINY, random_state=0).fit(X, y)
+    state = clf.__getstate__()
+    del state["ngram_order"], state["counts_"]  # what a release before the count member pickled
+    old = RNNClassifier.__new__(RNNClassifier)
+    old.__setstate__(state)
+    assert old.get_params()["ngram_order"] == 0 and clone(old).ngram_order == 0
+    np.testing.assert_array_equal(old.predict_proba(X), clf.predict_proba(X))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # scikit-learn tools
 

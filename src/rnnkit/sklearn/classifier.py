@@ -99,6 +99,12 @@ class RNNClassifier(ClassifierMixin, _SequenceEstimator):
         )
         self.ngram_order = ngram_order
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle; an estimator pickled before ``ngram_order`` existed gets its default (0), so that
+        ``get_params``, ``clone`` and ``repr`` keep working on it."""
+        state.setdefault("ngram_order", 0)
+        super().__setstate__(state)
+
     def fit(self, X: Any, y: Any) -> RNNClassifier:
         """Train on sequences ``X`` (any format of the module docstring) and labels ``y`` ``(N,)``."""
         seqs = self._begin_fit(X, y)
