@@ -8,11 +8,13 @@ import math
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+import rnnkit.tasks.elastic as elastic
 from cli_helpers import assert_one_line_error, rnnkit_main
 from rnnkit import cli
 from rnnkit.data.series_inputs import downsample_series
@@ -37,30 +39,64 @@ def _dtw_loop(a: np.ndarray, b: np.ndarray) -> float:
     return float(D[La, Lb])
 
 
-def _distances(A: list[np.ndarray], B: list[np.ndarray], **kw: int) -> np.ndarray:
+def _distances(A: list[np.ndarray], B: list[np.ndarray], **kw: Any) -> np.ndarray:
     a, la = pad_series(A)
     b, lb = pad_series(B)
     return dtw_distances(a, la, b, lb, **kw).numpy()
 
 
+def _method(name: str) -> str:
+    if name == "compiled" and elastic._kernel() is None:
+        pytest.skip(f"the compiled DTW kernel did not build here ({elastic.extension_status('dtw')})")
+    return name
+
+
+@pytest.mark.parametrize("method", ["compiled", "scan"])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_dtw_equals_the_hand_loop_for_unequal_lengths_and_any_batching(channels: int) -> None:
+def test_dtw_equals_the_hand_loop_for_unequal_lengths_and_any_batching(channels: int, method: str) -> None:
+    method = _method(method)
     A = _series(5, channels, (1, 14), seed=1)
-    B = _series(4, channels, (2, 11), seed=2)
+    B = _series(11, channels, (2, 11), seed=2)  # the compiled kernel: a block of 8 pairs and one of 3
     A.append(np.ones((1, channels)))  # one step: only the first row and column
     expected = np.array([[_dtw_loop(a, b) for b in B] for a in A])
-    got = _distances(A, B)
+    got = _distances(A, B, method=method)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(_distances(A, B, chunk_cells=1), got, rtol=1e-12, atol=1e-12)  # one series a batch
-    np.testing.assert_allclose(_distances(B, A), got.T, rtol=1e-12, atol=1e-12)  # symmetric
-    assert np.all(np.diag(_distances(A, A)) == 0)
+    one = _distances(A, B, chunk_cells=1, method=method)  # the scan: one series a batch
+    np.testing.assert_allclose(one, got, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(_distances(B, A, method=method), got.T, rtol=1e-12, atol=1e-12)  # symmetric
+    assert np.all(np.diag(_distances(A, A, method=method)) == 0)
 
 
-def test_dtw_equals_aeons_dtw_distance() -> None:
+def test_the_compiled_kernel_and_the_scan_agree_on_many_pairs() -> None:
+    _method("compiled")
+    A, B = _series(7, 2, (1, 60), seed=5), _series(37, 2, (1, 70), seed=6)
+    compiled = _distances(A, B, method="compiled")
+    np.testing.assert_allclose(compiled, _distances(A, B, method="scan"), rtol=1e-11)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # any split between threads gives the same bits
+    try:
+        assert np.array_equal(_distances(A, B, method="compiled"), compiled)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_without_the_kernel_auto_scans_and_compiled_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    A, B = _series(3, 1, (2, 9), seed=7), _series(4, 1, (2, 9), seed=8)
+    scanned = _distances(A, B, method="scan")
+    monkeypatch.setattr(elastic, "_kernel", lambda: None)
+    np.testing.assert_array_equal(_distances(A, B), scanned)
+    with pytest.raises(ValueError, match="method='compiled' is unavailable"):
+        _distances(A, B, method="compiled")
+    with pytest.raises(ValueError, match="method must be one of"):
+        _distances(A, B, method="fast")
+
+
+@pytest.mark.parametrize("method", ["compiled", "scan"])
+def test_dtw_equals_aeons_dtw_distance(method: str) -> None:
     distances = pytest.importorskip("aeon.distances")
     A = _series(4, 2, (5, 30), seed=3)
     B = _series(3, 2, (5, 30), seed=4)
-    got = _distances(A, B)
+    got = _distances(A, B, method=_method(method))
     for i, a in enumerate(A):
         for j, b in enumerate(B):  # aeon reads (C, L)
             assert got[i, j] == pytest.approx(distances.dtw_distance(a.T.copy(), b.T.copy()), rel=1e-12)
@@ -70,6 +106,8 @@ def test_an_empty_series_is_refused() -> None:
     a, la = pad_series(_series(2, 1, (3, 5)))
     with pytest.raises(ValueError, match="at least one step"):
         dtw_distances(a, torch.tensor([3, 0]), a, la)
+    with pytest.raises(ValueError, match="exceeds its series' padded length"):
+        dtw_distances(a, la + a.shape[1], a, la)
     with pytest.raises(ValueError, match="no series"):
         pad_series([])
 

@@ -8,7 +8,10 @@ and ``b`` ``(Lb, C)`` by the cheapest monotone path through their cost matrix
 
     D[0, 0] = c[0, 0];   D[i, j] = c[i, j] + min(D[i−1, j−1], D[i−1, j], D[i, j−1]);   dtw(a, b) = D[La−1, Lb−1]
 
-(the squared-cost sum, as aeon's ``dtw_distance`` returns it). One row is a min-plus scan: with
+(the squared-cost sum, as aeon's ``dtw_distance`` returns it). Two paths compute it (:data:`DTW_METHODS`):
+``"compiled"``, that programme cell by cell in C++ (``engine/csrc/dtw.cpp``, built on first use by
+:mod:`rnnkit.engine.build`; eight pairs side by side in vector lanes, pairs split between torch's threads), and
+``"scan"`` in PyTorch, the fallback where no compiler is found. The scan: one row is a min-plus scan: with
 ``r[j] = c[i, j] + min(D[i−1, j−1], D[i−1, j])`` and ``S`` the prefix sums of ``c[i, :]``,
 ``D[i, j] = S[j] + min_{k ≤ j} (r[k] − S[k])``, so a row is a ``cumsum`` and a ``cummin`` over every pair of a
 batch at once (:func:`dtw_distances`, float64; a Python loop over the rows of the first argument's series only).
@@ -38,9 +41,16 @@ import torch
 from torch import Tensor, nn
 
 from rnnkit.data.series_inputs import downsample_series
+from rnnkit.engine.build import extension_status, load_threaded_extension
 from rnnkit.tasks.kernels import fit_temperature
 
-__all__ = ["CHUNK_CELLS", "NearestSeries", "class_minima", "dtw_distances", "pad_series"]
+__all__ = ["CHUNK_CELLS", "DTW_METHODS", "NearestSeries", "class_minima", "dtw_distances", "pad_series"]
+
+DTW_METHODS = ("auto", "compiled", "scan")
+"""The paths of :func:`dtw_distances`: ``"auto"`` is ``"compiled"`` where the C++ kernel builds and loads, else
+``"scan"``."""
+
+_EXTENSION = "dtw"
 
 CHUNK_CELLS = 2_000_000
 """Pairs × steps of one batch of :func:`dtw_distances` (about 16 MB per float64 buffer)."""
@@ -57,16 +67,43 @@ def pad_series(series: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
     return X, torch.tensor([len(s) for s in series])
 
 
+def _kernel():
+    return load_threaded_extension(_EXTENSION, ["dtw.cpp"])
+
+
 @torch.no_grad()
-def dtw_distances(a: Tensor, a_lengths: Tensor, b: Tensor, b_lengths: Tensor, chunk_cells: int = CHUNK_CELLS) -> Tensor:
+def dtw_distances(
+    a: Tensor,
+    a_lengths: Tensor,
+    b: Tensor,
+    b_lengths: Tensor,
+    chunk_cells: int = CHUNK_CELLS,
+    method: str = "auto",
+) -> Tensor:
     """DTW distances ``(n, N)`` float64 between the padded series ``a`` ``(n, La, C)`` (lengths ``(n,)``) and
-    ``b`` ``(N, Lb, C)`` (lengths ``(N,)``), by the row scan of the module docstring. Padding is never read: a
-    pair's distance is read at its own last cell. Every length must be at least 1."""
+    ``b`` ``(N, Lb, C)`` (lengths ``(N,)``), on the CPU. Padding is never read: a pair's distance is read at its
+    own last cell. Every length must be at least 1 and at most its tensor's ``L``. ``method``: one of
+    :data:`DTW_METHODS` (an explicit ``"compiled"`` that cannot build raises ValueError); ``chunk_cells``: pairs ×
+    steps of one batch of the scan."""
+    if method not in DTW_METHODS:
+        raise ValueError(f"method must be one of {DTW_METHODS}, got {method!r}")
     if a.shape[0] == 0 or b.shape[0] == 0:
         return torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64)
     if int(a_lengths.min()) < 1 or int(b_lengths.min()) < 1:
         raise ValueError("every series needs at least one step")
+    if int(a_lengths.max()) > a.shape[1] or int(b_lengths.max()) > b.shape[1]:
+        raise ValueError("a length exceeds its series' padded length")
     a, b = a.double(), b.double()
+    kernel = None if method == "scan" else _kernel()
+    if method == "compiled" and kernel is None:
+        raise ValueError(f"method='compiled' is unavailable ({extension_status(_EXTENSION)}); use 'auto'")
+    if kernel is not None:
+        return kernel.dtw_distances(
+            a.cpu().contiguous(),
+            a_lengths.cpu().long().contiguous(),
+            b.cpu().contiguous(),
+            b_lengths.cpu().long().contiguous(),
+        )
     n_all, N, Lb, C = a.shape[0], b.shape[0], b.shape[1], b.shape[2]
     bt = b.permute(2, 0, 1).unsqueeze(0)  # (1, C, N, Lb)
     last = (b_lengths - 1).view(1, N, 1)
