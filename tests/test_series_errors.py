@@ -1,9 +1,10 @@
-"""benchmarks/series_errors.py: the rows it prints and the held-out sets it refuses."""
+"""benchmarks/series_errors.py and benchmarks/dtw_speed.py: the rows they print, what they refuse, that they run."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from script_helpers import load_benchmark
 
@@ -46,3 +47,14 @@ def test_every_peer_and_seed_gets_a_row(monkeypatch: pytest.MonkeyPatch, capsys:
     missed = ", ".join(str(i) for i in np.flatnonzero(gold != majority))
     assert out.count("| MiniRocket |") == 2 and out.count("| 1-NN DTW |") == 1  # 1-NN is deterministic
     assert f"| {np.mean(gold == majority):.3f} | {missed} |" in out
+
+
+def test_the_dtw_speed_benchmark_runs_and_its_paths_agree(capsys: pytest.CaptureFixture[str]) -> None:
+    speed = load_benchmark("dtw_speed")  # main asserts that every path's matrix equals aeon's
+    threads = torch.get_num_threads()
+    try:
+        assert speed.main(["--sizes", "6x9", "--repeat", "1", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "| 6 | 9 | aeon dtw_pairwise_distance |" in out and "| 6 | 9 | rnnkit scan (PyTorch) |" in out
