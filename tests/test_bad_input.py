@@ -190,6 +190,15 @@ REALS = ["train", "--out", "{out}", "--overwrite", "--hidden", "8", "--epochs", 
 ROWS: dict[str, tuple[list[str], list[str]]] = {
     "missing-path": ([*TRAIN, "--data", "{tmp}/missing.txt"], ["no such path", "missing.txt", "check the spelling"]),
     "missing-run-folder": (["evaluate", "{tmp}/no-run"], ["run folder", "does not exist"]),
+    "unknown-embedded-data": (
+        [*TRAIN, "--data", "embedded:genders"],
+        ["unknown embedded data 'embedded:genders' for --task classify", "embedded:gender, embedded:basicmotions"],
+    ),
+    "embedded-data-of-another-task": (
+        [*TRAIN, "--task", "forecast", "--data", "embedded:gender"],
+        ["for --task forecast", "choose one of: embedded:msft, embedded:sunspots, embedded:ppg"],
+    ),
+    "no-embedded-data-for-the-task": ([*TRAIN, "--task", "tag", "--data", "embedded:x"], ["it has none: give a file"]),
     "unreadable-pipe": ([*TRAIN, "--data", "{in:pipe}"], ["not a regular file", "pipe.txt", "give a text file"]),
     "unreadable-permissions": ([*TRAIN, "--data", "{in:latin1.txt}"], ["cannot be read", "permissions"]),
     "empty-file": ([*TRAIN, "--task", "generate", "--data", "{in:empty.txt}"], ["empty.txt is empty"]),

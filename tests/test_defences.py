@@ -285,6 +285,19 @@ def test_the_sparse_confusion_equals_the_dense_one_and_its_macro_f1() -> None:
         assert all(dense[g][p] == n for g, p, n in sparse.sparse())
 
 
+def test_the_mean_cross_entropy_of_certain_answers_prints_as_zero_and_counts_read_well() -> None:
+    from rnnkit.cliutil import counted
+    from rnnkit.metrics import mean_nll
+
+    probs = np.array([[1.0, 0.0], [0.25, 0.75]])
+    for rows, expected in (([0], 0.0), ([0, 1], -np.log(0.75) / 2)):
+        got = mean_nll(probs[rows], [[0, 1][i] for i in rows])
+        assert got == pytest.approx(expected, abs=1e-15) and str(round(got, 4)) != "-0.0"
+    over = np.array([[1.0 + 2e-16, 0.0]])  # a mixture rounded a hair above 1
+    assert mean_nll(over, [0]) == 0.0 and str(mean_nll(over, [0])) == "0.0"
+    assert (counted(1, "epoch"), counted(0, "epoch"), counted(3, "thread")) == ("1 epoch", "0 epochs", "3 threads")
+
+
 def test_ten_thousand_classes_write_a_small_confusion_and_no_plot(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

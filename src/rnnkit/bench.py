@@ -57,6 +57,7 @@ from rnnkit.bench_timing import time_blocks
 from rnnkit.bench_timing import time_interleaved as _time_interleaved
 from rnnkit.cells import CELLS as _SPECS
 from rnnkit.cells import CellSpec
+from rnnkit.cliutil import counted
 
 __all__ = [
     "CELLS",
@@ -713,7 +714,7 @@ def busy_cpus(seconds: float = 0.5) -> float | None:
 def environment() -> str:
     """One line naming what the numbers were measured on."""
     return (
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {counted(torch.get_num_threads(), 'thread')}, {os.cpu_count()} CPUs, "
         f"{platform.machine()}, Python {platform.python_version()}, float32"
     )
 

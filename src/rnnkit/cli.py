@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import rnnkit
-from rnnkit.cliutil import PROG, Formatter, Parser, ranged
+from rnnkit.cliutil import PROG, Formatter, Parser, counted, ranged
 
 # --------------------------------------------------------------------------------------------------------------
 # rnnkit train / evaluate / predict / sample / demo
@@ -258,7 +258,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not distributed.is_main():  # under torchrun, rank 0 reports for all
         return 0
     print(f"{task} · {metrics['model']}: {summary_line(metrics)}")
-    print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.0f} s ({metrics['stopped_reason']})")
+    epochs = counted(metrics["epochs"], "epoch")
+    print(f"trained {epochs} in {metrics['train_seconds']:.0f} s ({metrics['stopped_reason']})")
     print(f"run folder: {args.out}")
     return 0
 

@@ -7,7 +7,8 @@
 - :class:`Formatter` — shows every flag's default and keeps the line breaks of descriptions;
 - :func:`positive_int` — an ``argparse`` type for counts;
 - :func:`ranged` — the ``argparse`` type of a number with a range in :data:`rnnkit.ranges.RANGES` (the library
-  checks the same ranges with :func:`rnnkit.ranges.check`).
+  checks the same ranges with :func:`rnnkit.ranges.check`);
+- :func:`counted` — ``"1 epoch"``, ``"3 epochs"`` in printed lines.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 
 from rnnkit import ranges
 
-__all__ = ["PROG", "Formatter", "Parser", "positive_int", "ranged"]
+__all__ = ["PROG", "Formatter", "Parser", "counted", "positive_int", "ranged"]
 
 PROG = "rnnkit"
 
@@ -57,3 +58,8 @@ def ranged(name: str) -> Callable[[str], float]:
     """``argparse`` type of the number ``name`` of :data:`rnnkit.ranges.RANGES`: out of its range (or not a finite
     number) is a usage error, one line, exit 2."""
     return ranges.arg(name)
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, the noun with an ``s`` unless ``n`` is 1: ``counted(1, "epoch") == "1 epoch"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

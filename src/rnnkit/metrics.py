@@ -47,8 +47,9 @@ def accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
 
 
 def mean_nll(probs: np.ndarray, gold: Sequence[int]) -> float:
-    """The mean cross-entropy of class probabilities ``probs`` ``(N, K)`` against ``gold`` ``(N,)``."""
-    return float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean())
+    """The mean cross-entropy of class probabilities ``probs`` ``(N, K)`` against ``gold`` ``(N,)``; at least
+    ``0.0`` (certain right answers, or a mixture's probability rounded a hair above 1, never print ``-0.0``)."""
+    return max(0.0, float(-np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-300)).mean()))
 
 
 def mixture(first: Any, second: Any, weight: float) -> Any:

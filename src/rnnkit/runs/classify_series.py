@@ -534,6 +534,7 @@ class SeriesClassifyKind(RunKind):
     ``embedded:basicmotions``), chosen by :meth:`handles`."""
 
     name = APP
+    embedded = tuple(EMBEDDED_SERIES)
     app = APP
     defaults = DEFAULTS
     help = "classify on series"

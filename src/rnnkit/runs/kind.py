@@ -150,6 +150,9 @@ class RunKind:
     ensembles: ClassVar[bool] = (
         False  # `train --ensemble K` trains K members into one run (runs.folder.ENSEMBLE_FORMAT)
     )
+    # the `--data embedded:NAME` values this kind reads (data shipped in installed packages); another embedded:
+    # name for its task is refused in one line listing the task's names (runs.registry.kind_for)
+    embedded: ClassVar[tuple[str, ...]] = ()
 
     # ---------------------------------------------------------------------------------------------- dispatch
     def handles(self, opts: RunOptions) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,13 @@ def kind_for(opts: RunOptions) -> RunKind:
     if opts.task not in KINDS:
         names = sorted(k.name for k in KINDS.values() if k.selectable)
         raise ValueError(f"unknown task {opts.task!r}; choose one of: {', '.join(names)}")
+    if opts.data is not None and opts.data.startswith("embedded:"):  # one the task's kinds would have claimed
+        known = [
+            n for k in KINDS.values() for n in k.embedded if k.name == opts.task or k.handles(replace(opts, data=n))
+        ]
+        if opts.data not in known:
+            choose = f"choose one of: {', '.join(known)}" if known else "it has none: give a file"
+            raise ValueError(f"unknown embedded data {opts.data!r} for --task {opts.task}; {choose}")
     return KINDS[opts.task]
 
 

@@ -366,6 +366,7 @@ class Seq2SeqKind(RunKind):
 
     predict_flags = ("data", "beam")
     name = APP
+    embedded = tuple(CMUDICT)
     app = APP
     defaults = DEFAULTS
     help = "seq2seq (encoder-decoder)"

@@ -457,6 +457,7 @@ class ClassifyKind(_TextKind):
 
     predict_flags = ("data", "top_k")
     name = "classify"
+    embedded = tuple(EMBEDDED)
     ensembles = True  # --ensemble K: K seeds, mean probabilities (the flag is declared by the series kind)
     ignores = ("conditional",)  # --unconditional is for generate
     defaults = DEFAULTS["classify"]
@@ -493,6 +494,7 @@ class GenerateKind(_TextKind):
     """``--task generate``: one→many (a category → names), sampled with ``rnnkit sample``."""
 
     name = "generate"
+    embedded = tuple(EMBEDDED)
     defaults = DEFAULTS["generate"]
     help = "generate (one->many)"
     endpoints = ("sample",)

@@ -8,6 +8,7 @@ from typing import Any
 from rnnkit.cliutil import ranged
 from rnnkit.data.batching import Batch
 from rnnkit.data.series import (
+    EMBEDDED_SERIES,
     SeriesSplit,
     make_windows,
 )
@@ -46,6 +47,7 @@ class ForecastKind(RunKind):
 
     predict_flags = ("data", "horizon")
     name = APP
+    embedded = tuple(EMBEDDED_SERIES)
     app = APP
     defaults = DEFAULTS
     help = "forecast (series -> next values)"
