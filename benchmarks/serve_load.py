@@ -8,14 +8,16 @@ threads, each opening a connection per request (as the baseline must; ``--keep-a
 requests back to back for ``--seconds`` (shortened so that everything, servers' start and stop included, ends
 within ``--budget``). Prints requests/second, p50/p99 latency, the requests that failed (a failure is a non-200
 answer or a broken connection), whether the server still answers, and its resident memory after the warm-up and
-after the load (flat: no growth per request). Exits 1 if a request failed or the server stopped answering.
+after the load (flat: no growth per request); a failed request is named by its cause (``HTTP 503``,
+``ConnectionResetError``, ...). Exits 1 if a request to rnnkit's server failed or it stopped answering.
 ``--baseline COMMIT`` measures the hand-written http.server of that commit (``src/rnnkit/serve.py``; HTTP/1.0,
-paths without ``/runs/NAME``) the same way, for comparison.
+paths without ``/runs/NAME``) the same way, for comparison: its failures are reported, not a failure of the run.
 
 Its figures depend on the machine and on what else runs there: the README's come from one run, stated there.
 """
 
 import argparse
+import collections
 import http.client
 import json
 import os
@@ -64,7 +66,7 @@ def load(port: int, path: str, body: dict, clients: int, seconds: float, keep_al
     data = json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
     latencies: list[list[float]] = [[] for _ in range(clients)]
-    failures = [0] * clients
+    failures: list[collections.Counter[str]] = [collections.Counter() for _ in range(clients)]  # cause -> count
     stop = time.monotonic() + seconds
 
     def client(i: int) -> None:
@@ -78,12 +80,12 @@ def load(port: int, path: str, body: dict, clients: int, seconds: float, keep_al
                 resp = conn.getresponse()
                 resp.read()
                 if resp.status != 200:
-                    failures[i] += 1
+                    failures[i][f"HTTP {resp.status}"] += 1
                 if not keep_alive or resp.getheader("Connection", "").lower() == "close":
                     conn.close()
                     conn = None
-            except OSError:
-                failures[i] += 1
+            except OSError as e:
+                failures[i][type(e).__name__] += 1
                 conn = None
                 continue
             latencies[i].append(time.perf_counter() - t0)
@@ -102,7 +104,8 @@ def load(port: int, path: str, body: dict, clients: int, seconds: float, keep_al
         "rps": len(lat) / elapsed,
         "p50_ms": q[49] * 1e3,
         "p99_ms": q[98] * 1e3,
-        "failed": sum(failures),
+        "failed": sum(sum(f.values()) for f in failures),
+        "causes": sum(failures, collections.Counter()),
     }
 
 
@@ -151,9 +154,11 @@ def measure(
             seconds = budget.phase(args.seconds, servers_left)
             r = load(port, prefix[run] + "/" + endpoint, body, args.clients, seconds, keep_alive)
             ok = ok and r["failed"] == 0
+            causes = ", ".join(f"{n} × {cause}" for cause, n in r["causes"].most_common())
             print(
                 f"{label:9s} {endpoint:8s} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  p99 {r['p99_ms']:7.1f} ms"
-                f"  {r['requests']} requests, {r['failed']} failed ({args.clients} clients, {seconds:.1f} s)",
+                f"  {r['requests']} requests, {r['failed']} failed{f' ({causes})' if causes else ''}"
+                f" ({args.clients} clients, {seconds:.1f} s)",
                 flush=True,
             )
         after = rss_kib(proc.pid)
@@ -202,6 +207,7 @@ def main() -> int:
                 print(f"no src/rnnkit/serve.py at {args.baseline}: {old.stderr.strip()}")
                 return 1
             (Path(tmp) / "old_serve.py").write_text(old.stdout)
+            baseline_ok = True
             for run in runs:
                 code = (
                     f"import sys; sys.path.insert(0, {tmp!r}); import old_serve; "
@@ -218,11 +224,17 @@ def main() -> int:
                 REQUESTS.update(one)
                 try:
                     servers_left = 2 if name == "classify" else 1
-                    ok = measure(label, proc_cmd, {name: ""}, args_one, False, budget, servers_left) and ok
+                    one_ok = measure(label, proc_cmd, {name: ""}, args_one, False, budget, servers_left)
+                    baseline_ok = baseline_ok and one_ok
                 finally:
                     REQUESTS.clear()
                     REQUESTS.update(saved)
-    print(f"{time.monotonic() - t0:.0f} s in all; {'no request failed' if ok else 'FAILED: see above'}", flush=True)
+            if not baseline_ok:
+                print(f"the baseline ({args.baseline}) lost requests or stopped answering: see its lines above")
+    print(
+        f"{time.monotonic() - t0:.0f} s in all; rnnkit's server: {'no request failed' if ok else 'FAILED, see above'}",
+        flush=True,
+    )
     return 0 if ok else 1
 
 

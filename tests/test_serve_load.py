@@ -26,4 +26,31 @@ def test_the_load_test_runs_and_loses_no_request() -> None:
         line = next(x for x in lines if x.split()[:2] == ["fastapi", endpoint])
         assert "req/s" in line and "p50" in line and "p99" in line and " 0 failed" in line, line
     assert any("still answers: True" in x and "MiB after the load" in x for x in lines), lines
-    assert lines[-1].endswith("no request failed")
+    assert lines[-1].endswith("rnnkit's server: no request failed")
+
+
+def test_a_failed_request_is_named_by_its_cause() -> None:
+    import http.server
+    import threading
+
+    from script_helpers import load_benchmark
+
+    load_test = load_benchmark("serve_load")
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        r = load_test.load(server.server_address[1], "/x", {"items": []}, 2, 0.3, False)
+    finally:
+        server.shutdown()
+    assert r["failed"] > 0 and r["requests"] == r["failed"] and dict(r["causes"]) == {"HTTP 503": r["failed"]}
