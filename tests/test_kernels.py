@@ -575,12 +575,13 @@ def test_the_ridge_reads_the_feature_groups_with_the_lowest_leave_one_out_error(
     assert ridge.chosen_groups() == best
     cols = columns(best)
     # α: the reference's, or one whose leave-one-out error ties with it to rounding. At the small-α end the
-    # errors are flat to 1e-5, and rounding (the Gram summed per group in the fit, Zs Zsᵀ in the reference)
-    # moves them in the sixth digit: on an Intel Xeon the fit picks
-    # α = 10^-2.33 where the reference picks 10^-1.67, their reference errors 4e-6 apart (relative)
+    # errors are flat to 1e-4 (0.75634 at α = 10⁻³, 0.75624 at 10^-1.67), and rounding (the Gram summed per
+    # group in the fit, Zs Zsᵀ in the reference; the features recomputed here) moves them in the fifth digit,
+    # where 1 − diag(H_α) is small: on an Intel Xeon the fit picks α = 10^-2.33 where the reference picks
+    # 10^-1.67, their reference errors 4e-6 apart (relative); on an AMD EPYC with AVX-512 α = 10⁻³, 1.3e-4 apart
     alpha = float(ridge.alpha)
     at_alpha = ridge_loo(Z[:, cols], Y, alphas=[alpha])
-    assert float(((Y - at_alpha[2]) ** 2).mean()) == pytest.approx(errors[best][0], rel=1e-5)
+    assert float(((Y - at_alpha[2]) ** 2).mean()) == pytest.approx(errors[best][0], rel=5e-4)
     want = Z[:, cols].T @ at_alpha[1]
     scale = float(want.abs().max())  # the Gram summed per group rounds apart from Zs Zsᵀ at α = 10⁻³
     torch.testing.assert_close(ridge.coef[cols], want, rtol=1e-6, atol=1e-7 * scale)
