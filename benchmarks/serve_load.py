@@ -99,13 +99,15 @@ def load(port: int, path: str, body: dict, clients: int, seconds: float, keep_al
     elapsed = time.monotonic() - t0
     lat = sorted(x for per in latencies for x in per)
     q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0] if lat else 0.0] * 99
+    causes = sum(failures, collections.Counter())
+    unanswered = sum(n for cause, n in causes.items() if not cause.startswith("HTTP "))
     return {
-        "requests": len(lat),
-        "rps": len(lat) / elapsed,
+        "requests": len(lat) + unanswered,  # sent: answered (any status) or lost with the connection
+        "rps": len(lat) / elapsed,  # answered per second
         "p50_ms": q[49] * 1e3,
         "p99_ms": q[98] * 1e3,
-        "failed": sum(sum(f.values()) for f in failures),
-        "causes": sum(failures, collections.Counter()),
+        "failed": sum(causes.values()),
+        "causes": causes,
     }
 
 

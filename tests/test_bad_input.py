@@ -198,7 +198,6 @@ ROWS: dict[str, tuple[list[str], list[str]]] = {
         [*TRAIN, "--task", "forecast", "--data", "embedded:gender"],
         ["for --task forecast", "choose one of: embedded:msft, embedded:sunspots, embedded:ppg"],
     ),
-    "no-embedded-data-for-the-task": ([*TRAIN, "--task", "tag", "--data", "embedded:x"], ["it has none: give a file"]),
     "unreadable-pipe": ([*TRAIN, "--data", "{in:pipe}"], ["not a regular file", "pipe.txt", "give a text file"]),
     "unreadable-permissions": ([*TRAIN, "--data", "{in:latin1.txt}"], ["cannot be read", "permissions"]),
     "empty-file": ([*TRAIN, "--task", "generate", "--data", "{in:empty.txt}"], ["empty.txt is empty"]),
@@ -437,6 +436,26 @@ def test_too_long_items_at_the_library_level() -> None:
     for bad in (0, -1, 2.5, True, "3"):
         with pytest.raises(ValueError, match="max_len must be a positive integer or None"):
             Vocab(["a"], max_len=bad)
+
+
+def test_embedded_data_is_checked_against_the_tasks_kinds_but_not_on_resume(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from rnnkit.runs import kind as kinds
+    from rnnkit.runs.options import RunOptions
+
+    kinds.check_embedded(RunOptions(task="classify", data="embedded:basicmotions"))  # the series kind's
+    kinds.check_embedded(RunOptions(task="generate", data="embedded:gender"))
+    kinds.check_embedded(RunOptions(task="tag", data="embedded:x"))  # no kind of tag declares any: its reader says
+    with pytest.raises(ValueError, match="for --task classify; choose one of: embedded:country"):
+        kinds.check_embedded(RunOptions(task="classify", data="embedded:sunspots"))
+    trained = []
+    monkeypatch.setattr(type(kinds.KINDS["classify"]), "train", lambda self, opts, out, **kw: trained.append(kw))
+    # `train --resume --out RUN --data embedded:sunspots` without --task: the run's own kind reads its own data
+    kinds.train_run(RunOptions(task="classify", data="embedded:sunspots"), tmp_path / "run", resume=True)
+    assert trained and trained[0]["resume"] is True
+    with pytest.raises(ValueError, match="unknown embedded data"):
+        kinds.train_run(RunOptions(task="classify", data="embedded:sunspots"), tmp_path / "other")
 
 
 # ------------------------------------------------------------------------------------------------- the doc

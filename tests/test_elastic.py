@@ -61,8 +61,8 @@ def test_dtw_equals_the_hand_loop_for_unequal_lengths_and_any_batching(channels:
     expected = np.array([[_dtw_loop(a, b) for b in B] for a in A])
     got = _distances(A, B, method=method)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
-    one = _distances(A, B, chunk_cells=1, method=method)  # the scan: one series a batch
-    np.testing.assert_allclose(one, got, rtol=1e-12, atol=1e-12)
+    if method == "scan":  # one series a batch (the compiled kernel has no batches)
+        np.testing.assert_allclose(_distances(A, B, chunk_cells=1, method=method), got, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(_distances(B, A, method=method), got.T, rtol=1e-12, atol=1e-12)  # symmetric
     assert np.all(np.diag(_distances(A, A, method=method)) == 0)
 
@@ -100,6 +100,27 @@ def test_dtw_equals_aeons_dtw_distance(method: str) -> None:
     for i, a in enumerate(A):
         for j, b in enumerate(B):  # aeon reads (C, L)
             assert got[i, j] == pytest.approx(distances.dtw_distance(a.T.copy(), b.T.copy()), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["compiled", "scan"])
+def test_bad_shapes_and_overflowing_costs_are_refused_on_both_paths(
+    method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    method = _method(method)
+    a, la = pad_series(_series(2, 2, (3, 5)))
+    b, lb = pad_series(_series(3, 1, (3, 5)))
+    with pytest.raises(ValueError, match="the same channels"):
+        dtw_distances(a, la, b, lb, method=method)
+    with pytest.raises(ValueError, match="one integer per series"):
+        dtw_distances(a, la.double(), a, la, method=method)
+    with pytest.raises(ValueError, match="one integer per series"):
+        dtw_distances(a, la[:1], a, la, method=method)
+    if method == "scan":  # the member's own calls ("auto") take the scan
+        monkeypatch.setattr(elastic, "_kernel", lambda: None)
+    series, labels = _labeled()
+    member = NearestSeries(2, 2).fit(series, labels, 64)
+    with pytest.raises(ValueError, match="costs overflow"):  # inf in the kernel, inf − inf in the scan
+        member.probabilities([np.full((10, 2), 1e160)])
 
 
 def test_an_empty_series_is_refused() -> None:

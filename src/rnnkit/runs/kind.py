@@ -51,6 +51,7 @@ from rnnkit.runs.options import DEFAULTS, OPTIONS_KEY, RunOptions, options_recor
 from rnnkit.runs.registry import (  # re-exported: the registry is part of the run-kind API
     ENTRY_POINT_GROUP,
     KINDS,
+    check_embedded,
     kind_for,
     kind_of,
     kind_of_config,
@@ -76,6 +77,7 @@ __all__ = [
     "Prepared",
     "RunKind",
     "accuracy_line",
+    "check_embedded",
     "evaluate_path",
     "kind_for",
     "kind_of",
@@ -151,7 +153,7 @@ class RunKind:
         False  # `train --ensemble K` trains K members into one run (runs.folder.ENSEMBLE_FORMAT)
     )
     # the `--data embedded:NAME` values this kind reads (data shipped in installed packages); another embedded:
-    # name for its task is refused in one line listing the task's names (runs.registry.kind_for)
+    # name for its task is refused in one line listing the task's names (runs.registry.check_embedded)
     embedded: ClassVar[tuple[str, ...]] = ()
 
     # ---------------------------------------------------------------------------------------------- dispatch
@@ -540,6 +542,8 @@ def train_run(
     """
     out = Path(out)
     kind = kind_for(opts)
+    if not resume:  # a resumed run reads its own data, whatever --data says
+        check_embedded(opts)
     if kind.yields_on_resume and resume and not overwrite and (out / CONFIG_FILE).is_file():
         # not a run, or of a newer format: claim_out says which, in the order it checks
         with contextlib.suppress(ValueError):

@@ -24,6 +24,7 @@ __all__ = [
     "BUILTIN",
     "ENTRY_POINT_GROUP",
     "KINDS",
+    "check_embedded",
     "kind_for",
     "kind_of",
     "kind_of_config",
@@ -92,14 +93,25 @@ def kind_for(opts: RunOptions) -> RunKind:
     if opts.task not in KINDS:
         names = sorted(k.name for k in KINDS.values() if k.selectable)
         raise ValueError(f"unknown task {opts.task!r}; choose one of: {', '.join(names)}")
-    if opts.data is not None and opts.data.startswith("embedded:"):  # one the task's kinds would have claimed
-        known = [
-            n for k in KINDS.values() for n in k.embedded if k.name == opts.task or k.handles(replace(opts, data=n))
-        ]
-        if opts.data not in known:
-            choose = f"choose one of: {', '.join(known)}" if known else "it has none: give a file"
-            raise ValueError(f"unknown embedded data {opts.data!r} for --task {opts.task}; {choose}")
     return KINDS[opts.task]
+
+
+def check_embedded(opts: RunOptions) -> None:
+    """Refuse ``--data embedded:NAME`` that no kind of ``opts.task`` reads, in one line listing the names its kinds
+    declare (:attr:`RunKind.embedded`); a task whose kinds declare none is left to its reader (a plugin kind may
+    read embedded data it does not declare)."""
+    if opts.data is None or not opts.data.startswith("embedded:"):
+        return
+    load_kinds()
+    known = [
+        name
+        for kind in KINDS.values()
+        for name in getattr(kind, "embedded", ())
+        if kind.name == opts.task or kind.handles(replace(opts, data=name))
+    ]
+    if known and opts.data not in known:
+        choose = ", ".join(known)
+        raise ValueError(f"unknown embedded data {opts.data!r} for --task {opts.task}; choose one of: {choose}")
 
 
 def kind_of_config(config: dict[str, Any], path: Path | str = "the run") -> RunKind:

@@ -82,28 +82,30 @@ def dtw_distances(
 ) -> Tensor:
     """DTW distances ``(n, N)`` float64 between the padded series ``a`` ``(n, La, C)`` (lengths ``(n,)``) and
     ``b`` ``(N, Lb, C)`` (lengths ``(N,)``), on the CPU. Padding is never read: a pair's distance is read at its
-    own last cell. Every length must be at least 1 and at most its tensor's ``L``. ``method``: one of
-    :data:`DTW_METHODS` (an explicit ``"compiled"`` that cannot build raises ValueError); ``chunk_cells``: pairs ×
+    own last cell. Every length must be at least 1 and at most its tensor's ``L``; the series are read on the CPU
+    (the result is there too). ``method``: one of :data:`DTW_METHODS` (an explicit ``"compiled"`` that cannot
+    build raises ValueError, except for an empty ``a`` or ``b``, which needs no kernel); ``chunk_cells``: pairs ×
     steps of one batch of the scan."""
     if method not in DTW_METHODS:
         raise ValueError(f"method must be one of {DTW_METHODS}, got {method!r}")
+    if a.dim() != 3 or b.dim() != 3 or a.shape[2] != b.shape[2]:
+        raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} must be (n, L, C) with the same channels C")
+    for lengths, x, name in ((a_lengths, a, "a_lengths"), (b_lengths, b, "b_lengths")):
+        if lengths.shape != (x.shape[0],) or lengths.is_floating_point() or lengths.is_complex():
+            raise ValueError(f"{name} must hold one integer per series ({x.shape[0]}), got {tuple(lengths.shape)}")
     if a.shape[0] == 0 or b.shape[0] == 0:
         return torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64)
     if int(a_lengths.min()) < 1 or int(b_lengths.min()) < 1:
         raise ValueError("every series needs at least one step")
     if int(a_lengths.max()) > a.shape[1] or int(b_lengths.max()) > b.shape[1]:
         raise ValueError("a length exceeds its series' padded length")
-    a, b = a.double(), b.double()
+    a, b = a.double().cpu(), b.double().cpu()
+    a_lengths, b_lengths = a_lengths.long().cpu(), b_lengths.long().cpu()
     kernel = None if method == "scan" else _kernel()
     if method == "compiled" and kernel is None:
         raise ValueError(f"method='compiled' is unavailable ({extension_status(_EXTENSION)}); use 'auto'")
     if kernel is not None:
-        return kernel.dtw_distances(
-            a.cpu().contiguous(),
-            a_lengths.cpu().long().contiguous(),
-            b.cpu().contiguous(),
-            b_lengths.cpu().long().contiguous(),
-        )
+        return kernel.dtw_distances(a.contiguous(), a_lengths.contiguous(), b.contiguous(), b_lengths.contiguous())
     n_all, N, Lb, C = a.shape[0], b.shape[0], b.shape[1], b.shape[2]
     bt = b.permute(2, 0, 1).unsqueeze(0)  # (1, C, N, Lb)
     last = (b_lengths - 1).view(1, N, 1)
@@ -261,7 +263,7 @@ class NearestSeries(nn.Module):
         """DTW distances ``(n, N)`` of ``series`` ``n × (L_i, C)`` (their own units) to the references."""
         x, lengths = self.prepare(series)
         D = dtw_distances(x, lengths, self.reference, self.lengths)
-        if bool(torch.isnan(D).any()):  # a cost beyond float64 (inf − inf in the scan)
+        if not bool(torch.isfinite(D).all()):  # a cost beyond float64: inf (the C++ kernel) or inf − inf (the scan)
             raise ValueError("a series is too large for the DTW member once standardized (its costs overflow)")
         return D
 

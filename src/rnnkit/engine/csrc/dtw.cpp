@@ -5,8 +5,9 @@
 // with no window, read at each pair's own last cell (rnnkit/tasks/elastic.py, whose pure-PyTorch row scan computes
 // the same distances and is the fallback where this file cannot be built).
 //
-// Built on first use by rnnkit.engine.build.load_threaded_extension("dtw", ["dtw.cpp"]); the Python side checks
-// shapes, dtypes and lengths before calling. Shapes: a (n, La, C), b (N, Lb, C) float64 contiguous; a_lengths (n,),
+// Built on first use by rnnkit.engine.build.load_threaded_extension("dtw", ["dtw.cpp"]); the Python side
+// (rnnkit.tasks.elastic.dtw_distances) checks shapes and lengths and casts to float64 / int64 on the CPU before
+// calling, and this file checks them again (TORCH_CHECK). The GIL is released while it runs. Shapes: a (n, La, C), b (N, Lb, C) float64 contiguous; a_lengths (n,),
 // b_lengths (N,) int64, each in [1, L]; the result (n, N) float64.
 //
 // Each cell depends on its left neighbour, so one pair is a chain of dependent min/add operations. The kernel runs
@@ -126,5 +127,6 @@ torch::Tensor dtw_distances(torch::Tensor a, torch::Tensor a_lengths, torch::Ten
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("dtw_distances", &dtw_distances, "DTW distances (n, N) between padded float64 series, no window");
+  m.def("dtw_distances", &dtw_distances, "DTW distances (n, N) between padded float64 series, no window",
+        py::call_guard<py::gil_scoped_release>());
 }
