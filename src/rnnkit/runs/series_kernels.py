@@ -194,7 +194,7 @@ def fit_member(
     nearest = None
     if dtw_steps:
         nearest = fit_nearest(parts, classes, dtw_steps, seed)
-        nearest.weight.fill_(static_share(ridge, nearest, _labeled(parts)[1], seed))
+        nearest.weight.fill_(static_share(ridge, nearest, [i for part in parts for i in part.label_ids()], seed))
     return ridge, nearest
 
 

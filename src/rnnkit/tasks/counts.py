@@ -445,7 +445,7 @@ def fit_class_member(
         "network_val_accuracy": float((network_val.argmax(1) == gold).mean()),
         "counts_val_accuracy": float((alone.argmax(1) == gold).mean()),
         "mixed_val_accuracy": float((mixed.argmax(1) == gold).mean()),
-        "mixed_val_nll": mixed_class_nll(network_val, alone, weight, gold),
+        "mixed_val_nll": mean_nll(mixed, gold),
         "weight": weight,
         "temperature": temperature,
     }
